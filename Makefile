@@ -1,0 +1,38 @@
+# bproc: build, test, bench, demo. Every target installs what it needs from
+# the project's own files (see t/deps.sh), so a fresh machine works.
+GO     ?= go
+BIN    := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: all build deps test unit e2e bench demo vet fmt clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+deps:
+	@sh t/deps.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+unit: build
+	$(GO) test -count=1 ./...
+
+e2e: build
+	@sh t/run
+
+# All tests: unit tests of every package, then the end-to-end suite in t/.
+test: deps build vet unit e2e
+
+bench: deps build
+	@sh t/bench
+
+demo: deps build
+	@sh t/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,10 @@
+module bproc
+
+go 1.26.8
+
+require (
+	github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
+	github.com/hugelgupf/p9 v0.4.1 // indirect
+	github.com/spf13/pflag v1.0.10 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Installs the system packages the tests and benchmarks need (Debian).
+# Idempotent and quiet when everything is already there.
+need=""
+for p in gcc:gcc ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux python3:python3 perl:perl; do
+	cmd=${p%%:*}; pkg=${p#*:}
+	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
+done
+[ -e /usr/include/stdio.h ] || need="$need libc6-dev"
+if [ -n "$need" ]; then
+	echo "deps: installing$need"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+fi
+exit 0
