@@ -22,10 +22,14 @@ type Caller struct {
 	Uid    uint32   // effective uid
 	Gid    uint32   // effective gid
 	Groups []uint32 // supplementary groups, when known
-	// Slave is set on 9P connections that authenticated and attached as a
-	// bpslave (aname "slave"); Addr is the peer's IP address.
+	// Slave is set on 9P connections whose handshake claimed the bpslave
+	// role; Addr is the peer's IP address and Host the hostname it sent.
 	Slave bool
 	Addr  string
+	Host  string
+	// Conn is done when the 9P connection ends (nil for FUSE callers), so
+	// the tree can notice a slave going away at once.
+	Conn context.Context
 }
 
 // Root reports whether the caller is the superuser.
