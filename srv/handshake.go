@@ -1,0 +1,265 @@
+// Package srv serves the bproc tree (fs.Dir) over 9P2000.L to slaves and
+// remote tools, mounts the same tree with FUSE, and dials a served tree.
+// Every 9P connection starts with a handshake proving both ends hold the
+// cluster key (p9 has no usable Tauth).
+package srv
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Hello is what a client claims about itself in the handshake. The claim is
+// bound into the client's proof, so nobody without the key can alter it.
+type Hello struct {
+	Role   string   // "slave" or "tool"
+	Uid    uint32   // effective uid of the client process
+	Gid    uint32   // effective gid
+	Groups []uint32 // supplementary groups
+	Host   string   // client's hostname
+}
+
+// Roles a Hello may claim.
+const (
+	RoleSlave = "slave"
+	RoleTool  = "tool"
+)
+
+// Handshake limits: a peer cannot make us allocate or wait much.
+const (
+	HandshakeTimeout = 5 * time.Second
+	maxFrame         = 16 << 10
+	maxGroups        = 1024
+	maxHost          = 255
+	nonceLen         = 32
+)
+
+// hsMagic opens the client's first frame. A peer speaking raw 9P (or
+// anything else) fails here with a clear message.
+const hsMagic = "bproc-handshake-1"
+
+// Transcript labels keep the server's and the client's proofs apart, so
+// one can never be replayed as the other.
+const (
+	labelServer = "bproc server proof\x00"
+	labelClient = "bproc client proof\x00"
+	labelAccept = "bproc server accept\x00"
+)
+
+// ErrBadKey is wrapped by handshake errors caused by a key mismatch.
+var ErrBadKey = errors.New("cluster key mismatch")
+
+// Validate checks a Hello's fields.
+func (h *Hello) Validate() error {
+	if h.Role != RoleSlave && h.Role != RoleTool {
+		return fmt.Errorf("bad role %q (want %q or %q)", h.Role, RoleSlave, RoleTool)
+	}
+	if len(h.Groups) > maxGroups {
+		return fmt.Errorf("%d supplementary groups, more than %d", len(h.Groups), maxGroups)
+	}
+	if len(h.Host) > maxHost {
+		return fmt.Errorf("host name longer than %d bytes", maxHost)
+	}
+	for _, c := range []byte(h.Host) {
+		if c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("host name %q has a blank, control or non-ASCII byte", h.Host)
+		}
+	}
+	return nil
+}
+
+// hsFrame is one length-prefixed handshake message.
+func writeFrame(w io.Writer, parts ...[]byte) error {
+	var buf bytes.Buffer
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n > maxFrame {
+		return fmt.Errorf("handshake frame of %d bytes exceeds %d", n, maxFrame)
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(n))
+	buf.Write(hdr[:])
+	for _, p := range parts {
+		buf.Write(p)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func readFrame(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxFrame {
+		return nil, fmt.Errorf("handshake frame of %d bytes exceeds %d (not a bproc peer?)", n, maxFrame)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func mac(key []byte, label string, parts ...[]byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(label))
+	for _, p := range parts {
+		// Length-prefix every part so concatenations cannot collide.
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
+		m.Write(l[:])
+		m.Write(p)
+	}
+	return m.Sum(nil)
+}
+
+func nonce() ([]byte, error) {
+	b := make([]byte, nonceLen)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("handshake: nonce: %w", err)
+	}
+	return b, nil
+}
+
+// The exchange (all frames length-prefixed):
+//
+//	C->S  magic, Nc
+//	S->C  Ns, HMAC(K, server | Nc | Ns)                 server proves the key
+//	C->S  hello, HMAC(K, client | Nc | Ns | hello)       client proves the key and binds its claim
+//	S->C  HMAC(K, accept | Nc | Ns | hello)              or an error text
+//
+// Fresh nonces on both sides make every proof single-use.
+
+// ServerHandshake runs the server side on a freshly accepted conn and
+// returns the client's verified claim. It sets and then clears a deadline,
+// so a silent or slow peer fails after HandshakeTimeout.
+func ServerHandshake(conn net.Conn, key []byte) (Hello, error) {
+	if len(key) == 0 {
+		return Hello{}, errors.New("handshake: empty cluster key")
+	}
+	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	h, err := serverHandshake(conn, key)
+	if err != nil {
+		return Hello{}, fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
+	}
+	return h, nil
+}
+
+func serverHandshake(conn net.Conn, key []byte) (Hello, error) {
+	first, err := readFrame(conn)
+	if err != nil {
+		return Hello{}, fmt.Errorf("reading greeting: %w", err)
+	}
+	if len(first) != len(hsMagic)+nonceLen || string(first[:len(hsMagic)]) != hsMagic {
+		return Hello{}, errors.New("bad greeting (not a bproc client, or another version)")
+	}
+	nc := first[len(hsMagic):]
+	ns, err := nonce()
+	if err != nil {
+		return Hello{}, err
+	}
+	if err := writeFrame(conn, ns, mac(key, labelServer, nc, ns)); err != nil {
+		return Hello{}, fmt.Errorf("sending challenge: %w", err)
+	}
+	f, err := readFrame(conn)
+	if err != nil {
+		return Hello{}, fmt.Errorf("reading client proof: %w", err)
+	}
+	if len(f) < sha256.Size {
+		return Hello{}, errors.New("short client proof")
+	}
+	hb, proof := f[:len(f)-sha256.Size], f[len(f)-sha256.Size:]
+	if !hmac.Equal(proof, mac(key, labelClient, nc, ns, hb)) {
+		writeFrame(conn, []byte("error: cluster key mismatch"))
+		return Hello{}, fmt.Errorf("client: %w", ErrBadKey)
+	}
+	var h Hello
+	if err := json.Unmarshal(hb, &h); err != nil {
+		writeFrame(conn, []byte("error: bad hello"))
+		return Hello{}, fmt.Errorf("decoding hello: %w", err)
+	}
+	if err := h.Validate(); err != nil {
+		writeFrame(conn, []byte("error: "+err.Error()))
+		return Hello{}, fmt.Errorf("hello: %w", err)
+	}
+	if err := writeFrame(conn, mac(key, labelAccept, nc, ns, hb)); err != nil {
+		return Hello{}, fmt.Errorf("sending accept: %w", err)
+	}
+	return h, nil
+}
+
+// ClientHandshake runs the client side on a freshly dialed conn, claiming
+// identity h. It fails if the server does not hold the key or rejects us.
+func ClientHandshake(conn net.Conn, key []byte, h Hello) error {
+	if len(key) == 0 {
+		return errors.New("handshake: empty cluster key")
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	if err := clientHandshake(conn, key, h); err != nil {
+		return fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
+	}
+	return nil
+}
+
+func clientHandshake(conn net.Conn, key []byte, h Hello) error {
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("encoding hello: %w", err)
+	}
+	nc, err := nonce()
+	if err != nil {
+		return err
+	}
+	if err := writeFrame(conn, []byte(hsMagic), nc); err != nil {
+		return fmt.Errorf("sending greeting: %w", err)
+	}
+	f, err := readFrame(conn)
+	if err != nil {
+		return fmt.Errorf("reading challenge: %w", err)
+	}
+	if len(f) != nonceLen+sha256.Size {
+		return errors.New("bad challenge (not a bproc server?)")
+	}
+	ns, proof := f[:nonceLen], f[nonceLen:]
+	if !hmac.Equal(proof, mac(key, labelServer, nc, ns)) {
+		// Answer with a proof that cannot verify, so the server logs a
+		// key mismatch rather than a vanished peer.
+		writeFrame(conn, []byte("error: cluster key mismatch"), make([]byte, sha256.Size))
+		return fmt.Errorf("server: %w", ErrBadKey)
+	}
+	if err := writeFrame(conn, hb, mac(key, labelClient, nc, ns, hb)); err != nil {
+		return fmt.Errorf("sending proof: %w", err)
+	}
+	f, err = readFrame(conn)
+	if err != nil {
+		return fmt.Errorf("reading verdict: %w", err)
+	}
+	if !hmac.Equal(f, mac(key, labelAccept, nc, ns, hb)) {
+		if bytes.HasPrefix(f, []byte("error: ")) && len(f) < 512 {
+			if bytes.Contains(f, []byte("key mismatch")) {
+				return fmt.Errorf("server rejected us: %w", ErrBadKey)
+			}
+			return fmt.Errorf("server rejected us: %q", f[len("error: "):])
+		}
+		return errors.New("bad verdict from server")
+	}
+	return nil
+}
