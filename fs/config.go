@@ -1,0 +1,144 @@
+package fs
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is bpmaster's configuration file, BProc style: one keyword per
+// line, '#' starts a comment.
+//
+//	bprocport 2223
+//	iprange 0 10.77.0.10 10.77.0.13   # nodes 0..3 get these addresses
+//	node 7 10.77.0.99
+//	pingtimeout 5
+//	keyfile /etc/bproc/cluster.key
+//	mount /bproc
+//	reboot /sbin/reboot               # what a slave runs for `state reboot`
+//	halt /sbin/halt
+//	pwroff /sbin/poweroff
+type Config struct {
+	Port        int
+	PingTimeout time.Duration
+	KeyFile     string
+	Mount       string
+	Nodes       map[int]string    // node number -> address
+	Commands    map[string]string // reboot/halt/pwroff -> shell command
+}
+
+// DefaultConfig is what bpmaster serves with no config file.
+func DefaultConfig() *Config {
+	return &Config{
+		Port:        2223,
+		PingTimeout: 5 * time.Second,
+		KeyFile:     "/etc/bproc/cluster.key",
+		Mount:       "/bproc",
+		Nodes:       map[int]string{},
+		Commands:    map[string]string{},
+	}
+}
+
+type configKeyword struct {
+	name    string
+	minArgs int
+	maxArgs int // -1: any
+	apply   func(c *Config, args []string) error
+}
+
+var configKeywords = []configKeyword{
+	{"bprocport", 1, 1, func(c *Config, a []string) error {
+		p, err := strconv.Atoi(a[0])
+		if err != nil || p <= 0 || p > 65535 {
+			return fmt.Errorf("bad port %q", a[0])
+		}
+		c.Port = p
+		return nil
+	}},
+	{"pingtimeout", 1, 1, func(c *Config, a []string) error {
+		s, err := strconv.ParseFloat(a[0], 64)
+		if err != nil || s <= 0 {
+			return fmt.Errorf("bad timeout %q (seconds)", a[0])
+		}
+		c.PingTimeout = time.Duration(s * float64(time.Second))
+		return nil
+	}},
+	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
+	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
+	{"node", 2, 2, func(c *Config, a []string) error {
+		n, err := strconv.Atoi(a[0])
+		if err != nil || n < 0 {
+			return fmt.Errorf("bad node number %q", a[0])
+		}
+		ip, err := netip.ParseAddr(a[1])
+		if err != nil {
+			return fmt.Errorf("bad address %q: %w", a[1], err)
+		}
+		c.Nodes[n] = ip.String()
+		return nil
+	}},
+	{"iprange", 3, 3, func(c *Config, a []string) error {
+		first, err := strconv.Atoi(a[0])
+		if err != nil || first < 0 {
+			return fmt.Errorf("bad first node %q", a[0])
+		}
+		lo, err1 := netip.ParseAddr(a[1])
+		hi, err2 := netip.ParseAddr(a[2])
+		if err1 != nil || err2 != nil || !lo.Is4() || !hi.Is4() || hi.Less(lo) {
+			return fmt.Errorf("bad address range %s %s", a[1], a[2])
+		}
+		for ip, n := lo, first; ; ip, n = ip.Next(), n+1 {
+			if n-first >= 65536 {
+				return fmt.Errorf("address range %s %s too large", a[1], a[2])
+			}
+			c.Nodes[n] = ip.String()
+			if ip == hi {
+				break
+			}
+		}
+		return nil
+	}},
+	{"reboot", 1, -1, func(c *Config, a []string) error { c.Commands["reboot"] = strings.Join(a, " "); return nil }},
+	{"halt", 1, -1, func(c *Config, a []string) error { c.Commands["halt"] = strings.Join(a, " "); return nil }},
+	{"pwroff", 1, -1, func(c *Config, a []string) error { c.Commands["pwroff"] = strings.Join(a, " "); return nil }},
+}
+
+// ParseConfig reads a config file; errors name the line.
+func ParseConfig(r io.Reader) (*Config, error) {
+	c := DefaultConfig()
+	sc := bufio.NewScanner(r)
+	for lineNo := 1; sc.Scan(); lineNo++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		var kw *configKeyword
+		for i := range configKeywords {
+			if configKeywords[i].name == f[0] {
+				kw = &configKeywords[i]
+			}
+		}
+		if kw == nil {
+			return nil, fmt.Errorf("line %d: unknown keyword %q", lineNo, f[0])
+		}
+		args := f[1:]
+		if len(args) < kw.minArgs || (kw.maxArgs >= 0 && len(args) > kw.maxArgs) {
+			return nil, fmt.Errorf("line %d: %s: wrong number of arguments", lineNo, f[0])
+		}
+		if err := kw.apply(c, args); err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", lineNo, f[0], err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,545 @@
+package fs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Node states, as BProc names them.
+var nodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+
+const (
+	ioRingSize    = 256 << 10
+	streamSize    = 1 << 20
+	jobsQueueSize = 64 << 20
+	exitedKeep    = 10 * time.Minute
+	exitedMax     = 4096
+	startTimeout  = 30 * time.Second
+)
+
+// Master is bpmaster's state: the nodes, the processes running on them and
+// the slaves connected for them. Its tree (Root) is served over 9P and FUSE.
+type Master struct {
+	Logf  func(format string, args ...any)
+	Trace func(format string, args ...any) // every command and slave message, when tracing
+
+	mu      sync.Mutex
+	cfg     *Config
+	nodes   map[int]*node
+	dyn     map[string]int // addresses given numbers in order of first connection
+	procs   map[int]*Proc
+	nextPid int
+	slaves  map[context.Context]*slaveConn
+	bins    binCache
+
+	root Dir
+}
+
+type node struct {
+	num        int
+	state      string
+	addr, host string
+	mode       iofs.FileMode
+	uid, gid   uint32
+	conn       *slaveConn
+	ring       *Ring
+	dir        *nodeDir
+}
+
+type slaveConn struct {
+	key      context.Context
+	node     *node
+	jobs     *Stream
+	mu       sync.Mutex
+	lastPing time.Time
+	dead     bool
+}
+
+// NewMaster returns a master serving cfg.
+func NewMaster(cfg *Config) *Master {
+	m := &Master{
+		Logf:    func(string, ...any) {},
+		Trace:   func(string, ...any) {},
+		nodes:   map[int]*node{},
+		dyn:     map[string]int{},
+		procs:   map[int]*Proc{},
+		nextPid: 1,
+		slaves:  map[context.Context]*slaveConn{},
+	}
+	m.bins.limit = 512 << 20
+	m.SetConfig(cfg)
+	m.nodeLocked(-1) // the master itself
+	m.root = m.newRoot()
+	return m
+}
+
+// Root is the tree.
+func (m *Master) Root() Dir { return m.root }
+
+// PingTimeout is the configured ping timeout.
+func (m *Master) PingTimeout() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.PingTimeout
+}
+
+// SetConfig installs a (re-read) configuration: configured nodes appear,
+// pingtimeout and node commands change at once.
+func (m *Master) SetConfig(cfg *Config) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cfg = cfg
+	for num, addr := range cfg.Nodes {
+		n := m.nodeLocked(num)
+		if n.conn == nil {
+			n.addr = addr
+		}
+	}
+}
+
+// nodeLocked returns node num, creating it down with BProc's default
+// permissions (everyone may run work: ---x--x--x root root).
+func (m *Master) nodeLocked(num int) *node {
+	n := m.nodes[num]
+	if n == nil {
+		n = &node{num: num, state: "down", mode: 0o111, ring: NewRing(ioRingSize)}
+		if num == -1 {
+			n.addr = "-"
+		}
+		n.dir = m.newNodeDir(n)
+		m.nodes[num] = n
+	}
+	return n
+}
+
+// numberFor picks the node number for a slave connecting from addr.
+func (m *Master) numberFor(addr string) int {
+	if addr == LocalAddr {
+		return -1
+	}
+	for _, num := range sortedInts(m.cfg.Nodes) {
+		if m.cfg.Nodes[num] == addr {
+			return num
+		}
+	}
+	if num, ok := m.dyn[addr]; ok {
+		return num
+	}
+	next := 0
+	for num := range m.nodes {
+		next = max(next, num+1)
+	}
+	for num := range m.cfg.Nodes {
+		next = max(next, num+1)
+	}
+	m.dyn[addr] = next
+	return next
+}
+
+// register makes c the slave of its node, replacing any previous one.
+func (m *Master) register(c *Caller) (*slaveConn, error) {
+	if !c.Slave || c.Conn == nil {
+		return nil, fmt.Errorf("only slaves may open jobs: %w", syscall.EPERM)
+	}
+	m.mu.Lock()
+	num := m.numberFor(c.Addr)
+	n := m.nodeLocked(num)
+	old := n.conn
+	sc := &slaveConn{key: c.Conn, node: n, jobs: NewStream(jobsQueueSize, false), lastPing: time.Now()}
+	sc.jobs.Attach()
+	m.slaves[c.Conn] = sc
+	n.conn = sc
+	n.state = "up"
+	n.host = c.Host
+	if c.Addr != LocalAddr {
+		n.addr = c.Addr
+	}
+	ping := m.cfg.PingTimeout
+	m.mu.Unlock()
+	if old != nil && old != sc {
+		m.dropSlave(old, "replaced by a new connection")
+	}
+	m.Logf("node %d up: slave %s (%s)", num, c.Addr, c.Host)
+	sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds()})
+	go func() {
+		<-c.Conn.Done()
+		m.dropSlave(sc, "connection closed")
+	}()
+	return sc, nil
+}
+
+// dropSlave forgets a slave: its node goes down and its processes end as lost.
+func (m *Master) dropSlave(sc *slaveConn, why string) {
+	sc.mu.Lock()
+	if sc.dead {
+		sc.mu.Unlock()
+		return
+	}
+	sc.dead = true
+	sc.mu.Unlock()
+	sc.jobs.Break(fmt.Errorf("slave dropped: %w", syscall.ENOTCONN))
+
+	m.mu.Lock()
+	if m.slaves[sc.key] == sc {
+		delete(m.slaves, sc.key)
+	}
+	n := sc.node
+	if n.conn == sc {
+		n.conn = nil
+		n.state = "down"
+	}
+	var lost []*Proc
+	for _, p := range m.procs {
+		if p.conn == sc {
+			lost = append(lost, p)
+		}
+	}
+	m.mu.Unlock()
+	m.Logf("node %d down: %s", n.num, why)
+	for _, p := range lost {
+		p.finish(fmt.Sprintf("lost node %d down", n.num))
+	}
+}
+
+func (sc *slaveConn) send(m *Master, msg *Msg) error {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
+	}
+	m.Trace("node %d <- %s", sc.node.num, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sc.jobs.Write(ctx, append(b, '\n')); err != nil {
+		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, msg.Op, err)
+	}
+	return nil
+}
+
+func (sc *slaveConn) ping() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.dead {
+		return fmt.Errorf("connection was dropped: %w", syscall.ENOTCONN)
+	}
+	sc.lastPing = time.Now()
+	return nil
+}
+
+// Run sweeps for silent slaves and old exited processes until ctx ends.
+func (m *Master) Run(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.sweep(now)
+		}
+	}
+}
+
+func (m *Master) sweep(now time.Time) {
+	m.mu.Lock()
+	timeout := m.cfg.PingTimeout
+	var silent []*slaveConn
+	for _, sc := range m.slaves {
+		sc.mu.Lock()
+		if sc.node.num != -1 && now.Sub(sc.lastPing) > timeout {
+			silent = append(silent, sc)
+		}
+		sc.mu.Unlock()
+	}
+	var exited []*Proc
+	for _, p := range m.procs {
+		if t, ok := p.exitTime(); ok {
+			if now.Sub(t) > exitedKeep {
+				delete(m.procs, p.pid)
+			} else {
+				exited = append(exited, p)
+			}
+		}
+	}
+	if len(exited) > exitedMax {
+		sort.Slice(exited, func(i, j int) bool { return exited[i].pid < exited[j].pid })
+		for _, p := range exited[:len(exited)-exitedMax] {
+			delete(m.procs, p.pid)
+		}
+	}
+	m.mu.Unlock()
+	for _, sc := range silent {
+		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
+	}
+}
+
+// slaveFor returns the live slave connection of caller c.
+func (m *Master) slaveFor(c *Caller) (*slaveConn, error) {
+	if !c.Slave || c.Conn == nil {
+		return nil, fmt.Errorf("not a slave: %w", syscall.EPERM)
+	}
+	m.mu.Lock()
+	sc := m.slaves[c.Conn]
+	m.mu.Unlock()
+	if sc == nil {
+		return nil, fmt.Errorf("slave not registered: %w", syscall.ENOTCONN)
+	}
+	return sc, nil
+}
+
+// mayRun applies a node's permission bits: root always; else the owner,
+// group or other execute bit.
+func mayRun(c *Caller, mode iofs.FileMode, uid, gid uint32) bool {
+	switch {
+	case c.Root():
+		return true
+	case c.Uid == uid:
+		return mode&0o100 != 0
+	case c.InGroup(gid):
+		return mode&0o010 != 0
+	default:
+		return mode&0o001 != 0
+	}
+}
+
+// execOpts are the options of a ctl exec command.
+type execOpts struct {
+	dir      string
+	env      []string
+	argv0    string
+	attached bool
+	null     bool
+}
+
+func parseExec(args []string) (*execOpts, []string, error) {
+	o := &execOpts{}
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := args[0]
+		args = args[1:]
+		if a == "--" {
+			break
+		}
+		needArg := func() (string, error) {
+			if len(args) == 0 {
+				return "", fmt.Errorf("exec: option %s needs an argument: %w", a, syscall.EINVAL)
+			}
+			v := args[0]
+			args = args[1:]
+			return v, nil
+		}
+		var err error
+		switch a {
+		case "-i":
+			o.attached = true
+		case "-n":
+			o.null = true
+		case "-c":
+			o.dir, err = needArg()
+		case "-a":
+			o.argv0, err = needArg()
+		case "-e":
+			var kv string
+			if kv, err = needArg(); err == nil {
+				if !strings.Contains(kv, "=") {
+					return nil, nil, fmt.Errorf("exec: -e %q is not NAME=VALUE: %w", kv, syscall.EINVAL)
+				}
+				o.env = append(o.env, kv)
+			}
+		default:
+			return nil, nil, fmt.Errorf("exec: unknown option %s: %w", a, syscall.EINVAL)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(args) == 0 {
+		return nil, nil, fmt.Errorf("exec: missing program path: %w", syscall.EINVAL)
+	}
+	return o, args, nil
+}
+
+// callerEnv is the writer's environment and cwd, read from /proc for FUSE
+// callers; 9P callers get a minimal one.
+func callerEnv(c *Caller) (env []string, cwd string) {
+	if c.Pid > 0 {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.Pid)); err == nil {
+			for _, kv := range strings.Split(string(b), "\x00") {
+				if kv != "" {
+					env = append(env, kv)
+				}
+			}
+		}
+		cwd, _ = os.Readlink(fmt.Sprintf("/proc/%d/cwd", c.Pid))
+	}
+	if env == nil {
+		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/"}
+	}
+	return env, cwd
+}
+
+func lookPath(name, dir string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if !strings.HasPrefix(name, "/") && dir != "" {
+			name = dir + "/" + name
+		}
+		return name, nil
+	}
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range strings.Split(path, ":") {
+		if d == "" {
+			d = "."
+		}
+		p := d + "/" + name
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in PATH: %w", name, syscall.ENOENT)
+}
+
+// exec starts args on node n for caller c and returns the new pid once the
+// slave reports the process started.
+func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (int, error) {
+	o, argv, err := parseExec(args)
+	if err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	state, sc := n.state, n.conn
+	permitted := mayRun(c, n.mode, n.uid, n.gid)
+	m.mu.Unlock()
+	if !permitted {
+		return 0, fmt.Errorf("node %d: %w", n.num, syscall.EACCES)
+	}
+	if sc == nil || !(state == "up" || (state == "unavailable" && c.Root())) {
+		return 0, fmt.Errorf("node %d is %s: %w", n.num, state, syscall.EHOSTDOWN)
+	}
+	env, cwd := callerEnv(c)
+	if o.env != nil {
+		env = o.env
+	}
+	if o.dir != "" {
+		cwd = o.dir
+	}
+	path, err := lookPath(argv[0], cwd, env)
+	if err != nil {
+		return 0, err
+	}
+	bin, err := m.bins.load(path, c)
+	if err != nil {
+		return 0, err
+	}
+	if o.argv0 != "" {
+		argv[0] = o.argv0
+	}
+
+	p := m.newProc(c, n, sc, argv, o.attached)
+	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path,
+		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null}
+	if err := sc.send(m, msg); err != nil {
+		m.forget(p)
+		return 0, err
+	}
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-p.started:
+	case <-p.done:
+		err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
+	case <-timer.C:
+		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, path, syscall.ETIMEDOUT)
+	case <-ctx.Done():
+		err = fmt.Errorf("exec interrupted: %w", syscall.EINTR)
+	}
+	if err != nil {
+		m.forget(p)
+		p.finish("exit 127")
+		return 0, fmt.Errorf("exec %s: %w", path, err)
+	}
+	return p.pid, nil
+}
+
+func (m *Master) forget(p *Proc) {
+	m.mu.Lock()
+	delete(m.procs, p.pid)
+	m.mu.Unlock()
+}
+
+// setState is `state STATE` on node n.
+func (m *Master) setState(c *Caller, n *node, state string) error {
+	if !c.Root() {
+		return fmt.Errorf("only root may change node state: %w", syscall.EPERM)
+	}
+	valid := false
+	for _, s := range nodeStates {
+		valid = valid || s == state
+	}
+	if !valid {
+		return fmt.Errorf("unknown state %q (one of %s): %w", state, strings.Join(nodeStates, ", "), syscall.EINVAL)
+	}
+	m.mu.Lock()
+	n.state = state
+	sc := n.conn
+	cmd := m.cfg.Commands[state]
+	m.mu.Unlock()
+	m.Logf("node %d: state %s", n.num, state)
+	if sc != nil && (state == "reboot" || state == "halt" || state == "pwroff") {
+		return sc.send(m, &Msg{Op: "state", State: state, Command: cmd})
+	}
+	return nil
+}
+
+// signalNode is `kill SIG` on node n: every process of the caller's there.
+func (m *Master) signalNode(c *Caller, n *node, sig syscall.Signal) (int, error) {
+	m.mu.Lock()
+	var targets []*Proc
+	for _, p := range m.procs {
+		if p.node == n.num && (c.Root() || p.uid == c.Uid) {
+			targets = append(targets, p)
+		}
+	}
+	m.mu.Unlock()
+	count := 0
+	for _, p := range targets {
+		if err := p.signal(m, sig); err == nil {
+			count++
+		}
+	}
+	return count, nil
+}
+
+// parseSignal accepts 9, KILL or SIGKILL.
+func parseSignal(s string) (syscall.Signal, error) {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("bad signal number %q: %w", s, syscall.EINVAL)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q: %w", s, syscall.EINVAL)
+}
+
+var errNoProc = errors.New("no such process")

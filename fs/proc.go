@@ -1,0 +1,231 @@
+package fs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Proc is one process of the cluster-wide process space.
+type Proc struct {
+	pid      int
+	node     int
+	uid, gid uint32
+	argv     []string
+	attached bool
+	conn     *slaveConn
+	ring     *Ring
+
+	stdout, stderr, stdin *Stream
+	started               chan error // the slave's "started" or "failed"
+	done                  chan struct{}
+
+	mu       sync.Mutex
+	state    string // starting, running, stopped, exited
+	ospid    int
+	status   string // the wait line, once done
+	exitedAt time.Time
+
+	dir *procDir
+}
+
+func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) *Proc {
+	p := &Proc{
+		node: n.num, uid: c.Uid, gid: c.Gid, argv: argv, attached: attached, conn: sc, ring: n.ring,
+		stdout:  NewStream(streamSize, !attached),
+		stderr:  NewStream(streamSize, !attached),
+		stdin:   NewStream(streamSize, false),
+		started: make(chan error, 1),
+		done:    make(chan struct{}),
+		state:   "starting",
+	}
+	p.stdin.Attach()
+	m.mu.Lock()
+	p.pid = m.nextPid
+	m.nextPid++
+	m.procs[p.pid] = p
+	m.mu.Unlock()
+	p.dir = m.newProcDir(p)
+	return p
+}
+
+// finish records how the process ended, once; its output streams end
+// (after what is queued) and its stdin refuses further bytes.
+func (p *Proc) finish(status string) {
+	p.mu.Lock()
+	if p.status != "" {
+		p.mu.Unlock()
+		return
+	}
+	p.status = status
+	p.state = "exited"
+	p.exitedAt = time.Now()
+	p.mu.Unlock()
+	if strings.HasPrefix(status, "lost") {
+		p.stdout.CloseWrite()
+		p.stderr.CloseWrite()
+	}
+	p.stdin.Break(fmt.Errorf("process has exited: %w", syscall.EPIPE))
+	close(p.done)
+}
+
+func (p *Proc) exitTime() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exitedAt, p.status != ""
+}
+
+func (p *Proc) statusLine() string {
+	p.mu.Lock()
+	state := p.state
+	p.mu.Unlock()
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, JoinCommand(p.argv))
+}
+
+// signal asks the process's slave to deliver sig to its process group.
+func (p *Proc) signal(m *Master, sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("process %d has exited: %w", p.pid, syscall.ESRCH)
+	default:
+	}
+	if err := p.conn.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(sig)}); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	switch sig {
+	case syscall.SIGSTOP, syscall.SIGTSTP:
+		p.state = "stopped"
+	case syscall.SIGCONT:
+		if p.state == "stopped" {
+			p.state = "running"
+		}
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// slaveReport applies a line a slave wrote to slave/proc/PID/ctl.
+func (p *Proc) slaveReport(line string) error {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+	}
+	var n int
+	if _, err := fmt.Sscanf(f[1], "%d", &n); err != nil {
+		return fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
+	}
+	switch f[0] {
+	case "started":
+		p.mu.Lock()
+		p.ospid, p.state = n, "running"
+		p.mu.Unlock()
+		p.started <- nil
+	case "failed":
+		text := strings.Join(f[2:], " ")
+		p.started <- fmt.Errorf("%s: %w", text, syscall.Errno(n))
+	case "exit":
+		p.finish(fmt.Sprintf("exit %d", n))
+	case "signal":
+		p.finish(fmt.Sprintf("signal %d %s", n, unix.SignalName(syscall.Signal(n))))
+	default:
+		return fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
+	}
+	return nil
+}
+
+// binCache keeps shipped binaries by file identity, so a binary is read
+// and hashed once while it is unchanged.
+type binCache struct {
+	mu     sync.Mutex
+	limit  int
+	size   int
+	byID   map[binID]*binary
+	byHash map[string]*binary
+	order  []binID
+}
+
+type binID struct {
+	dev, ino    uint64
+	size, mtime int64
+}
+
+type binary struct {
+	hash string
+	data []byte
+}
+
+// load reads path for caller c, who must be allowed to execute it.
+func (b *binCache) load(path string, c *Caller) (*binary, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, fmt.Errorf("%s: not a regular file: %w", path, syscall.EACCES)
+	}
+	if !mayExecFile(c, st.Mode, st.Uid, st.Gid) {
+		return nil, fmt.Errorf("%s: %w", path, syscall.EACCES)
+	}
+	id := binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano()}
+	b.mu.Lock()
+	if bin := b.byID[id]; bin != nil {
+		b.mu.Unlock()
+		return bin, nil
+	}
+	b.mu.Unlock()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	sum := sha256.Sum256(data)
+	bin := &binary{hash: hex.EncodeToString(sum[:]), data: data}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byID == nil {
+		b.byID, b.byHash = map[binID]*binary{}, map[string]*binary{}
+	}
+	b.byID[id] = bin
+	b.byHash[bin.hash] = bin
+	b.order = append(b.order, id)
+	b.size += len(data)
+	for b.size > b.limit && len(b.order) > 1 {
+		old := b.byID[b.order[0]]
+		delete(b.byID, b.order[0])
+		if old != nil {
+			b.size -= len(old.data)
+			if b.byHash[old.hash] == old {
+				delete(b.byHash, old.hash)
+			}
+		}
+		b.order = b.order[1:]
+	}
+	return bin, nil
+}
+
+func (b *binCache) get(hash string) *binary {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byHash[hash]
+}
+
+// mayExecFile is the kernel's execute check for a regular file.
+func mayExecFile(c *Caller, mode uint32, uid, gid uint32) bool {
+	switch {
+	case c.Root():
+		return mode&0o111 != 0
+	case c.Uid == uid:
+		return mode&0o100 != 0
+	case c.InGroup(gid):
+		return mode&0o010 != 0
+	default:
+		return mode&0o001 != 0
+	}
+}

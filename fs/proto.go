@@ -1,0 +1,44 @@
+package fs
+
+// The slave protocol is part of the tree: a bpslave (a 9P client whose
+// handshake claimed the slave role) sees a `slave/` directory at the root:
+//
+//	slave/jobs            read: JSON messages, one per line, for this node (opening it registers the node)
+//	slave/ping            write: anything; proves the slave is alive
+//	slave/bin/HASH        read: the binary with that sha256, shipped from the master
+//	slave/proc/PID/ctl    write: "started OSPID" | "failed ERRNO TEXT" | "exit N" | "signal N"
+//	slave/proc/PID/stdout write: the process's output (closing = EOF)
+//	slave/proc/PID/stderr write
+//	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
+//
+// The master runs node -1 with the same code over an in-process opener.
+
+// Msg is one message from the master to a slave.
+type Msg struct {
+	Op string `json:"op"` // "hello", "start", "signal", "state"
+
+	// hello
+	Node        int   `json:"node,omitempty"`
+	PingTimeout int64 `json:"ping_ms,omitempty"`
+
+	// start, signal
+	Pid    int      `json:"pid,omitempty"`
+	Hash   string   `json:"hash,omitempty"`
+	Size   int64    `json:"size,omitempty"`
+	Path   string   `json:"path,omitempty"` // the master's path, for messages
+	Argv   []string `json:"argv,omitempty"`
+	Env    []string `json:"env,omitempty"`
+	Dir    string   `json:"dir,omitempty"`
+	Uid    uint32   `json:"uid"`
+	Gid    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
+	Null   bool     `json:"null_stdin,omitempty"`
+	Sig    int      `json:"sig,omitempty"`
+
+	// state
+	State   string `json:"state,omitempty"`
+	Command string `json:"command,omitempty"`
+}
+
+// LocalAddr is the Caller.Addr of the master's own in-process slave (node -1).
+const LocalAddr = "local"

@@ -1,0 +1,131 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	iofs "io/fs"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// The slave/ directory: what a bpslave reads and writes (see proto.go).
+
+func (m *Master) newSlaveDir() Dir {
+	jobs := &openFile{ino: NewIno(), mode: 0o400, open: func(c *Caller, flags int) (Handle, error) {
+		sc, err := m.register(c)
+		if err != nil {
+			return nil, err
+		}
+		return &streamReader{s: sc.jobs}, nil
+	}}
+	ping := &openFile{ino: NewIno(), mode: 0o200, open: func(c *Caller, flags int) (Handle, error) {
+		sc, err := m.slaveFor(c)
+		if err != nil {
+			return nil, err
+		}
+		return &pingHandle{sc: sc}, nil
+	}}
+	bins := &slaveBinDir{m: m, ino: NewIno()}
+	procs := &slaveProcDir{m: m, ino: NewIno()}
+	return newDir(staticEntries("bin", bins, "jobs", jobs, "ping", ping, "proc", procs))
+}
+
+type pingHandle struct {
+	noRead
+	noClose
+	sc *slaveConn
+}
+
+func (h *pingHandle) Write(_ context.Context, p []byte, _ int64) (int, error) {
+	if err := h.sc.ping(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// slaveBinDir serves shipped binaries by hash; it lists nothing.
+type slaveBinDir struct {
+	m   *Master
+	ino uint64
+}
+
+func (d *slaveBinDir) Attr() Attr { return Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
+
+func (d *slaveBinDir) List(*Caller) ([]Dirent, error) { return nil, nil }
+
+func (d *slaveBinDir) Lookup(c *Caller, name string) (Node, error) {
+	if _, err := d.m.slaveFor(c); err != nil {
+		return nil, err
+	}
+	bin := d.m.bins.get(name)
+	if bin == nil {
+		return nil, fmt.Errorf("binary %s: %w", name, syscall.ENOENT)
+	}
+	return &openFile{ino: NewIno(), mode: 0o400, open: func(*Caller, int) (Handle, error) {
+		return &bytesHandle{data: bin.data}, nil
+	}}, nil
+}
+
+// slaveProcDir gives a slave the write side of its own processes.
+type slaveProcDir struct {
+	m   *Master
+	ino uint64
+}
+
+func (d *slaveProcDir) Attr() Attr { return Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
+
+func (d *slaveProcDir) List(*Caller) ([]Dirent, error) { return nil, nil }
+
+func (d *slaveProcDir) Lookup(c *Caller, name string) (Node, error) {
+	sc, err := d.m.slaveFor(c)
+	if err != nil {
+		return nil, err
+	}
+	pid, err := strconv.Atoi(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, syscall.ENOENT)
+	}
+	d.m.mu.Lock()
+	p := d.m.procs[pid]
+	d.m.mu.Unlock()
+	if p == nil || p.conn != sc {
+		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
+	}
+	return d.m.slaveProcFiles(p), nil
+}
+
+func (m *Master) slaveProcFiles(p *Proc) Dir {
+	out := func(s *Stream) *openFile {
+		return &openFile{ino: NewIno(), mode: 0o200, open: func(*Caller, int) (Handle, error) {
+			w := &streamWriter{s: s}
+			if !p.attached {
+				w.tee = func(b []byte) { p.ring.Write(p.uid, b) }
+			}
+			return w, nil
+		}}
+	}
+	ctl := &openFile{ino: NewIno(), mode: 0o200, open: func(*Caller, int) (Handle, error) {
+		return &reportHandle{m: m, p: p}, nil
+	}}
+	stdin := &openFile{ino: NewIno(), mode: 0o400, open: func(*Caller, int) (Handle, error) {
+		return &streamReader{s: p.stdin}, nil
+	}}
+	return newDir(staticEntries("ctl", ctl, "stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
+}
+
+type reportHandle struct {
+	noRead
+	noClose
+	m *Master
+	p *Proc
+}
+
+func (h *reportHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
+	line := strings.TrimSpace(string(b))
+	h.m.Trace("node %d -> proc %d: %s", h.p.node, h.p.pid, line)
+	if err := h.p.slaveReport(line); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}

@@ -1,0 +1,248 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+)
+
+// Stream is a bounded byte pipe between one writer side and readers on the
+// other: process output on its way to proc/PID/stdout, or user input on its
+// way to a process. While Lossy is set and no reader has ever opened it, a
+// full buffer drops its oldest bytes so an unattended writer never blocks;
+// once a reader has attached, a full buffer makes the writer wait, so nothing
+// is lost while somebody drains it.
+type Stream struct {
+	mu       sync.Mutex
+	chunks   [][]byte // queued data, oldest first
+	size     int      // bytes queued
+	limit    int
+	lossy    bool
+	attached bool
+	eof      bool  // writer closed: readers get EOF after the queue
+	broken   error // readers gone for good: writers get this error
+	changed  chan struct{}
+}
+
+// NewStream returns a stream holding at most limit bytes.
+func NewStream(limit int, lossy bool) *Stream {
+	return &Stream{limit: limit, lossy: lossy, changed: make(chan struct{})}
+}
+
+// signal wakes every waiter; called with mu held.
+func (s *Stream) signal() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Attach marks that a reader exists: from now on writers wait instead of
+// dropping data.
+func (s *Stream) Attach() {
+	s.mu.Lock()
+	s.attached = true
+	s.signal()
+	s.mu.Unlock()
+}
+
+// Write queues all of p, waiting for room unless the stream is lossy and
+// unattended. It fails with EPIPE once the stream is broken and with EINTR
+// when ctx ends.
+func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		s.mu.Lock()
+		if s.broken != nil {
+			err := s.broken
+			s.mu.Unlock()
+			return n, err
+		}
+		if s.eof {
+			s.mu.Unlock()
+			return n, fmt.Errorf("stream closed: %w", syscall.EPIPE)
+		}
+		room := s.limit - s.size
+		if s.lossy && !s.attached {
+			room = len(p)
+		}
+		if room <= 0 {
+			ch := s.changed
+			s.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return n, fmt.Errorf("write interrupted: %w", syscall.EINTR)
+			}
+		}
+		k := min(room, len(p))
+		s.chunks = append(s.chunks, append([]byte(nil), p[:k]...))
+		s.size += k
+		for s.lossy && !s.attached && s.size > s.limit {
+			drop := min(s.size-s.limit, len(s.chunks[0]))
+			s.chunks[0] = s.chunks[0][drop:]
+			s.size -= drop
+			if len(s.chunks[0]) == 0 {
+				s.chunks = s.chunks[1:]
+			}
+		}
+		p = p[k:]
+		n += k
+		s.signal()
+		s.mu.Unlock()
+	}
+	return n, nil
+}
+
+// Read returns queued bytes, waiting while there are none; io.EOF after
+// CloseWrite once the queue is drained.
+func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
+	for {
+		s.mu.Lock()
+		if s.size > 0 {
+			n := 0
+			for n < len(p) && len(s.chunks) > 0 {
+				c := copy(p[n:], s.chunks[0])
+				n += c
+				s.chunks[0] = s.chunks[0][c:]
+				if len(s.chunks[0]) == 0 {
+					s.chunks[0] = nil
+					s.chunks = s.chunks[1:]
+				}
+			}
+			s.size -= n
+			s.signal()
+			s.mu.Unlock()
+			return n, nil
+		}
+		if s.eof {
+			s.mu.Unlock()
+			return 0, io.EOF
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
+		}
+	}
+}
+
+// CloseWrite ends the stream: readers drain what is queued, then get EOF.
+func (s *Stream) CloseWrite() {
+	s.mu.Lock()
+	s.eof = true
+	s.signal()
+	s.mu.Unlock()
+}
+
+// Break makes further writes fail with err and discards queued data: the
+// consumer is gone for good.
+func (s *Stream) Break(err error) {
+	s.mu.Lock()
+	s.broken = err
+	s.chunks, s.size = nil, 0
+	s.eof = true
+	s.signal()
+	s.mu.Unlock()
+}
+
+// Ring is a node's console: the newest bytes of every process's output,
+// each chunk tagged with its owner so a reader sees only what it may.
+// Writers never wait; readers keep a cursor and wait for new chunks.
+type Ring struct {
+	mu      sync.Mutex
+	chunks  []ringChunk
+	first   uint64 // sequence number of chunks[0]
+	size    int
+	limit   int
+	changed chan struct{}
+}
+
+type ringChunk struct {
+	uid  uint32
+	data []byte
+}
+
+// NewRing returns a ring that keeps about limit bytes.
+func NewRing(limit int) *Ring {
+	return &Ring{limit: limit, changed: make(chan struct{})}
+}
+
+// Write appends p as output of a process owned by uid, dropping the oldest
+// chunks beyond the limit.
+func (r *Ring) Write(uid uint32, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if len(p) > r.limit {
+		p = p[len(p)-r.limit:]
+	}
+	r.mu.Lock()
+	r.chunks = append(r.chunks, ringChunk{uid, append([]byte(nil), p...)})
+	r.size += len(p)
+	for r.size > r.limit {
+		r.size -= len(r.chunks[0].data)
+		r.chunks[0] = ringChunk{}
+		r.chunks = r.chunks[1:]
+		r.first++
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// RingReader is one reader's cursor.
+type RingReader struct {
+	r    *Ring
+	uid  uint32
+	all  bool
+	seq  uint64 // next chunk to read
+	off  int    // offset inside that chunk
+	done <-chan struct{}
+}
+
+// Reader starts at the oldest retained byte. all lets the reader see every
+// owner's output (root).
+func (r *Ring) Reader(uid uint32, all bool) *RingReader {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &RingReader{r: r, uid: uid, all: all, seq: r.first}
+}
+
+// Read blocks until output the reader may see arrives.
+func (rr *RingReader) Read(ctx context.Context, p []byte) (int, error) {
+	r := rr.r
+	for {
+		r.mu.Lock()
+		if rr.seq < r.first { // overrun: skip what was dropped
+			rr.seq, rr.off = r.first, 0
+		}
+		n := 0
+		for n < len(p) && rr.seq < r.first+uint64(len(r.chunks)) {
+			c := r.chunks[rr.seq-r.first]
+			if rr.all || c.uid == rr.uid {
+				k := copy(p[n:], c.data[rr.off:])
+				n += k
+				rr.off += k
+				if rr.off < len(c.data) {
+					break
+				}
+			}
+			rr.seq++
+			rr.off = 0
+		}
+		ch := r.changed
+		r.mu.Unlock()
+		if n > 0 {
+			return n, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
+		}
+	}
+}

@@ -1,0 +1,407 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// The master's tree. One type per kind of node; directories list live state.
+
+func (m *Master) newRoot() Dir {
+	status := newText(func(*Caller) ([]byte, error) { return m.statusText(false), nil })
+	nodes := newDir(func(*Caller) []Dirent {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var ents []Dirent
+		for _, num := range sortedInts(m.nodes) {
+			ents = append(ents, Dirent{Name: itoa(num), Node: m.nodes[num].dir})
+		}
+		return ents
+	})
+	procs := newDir(func(*Caller) []Dirent {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var ents []Dirent
+		for _, pid := range sortedInts(m.procs) {
+			ents = append(ents, Dirent{Name: itoa(pid), Node: m.procs[pid].dir})
+		}
+		return ents
+	})
+	slave := m.newSlaveDir()
+	public := []Dirent{{"node", nodes}, {"proc", procs}, {"status", status}}
+	withSlave := append(append([]Dirent(nil), public...), Dirent{"slave", slave})
+	return newDir(func(c *Caller) []Dirent {
+		if c.Slave {
+			return withSlave
+		}
+		return public
+	})
+}
+
+// statusText is /bproc/status: one line per compute node (all, with -1,
+// when withMaster).
+func (m *Master) statusText(withMaster bool) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b bytes.Buffer
+	for _, num := range sortedInts(m.nodes) {
+		if num >= 0 || withMaster {
+			b.WriteString(m.nodes[num].statusLine())
+		}
+	}
+	return b.Bytes()
+}
+
+// statusLine is `N STATE ADDR MODE USER GROUP HOST`; called with m.mu held.
+func (n *node) statusLine() string {
+	addr, host := n.addr, n.host
+	if addr == "" {
+		addr = "-"
+	}
+	if host == "" {
+		host = "-"
+	}
+	return fmt.Sprintf("%d %s %s %s %s %s %s\n", n.num, n.state, addr, modeString(n.mode),
+		userName(n.uid), groupName(n.gid), host)
+}
+
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(int(uid))
+}
+
+func groupName(gid uint32) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(int(gid))); err == nil {
+		return g.Name
+	}
+	return strconv.Itoa(int(gid))
+}
+
+// nodeDir is node/N: its attributes are the node's permissions.
+type nodeDir struct {
+	*dir
+	m *Master
+	n *node
+}
+
+func (m *Master) newNodeDir(n *node) *nodeDir {
+	nd := &nodeDir{m: m, n: n}
+	status := newText(func(*Caller) ([]byte, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return []byte(n.statusLine()), nil
+	})
+	ctl := &ctlFile{ino: NewIno(), owner: nd.owner, mode: 0o666, cmds: nodeCommands, target: nd}
+	io := &ioFile{ino: NewIno(), n: n}
+	nd.dir = newDir(staticEntries("ctl", ctl, "io", io, "status", status))
+	nd.dir.attr = func() Attr {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return Attr{Mode: iofs.ModeDir | n.mode.Perm(), Uid: n.uid, Gid: n.gid, Mtime: startTime}
+	}
+	return nd
+}
+
+func (nd *nodeDir) owner() (uint32, uint32) {
+	nd.m.mu.Lock()
+	defer nd.m.mu.Unlock()
+	return nd.n.uid, nd.n.gid
+}
+
+// Setattr is chmod/chown/chgrp of a node: root only.
+func (nd *nodeDir) Setattr(c *Caller, mode *iofs.FileMode, uid, gid *uint32) error {
+	if !c.Root() {
+		return fmt.Errorf("only root may change node permissions: %w", syscall.EPERM)
+	}
+	nd.m.mu.Lock()
+	defer nd.m.mu.Unlock()
+	if mode != nil {
+		nd.n.mode = mode.Perm()
+	}
+	if uid != nil {
+		nd.n.uid = *uid
+	}
+	if gid != nil {
+		nd.n.gid = *gid
+	}
+	return nil
+}
+
+// command is one row of a ctl table, as in Plan 9's devproc: a name, the
+// number of arguments and the function; it returns the text readable
+// afterwards on the same open file.
+type command struct {
+	name    string
+	minArgs int
+	maxArgs int // -1: any
+	usage   string
+	fn      func(ctx context.Context, c *Caller, target any, args []string) (string, error)
+}
+
+var nodeCommands = []command{
+	{"exec", 1, -1, "exec [-i] [-n] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
+		func(ctx context.Context, c *Caller, t any, args []string) (string, error) {
+			nd := t.(*nodeDir)
+			pid, err := nd.m.exec(ctx, c, nd.n, args)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d\n", pid), nil
+		}},
+	{"state", 1, 1, "state STATE", func(_ context.Context, c *Caller, t any, args []string) (string, error) {
+		nd := t.(*nodeDir)
+		return "", nd.m.setState(c, nd.n, args[0])
+	}},
+	{"kill", 1, 1, "kill SIG", func(_ context.Context, c *Caller, t any, args []string) (string, error) {
+		nd := t.(*nodeDir)
+		sig, err := parseSignal(args[0])
+		if err != nil {
+			return "", err
+		}
+		n, err := nd.m.signalNode(c, nd.n, sig)
+		return fmt.Sprintf("%d\n", n), err
+	}},
+}
+
+var procCommands = []command{
+	{"kill", 0, 1, "kill [SIG]", func(_ context.Context, c *Caller, t any, args []string) (string, error) {
+		pd := t.(*procDir)
+		sig := syscall.SIGTERM
+		if len(args) == 1 {
+			var err error
+			if sig, err = parseSignal(args[0]); err != nil {
+				return "", err
+			}
+		}
+		return "", pd.p.signal(pd.m, sig)
+	}},
+	{"stop", 0, 0, "stop", func(_ context.Context, c *Caller, t any, _ []string) (string, error) {
+		pd := t.(*procDir)
+		return "", pd.p.signal(pd.m, syscall.SIGSTOP)
+	}},
+	{"cont", 0, 0, "cont", func(_ context.Context, c *Caller, t any, _ []string) (string, error) {
+		pd := t.(*procDir)
+		return "", pd.p.signal(pd.m, syscall.SIGCONT)
+	}},
+}
+
+// ctlFile takes one command per write; reading the same open file returns
+// the result of the last command (or its error text).
+type ctlFile struct {
+	ino    uint64
+	owner  func() (uint32, uint32)
+	mode   iofs.FileMode
+	cmds   []command
+	target any
+	check  func(c *Caller) error // permission to open, nil: anyone
+}
+
+func (f *ctlFile) Attr() Attr {
+	uid, gid := f.owner()
+	return Attr{Ino: f.ino, Mode: f.mode, Uid: uid, Gid: gid, Mtime: startTime}
+}
+
+func (f *ctlFile) Open(c *Caller, flags int) (Handle, error) {
+	if f.check != nil {
+		if err := f.check(c); err != nil {
+			return nil, err
+		}
+	}
+	return &ctlHandle{f: f, c: c}, nil
+}
+
+type ctlHandle struct {
+	noClose
+	f      *ctlFile
+	c      *Caller
+	result []byte
+}
+
+func (h *ctlHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
+	if off >= int64(len(h.result)) {
+		return 0, io.EOF
+	}
+	return copy(p, h.result[off:]), nil
+}
+
+func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
+	out, err := h.run(ctx, string(p))
+	if err != nil {
+		h.result = []byte("error: " + err.Error() + "\n")
+		return 0, err
+	}
+	h.result = []byte(out)
+	return len(p), nil
+}
+
+func (h *ctlHandle) run(ctx context.Context, line string) (string, error) {
+	words, err := SplitCommand(line)
+	if err != nil {
+		return "", err
+	}
+	if len(words) == 0 {
+		return "", fmt.Errorf("empty command: %w", syscall.EINVAL)
+	}
+	var names []string
+	for _, cmd := range h.f.cmds {
+		names = append(names, cmd.name)
+		if cmd.name != words[0] {
+			continue
+		}
+		args := words[1:]
+		if len(args) < cmd.minArgs || (cmd.maxArgs >= 0 && len(args) > cmd.maxArgs) {
+			return "", fmt.Errorf("usage: %s: %w", cmd.usage, syscall.EINVAL)
+		}
+		return cmd.fn(ctx, h.c, h.f.target, args)
+	}
+	return "", fmt.Errorf("unknown command %q (commands: %s): %w", words[0], strings.Join(names, ", "), syscall.EINVAL)
+}
+
+// ioFile is node/N/io: a reader streams the node's console ring.
+type ioFile struct {
+	ino uint64
+	n   *node
+}
+
+func (f *ioFile) Attr() Attr { return Attr{Ino: f.ino, Mode: 0o444, Mtime: startTime} }
+
+func (f *ioFile) Open(c *Caller, flags int) (Handle, error) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, fmt.Errorf("io is read-only: %w", syscall.EACCES)
+	}
+	return &ringHandle{rr: f.n.ring.Reader(c.Uid, c.Root())}, nil
+}
+
+type ringHandle struct {
+	noWrite
+	noClose
+	rr *RingReader
+}
+
+func (h *ringHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
+	return h.rr.Read(ctx, p)
+}
+
+// procDir is proc/PID: files owned by the process's user.
+type procDir struct {
+	*dir
+	m *Master
+	p *Proc
+}
+
+func (m *Master) newProcDir(p *Proc) *procDir {
+	pd := &procDir{m: m, p: p}
+	owner := func() (uint32, uint32) { return p.uid, p.gid }
+	own := func(c *Caller) error {
+		if c.Root() || c.Uid == p.uid {
+			return nil
+		}
+		return fmt.Errorf("process %d belongs to uid %d: %w", p.pid, p.uid, syscall.EACCES)
+	}
+	status := newText(func(*Caller) ([]byte, error) { return []byte(p.statusLine()), nil })
+	status.attr = func() Attr { return Attr{Mode: 0o444, Uid: p.uid, Gid: p.gid, Mtime: startTime} }
+	ctl := &ctlFile{ino: NewIno(), owner: owner, mode: 0o200, cmds: procCommands, target: pd, check: own}
+	mk := func(mode iofs.FileMode, open func(c *Caller, flags int) (Handle, error)) *openFile {
+		return &openFile{ino: NewIno(), mode: mode, owner: owner, open: func(c *Caller, flags int) (Handle, error) {
+			if err := own(c); err != nil {
+				return nil, err
+			}
+			return open(c, flags)
+		}}
+	}
+	stdin := mk(0o200, func(c *Caller, flags int) (Handle, error) {
+		return &streamWriter{s: p.stdin}, nil
+	})
+	stdout := mk(0o400, func(c *Caller, flags int) (Handle, error) {
+		p.stdout.Attach()
+		return &streamReader{s: p.stdout}, nil
+	})
+	stderr := mk(0o400, func(c *Caller, flags int) (Handle, error) {
+		p.stderr.Attach()
+		return &streamReader{s: p.stderr}, nil
+	})
+	wait := mk(0o400, func(c *Caller, flags int) (Handle, error) { return &waitHandle{p: p}, nil })
+	pd.dir = newDir(staticEntries("ctl", ctl, "status", status, "stderr", stderr, "stdin", stdin, "stdout", stdout, "wait", wait))
+	pd.dir.attr = func() Attr {
+		return Attr{Mode: iofs.ModeDir | 0o555, Uid: p.uid, Gid: p.gid, Mtime: startTime}
+	}
+	return pd
+}
+
+// openFile is a leaf whose Open is a function.
+type openFile struct {
+	ino   uint64
+	mode  iofs.FileMode
+	owner func() (uint32, uint32)
+	open  func(c *Caller, flags int) (Handle, error)
+}
+
+func (f *openFile) Attr() Attr {
+	a := Attr{Ino: f.ino, Mode: f.mode, Mtime: startTime}
+	if f.owner != nil {
+		a.Uid, a.Gid = f.owner()
+	}
+	return a
+}
+
+func (f *openFile) Open(c *Caller, flags int) (Handle, error) { return f.open(c, flags) }
+
+// streamReader reads a Stream; streamWriter writes one and ends it on close.
+type streamReader struct {
+	noWrite
+	noClose
+	s *Stream
+}
+
+func (h *streamReader) Read(ctx context.Context, p []byte, _ int64) (int, error) {
+	return h.s.Read(ctx, p)
+}
+
+type streamWriter struct {
+	noRead
+	s   *Stream
+	tee func(p []byte) // also copy written bytes here (the node's io ring)
+}
+
+func (h *streamWriter) Write(ctx context.Context, p []byte, _ int64) (int, error) {
+	if h.tee != nil {
+		h.tee(p)
+	}
+	return h.s.Write(ctx, p)
+}
+
+func (h *streamWriter) Close() error {
+	h.s.CloseWrite()
+	return nil
+}
+
+// waitHandle blocks the first read until the process ends.
+type waitHandle struct {
+	noWrite
+	noClose
+	p *Proc
+}
+
+func (h *waitHandle) Read(ctx context.Context, b []byte, off int64) (int, error) {
+	select {
+	case <-h.p.done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wait interrupted: %w", syscall.EINTR)
+	}
+	h.p.mu.Lock()
+	line := h.p.status + "\n"
+	h.p.mu.Unlock()
+	if off >= int64(len(line)) {
+		return 0, io.EOF
+	}
+	return copy(b, line[off:]), nil
+}
