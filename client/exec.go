@@ -1,0 +1,397 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ExecOptions tunes Exec.
+type ExecOptions struct {
+	// Dir is the working directory on the node; "" means the caller's cwd.
+	Dir string
+	// Env is the environment. nil means the caller's: over the mount the
+	// master reads it from the caller itself, over 9P it is sent with -e.
+	Env []string
+	// Argv0 overrides argv[0] (default: argv[0] as given).
+	Argv0 string
+	// NullStdin gives the process /dev/null as stdin (-n).
+	NullStdin bool
+	// Detached leaves out -i: output also goes to the node's io ring and
+	// is kept (newest 1 MiB) when nobody reads it.
+	Detached bool
+	// NoLookPath takes argv[0] as the path even without a slash.
+	NoLookPath bool
+}
+
+// Proc is a process started with Exec.
+type Proc struct {
+	T    Tree
+	Node int
+	Pid  int
+	Path string
+}
+
+// ExecError is a failed exec: the errno the ctl write returned and the
+// text the master left to read on the same file.
+type ExecError struct {
+	Path  string
+	Errno syscall.Errno
+	Text  string
+}
+
+func (e *ExecError) Error() string {
+	msg := "exec " + e.Path + ": " + Strerror(e.Errno)
+	// The errno says it all for the usual failures; otherwise the master's
+	// text is the useful part.
+	switch e.Errno {
+	case syscall.ENOENT, syscall.EACCES, syscall.EPERM, syscall.ENOEXEC, syscall.ENOTDIR:
+		return msg
+	}
+	if t := strings.TrimSpace(e.Text); t != "" {
+		msg += " (" + t + ")"
+	}
+	return msg
+}
+
+func (e *ExecError) Unwrap() error { return e.Errno }
+
+// Strerror is the C library's wording of an errno ("No such file or
+// directory"), which users know from every other command.
+func Strerror(e syscall.Errno) string {
+	s := e.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// ErrnoOf extracts the errno from err, EIO when it carries none.
+func ErrnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+// ErrText formats err for users: a bare errno in C wording, otherwise the
+// error itself.
+func ErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		var e syscall.Errno
+		if errors.As(pe.Err, &e) {
+			return pe.Op + " " + pe.Path + ": " + Strerror(e)
+		}
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) && err.Error() == e.Error() {
+		return Strerror(e)
+	}
+	return err.Error()
+}
+
+// Quote single-quotes s for a ctl command: the ctl splitter (like a shell)
+// keeps everything inside single quotes, and a quote itself is written as
+// '\” (close, escaped quote, reopen).
+func Quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ExecCommand builds the ctl line that starts argv[0] (already a full path)
+// with argv on a node.
+func ExecCommand(path string, argv []string, dir string, env []string, argv0 string, nullStdin, attached bool) string {
+	var b strings.Builder
+	n := len(path) + len(dir) + 32
+	for _, a := range argv {
+		n += len(a) + 3
+	}
+	for _, e := range env {
+		n += len(e) + 6
+	}
+	b.Grow(n)
+	b.WriteString("exec")
+	if attached {
+		b.WriteString(" -i")
+	}
+	if nullStdin {
+		b.WriteString(" -n")
+	}
+	if dir != "" {
+		b.WriteString(" -c ")
+		b.WriteString(Quote(dir))
+	}
+	for _, e := range env {
+		b.WriteString(" -e ")
+		b.WriteString(Quote(e))
+	}
+	if argv0 != "" && argv0 != path {
+		b.WriteString(" -a ")
+		b.WriteString(Quote(argv0))
+	}
+	b.WriteString(" -- ")
+	b.WriteString(Quote(path))
+	for _, a := range argv[1:] {
+		b.WriteByte(' ')
+		b.WriteString(Quote(a))
+	}
+	return b.String()
+}
+
+// ResolvePath finds the binary for name as execvp would: names with a
+// slash are taken relative to the cwd, others are searched in $PATH.
+func ResolvePath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		if filepath.IsAbs(name) {
+			return name, nil
+		}
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return "", &ExecError{Path: name, Errno: ErrnoOf(err)}
+		}
+		return abs, nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		var e syscall.Errno = syscall.ENOENT
+		if errors.Is(err, fs.ErrPermission) {
+			e = syscall.EACCES
+		}
+		return "", &ExecError{Path: name, Errno: e, Text: "not found in PATH"}
+	}
+	if !filepath.IsAbs(p) {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+	}
+	return p, nil
+}
+
+// Exec starts argv on node: one open of node/N/ctl, one write of the exec
+// command, one read of the pid. Errors do not name the node; callers do.
+func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("exec: empty command")
+	}
+	path := argv[0]
+	if !opts.NoLookPath {
+		p, err := ResolvePath(argv[0])
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	}
+	argv0 := opts.Argv0
+	if argv0 == "" {
+		argv0 = argv[0]
+	}
+	dir := opts.Dir
+	if dir == "" {
+		if wd, err := os.Getwd(); err == nil {
+			dir = wd
+		}
+	}
+	env := opts.Env
+	if env == nil && remote(t) {
+		env = os.Environ()
+	}
+	cmd := ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
+
+	f, err := t.Open(NodeDir(node)+"/ctl", os.O_RDWR)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no such node")
+		}
+		return nil, fmt.Errorf("opening %s/ctl: %s", NodeDir(node), ErrText(unwrapPath(err)))
+	}
+	defer f.Close()
+	var buf [512]byte
+	if _, werr := f.Write([]byte(cmd)); werr != nil {
+		n, _ := readResult(f, buf[:])
+		return nil, &ExecError{Path: path, Errno: ErrnoOf(werr), Text: string(buf[:n])}
+	}
+	n, rerr := readResult(f, buf[:])
+	res := strings.TrimSpace(string(buf[:n]))
+	pid, err := strconv.Atoi(res)
+	if err != nil || pid <= 0 {
+		if rerr != nil && n == 0 {
+			return nil, fmt.Errorf("exec %s: reading the pid from %s/ctl: %s", path, NodeDir(node), ErrText(rerr))
+		}
+		return nil, fmt.Errorf("exec %s: %s/ctl answered %q, not a pid", path, NodeDir(node), res)
+	}
+	return &Proc{T: t, Node: node, Pid: pid, Path: path}, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// readResult reads a ctl file's answer. Over the mount it reads at offset
+// 0 (pread), so the answer does not depend on the offset the write left.
+func readResult(f File, buf []byte) (int, error) {
+	if ra, ok := f.(io.ReaderAt); ok {
+		n, err := ra.ReadAt(buf, 0)
+		if n > 0 {
+			return n, nil
+		}
+		return n, err
+	}
+	n, err := f.Read(buf)
+	if n > 0 {
+		return n, nil
+	}
+	return n, err
+}
+
+func (p *Proc) file(name string) string { return "proc/" + strconv.Itoa(p.Pid) + "/" + name }
+
+// Stdout opens the process's stdout stream.
+func (p *Proc) Stdout() (io.ReadCloser, error) { return p.T.Open(p.file("stdout"), os.O_RDONLY) }
+
+// Stderr opens the process's stderr stream.
+func (p *Proc) Stderr() (io.ReadCloser, error) { return p.T.Open(p.file("stderr"), os.O_RDONLY) }
+
+// Stdin opens the process's stdin; closing it gives the process EOF.
+func (p *Proc) Stdin() (io.WriteCloser, error) { return p.T.Open(p.file("stdin"), os.O_WRONLY) }
+
+// Kill sends sig to the process.
+func (p *Proc) Kill(sig syscall.Signal) error {
+	return WriteFile(p.T, p.file("ctl"), []byte("kill "+SignalName(sig)))
+}
+
+// SignalName is sig's name without "SIG" ("TERM"), or its number.
+func SignalName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return strings.TrimPrefix(n, "SIG")
+	}
+	return strconv.Itoa(int(sig))
+}
+
+// Wait blocks until the process ends and returns how.
+func (p *Proc) Wait() (Status, error) {
+	f, err := p.T.Open(p.file("wait"), os.O_RDONLY)
+	if err != nil {
+		return Status{}, err
+	}
+	defer f.Close()
+	var b []byte
+	buf := make([]byte, 256)
+	for {
+		n, err := f.Read(buf)
+		b = append(b, buf[:n]...)
+		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
+			return ParseWait(string(b[:i]))
+		}
+		if err == io.EOF || (err == nil && n == 0) {
+			if len(b) == 0 {
+				return Status{}, fmt.Errorf("%s: empty", p.file("wait"))
+			}
+			return ParseWait(string(b))
+		}
+		if err != nil {
+			return Status{}, &fs.PathError{Op: "read", Path: p.file("wait"), Err: unwrapErrno(err)}
+		}
+		if len(b) > 4096 {
+			return Status{}, fmt.Errorf("%s: answer too long", p.file("wait"))
+		}
+	}
+}
+
+// StatusKind says how a process ended.
+type StatusKind int
+
+// How a process ended.
+const (
+	Exited   StatusKind = iota // exit N
+	Signaled                   // signal N NAME
+	Lost                       // lost node N down
+)
+
+// Status is a process's end, from proc/PID/wait.
+type Status struct {
+	Kind   StatusKind
+	Code   int    // Exited: the exit status
+	Signal int    // Signaled: the signal number
+	Name   string // Signaled: the signal name as given
+	Node   int    // Lost: the node that went down
+}
+
+// ExitCode is the exit status for an exit, -1 for an abnormal end.
+func (s Status) ExitCode() int {
+	if s.Kind == Exited {
+		return s.Code
+	}
+	return -1
+}
+
+// Success reports exit 0.
+func (s Status) Success() bool { return s.Kind == Exited && s.Code == 0 }
+
+func (s Status) String() string {
+	switch s.Kind {
+	case Exited:
+		return fmt.Sprintf("exit %d", s.Code)
+	case Signaled:
+		return fmt.Sprintf("signal %d %s", s.Signal, s.Name)
+	}
+	return fmt.Sprintf("lost node %d down", s.Node)
+}
+
+// Describe says the end in words for messages ("killed by signal 9 (KILL)").
+func (s Status) Describe() string {
+	switch s.Kind {
+	case Exited:
+		return fmt.Sprintf("exited with status %d", s.Code)
+	case Signaled:
+		return fmt.Sprintf("killed by signal %d (%s)", s.Signal, s.Name)
+	}
+	return fmt.Sprintf("lost: node %d went down", s.Node)
+}
+
+// ParseWait parses a proc/PID/wait line: `exit N`, `signal N NAME`, or
+// `lost node N down`.
+func ParseWait(line string) (Status, error) {
+	f := strings.Fields(line)
+	bad := func() (Status, error) {
+		return Status{}, fmt.Errorf("bad wait status %q (want exit N, signal N NAME or lost node N down)", line)
+	}
+	switch {
+	case len(f) == 2 && f[0] == "exit":
+		n, err := strconv.Atoi(f[1])
+		if err != nil || n < 0 || n > 255 {
+			return bad()
+		}
+		return Status{Kind: Exited, Code: n}, nil
+	case (len(f) == 2 || len(f) == 3) && f[0] == "signal":
+		n, err := strconv.Atoi(f[1])
+		if err != nil || n <= 0 || n > 128 {
+			return bad()
+		}
+		s := Status{Kind: Signaled, Signal: n, Name: SignalName(syscall.Signal(n))}
+		if len(f) == 3 {
+			s.Name = strings.TrimPrefix(f[2], "SIG")
+		}
+		return s, nil
+	case len(f) == 4 && f[0] == "lost" && f[1] == "node" && f[3] == "down":
+		n, err := strconv.Atoi(f[2])
+		if err != nil || n < Master {
+			return bad()
+		}
+		return Status{Kind: Lost, Node: n}, nil
+	}
+	return bad()
+}
