@@ -1,10 +1,27 @@
 package srv
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"bproc/fs"
 )
+
+// fuseMaxIO is the largest read or write the kernel may send in one
+// request; big requests are what lets a stream approach memory speed.
+const fuseMaxIO = 1 << 20
 
 // MountOptions tune a FUSE mount of the tree.
 type MountOptions struct {
@@ -15,16 +32,340 @@ type MountOptions struct {
 
 // Mounted is a live FUSE mount.
 type Mounted struct {
-	dir string
+	dir    string
+	server *fuse.Server
 }
 
-// Mount mounts root at dir and serves it until Unmount.
+// Mount mounts root at dir and serves it until Unmount. The kernel does
+// no permission checks (no default_permissions): the tree checks every
+// operation against the calling process. Nothing is cached: entries and
+// attributes expire at once and files use direct I/O, so what a reader
+// sees is always the live state.
 func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
-	return nil, errors.New("srv: Mount not implemented yet")
+	if root == nil {
+		return nil, errors.New("mount: no root")
+	}
+	name := o.Name
+	if name == "" {
+		name = "bproc"
+	}
+	zero := time.Duration(0)
+	rn := &fuseNode{}
+	rn.set(root)
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:    o.AllowOther,
+			Debug:         o.Debug,
+			Name:          name,
+			FsName:        name,
+			DirectMount:   true, // falls back to fusermount by itself
+			MaxWrite:      fuseMaxIO,
+			MaxReadAhead:  fuseMaxIO,
+			DisableXAttrs: true,
+			// Blocked stream readers each hold a request; let many wait.
+			MaxBackground: 64,
+		},
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
+		RootStableAttr:  &gofs.StableAttr{Ino: root.Attr().Ino, Mode: syscall.S_IFDIR},
+	}
+	srv, err := gofs.Mount(dir, rn, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return &Mounted{dir: dir, server: srv}, nil
 }
 
-// Unmount unmounts the tree (lazily if it is busy).
-func (m *Mounted) Unmount() error { return errors.New("srv: Unmount not implemented yet") }
+// Unmount unmounts the tree, lazily (MNT_DETACH) if it is busy.
+func (m *Mounted) Unmount() error {
+	err := m.server.Unmount()
+	if err == nil {
+		return nil
+	}
+	if derr := syscall.Unmount(m.dir, syscall.MNT_DETACH); derr != nil {
+		return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", m.dir, err, derr)
+	}
+	return nil
+}
 
 // Wait returns when the mount has been unmounted.
-func (m *Mounted) Wait() {}
+func (m *Mounted) Wait() { m.server.Wait() }
+
+// fuseNode is the go-fuse inode of one tree node. The tree may hand out a
+// new object for the same node (same Ino) on a later lookup, so the
+// current object is replaced on every lookup.
+type fuseNode struct {
+	gofs.Inode
+	mu   sync.Mutex
+	node fs.Node
+}
+
+func (n *fuseNode) get() fs.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.node
+}
+
+func (n *fuseNode) set(x fs.Node) {
+	n.mu.Lock()
+	n.node = x
+	n.mu.Unlock()
+}
+
+var (
+	_ gofs.NodeLookuper  = (*fuseNode)(nil)
+	_ gofs.NodeReaddirer = (*fuseNode)(nil)
+	_ gofs.NodeGetattrer = (*fuseNode)(nil)
+	_ gofs.NodeSetattrer = (*fuseNode)(nil)
+	_ gofs.NodeOpener    = (*fuseNode)(nil)
+	_ gofs.NodeOpendirer = (*fuseNode)(nil)
+	_ gofs.NodeStatfser  = (*fuseNode)(nil)
+	_ gofs.FileReader    = (*fuseHandle)(nil)
+	_ gofs.FileWriter    = (*fuseHandle)(nil)
+	_ gofs.FileReleaser  = (*fuseHandle)(nil)
+	_ gofs.FileFlusher   = (*fuseHandle)(nil)
+	_ gofs.FileFsyncer   = (*fuseHandle)(nil)
+	_ gofs.FileGetattrer = (*fuseHandle)(nil)
+	_ gofs.FileSetattrer = (*fuseHandle)(nil)
+)
+
+// fuseCaller builds the tree's Caller for a FUSE request. Supplementary
+// groups cost a /proc read, so only operations that need them ask.
+func fuseCaller(ctx context.Context, groups bool) *fs.Caller {
+	c := &fs.Caller{Uid: ^uint32(0), Gid: ^uint32(0)}
+	if fc, ok := fuse.FromContext(ctx); ok {
+		c.Pid = int(fc.Pid)
+		c.Uid = fc.Uid
+		c.Gid = fc.Gid
+		if groups && fc.Pid != 0 {
+			c.Groups = procGroups(int(fc.Pid))
+		}
+	}
+	return c
+}
+
+// procGroups reads the supplementary groups of pid from /proc.
+func procGroups(pid int) []uint32 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "Groups:")
+		if !ok {
+			continue
+		}
+		var gs []uint32
+		for _, w := range strings.Fields(rest) {
+			if g, err := strconv.ParseUint(w, 10, 32); err == nil {
+				gs = append(gs, uint32(g))
+			}
+		}
+		return gs
+	}
+	return nil
+}
+
+func toErrno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	return fs.Errno(err)
+}
+
+func fillAttr(a fs.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Mode = unixMode(a.Mode)
+	out.Owner = fuse.Owner{Uid: a.Uid, Gid: a.Gid}
+	out.Nlink = 1
+	if a.Mode.IsDir() {
+		out.Nlink = 2
+	}
+	if a.Size > 0 {
+		out.Size = uint64(a.Size)
+	}
+	out.Blksize = 4096
+	out.Blocks = (out.Size + 511) / 512
+	if !a.Mtime.IsZero() {
+		out.SetTimes(&a.Mtime, &a.Mtime, &a.Mtime)
+	}
+}
+
+// Lookup implements gofs.NodeLookuper through fs.Dir.Lookup.
+func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d, ok := n.get().(fs.Dir)
+	if !ok {
+		return nil, syscall.ENOTDIR
+	}
+	child, err := d.Lookup(fuseCaller(ctx, false), name)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	if child == nil {
+		return nil, syscall.ENOENT
+	}
+	a := child.Attr()
+	fillAttr(a, &out.Attr)
+	out.SetEntryTimeout(0)
+	out.SetAttrTimeout(0)
+	st := gofs.StableAttr{Mode: unixType(a.Mode), Ino: a.Ino}
+	if old := n.GetChild(name); old != nil && old.StableAttr() == st {
+		if fn, ok := old.Operations().(*fuseNode); ok {
+			fn.set(child)
+			return old, 0
+		}
+	}
+	fn := &fuseNode{node: child}
+	return n.NewInode(ctx, fn, st), 0
+}
+
+// Opendir lets anyone list; fs.Dir.List decides what they see.
+func (n *fuseNode) Opendir(ctx context.Context) syscall.Errno {
+	if _, ok := n.get().(fs.Dir); !ok {
+		return syscall.ENOTDIR
+	}
+	return 0
+}
+
+// Readdir implements gofs.NodeReaddirer from fs.Dir.List.
+func (n *fuseNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	d, ok := n.get().(fs.Dir)
+	if !ok {
+		return nil, syscall.ENOTDIR
+	}
+	ents, err := d.List(fuseCaller(ctx, true))
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	out := make([]fuse.DirEntry, 0, len(ents))
+	for _, e := range ents {
+		if e.Node == nil {
+			continue
+		}
+		a := e.Node.Attr()
+		out = append(out, fuse.DirEntry{Name: e.Name, Ino: a.Ino, Mode: unixMode(a.Mode)})
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+// Getattr implements gofs.NodeGetattrer.
+func (n *fuseNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(n.get().Attr(), &out.Attr)
+	out.SetTimeout(0)
+	return 0
+}
+
+// Setattr implements chmod, chown and chgrp through fs.Setattrer.
+// Truncating to 0 (an O_TRUNC open, `echo x > file`) is accepted and
+// ignored; time changes are ignored too, so touch works; other sizes fail.
+func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	node := n.get()
+	if sz, ok := in.GetSize(); ok && sz != 0 {
+		return syscall.EPERM
+	}
+	var mode *os.FileMode
+	var uid, gid *uint32
+	if m, ok := in.GetMode(); ok {
+		p := fromUnixPerm(m)
+		mode = &p
+	}
+	if u, ok := in.GetUID(); ok {
+		uid = &u
+	}
+	if g, ok := in.GetGID(); ok {
+		gid = &g
+	}
+	if mode != nil || uid != nil || gid != nil {
+		sa, ok := node.(fs.Setattrer)
+		if !ok {
+			return syscall.EPERM
+		}
+		if err := sa.Setattr(fuseCaller(ctx, true), mode, uid, gid); err != nil {
+			return toErrno(err)
+		}
+	}
+	fillAttr(node.Attr(), &out.Attr)
+	out.SetTimeout(0)
+	return 0
+}
+
+// Statfs reports neutral figures so df and friends work.
+func (n *fuseNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	out.Bsize = 4096
+	out.NameLen = 255
+	out.Frsize = 4096
+	return 0
+}
+
+// openFlagMask keeps the open(2) flags the tree may care about.
+const openFlagMask = syscall.O_ACCMODE | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_NONBLOCK
+
+// Open implements gofs.NodeOpener through fs.File.Open, always with
+// direct I/O: synthetic files have no meaningful size or page cache.
+func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	node := n.get()
+	f, ok := node.(fs.File)
+	if !ok {
+		if _, isDir := node.(fs.Dir); isDir {
+			return nil, 0, syscall.EISDIR
+		}
+		return nil, 0, syscall.EINVAL
+	}
+	h, err := f.Open(fuseCaller(ctx, true), int(flags)&openFlagMask)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	return &fuseHandle{n: n, h: h}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// fuseHandle is one open file on the mount.
+type fuseHandle struct {
+	n    *fuseNode
+	h    fs.Handle
+	once sync.Once
+}
+
+// Read passes the request context, which FUSE_INTERRUPT cancels, so a
+// reader blocked on a stream can be interrupted (Ctrl-C, timeout).
+func (fh *fuseHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := fh.h.Read(ctx, dest, off)
+	if n > 0 || err == nil || errors.Is(err, io.EOF) {
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	return nil, toErrno(err)
+}
+
+// Write returns the tree's error to the writer synchronously (direct I/O).
+func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := fh.h.Write(ctx, data, off)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	return uint32(n), 0
+}
+
+// Flush is called on every close(2) of a descriptor; nothing to do.
+func (fh *fuseHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
+
+// Fsync: nothing is buffered.
+func (fh *fuseHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+
+// Release closes the tree's handle once, when the last descriptor goes.
+func (fh *fuseHandle) Release(ctx context.Context) syscall.Errno {
+	var err error
+	fh.once.Do(func() { err = fh.h.Close() })
+	return toErrno(err)
+}
+
+// Getattr on an open file (fstat) reports the node's attributes.
+func (fh *fuseHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	return fh.n.Getattr(ctx, fh, out)
+}
+
+// Setattr on an open file (ftruncate, fchmod) goes to the node.
+func (fh *fuseHandle) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return fh.n.Setattr(ctx, fh, in, out)
+}
