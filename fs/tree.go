@@ -224,17 +224,21 @@ type ctlHandle struct {
 	f      *ctlFile
 	c      *Caller
 	result []byte
+	pos    int // read position in result: every write rewinds it, whatever the file offset
 }
 
-func (h *ctlHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
-	if off >= int64(len(h.result)) {
+func (h *ctlHandle) Read(_ context.Context, p []byte, _ int64) (int, error) {
+	if h.pos >= len(h.result) {
 		return 0, io.EOF
 	}
-	return copy(p, h.result[off:]), nil
+	n := copy(p, h.result[h.pos:])
+	h.pos += n
+	return n, nil
 }
 
 func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
 	out, err := h.run(ctx, string(p))
+	h.pos = 0
 	if err != nil {
 		h.result = []byte("error: " + err.Error() + "\n")
 		return 0, err

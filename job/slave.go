@@ -1,0 +1,429 @@
+// Package job runs a node's share of the process space: it reads job
+// messages from the master's tree (slave/jobs), starts processes as the
+// requesting user, streams their output back and reports how they end. The
+// same code serves every compute node (over 9P in bpslave) and the master's
+// own node -1 (in-process).
+package job
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"bproc/fs"
+
+	"golang.org/x/sys/unix"
+)
+
+// Opener opens a file of the master's tree by slash-separated path.
+type Opener interface {
+	Open(name string, flag int) (io.ReadWriteCloser, error)
+}
+
+// Slave serves one connection to the master.
+type Slave struct {
+	Tree     Opener
+	CacheDir string // keep shipped binaries here by content; "" keeps them in memory
+	Logf     func(format string, args ...any)
+	Trace    func(format string, args ...any)
+	// OnHello is called once the master has given this slave its node number.
+	OnHello func(node int)
+
+	mu    sync.Mutex
+	node  int
+	jobs  map[int]*running
+	cache *binCache
+}
+
+type running struct {
+	pgid int
+}
+
+const ioBuf = 1 << 20
+
+func (s *Slave) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
+}
+
+func (s *Slave) trace(format string, args ...any) {
+	if s.Trace != nil {
+		s.Trace(format, args...)
+	}
+}
+
+// Run registers with the master and serves jobs until the connection fails
+// or ctx ends. Every process started here is killed when Run returns: the
+// process space lives on the master, so nothing outlives the link to it.
+func (s *Slave) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.mu.Lock()
+	s.jobs = map[int]*running{}
+	if s.cache == nil {
+		s.cache = &binCache{dir: s.CacheDir, mem: map[string]*os.File{}}
+	}
+	s.mu.Unlock()
+	defer s.killAll()
+
+	jobs, err := s.Tree.Open("slave/jobs", os.O_RDONLY)
+	if err != nil {
+		return fmt.Errorf("registering with the master: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		jobs.Close()
+	}()
+	r := bufio.NewReaderSize(jobs, 256<<10)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				return cause
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("master closed the job stream: %w", syscall.ENOTCONN)
+			}
+			return fmt.Errorf("reading jobs: %w", err)
+		}
+		s.trace("<- %s", line)
+		var m fs.Msg
+		if err := json.Unmarshal(line, &m); err != nil {
+			s.logf("bad job message %q: %v", line, err)
+			continue
+		}
+		switch m.Op {
+		case "hello":
+			s.mu.Lock()
+			s.node = m.Node
+			s.mu.Unlock()
+			s.logf("registered as node %d", m.Node)
+			go s.pinger(ctx, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
+			if s.OnHello != nil {
+				s.OnHello(m.Node)
+			}
+		case "start":
+			go s.start(ctx, &m)
+		case "signal":
+			s.signal(m.Pid, syscall.Signal(m.Sig))
+		case "state":
+			go s.runStateCommand(&m)
+		default:
+			s.logf("unknown job message %q", m.Op)
+		}
+	}
+}
+
+// pinger proves the slave alive several times per ping timeout; a failed
+// ping means the master dropped us.
+func (s *Slave) pinger(ctx context.Context, cancel context.CancelCauseFunc, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	f, err := s.Tree.Open("slave/ping", os.O_WRONLY)
+	if err != nil {
+		cancel(fmt.Errorf("opening ping: %w", err))
+		return
+	}
+	defer f.Close()
+	t := time.NewTicker(timeout / 4)
+	defer t.Stop()
+	for {
+		if _, err := f.Write([]byte("ping\n")); err != nil {
+			cancel(fmt.Errorf("ping: %w", err))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Slave) signal(pid int, sig syscall.Signal) {
+	s.mu.Lock()
+	j := s.jobs[pid]
+	s.mu.Unlock()
+	if j == nil {
+		return
+	}
+	if err := syscall.Kill(-j.pgid, sig); err != nil {
+		s.logf("signal %d to job %d: %v", sig, pid, err)
+	}
+}
+
+func (s *Slave) killAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		syscall.Kill(-j.pgid, syscall.SIGKILL)
+	}
+}
+
+func (s *Slave) runStateCommand(m *fs.Msg) {
+	if m.Command == "" {
+		s.logf("state %s: no command configured", m.State)
+		return
+	}
+	s.logf("state %s: running %q", m.State, m.Command)
+	out, err := exec.Command("/bin/sh", "-c", m.Command).CombinedOutput()
+	if err != nil {
+		s.logf("state %s: %q: %v: %s", m.State, m.Command, err, out)
+	}
+}
+
+// start runs one job and reports it to slave/proc/PID/ctl.
+func (s *Slave) start(ctx context.Context, m *fs.Msg) {
+	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
+	ctl, err := s.Tree.Open(base+"ctl", os.O_WRONLY)
+	if err != nil {
+		s.logf("job %d: opening ctl: %v", m.Pid, err)
+		return
+	}
+	defer ctl.Close()
+	report := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		s.trace("-> %d %s", m.Pid, line)
+		if _, err := ctl.Write([]byte(line + "\n")); err != nil {
+			s.logf("job %d: reporting %q: %v", m.Pid, line, err)
+		}
+	}
+	fail := func(err error) {
+		var errno syscall.Errno
+		if !errors.As(err, &errno) {
+			errno = syscall.EIO
+		}
+		report("failed %d %s", int(errno), err.Error())
+	}
+
+	bin, err := s.cache.get(s.Tree, m.Hash, m.Size)
+	if err != nil {
+		fail(fmt.Errorf("fetching %s: %w", m.Path, err))
+		return
+	}
+	cmd := &exec.Cmd{Path: bin, Args: m.Argv, Env: m.Env, Dir: m.Dir}
+	if st, err := os.Stat(m.Dir); m.Dir == "" || err != nil || !st.IsDir() {
+		cmd.Dir = "/"
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:    true,
+		Credential: &syscall.Credential{Uid: m.Uid, Gid: m.Gid, Groups: m.Groups},
+		Pdeathsig:  syscall.SIGKILL,
+	}
+
+	var copiers sync.WaitGroup
+	var closeAfterStart []*os.File
+	pipeOut := func(name string) (*os.File, error) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("pipe: %w", err)
+		}
+		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, ioBuf)
+		closeAfterStart = append(closeAfterStart, w)
+		copiers.Add(1)
+		go func() {
+			defer copiers.Done()
+			defer r.Close()
+			dst, err := s.Tree.Open(base+name, os.O_WRONLY)
+			if err != nil {
+				s.logf("job %d: opening %s: %v", m.Pid, name, err)
+				io.Copy(io.Discard, r)
+				return
+			}
+			defer dst.Close()
+			buf := make([]byte, ioBuf)
+			if _, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{r}, buf); err != nil {
+				s.logf("job %d: %s: %v", m.Pid, name, err)
+				io.Copy(io.Discard, r)
+			}
+		}()
+		return w, nil
+	}
+	if cmd.Stdout, err = pipeOut("stdout"); err == nil {
+		cmd.Stderr, err = pipeOut("stderr")
+	}
+	var stdinW *os.File
+	if err == nil && !m.Null {
+		var r *os.File
+		if r, stdinW, err = os.Pipe(); err == nil {
+			cmd.Stdin = r
+			closeAfterStart = append(closeAfterStart, r)
+		}
+	}
+	if err != nil {
+		for _, f := range closeAfterStart {
+			f.Close()
+		}
+		fail(err)
+		return
+	}
+
+	s.mu.Lock()
+	err = cmd.Start()
+	if err == nil {
+		s.jobs[m.Pid] = &running{pgid: cmd.Process.Pid}
+	}
+	s.mu.Unlock()
+	for _, f := range closeAfterStart {
+		f.Close()
+	}
+	if err != nil {
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		copiers.Wait()
+		fail(err)
+		return
+	}
+	report("started %d", cmd.Process.Pid)
+	if stdinW != nil {
+		go s.feedStdin(m.Pid, base, stdinW)
+	}
+
+	err = cmd.Wait()
+	s.mu.Lock()
+	delete(s.jobs, m.Pid)
+	s.mu.Unlock()
+	// Let the output drain before the exit is reported, but do not wait
+	// forever for a daemon that kept the pipes open.
+	drained := make(chan struct{})
+	go func() { copiers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled():
+		report("signal %d", int(ws.Signal()))
+	case ws.Exited():
+		report("exit %d", ws.ExitStatus())
+	default:
+		report("exit 255")
+		s.logf("job %d: odd wait status: %v", m.Pid, err)
+	}
+}
+
+func (s *Slave) feedStdin(pid int, base string, w *os.File) {
+	defer w.Close()
+	src, err := s.Tree.Open(base+"stdin", os.O_RDONLY)
+	if err != nil {
+		s.logf("job %d: opening stdin: %v", pid, err)
+		return
+	}
+	defer src.Close()
+	buf := make([]byte, 256<<10)
+	io.CopyBuffer(onlyWriter{w}, onlyReader{src}, buf)
+}
+
+// onlyReader/onlyWriter hide ReadFrom/WriteTo so io.CopyBuffer uses our
+// large buffer instead of a splice path with small chunks.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
+
+// binCache keeps shipped binaries so each is fetched once per slave: in
+// memfds by default, or as files named by their hash in dir (bpslave -c).
+type binCache struct {
+	dir string
+	mu  sync.Mutex
+	mem map[string]*os.File
+	lru []string
+}
+
+const memCacheMax = 64
+
+// get returns a path that execve can run for the binary with this hash.
+func (c *binCache) get(tree Opener, hash string, size int64) (string, error) {
+	if len(hash) != 64 {
+		return "", fmt.Errorf("bad binary hash %q: %w", hash, syscall.EINVAL)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dir != "" {
+		p := filepath.Join(c.dir, hash)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	} else if f := c.mem[hash]; f != nil {
+		return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+	}
+	data, err := fetch(tree, hash, size)
+	if err != nil {
+		return "", err
+	}
+	if c.dir != "" {
+		if err := os.MkdirAll(c.dir, 0o755); err != nil {
+			return "", fmt.Errorf("binary cache: %w", err)
+		}
+		p := filepath.Join(c.dir, hash)
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o755); err != nil {
+			return "", fmt.Errorf("binary cache: %w", err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return "", fmt.Errorf("binary cache: %w", err)
+		}
+		return p, nil
+	}
+	fd, err := unix.MemfdCreate("bproc-"+hash[:12], unix.MFD_CLOEXEC)
+	if err != nil {
+		return "", fmt.Errorf("memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+hash)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return "", fmt.Errorf("memfd write: %w", err)
+	}
+	c.mem[hash] = f
+	c.lru = append(c.lru, hash)
+	if len(c.lru) > memCacheMax {
+		old := c.lru[0]
+		c.lru = c.lru[1:]
+		// A start may still be exec'ing it; the kernel keeps the file
+		// alive through the exec, and closing later is harmless.
+		if of := c.mem[old]; of != nil {
+			delete(c.mem, old)
+			go func() { time.Sleep(time.Minute); of.Close() }()
+		}
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+}
+
+func fetch(tree Opener, hash string, size int64) ([]byte, error) {
+	f, err := tree.Open("slave/bin/"+hash, os.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("opening binary: %w", err)
+	}
+	defer f.Close()
+	data := make([]byte, 0, size)
+	buf := make([]byte, ioBuf)
+	for {
+		n, err := f.Read(buf)
+		data = append(data, buf[:n]...)
+		if err == io.EOF || (n == 0 && err == nil) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading binary: %w", err)
+		}
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != hash {
+		return nil, fmt.Errorf("binary arrived corrupt (%d bytes): %w", len(data), syscall.EIO)
+	}
+	return data, nil
+}

@@ -1,0 +1,157 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"bproc/fs"
+)
+
+// startMaster runs a master whose node -1 is served in-process by Slave,
+// and returns a root user's view of its tree.
+func startMaster(t *testing.T) (*fs.Master, *fs.Local) {
+	t.Helper()
+	m := fs.NewMaster(fs.DefaultConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go m.Run(ctx)
+	host, _ := os.Hostname()
+	sc := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
+	s := &Slave{Tree: &fs.Local{Root: m.Root(), Caller: sc}}
+	go s.Run(ctx)
+	user := &fs.Local{Root: m.Root(), Caller: &fs.Caller{Uid: 0, Gid: 0}}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := readAll(t, user, "node/-1/status")
+		if strings.Contains(st, " up ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node -1 never came up: %q", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return m, user
+}
+
+func readAll(t *testing.T, l *fs.Local, name string) string {
+	t.Helper()
+	f, err := l.Open(name, os.O_RDONLY)
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	return string(b)
+}
+
+// execOn writes an exec command to a node's ctl and returns the pid text.
+func execOn(t *testing.T, l *fs.Local, node, cmd string) (string, error) {
+	t.Helper()
+	f, err := l.Open("node/"+node+"/ctl", os.O_RDWR)
+	if err != nil {
+		t.Fatalf("open ctl: %v", err)
+	}
+	defer f.Close()
+	_, werr := f.Write([]byte(cmd))
+	b, _ := io.ReadAll(f)
+	return strings.TrimSpace(string(b)), werr
+}
+
+func TestExecOnMasterNode(t *testing.T) {
+	_, u := startMaster(t)
+	pid, err := execOn(t, u, "-1", "exec -i /bin/sh -c 'echo out; echo err >&2; exit 7'")
+	if err != nil {
+		t.Fatalf("exec: %v (%s)", err, pid)
+	}
+	if got := readAll(t, u, "proc/"+pid+"/stdout"); got != "out\n" {
+		t.Errorf("stdout = %q", got)
+	}
+	if got := readAll(t, u, "proc/"+pid+"/stderr"); got != "err\n" {
+		t.Errorf("stderr = %q", got)
+	}
+	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "exit 7\n" {
+		t.Errorf("wait = %q", got)
+	}
+}
+
+func TestStdinAndKill(t *testing.T) {
+	_, u := startMaster(t)
+	pid, err := execOn(t, u, "-1", "exec -i /bin/cat")
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	in, err := u.Open("proc/"+pid+"/stdin", os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Write([]byte("hello\n"))
+	in.Close()
+	if got := readAll(t, u, "proc/"+pid+"/stdout"); got != "hello\n" {
+		t.Errorf("cat echoed %q", got)
+	}
+	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "exit 0\n" {
+		t.Errorf("wait = %q", got)
+	}
+
+	pid, err = execOn(t, u, "-1", "exec -n /bin/sleep 100")
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	ctl, err := u.Open("proc/"+pid+"/ctl", os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Write([]byte("kill 9")); err != nil {
+		t.Fatal(err)
+	}
+	ctl.Close()
+	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "signal 9 SIGKILL\n" {
+		t.Errorf("wait = %q", got)
+	}
+}
+
+func TestBadCommands(t *testing.T) {
+	_, u := startMaster(t)
+	for _, c := range []string{"frobnicate", "exec", "exec -z /bin/true", "state bogus", "kill NOPE", "exec 'unterminated"} {
+		text, err := execOn(t, u, "-1", c)
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("%q: err = %v, want EINVAL", c, err)
+		}
+		if !strings.HasPrefix(text, "error: ") {
+			t.Errorf("%q: ctl reads %q, want the error text", c, text)
+		}
+	}
+	if _, err := execOn(t, u, "-1", "exec /nonexistent/prog"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("missing binary: err = %v, want ENOENT", err)
+	}
+	if _, err := u.Open("node/0/ctl", os.O_RDWR); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("ctl of a node that does not exist: err = %v, want ENOENT", err)
+	}
+}
+
+func TestIoRing(t *testing.T) {
+	_, u := startMaster(t)
+	if _, err := execOn(t, u, "-1", "exec /bin/echo ring-text"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := u.Open("node/-1/io", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 100)
+	n, err := f.Read(buf)
+	if err != nil || string(buf[:n]) != "ring-text\n" {
+		t.Errorf("io read %q, %v", buf[:n], err)
+	}
+}
