@@ -58,10 +58,23 @@ func (cc *clientConn) Read(p []byte) (int, error) {
 // handshake claiming h, negotiates 9P with msize 1 MiB and attaches.
 // ctx bounds the whole setup; it does not limit the client afterwards.
 func Dial(ctx context.Context, addr string, key []byte, h Hello) (*Client, error) {
+	return DialFrom(ctx, "", addr, key, h)
+}
+
+// DialFrom is Dial with the local end bound to the IP address source ("" for
+// any): several slaves on one host use 127.0.0.x this way (bpslave -s).
+func DialFrom(ctx context.Context, source, addr string, key []byte, h Hello) (*Client, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
 	}
 	var d net.Dialer
+	if source != "" {
+		ip := net.ParseIP(source)
+		if ip == nil {
+			return nil, fmt.Errorf("bad source address %q", source)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
@@ -95,7 +108,7 @@ func setupClient(tc *net.TCPConn, addr string, key []byte, h Hello) (*Client, er
 	c := &Client{addr: addr, conn: tc, msize: DefaultMaxMessage, done: make(chan struct{}), watchFd: -1}
 	cc := &clientConn{TCPConn: tc, br: bufio.NewReaderSize(tc, 64<<10), cli: c}
 	// Version negotiation has no timeout of its own in p9.
-	tc.SetDeadline(time.Now().Add(HandshakeTimeout))
+	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	pc, err := p9.NewClient(cc, p9.WithMessageSize(c.msize))
 	if err != nil {
 		return nil, fmt.Errorf("9p version with %s: %w", addr, err)
