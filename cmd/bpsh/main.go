@@ -1,0 +1,488 @@
+// Command bpsh runs a program on one or more nodes of a bproc cluster,
+// forwarding stdin to it and its stdout and stderr back, like rsh.
+//
+//	bpsh [-a|-A] [-n] [-N] [-L] [-p] [-s] [-d] [-b size] [-I file] [-O file] [-E file] [-t] nodespec command [args]
+//
+// The exit status is the highest exit status of the remote processes, or
+// 255 when one ended abnormally (signal, lost node) or could not start.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"bproc/client"
+)
+
+// failStatus is bpsh's own failure, as ssh and rsh use it.
+const failStatus = 255
+
+type options struct {
+	allUp, allNotDown bool
+	nullIn, noIO      bool
+	lineBuf, prefix   bool
+	seq, divider      bool
+	report            bool
+	bufSize           int
+	inFile, outFile   string
+	errFile, keyFile  string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func usage(fs *pflag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: bpsh [options] nodespec command [args...]\n       bpsh -a|-A [options] command [args...]\n\n")
+	fmt.Fprintf(w, "Run command on the nodes of nodespec (3, n3, 0-7, 1,3,5-, all, allup, allnotdown, master, -1).\n\nOptions:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func run(args []string) int {
+	var o options
+	fs := pflag.NewFlagSet("bpsh", pflag.ContinueOnError)
+	fs.SetInterspersed(false) // options after the nodespec belong to the command
+	fs.SortFlags = false
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	help := fs.BoolP("help", "h", false, "show this help and exit")
+	version := fs.BoolP("version", "V", false, "print the version and exit")
+	fs.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
+	fs.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
+	fs.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
+	fs.BoolVarP(&o.noIO, "no-io", "N", false, "no I/O forwarding (output goes to the node's io file)")
+	fs.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
+	fs.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
+	fs.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
+	fs.BoolVarP(&o.divider, "divider", "d", false, "print a divider line before each node's output (implies -s)")
+	fs.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
+	fs.StringVarP(&o.inFile, "input", "I", "", "take stdin from `file`")
+	fs.StringVarP(&o.outFile, "output", "O", "", "write stdout to `file`")
+	fs.StringVarP(&o.errFile, "error", "E", "", "write stderr to `file`")
+	fs.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
+	fs.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
+		fmt.Fprintf(os.Stderr, "Try 'bpsh -h' for help.\n")
+		return failStatus
+	}
+	if *help {
+		usage(fs, os.Stdout)
+		return 0
+	}
+	if *version {
+		fmt.Println("bpsh", client.Version)
+		return 0
+	}
+	rest := fs.Args()
+	spec := ""
+	switch {
+	case o.allUp && o.allNotDown:
+		return usageErr("-a and -A exclude each other")
+	case o.allUp:
+		spec = "allup"
+	case o.allNotDown:
+		spec = "allnotdown"
+	default:
+		if len(rest) == 0 {
+			return usageErr("missing nodespec and command")
+		}
+		spec, rest = rest[0], rest[1:]
+	}
+	if len(rest) == 0 {
+		return usageErr("missing command")
+	}
+	if o.bufSize < 0 || o.bufSize > 64<<20 {
+		return usageErr(fmt.Sprintf("-b %d: buffer size must be between 1 and 64 MiB", o.bufSize))
+	}
+	if o.nullIn && o.inFile != "" {
+		return usageErr("-n and -I exclude each other")
+	}
+	if o.divider {
+		o.seq = true
+	}
+	ns, err := client.ParseNodeSpec(spec)
+	if err != nil {
+		return usageErr(err.Error())
+	}
+
+	t, err := client.Connect(client.Options{KeyFile: o.keyFile})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
+		return failStatus
+	}
+	defer t.Close()
+	var cluster []client.NodeStatus
+	if ns.NeedsList() {
+		if cluster, err = client.ListNodes(t); err != nil {
+			fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
+			return failStatus
+		}
+	}
+	nodes := ns.Expand(cluster)
+	if len(nodes) == 0 {
+		fmt.Fprintf(os.Stderr, "bpsh: no nodes in %q\n", spec)
+		return failStatus
+	}
+	if o.bufSize == 0 {
+		o.bufSize = 1 << 20
+		if len(nodes) > 8 {
+			o.bufSize = 128 << 10
+		}
+	}
+	return runJobs(t, nodes, rest, &o)
+}
+
+func usageErr(msg string) int {
+	fmt.Fprintf(os.Stderr, "bpsh: %s\nTry 'bpsh -h' for help.\n", msg)
+	return failStatus
+}
+
+// job is the command on one node.
+type job struct {
+	idx   int
+	node  int
+	proc  *client.Proc
+	err   error
+	st    client.Status
+	werr  error
+	start time.Time
+	end   time.Time
+}
+
+func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
+	// Where stdin comes from; nil means /dev/null.
+	var in *os.File
+	switch {
+	case o.noIO || o.nullIn:
+	case o.inFile != "":
+		f, err := os.Open(o.inFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bpsh: %s\n", client.ErrText(err))
+			return failStatus
+		}
+		defer f.Close()
+		in = f
+	default:
+		if usableStdin() {
+			in = os.Stdin
+		}
+	}
+	stdout, stderr := os.Stdout, os.Stderr
+	if !o.noIO {
+		var err error
+		if o.outFile != "" {
+			if stdout, err = os.Create(o.outFile); err != nil {
+				fmt.Fprintf(os.Stderr, "bpsh: %s\n", client.ErrText(err))
+				return failStatus
+			}
+			defer stdout.Close()
+		}
+		if o.errFile != "" {
+			if stderr, err = os.Create(o.errFile); err != nil {
+				fmt.Fprintf(os.Stderr, "bpsh: %s\n", client.ErrText(err))
+				return failStatus
+			}
+			defer stderr.Close()
+		}
+	}
+	// EPIPE instead of death on a closed stdout, so the remote side is
+	// told (below) instead of running on unread.
+	signal.Ignore(syscall.SIGPIPE)
+
+	jobs := make([]*job, len(nodes))
+	for i, n := range nodes {
+		jobs[i] = &job{idx: i, node: n}
+	}
+	ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO}
+
+	k := newKiller()
+	defer k.stop()
+
+	out := newOutput(len(jobs), stdout, stderr, o)
+	out.setNodes(nodes)
+	var wg, startWG sync.WaitGroup
+	var inputs []*stdinDest
+	var inMu sync.Mutex
+	for _, j := range jobs {
+		wg.Add(1)
+		startWG.Add(1)
+		go func(j *job) {
+			defer wg.Done()
+			j.start = time.Now()
+			p, err := client.Exec(t, j.node, argv, ex)
+			if err != nil {
+				j.err = err
+				startWG.Done()
+				out.done(j.idx)
+				return
+			}
+			j.proc = p
+			k.add(p)
+			if in != nil {
+				inMu.Lock()
+				inputs = append(inputs, &stdinDest{proc: p})
+				inMu.Unlock()
+			}
+			startWG.Done()
+			j.attach(out, o)
+			j.end = time.Now()
+		}(j)
+	}
+	if in != nil {
+		// Forward stdin once every start has been tried, so all processes
+		// see the same bytes from the first one. It is not waited for: a
+		// process may end without reading, leaving us blocked in read.
+		go func() {
+			startWG.Wait()
+			forwardStdin(in, inputs, o.bufSize)
+		}()
+	}
+	wg.Wait()
+	out.finish()
+
+	code := 0
+	for _, j := range jobs {
+		switch {
+		case j.err != nil:
+			fmt.Fprintf(os.Stderr, "bpsh: node %d: %v\n", j.node, j.err)
+			code = failStatus
+		case j.werr != nil:
+			fmt.Fprintf(os.Stderr, "bpsh: node %d: waiting: %v\n", j.node, client.ErrText(j.werr))
+			code = failStatus
+		default:
+			if o.report {
+				fmt.Fprintf(os.Stderr, "bpsh: node %d: %s (%.3fs)\n", j.node, j.st.Describe(), j.end.Sub(j.start).Seconds())
+			} else if !j.st.Success() && j.st.Kind != client.Exited && !k.forwarded(j.st.Signal) {
+				fmt.Fprintf(os.Stderr, "bpsh: node %d: %s\n", j.node, j.st.Describe())
+			}
+			if c := j.st.ExitCode(); c < 0 {
+				code = failStatus
+			} else if c > code {
+				code = c
+			}
+		}
+	}
+	if err := out.err(); err != nil && !errors.Is(err, syscall.EPIPE) {
+		fmt.Fprintf(os.Stderr, "bpsh: writing output: %v\n", client.ErrText(err))
+		if code == 0 {
+			code = failStatus
+		}
+	}
+	return code
+}
+
+// attach copies the process's output and waits for it, concurrently.
+func (j *job) attach(out *output, o *options) {
+	var wg sync.WaitGroup
+	if !o.noIO {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			j.copyStream(j.proc.Stdout, out, 1, o)
+		}()
+		go func() {
+			defer wg.Done()
+			j.copyStream(j.proc.Stderr, out, 2, o)
+		}()
+	}
+	j.st, j.werr = j.proc.Wait()
+	wg.Wait()
+	out.done(j.idx)
+}
+
+// copyStream moves one output stream to its sink: whole reads on the
+// plain path, whole lines when prefixing or line-buffering.
+func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int, o *options) {
+	r, err := open()
+	if err != nil {
+		out.fail(fmt.Errorf("node %d: opening %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(err)))
+		return
+	}
+	defer r.Close()
+	var lw *lineWriter
+	if o.prefix || o.lineBuf {
+		lw = &lineWriter{}
+		if o.prefix {
+			lw.prefix = []byte(fmt.Sprintf("%3d: ", j.node))
+		}
+	}
+	buf := make([]byte, o.bufSize)
+	broken := false
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 && !broken {
+			var werr error
+			if lw != nil {
+				werr = lw.write(buf[:n], func(p []byte) error { return out.write(j.idx, fd, p) })
+			} else {
+				werr = out.write(j.idx, fd, buf[:n])
+			}
+			if werr != nil {
+				// Our reader is gone: stop the remote writer like a local
+				// pipeline would, and drain what is in flight.
+				broken = true
+				j.proc.Kill(syscall.SIGPIPE)
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF {
+				out.fail(fmt.Errorf("node %d: reading %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(rerr)))
+			}
+			break
+		}
+	}
+	if lw != nil && !broken {
+		lw.flush(func(p []byte) error { return out.write(j.idx, fd, p) })
+	}
+}
+
+// usableStdin reports whether bpsh should read its stdin: not when it is
+// /dev/null (the node gets -n instead, saving a stream), nor a terminal
+// whose foreground is another process group (reading would stop us).
+func usableStdin() bool {
+	fi, err := os.Stdin.Stat()
+	if err != nil {
+		return false
+	}
+	if fi.Mode()&os.ModeCharDevice != 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			var null unix.Stat_t
+			if unix.Stat("/dev/null", &null) == nil && uint64(st.Rdev) == uint64(null.Rdev) {
+				return false
+			}
+		}
+		if pg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pg != unix.Getpgrp() {
+			return false
+		}
+	}
+	return true
+}
+
+// stdinDest is one process's stdin, opened on the first byte (or EOF) so
+// that a run that never reads costs nothing.
+type stdinDest struct {
+	proc *client.Proc
+	w    io.WriteCloser
+	dead bool
+}
+
+func (d *stdinDest) write(p []byte) {
+	if d.dead {
+		return
+	}
+	if d.w == nil {
+		w, err := d.proc.Stdin()
+		if err != nil {
+			d.dead = true
+			return
+		}
+		d.w = w
+	}
+	if _, err := d.w.Write(p); err != nil {
+		// The process closed its stdin or ended; it gets no more.
+		d.dead = true
+		d.w.Close()
+	}
+}
+
+func (d *stdinDest) close() {
+	if d.dead {
+		return
+	}
+	if d.w == nil {
+		w, err := d.proc.Stdin()
+		if err != nil {
+			return
+		}
+		d.w = w
+	}
+	d.w.Close()
+}
+
+// forwardStdin copies in to every process's stdin, then closes them all.
+func forwardStdin(in *os.File, dests []*stdinDest, size int) {
+	if len(dests) == 0 {
+		return
+	}
+	buf := make([]byte, size)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			alive := false
+			for _, d := range dests {
+				d.write(buf[:n])
+				alive = alive || !d.dead
+			}
+			if !alive {
+				return
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	for _, d := range dests {
+		d.close()
+	}
+}
+
+// killer forwards SIGINT, SIGTERM and SIGHUP to every started process.
+type killer struct {
+	mu    sync.Mutex
+	procs []*client.Proc
+	sent  map[int]bool
+	ch    chan os.Signal
+}
+
+func newKiller() *killer {
+	k := &killer{sent: map[int]bool{}, ch: make(chan os.Signal, 4)}
+	signal.Notify(k.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for s := range k.ch {
+			sig := s.(syscall.Signal)
+			k.mu.Lock()
+			k.sent[int(sig)] = true
+			ps := append([]*client.Proc(nil), k.procs...)
+			k.mu.Unlock()
+			for _, p := range ps {
+				go p.Kill(sig)
+			}
+		}
+	}()
+	return k
+}
+
+func (k *killer) add(p *client.Proc) {
+	k.mu.Lock()
+	k.procs = append(k.procs, p)
+	var late []int
+	for s := range k.sent {
+		late = append(late, s)
+	}
+	k.mu.Unlock()
+	// A signal that came while this process was starting reaches it too.
+	for _, s := range late {
+		go p.Kill(syscall.Signal(s))
+	}
+}
+
+// forwarded reports whether bpsh passed signal sig on itself, so the
+// resulting deaths need no message.
+func (k *killer) forwarded(sig int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sent[sig]
+}
+
+func (k *killer) stop() { signal.Stop(k.ch) }

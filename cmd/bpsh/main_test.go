@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestLineWriter(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		chunks []string
+		want   []string // what each emit got, in order
+	}{
+		{"", []string{"a\nb\n"}, []string{"a\nb\n"}},
+		{"", []string{"par", "tial\nrest"}, []string{"partial\n", "rest"}},
+		{"  3: ", []string{"x\ny\n"}, []string{"  3: x\n  3: y\n"}},
+		{"  3: ", []string{"x", "y\nz", "\n"}, []string{"  3: xy\n", "  3: z\n"}},
+		{" 12: ", []string{"no newline"}, []string{" 12: no newline"}},
+		{" 12: ", []string{"\n\n"}, []string{" 12: \n 12: \n"}},
+	} {
+		lw := &lineWriter{prefix: []byte(tc.prefix)}
+		var got []string
+		emit := func(p []byte) error { got = append(got, string(p)); return nil }
+		for _, c := range tc.chunks {
+			// The caller reuses its buffer: copy so aliasing bugs show.
+			buf := []byte(c)
+			lw.write(buf, emit)
+			for i := range buf {
+				buf[i] = '#'
+			}
+		}
+		lw.flush(emit)
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("prefix %q chunks %q: got %q, want %q", tc.prefix, tc.chunks, got, tc.want)
+		}
+	}
+}
+
+func TestSequentialOutput(t *testing.T) {
+	var so, se bytes.Buffer
+	o := newOutput(3, &so, &se, &options{seq: true, divider: true})
+	o.setNodes([]int{4, 5, 6})
+	o.write(2, 1, []byte("six\n"))
+	o.write(1, 1, []byte("five\n"))
+	o.write(0, 1, []byte("four\n"))
+	o.write(1, 2, []byte("err5\n"))
+	o.done(2) // finishing out of order holds node 6 back
+	if so.String() != "four\n" {
+		t.Fatalf("before node 4 is done: %q", so.String())
+	}
+	o.done(0)
+	o.write(1, 1, []byte("five again\n"))
+	o.done(1)
+	want := "four\n" + divider(5) + "five\nfive again\n" + divider(6) + "six\n"
+	if so.String() != want {
+		t.Errorf("stdout %q, want %q", so.String(), want)
+	}
+	if se.String() != "err5\n" {
+		t.Errorf("stderr %q", se.String())
+	}
+	if !strings.Contains(divider(5), "node 5") || !strings.HasSuffix(divider(5), "\n") {
+		t.Errorf("divider %q", divider(5))
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"3"},
+		{"-a"},
+		{"-a", "-A", "true"},
+		{"x", "true"},
+		{"1,,2", "true"},
+		{"--bogus", "0", "true"},
+		{"-b", "-5", "0", "true"},
+		{"-n", "-I", "/dev/null", "0", "true"},
+	} {
+		if code := run(args); code != failStatus {
+			t.Errorf("%q: exit %d, want %d", args, code, failStatus)
+		}
+	}
+	if code := run([]string{"-h"}); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	if code := run([]string{"-V"}); code != 0 {
+		t.Errorf("-V: exit %d", code)
+	}
+}
