@@ -1,0 +1,191 @@
+// bpmaster serves the cluster's process space: the bproc tree over
+// 9P2000.L to the slaves and tools (cluster key required), and the same
+// tree mounted with FUSE on the master.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"bproc/cmd/internal/daemon"
+	"bproc/fs"
+	"bproc/job"
+	"bproc/key"
+	"bproc/srv"
+
+	flag "github.com/spf13/pflag"
+)
+
+const version = "bproc 0.1"
+
+func main() {
+	fl := flag.NewFlagSet("bpmaster", flag.ContinueOnError)
+	fl.SortFlags = false
+	help := fl.BoolP("help", "h", false, "show this help")
+	showVersion := fl.BoolP("version", "V", false, "print the version and exit")
+	debug := fl.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
+	verbose := fl.BoolP("verbose", "v", false, "log more")
+	fl.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
+	config := fl.StringP("config", "c", "/etc/bproc/config", "configuration file (optional when it does not exist)")
+	trace := fl.StringP("trace", "m", "", "trace every command and slave message to this file")
+	keyFile := fl.StringP("key", "k", "", "cluster key file (default: the config's keyfile, /etc/bproc/cluster.key)")
+	fl.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: bpmaster [-h] [-V] [-d] [-v] [-i] [-c config] [-m tracefile] [-k keyfile]\n")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
+		fl.Usage()
+		os.Exit(2)
+	}
+	switch {
+	case *help:
+		fl.Usage()
+		return
+	case *showVersion:
+		fmt.Println("bpmaster", version)
+		return
+	case fl.NArg() > 0:
+		fmt.Fprintf(os.Stderr, "bpmaster: unexpected argument %q\n", fl.Arg(0))
+		os.Exit(2)
+	}
+	configGiven := fl.Changed("config")
+	cfg, err := loadConfig(*config, configGiven)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
+		os.Exit(1)
+	}
+	if *keyFile != "" {
+		cfg.KeyFile = *keyFile
+	}
+	k, err := key.LoadOrCreate(cfg.KeyFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
+		os.Exit(1)
+	}
+	// Bind before detaching so a busy port is reported to the user.
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
+		os.Exit(1)
+	}
+	if !*debug {
+		ln.Close() // the daemon child binds again
+		if err := daemon.Detach(); err != nil {
+			fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
+			os.Exit(1)
+		}
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
+			daemon.Logger("bpmaster", false, "daemon").Fatalf("listen: %v", err)
+		}
+	}
+	logger := daemon.Logger("bpmaster", *debug, "daemon")
+	tracer, err := daemon.OpenTrace(*trace)
+	if err != nil {
+		logger.Fatalf("%v", err)
+	}
+	if err := run(cfg, k, ln, logger, tracer, *verbose, *config, configGiven); err != nil {
+		logger.Fatalf("%v", err)
+	}
+}
+
+func loadConfig(path string, required bool) (*fs.Config, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && !required {
+		return fs.DefaultConfig(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := fs.ParseConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	m := fs.NewMaster(cfg)
+	m.Logf = logger.Printf
+	m.Trace = tracer.Printf
+	go m.Run(ctx)
+
+	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(ctx, ln) }()
+	logger.Printf("serving 9P on %s", ln.Addr())
+
+	// The master is node -1: it runs its jobs with the slave code, in-process.
+	host, _ := os.Hostname()
+	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
+	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf}
+	go func() {
+		if err := slave.Run(ctx); err != nil && ctx.Err() == nil {
+			logger.Printf("node -1: %v", err)
+		}
+	}()
+
+	var mnt *srv.Mounted
+	if cfg.Mount != "" && cfg.Mount != "none" {
+		var err error
+		if mnt, err = mount(cfg.Mount, m.Root(), verbose); err != nil {
+			return err
+		}
+		defer mnt.Unmount()
+		logger.Printf("tree mounted at %s", cfg.Mount)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	for {
+		select {
+		case err := <-serveErr:
+			return fmt.Errorf("serving: %w", err)
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				logger.Printf("%v: shutting down", sig)
+				return nil
+			}
+			newCfg, err := loadConfig(cfgPath, cfgGiven)
+			if err != nil {
+				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
+				continue
+			}
+			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount {
+				logger.Printf("SIGHUP: bprocport and mount changes take effect at restart")
+			}
+			newCfg.KeyFile = cfg.KeyFile
+			m.SetConfig(newCfg)
+			logger.Printf("SIGHUP: configuration re-read")
+		}
+	}
+}
+
+// mount mounts the tree at dir, clearing a stale mount left by a master
+// that died (its FUSE connection is gone: "transport endpoint is not connected").
+func mount(dir string, root fs.Dir, debug bool) (*srv.Mounted, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, syscall.ENOTCONN) {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+	}
+	opts := srv.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"}
+	mnt, err := srv.Mount(dir, root, opts)
+	if err != nil {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+		os.MkdirAll(dir, 0o755)
+		if mnt, err = srv.Mount(dir, root, opts); err != nil {
+			return nil, fmt.Errorf("mounting the tree at %s: %w", dir, err)
+		}
+	}
+	return mnt, nil
+}

@@ -1,0 +1,173 @@
+// bpslave connects a compute node to its master: it proves it holds the
+// cluster key, registers through the master's tree and runs the jobs it
+// receives there.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"bproc/cmd/internal/daemon"
+	"bproc/job"
+	"bproc/key"
+	"bproc/srv"
+
+	flag "github.com/spf13/pflag"
+)
+
+const version = "bproc 0.1"
+
+type options struct {
+	reconnect bool
+	source    string
+	cacheDir  string
+	port      string
+	trace     string
+	keyFile   string
+	verbose   bool
+	master    string
+}
+
+func main() {
+	fl := flag.NewFlagSet("bpslave", flag.ContinueOnError)
+	fl.SortFlags = false
+	var o options
+	help := fl.BoolP("help", "h", false, "show this help")
+	showVersion := fl.BoolP("version", "V", false, "print the version and exit")
+	facility := fl.StringP("log-facility", "l", "daemon", "syslog facility")
+	fl.BoolVarP(&o.reconnect, "reconnect", "r", false, "reconnect on error or lost connection")
+	fl.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
+	debug := fl.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
+	fl.StringVarP(&o.source, "source", "s", "", "bind the connection's source address to addr")
+	fl.StringVarP(&o.cacheDir, "cache", "c", "", "cache shipped binaries by content in dir")
+	fl.StringVarP(&o.port, "port", "p", srv.DefaultPort, "master's port")
+	fl.StringVarP(&o.trace, "trace", "m", "", "trace every message to this file")
+	fl.BoolVarP(&o.verbose, "verbose", "v", false, "log more")
+	fl.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key file")
+	fl.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: bpslave [-h] [-V] [-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]\n")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
+		fl.Usage()
+		os.Exit(2)
+	}
+	switch {
+	case *help:
+		fl.Usage()
+		return
+	case *showVersion:
+		fmt.Println("bpslave", version)
+		return
+	case fl.NArg() < 1 || fl.NArg() > 2:
+		fmt.Fprintf(os.Stderr, "bpslave: need masterhost [port]\n")
+		fl.Usage()
+		os.Exit(2)
+	}
+	o.master = fl.Arg(0)
+	if fl.NArg() == 2 {
+		o.port = fl.Arg(1)
+	}
+	if p, err := strconv.Atoi(o.port); err != nil || p <= 0 || p > 65535 {
+		fmt.Fprintf(os.Stderr, "bpslave: bad port %q\n", o.port)
+		os.Exit(2)
+	}
+	if o.source != "" && net.ParseIP(o.source) == nil {
+		fmt.Fprintf(os.Stderr, "bpslave: -s %q is not an IP address\n", o.source)
+		os.Exit(2)
+	}
+	if err := daemon.CheckFacility(*facility); err != nil {
+		fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
+		os.Exit(2)
+	}
+	k, err := key.Load(o.keyFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
+		os.Exit(1)
+	}
+	if !*debug {
+		if err := daemon.Detach(); err != nil {
+			fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	logger := daemon.Logger("bpslave", *debug, *facility)
+	tracer, err := daemon.OpenTrace(o.trace)
+	if err != nil {
+		logger.Fatalf("%v", err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := run(ctx, &o, k, logger, tracer); err != nil {
+		logger.Fatalf("%v", err)
+	}
+}
+
+// run serves the master, reconnecting with backoff when -r is given.
+func run(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *daemon.Tracer) error {
+	host, _ := os.Hostname()
+	hello := srv.Hello{Role: "slave", Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid()), Host: host}
+	addr := net.JoinHostPort(o.master, o.port)
+	backoff := 100 * time.Millisecond
+	for {
+		err := serveOnce(ctx, o, addr, k, hello, logger, tracer)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !o.reconnect {
+			return err
+		}
+		logger.Printf("%v; reconnecting in %v", err, backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+func serveOnce(ctx context.Context, o *options, addr string, k []byte, hello srv.Hello, logger *log.Logger, tracer *daemon.Tracer) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, err := srv.DialFrom(dctx, o.source, addr, k, hello)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	defer c.Close()
+	logger.Printf("connected to %s", addr)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-c.Done():
+			stop()
+		case <-sctx.Done():
+		}
+	}()
+	s := &job.Slave{Tree: opener{c}, CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf}
+	err = s.Run(sctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("lost the master: %w", err)
+}
+
+// opener adapts the 9P client to job.Opener.
+type opener struct{ c *srv.Client }
+
+func (o opener) Open(name string, flag int) (io.ReadWriteCloser, error) {
+	return o.c.Open(name, flag)
+}
