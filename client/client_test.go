@@ -249,7 +249,7 @@ func TestExecErrorText(t *testing.T) {
 	if !errors.Is(e, syscall.ENOENT) {
 		t.Error("errno not wrapped")
 	}
-	e = &ExecError{Path: "/bin/x", Errno: syscall.EINVAL, Text: "exec: unknown option -z\n"}
+	e = &ExecError{Path: "/bin/x", Errno: syscall.EINVAL, Text: "error: exec: unknown option -z\n"}
 	if e.Error() != "exec /bin/x: Invalid argument (exec: unknown option -z)" {
 		t.Errorf("got %q", e.Error())
 	}

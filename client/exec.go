@@ -57,7 +57,7 @@ func (e *ExecError) Error() string {
 	case syscall.ENOENT, syscall.EACCES, syscall.EPERM, syscall.ENOEXEC, syscall.ENOTDIR:
 		return msg
 	}
-	if t := strings.TrimSpace(e.Text); t != "" {
+	if t := strings.TrimPrefix(strings.TrimSpace(e.Text), "error: "); t != "" {
 		msg += " (" + t + ")"
 	}
 	return msg

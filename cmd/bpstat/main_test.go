@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"bproc/client"
+)
+
+func parse(t *testing.T, text string) []client.NodeStatus {
+	t.Helper()
+	ns, err := client.ParseNodeStatusList(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+const sample = `-1 up - ---x------ root root master
+0 up 10.77.0.10 ---x--x--x root root n0
+1 up 10.77.0.11 ---x--x--x root root n1
+2 up 10.77.0.12 ---x--x--x root root n2
+3 up 10.77.0.13 ---x--x--x any any n3
+4 down - ---------- root root -
+5 down - ---------- root root -
+6 up 10.77.0.16 ---x--x--x root root n6
+`
+
+func TestCompact(t *testing.T) {
+	all := parse(t, sample)
+	nodes, err := selectNodes(all, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := formatCompact(nodes)
+	want := "" +
+		"Node(s)     Status       Mode       User       Group\n" +
+		"0-2         up           ---x--x--x root       root\n" +
+		"3           up           ---x--x--x any        any\n" +
+		"4-5         down         ---------- root       root\n" +
+		"6           up           ---x--x--x root       root\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// A gap in the numbering splits a run even when the fields agree.
+	gap := parse(t, "0 up - ---x--x--x root root a\n2 up - ---x--x--x root root b\n")
+	if got := formatCompact(gap); !strings.Contains(got, "\n0 ") || !strings.Contains(got, "\n2 ") {
+		t.Errorf("gap collapsed:\n%s", got)
+	}
+}
+
+func TestSelect(t *testing.T) {
+	all := parse(t, sample)
+	spec := func(s string) client.NodeSpec {
+		ns, err := client.ParseNodeSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	nodes, err := selectNodes(all, []client.NodeSpec{spec("5,1"), spec("master")}, false)
+	if err != nil || len(nodes) != 3 || nodes[0].Node != -1 || nodes[1].Node != 1 || nodes[2].Node != 5 {
+		t.Errorf("got %v %v", nodes, err)
+	}
+	if nodes, _ := selectNodes(all, nil, true); len(nodes) != 8 {
+		t.Errorf("-M: %d nodes", len(nodes))
+	}
+	_, err = selectNodes(all, []client.NodeSpec{spec("1,9-10")}, false)
+	if err == nil || !strings.Contains(err.Error(), "9-10") {
+		t.Errorf("missing nodes: %v", err)
+	}
+}
+
+func TestFieldsTotalsLong(t *testing.T) {
+	all := parse(t, sample)
+	nodes, _ := selectNodes(all, nil, false)
+	if got := formatFields(nodes[3:5], false, true); got != "up\ndown\n" {
+		t.Errorf("-s: %q", got)
+	}
+	if got := formatFields(nodes[:1], true, true); got != "10.77.0.10\tup\n" {
+		t.Errorf("-a -s: %q", got)
+	}
+	if got := formatTotals(nodes); got != "down         2\nup           5\n" && got != "up           5\ndown         2\n" {
+		t.Errorf("-t: %q", got)
+	}
+	if got := formatTotals(nodes); !strings.HasPrefix(got, "down") {
+		t.Errorf("-t not in BProc state order: %q", got)
+	}
+	long := formatLong(nodes)
+	lines := strings.Split(strings.TrimSpace(long), "\n")
+	if len(lines) != 8 || !strings.HasPrefix(lines[0], "Node") || !strings.Contains(lines[1], "10.77.0.10") || !strings.HasSuffix(lines[1], "n0") {
+		t.Errorf("-l:\n%s", long)
+	}
+}
+
+func TestProcs(t *testing.T) {
+	ps := []client.ProcStatus{{Pid: 7, Node: 2, State: "running"}, {Pid: 8, Node: 0, State: "exited"}, {Pid: 12, Node: -1, State: "stopped"}}
+	want := "PID     Node\n7       2\n12      -1\n"
+	if got := formatProcs(ps); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out bytes.Buffer
+	for _, args := range [][]string{{"-l", "-t"}, {"-p", "-n"}, {"--bogus"}, {"x"}} {
+		if code := run(args, &out); code != 1 {
+			t.Errorf("%q: exit %d", args, code)
+		}
+	}
+	out.Reset()
+	if code := run([]string{"-h"}, &out); code != 0 || !strings.Contains(out.String(), "--long") {
+		t.Errorf("-h: %d %q", code, out.String())
+	}
+}
