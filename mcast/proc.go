@@ -194,30 +194,16 @@ type Sample struct {
 // are left zero.
 func ReadSample(procfs string) (*Sample, error) {
 	s := new(Sample)
-	files := []struct {
-		name  string
-		parse func([]byte) error
-	}{
-		{"cpuinfo", func(b []byte) (err error) { s.CPU, err = ParseCPUInfo(b); return }},
-		{"meminfo", func(b []byte) (err error) { s.Mem, err = ParseMemInfo(b); return }},
-		{"loadavg", func(b []byte) (err error) { s.Load, err = ParseLoadAvg(b); return }},
-		{"stat", func(b []byte) (err error) { s.Stat, err = ParseStat(b); return }},
-		{"net/dev", func(b []byte) (err error) { s.Net, err = ParseNetDev(b); return }},
+	p := filepath.Join(procfs, "cpuinfo")
+	b, err := ReadProcFile(p)
+	if err != nil {
+		return nil, err
 	}
-	for _, f := range files {
-		p := filepath.Join(procfs, f.name)
-		b, err := ReadProcFile(p)
-		if err != nil {
-			return nil, err
-		}
-		if err := f.parse(b); err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", p, err)
-		}
+	if s.CPU, err = ParseCPUInfo(b); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", p, err)
 	}
-	// Some kernels (and containers) list fewer "processor" entries than
-	// cpus in /proc/stat; trust the larger.
-	if s.Stat.NCPU > s.CPU.Count {
-		s.CPU.Count = s.Stat.NCPU
+	if err := readDynamic(procfs, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
