@@ -44,6 +44,9 @@ type clientConn struct {
 	*net.TCPConn
 	br  *bufio.Reader
 	cli *Client
+	// SyscallConn hides (*net.TCPConn).SyscallConn: p9 would otherwise
+	// read payloads straight from the socket, past what br has buffered.
+	SyscallConn struct{}
 }
 
 func (cc *clientConn) Read(p []byte) (int, error) {
@@ -409,6 +412,23 @@ func (f *File) Write(p []byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// Seek sets the offset for the next Read or Write (io.SeekStart or
+// io.SeekCurrent; the end of a synthetic file is unknown).
+func (f *File) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += f.off
+	default:
+		return f.off, &iofs.PathError{Op: "seek", Path: f.name, Err: syscall.EINVAL}
+	}
+	if offset < 0 {
+		return f.off, &iofs.PathError{Op: "seek", Path: f.name, Err: syscall.EINVAL}
+	}
+	f.off = offset
+	return offset, nil
 }
 
 // Close closes the file.

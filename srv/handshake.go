@@ -43,6 +43,9 @@ const (
 	nonceLen         = 32
 )
 
+// handshakeTimeout is HandshakeTimeout; tests shorten it.
+var handshakeTimeout = HandshakeTimeout
+
 // hsMagic opens the client's first frame. A peer speaking raw 9P (or
 // anything else) fails here with a clear message.
 const hsMagic = "bproc-handshake-1"
@@ -150,7 +153,7 @@ func ServerHandshake(conn net.Conn, key []byte) (Hello, error) {
 	if len(key) == 0 {
 		return Hello{}, errors.New("handshake: empty cluster key")
 	}
-	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer conn.SetDeadline(time.Time{})
 	h, err := serverHandshake(conn, key)
 	if err != nil {
@@ -211,7 +214,7 @@ func ClientHandshake(conn net.Conn, key []byte, h Hello) error {
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer conn.SetDeadline(time.Time{})
 	if err := clientHandshake(conn, key, h); err != nil {
 		return fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)

@@ -1,0 +1,447 @@
+package srv
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"bproc/fs"
+)
+
+// served starts a Server for tree on loopback and returns its address and
+// the lines it logged.
+type served struct {
+	addr string
+	tree *testTree
+	mu   sync.Mutex
+	logs []string
+}
+
+func (s *served) logf(format string, args ...any) {
+	s.mu.Lock()
+	s.logs = append(s.logs, fmt.Sprintf(format, args...))
+	s.mu.Unlock()
+}
+
+func (s *served) logged(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.logs {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func serve(t *testing.T) *served {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv := &served{addr: ln.Addr().String(), tree: newTestTree()}
+	s := &Server{Key: testKey, Root: sv.tree.root, Logf: sv.logf}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after cancel")
+		}
+	})
+	return sv
+}
+
+func dial(t *testing.T, addr string, h Hello) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, addr, testKey, h)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func readAll(t *testing.T, c *Client, name string) string {
+	t.Helper()
+	f, err := c.Open(name, os.O_RDONLY)
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	return string(b)
+}
+
+var toolHello = Hello{Role: RoleTool, Uid: 0, Gid: 0, Host: "master"}
+
+func TestIdentityReachesCaller(t *testing.T) {
+	sv := serve(t)
+	c := dial(t, sv.addr, Hello{Role: RoleSlave, Uid: 1000, Gid: 100, Groups: []uint32{5, 6}, Host: "node7"})
+	got := readAll(t, c, "who")
+	want := "pid=0 uid=1000 gid=100 groups=[5 6] slave=true addr=127.0.0.1 host=node7 conn=true\n"
+	if got != want {
+		t.Errorf("who = %q, want %q", got, want)
+	}
+	c2 := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 0, Gid: 0, Host: "master"})
+	if got := readAll(t, c2, "who"); !strings.Contains(got, "uid=0 ") || !strings.Contains(got, "slave=false") {
+		t.Errorf("tool who = %q", got)
+	}
+	if !waitFor(time.Second, func() bool { return sv.logged("connected: slave uid 1000 gid 100 host node7") }) {
+		t.Errorf("connection not logged: %q", sv.logs)
+	}
+}
+
+func TestDialWrongKey(t *testing.T) {
+	sv := serve(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, sv.addr, []byte("wrong"), toolHello)
+	if !errors.Is(err, ErrBadKey) {
+		t.Errorf("dial with wrong key: %v", err)
+	}
+	if !waitFor(2*time.Second, func() bool { return sv.logged("cluster key mismatch") }) {
+		t.Errorf("server did not log the mismatch: %q", sv.logs)
+	}
+	// The server keeps serving.
+	c := dial(t, sv.addr, toolHello)
+	if got := readAll(t, c, "hello"); got != "hello, world\n" {
+		t.Errorf("hello = %q", got)
+	}
+}
+
+func TestGarbageAndSilentPeers(t *testing.T) {
+	old := handshakeTimeout
+	handshakeTimeout = 300 * time.Millisecond
+	defer func() { handshakeTimeout = old }()
+	sv := serve(t)
+
+	silent, err := net.Dial("tcp", sv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	garbage, err := net.Dial("tcp", sv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer garbage.Close()
+	garbage.Write(bytes.Repeat([]byte{0xff}, 100))
+
+	// Meanwhile a real client is served.
+	c := dial(t, sv.addr, toolHello)
+	if got := readAll(t, c, "hello"); got != "hello, world\n" {
+		t.Errorf("hello = %q", got)
+	}
+	// Both strangers get hung up on, the silent one within the deadline.
+	for name, conn := range map[string]net.Conn{"silent": silent, "garbage": garbage} {
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		start := time.Now()
+		_, err := io.ReadAll(conn)
+		// Unread garbage makes the close a reset.
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s peer: connection not closed by server: %v", name, err)
+		}
+		t.Logf("%s peer closed after %v", name, time.Since(start).Round(time.Millisecond))
+	}
+	if !sv.logged("timeout") || !sv.logged("exceeds") {
+		t.Errorf("failures not logged: %q", sv.logs)
+	}
+}
+
+func TestWalkReadWriteStat(t *testing.T) {
+	sv := serve(t)
+	c := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 1000, Gid: 1000, Host: "ws"})
+
+	if got := readAll(t, c, "sub/leaf"); got != "leaf\n" {
+		t.Errorf("sub/leaf = %q", got)
+	}
+	if got := readAll(t, c, "/sub/../hello"); got != "hello, world\n" {
+		t.Errorf("/sub/../hello = %q", got)
+	}
+	if _, err := c.Open("nope", os.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("open nope: %v, want ENOENT", err)
+	}
+	if _, err := c.Open("hello/x", os.O_RDONLY); !errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("open hello/x: %v, want ENOTDIR or EINVAL", err)
+	}
+	if _, err := c.Open("hello", os.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("open hello for writing: %v, want EACCES", err)
+	}
+
+	fi, err := c.Stat("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Name() != "hello" || fi.Size() != 13 || fi.Mode() != 0o444 || fi.IsDir() {
+		t.Errorf("stat hello: %v", fi)
+	}
+	if a, ok := fi.Sys().(*fs.Attr); !ok || a.Uid != 0 {
+		t.Errorf("stat hello Sys: %#v", fi.Sys())
+	}
+	fi, err = c.Stat("sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.IsDir() || fi.Mode() != os.ModeDir|0o755 {
+		t.Errorf("stat sub: %v", fi)
+	}
+	if fi, err := c.Stat(""); err != nil || !fi.IsDir() {
+		t.Errorf("stat root: %v %v", fi, err)
+	}
+
+	ents, err := c.ReadDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+		if (e.Name() == "sub") != e.IsDir() {
+			t.Errorf("entry %s: IsDir=%v", e.Name(), e.IsDir())
+		}
+	}
+	if got := strings.Join(names, " "); got != "hello who ctl stream big sub sink" {
+		t.Errorf("readdir / = %q (server order expected)", got)
+	}
+	if info, err := ents[0].Info(); err != nil || info.Size() != 13 {
+		t.Errorf("entry info: %v %v", info, err)
+	}
+	if _, err := c.ReadDir("hello"); !errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("readdir of a file: %v", err)
+	}
+
+	// ctl: a good command, its result, then a bad one gives EINVAL.
+	f, err := c.Open("ctl", os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("ok 1\n")); err != nil {
+		t.Fatalf("write ok: %v", err)
+	}
+	// The File keeps one offset for reads and writes, like a descriptor.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(f); err != nil || string(b) != "done ok 1\n" {
+		t.Errorf("ctl result = %q, %v", b, err)
+	}
+	_, err = f.Write([]byte("bad\n"))
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("bad ctl write: %v, want EINVAL", err)
+	}
+	f.Close()
+	sv.tree.ctl.mu.Lock()
+	writes := strings.Join(sv.tree.ctl.writes, ",")
+	sv.tree.ctl.mu.Unlock()
+	if writes != "ok 1" {
+		t.Errorf("ctl saw %q", writes)
+	}
+}
+
+func TestChmodChown(t *testing.T) {
+	sv := serve(t)
+	user := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 1000, Gid: 1000, Host: "ws"})
+	root := dial(t, sv.addr, toolHello)
+
+	if err := user.Chmod("sub", 0o700); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod by user: %v, want EPERM", err)
+	}
+	if err := root.Chmod("sub", 0o711); err != nil {
+		t.Fatalf("chmod by root: %v", err)
+	}
+	if err := root.Chown("sub", 1000, -1); err != nil {
+		t.Fatalf("chown by root: %v", err)
+	}
+	if err := root.Chown("sub", -1, 50); err != nil {
+		t.Fatalf("chgrp by root: %v", err)
+	}
+	a := sv.tree.sub.Attr()
+	if a.Mode.Perm() != 0o711 || a.Uid != 1000 || a.Gid != 50 {
+		t.Errorf("sub after chmod/chown: mode %v uid %d gid %d", a.Mode, a.Uid, a.Gid)
+	}
+	fi, err := user.Stat("sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o711 || fi.Sys().(*fs.Attr).Uid != 1000 || fi.Sys().(*fs.Attr).Gid != 50 {
+		t.Errorf("stat after chmod: %v %+v", fi, fi.Sys())
+	}
+	if err := root.Chmod("hello", 0o600); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod of a file without Setattrer: %v, want EPERM", err)
+	}
+}
+
+// A read blocked in a stream returns as soon as the client goes away, and
+// the connection's resources are released (the handle is closed).
+func TestBlockedReadEndsOnDisconnect(t *testing.T) {
+	sv := serve(t)
+	st := sv.tree.stream
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, sv.addr, testKey, toolHello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Open("stream", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// First a chunk goes through.
+	st.data <- []byte("chunk1")
+	buf := make([]byte, 100)
+	n, err := f.Read(buf)
+	if err != nil || string(buf[:n]) != "chunk1" {
+		t.Fatalf("read = %q, %v", buf[:n], err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := f.Read(buf)
+		readErr <- err
+	}()
+	if !waitFor(5*time.Second, func() bool { return st.inRead.Load() == 1 }) {
+		t.Fatal("read never blocked in the stream")
+	}
+	goroutines := runtime.NumGoroutine()
+	c.Close()
+	if !waitFor(5*time.Second, func() bool { return st.inRead.Load() == 0 && st.closed.Load() == 1 }) {
+		t.Fatalf("after disconnect: %d reads still blocked, %d handles closed", st.inRead.Load(), st.closed.Load())
+	}
+	if st.intr.Load() != 1 {
+		t.Errorf("blocked read ended %d times with EINTR, want 1", st.intr.Load())
+	}
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Error("client read succeeded after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("client read still blocked after Close")
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done not closed after Close")
+	}
+	if !waitFor(5*time.Second, func() bool { return sv.logged("disconnected") }) {
+		t.Error("server never finished the connection")
+	}
+	if !waitFor(5*time.Second, func() bool { return runtime.NumGoroutine() < goroutines }) {
+		t.Errorf("goroutines: %d before close, %d after", goroutines, runtime.NumGoroutine())
+	}
+}
+
+// Done fires when the server goes away while the client is idle.
+func TestClientDoneOnServerExit(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Key: testKey, Root: newTestTree().root}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	c := dial(t, ln.Addr().String(), toolHello)
+	if _, err := c.Stat("hello"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("client Done not closed after the server stopped")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if _, err := c.Stat("hello"); !errors.Is(err, syscall.ENOTCONN) {
+		t.Errorf("stat after server exit: %v, want ENOTCONN", err)
+	}
+}
+
+func TestDialDefaultsAndErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Port 1 on loopback: refused.
+	if _, err := Dial(ctx, "127.0.0.1:1", testKey, toolHello); err == nil {
+		t.Error("dial to a closed port succeeded")
+	}
+	// No port: 2223 is added (whatever answers there, the address is right).
+	_, err := Dial(ctx, "127.0.0.1", testKey, toolHello)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:2223") {
+		t.Logf("dial without port: %v", err)
+	}
+	if _, err := Dial(ctx, "127.0.0.1:1", testKey, Hello{Role: "x"}); err == nil {
+		t.Error("bad hello accepted")
+	}
+}
+
+func TestWriteSplitAndBigStream(t *testing.T) {
+	sv := serve(t)
+	c := dial(t, sv.addr, toolHello)
+	// A write larger than msize is split into several Twrites.
+	f, err := c.Open("sink", os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := payload()[:3<<20+123]
+	n, err := f.Write(big)
+	if err != nil || n != len(big) {
+		t.Fatalf("big write: %d, %v", n, err)
+	}
+	f.Close()
+	sink := sv.tree.sink
+	sink.mu.Lock()
+	sizes, sum := sink.sizes, sink.sum.Sum(nil)
+	sink.mu.Unlock()
+	if wantSum := sha256.Sum256(big); len(sizes) < 4 || !bytes.Equal(sum, wantSum[:]) {
+		t.Errorf("sink got %d writes %v, sum %x; want >= 4 pieces, sum %x", len(sizes), sizes, sum, wantSum)
+	}
+	for _, sz := range sizes {
+		if sz > DefaultMaxMessage {
+			t.Errorf("a write of %d bytes exceeds msize", sz)
+		}
+	}
+
+	want := sha256.Sum256(payload())
+	f, err = c.Open("big", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	total, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf)
+	el := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != bigSize || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("got %d bytes, sha256 %x; want %d, %x", total, h.Sum(nil), bigSize, want)
+	}
+	t.Logf("9P: 64 MiB stream in %v: %.0f MB/s (sha256 included)", el.Round(time.Millisecond), float64(total)/el.Seconds()/1e6)
+}
