@@ -25,7 +25,7 @@ if [ -z "$BASH_VERSION" ]; then exec bash "$0" "$@"; fi
 
 TEST_NAME=$(basename "$0" .sh)
 TEST_DIRECTORY=$(cd "$(dirname "$0")" && pwd)
-BPROC_ROOT=$(cd "$TEST_DIRECTORY/.." && pwd)
+BPROC_ROOT=${BPROC_ROOT:-$(cd "$TEST_DIRECTORY/.." && pwd)}
 PATH=$BPROC_ROOT/bin:$PATH
 export PATH
 LC_ALL=C
@@ -431,7 +431,11 @@ wait_node_state() { wait_for "test \"\$(node_status $1)\" = $2" "${3:-10}"; }
 # master_start: bpmaster in the master's namespaces; waits for the mount.
 master_start() {
 	bg_master "$MASTER_LOG" bpmaster -d -c "$CONF" -k "$KEY" || return 1
-	wait_for "mountpoint -q '$BPROC' && test -e '$BPROC/status'" 10 || return 1
+	local p
+	p=$(bg_pid master-bpmaster)
+	# Stop waiting as soon as the master dies: its log says why.
+	wait_for "! pid_alive $p || { mountpoint -q '$BPROC' && test -e '$BPROC/status'; }" 10 || return 1
+	pid_alive "$p" || { echo "bpmaster died:" >&2; tail -n 20 "$MASTER_LOG" >&2; return 1; }
 }
 
 # master_stop [SIG]: stops bpmaster and makes sure its mount is gone.
