@@ -286,3 +286,19 @@ func TestWithPort(t *testing.T) {
 		}
 	}
 }
+
+func TestCtlErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		e    CtlError
+		want string
+	}{
+		{CtlError{Errno: syscall.EPERM}, "Operation not permitted"},
+		{CtlError{Errno: syscall.EPERM, Text: "error: operation not permitted\n"}, "Operation not permitted"},
+		{CtlError{Errno: syscall.EPERM, Text: "error: state: operation not permitted\n"}, "state: Operation not permitted"},
+		{CtlError{Errno: syscall.EINVAL, Text: "error: unknown state \"x\"\n"}, "Invalid argument (unknown state \"x\")"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

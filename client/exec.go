@@ -395,3 +395,41 @@ func ParseWait(line string) (Status, error) {
 	}
 	return bad()
 }
+
+// CtlError is a ctl command the tree refused: the write's errno and the
+// text the file then read back.
+type CtlError struct {
+	Errno syscall.Errno
+	Text  string
+}
+
+func (e *CtlError) Error() string {
+	msg := Strerror(e.Errno)
+	t := strings.TrimPrefix(strings.TrimSpace(e.Text), "error: ")
+	if t != "" && !strings.EqualFold(t, e.Errno.Error()) && !strings.HasSuffix(strings.ToLower(t), ": "+e.Errno.Error()) {
+		msg += " (" + t + ")"
+	} else if t != "" && t != e.Errno.Error() {
+		msg = t[:len(t)-len(e.Errno.Error())] + msg
+	}
+	return msg
+}
+
+func (e *CtlError) Unwrap() error { return e.Errno }
+
+// Ctl writes one command to the ctl file name and returns what the file
+// reads back: the result on success, a *CtlError with the error text on
+// failure.
+func Ctl(t Tree, name, cmd string) (string, error) {
+	f, err := t.Open(name, os.O_RDWR)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var buf [4096]byte
+	if _, werr := f.Write([]byte(cmd)); werr != nil {
+		n, _ := readResult(f, buf[:])
+		return "", &CtlError{Errno: ErrnoOf(werr), Text: string(buf[:n])}
+	}
+	n, _ := readResult(f, buf[:])
+	return string(buf[:n]), nil
+}
