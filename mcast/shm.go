@@ -428,6 +428,9 @@ func (r *ShmReader) remap() error {
 
 // Header returns a copy of the file's header.
 func (r *ShmReader) Header() ShmHeader {
+	if r.mem == nil {
+		return ShmHeader{} // closed
+	}
 	r.refresh()
 	h := *(*ShmHeader)(unsafe.Pointer(&r.mem[0]))
 	for i := range h.Counters {
@@ -438,6 +441,9 @@ func (r *ShmReader) Header() ShmHeader {
 
 // Nodes is the number of node slots (node numbers 0..Nodes-1).
 func (r *ShmReader) Nodes() int {
+	if r.mem == nil {
+		return 0 // closed
+	}
 	r.refresh()
 	n := int(atomic.LoadUint32(&(*ShmHeader)(unsafe.Pointer(&r.mem[0])).Nodes))
 	if max := (len(r.mem) - ShmHeaderSize) / RecordSize; n > max {
