@@ -62,6 +62,9 @@ func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
 			MaxWrite:      fuseMaxIO,
 			MaxReadAhead:  fuseMaxIO,
 			DisableXAttrs: true,
+			// Replies come from memory; splicing them through a pipe only
+			// adds a copy (and 1 MiB replies exceed the pipe size).
+			DisableSplice: true,
 			// Blocked stream readers each hold a request; let many wait.
 			MaxBackground: 64,
 		},

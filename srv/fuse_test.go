@@ -1,0 +1,265 @@
+package srv
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mountTree mounts a fresh test tree, or skips saying why it cannot.
+func mountTree(t *testing.T) (*testTree, string) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("no FUSE here: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("FUSE tests mount directly and need root")
+	}
+	tree := newTestTree()
+	dir := t.TempDir()
+	// Other users (setpriv below) must reach the mount point.
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	m, err := Mount(dir, tree.root, MountOptions{AllowOther: true, Name: "bproctest"})
+	if err != nil {
+		t.Skipf("cannot mount FUSE here: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := m.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		m.Wait()
+	})
+	return tree, dir
+}
+
+// asUser runs a command as uid/gid 1000 with supplementary groups 5 and 6.
+func asUser(args ...string) *exec.Cmd {
+	return exec.Command("setpriv", append([]string{"--reuid=1000", "--regid=1000", "--groups=5,6", "--"}, args...)...)
+}
+
+func TestFuseReadStatReaddir(t *testing.T) {
+	_, dir := mountTree(t)
+	for name, want := range map[string]string{"hello": "hello, world\n", "sub/leaf": "leaf\n"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(b) != want {
+			t.Errorf("read %s = %q, %v", name, b, err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 13 || fi.Mode() != 0o444 {
+		t.Errorf("stat hello: %v", fi)
+	}
+	fi, err = os.Stat(filepath.Join(dir, "sub"))
+	if err != nil || fi.Mode() != os.ModeDir|0o755 {
+		t.Errorf("stat sub: %v %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nope")); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("stat nope: %v", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := []string{"big", "ctl", "hello", "sink", "stream", "sub", "who"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("readdir = %v, want %v", names, want)
+	}
+	// ls -l goes through readdirplus/lookup and getattr.
+	out, err := exec.Command("ls", "-ln", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "hello") {
+		t.Errorf("ls -ln: %v\n%s", err, out)
+	}
+}
+
+func TestFuseCaller(t *testing.T) {
+	_, dir := mountTree(t)
+	who := filepath.Join(dir, "who")
+	// The file's Size is 0: cat must still read it (direct I/O).
+	out, err := exec.Command("cat", who).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out); !strings.Contains(s, "uid=0 gid=0 ") || strings.Contains(s, "pid=0 ") ||
+		!strings.Contains(s, "slave=false") || !strings.Contains(s, "conn=false") {
+		t.Errorf("root cat who = %q", s)
+	}
+	out, err = asUser("cat", who).Output()
+	if err != nil {
+		t.Fatalf("cat who as uid 1000: %v", err)
+	}
+	if s := string(out); !strings.Contains(s, "uid=1000 gid=1000 groups=[5 6] ") {
+		t.Errorf("user cat who = %q", s)
+	}
+	// The pid is the reading process's.
+	cmd := exec.Command("sh", "-c", `echo $$; exec cat "$1"`, "sh", who)
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(out), "\n", 2)
+	if pid, _ := strconv.Atoi(lines[0]); pid == 0 || !strings.Contains(lines[1], "pid="+lines[0]+" ") {
+		t.Errorf("pid: shell %s, who says %q", lines[0], lines[1])
+	}
+}
+
+func TestFuseCtlWrites(t *testing.T) {
+	tree, dir := mountTree(t)
+	ctl := filepath.Join(dir, "ctl")
+	// bash and coreutils report the errno (dash says "I/O error" for any
+	// failed builtin write, so it cannot show what the tree returned).
+	for _, sh := range [][]string{{"bash", "-c", `echo bad > "$1"`}, {"sh", "-c", `/bin/echo bad > "$1"`}} {
+		if _, err := exec.LookPath(sh[0]); err != nil {
+			continue
+		}
+		out, err := exec.Command(sh[0], append(sh[1:], "sh", ctl)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Invalid argument") {
+			t.Errorf("%s: %v, output %q; want a write error EINVAL", sh[2], err, out)
+		}
+	}
+	out, err := exec.Command("sh", "-c", `echo ok 2 > "$1"`, "sh", ctl).CombinedOutput()
+	if err != nil {
+		t.Errorf("echo ok 2 > ctl: %v %s", err, out)
+	}
+	// Read back the result on the same open file (offset 0 via pread).
+	f, err := os.OpenFile(ctl, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("ok 3")); err != nil {
+		t.Errorf("write ok 3: %v", err)
+	}
+	if _, err := f.Write([]byte("nonsense")); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("write nonsense: %v, want EINVAL", err)
+	}
+	buf := make([]byte, 100)
+	n, err := f.ReadAt(buf, 0)
+	if string(buf[:n]) != "done ok 3\n" {
+		t.Errorf("ctl result %q, %v", buf[:n], err)
+	}
+	f.Close()
+	tree.ctl.mu.Lock()
+	got := strings.Join(tree.ctl.writes, ",")
+	tree.ctl.mu.Unlock()
+	if got != "ok 2,ok 3" {
+		t.Errorf("ctl saw %q", got)
+	}
+	// Writing a read-only file is refused at open.
+	if _, err := os.OpenFile(filepath.Join(dir, "hello"), os.O_WRONLY|os.O_TRUNC, 0); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("open hello for writing: %v, want EACCES", err)
+	}
+}
+
+func TestFuseChmodChown(t *testing.T) {
+	tree, dir := mountTree(t)
+	sub := filepath.Join(dir, "sub")
+	out, err := asUser("chmod", "700", sub).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not permitted") {
+		t.Errorf("chmod as user: %v %q, want EPERM", err, out)
+	}
+	if err := os.Chmod(sub, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sub, 1000, 50); err != nil {
+		t.Fatal(err)
+	}
+	a := tree.sub.Attr()
+	if a.Mode.Perm() != 0o711 || a.Uid != 1000 || a.Gid != 50 {
+		t.Errorf("sub: mode %v uid %d gid %d", a.Mode, a.Uid, a.Gid)
+	}
+	fi, err := os.Stat(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o711 || st.Uid != 1000 || st.Gid != 50 {
+		t.Errorf("stat after chmod: %v uid %d gid %d", fi.Mode(), st.Uid, st.Gid)
+	}
+	if err := os.Chmod(filepath.Join(dir, "hello"), 0o600); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod hello: %v, want EPERM", err)
+	}
+}
+
+// A reader blocked on a stream is interrupted by a signal.
+func TestFuseInterruptBlockedRead(t *testing.T) {
+	tree, dir := mountTree(t)
+	st := tree.stream
+	start := time.Now()
+	err := exec.Command("timeout", "1", "cat", filepath.Join(dir, "stream")).Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 124 {
+		t.Errorf("timeout 1 cat stream: %v, want exit 124", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cat took %v to die", d)
+	}
+	if !waitFor(5*time.Second, func() bool { return st.inRead.Load() == 0 && st.closed.Load() == st.opened.Load() }) {
+		t.Errorf("after interrupt: %d reads blocked, %d of %d handles closed", st.inRead.Load(), st.closed.Load(), st.opened.Load())
+	}
+	if st.intr.Load() < 1 {
+		t.Error("the blocked read did not end with EINTR")
+	}
+	// Data pushed later reaches a new reader.
+	st.data <- []byte("late\n")
+	out, err := exec.Command("timeout", "5", "head", "-c", "5", filepath.Join(dir, "stream")).Output()
+	if err != nil || string(out) != "late\n" {
+		t.Errorf("head stream = %q, %v", out, err)
+	}
+}
+
+func TestFuseBigStreamAndWrites(t *testing.T) {
+	tree, dir := mountTree(t)
+	f, err := os.Open(filepath.Join(dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, el := readStream(t, f)
+	f.Close()
+	checkPayload(t, got)
+	t.Logf("FUSE: 64 MiB stream read in %v: %.0f MB/s", el.Round(time.Millisecond), float64(len(got))/el.Seconds()/1e6)
+
+	// Large writes arrive in large requests.
+	w, err := os.OpenFile(filepath.Join(dir, "sink"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := payload()[:16<<20]
+	start := time.Now()
+	for off := 0; off < len(data); off += 1 << 20 {
+		if _, err := w.Write(data[off : off+1<<20]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wel := time.Since(start)
+	w.Close()
+	tree.sink.mu.Lock()
+	sizes, sum := tree.sink.sizes, tree.sink.sum.Sum(nil)
+	tree.sink.mu.Unlock()
+	want := sha256.Sum256(data)
+	if !bytes.Equal(sum, want[:]) {
+		t.Errorf("sink checksum mismatch after %d writes", len(sizes))
+	}
+	sorted := append([]int(nil), sizes...)
+	sort.Ints(sorted)
+	t.Logf("FUSE: 16 MiB written in %v: %.0f MB/s, %d requests, largest %d bytes", wel.Round(time.Millisecond),
+		float64(len(data))/wel.Seconds()/1e6, len(sizes), sorted[len(sorted)-1])
+	if sorted[len(sorted)-1] < 128<<10 {
+		t.Errorf("largest FUSE write was %d bytes; MaxWrite not in effect", sorted[len(sorted)-1])
+	}
+}
