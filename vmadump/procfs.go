@@ -1,0 +1,332 @@
+package vmadump
+
+// Reading a process's state from /proc, and bulk access to its memory.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+const pageSize = 4096
+
+// mapping is one line of /proc/PID/maps.
+type mapping struct {
+	start, end uint64
+	perms      string // "rwxp"
+	offset     uint64
+	dev        string
+	inode      uint64
+	path       string
+}
+
+func (m mapping) size() uint64 { return m.end - m.start }
+
+func parseMaps(data []byte) ([]mapping, error) {
+	var out []mapping
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			return nil, fmt.Errorf("maps line %q: too few fields", line)
+		}
+		var m mapping
+		a, b, ok := strings.Cut(f[0], "-")
+		if !ok {
+			return nil, fmt.Errorf("maps line %q: bad range", line)
+		}
+		var err1, err2, err3, err4 error
+		m.start, err1 = strconv.ParseUint(a, 16, 64)
+		m.end, err2 = strconv.ParseUint(b, 16, 64)
+		m.offset, err3 = strconv.ParseUint(f[2], 16, 64)
+		m.inode, err4 = strconv.ParseUint(f[4], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil || len(f[1]) != 4 {
+			return nil, fmt.Errorf("maps line %q: bad number", line)
+		}
+		m.perms, m.dev = f[1], f[3]
+		// The path is everything after the fifth field; it may hold spaces.
+		if len(f) > 5 {
+			rest := line
+			for i := 0; i < 5; i++ {
+				rest = strings.TrimLeft(rest, " ")
+				rest = rest[strings.IndexByte(rest, ' ')+1:]
+			}
+			m.path = strings.TrimLeft(rest, " ")
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func readMaps(pid int) ([]mapping, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, fmt.Errorf("reading maps: %w", err)
+	}
+	return parseMaps(data)
+}
+
+// procStat holds the memory layout fields of /proc/PID/stat.
+type procStat struct {
+	startCode, endCode, startStack     uint64
+	startData, endData, startBrk       uint64
+	argStart, argEnd, envStart, envEnd uint64
+}
+
+func readStat(pid int) (procStat, error) {
+	var s procStat
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, fmt.Errorf("reading stat: %w", err)
+	}
+	// comm may hold spaces and parentheses: fields start after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return s, fmt.Errorf("stat of %d: malformed", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	// f[0] is field 3 (state); field N is f[N-3].
+	get := func(n int) uint64 {
+		if n-3 >= len(f) {
+			return 0
+		}
+		v, _ := strconv.ParseUint(f[n-3], 10, 64)
+		return v
+	}
+	if len(f) < 52-3+1 {
+		return s, fmt.Errorf("stat of %d: only %d fields", pid, len(f)+2)
+	}
+	s.startCode, s.endCode, s.startStack = get(26), get(27), get(28)
+	s.startData, s.endData, s.startBrk = get(45), get(46), get(47)
+	s.argStart, s.argEnd, s.envStart, s.envEnd = get(48), get(49), get(50), get(51)
+	return s, nil
+}
+
+// procStatus holds the fields of /proc/PID/status we need.
+type procStatus struct {
+	threads        int
+	ppid           int
+	sigCgt, sigIgn uint64
+}
+
+func readStatus(pid int) (procStatus, error) {
+	var s procStatus
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, fmt.Errorf("reading status: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Threads":
+			s.threads, _ = strconv.Atoi(v)
+		case "PPid":
+			s.ppid, _ = strconv.Atoi(v)
+		case "SigCgt":
+			s.sigCgt, _ = strconv.ParseUint(v, 16, 64)
+		case "SigIgn":
+			s.sigIgn, _ = strconv.ParseUint(v, 16, 64)
+		}
+	}
+	return s, nil
+}
+
+// fdInfo is what /proc/PID/fdinfo/N says of a descriptor.
+type fdInfo struct {
+	pos   int64
+	flags int
+}
+
+func readFdInfo(pid, fd int) (fdInfo, error) {
+	var fi fdInfo
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	if err != nil {
+		return fi, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "pos":
+			fi.pos, _ = strconv.ParseInt(v, 10, 64)
+		case "flags":
+			f, _ := strconv.ParseInt(v, 8, 64)
+			fi.flags = int(f)
+		}
+	}
+	return fi, nil
+}
+
+// Bits of a /proc/PID/pagemap entry.
+const (
+	pmPresent = 1 << 63
+	pmSwapped = 1 << 62
+	pmFile    = 1 << 61 // file page or shared anonymous
+)
+
+// pagemap reads the pagemap entries of [start, end).
+func readPagemap(f *os.File, start, end uint64) ([]uint64, error) {
+	n := (end - start) / pageSize
+	buf := make([]byte, n*8)
+	if _, err := f.ReadAt(buf, int64(start/pageSize*8)); err != nil {
+		return nil, fmt.Errorf("reading pagemap at %#x: %w", start, err)
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(buf[i*8:])
+	}
+	return out, nil
+}
+
+// maxIov is the kernel's IOV_MAX.
+const maxIov = 1024
+
+// span is a range of remote memory.
+type span struct{ addr, len uint64 }
+
+// remoteIO moves bytes between local buf and the remote spans (their total
+// length equals len(buf)) with as few system calls as the kernel allows.
+// write=false reads. On EFAULT (a page the call may not touch, e.g. a
+// read-only page for process_vm_writev) it falls back to /proc/PID/mem,
+// which uses FOLL_FORCE.
+func remoteIO(pid int, mem *os.File, buf []byte, spans []span, write bool) error {
+	off := 0
+	for len(spans) > 0 {
+		n := len(spans)
+		if n > maxIov {
+			n = maxIov
+		}
+		chunk := spans[:n]
+		total := 0
+		remote := make([]unix.RemoteIovec, n)
+		for i, s := range chunk {
+			remote[i] = unix.RemoteIovec{Base: uintptr(s.addr), Len: int(s.len)}
+			total += int(s.len)
+		}
+		local := []unix.Iovec{{Base: &buf[off]}}
+		local[0].SetLen(total)
+		var got int
+		var err error
+		if write {
+			got, err = unix.ProcessVMWritev(pid, local, remote, 0)
+		} else {
+			got, err = unix.ProcessVMReadv(pid, local, remote, 0)
+		}
+		if err != nil && err != unix.EFAULT && err != unix.ENOMEM {
+			return fmt.Errorf("process_vm_%s %d: %w", rw(write), pid, err)
+		}
+		if got < total {
+			// Finish this batch span by span through /proc/PID/mem.
+			if err := memIO(mem, buf[off:off+total], chunk, got, write); err != nil {
+				return err
+			}
+		}
+		off += total
+		spans = spans[n:]
+	}
+	return nil
+}
+
+func rw(write bool) string {
+	if write {
+		return "writev"
+	}
+	return "readv"
+}
+
+// memIO does the part of a batch from byte skip on through /proc/PID/mem.
+func memIO(mem *os.File, buf []byte, spans []span, skip int, write bool) error {
+	off := 0
+	for _, s := range spans {
+		l := int(s.len)
+		if off+l <= skip {
+			off += l
+			continue
+		}
+		from := 0
+		if skip > off {
+			from = skip - off
+		}
+		b := buf[off+from : off+l]
+		at := int64(s.addr) + int64(from)
+		var err error
+		if write {
+			_, err = mem.WriteAt(b, at)
+		} else {
+			_, err = mem.ReadAt(b, at)
+		}
+		if err != nil {
+			return fmt.Errorf("/proc/PID/mem %s at %#x (%d bytes): %w", map[bool]string{true: "write", false: "read"}[write], at, len(b), err)
+		}
+		off += l
+	}
+	return nil
+}
+
+// isZero reports whether a page holds only zero bytes.
+func isZero(p []byte) bool {
+	return bytes.Equal(p, zeroPage[:len(p)])
+}
+
+var zeroPage [pageSize]byte
+
+// ownVDSO returns the bytes of this process's own [vdso]: the kernel maps
+// the same image into every process, so it stands for any new process's.
+func ownVDSO() ([]byte, mapping, error) {
+	maps, err := readMaps(os.Getpid())
+	if err != nil {
+		return nil, mapping{}, err
+	}
+	for _, m := range maps {
+		if m.path == "[vdso]" {
+			b, err := readSelfMem(m.start, m.size())
+			return b, m, err
+		}
+	}
+	return nil, mapping{}, fmt.Errorf("this process has no [vdso] mapping")
+}
+
+// syscallOffset finds the bytes of a syscall instruction (0f 05) in a vDSO.
+func syscallOffset(vdso []byte) (uint64, error) {
+	i := bytes.Index(vdso, []byte{0x0f, 0x05})
+	if i < 0 {
+		return 0, fmt.Errorf("no syscall instruction in the vDSO")
+	}
+	return uint64(i), nil
+}
+
+func readSelfMem(addr, n uint64) ([]byte, error) {
+	f, err := os.Open("/proc/self/mem")
+	if err != nil {
+		return nil, fmt.Errorf("opening /proc/self/mem: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, int64(addr)); err != nil {
+		return nil, fmt.Errorf("reading own memory at %#x: %w", addr, err)
+	}
+	return b, nil
+}
+
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,605 @@
+package vmadump
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// RestoreOptions tune Restore.
+type RestoreOptions struct {
+	// Stdin, Stdout and Stderr become fds 0-2 of the restored process
+	// where the image has a pipe, socket or terminal there. nil means the
+	// restorer's own.
+	Stdin, Stdout, Stderr *os.File
+	// Detach puts the process in a session of its own and lets go of it:
+	// Process.Wait is then unavailable.
+	Detach bool
+}
+
+// Process is a restored, running process.
+type Process struct {
+	Pid  int
+	Meta *Meta
+	proc *os.Process
+}
+
+// Wait waits for the restored process to end (not after Detach).
+func (p *Process) Wait() (*os.ProcessState, error) {
+	if p.proc == nil {
+		return nil, errors.New("restored process was detached")
+	}
+	return p.proc.Wait()
+}
+
+// Signal sends sig to the restored process.
+func (p *Process) Signal(sig os.Signal) error {
+	return syscall.Kill(p.Pid, sig.(syscall.Signal))
+}
+
+// ErrVDSO is wrapped by the error for an image made on a host whose vDSO
+// differs from this one's: glibc keeps pointers into it, so it cannot be
+// swapped for another.
+var ErrVDSO = errors.New("vDSO differs from the dumping host's")
+
+// ErrFile is wrapped by the error for a referenced file that is missing or
+// not the one the image was made with.
+var ErrFile = errors.New("referenced file missing or changed")
+
+// hostKernel describes this host's special mappings, once.
+var hostKernel = sync.OnceValues(func() (*kernelInfo, error) {
+	vdso, m, err := ownVDSO()
+	if err != nil {
+		return nil, err
+	}
+	off, err := syscallOffset(vdso)
+	if err != nil {
+		return nil, err
+	}
+	k := &kernelInfo{vdsoCRC: crc32.Checksum(vdso, castagnoli), sysOff: off, sizes: map[string]uint64{}}
+	maps, err := readMaps(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	for _, mp := range maps {
+		if kind, ok := specialKinds[mp.path]; ok {
+			k.sizes[kind] = mp.size()
+		}
+	}
+	_ = m
+	return k, nil
+})
+
+type kernelInfo struct {
+	vdsoCRC uint32
+	sysOff  uint64            // offset of a syscall instruction in [vdso]
+	sizes   map[string]uint64 // kind -> size of [vdso], [vvar], [vvar_vclock]
+}
+
+var specialKinds = map[string]string{"[vdso]": KindVDSO, "[vvar]": KindVVar, "[vvar_vclock]": KindVVarClock}
+
+// checkHost refuses an image this host cannot give the same kernel mappings.
+func checkHost(m *Meta) error {
+	k, err := hostKernel()
+	if err != nil {
+		return err
+	}
+	if k.vdsoCRC != m.VDSOCRC {
+		return fmt.Errorf("%w (image from %s, kernel %s): restore on a node running the same kernel on the same kind of CPU", ErrVDSO, m.Host, m.Kernel)
+	}
+	seen := map[string]bool{}
+	for _, r := range m.Regions {
+		if r.Travel != TravelKernel {
+			continue
+		}
+		seen[r.Kind] = true
+		if k.sizes[r.Kind] != r.Size() {
+			return fmt.Errorf("%w: [%s] is %d bytes here, %d in the image", ErrVDSO, r.Kind, k.sizes[r.Kind], r.Size())
+		}
+	}
+	for kind := range k.sizes {
+		if !seen[kind] {
+			return fmt.Errorf("%w: the image has no [%s]", ErrVDSO, kind)
+		}
+	}
+	return nil
+}
+
+// checkFiles verifies every file the image refers to, before any process
+// is created, and names the first one that is missing or different.
+func checkFiles(m *Meta) error {
+	for _, r := range m.Regions {
+		if r.Travel != TravelFile {
+			continue
+		}
+		id, err := fileIdentity(r.Path, r.Offset, r.Size())
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrFile, r.Path, err)
+		}
+		if id.Size != r.File.Size || id.CRC != r.File.CRC {
+			return fmt.Errorf("%w: %s is not the file that was mapped (size %d, was %d; content of [%#x+%#x) differs: %v)",
+				ErrFile, r.Path, id.Size, r.File.Size, r.Offset, r.Size(), id.CRC != r.File.CRC)
+		}
+	}
+	return nil
+}
+
+// Restore reads an image from r and recreates the process, which is left
+// running. The image is consumed as a stream, record by record.
+func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
+	ir, err := openImage(r)
+	if err != nil {
+		return nil, err
+	}
+	m := ir.Meta
+	if err := checkHost(m); err != nil {
+		return nil, err
+	}
+	if err := checkFiles(m); err != nil {
+		return nil, err
+	}
+	stub, err := stubExecutable()
+	if err != nil {
+		return nil, err
+	}
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd := &exec.Cmd{
+		Path:        stub,
+		Args:        []string{m.Comm},
+		Stdin:       orFile(opts.Stdin, os.Stdin),
+		Stdout:      orFile(opts.Stdout, os.Stdout),
+		Stderr:      orFile(opts.Stderr, os.Stderr),
+		SysProcAttr: &syscall.SysProcAttr{Ptrace: true, Setsid: opts.Detach},
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting restore stub: %w", err)
+	}
+	pid := cmd.Process.Pid
+	rs := &restorer{pid: pid, m: m, ir: ir}
+	if err := rs.run(); err != nil {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		return nil, err
+	}
+	p := &Process{Pid: pid, Meta: m, proc: cmd.Process}
+	if opts.Detach {
+		_ = cmd.Process.Release()
+		p.proc = nil
+	}
+	return p, nil
+}
+
+func orFile(f, def *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return def
+}
+
+type restorer struct {
+	pid     int
+	m       *Meta
+	ir      *imageReader
+	t       *tracee
+	mem     *os.File
+	scratch uint64
+}
+
+const scratchSize = 16 * pageSize
+
+func (rs *restorer) run() error {
+	pid := rs.pid
+	ws, err := waitStop(pid)
+	if err != nil {
+		return err
+	}
+	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		return fmt.Errorf("restore stub %d: unexpected %s", pid, describeWait(ws))
+	}
+	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
+		return fmt.Errorf("ptrace SETOPTIONS %d: %w", pid, err)
+	}
+	regs, err := getRegs(pid)
+	if err != nil {
+		return err
+	}
+	xs, err := getXState(pid)
+	if err != nil {
+		return err
+	}
+	if len(rs.m.XState) != len(xs) {
+		return fmt.Errorf("xsave area is %d bytes in the image, %d here: a different CPU", len(rs.m.XState), len(xs))
+	}
+	if rs.mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("opening memory of %d: %w", pid, err)
+	}
+	defer rs.mem.Close()
+	k, _ := hostKernel()
+	maps, err := readMaps(pid)
+	if err != nil {
+		return err
+	}
+	special := map[string]mapping{}
+	for _, mp := range maps {
+		if kind, ok := specialKinds[mp.path]; ok {
+			special[kind] = mp
+		}
+	}
+	rs.t = &tracee{pid: pid, sysAddr: special[KindVDSO].start + k.sysOff, base: regs}
+	steps := []func() error{
+		func() error { return rs.clear(maps) },
+		func() error { return rs.moveSpecials(special) },
+		rs.mapScratch, rs.mapRegions, rs.pages, rs.files, rs.mmState, rs.signals, rs.finish,
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clear unmaps everything of the stub but its kernel mappings.
+func (rs *restorer) clear(maps []mapping) error {
+	var keep []mapping
+	for _, mp := range maps {
+		if _, ok := specialKinds[mp.path]; ok {
+			keep = append(keep, mp)
+		}
+	}
+	sort.Slice(keep, func(i, j int) bool { return keep[i].start < keep[j].start })
+	from := uint64(0)
+	for _, mp := range append(keep, mapping{start: userTop - pageSize, end: userTop}) { // TASK_SIZE
+		if mp.start > from {
+			if _, err := rs.t.check("munmap stub", unix.SYS_MUNMAP, from, mp.start-from); err != nil {
+				return err
+			}
+		}
+		from = mp.end
+	}
+	return nil
+}
+
+func overlaps(a0, a1, b0, b1 uint64) bool { return a0 < b1 && b0 < a1 }
+
+// moveSpecials puts [vvar], [vvar_vclock] and [vdso] where the image had
+// them: glibc caches pointers into the vDSO. Each is moved whole; if a
+// destination overlaps a current position, all go through a free area first.
+func (rs *restorer) moveSpecials(cur map[string]mapping) error {
+	type move struct {
+		kind           string
+		from, to, size uint64
+	}
+	var moves []move
+	for _, r := range rs.m.Regions {
+		if r.Travel == TravelKernel {
+			moves = append(moves, move{r.Kind, cur[r.Kind].start, r.Start, r.Size()})
+		}
+	}
+	clash := false
+	var lo uint64 = userTop
+	for _, a := range moves {
+		lo = min(lo, a.from)
+		for _, b := range moves {
+			if a.to != a.from && overlaps(a.to, a.to+a.size, b.from, b.from+b.size) {
+				clash = true
+			}
+		}
+	}
+	vdsoOff := rs.t.sysAddr - cur[KindVDSO].start
+	do := func(mv *move, to uint64) error {
+		if mv.from == to {
+			return nil
+		}
+		got, err := rs.t.check("mremap ["+mv.kind+"]", unix.SYS_MREMAP, mv.from, mv.size, mv.size, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to)
+		if err != nil {
+			return err
+		}
+		if got != to {
+			return fmt.Errorf("mremap [%s] to %#x landed at %#x", mv.kind, to, got)
+		}
+		mv.from = to
+		if mv.kind == KindVDSO {
+			rs.t.sysAddr = to + vdsoOff
+		}
+		return nil
+	}
+	if clash {
+		tmp := rs.freeArea(1 << 30)
+		for i := range moves {
+			if err := do(&moves[i], tmp+moves[i].from-lo); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range moves {
+		if err := do(&moves[i], moves[i].to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freeArea returns a 1 GiB-aligned address with size free bytes, clear
+// of every region of the image.
+func (rs *restorer) freeArea(size uint64) uint64 {
+	for a := uint64(0x200000000000); a+size < userTop; a += 1 << 30 {
+		free := true
+		for _, r := range rs.m.Regions {
+			if overlaps(a, a+size, r.Start, r.End) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return a
+		}
+	}
+	return 0x10000000
+}
+
+func (rs *restorer) mapScratch() error {
+	a := rs.freeArea(scratchSize)
+	got, err := rs.t.check("mmap scratch", unix.SYS_MMAP, a, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
+	if err != nil {
+		return err
+	}
+	rs.scratch = got
+	return nil
+}
+
+// put writes b into the scratch area at off and returns its address.
+func (rs *restorer) put(off uint64, b []byte) (uint64, error) {
+	if off+uint64(len(b)) > scratchSize {
+		return 0, fmt.Errorf("%d bytes do not fit the scratch area", len(b))
+	}
+	if _, err := rs.mem.WriteAt(b, int64(rs.scratch+off)); err != nil {
+		return 0, fmt.Errorf("writing scratch of %d: %w", rs.pid, err)
+	}
+	return rs.scratch + off, nil
+}
+
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+// open opens path inside the target and returns the new fd.
+func (rs *restorer) open(path string, flags int) (uint64, error) {
+	a, err := rs.put(0, cstring(path))
+	if err != nil {
+		return 0, err
+	}
+	fd, err := rs.t.check("open "+path, unix.SYS_OPENAT, atFdcwd, a, uint64(flags), 0)
+	return fd, err
+}
+
+func (rs *restorer) mapRegions() error {
+	fds := map[string]uint64{}
+	for _, r := range rs.m.Regions {
+		if r.Travel == TravelKernel {
+			continue
+		}
+		flags := uint64(unix.MAP_FIXED | unix.MAP_PRIVATE)
+		fd, off := ^uint64(0), uint64(0)
+		switch {
+		case r.Kind == KindSharedAnon:
+			flags = unix.MAP_FIXED | unix.MAP_SHARED | unix.MAP_ANONYMOUS
+		case r.Travel == TravelFile:
+			if r.Kind == KindSharedFile {
+				flags = unix.MAP_FIXED | unix.MAP_SHARED
+			}
+			mode := unix.O_RDONLY
+			if r.Kind == KindSharedFile && r.Perms[1] == 'w' {
+				mode = unix.O_RDWR
+			}
+			key := fmt.Sprint(mode, r.Path)
+			f, ok := fds[key]
+			if !ok {
+				var err error
+				if f, err = rs.open(r.Path, mode|unix.O_CLOEXEC); err != nil {
+					return fmt.Errorf("%w: %v", ErrFile, err)
+				}
+				fds[key] = f
+			}
+			fd, off = f, r.Offset
+		case r.Kind == KindStack:
+			flags |= unix.MAP_ANONYMOUS | unix.MAP_GROWSDOWN
+		default:
+			flags |= unix.MAP_ANONYMOUS
+		}
+		if _, err := rs.t.check(fmt.Sprintf("mmap %#x-%#x %s", r.Start, r.End, r.Path), unix.SYS_MMAP,
+			r.Start, r.Size(), uint64(r.prot()), flags, fd, off); err != nil {
+			return err
+		}
+	}
+	for _, f := range fds {
+		if _, err := rs.t.check("close", unix.SYS_CLOSE, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pages streams the page records into the target's memory.
+func (rs *restorer) pages() error {
+	var spans []span
+	for {
+		runs, data, err := rs.ir.nextPages()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		spans = spans[:0]
+		for _, r := range runs {
+			spans = append(spans, span{r.addr, r.npages * pageSize})
+		}
+		if err := remoteIO(rs.pid, rs.mem, data, spans, true); err != nil {
+			return err
+		}
+	}
+}
+
+// files recreates the descriptors: regular files and directories are
+// reopened at the same number, flags and offset; stdio ones are the stub's
+// (the restorer's); everything else is closed.
+func (rs *restorer) files() error {
+	t := rs.t
+	have := map[int]FD{}
+	for _, f := range rs.m.FDs {
+		have[f.FD] = f
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if f, ok := have[fd]; !ok || f.Kind != FDStdio {
+			if _, err := t.check("close stdio", unix.SYS_CLOSE, uint64(fd)); err != nil && !errors.Is(err, unix.EBADF) {
+				return err
+			}
+		}
+	}
+	for _, f := range rs.m.FDs {
+		if f.Kind != FDFile && f.Kind != FDDir {
+			continue
+		}
+		flags := f.Flags &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOCTTY)
+		got, err := rs.open(f.Path, flags|unix.O_NOCTTY)
+		if err != nil {
+			return fmt.Errorf("%w: fd %d: %v", ErrFile, f.FD, err)
+		}
+		cloexec := uint64(f.Flags & unix.O_CLOEXEC)
+		if got != uint64(f.FD) {
+			if _, err := t.check("dup3", unix.SYS_DUP3, got, uint64(f.FD), cloexec); err != nil {
+				return err
+			}
+			if _, err := t.check("close", unix.SYS_CLOSE, got); err != nil {
+				return err
+			}
+		} else if cloexec != 0 {
+			if _, err := t.check("fcntl FD_CLOEXEC", unix.SYS_FCNTL, got, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+				return err
+			}
+		}
+		if f.Pos != 0 {
+			if _, err := t.check(fmt.Sprintf("lseek fd %d", f.FD), unix.SYS_LSEEK, uint64(f.FD), uint64(f.Pos), 0); err != nil && f.Kind == FDFile {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mmState sets cwd, the mm layout (brk, args, env, auxv, exe) and comm.
+func (rs *restorer) mmState() error {
+	m, t := rs.m, rs.t
+	if m.Cwd != "" {
+		a, err := rs.put(0, cstring(m.Cwd))
+		if err != nil {
+			return err
+		}
+		if _, err := t.check("chdir "+m.Cwd, unix.SYS_CHDIR, a); err != nil {
+			return err
+		}
+	}
+	exeFd := ^uint32(0)
+	if m.Exe != "" && m.ExeFile != nil {
+		if fi, err := os.Stat(m.Exe); err == nil && fi.Mode().IsRegular() && fi.Size() == m.ExeFile.Size {
+			fd, err := rs.open(m.Exe, unix.O_RDONLY|unix.O_CLOEXEC)
+			if err != nil {
+				return err
+			}
+			exeFd = uint32(fd)
+		}
+	}
+	auxv, err := rs.put(1024, m.Auxv)
+	if err != nil {
+		return err
+	}
+	mm := m.MM
+	var b [104]byte
+	le := binary.LittleEndian
+	for i, v := range []uint64{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk, mm.Brk,
+		mm.StartStack, mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd, auxv} {
+		le.PutUint64(b[8*i:], v)
+	}
+	le.PutUint32(b[96:], uint32(len(m.Auxv)))
+	le.PutUint32(b[100:], exeFd)
+	a, err := rs.put(2048, b[:])
+	if err != nil {
+		return err
+	}
+	if _, err := t.check("prctl PR_SET_MM_MAP", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, a, uint64(len(b))); err != nil {
+		return err
+	}
+	if exeFd != ^uint32(0) {
+		if _, err := t.check("close exe", unix.SYS_CLOSE, uint64(exeFd)); err != nil {
+			return err
+		}
+	}
+	name, err := rs.put(0, cstring(m.Comm))
+	if err != nil {
+		return err
+	}
+	_, err = t.check("prctl PR_SET_NAME", unix.SYS_PRCTL, unix.PR_SET_NAME, name)
+	return err
+}
+
+// signals restores the handlers and the rseq registration.
+func (rs *restorer) signals() error {
+	for _, s := range rs.m.Sigaction {
+		var b [32]byte
+		for i, v := range []uint64{s.Handler, s.Flags, s.Restorer, s.Mask} {
+			binary.LittleEndian.PutUint64(b[8*i:], v)
+		}
+		a, err := rs.put(0, b[:])
+		if err != nil {
+			return err
+		}
+		if _, err := rs.t.check(fmt.Sprintf("rt_sigaction %d", s.Sig), unix.SYS_RT_SIGACTION, uint64(s.Sig), a, 0, 8); err != nil {
+			return err
+		}
+	}
+	if r := rs.m.Rseq; r != nil {
+		if _, err := rs.t.check("rseq", unix.SYS_RSEQ, r.Addr, uint64(r.Size), 0, uint64(r.Sig)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish drops the scratch area, loads the registers and lets go.
+func (rs *restorer) finish() error {
+	if _, err := rs.t.check("munmap scratch", unix.SYS_MUNMAP, rs.scratch, scratchSize); err != nil {
+		return err
+	}
+	regs := rs.m.Regs
+	if err := setRegs(rs.pid, &regs); err != nil {
+		return err
+	}
+	if err := setXState(rs.pid, rs.m.XState); err != nil {
+		return err
+	}
+	if err := setSigmask(rs.pid, rs.m.SigMask); err != nil {
+		return err
+	}
+	if err := ptrace(unix.PTRACE_DETACH, rs.pid, 0, 0); err != nil {
+		return fmt.Errorf("ptrace DETACH %d: %w", rs.pid, err)
+	}
+	for _, s := range append(rs.m.Pending, rs.t.pending...) {
+		_ = unix.Kill(rs.pid, unix.Signal(s))
+	}
+	return nil
+}
+
+// atFdcwd is AT_FDCWD (-100) as a register value.
+const atFdcwd = ^uint64(99)
