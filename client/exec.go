@@ -433,3 +433,30 @@ func Ctl(t Tree, name, cmd string) (string, error) {
 	n, _ := readResult(f, buf[:])
 	return string(buf[:n]), nil
 }
+
+// Copy moves src to dst through one buffer of size bytes, without the
+// ReaderFrom/WriterTo detours io.Copy takes for files (which fall back to
+// 32 KiB chunks on the mount's streams).
+func Copy(dst io.Writer, src io.Reader, size int) (int64, error) {
+	buf := make([]byte, size)
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
+			}
+			if w < n {
+				return total, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}

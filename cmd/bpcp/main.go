@@ -1,0 +1,513 @@
+// Command bpcp copies files between the master and the nodes of a bproc
+// cluster, using nothing but the tree: a remote file is read by running
+// cat on its node and written by running a shell's `cat > file` there.
+//
+//	bpcp [-p] [-r] src... dst
+//
+// A name `N:path` is on node N (3:/tmp/x, n3:/tmp/x, master:/x); any other
+// name is local. -p keeps modes and modification times, -r copies
+// directories (with tar on both sides).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"bproc/client"
+)
+
+const bufSize = 1 << 20
+
+type options struct {
+	preserve, recursive bool
+	keyFile             string
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
+
+func usageErr(msg string) int {
+	fmt.Fprintf(os.Stderr, "bpcp: %s\nTry 'bpcp -h' for help.\n", msg)
+	return 1
+}
+
+func run(args []string, stdout io.Writer) int {
+	var o options
+	fset := pflag.NewFlagSet("bpcp", pflag.ContinueOnError)
+	fset.SortFlags = false
+	fset.Usage = func() {}
+	fset.SetOutput(io.Discard)
+	help := fset.BoolP("help", "h", false, "show this help and exit")
+	version := fset.BoolP("version", "V", false, "print the version and exit")
+	fset.BoolVarP(&o.preserve, "preserve", "p", false, "keep modes and modification times")
+	fset.BoolVarP(&o.recursive, "recursive", "r", false, "copy directories recursively")
+	fset.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	if err := fset.Parse(args); err != nil {
+		return usageErr(err.Error())
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: bpcp [-p] [-r] src... dst\n\nCopy files; NODE:path names a file on a node (3:/tmp/x), other names are local.\n\nOptions:\n")
+		fset.SetOutput(stdout)
+		fset.PrintDefaults()
+		return 0
+	}
+	if *version {
+		fmt.Fprintln(stdout, "bpcp", client.Version)
+		return 0
+	}
+	if fset.NArg() < 2 {
+		return usageErr("need a source and a destination")
+	}
+	var eps []endpoint
+	for _, a := range fset.Args() {
+		e, err := parseEndpoint(a)
+		if err != nil {
+			return usageErr(err.Error())
+		}
+		eps = append(eps, e)
+	}
+	srcs, dst := eps[:len(eps)-1], eps[len(eps)-1]
+	var t client.Tree
+	needTree := false
+	for _, e := range eps {
+		needTree = needTree || e.remote
+	}
+	if needTree {
+		var err error
+		t, err = client.Connect(client.Options{KeyFile: o.keyFile})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bpcp: %v\n", err)
+			return 1
+		}
+		defer t.Close()
+	}
+	c := &copier{t: t, o: &o}
+	if len(srcs) > 1 {
+		isDir, err := c.isDir(dst)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bpcp: %s: %v\n", dst, err)
+			return 1
+		}
+		if !isDir {
+			fmt.Fprintf(os.Stderr, "bpcp: %s: not a directory (copying several files)\n", dst)
+			return 1
+		}
+	}
+	code := 0
+	for _, s := range srcs {
+		if err := c.copy(s, dst); err != nil {
+			fmt.Fprintf(os.Stderr, "bpcp: %v\n", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// endpoint is a file name, local or on a node.
+type endpoint struct {
+	remote bool
+	node   int
+	path   string
+}
+
+func (e endpoint) String() string {
+	if e.remote {
+		return fmt.Sprintf("%d:%s", e.node, e.path)
+	}
+	return e.path
+}
+
+var remoteRe = regexp.MustCompile(`^(-1|n?[0-9]+|master):(.*)$`)
+
+// parseEndpoint reads NODE:path or a local path. A colon after anything
+// but a node number is part of a local name.
+func parseEndpoint(s string) (endpoint, error) {
+	m := remoteRe.FindStringSubmatch(s)
+	if m == nil {
+		if s == "" {
+			return endpoint{}, fmt.Errorf("empty file name")
+		}
+		return endpoint{path: s}, nil
+	}
+	node := client.Master
+	if m[1] != "master" {
+		n, err := strconv.Atoi(strings.TrimPrefix(m[1], "n"))
+		if err != nil {
+			return endpoint{}, fmt.Errorf("%q: bad node number", s)
+		}
+		node = n
+	}
+	if m[2] == "" {
+		return endpoint{}, fmt.Errorf("%q: empty path after the node", s)
+	}
+	return endpoint{remote: true, node: node, path: m[2]}, nil
+}
+
+// copier does the copies of one run.
+type copier struct {
+	t client.Tree
+	o *options
+}
+
+// meta is what -p keeps.
+type meta struct {
+	mode  fs.FileMode
+	mtime int64
+	ok    bool
+}
+
+// isDir reports whether e is an existing directory.
+func (c *copier) isDir(e endpoint) (bool, error) {
+	if !e.remote {
+		fi, err := os.Stat(e.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, errors.New(client.Strerror(client.ErrnoOf(err)))
+		}
+		return fi.IsDir(), nil
+	}
+	rp, err := c.start(e.node, []string{"/bin/sh", "-c", `test -d "$1"`, "sh", e.path}, nil)
+	if err != nil {
+		return false, err
+	}
+	st, stderr, err := rp.finish()
+	if err != nil {
+		return false, err
+	}
+	if st.Kind != client.Exited || st.Code > 1 {
+		return false, fmt.Errorf("test -d: %s%s", st.Describe(), stderr)
+	}
+	return st.Code == 0, nil
+}
+
+// copy copies one source to dst, into it when dst is a directory.
+func (c *copier) copy(src, dst endpoint) error {
+	kind, m, r, done, err := c.openSource(src)
+	if err != nil {
+		return fmt.Errorf("%s: %v", src, err)
+	}
+	if kind == 'D' && !c.o.recursive {
+		r.Close()
+		done()
+		return fmt.Errorf("%s: is a directory (use -r)", src)
+	}
+	base := path.Base(strings.TrimRight(src.path, "/"))
+	werr := c.writeDest(dst, base, kind, m, r)
+	if werr != nil {
+		// Nobody reads the rest: stop the source instead of leaving it
+		// blocked on a full stream.
+		if k, ok := r.(interface{ Kill() }); ok {
+			k.Kill()
+		}
+	}
+	r.Close()
+	rerr := done()
+	if rerr != nil {
+		return fmt.Errorf("%s: %v", src, rerr)
+	}
+	if werr != nil {
+		return fmt.Errorf("%s: %v", dst, werr)
+	}
+	return nil
+}
+
+// Remote scripts. $1 is always the path; cat and tar do the copying.
+const (
+	// readScript says what $1 is on a first line ("F MODE MTIME" or "D"),
+	// then sends the file, or the directory as a tar stream.
+	readScript = `if [ -d "$1" ]; then echo D; exec tar -cf - -C "$1" .; fi
+s=$(stat -L -c '%a %Y' -- "$1") || exit 1
+[ -r "$1" ] || { cat -- "$1"; exit 1; }
+echo "F $s"; exec cat -- "$1"`
+	// writeScript writes stdin to $1, or to $1/$2 when $1 is a directory;
+	// $3, when set, is "MODE MTIME" to apply.
+	writeScript = `f="$1"; [ -d "$f" ] && f="$f/$2"
+cat > "$f" || exit 1
+[ -z "$3" ] && exit 0
+set -- "$f" $3; chmod "$2" "$1" && touch -m -d "@$3" "$1"`
+	// writeDirScript unpacks a tar stream into $1, or into $1/$2 when $1
+	// is an existing directory.
+	writeDirScript = `d="$1"; [ -d "$d" ] && d="$d/$2"
+mkdir -p "$d" && exec tar -xpf - -C "$d"`
+)
+
+// openSource starts reading src. kind is 'F' for a file, 'D' for a
+// directory (r is then a tar stream). done waits for the reader and
+// returns its error.
+func (c *copier) openSource(src endpoint) (kind byte, m meta, r io.ReadCloser, done func() error, err error) {
+	if !src.remote {
+		return c.openLocal(src.path)
+	}
+	if !c.o.preserve && !c.o.recursive {
+		// The plain case: cat, nothing else.
+		rp, err := c.start(src.node, []string{"/bin/cat", "--", src.path}, nil)
+		if err != nil {
+			return 0, meta{}, nil, nil, err
+		}
+		return 'F', meta{}, &procReader{rp.out, rp.out, rp}, rp.wait, nil
+	}
+	rp, err := c.start(src.node, []string{"/bin/sh", "-c", readScript, "sh", src.path}, nil)
+	if err != nil {
+		return 0, meta{}, nil, nil, err
+	}
+	br := bufio.NewReaderSize(rp.out, 4096)
+	line, lerr := br.ReadString('\n')
+	if lerr != nil {
+		rp.out.Close()
+		if werr := rp.wait(); werr != nil {
+			return 0, meta{}, nil, nil, werr
+		}
+		return 0, meta{}, nil, nil, fmt.Errorf("no header from the node: %v", lerr)
+	}
+	f := strings.Fields(line)
+	rc := &procReader{io.MultiReader(br, rp.out), rp.out, rp}
+	switch {
+	case len(f) == 1 && f[0] == "D":
+		return 'D', meta{}, rc, rp.wait, nil
+	case len(f) == 3 && f[0] == "F":
+		mode, err1 := strconv.ParseUint(f[1], 8, 32)
+		mt, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 == nil && err2 == nil {
+			return 'F', meta{mode: fs.FileMode(mode) & fs.ModePerm, mtime: mt, ok: true}, rc, rp.wait, nil
+		}
+	}
+	rp.out.Close()
+	rp.wait()
+	return 0, meta{}, nil, nil, fmt.Errorf("bad header %q from the node", strings.TrimSpace(line))
+}
+
+// procReader is a remote process's output; Kill stops the process.
+type procReader struct {
+	io.Reader
+	io.Closer
+	rp *remoteProc
+}
+
+func (r *procReader) Kill() { r.rp.p.Kill(syscall.SIGKILL) }
+
+func (c *copier) openLocal(p string) (byte, meta, io.ReadCloser, func() error, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, meta{}, nil, nil, errors.New(client.Strerror(client.ErrnoOf(err)))
+	}
+	m := meta{mode: fi.Mode().Perm(), mtime: fi.ModTime().Unix(), ok: true}
+	if fi.IsDir() {
+		if !c.o.recursive {
+			return 'D', m, io.NopCloser(strings.NewReader("")), func() error { return nil }, nil
+		}
+		cmd := exec.Command("tar", "-cf", "-", "-C", p, ".")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return 0, meta{}, nil, nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, meta{}, nil, nil, fmt.Errorf("starting tar: %v", err)
+		}
+		return 'D', m, out, func() error {
+			if err := cmd.Wait(); err != nil {
+				return fmt.Errorf("tar: %v %s", err, strings.TrimSpace(stderr.String()))
+			}
+			return nil
+		}, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, meta{}, nil, nil, errors.New(client.Strerror(client.ErrnoOf(err)))
+	}
+	return 'F', m, f, func() error { return nil }, nil
+}
+
+// writeDest writes r to dst (or dst/base when dst is a directory).
+func (c *copier) writeDest(dst endpoint, base string, kind byte, m meta, r io.Reader) error {
+	if !dst.remote {
+		if kind == 'D' {
+			return writeLocalDir(dst.path, base, c.o.preserve, r)
+		}
+		return c.writeLocalFile(dst.path, base, m, r)
+	}
+	var argv []string
+	if kind == 'D' {
+		argv = []string{"/bin/sh", "-c", writeDirScript, "sh", dst.path, base}
+	} else {
+		argv = []string{"/bin/sh", "-c", writeScript, "sh", dst.path, base}
+		if c.o.preserve && m.ok {
+			argv = append(argv, fmt.Sprintf("%o %d", m.mode, m.mtime))
+		}
+	}
+	rp, err := c.start(dst.node, argv, r)
+	if err != nil {
+		return err
+	}
+	return rp.wait()
+}
+
+func (c *copier) writeLocalFile(dst, base string, m meta, r io.Reader) error {
+	target := dst
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+		target = filepath.Join(dst, base)
+	}
+	mode := fs.FileMode(0o666)
+	if c.o.preserve && m.ok {
+		mode = m.mode
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return errors.New(client.Strerror(client.ErrnoOf(err)))
+	}
+	_, cerr := client.Copy(f, r, bufSize)
+	if err := f.Close(); cerr == nil {
+		cerr = err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if c.o.preserve && m.ok {
+		if err := os.Chmod(target, m.mode); err != nil {
+			return err
+		}
+		mt := time.Unix(m.mtime, 0)
+		if err := os.Chtimes(target, time.Now(), mt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeLocalDir(dst, base string, preserve bool, r io.Reader) error {
+	target := dst
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+		target = filepath.Join(dst, base)
+	}
+	if err := os.MkdirAll(target, 0o777); err != nil {
+		return errors.New(client.Strerror(client.ErrnoOf(err)))
+	}
+	args := []string{"-xf", "-", "-C", target}
+	if preserve {
+		args = append([]string{"-p"}, args...)
+	}
+	cmd := exec.Command("tar", args...)
+	cmd.Stdin = r
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("tar: %v %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// remoteProc is a command running on a node for bpcp.
+type remoteProc struct {
+	p      *client.Proc
+	out    io.ReadCloser
+	stderr *bytes.Buffer
+	path   string // the file it works on, to shorten its messages
+	wg     sync.WaitGroup
+	inErr  error
+}
+
+// start runs argv on node; stdin (nil: /dev/null) is fed to it.
+func (c *copier) start(node int, argv []string, stdin io.Reader) (*remoteProc, error) {
+	p, err := client.Exec(c.t, node, argv, client.ExecOptions{NullStdin: stdin == nil, NoLookPath: true})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !errors.As(err, new(*client.ExecError)) {
+			return nil, fmt.Errorf("node %d: no such node", node)
+		}
+		return nil, fmt.Errorf("node %d: %v", node, err)
+	}
+	rp := &remoteProc{p: p, stderr: &bytes.Buffer{}, path: argv[len(argv)-1]}
+	if len(argv) > 4 {
+		rp.path = argv[4] // the scripts' $1
+	}
+	out, err := p.Stdout()
+	if err != nil {
+		p.Kill(syscall.SIGKILL)
+		return nil, fmt.Errorf("node %d: opening stdout: %s", node, client.ErrText(err))
+	}
+	rp.out = out
+	rp.wg.Add(1)
+	go func() {
+		defer rp.wg.Done()
+		e, err := p.Stderr()
+		if err != nil {
+			return
+		}
+		defer e.Close()
+		io.Copy(rp.stderr, io.LimitReader(e, 64<<10))
+		io.Copy(io.Discard, e)
+	}()
+	if stdin != nil {
+		rp.wg.Add(1)
+		go func() {
+			defer rp.wg.Done()
+			w, err := p.Stdin()
+			if err != nil {
+				rp.inErr = err
+				return
+			}
+			if _, err := client.Copy(w, stdin, bufSize); err != nil && !errors.Is(err, syscall.EPIPE) {
+				rp.inErr = err
+			}
+			w.Close()
+		}()
+	}
+	return rp, nil
+}
+
+// finish waits for the process and returns how it ended and its stderr.
+func (rp *remoteProc) finish() (client.Status, string, error) {
+	if rp.out != nil {
+		io.Copy(io.Discard, rp.out)
+		rp.out.Close()
+	}
+	st, err := rp.p.Wait()
+	rp.wg.Wait()
+	msg := strings.TrimSpace(rp.stderr.String())
+	if msg != "" {
+		msg = ": " + msg
+	}
+	return st, msg, err
+}
+
+// wait is finish for copies: any failure is an error with the node's
+// text, its "prog: PATH: " prefix taken off.
+func (rp *remoteProc) wait() error {
+	st, msg, err := rp.finish()
+	if err != nil {
+		return fmt.Errorf("waiting: %s", client.ErrText(err))
+	}
+	if !st.Success() {
+		msg = strings.TrimPrefix(msg, ": ")
+		if i := strings.Index(msg, ": "+rp.path+": "); i >= 0 && !strings.Contains(msg[:i], "\n") {
+			msg = msg[i+len(rp.path)+4:]
+		} else if i := strings.Index(msg, "'"+rp.path+"': "); i >= 0 && !strings.Contains(msg[:i], "\n") {
+			msg = msg[i+len(rp.path)+4:]
+		}
+		if msg == "" {
+			msg = st.Describe()
+		}
+		return errors.New(msg)
+	}
+	if rp.inErr != nil {
+		return fmt.Errorf("sending data: %s", client.ErrText(rp.inErr))
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestParseEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want endpoint
+	}{
+		{"3:/tmp/x", endpoint{remote: true, node: 3, path: "/tmp/x"}},
+		{"n12:rel", endpoint{remote: true, node: 12, path: "rel"}},
+		{"-1:/etc/hosts", endpoint{remote: true, node: -1, path: "/etc/hosts"}},
+		{"master:/x", endpoint{remote: true, node: -1, path: "/x"}},
+		{"/tmp/a:b", endpoint{path: "/tmp/a:b"}},
+		{"host:/x", endpoint{path: "host:/x"}},
+		{"3x:/y", endpoint{path: "3x:/y"}},
+		{"plain", endpoint{path: "plain"}},
+		{"3:a:b", endpoint{remote: true, node: 3, path: "a:b"}},
+	} {
+		got, err := parseEndpoint(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("%q: got %+v %v, want %+v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "3:", "n4:"} {
+		if _, err := parseEndpoint(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out bytes.Buffer
+	for _, args := range [][]string{{}, {"onlyone"}, {"--bogus", "a", "b"}, {"3:", "/tmp"}} {
+		if code := run(args, &out); code != 1 {
+			t.Errorf("%q: exit %d", args, code)
+		}
+	}
+	if code := run([]string{"-h"}, &out); code != 0 {
+		t.Errorf("-h: %d", code)
+	}
+}
+
+// Local copies need no cluster and exercise the same file and tar paths.
+func TestLocalCopies(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.WriteFile(src, []byte("hello\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Unix(1_000_000_000, 0)
+	os.Chtimes(src, old, old)
+	var out bytes.Buffer
+
+	// -p keeps mode and mtime.
+	dst := filepath.Join(dir, "dst")
+	if code := run([]string{"-p", src, dst}, &out); code != 0 {
+		t.Fatalf("copy: exit %d", code)
+	}
+	fi, err := os.Stat(dst)
+	if err != nil || fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(old) {
+		t.Errorf("-p: %v %v %v", fi.Mode(), fi.ModTime(), err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "hello\n" {
+		t.Errorf("content %q", b)
+	}
+
+	// Several sources into a directory; a missing one fails the run.
+	into := filepath.Join(dir, "into")
+	os.Mkdir(into, 0o755)
+	if code := run([]string{src, dst, filepath.Join(dir, "missing"), into}, &out); code != 1 {
+		t.Errorf("missing source: exit %d", code)
+	}
+	for _, n := range []string{"src", "dst"} {
+		if b, err := os.ReadFile(filepath.Join(into, n)); err != nil || string(b) != "hello\n" {
+			t.Errorf("into/%s: %q %v", n, b, err)
+		}
+	}
+	if code := run([]string{src, dst, filepath.Join(dir, "src")}, &out); code != 1 {
+		t.Errorf("several sources to a file: exit %d", code)
+	}
+
+	// A directory needs -r; with it, the tree is copied.
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar: skipping -r")
+	}
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "a", "b"), 0o755)
+	os.WriteFile(filepath.Join(tree, "a", "b", "f"), []byte("deep"), 0o600)
+	if code := run([]string{tree, filepath.Join(dir, "copy")}, &out); code != 1 {
+		t.Errorf("directory without -r: exit %d", code)
+	}
+	if code := run([]string{"-r", tree, filepath.Join(dir, "copy")}, &out); code != 0 {
+		t.Fatalf("-r: exit %d", code)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "copy", "a", "b", "f")); err != nil || string(b) != "deep" {
+		t.Errorf("-r new dir: %q %v", b, err)
+	}
+	// Into an existing directory, the tree lands under its own name.
+	if code := run([]string{"-r", tree, into}, &out); code != 0 {
+		t.Fatalf("-r into: exit %d", code)
+	}
+	if b, err := os.ReadFile(filepath.Join(into, "tree", "a", "b", "f")); err != nil || string(b) != "deep" {
+		t.Errorf("-r into dir: %q %v", b, err)
+	}
+}
