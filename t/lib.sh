@@ -77,7 +77,14 @@ _run_body() {
 	set -m
 	(
 		trap - EXIT INT TERM HUP
-		cd "$T" || exit 1
+		# Prerequisites for the optional tools.
+for _p in bpstat bpctl gcc; do
+	if command -v $_p >/dev/null 2>&1; then
+		test_set_prereq "$(echo $_p | tr a-z A-Z)"
+	fi
+done
+
+cd "$T" || exit 1
 		set -e
 		eval "$1"
 	) >"$T/.out" 2>&1 </dev/null &
@@ -94,6 +101,10 @@ _run_body() {
 	set +m
 	wait "$_test_pid"
 	_rc=$?
+	if [ -s "$T/.when_finished" ]; then
+		(cd "$T" && . "$T/.when_finished") >>"$T/.out" 2>&1 </dev/null
+	fi
+	rm -f "$T/.when_finished"
 	kill -- "-$_test_watchdog" 2>/dev/null
 	wait "$_test_watchdog" 2>/dev/null
 	# Reap whatever the test left running in its group (daemons started
@@ -232,6 +243,15 @@ test_grep() {
 	cat "$2" >&2
 	return 1
 }
+
+# test_when_finished CMD: inside a test, a command to run when the test ends,
+# however it ends (to put back state that later tests rely on).
+test_when_finished() { printf '%s\n' "$*" >>"$T/.when_finished"; }
+
+# at_exit CMD: a shell command for the final cleanup (top level only).
+_at_exit=
+at_exit() { _at_exit="$_at_exit
+$1"; }
 
 # fail MESSAGE: fails the test with a message.
 fail() { echo "FAIL: $*" >&2; return 1; }
@@ -519,6 +539,7 @@ _cleanup() {
 	_kill_recorded
 	net_down
 	cd /
+	eval "$_at_exit"
 	if [ -n "$BPROC_TEST_KEEP" ]; then
 		say "# kept $T"
 	elif [ -z "$(_t_mounts)" ]; then
@@ -532,5 +553,12 @@ trap '_rc_exit=$?; _cleanup; exit $_rc_exit' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+
+# Prerequisites for the optional tools.
+for _p in bpstat bpctl gcc; do
+	if command -v $_p >/dev/null 2>&1; then
+		test_set_prereq "$(echo $_p | tr a-z A-Z)"
+	fi
+done
 
 cd "$T" || exit 1

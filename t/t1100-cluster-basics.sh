@@ -1,0 +1,250 @@
+#!/bin/sh
+# A 3-node cluster: the tree, running work through ctl and io, and bpsh as a
+# user would type it.
+. "$(dirname "$0")/lib.sh"
+
+test_setup 'a 3-node cluster comes up' cluster_up 3
+
+test_expect_success 'cat $BPROC/node/*/status shows every node up at its address' '
+	cat $BPROC/node/*/status >all &&
+	for i in 0 1 2; do
+		grep "^$i up 10\.77\.0\.1$i .* node$i\$" all || fail "node $i missing or wrong"
+	done &&
+	test $(awk "\$1 >= 0 && \$2 == \"up\"" all | wc -l) = 3
+'
+
+test_expect_success '$BPROC/status has one line per compute node, in order, same as node/N/status' '
+	cat $BPROC/status >status &&
+	test $(wc -l <status) = 3 &&
+	awk "{ print \$1 }" status >numbers &&
+	printf "0\n1\n2\n" >expect &&
+	test_cmp expect numbers &&
+	cat $BPROC/node/0/status $BPROC/node/1/status $BPROC/node/2/status >each &&
+	test_cmp status each
+'
+
+test_expect_success 'a node status line has all its fields' '
+	read -r n state addr mode user group host <$BPROC/node/1/status &&
+	test "$n $state $addr $host" = "1 up 10.77.0.11 node1" &&
+	case "$mode" in [d-][r-][w-][xsS-][r-][w-][xsS-][r-][w-][xtT-]) ;; *) fail "mode $mode: want 10 characters as ls shows them" ;; esac &&
+	test -n "$user" && test -n "$group"
+'
+
+test_expect_success 'node/-1 is the master' '
+	read -r n state addr mode user group host <$BPROC/node/-1/status &&
+	test "$n $state" = "-1 up" &&
+	test "$host" = master
+'
+
+test_expect_success 'echo exec /usr/bin/hostname > node/2/ctl; io shows node2' '
+	echo exec /usr/bin/hostname >$BPROC/node/2/ctl &&
+	timeout 5 head -n1 $BPROC/node/2/io >out &&
+	echo node2 >expect &&
+	test_cmp expect out
+'
+
+test_expect_success 'reading ctl after exec gives the pid, and proc/PID/status describes it' '
+	exec 3<>$BPROC/node/1/ctl &&
+	echo "exec /bin/sleep 30" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	case "$pid" in "" | *[!0-9]*) fail "ctl said: $pid" ;; esac &&
+	read -r p node state uid gid cmd <$BPROC/proc/$pid/status &&
+	test "$p $node $uid $gid" = "$pid 1 0 0" &&
+	test -n "$state" &&
+	case "$cmd" in *sleep*) ;; *) fail "command $cmd" ;; esac &&
+	echo kill >$BPROC/proc/$pid/ctl &&
+	timeout 5 cat $BPROC/proc/$pid/wait >wait &&
+	test_grep "^signal 15 " wait
+'
+
+test_expect_success 'kill through proc/PID/ctl with a signal name; wait says which' '
+	exec 3<>$BPROC/node/0/ctl &&
+	echo "exec /bin/sleep 30" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	echo "kill KILL" >$BPROC/proc/$pid/ctl &&
+	timeout 5 cat $BPROC/proc/$pid/wait >wait &&
+	test_grep "^signal 9 " wait &&
+	read -r p node state rest <$BPROC/proc/$pid/status &&
+	test "$p $node" = "$pid 0"
+'
+
+test_expect_success 'a plain exit shows in wait' '
+	exec 3<>$BPROC/node/0/ctl &&
+	echo "exec /bin/sh -c \"exit 3\"" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	test "$(timeout 5 cat $BPROC/proc/$pid/wait)" = "exit 3"
+'
+
+test_expect_success 'a bad ctl command fails with EINVAL' '
+	! echo frobnicate >$BPROC/node/0/ctl 2>err &&
+	test_grep "Invalid argument" err
+'
+
+test_expect_success 'the error text is readable on the same open file' '
+	exec 3<>$BPROC/node/0/ctl &&
+	! echo bogus >&3 2>err &&
+	test_grep "Invalid argument" err &&
+	cat <&3 >text &&
+	exec 3>&- &&
+	test -s text &&
+	cat text
+'
+
+# A binary that exists only in the master's /tmp (the nodes have their own).
+cat >"$T/tiny.c" <<'EOF'
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	char h[256] = "";
+	gethostname(h, sizeof h - 1);
+	printf("tiny on %s argc %d\n", h, argc);
+	return 0;
+}
+EOF
+TINY=/tmp/bproc-tiny-$BP_ID
+if gcc -O -o "$TINY" "$T/tiny.c" 2>"$T/gcc.err"; then
+	test_set_prereq TINY
+	at_exit "rm -f $TINY"
+fi
+
+test_expect_success TINY 'a program only the master has runs on a node' '
+	! in_node 1 test -e $TINY &&
+	bpsh 1 $TINY a b >out &&
+	echo "tiny on node1 argc 3" >expect &&
+	test_cmp expect out
+'
+
+test_expect_success TINY 'and through ctl, with its output in io' '
+	echo "exec $TINY x" >$BPROC/node/0/ctl &&
+	timeout 5 head -n1 $BPROC/node/0/io >out &&
+	echo "tiny on node0 argc 2" >expect &&
+	test_cmp expect out
+'
+
+test_expect_success 'bpsh -a -p hostname prefixes each line with its node' '
+	bpsh -a -p hostname >out &&
+	sort out >sorted &&
+	printf "  0: node0\n  1: node1\n  2: node2\n" >expect &&
+	test_cmp expect sorted
+'
+
+test_expect_success 'bpsh on a node list' '
+	bpsh 0,2 hostname | sort >out &&
+	printf "node0\nnode2\n" >expect &&
+	test_cmp expect out
+'
+
+test_expect_code 7 'bpsh passes the exit status on' '
+	bpsh 1 sh -c "exit 7"
+'
+
+test_expect_success 'bpsh exits 255 when the process dies of a signal' '
+	st=0 &&
+	bpsh 1 sh -c "kill -9 \$\$" 2>err || st=$? &&
+	test $st = 255
+'
+
+test_expect_success 'echo hi | bpsh 1 cat' '
+	test "$(echo hi | bpsh 1 cat)" = hi
+'
+
+test_expect_success 'stdin reaches EOF when the input ends' '
+	seq 1 1000 >in &&
+	test "$(bpsh 1 wc -l <in)" = 1000 &&
+	test "$(bpsh 2 cat </dev/null | wc -c)" = 0
+'
+
+test_expect_success 'stdout and stderr stay apart' '
+	bpsh 2 sh -c "echo to-out; echo to-err >&2" >out 2>err &&
+	test "$(cat out)" = to-out &&
+	test "$(cat err)" = to-err
+'
+
+test_expect_success 'the working directory and arguments arrive intact' '
+	mkdir -p "$T/a dir" &&
+	cd "$T/a dir" &&
+	bpsh 0 sh -c "pwd; printf \"[%s]\" \"\$@\"" argv0 "one two" "" three >out &&
+	printf "%s\n[one two][][three]" "$T/a dir" >expect &&
+	test_cmp expect out
+'
+
+test_expect_success '50 MB through bpsh stdout arrive unchanged' '
+	head -c 50000000 /dev/urandom >big &&
+	bpsh 1 cat "$T/big" | sha256sum >got &&
+	sha256sum <big >want &&
+	test_cmp want got
+'
+
+test_expect_success '50 MB through bpsh stdin arrive unchanged' '
+	test -f big || head -c 50000000 /dev/urandom >big &&
+	bpsh 2 sha256sum <big >got &&
+	sha256sum <big >want &&
+	test_cmp want got
+'
+
+test_expect_success 'the tools reach the tree over 9P from inside a node, with the key' '
+	in_node 0 env BPROC_MOUNT=/nonexistent BPROC_MASTER=10.77.0.1 BPROC_KEY=$KEY \
+		bpsh 2 hostname >out &&
+	echo node2 >expect &&
+	test_cmp expect out
+'
+
+test_expect_success 'and not without the key' '
+	make_key other.key &&
+	! in_node 0 env BPROC_MOUNT=/nonexistent BPROC_MASTER=10.77.0.1 BPROC_KEY=$T/other.key \
+		timeout 20 bpsh 2 hostname >out 2>err &&
+	! test -s out &&
+	cat err
+'
+
+test_expect_success BPSTAT 'bpstat lists every node up' '
+	bpstat >out &&
+	cat out &&
+	for i in 0 1 2; do
+		grep -E "^ *$i[^0-9].*up" out || fail "node $i"
+	done
+'
+
+test_expect_success BPCTL 'bpctl sets a node state, and bpsh -a skips it' '
+	test_when_finished "echo state up >$BPROC/node/2/ctl" &&
+	bpctl -S 2 -s unavailable &&
+	test "$(node_status 2)" = unavailable &&
+	bpsh -a hostname | sort >out &&
+	printf "node0\nnode1\n" >expect &&
+	test_cmp expect out &&
+	bpctl -S 2 -s up &&
+	test "$(node_status 2)" = up
+'
+
+test_expect_success 'state through ctl' '
+	test_when_finished "echo state up >$BPROC/node/1/ctl" &&
+	echo "state unavailable" >$BPROC/node/1/ctl &&
+	test "$(node_status 1)" = unavailable &&
+	grep "^1 unavailable " $BPROC/status &&
+	echo "state up" >$BPROC/node/1/ctl &&
+	test "$(node_status 1)" = up
+'
+
+test_expect_success 'garbage on port 2223 does not hurt the master' '
+	for i in 1 2 3 4 5; do
+		in_node 0 bash -c "exec 3<>/dev/tcp/10.77.0.1/2223 && head -c 65536 /dev/urandom >&3" 2>/dev/null || :
+		in_node 1 bash -c "exec 3<>/dev/tcp/10.77.0.1/2223 && printf \"\\377\\377\\377\\377\\144garbage\" >&3 && exec 3>&-" 2>/dev/null || :
+	done &&
+	pid_alive $(bg_pid master-bpmaster) &&
+	test $(nodes_up) = 3 &&
+	test "$(bpsh 2 hostname)" = node2
+'
+
+test_expect_success 'a silent connection does not block the others' '
+	in_node 0 bash -c "exec 3<>/dev/tcp/10.77.0.1/2223; sleep 30" &
+	silent=$! &&
+	test "$(bpsh 1 hostname)" = node1 &&
+	echo exec /usr/bin/hostname >$BPROC/node/1/ctl &&
+	kill $silent
+'
+
+test_done
