@@ -26,9 +26,16 @@ func (m *Master) newSlaveDir() Dir {
 		}
 		return &pingHandle{sc: sc}, nil
 	}}
+	report := &openFile{ino: NewIno(), mode: 0o200, open: func(c *Caller, flags int) (Handle, error) {
+		sc, err := m.slaveFor(c)
+		if err != nil {
+			return nil, err
+		}
+		return &reportHandle{m: m, sc: sc}, nil
+	}}
 	bins := &slaveBinDir{m: m, ino: NewIno()}
 	procs := &slaveProcDir{m: m, ino: NewIno()}
-	return newDir(staticEntries("bin", bins, "jobs", jobs, "ping", ping, "proc", procs))
+	return newDir(staticEntries("bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
 }
 
 type pingHandle struct {
@@ -105,27 +112,39 @@ func (m *Master) slaveProcFiles(p *Proc) Dir {
 			return w, nil
 		}}
 	}
-	ctl := &openFile{ino: NewIno(), mode: 0o200, open: func(*Caller, int) (Handle, error) {
-		return &reportHandle{m: m, p: p}, nil
-	}}
 	stdin := &openFile{ino: NewIno(), mode: 0o400, open: func(*Caller, int) (Handle, error) {
 		return &streamReader{s: p.stdin}, nil
 	}}
-	return newDir(staticEntries("ctl", ctl, "stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
+	return newDir(staticEntries("stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
 }
 
+// reportHandle takes a slave's reports, one per line: "PID started OSPID",
+// "PID failed ERRNO TEXT", "PID exit N", "PID signal N". One file per
+// connection keeps a job's start to a single round trip.
 type reportHandle struct {
 	noRead
 	noClose
-	m *Master
-	p *Proc
+	m  *Master
+	sc *slaveConn
 }
 
 func (h *reportHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
-	line := strings.TrimSpace(string(b))
-	h.m.Trace("node %d -> proc %d: %s", h.p.node, h.p.pid, line)
-	if err := h.p.slaveReport(line); err != nil {
-		return 0, err
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		h.m.Trace("node %d -> %s", h.sc.node.num, line)
+		pidText, rest, _ := strings.Cut(line, " ")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil {
+			return 0, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+		}
+		h.m.mu.Lock()
+		p := h.m.procs[pid]
+		h.m.mu.Unlock()
+		if p == nil || p.conn != h.sc {
+			return 0, fmt.Errorf("report for unknown process %d: %w", pid, syscall.ESRCH)
+		}
+		if err := p.slaveReport(rest); err != nil {
+			return 0, err
+		}
 	}
 	return len(b), nil
 }

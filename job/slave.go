@@ -44,6 +44,9 @@ type Slave struct {
 	node  int
 	jobs  map[int]*running
 	cache *binCache
+
+	reportMu sync.Mutex
+	report   io.Writer // slave/report
 }
 
 type running struct {
@@ -82,6 +85,15 @@ func (s *Slave) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("registering with the master: %w", err)
 	}
+	report, err := s.Tree.Open("slave/report", os.O_WRONLY)
+	if err != nil {
+		jobs.Close()
+		return fmt.Errorf("opening report: %w", err)
+	}
+	defer report.Close()
+	s.reportMu.Lock()
+	s.report = report
+	s.reportMu.Unlock()
 	go func() {
 		<-ctx.Done()
 		jobs.Close()
@@ -188,16 +200,13 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 // start runs one job and reports it to slave/proc/PID/ctl.
 func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
-	ctl, err := s.Tree.Open(base+"ctl", os.O_WRONLY)
-	if err != nil {
-		s.logf("job %d: opening ctl: %v", m.Pid, err)
-		return
-	}
-	defer ctl.Close()
 	report := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		s.trace("-> %d %s", m.Pid, line)
-		if _, err := ctl.Write([]byte(line + "\n")); err != nil {
+		line := fmt.Sprintf("%d "+format, append([]any{m.Pid}, args...)...)
+		s.trace("-> %s", line)
+		s.reportMu.Lock()
+		_, err := s.report.Write([]byte(line + "\n"))
+		s.reportMu.Unlock()
+		if err != nil {
 			s.logf("job %d: reporting %q: %v", m.Pid, line, err)
 		}
 	}
