@@ -153,8 +153,23 @@ func (s *Slave) pinger(ctx context.Context, cancel context.CancelCauseFunc, time
 	t := time.NewTicker(timeout / 4)
 	defer t.Stop()
 	for {
-		if _, err := f.Write([]byte("ping\n")); err != nil {
-			cancel(fmt.Errorf("ping: %w", err))
+		// A write that hangs (a cut cable, a frozen master) counts as a
+		// failure after the timeout: the master has dropped us by then.
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.Write([]byte("ping\n"))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				cancel(fmt.Errorf("ping: %w", err))
+				return
+			}
+		case <-time.After(timeout):
+			cancel(fmt.Errorf("ping: no answer from the master in %v: %w", timeout, syscall.ETIMEDOUT))
+			return
+		case <-ctx.Done():
 			return
 		}
 		select {
