@@ -33,8 +33,9 @@ type Client struct {
 
 	done     chan struct{}
 	doneOnce sync.Once
-	watchFd  int // dup of the socket, polled for hang-up; -1 when none
 	watchWg  sync.WaitGroup
+	watchMu  sync.Mutex // guards watchFd, so it is never used once closed
+	watchFd  int        // dup of the socket, polled for hang-up; -1 when none
 }
 
 // clientConn is the transport handed to p9.Client. Embedding *net.TCPConn
@@ -147,7 +148,7 @@ func (c *Client) startWatch() {
 	c.watchWg.Add(1)
 	go func() {
 		defer c.watchWg.Done()
-		defer unix.Close(fd)
+		defer c.closeWatchFd()
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
 		for {
 			_, err := unix.Poll(pfd, -1)
@@ -162,6 +163,15 @@ func (c *Client) startWatch() {
 	}()
 }
 
+func (c *Client) closeWatchFd() {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	if c.watchFd >= 0 {
+		unix.Close(c.watchFd)
+		c.watchFd = -1
+	}
+}
+
 func (c *Client) markDone() { c.doneOnce.Do(func() { close(c.done) }) }
 
 // Done is closed when the connection is gone.
@@ -170,11 +180,13 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // Close closes the connection. Requests still in flight fail.
 func (c *Client) Close() error {
 	err := c.conn.Close()
+	c.watchMu.Lock()
 	if c.watchFd >= 0 {
 		// The duplicate keeps the socket alive: shut it down so the peer
 		// sees the close and the watcher wakes up.
 		unix.Shutdown(c.watchFd, unix.SHUT_RDWR)
 	}
+	c.watchMu.Unlock()
 	c.markDone()
 	c.watchWg.Wait()
 	if errors.Is(err, net.ErrClosed) {

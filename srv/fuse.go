@@ -49,6 +49,14 @@ func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
 	if name == "" {
 		name = "bproc"
 	}
+	// A previous bpmaster that died leaves a dead mount ("transport
+	// endpoint is not connected"): detach it so we can mount again.
+	if _, err := os.Stat(dir); errors.Is(err, syscall.ENOTCONN) {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("mount: %w", err)
+	}
 	zero := time.Duration(0)
 	rn := &fuseNode{}
 	rn.set(root)
@@ -292,6 +300,36 @@ func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	}
 	fillAttr(node.Attr(), &out.Attr)
 	out.SetTimeout(0)
+	return 0
+}
+
+// Access implements access(2) from the node's mode with the caller's
+// supplementary groups (the kernel does no checks of its own here).
+func (n *fuseNode) Access(ctx context.Context, mask uint32) syscall.Errno {
+	mask &= 7
+	if mask == 0 {
+		return 0
+	}
+	a := n.get().Attr()
+	perm := uint32(a.Mode.Perm())
+	c := fuseCaller(ctx, true)
+	if c.Root() {
+		// Root may read and write anything, and execute what anyone may.
+		if mask&1 == 0 || perm&0o111 != 0 || a.Mode.IsDir() {
+			return 0
+		}
+		return syscall.EACCES
+	}
+	bits := perm
+	switch {
+	case c.Uid == a.Uid:
+		bits = perm >> 6
+	case c.InGroup(a.Gid):
+		bits = perm >> 3
+	}
+	if bits&mask != mask {
+		return syscall.EACCES
+	}
 	return 0
 }
 

@@ -194,6 +194,31 @@ func TestFuseChmodChown(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "hello"), 0o600); !errors.Is(err, syscall.EPERM) {
 		t.Errorf("chmod hello: %v, want EPERM", err)
 	}
+
+	// access(2) follows the mode with the caller's supplementary groups.
+	if err := os.Chmod(sub, 0o710); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sub, 1000, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		uid, groups string
+		test        string
+		ok          bool
+	}{
+		{"1000", "1", "-r", true},  // owner
+		{"2000", "5", "-x", true},  // supplementary group 5 has x
+		{"2000", "5", "-r", false}, // ... but not r
+		{"3000", "7", "-x", false}, // others: nothing
+		{"0", "0", "-w", true},     // root
+	} {
+		cmd := exec.Command("setpriv", "--reuid="+tc.uid, "--regid="+tc.uid, "--groups="+tc.groups, "--", "test", tc.test, sub)
+		err := cmd.Run()
+		if (err == nil) != tc.ok {
+			t.Errorf("uid %s groups %s: test %s sub: %v, want ok=%v", tc.uid, tc.groups, tc.test, err, tc.ok)
+		}
+	}
 }
 
 // A reader blocked on a stream is interrupted by a signal.
