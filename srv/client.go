@@ -68,9 +68,7 @@ func Dial(ctx context.Context, addr string, key []byte, h Hello) (*Client, error
 // DialFrom is Dial with the local end bound to the IP address source ("" for
 // any): several slaves on one host use 127.0.0.x this way (bpslave -s).
 func DialFrom(ctx context.Context, source, addr string, key []byte, h Hello) (*Client, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
-	}
+	addr = withPort(addr)
 	var d net.Dialer
 	if source != "" {
 		ip := net.ParseIP(source)
@@ -103,6 +101,14 @@ func DialFrom(ctx context.Context, source, addr string, key []byte, h Hello) (*C
 		return nil, err
 	}
 	return c, nil
+}
+
+// withPort adds DefaultPort to an address without a port.
+func withPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
 }
 
 func setupClient(tc *net.TCPConn, addr string, key []byte, h Hello) (*Client, error) {

@@ -45,7 +45,11 @@ func (s *served) logged(sub string) bool {
 	return false
 }
 
-func serve(t *testing.T) *served {
+func serveB(b *testing.B) string { return serve(b).addr }
+
+func dialB(b *testing.B, addr string) *Client { return dial(b, addr, toolHello) }
+
+func serve(t testing.TB) *served {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,7 +74,7 @@ func serve(t *testing.T) *served {
 	return sv
 }
 
-func dial(t *testing.T, addr string, h Hello) *Client {
+func dial(t testing.TB, addr string, h Hello) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -389,10 +393,17 @@ func TestDialDefaultsAndErrors(t *testing.T) {
 	if _, err := Dial(ctx, "127.0.0.1:1", testKey, toolHello); err == nil {
 		t.Error("dial to a closed port succeeded")
 	}
-	// No port: 2223 is added (whatever answers there, the address is right).
-	_, err := Dial(ctx, "127.0.0.1", testKey, toolHello)
-	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:2223") {
-		t.Logf("dial without port: %v", err)
+	for in, want := range map[string]string{
+		"10.77.0.1":      "10.77.0.1:2223",
+		"10.77.0.1:4000": "10.77.0.1:4000",
+		"master":         "master:2223",
+		"::1":            "[::1]:2223",
+		"[::1]":          "[::1]:2223",
+		"[::1]:9":        "[::1]:9",
+	} {
+		if got := withPort(in); got != want {
+			t.Errorf("withPort(%q) = %q, want %q", in, got, want)
+		}
 	}
 	if _, err := Dial(ctx, "127.0.0.1:1", testKey, Hello{Role: "x"}); err == nil {
 		t.Error("bad hello accepted")
