@@ -118,6 +118,17 @@ func (p *Proc) slaveReport(line string) error {
 	if len(f) < 2 {
 		return fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
 	}
+	if f[0] == "eof" { // an output stream ended without a byte
+		switch f[1] {
+		case "stdout":
+			p.stdout.CloseWrite()
+		case "stderr":
+			p.stderr.CloseWrite()
+		default:
+			return fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
+		}
+		return nil
+	}
 	var n int
 	if _, err := fmt.Sscanf(f[1], "%d", &n); err != nil {
 		return fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)

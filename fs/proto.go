@@ -6,7 +6,7 @@ package fs
 //	slave/jobs            read: JSON messages, one per line, for this node (opening it registers the node)
 //	slave/ping            write: anything; proves the slave is alive
 //	slave/bin/HASH        read: the binary with that sha256, shipped from the master
-//	slave/report          write: "PID started OSPID" | "PID failed ERRNO TEXT" | "PID exit N" | "PID signal N"
+//	slave/report          write: "PID started OSPID" | "PID failed ERRNO TEXT" | "PID exit N" | "PID signal N" | "PID eof stdout|stderr" (ended empty)
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it

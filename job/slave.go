@@ -215,14 +215,18 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 // start runs one job and reports it to slave/proc/PID/ctl.
 func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
-	report := func(format string, args ...any) {
-		line := fmt.Sprintf("%d "+format, append([]any{m.Pid}, args...)...)
-		s.trace("-> %s", line)
+	// report sends lines about this job in one write.
+	report := func(lines ...string) {
+		var b []byte
+		for _, l := range lines {
+			b = fmt.Appendf(b, "%d %s\n", m.Pid, l)
+		}
+		s.trace("-> %s", b)
 		s.reportMu.Lock()
-		_, err := s.report.Write([]byte(line + "\n"))
+		_, err := s.report.Write(b)
 		s.reportMu.Unlock()
 		if err != nil {
-			s.logf("job %d: reporting %q: %v", m.Pid, line, err)
+			s.logf("job %d: reporting %q: %v", m.Pid, b, err)
 		}
 	}
 	fail := func(err error) {
@@ -230,7 +234,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		if !errors.As(err, &errno) {
 			errno = syscall.EIO
 		}
-		report("failed %d %s", int(errno), err.Error())
+		report(fmt.Sprintf("failed %d %s", int(errno), err.Error()))
 	}
 
 	bin, err := s.cache.get(s.Tree, m.Hash, m.Size)
@@ -250,6 +254,8 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 
 	var copiers sync.WaitGroup
 	var closeAfterStart []*os.File
+	var emptyMu sync.Mutex
+	var empty []string // streams that ended without a byte: reported with the exit
 	pipeOut := func(name string) (*os.File, error) {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -261,6 +267,17 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		go func() {
 			defer copiers.Done()
 			defer r.Close()
+			// Open the master's file only once there is output: most
+			// short jobs print nothing on stderr, and a file open costs
+			// round trips.
+			buf := make([]byte, ioBuf)
+			n, err := r.Read(buf)
+			if n == 0 && err != nil {
+				emptyMu.Lock()
+				empty = append(empty, name)
+				emptyMu.Unlock()
+				return
+			}
 			dst, err := s.Tree.Open(base+name, os.O_WRONLY)
 			if err != nil {
 				s.logf("job %d: opening %s: %v", m.Pid, name, err)
@@ -268,7 +285,11 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 				return
 			}
 			defer dst.Close()
-			buf := make([]byte, ioBuf)
+			if _, err := dst.Write(buf[:n]); err != nil {
+				s.logf("job %d: %s: %v", m.Pid, name, err)
+				io.Copy(io.Discard, r)
+				return
+			}
 			if _, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{r}, buf); err != nil {
 				s.logf("job %d: %s: %v", m.Pid, name, err)
 				io.Copy(io.Discard, r)
@@ -312,7 +333,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		fail(err)
 		return
 	}
-	report("started %d", cmd.Process.Pid)
+	report(fmt.Sprintf("started %d", cmd.Process.Pid))
 	if stdinW != nil {
 		go s.feedStdin(m.Pid, base, stdinW)
 	}
@@ -330,16 +351,24 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 	case <-time.After(2 * time.Second):
 	case <-ctx.Done():
 	}
+	// Streams that ended empty are closed in the same write as the exit.
+	emptyMu.Lock()
+	var lines []string
+	for _, name := range empty {
+		lines = append(lines, "eof "+name)
+	}
+	emptyMu.Unlock()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
 	case ws.Signaled():
-		report("signal %d", int(ws.Signal()))
+		lines = append(lines, fmt.Sprintf("signal %d", int(ws.Signal())))
 	case ws.Exited():
-		report("exit %d", ws.ExitStatus())
+		lines = append(lines, fmt.Sprintf("exit %d", ws.ExitStatus()))
 	default:
-		report("exit 255")
+		lines = append(lines, "exit 255")
 		s.logf("job %d: odd wait status: %v", m.Pid, err)
 	}
+	report(lines...)
 }
 
 func (s *Slave) feedStdin(pid int, base string, w *os.File) {
