@@ -1,0 +1,150 @@
+// Command beostat shows the statistics recvstats collects from the nodes.
+//
+//	beostat [--shm FILE]                    a table of all nodes
+//	beostat -w [--interval D] [--count N]   the same, redrawn (a live view)
+//	beostat -N NODE [-f NAME]...            a node's files: cpuinfo, meminfo,
+//	                                        loadavg, net, stat, stamp
+//	beostat --metrics                       the table in Prometheus text format
+//	beostat --counters                      recvstats' packet counters
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"bproc/beostat"
+	"bproc/client"
+	"bproc/mcast"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("beostat", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	shm := fs.String("shm", mcast.DefaultShmPath, "recvstats' shared-memory `file`")
+	watch := fs.BoolP("watch", "w", false, "live view: redraw the table every interval until interrupted")
+	interval := fs.Duration("interval", time.Second, "redraw interval of -w")
+	count := fs.Int("count", 0, "with -w, stop after `N` redraws (0: never)")
+	node := fs.IntP("node", "N", -1, "print the stats files of node `NODE`")
+	names := fs.StringArrayP("file", "f", nil, "with -N, only this file (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
+	metrics := fs.Bool("metrics", false, "print the stats in Prometheus text format")
+	counters := fs.Bool("counters", false, "print recvstats' packet counters")
+	help := fs.BoolP("help", "h", false, "show this help and exit")
+	version := fs.BoolP("version", "v", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "beostat: %v\nTry 'beostat -h' for help.\n", err)
+		return 2
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: beostat [options]\n\nShow the cluster's node statistics (collected by recvstats).\n\nOptions:\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if *version {
+		fmt.Fprintln(stdout, "beostat", client.Version)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "beostat: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	for _, n := range *names {
+		if !slices.Contains(mcast.FileNames, n) {
+			fmt.Fprintf(stderr, "beostat: no stats file %q (have %v)\n", n, mcast.FileNames)
+			return 2
+		}
+	}
+	r, err := beostat.Open(*shm)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v (is recvstats running?)\n", err)
+		return 1
+	}
+	defer r.Close()
+	switch {
+	case *node >= 0:
+		return printFiles(r, *node, *names, stdout, stderr)
+	case *metrics:
+		r.WriteMetrics(stdout)
+	case *counters:
+		c := r.Counters()
+		for _, name := range mcast.CounterNames {
+			fmt.Fprintf(stdout, "%-14s %d\n", name, c[name])
+		}
+	case *watch:
+		return live(r, *interval, *count, stdout)
+	default:
+		beostat.WriteTable(stdout, r.Table())
+	}
+	return 0
+}
+
+func printFiles(r *beostat.Reader, node int, names []string, stdout, stderr io.Writer) int {
+	files, _, err := r.NodeFiles(node)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if len(names) == 0 {
+		names = mcast.FileNames
+	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	for _, n := range names {
+		if len(names) > 1 {
+			fmt.Fprintf(w, "==> node %d: %s <==\n", node, n)
+		}
+		w.Write(files[n])
+	}
+	return 0
+}
+
+// live redraws the table in place: home the cursor, draw, clear the rest,
+// so the screen does not flicker.
+func live(r *beostat.Reader, interval time.Duration, count int, stdout io.Writer) int {
+	if interval < 10*time.Millisecond {
+		interval = 10 * time.Millisecond
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for i := 0; count == 0 || i < count; i++ {
+		var b bytes.Buffer
+		b.WriteString("\x1b[H")
+		fmt.Fprintf(&b, "beostat  %s  every %v\x1b[K\n", time.Now().Format("15:04:05"), interval)
+		beostat.WriteTable(&lineClear{&b}, r.Table())
+		b.WriteString("\x1b[J")
+		stdout.Write(b.Bytes())
+		if count != 0 && i == count-1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-t.C:
+		}
+	}
+	return 0
+}
+
+// lineClear ends each line with "clear to end of line", so a shorter line
+// never leaves the tail of a longer one.
+type lineClear struct{ w *bytes.Buffer }
+
+func (l *lineClear) Write(p []byte) (int, error) {
+	l.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\x1b[K\n")))
+	return len(p), nil
+}

@@ -1,0 +1,123 @@
+// Command sendstats multicasts a node's /proc statistics for recvstats on
+// the master (see bproc/mcast).
+//
+//	sendstats [-i IF] [-p PORT] [-r RATE] [-n NODE] [-k keyfile] [--procfs DIR]
+//
+// bpslave starts it on every node with the node's number; it also runs on
+// its own. It stays in the foreground and stops on SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"bproc/client"
+	"bproc/key"
+	"bproc/mcast"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("sendstats", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	iface := fs.StringP("interface", "i", "", "send by (and take requests on) interface `IF` (default: the multicast route)")
+	port := fs.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
+	rate := fs.Float64P("rate", "r", 1, "samples per second (`RATE` 5 sends every 200 ms)")
+	node := fs.IntP("node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
+	keyFile := fs.StringP("key", "k", key.DefaultPath, "cluster key `file`")
+	procfs := fs.String("procfs", "/proc", "read the /proc files from `DIR`")
+	help := fs.BoolP("help", "h", false, "show this help and exit")
+	version := fs.BoolP("version", "v", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "sendstats: %v\nTry 'sendstats -h' for help.\n", err)
+		return 2
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sendstats [options]\n\nMulticast this node's /proc statistics to recvstats.\n\nOptions:\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if *version {
+		fmt.Fprintln(stdout, "sendstats", client.Version)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sendstats: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := config(*iface, *port, *rate, *node, *keyFile, *procfs)
+	if err != nil {
+		fmt.Fprintf(stderr, "sendstats: %v\n", err)
+		return 1
+	}
+	cfg.Log = log.New(stderr, "", log.LstdFlags)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := mcast.RunSender(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// config checks the options before anything starts, so mistakes are
+// reported at once.
+func config(iface string, port int, rate float64, node int, keyFile, procfs string) (mcast.SenderConfig, error) {
+	var cfg mcast.SenderConfig
+	if port <= 0 || port > 65535 {
+		return cfg, fmt.Errorf("port %d: out of range", port)
+	}
+	if !(rate > 0 && rate <= 100) {
+		return cfg, fmt.Errorf("rate %v: want 0 < RATE <= 100 samples per second", rate)
+	}
+	if node < 0 {
+		n, err := nodeFromHostname()
+		if err != nil {
+			return cfg, err
+		}
+		node = n
+	}
+	k, err := key.Load(keyFile)
+	if err != nil {
+		return cfg, err
+	}
+	if _, err := mcast.ReadSample(procfs); err != nil {
+		return cfg, err
+	}
+	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(port)
+	cfg.Node, cfg.Iface, cfg.Key, cfg.Procfs = node, iface, k, procfs
+	cfg.Interval = time.Duration(float64(time.Second) / rate)
+	return cfg, nil
+}
+
+var trailingDigits = regexp.MustCompile(`([0-9]+)$`)
+
+func nodeFromHostname() (int, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return 0, fmt.Errorf("no -n and no hostname: %w", err)
+	}
+	m := trailingDigits.FindString(h)
+	if m == "" {
+		return 0, errors.New("no -n NODE, and hostname " + strconv.Quote(h) + " does not end in a node number")
+	}
+	n, err := strconv.Atoi(m)
+	if err != nil || n >= mcast.ShmMaxNodes {
+		return 0, fmt.Errorf("hostname %q: node number out of range", h)
+	}
+	return n, nil
+}
