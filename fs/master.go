@@ -33,6 +33,10 @@ const (
 type Master struct {
 	Logf  func(format string, args ...any)
 	Trace func(format string, args ...any) // every command and slave message, when tracing
+	// Stats, when set, renders node/N/stats/NAME (NAME one of StatsFiles)
+	// from the node statistics that recvstats collects.
+	Stats      func(node int, name string) ([]byte, error)
+	StatsFiles []string
 
 	mu      sync.Mutex
 	cfg     *Config

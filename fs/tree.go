@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -102,7 +103,15 @@ func (m *Master) newNodeDir(n *node) *nodeDir {
 	})
 	ctl := &ctlFile{ino: NewIno(), owner: nd.owner, mode: 0o666, cmds: nodeCommands, target: nd}
 	io := &ioFile{ino: NewIno(), n: n}
-	nd.dir = newDir(staticEntries("ctl", ctl, "io", io, "status", status))
+	stats := m.newStatsDir(n)
+	base := staticEntries("ctl", ctl, "io", io, "status", status)
+	withStats := append(base(nil), Dirent{"stats", stats})
+	nd.dir = newDir(func(c *Caller) []Dirent {
+		if m.Stats == nil || n.num < 0 {
+			return base(c)
+		}
+		return withStats
+	})
 	nd.dir.attr = func() Attr {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -408,4 +417,25 @@ func (h *waitHandle) Read(ctx context.Context, b []byte, off int64) (int, error)
 		return 0, io.EOF
 	}
 	return copy(b, line[off:]), nil
+}
+
+// newStatsDir is node/N/stats: the node's /proc files as recvstats last
+// received them, rendered when opened.
+func (m *Master) newStatsDir(n *node) Dir {
+	var mu sync.Mutex
+	files := map[string]*textFile{}
+	return newDir(func(*Caller) []Dirent {
+		mu.Lock()
+		defer mu.Unlock()
+		var ents []Dirent
+		for _, name := range m.StatsFiles {
+			f := files[name]
+			if f == nil {
+				f = newText(func(*Caller) ([]byte, error) { return m.Stats(n.num, name) })
+				files[name] = f
+			}
+			ents = append(ents, Dirent{name, f})
+		}
+		return ents
+	})
 }
