@@ -462,13 +462,22 @@ func (d *decoder) next() (uint32, []byte, error) {
 	if n > maxRecord {
 		return 0, nil, corrupt("record of %d bytes at byte %d", n, d.n-8)
 	}
-	if cap(d.buf) < int(n)+4 {
-		d.buf = make([]byte, int(n)+4)
+	// Grow the buffer as bytes actually arrive, so a lying length in a
+	// short or hostile stream cannot make us allocate 64 MiB up front.
+	b := d.buf[:0]
+	for need := int(n) + 4; len(b) < need; {
+		step := min(need-len(b), 1<<20)
+		if cap(b)-len(b) < step {
+			nb := make([]byte, len(b), max(2*cap(b), len(b)+step))
+			copy(nb, b)
+			b = nb
+		}
+		if err := d.read(b[len(b) : len(b)+step]); err != nil {
+			return 0, nil, err
+		}
+		b = b[:len(b)+step]
 	}
-	b := d.buf[:n+4]
-	if err := d.read(b); err != nil {
-		return 0, nil, err
-	}
+	d.buf = b
 	c := crc32.Update(crc32.Update(0, castagnoli, h[:]), castagnoli, b[:n])
 	if c != binary.LittleEndian.Uint32(b[n:]) {
 		return 0, nil, corrupt("checksum mismatch in record at byte %d", d.n-int64(n)-12)

@@ -35,6 +35,18 @@ func ptrace(req int, pid int, addr, data uintptr) error {
 	return nil
 }
 
+// ptracePtr is ptrace with a pointer argument. The pointer must stay an
+// unsafe.Pointer until the system call itself: converted to uintptr any
+// earlier, a goroutine stack that moves in between leaves the kernel
+// writing into the old stack.
+func ptracePtr(req int, pid int, addr uintptr, data unsafe.Pointer) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(pid), addr, uintptr(data), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 type iovec struct {
 	base *byte
 	len  uint64
@@ -42,7 +54,7 @@ type iovec struct {
 
 func getRegs(pid int) (unix.PtraceRegs, error) {
 	var r unix.PtraceRegs
-	err := ptrace(unix.PTRACE_GETREGS, pid, 0, uintptr(unsafe.Pointer(&r)))
+	err := ptracePtr(unix.PTRACE_GETREGS, pid, 0, unsafe.Pointer(&r))
 	if err != nil {
 		return r, fmt.Errorf("ptrace GETREGS %d: %w", pid, err)
 	}
@@ -50,7 +62,7 @@ func getRegs(pid int) (unix.PtraceRegs, error) {
 }
 
 func setRegs(pid int, r *unix.PtraceRegs) error {
-	if err := ptrace(unix.PTRACE_SETREGS, pid, 0, uintptr(unsafe.Pointer(r))); err != nil {
+	if err := ptracePtr(unix.PTRACE_SETREGS, pid, 0, unsafe.Pointer(r)); err != nil {
 		return fmt.Errorf("ptrace SETREGS %d: %w", pid, err)
 	}
 	return nil
@@ -61,7 +73,7 @@ func setRegs(pid int, r *unix.PtraceRegs) error {
 func getXState(pid int) ([]byte, error) {
 	buf := make([]byte, maxXState)
 	iov := iovec{&buf[0], uint64(len(buf))}
-	if err := ptrace(ptraceGetRegset, pid, ntX86XState, uintptr(unsafe.Pointer(&iov))); err != nil {
+	if err := ptracePtr(ptraceGetRegset, pid, ntX86XState, unsafe.Pointer(&iov)); err != nil {
 		return nil, fmt.Errorf("ptrace GETREGSET NT_X86_XSTATE %d: %w", pid, err)
 	}
 	return buf[:iov.len:iov.len], nil
@@ -73,7 +85,7 @@ func setXState(pid int, xs []byte) error {
 	}
 	b := append([]byte(nil), xs...)
 	iov := iovec{&b[0], uint64(len(b))}
-	if err := ptrace(ptraceSetRegset, pid, ntX86XState, uintptr(unsafe.Pointer(&iov))); err != nil {
+	if err := ptracePtr(ptraceSetRegset, pid, ntX86XState, unsafe.Pointer(&iov)); err != nil {
 		return fmt.Errorf("ptrace SETREGSET NT_X86_XSTATE %d (%d bytes): %w", pid, len(b), err)
 	}
 	return nil
@@ -81,14 +93,14 @@ func setXState(pid int, xs []byte) error {
 
 func getSigmask(pid int) (uint64, error) {
 	var m uint64
-	if err := ptrace(ptraceGetSigmask, pid, 8, uintptr(unsafe.Pointer(&m))); err != nil {
+	if err := ptracePtr(ptraceGetSigmask, pid, 8, unsafe.Pointer(&m)); err != nil {
 		return 0, fmt.Errorf("ptrace GETSIGMASK %d: %w", pid, err)
 	}
 	return m, nil
 }
 
 func setSigmask(pid int, m uint64) error {
-	if err := ptrace(ptraceSetSigmask, pid, 8, uintptr(unsafe.Pointer(&m))); err != nil {
+	if err := ptracePtr(ptraceSetSigmask, pid, 8, unsafe.Pointer(&m)); err != nil {
 		return fmt.Errorf("ptrace SETSIGMASK %d: %w", pid, err)
 	}
 	return nil
@@ -105,7 +117,7 @@ type rseqConfig struct {
 
 func getRseq(pid int) (*Rseq, error) {
 	var c rseqConfig
-	if err := ptrace(ptraceGetRseqConfig, pid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c))); err != nil {
+	if err := ptracePtr(ptraceGetRseqConfig, pid, unsafe.Sizeof(c), unsafe.Pointer(&c)); err != nil {
 		if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) {
 			return nil, nil // kernel without the request: nothing to keep
 		}

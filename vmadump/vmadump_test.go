@@ -1,9 +1,19 @@
 package vmadump
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const syscallKILL = syscall.SIGKILL
@@ -32,3 +42,288 @@ func testState(t *testing.T, static bool, flags Flags) {
 
 func TestStateStatic(t *testing.T)  { testState(t, true, 0) }
 func TestStateDynamic(t *testing.T) { testState(t, false, 0) }
+
+// waitSyscall polls until pid is blocked in system call nr.
+func waitSyscall(t *testing.T, pid, nr int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+		if err == nil && strings.HasPrefix(string(b), strconv.Itoa(nr)+" ") {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("process %d never blocked in syscall %d", pid, nr)
+}
+
+func TestRestartRead(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "syscalls.c"), "read")
+	waitSyscall(t, p.cmd.Process.Pid, 0)
+	img := dumpProg(t, p, DumpOptions{})
+	r, err := restoreImage(t, img)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if _, err := r.in.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, code := r.output(t, 10*time.Second)
+	if !strings.Contains(out, "GOT hello\npid changed 1") || code != 0 {
+		t.Errorf("read was not re-issued after restore (exit %d):\n%s", code, out)
+	}
+}
+
+func TestNanosleepEINTR(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, true, "syscalls.c"), "nanosleep")
+	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_CLOCK_NANOSLEEP) // glibc's nanosleep
+	r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	out, _ := r.output(t, 10*time.Second)
+	if !strings.Contains(out, "nanosleep: Interrupted system call") || !strings.Contains(out, "pid changed 1") {
+		t.Errorf("relative nanosleep should end with EINTR after restore:\n%s", out)
+	}
+}
+
+func TestAbsoluteSleepRestarts(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, true, "syscalls.c"), "absolute")
+	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_CLOCK_NANOSLEEP)
+	r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	out, _ := r.output(t, 10*time.Second)
+	if !strings.Contains(out, "absolute: ok after-deadline 1 pid changed 1") {
+		t.Errorf("absolute clock_nanosleep should be re-issued and sleep to its deadline:\n%s", out)
+	}
+}
+
+// -leave: the original keeps running, and the image restores too.
+func TestLeave(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "syscalls.c"), "read")
+	waitSyscall(t, p.cmd.Process.Pid, 0)
+	img := dumpProg(t, p, DumpOptions{Leave: true})
+	if _, err := p.in.Write([]byte("original\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := readLineTimeout(p.out, 10*time.Second)
+	if err != nil || line != "GOT original" {
+		t.Fatalf("original after a -leave dump: %q, %v", line, err)
+	}
+	r, err := restoreImage(t, img)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	r.in.Write([]byte("copy\n"))
+	if out, _ := r.output(t, 10*time.Second); !strings.Contains(out, "GOT copy") {
+		t.Errorf("copy: %s", out)
+	}
+}
+
+func TestThreadedRefused(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "threads.c"))
+	var buf bytes.Buffer
+	err := Dump(p.cmd.Process.Pid, &buf, DumpOptions{})
+	if !errors.Is(err, ErrThreaded) || !strings.Contains(err.Error(), "2 threads") {
+		t.Fatalf("Dump of a threaded process: %v, want ErrThreaded", err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("%d bytes written for a refused dump", buf.Len())
+	}
+	if err := p.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("process should still run after a refused dump: %v", err)
+	}
+}
+
+// copyFile copies src to dst keeping its mode.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(src)
+	if err := os.WriteFile(dst, b, fi.Mode()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With every flag the image needs neither the program nor its libraries:
+// run state with private copies of ld.so and libc, dump, delete them all.
+func TestFlagsAllWithoutFiles(t *testing.T) {
+	needRoot(t)
+	bin := buildC(t, false, "state.c", "regs.S")
+	dir := t.TempDir()
+	for _, f := range []string{"/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6"} {
+		real, err := filepath.EvalSymlinks(f)
+		if err != nil {
+			t.Skipf("skipping: %v", err)
+		}
+		copyFile(t, real, filepath.Join(dir, filepath.Base(f)))
+	}
+	copyFile(t, bin, filepath.Join(dir, "state"))
+	work := t.TempDir()
+	os.Setenv("VMADT_SKIP_EXE", "1")
+	defer os.Unsetenv("VMADT_SKIP_EXE")
+	p := startProg(t, "READY", filepath.Join(dir, "ld-linux-x86-64.so.2"), "--library-path", dir, filepath.Join(dir, "state"), work)
+	img := dumpProg(t, p, DumpOptions{Flags: DumpAll})
+	info, err := ReadInfo(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range info.Meta.Regions {
+		if r.Travel == TravelFile {
+			t.Errorf("region %s travels as a file reference with all flags", r.Path)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	r, err := restoreImage(t, img)
+	if err != nil {
+		t.Fatalf("Restore without the program's files: %v", err)
+	}
+	out, _ := r.output(t, 20*time.Second)
+	verdict(t, out)
+}
+
+// Each flag moves its class of mapped file into the image, and only it.
+func TestFlagsClassify(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "state.c", "regs.S"), t.TempDir())
+	for _, f := range []Flags{0, DumpLibs, DumpExec, DumpOther, DumpAll} {
+		img := dumpProg(t, p, DumpOptions{Flags: f, Leave: true})
+		info, err := ReadInfo(bytes.NewReader(img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		classes := map[string]bool{}
+		for i, r := range info.Meta.Regions {
+			if r.Kind != KindFile {
+				continue
+			}
+			classes[r.Class] = true
+			cls := map[string]Flags{"exec": DumpExec, "libs": DumpLibs, "other": DumpOther}[r.Class]
+			want := TravelFile
+			if f&cls != 0 {
+				want = TravelImage
+			}
+			if r.Travel != want {
+				t.Errorf("flags %v: %s (%s) travels as %s, want %s", f, r.Path, r.Class, r.Travel, want)
+			}
+			if r.Travel == TravelFile && r.Perms[2] == 'x' && info.RegionPages[i] != 0 {
+				t.Errorf("flags %v: unchanged code of %s has %d pages in the image", f, r.Path, info.RegionPages[i])
+			}
+		}
+		if len(classes) != 3 {
+			t.Errorf("expected exec, libs and other mappings, saw %v", classes)
+		}
+	}
+}
+
+func TestMissingFileRefused(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "state")
+	copyFile(t, buildC(t, false, "state.c", "regs.S"), bin)
+	p := startProg(t, "READY", bin, t.TempDir())
+	img := dumpProg(t, p, DumpOptions{})
+
+	// Same size, different bytes in a mapped range.
+	b, _ := os.ReadFile(bin)
+	b[len(b)/2] ^= 0xff
+	os.Remove(bin)
+	os.WriteFile(bin, b, 0o755)
+	_, err := restoreImage(t, img)
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), bin) {
+		t.Errorf("Restore with a changed program: %v; want ErrFile naming %s", err, bin)
+	}
+	os.Remove(bin)
+	_, err = restoreImage(t, img)
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), bin) {
+		t.Errorf("Restore with the program missing: %v; want ErrFile naming %s", err, bin)
+	}
+}
+
+// rewrite decodes img, lets mod change its metadata and re-encodes it.
+func rewrite(t *testing.T, img []byte, mod func(*Meta)) []byte {
+	t.Helper()
+	ir, err := openImage(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod(ir.Meta)
+	var out bytes.Buffer
+	e := &encoder{w: &out}
+	e.header()
+	e.meta(ir.Meta)
+	for {
+		runs, data, err := ir.nextPages()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.pageRecord(runs, data)
+	}
+	e.end()
+	return out.Bytes()
+}
+
+func tinyImage(t *testing.T) []byte {
+	p := startProg(t, "READY", buildC(t, true, "syscalls.c"), "read")
+	waitSyscall(t, p.cmd.Process.Pid, 0)
+	return dumpProg(t, p, DumpOptions{})
+}
+
+func TestVDSOMismatchRefused(t *testing.T) {
+	needRoot(t)
+	img := rewrite(t, tinyImage(t), func(m *Meta) { m.VDSOCRC ^= 1; m.Host = "elsewhere" })
+	_, err := restoreImage(t, img)
+	if !errors.Is(err, ErrVDSO) || !strings.Contains(err.Error(), "elsewhere") {
+		t.Errorf("Restore with a foreign vDSO: %v; want ErrVDSO", err)
+	}
+}
+
+// A damaged real image fails to restore, and no process is left behind.
+func TestCorruptImageRefused(t *testing.T) {
+	needRoot(t)
+	img := tinyImage(t)
+	cases := map[string][]byte{
+		"truncated-meta":  img[:200],
+		"truncated-pages": img[:len(img)-5000],
+		"no-end":          img[:len(img)-20],
+	}
+	flip := append([]byte(nil), img...)
+	flip[len(flip)-3000] ^= 1
+	cases["flipped-page-byte"] = flip
+	for name, bad := range cases {
+		before := children(t)
+		_, err := restoreImage(t, bad)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Restore: %v, want ErrCorrupt", name, err)
+		}
+		if after := children(t); after > before {
+			t.Errorf("%s: %d child processes left behind", name, after-before)
+		}
+	}
+}
+
+// children counts this process's children.
+func children(t *testing.T) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc/self/task")
+	for _, e := range ents {
+		b, _ := os.ReadFile("/proc/self/task/" + e.Name() + "/children")
+		n += len(strings.Fields(string(b)))
+	}
+	return n
+}

@@ -109,6 +109,9 @@ int main(int argc, char **argv) {
 	lseek(7, 123, SEEK_SET);
 	int af = open("log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	write(af, "before\n", 7);
+	int pp[2];
+	pipe(pp);
+	dup2(pp[0], 9); close(pp[0]); close(pp[1]);
 
 	/* signals */
 	struct sigaction sa = {0};
@@ -207,6 +210,7 @@ int main(int argc, char **argv) {
 	char c = 0;
 	read(7, &c, 1);
 	CHECK("fd-offset", pos == 123 && c == fbuf[123], "fd 7 at %ld, read %c", (long)pos, c);
+	CHECK("fd-closed", fcntl(9, F_GETFD) == -1 && errno == EBADF, "the pipe at fd 9 should be closed");
 	int fl = fcntl(af, F_GETFL), fdfl = fcntl(af, F_GETFD);
 	CHECK("fd-flags", (fl & O_APPEND) && (fdfl & FD_CLOEXEC) && write(af, "after\n", 6) == 6, "flags %#x fdflags %#x", fl, fdfl);
 
@@ -226,6 +230,7 @@ int main(int argc, char **argv) {
 	ssize_t exen1 = readlink("/proc/self/exe", exe1, sizeof exe1);
 	CHECK("cmdline", cmdn > 0 && cmdn == cmdn1 && memcmp(cmd0, cmd1, cmdn) == 0 && strcmp(argv[1], cwd0) == 0, "cmdline differs (%zd vs %zd)", cmdn, cmdn1);
 	CHECK("environ", envn == envn1 && memcmp(env0, env1, envn) == 0 && getenv("VMADT_ENV") && strcmp(getenv("VMADT_ENV"), "hello") == 0, "environ differs");
+	if (getenv("VMADT_SKIP_EXE")) printf("skip exe (%.*s)\n", (int)exen1, exe1); else
 	CHECK("exe", exen == exen1 && memcmp(exe0, exe1, exen) == 0, "exe %.*s want %.*s", (int)exen1, exe1, (int)exen, exe0);
 	ssize_t cn = slurp("/proc/self/comm", comm, sizeof comm - 1);
 	comm[cn > 0 ? cn : 0] = 0;

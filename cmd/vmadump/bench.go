@@ -1,0 +1,3 @@
+package main
+
+func bench(args []string) int { return usageErr("bench: not built yet") }
