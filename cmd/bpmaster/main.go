@@ -18,6 +18,7 @@ import (
 	"bproc/fs"
 	"bproc/job"
 	"bproc/key"
+	"bproc/mcast"
 	"bproc/srv"
 
 	flag "github.com/spf13/pflag"
@@ -119,6 +120,8 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	m := fs.NewMaster(cfg)
 	m.Logf = logger.Printf
 	m.Trace = tracer.Printf
+	stats := &shmStats{path: mcast.DefaultShmPath}
+	m.Stats, m.StatsFiles = stats.file, mcast.FileNames
 	go m.Run(ctx)
 
 	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf}

@@ -18,6 +18,7 @@ import (
 	"bproc/cmd/internal/daemon"
 	"bproc/job"
 	"bproc/key"
+	"bproc/mcast"
 	"bproc/srv"
 
 	flag "github.com/spf13/pflag"
@@ -34,6 +35,11 @@ type options struct {
 	keyFile   string
 	verbose   bool
 	master    string
+
+	noStats       bool
+	statsIface    string
+	statsInterval time.Duration
+	procfs        string
 }
 
 func main() {
@@ -52,6 +58,10 @@ func main() {
 	fl.StringVarP(&o.trace, "trace", "m", "", "trace every message to this file")
 	fl.BoolVarP(&o.verbose, "verbose", "v", false, "log more")
 	fl.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key file")
+	fl.BoolVar(&o.noStats, "no-stats", false, "do not multicast node statistics (sendstats)")
+	fl.StringVar(&o.statsIface, "stats-interface", "", "interface for node statistics multicast (default: the route's)")
+	fl.DurationVar(&o.statsInterval, "stats-interval", time.Second, "node statistics interval")
+	fl.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
 	fl.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bpslave [-h] [-V] [-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]\n")
 		fl.PrintDefaults()
@@ -158,6 +168,19 @@ func serveOnce(ctx context.Context, o *options, addr string, k []byte, hello srv
 		}
 	}()
 	s := &job.Slave{Tree: opener{c}, CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf}
+	if !o.noStats {
+		// Once the master has told us our node number, multicast this
+		// node's statistics under it for as long as the connection lasts.
+		s.OnHello = func(node int) {
+			go func() {
+				err := mcast.RunSender(sctx, mcast.SenderConfig{Node: node, Iface: o.statsIface,
+					Interval: o.statsInterval, Key: k, Procfs: o.procfs, Log: logger})
+				if err != nil && sctx.Err() == nil {
+					logger.Printf("sendstats: %v", err)
+				}
+			}()
+		}
+	}
 	err = s.Run(sctx)
 	if ctx.Err() != nil {
 		return nil
