@@ -109,7 +109,9 @@ func TestMetaValidate(t *testing.T) {
 		{"arch", func(m *Meta) { m.Arch = "arm64" }},
 		{"misaligned", func(m *Meta) { m.Regions[0].End = 0x2001 }},
 		{"empty", func(m *Meta) { m.Regions[0].End = 0x1000 }},
-		{"overlap", func(m *Meta) { m.Regions = append(m.Regions, Region{Start: 0x1000, End: 0x3000, Perms: "rw-p", Kind: KindAnon, Travel: TravelImage}) }},
+		{"overlap", func(m *Meta) {
+			m.Regions = append(m.Regions, Region{Start: 0x1000, End: 0x3000, Perms: "rw-p", Kind: KindAnon, Travel: TravelImage})
+		}},
 		{"kernel-space", func(m *Meta) { m.Regions[0].End = 1 << 48 }},
 		{"perms", func(m *Meta) { m.Regions[0].Perms = "rw" }},
 		{"kind", func(m *Meta) { m.Regions[0].Kind = "weird" }},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,8 +19,49 @@ import (
 
 const syscallKILL = syscall.SIGKILL
 
-// helperMain is the test binary run as a helper (see the netns test).
-func helperMain() int { return 0 }
+// helperMain runs when the test binary is started as a helper: it restores
+// the image named by $VMADT_IMAGE (in whatever namespace it was started),
+// prints the restored process's network namespace, waits for it and exits
+// with its status.
+func helperMain() int {
+	f, err := os.Open(os.Getenv("VMADT_IMAGE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 100
+	}
+	p, err := Restore(f, RestoreOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "restore:", err)
+		return 101
+	}
+	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", p.Pid))
+	fmt.Printf("NETNS %s\n", ns)
+	st, err := p.Wait()
+	if err != nil {
+		return 102
+	}
+	return st.ExitCode()
+}
+
+// waitCPU polls until pid has used at least ticks clock ticks of CPU time.
+func waitCPU(t *testing.T, pid, ticks int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		u, _ := strconv.Atoi(f[11])
+		s, _ := strconv.Atoi(f[12])
+		if u+s >= ticks {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not run", pid)
+}
 
 func testState(t *testing.T, static bool, flags Flags) {
 	needRoot(t)
@@ -326,4 +368,69 @@ func children(t *testing.T) int {
 		n += len(strings.Fields(string(b)))
 	}
 	return n
+}
+
+func testInterpreter(t *testing.T, interp, script string) {
+	needRoot(t)
+	if _, err := os.Stat(interp); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	abs, _ := filepath.Abs(filepath.Join("testdata", script))
+	p := startProg(t, "READY", interp, abs)
+	waitCPU(t, p.cmd.Process.Pid, 3) // deep in the loop, not at its first turn
+	img := dumpProg(t, p, DumpOptions{})
+	r, err := restoreImage(t, img)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	out, code := r.output(t, 20*time.Second)
+	t.Logf("%s: image %d bytes:\n%s", interp, len(img), out)
+	verdict(t, out)
+	if code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+func TestPython(t *testing.T) { testInterpreter(t, "/usr/bin/python3", "midloop.py") }
+func TestPerl(t *testing.T)   { testInterpreter(t, "/usr/bin/perl", "midloop.pl") }
+
+// Restore inside another network namespace (as on another node of the
+// virtual cluster): the program must carry on there and pass its checks.
+func TestRestoreInNetns(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("skipping: no ip command")
+	}
+	ns := fmt.Sprintf("vmadt%d", os.Getpid())
+	if b, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("skipping: ip netns add: %v %s", err, b)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+ns, &st); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "image")
+	p := startProg(t, "READY", buildC(t, false, "state.c", "regs.S"), t.TempDir())
+	if err := os.WriteFile(img, dumpProg(t, p, DumpOptions{}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, self)
+	cmd.Env = append(os.Environ(), "VMADT_HELPER=1", "VMADT_IMAGE="+img)
+	cmd.Stderr = os.Stderr
+	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	out, err := cmd.Output()
+	timer.Stop()
+	if err != nil {
+		t.Fatalf("restore in netns %s: %v\n%s", ns, err, out)
+	}
+	want := fmt.Sprintf("NETNS net:[%d]", st.Ino)
+	if !strings.Contains(string(out), want) {
+		t.Errorf("restored process is not in netns %s (%s):\n%s", ns, want, out)
+	}
+	verdict(t, string(out))
 }
