@@ -130,7 +130,7 @@ func TestParseNodeStatus(t *testing.T) {
 		"3 up 10.0.0.1 ---x--x--x root root",
 		"x up - ---x--x--x root root -",
 		"-2 up - ---x--x--x root root -",
-		"3 up - ---x--x-- root root -",
+		"3 up - ---x--x- root root -",
 		"3 up - ---q--x--x root root -",
 		"3 up - ---x--x--x root root node3 extra",
 	} {
@@ -151,6 +151,7 @@ func TestParseModeString(t *testing.T) {
 		"drwxr-xr-x": fs.ModeDir | 0o755,
 		"---s--x--t": fs.ModeSetuid | fs.ModeSticky | 0o111,
 		"---S------": fs.ModeSetuid,
+		"--x--x--x":  0o111,
 	} {
 		got, err := ParseModeString(s)
 		if err != nil || got != want {
@@ -249,6 +250,10 @@ func TestExecErrorText(t *testing.T) {
 	if !errors.Is(e, syscall.ENOENT) {
 		t.Error("errno not wrapped")
 	}
+	e = &ExecError{Path: "/bin/true", Errno: syscall.EHOSTDOWN, Text: "error: node 2 is down: host is down\n"}
+	if e.Error() != "exec /bin/true: node 2 is down: Host is down" {
+		t.Errorf("got %q", e.Error())
+	}
 	e = &ExecError{Path: "/bin/x", Errno: syscall.EINVAL, Text: "error: exec: unknown option -z\n"}
 	if e.Error() != "exec /bin/x: Invalid argument (exec: unknown option -z)" {
 		t.Errorf("got %q", e.Error())
@@ -299,6 +304,14 @@ func TestCtlErrorText(t *testing.T) {
 	} {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("%+v: got %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}
+
+func TestMasterArg(t *testing.T) {
+	for in, want := range map[string]string{"-1": "master", "-1,2-3": "master,2-3", "-1x": "-1x", "-12": "-12", "-1,": "-1,", "-l": "-l", "3": "3"} {
+		if got, _ := MasterArg(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
 		}
 	}
 }

@@ -50,17 +50,30 @@ type ExecError struct {
 }
 
 func (e *ExecError) Error() string {
-	msg := "exec " + e.Path + ": " + Strerror(e.Errno)
-	// The errno says it all for the usual failures; otherwise the master's
-	// text is the useful part.
-	switch e.Errno {
-	case syscall.ENOENT, syscall.EACCES, syscall.EPERM, syscall.ENOEXEC, syscall.ENOTDIR:
+	return "exec " + e.Path + ": " + errnoText(e.Errno, e.Text, true)
+}
+
+// errnoText words a failed command: the errno in C wording, with the
+// master's text when it says more. The text usually ends in the errno
+// ("node 2 is down: host is down"), which is then worded once. quiet
+// leaves the text out for errnos that speak for themselves.
+func errnoText(errno syscall.Errno, text string, quiet bool) string {
+	msg := Strerror(errno)
+	if quiet {
+		switch errno {
+		case syscall.ENOENT, syscall.EACCES, syscall.EPERM, syscall.ENOEXEC, syscall.ENOTDIR:
+			return msg
+		}
+	}
+	t := strings.TrimPrefix(strings.TrimSpace(text), "error: ")
+	low, es := strings.ToLower(t), errno.Error()
+	switch {
+	case t == "" || low == es:
 		return msg
+	case strings.HasSuffix(low, ": "+es):
+		return t[:len(t)-len(es)] + msg
 	}
-	if t := strings.TrimPrefix(strings.TrimSpace(e.Text), "error: "); t != "" {
-		msg += " (" + t + ")"
-	}
-	return msg
+	return msg + " (" + t + ")"
 }
 
 func (e *ExecError) Unwrap() error { return e.Errno }
@@ -403,16 +416,7 @@ type CtlError struct {
 	Text  string
 }
 
-func (e *CtlError) Error() string {
-	msg := Strerror(e.Errno)
-	t := strings.TrimPrefix(strings.TrimSpace(e.Text), "error: ")
-	if t != "" && !strings.EqualFold(t, e.Errno.Error()) && !strings.HasSuffix(strings.ToLower(t), ": "+e.Errno.Error()) {
-		msg += " (" + t + ")"
-	} else if t != "" && t != e.Errno.Error() {
-		msg = t[:len(t)-len(e.Errno.Error())] + msg
-	}
-	return msg
-}
+func (e *CtlError) Error() string { return errnoText(e.Errno, e.Text, false) }
 
 func (e *CtlError) Unwrap() error { return e.Errno }
 

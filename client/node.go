@@ -78,8 +78,12 @@ func ParseNodeStatusList(text string) ([]NodeStatus, error) {
 }
 
 // ParseModeString reads permission bits as ls shows them: a type character
-// then three rwx triplets ("---x--x--x", "drwxr-xr-x"), with s/S/t/T.
+// then three rwx triplets ("---x--x--x", "drwxr-xr-x"), with s/S/t/T. The
+// type character may be left out ("--x--x--x").
 func ParseModeString(s string) (fs.FileMode, error) {
+	if len(s) == 9 {
+		s = "-" + s
+	}
 	if len(s) != 10 {
 		return 0, fmt.Errorf("bad mode %q: want 10 characters like ---x--x--x", s)
 	}

@@ -190,3 +190,16 @@ func FormatRanges(nodes []int) string {
 	}
 	return b.String()
 }
+
+// MasterArg rewrites a command-line argument that is a nodespec starting
+// with the master's number ("-1", "-1,0-3") to the same spec with
+// "master", so that option parsers do not take it for an option. Other
+// arguments come back unchanged, with false.
+func MasterArg(a string) (string, bool) {
+	if a == "-1" || strings.HasPrefix(a, "-1,") {
+		if _, err := ParseNodeSpec(a); err == nil {
+			return "master" + a[2:], true
+		}
+	}
+	return a, false
+}

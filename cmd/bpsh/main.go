@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,19 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// tracef prints the time since start of each step when $BPSH_TRACE is
+// set, to see where a launch spends its time.
+var (
+	traceOn = os.Getenv("BPSH_TRACE") != ""
+	t0      = time.Now()
+)
+
+func tracef(format string, args ...any) {
+	if traceOn {
+		fmt.Fprintf(os.Stderr, "bpsh: %8.3fms %s\n", float64(time.Since(t0).Microseconds())/1000, fmt.Sprintf(format, args...))
+	}
+}
+
 func usage(fs *pflag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "Usage: bpsh [options] nodespec command [args...]\n       bpsh -a|-A [options] command [args...]\n\n")
 	fmt.Fprintf(w, "Run command on the nodes of nodespec (3, n3, 0-7, 1,3,5-, all, allup, allnotdown, master, -1).\n\nOptions:\n")
@@ -48,7 +62,48 @@ func usage(fs *pflag.FlagSet, w io.Writer) {
 	fs.PrintDefaults()
 }
 
+// fixMasterSpec rewrites a nodespec "-1..." in the nodespec's position so
+// the option parser leaves it alone; "-1" later on belongs to the command.
+func fixMasterSpec(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		switch {
+		case a == "--":
+			if i+1 < len(out) {
+				out[i+1], _ = client.MasterArg(out[i+1])
+			}
+			return out
+		case a == "-a" || a == "-A" || a == "--all" || a == "--all-notdown":
+			return out // no nodespec: the first argument is the command
+		case len(a) > 1 && a[0] == '-':
+			if m, ok := client.MasterArg(a); ok {
+				out[i] = m
+				return out
+			}
+			if strings.HasPrefix(a, "--") {
+				if !strings.Contains(a, "=") && valueLong[a[2:]] {
+					i++
+				}
+			} else if strings.ContainsAny(a[1:], "aA") {
+				return out
+			} else if strings.ContainsRune(valueShort, rune(a[len(a)-1])) && !strings.ContainsAny(a[1:len(a)-1], valueShort) {
+				i++ // "-b" "4096": the value is the next argument
+			}
+		default:
+			return out
+		}
+	}
+	return out
+}
+
+// Options that take a value, for fixMasterSpec.
+const valueShort = "bIOEk"
+
+var valueLong = map[string]bool{"buffer": true, "input": true, "output": true, "error": true, "key": true}
+
 func run(args []string) int {
+	args = fixMasterSpec(args)
 	var o options
 	fs := pflag.NewFlagSet("bpsh", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // options after the nodespec belong to the command
@@ -116,12 +171,14 @@ func run(args []string) int {
 		return usageErr(err.Error())
 	}
 
+	tracef("parsed")
 	t, err := client.Connect(client.Options{KeyFile: o.keyFile})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
 		return failStatus
 	}
 	defer t.Close()
+	tracef("connected")
 	var cluster []client.NodeStatus
 	if ns.NeedsList() {
 		if cluster, err = client.ListNodes(t); err != nil {
@@ -228,6 +285,7 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
 				return
 			}
 			j.proc = p
+			tracef("node %d: started pid %d", j.node, p.Pid)
 			k.add(p)
 			if in != nil {
 				inMu.Lock()
@@ -297,7 +355,9 @@ func (j *job) attach(out *output, o *options) {
 		}()
 	}
 	j.st, j.werr = j.proc.Wait()
+	tracef("node %d: wait: %v", j.node, j.st)
 	wg.Wait()
+	tracef("node %d: output done", j.node)
 	out.done(j.idx)
 }
 
@@ -305,6 +365,7 @@ func (j *job) attach(out *output, o *options) {
 // plain path, whole lines when prefixing or line-buffering.
 func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int, o *options) {
 	r, err := open()
+	tracef("node %d: opened fd %d", j.node, fd)
 	if err != nil {
 		out.fail(fmt.Errorf("node %d: opening %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(err)))
 		return

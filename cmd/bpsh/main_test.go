@@ -87,3 +87,25 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("-V: exit %d", code)
 	}
 }
+
+func TestFixMasterSpec(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"-1 hostname", "master hostname"},
+		{"-1,0-3 ls -1", "master,0-3 ls -1"},
+		{"-p -1 ls -1", "-p master ls -1"},
+		{"-b 4096 -1 ls", "-b 4096 master ls"},
+		{"-pb 4096 -1 ls", "-pb 4096 master ls"},
+		{"-b4096 -1 ls", "-b4096 master ls"},
+		{"--buffer 4096 -1 ls", "--buffer 4096 master ls"},
+		{"-- -1 ls", "-- master ls"},
+		{"0 ls -1", "0 ls -1"},
+		{"-a ls -1", "-a ls -1"},
+		{"-pa ls -1", "-pa ls -1"},
+		{"-I -1 0 cat", "-I -1 0 cat"}, // a file named -1
+	} {
+		got := strings.Join(fixMasterSpec(strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

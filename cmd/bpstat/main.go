@@ -33,6 +33,19 @@ type options struct {
 func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
 
 func run(args []string, stdout io.Writer) int {
+	// Nodespecs like "-1" are not options; values of -k and --interval
+	// are left alone.
+	args = append([]string(nil), args...)
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--" {
+			break
+		}
+		if args[i] == "-k" || args[i] == "--key" || args[i] == "--interval" {
+			i++
+			continue
+		}
+		args[i], _ = client.MasterArg(args[i])
+	}
 	var o options
 	fs := pflag.NewFlagSet("bpstat", pflag.ContinueOnError)
 	fs.SortFlags = false
