@@ -207,6 +207,7 @@ func usageErr(msg string) int {
 
 // job is the command on one node.
 type job struct {
+	k     *killer
 	idx   int
 	node  int
 	proc  *client.Proc
@@ -265,6 +266,9 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
 
 	k := newKiller()
 	defer k.stop()
+	for _, j := range jobs {
+		j.k = k
+	}
 
 	out := newOutput(len(jobs), stdout, stderr, o)
 	out.setNodes(nodes)
@@ -393,6 +397,7 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 				// Our reader is gone: stop the remote writer like a local
 				// pipeline would, and drain what is in flight.
 				broken = true
+				j.k.mark(syscall.SIGPIPE)
 				j.proc.Kill(syscall.SIGPIPE)
 			}
 		}
@@ -502,12 +507,13 @@ func forwardStdin(in *os.File, dests []*stdinDest, size int) {
 type killer struct {
 	mu    sync.Mutex
 	procs []*client.Proc
-	sent  map[int]bool
+	sent  map[int]bool // signals forwarded from the user
+	quiet map[int]bool // signals bpsh sent for its own reasons
 	ch    chan os.Signal
 }
 
 func newKiller() *killer {
-	k := &killer{sent: map[int]bool{}, ch: make(chan os.Signal, 4)}
+	k := &killer{sent: map[int]bool{}, quiet: map[int]bool{}, ch: make(chan os.Signal, 4)}
 	signal.Notify(k.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		for s := range k.ch {
@@ -538,12 +544,19 @@ func (k *killer) add(p *client.Proc) {
 	}
 }
 
+// mark records that bpsh itself sent sig.
+func (k *killer) mark(sig syscall.Signal) {
+	k.mu.Lock()
+	k.quiet[int(sig)] = true
+	k.mu.Unlock()
+}
+
 // forwarded reports whether bpsh passed signal sig on itself, so the
 // resulting deaths need no message.
 func (k *killer) forwarded(sig int) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.sent[sig]
+	return k.sent[sig] || k.quiet[sig]
 }
 
 func (k *killer) stop() { signal.Stop(k.ch) }
