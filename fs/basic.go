@@ -128,7 +128,7 @@ func sortedInts[V any](m map[int]V) []int {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// modeString renders permission bits as ls does, without the type letter.
+// modeString renders permission bits as ls does ("---x--x--x").
 func modeString(m iofs.FileMode) string {
-	return m.Perm().String()[1:]
+	return m.Perm().String()
 }

@@ -240,6 +240,24 @@ func (sc *slaveConn) ping() error {
 	return nil
 }
 
+// Shutdown ends every blocking read of the tree (output streams, io, wait,
+// the slaves' job streams) so the mount and the 9P connections can close.
+// Processes still running end as lost.
+func (m *Master) Shutdown() {
+	m.mu.Lock()
+	var slaves []*slaveConn
+	for _, sc := range m.slaves {
+		slaves = append(slaves, sc)
+	}
+	for _, n := range m.nodes {
+		n.ring.Close()
+	}
+	m.mu.Unlock()
+	for _, sc := range slaves {
+		m.dropSlave(sc, "master shutting down")
+	}
+}
+
 // Run sweeps for silent slaves and old exited processes until ctx ends.
 func (m *Master) Run(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)

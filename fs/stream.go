@@ -154,6 +154,7 @@ func (s *Stream) Break(err error) {
 // Writers never wait; readers keep a cursor and wait for new chunks.
 type Ring struct {
 	mu      sync.Mutex
+	closed  bool // the master is shutting down: readers get EOF
 	chunks  []ringChunk
 	first   uint64 // sequence number of chunks[0]
 	size    int
@@ -194,6 +195,15 @@ func (r *Ring) Write(uid uint32, p []byte) {
 	r.mu.Unlock()
 }
 
+// Close wakes every reader with EOF once it has read what is there.
+func (r *Ring) Close() {
+	r.mu.Lock()
+	r.closed = true
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
 // RingReader is one reader's cursor.
 type RingReader struct {
 	r    *Ring
@@ -201,7 +211,6 @@ type RingReader struct {
 	all  bool
 	seq  uint64 // next chunk to read
 	off  int    // offset inside that chunk
-	done <-chan struct{}
 }
 
 // Reader starts at the oldest retained byte. all lets the reader see every
@@ -234,10 +243,13 @@ func (rr *RingReader) Read(ctx context.Context, p []byte) (int, error) {
 			rr.seq++
 			rr.off = 0
 		}
-		ch := r.changed
+		ch, closed := r.changed, r.closed
 		r.mu.Unlock()
 		if n > 0 {
 			return n, nil
+		}
+		if closed {
+			return 0, io.EOF
 		}
 		select {
 		case <-ch:

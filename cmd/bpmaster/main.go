@@ -146,6 +146,8 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 			return err
 		}
 		defer mnt.Unmount()
+		// Runs first: blocked readers must return before an unmount can finish.
+		defer m.Shutdown()
 		logger.Printf("tree mounted at %s", cfg.Mount)
 	}
 
