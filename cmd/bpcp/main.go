@@ -132,7 +132,11 @@ func (e endpoint) String() string {
 	return e.path
 }
 
-var remoteRe = regexp.MustCompile(`^(-1|n?[0-9]+|master):(.*)$`)
+var (
+	remoteRe = regexp.MustCompile(`^(-1|n?[0-9]+|master):(.*)$`)
+	// shPrefix is what dash puts before its messages ("sh: 2: ").
+	shPrefix = regexp.MustCompile(`(?m)^sh: [0-9]+: `)
+)
 
 // parseEndpoint reads NODE:path or a local path. A colon after anything
 // but a node number is part of a local name.
@@ -495,7 +499,7 @@ func (rp *remoteProc) wait() error {
 		return fmt.Errorf("waiting: %s", client.ErrText(err))
 	}
 	if !st.Success() {
-		msg = strings.TrimPrefix(msg, ": ")
+		msg = shPrefix.ReplaceAllString(strings.TrimPrefix(msg, ": "), "")
 		if i := strings.Index(msg, ": "+rp.path+": "); i >= 0 && !strings.Contains(msg[:i], "\n") {
 			msg = msg[i+len(rp.path)+4:]
 		} else if i := strings.Index(msg, "'"+rp.path+"': "); i >= 0 && !strings.Contains(msg[:i], "\n") {
