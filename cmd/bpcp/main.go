@@ -462,6 +462,7 @@ func (c *copier) start(node int, argv []string, stdin io.Reader) (*remoteProc, e
 		rp.wg.Add(1)
 		go func() {
 			defer rp.wg.Done()
+			client.BlockInterrupts()
 			w, err := p.Stdin()
 			if err != nil {
 				rp.inErr = err

@@ -306,6 +306,7 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
 		// see the same bytes from the first one. It is not waited for: a
 		// process may end without reading, leaving us blocked in read.
 		go func() {
+			client.BlockInterrupts()
 			startWG.Wait()
 			forwardStdin(in, inputs, o.bufSize)
 		}()

@@ -1,0 +1,24 @@
+package client
+
+import (
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// BlockInterrupts keeps signals off the calling goroutine's OS thread for
+// the rest of the goroutine's life (the thread ends with it). Call it first
+// in a goroutine that writes to stream files over the mount: a signal
+// arriving while a FUSE write is blocked (Go's own preemption signals
+// included) interrupts the request, and a server that had already taken
+// part of the data then reports EINTR for all of it, which os.File retries
+// whole, duplicating bytes. Signals still reach the process on its other
+// threads.
+func BlockInterrupts() {
+	runtime.LockOSThread()
+	var all unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	unix.PthreadSigmask(unix.SIG_BLOCK, &all, nil)
+}
