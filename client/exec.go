@@ -229,7 +229,13 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 	}
 	defer f.Close()
 	var buf [512]byte
-	if _, werr := f.Write([]byte(cmd)); werr != nil {
+	var werr error
+	if _, ok := t.(*MountTree); ok {
+		withoutInterrupts(func() { _, werr = f.Write([]byte(cmd)) })
+	} else {
+		_, werr = f.Write([]byte(cmd))
+	}
+	if werr != nil {
 		n, _ := readResult(f, buf[:])
 		return nil, &ExecError{Path: path, Errno: ErrnoOf(werr), Text: string(buf[:n])}
 	}

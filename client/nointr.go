@@ -22,3 +22,21 @@ func BlockInterrupts() {
 	}
 	unix.PthreadSigmask(unix.SIG_BLOCK, &all, nil)
 }
+
+// withoutInterrupts runs f with signals blocked on its thread, for a ctl
+// write that must happen exactly once: an interrupted exec write fails
+// with EINTR (the process may have started anyway) and os.File retries it.
+func withoutInterrupts(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var all, old unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	if unix.PthreadSigmask(unix.SIG_BLOCK, &all, &old) != nil {
+		f()
+		return
+	}
+	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	f()
+}
