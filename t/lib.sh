@@ -303,11 +303,16 @@ _host_add() {
 	if [ "$kind" = node ]; then
 		: >"$NSDIR/$host.mnt"
 		unshare --mount="$NSDIR/$host.mnt" --uts="$NSDIR/$host.uts" --propagation private \
-			sh -c "hostname $host && mount -t tmpfs -o mode=1777 tmpfs /tmp" || return 1
+			sh -c "hostname $host && { $_drop_fuse; } && mount -t tmpfs -o mode=1777 tmpfs /tmp" || return 1
 	else
 		unshare --uts="$NSDIR/$host.uts" hostname "$host" || return 1
 	fi
 }
+
+# A new mount namespace copies every FUSE mount there is (a master's tree, this
+# suite's or another's); a copy would keep that master's FUSE connection alive
+# after it unmounts, and its shutdown waiting. Nodes drop them.
+_drop_fuse='awk '"'"'$3 ~ /^fuse/ { print $2 }'"'"' /proc/self/mounts | while read -r m; do umount -l "$m" 2>/dev/null; done; true'
 
 # net_up N: the bridge, the master and nodes 0..N-1.
 net_up() {
@@ -369,6 +374,7 @@ _bg() {
 	rm -f "$pf"
 	setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
 		>>"$log" 2>&1 </dev/null &
+	disown $! # no "Killed" notice from bash when we end it
 	wait_for "test -s '$pf'" 5 || return 1
 }
 
@@ -458,9 +464,35 @@ master_start() {
 	pid_alive "$p" || { echo "bpmaster died:" >&2; tail -n 20 "$MASTER_LOG" >&2; return 1; }
 }
 
+# _holders DIR: processes with a file, cwd or root under DIR.
+_holders() {
+	local d l
+	for d in /proc/[0-9]*; do
+		for l in "$d"/cwd "$d"/root "$d"/fd/*; do
+			case "$(readlink "$l" 2>/dev/null)" in
+			"$1" | "$1"/*) echo "${d#/proc/} $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null): ${l#$d/} -> $(readlink "$l")" ;;
+			esac
+		done
+	done
+}
+
 # master_stop [SIG]: stops bpmaster and makes sure its mount is gone.
 master_stop() {
-	bg_kill master-bpmaster "${1:-TERM}" || return 1
+	local p
+	p=$(bg_pid master-bpmaster)
+	if ! bg_kill master-bpmaster "${1:-TERM}"; then
+		# A hung master: SIGQUIT makes Go dump its goroutines into the log.
+		echo "bpmaster $p did not exit on SIG${1:-TERM}; files open on the mount:" >&2
+		_holders "$BPROC" >&2
+		echo "goroutines:" >&2
+		kill -QUIT "$p" 2>/dev/null
+		wait_gone "$p" 5 || kill -KILL "$p"
+		# Only the goroutines in bproc's own code, the rest is runtime noise.
+		sed -n '/^goroutine /,$p' "$MASTER_LOG" |
+			awk -v RS= '/bproc\// { print; print "" }' | grep -v "^	/usr/local/go\|fp=0x" >&2
+		umount -l "$BPROC" 2>/dev/null
+		return 1
+	fi
 	if mountpoint -q "$BPROC"; then umount -l "$BPROC"; fi
 	return 0
 }
