@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -81,6 +82,7 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 	if err := ptrace(ptraceSeize, pid, 0, 0); err != nil {
 		return fmt.Errorf("ptrace SEIZE %d: %w", pid, err)
 	}
+	pt := newPhaseTimer("dump")
 	d := &dumper{pid: pid, opts: opts}
 	defer func() {
 		if err != nil || opts.Leave {
@@ -90,12 +92,14 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 	if err := d.stop(); err != nil {
 		return err
 	}
+	pt.mark("stop")
 	if err := threadCheck(pid); err != nil {
 		return err
 	}
 	if err := d.gather(); err != nil {
 		return err
 	}
+	pt.mark("gather")
 	enc := &encoder{w: w}
 	if err := enc.header(); err != nil {
 		return err
@@ -103,15 +107,18 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 	if err := enc.meta(d.meta); err != nil {
 		return err
 	}
+	pt.mark("meta")
 	if err := d.pages(enc); err != nil {
 		return err
 	}
+	pt.mark("pages")
 	if err := enc.end(); err != nil {
 		return err
 	}
 	if !opts.Leave {
 		d.kill()
 	}
+	pt.mark("end")
 	return nil
 }
 
@@ -501,17 +508,44 @@ func (d *dumper) pages(enc *encoder) error {
 		return fmt.Errorf("opening memory of %d: %w", d.pid, err)
 	}
 	defer mem.Close()
-	b := &batcher{pid: d.pid, mem: mem, enc: enc, buf: make([]byte, pagesPerRecord*pageSize)}
-	for _, r := range d.meta.Regions {
-		if r.Travel == TravelKernel || r.Kind == KindSharedFile {
-			continue
-		}
-		b.boundary = true
-		if err := d.regionPages(b, pm, r); err != nil {
-			return fmt.Errorf("region %#x-%#x %s: %w", r.Start, r.End, r.Path, err)
-		}
+	// This thread finds and reads pages; a goroutine checksums and writes
+	// the records, so reading the next batch overlaps writing this one.
+	const depth = 3
+	b := &batcher{pid: d.pid, mem: mem, out: make(chan pageBatch, depth), free: make(chan []byte, depth)}
+	for i := 0; i < depth; i++ {
+		b.free <- make([]byte, pagesPerRecord*pageSize)
 	}
-	return b.flush()
+	werr := make(chan error, 1)
+	go func() {
+		var err error
+		for rec := range b.out {
+			if err == nil {
+				err = enc.pageRecord(rec.runs, rec.data)
+				if err != nil {
+					b.failed.Store(true)
+				}
+			}
+			b.free <- rec.buf
+		}
+		werr <- err
+	}()
+	err = func() error {
+		for _, r := range d.meta.Regions {
+			if r.Travel == TravelKernel || r.Kind == KindSharedFile {
+				continue
+			}
+			b.boundary = true
+			if err := d.regionPages(b, pm, r); err != nil {
+				return fmt.Errorf("region %#x-%#x %s: %w", r.Start, r.End, r.Path, err)
+			}
+		}
+		return b.flush()
+	}()
+	close(b.out)
+	if e := <-werr; e != nil {
+		return e
+	}
+	return err
 }
 
 func (d *dumper) regionPages(b *batcher, pm *os.File, r Region) error {
@@ -555,12 +589,13 @@ func (d *dumper) regionPages(b *batcher, pm *os.File, r Region) error {
 
 // batcher gathers pages, reads them in one go and writes the non-zero ones.
 type batcher struct {
-	pid   int
-	mem   *os.File
-	enc   *encoder
-	buf   []byte
-	spans []span
-	n     int // pages gathered
+	pid    int
+	mem    *os.File
+	out    chan pageBatch // to the writer
+	free   chan []byte    // buffers back from the writer
+	failed atomic.Bool    // the writer failed: stop reading
+	spans  []span
+	n      int // pages gathered
 	// boundary keeps the next page out of the current span: a run of
 	// pages never crosses from one region into the next.
 	boundary bool
@@ -584,8 +619,13 @@ func (b *batcher) flush() error {
 	if b.n == 0 {
 		return nil
 	}
-	data := b.buf[:b.n*pageSize]
+	if b.failed.Load() {
+		return errors.New("writing image failed")
+	}
+	buf := <-b.free
+	data := buf[:b.n*pageSize]
 	if err := remoteIO(b.pid, b.mem, data, b.spans, false); err != nil {
+		b.free <- buf
 		return err
 	}
 	// Drop zero pages, compacting the buffer and splitting runs.
@@ -613,7 +653,16 @@ func (b *batcher) flush() error {
 	}
 	b.spans, b.n = b.spans[:0], 0
 	if len(runs) == 0 {
+		b.free <- buf
 		return nil
 	}
-	return b.enc.pageRecord(runs, data[:w])
+	b.out <- pageBatch{runs, data[:w], buf}
+	return nil
+}
+
+// pageBatch is one page record on its way to the writer.
+type pageBatch struct {
+	runs []pageRun
+	data []byte
+	buf  []byte // to hand back to the batcher
 }

@@ -8,8 +8,9 @@ package vmadump
 //
 // crc is CRC-32C over kind, length and payload. The first record is the
 // metadata (JSON, kind 1), then page records (kind 2), then one end record
-// (kind 3) holding the page count and the CRC-32C of every byte before it,
-// so a missing, reordered or truncated record is detected. A page record is
+// (kind 3) holding the page count and a CRC-32C over the header and the crc
+// of every record before it, so a missing, reordered or truncated record is
+// detected without checksumming the bulk of the data twice. A page record is
 //
 //	nruns:u32le 0:u32le (addr:u64le npages:u64le)*nruns data
 //
@@ -322,7 +323,7 @@ func (m *Meta) regionAt(addr, n uint64) int {
 // encoder writes records and keeps the running checksum of the stream.
 type encoder struct {
 	w     io.Writer
-	crc   uint32 // of everything written so far
+	crc   uint32 // chain: over the header and every record's crc so far
 	n     int64
 	pages uint64
 }
@@ -333,7 +334,6 @@ func (e *encoder) write(b []byte) error {
 	}
 	n, err := e.w.Write(b)
 	e.n += int64(n)
-	e.crc = crc32.Update(e.crc, castagnoli, b[:n])
 	if err != nil {
 		return fmt.Errorf("writing image: %w", err)
 	}
@@ -344,6 +344,7 @@ func (e *encoder) header() error {
 	var h [16]byte
 	copy(h[:], imageMagic)
 	binary.LittleEndian.PutUint32(h[8:], formatVersion)
+	e.crc = crc32.Update(0, castagnoli, h[:])
 	return e.write(h[:])
 }
 
@@ -373,6 +374,9 @@ func (e *encoder) record(kind uint32, parts ...[]byte) error {
 	}
 	var t [4]byte
 	binary.LittleEndian.PutUint32(t[:], c)
+	if kind != recEnd {
+		e.crc = crc32.Update(e.crc, castagnoli, t[:])
+	}
 	return e.write(t[:])
 }
 
@@ -415,7 +419,7 @@ func corrupt(format string, a ...any) error {
 // decoder reads and checks records one at a time.
 type decoder struct {
 	r     io.Reader
-	crc   uint32 // running checksum of the stream so far
+	crc   uint32 // chain over the header and the records' crcs, as the encoder's
 	n     int64
 	buf   []byte
 	pages uint64
@@ -425,7 +429,6 @@ type decoder struct {
 func (d *decoder) read(b []byte) error {
 	n, err := io.ReadFull(d.r, b)
 	d.n += int64(n)
-	d.crc = crc32.Update(d.crc, castagnoli, b[:n])
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return corrupt("truncated at byte %d", d.n)
 	}
@@ -440,6 +443,7 @@ func (d *decoder) header() error {
 	if err := d.read(h[:]); err != nil {
 		return err
 	}
+	d.crc = crc32.Update(0, castagnoli, h[:])
 	if string(h[:8]) != imageMagic {
 		return corrupt("not a vmadump image (bad magic)")
 	}
@@ -481,6 +485,9 @@ func (d *decoder) next() (uint32, []byte, error) {
 	c := crc32.Update(crc32.Update(0, castagnoli, h[:]), castagnoli, b[:n])
 	if c != binary.LittleEndian.Uint32(b[n:]) {
 		return 0, nil, corrupt("checksum mismatch in record at byte %d", d.n-int64(n)-12)
+	}
+	if kind != recEnd {
+		d.crc = crc32.Update(d.crc, castagnoli, b[n:])
 	}
 	if kind == recEnd {
 		if n != 12 {

@@ -194,22 +194,20 @@ const maxIov = 1024
 type span struct{ addr, len uint64 }
 
 // remoteIO moves bytes between local buf and the remote spans (their total
-// length equals len(buf)) with as few system calls as the kernel allows.
-// write=false reads. On EFAULT (a page the call may not touch, e.g. a
-// read-only page for process_vm_writev) it falls back to /proc/PID/mem,
-// which uses FOLL_FORCE.
+// length equals len(buf)) with as few system calls as the kernel allows:
+// process_vm_readv/writev with up to IOV_MAX spans a call. A span the call
+// may not touch (a read-only page for process_vm_writev, PROT_NONE for
+// both) stops it short; that span alone goes through /proc/PID/mem, which
+// uses FOLL_FORCE, and the batch carries on after it.
 func remoteIO(pid int, mem *os.File, buf []byte, spans []span, write bool) error {
 	off := 0
+	remote := make([]unix.RemoteIovec, 0, min(len(spans), maxIov))
 	for len(spans) > 0 {
-		n := len(spans)
-		if n > maxIov {
-			n = maxIov
-		}
-		chunk := spans[:n]
+		n := min(len(spans), maxIov)
 		total := 0
-		remote := make([]unix.RemoteIovec, n)
-		for i, s := range chunk {
-			remote[i] = unix.RemoteIovec{Base: uintptr(s.addr), Len: int(s.len)}
+		remote = remote[:0]
+		for _, s := range spans[:n] {
+			remote = append(remote, unix.RemoteIovec{Base: uintptr(s.addr), Len: int(s.len)})
 			total += int(s.len)
 		}
 		local := []unix.Iovec{{Base: &buf[off]}}
@@ -224,14 +222,23 @@ func remoteIO(pid int, mem *os.File, buf []byte, spans []span, write bool) error
 		if err != nil && err != unix.EFAULT && err != unix.ENOMEM {
 			return fmt.Errorf("process_vm_%s %d: %w", rw(write), pid, err)
 		}
-		if got < total {
-			// Finish this batch span by span through /proc/PID/mem.
-			if err := memIO(mem, buf[off:off+total], chunk, got, write); err != nil {
+		got = max(got, 0)
+		done, i := 0, 0
+		for i < n && done+int(spans[i].len) <= got {
+			done += int(spans[i].len)
+			i++
+		}
+		if i < n {
+			// spans[i] stopped the call: finish it through /proc/PID/mem.
+			s, from := spans[i], got-done
+			if err := memIO(mem, buf[off+done+from:off+done+int(s.len)], s.addr+uint64(from), write); err != nil {
 				return err
 			}
+			done += int(s.len)
+			i++
 		}
-		off += total
-		spans = spans[n:]
+		off += done
+		spans = spans[i:]
 	}
 	return nil
 }
@@ -243,31 +250,16 @@ func rw(write bool) string {
 	return "readv"
 }
 
-// memIO does the part of a batch from byte skip on through /proc/PID/mem.
-func memIO(mem *os.File, buf []byte, spans []span, skip int, write bool) error {
-	off := 0
-	for _, s := range spans {
-		l := int(s.len)
-		if off+l <= skip {
-			off += l
-			continue
-		}
-		from := 0
-		if skip > off {
-			from = skip - off
-		}
-		b := buf[off+from : off+l]
-		at := int64(s.addr) + int64(from)
-		var err error
-		if write {
-			_, err = mem.WriteAt(b, at)
-		} else {
-			_, err = mem.ReadAt(b, at)
-		}
-		if err != nil {
-			return fmt.Errorf("/proc/PID/mem %s at %#x (%d bytes): %w", map[bool]string{true: "write", false: "read"}[write], at, len(b), err)
-		}
-		off += l
+// memIO reads or writes b at addr through /proc/PID/mem.
+func memIO(mem *os.File, b []byte, addr uint64, write bool) error {
+	var err error
+	if write {
+		_, err = mem.WriteAt(b, int64(addr))
+	} else {
+		_, err = mem.ReadAt(b, int64(addr))
+	}
+	if err != nil {
+		return fmt.Errorf("/proc/PID/mem %s at %#x (%d bytes): %w", map[bool]string{true: "write", false: "read"}[write], addr, len(b), err)
 	}
 	return nil
 }

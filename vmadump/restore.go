@@ -137,10 +137,12 @@ func checkFiles(m *Meta) error {
 // Restore reads an image from r and recreates the process, which is left
 // running. The image is consumed as a stream, record by record.
 func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
+	pt := newPhaseTimer("restore")
 	ir, err := openImage(r)
 	if err != nil {
 		return nil, err
 	}
+	pt.mark("meta")
 	m := ir.Meta
 	if err := checkHost(m); err != nil {
 		return nil, err
@@ -148,6 +150,7 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 	if err := checkFiles(m); err != nil {
 		return nil, err
 	}
+	pt.mark("checks")
 	stub, err := stubExecutable()
 	if err != nil {
 		return nil, err
@@ -167,7 +170,8 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 		return nil, fmt.Errorf("starting restore stub: %w", err)
 	}
 	pid := cmd.Process.Pid
-	rs := &restorer{pid: pid, m: m, ir: ir}
+	pt.mark("start stub")
+	rs := &restorer{pid: pid, m: m, ir: ir, pt: pt}
 	if err := rs.run(); err != nil {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
@@ -195,6 +199,7 @@ type restorer struct {
 	t       *tracee
 	mem     *os.File
 	scratch uint64
+	pt      *phaseTimer
 }
 
 const scratchSize = 16 * pageSize
@@ -243,10 +248,12 @@ func (rs *restorer) run() error {
 		func() error { return rs.moveSpecials(special) },
 		rs.mapScratch, rs.mapRegions, rs.pages, rs.files, rs.mmState, rs.signals, rs.finish,
 	}
-	for _, s := range steps {
+	rs.pt.mark("stub stopped")
+	for i, s := range steps {
 		if err := s(); err != nil {
 			return err
 		}
+		rs.pt.mark([]string{"clear", "specials", "scratch", "map", "pages", "files", "mm", "signals", "finish"}[i])
 	}
 	return nil
 }
@@ -431,25 +438,64 @@ func (rs *restorer) mapRegions() error {
 	return nil
 }
 
-// pages streams the page records into the target's memory.
+// pages streams the page records into the target's memory. A goroutine
+// reads and checks the next records while this thread writes the current
+// one into the target (process_vm_writev needs no ptrace thread), each
+// record decoded straight into one of a few rotating buffers.
 func (rs *restorer) pages() error {
-	var spans []span
-	for {
-		runs, data, err := rs.ir.nextPages()
-		if err == io.EOF {
-			return nil
+	type batch struct {
+		runs []pageRun
+		data []byte
+		buf  []byte
+		err  error
+	}
+	const depth = 3
+	free := make(chan []byte, depth)
+	for i := 0; i < depth; i++ {
+		free <- nil
+	}
+	work := make(chan batch, depth)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(work)
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-done:
+				return
+			}
+			rs.ir.d.buf = buf
+			runs, data, err := rs.ir.nextPages()
+			if err == io.EOF {
+				return
+			}
+			select {
+			case work <- batch{runs, data, rs.ir.d.buf, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		if err != nil {
-			return err
+	}()
+	var spans []span
+	for b := range work {
+		if b.err != nil {
+			return b.err
 		}
 		spans = spans[:0]
-		for _, r := range runs {
+		for _, r := range b.runs {
 			spans = append(spans, span{r.addr, r.npages * pageSize})
 		}
-		if err := remoteIO(rs.pid, rs.mem, data, spans, true); err != nil {
+		if err := remoteIO(rs.pid, rs.mem, b.data, spans, true); err != nil {
 			return err
 		}
+		free <- b.buf
 	}
+	return nil
 }
 
 // files recreates the descriptors: regular files and directories are
