@@ -1,0 +1,139 @@
+#!/bin/sh
+# bench-core: launch latency and output throughput of bpsh on a 4-node virtual
+# cluster, beside a local fork/exec, ssh to a node, and a local cat.
+# Every figure is the median of several runs. Knobs: BENCH_RUNS (latency runs,
+# default 200), BENCH_SSH_RUNS (30), BENCH_TP_RUNS (5), BENCH_MB (512).
+. "$(dirname "$0")/lib.sh"
+
+RUNS=${BENCH_RUNS:-200}
+SSH_RUNS=${BENCH_SSH_RUNS:-30}
+TP_RUNS=${BENCH_TP_RUNS:-5}
+MB=${BENCH_MB:-512}
+NODES=4
+
+# The measuring loops, run on the master (its network namespace, the root
+# mount namespace), so bpsh and ssh start from the same place.
+cat >"$T/measure.sh" <<'EOF'
+# median FILE: the middle value of a file of numbers.
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+now_us() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
+case "$1" in
+lat) # lat RUNS CMD...: median wall time of CMD in microseconds.
+	runs=$2; shift 2
+	f=$(mktemp); trap 'rm -f "$f"' EXIT
+	"$@" >/dev/null 2>&1 </dev/null || { echo "failed: $*" >&2; exit 1; }  # warm up
+	for ((i = 0; i < runs; i++)); do
+		t0=${EPOCHREALTIME/./}
+		"$@" >/dev/null 2>&1 </dev/null || { echo "failed: $*" >&2; exit 1; }
+		t1=${EPOCHREALTIME/./}
+		echo $((10#$t1 - 10#$t0)) >>"$f"
+	done
+	median "$f" ;;
+tp) # tp RUNS BYTES CMD...: median throughput of CMD >/dev/null in MB/s.
+	runs=$2 bytes=$3; shift 3
+	f=$(mktemp); trap 'rm -f "$f"' EXIT
+	for ((i = 0; i < runs; i++)); do
+		t0=${EPOCHREALTIME/./}
+		"$@" >/dev/null 2>/dev/null </dev/null || { echo "failed: $*" >&2; exit 1; }
+		t1=${EPOCHREALTIME/./}
+		echo "$bytes $((10#$t1 - 10#$t0))" | awk '{ printf "%.0f\n", $1 / $2 }' >>"$f"  # bytes/us = MB/s
+	done
+	median "$f" ;;
+esac
+EOF
+measure() { in_master bash "$T/measure.sh" "$@"; }
+
+# row WHAT VALUE UNIT RUNS [TARGET]
+row() { printf '%-44s %10s %-5s %5s   %s\n' "$1" "$2" "$3" "$4" "$5"; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+# verdict VALUE OP LIMIT: "ok" or "MISSED" for a target.
+verdict() { if awk -v v="$1" -v l="$3" "BEGIN { exit !(v $2 l) }"; then echo ok; else echo MISSED; fi; }
+
+if ! cluster_up $NODES >"$T/up.out" 2>&1; then
+	cat "$T/up.out"
+	_dump_logs
+	echo "bench-core: the cluster did not come up" >&2
+	exit 1
+fi
+
+# ssh to node 0 as the peer: sshd in node 0's namespaces with a host key and
+# a client key made for this run only. The login is a bench user whose shell
+# is /bin/sh: ssh runs commands through the login shell, and bash would read
+# root's ~/.bashrc, whose cost (pyenv and the like) is not ssh's.
+ssh_ok=
+setup_ssh() {
+	if ! command -v sshd >/dev/null && ! test -x /usr/sbin/sshd; then
+		echo "bench-core: installing openssh-server for the ssh peer" >&2
+		apt-get update -qq >/dev/null 2>&1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null 2>&1 || return 1
+		# The package may start a system sshd; the bench runs its own.
+	fi
+	ensure_user bpbench 4244 || return 1
+	usermod -p '*' bpbench || return 1 # not locked ("!"), sshd refuses locked accounts; still no password
+	mkdir -p "$T/ssh" /run/sshd && chmod 0755 "$T/ssh" || return 1 # the user reads authorized_keys
+	ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host" || return 1
+	ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/id" || return 1
+	cp "$T/ssh/id.pub" "$T/ssh/authorized_keys" && chmod 0644 "$T/ssh/authorized_keys"
+	cat >"$T/ssh/sshd_config" <<-EOF
+		ListenAddress $(node_addr 0)
+		Port 22
+		HostKey $T/ssh/host
+		AuthorizedKeysFile $T/ssh/authorized_keys
+		PermitRootLogin no
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		UsePAM no
+		StrictModes no
+		PidFile $T/ssh/sshd.pid
+	EOF
+	bg_node 0 "$T/sshd.log" /usr/sbin/sshd -D -e -f "$T/ssh/sshd_config" || return 1
+	wait_for "in_master bash -c 'exec 3<>/dev/tcp/$(node_addr 0)/22'" 10 || return 1
+	SSH="ssh -F /dev/null -i $T/ssh/id -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+	in_master $SSH bpbench@$(node_addr 0) /bin/true
+}
+if setup_ssh >"$T/ssh.out" 2>&1; then ssh_ok=1; else
+	echo "bench-core: ssh peer unavailable:" >&2
+	cat "$T/ssh.out" "$T/sshd.log" 2>/dev/null | tail -n 5 >&2
+fi
+
+head -c $((MB * 1000000)) /dev/urandom >"$T/big"
+cat "$T/big" >/dev/null # in the page cache for everyone
+
+echo "bench-core: $NODES nodes in network namespaces on $(nproc) cores; medians"
+row "what" "median" "" "runs" "target"
+
+local_us=$(measure lat "$RUNS" /bin/true) || exit 1
+row "local fork/exec /bin/true" "$(ms "$local_us")" ms "$RUNS"
+
+bpsh_us=$(measure lat "$RUNS" bpsh 1 /bin/true) || exit 1
+row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 2 ms: $(verdict "$bpsh_us" '<=' 2000)"
+
+# Where bpsh's time goes: a Go program starting, and the tree's own cost
+# (an exec written to ctl, then wait) from a shell.
+v_us=$(measure lat "$RUNS" bpsh -V) || exit 1
+row "  of which: bpsh -V (start-up only)" "$(ms "$v_us")" ms "$RUNS"
+raw='exec 3<>"$BPROC/node/1/ctl" && echo "exec -n /bin/true" >&3 && read -r pid <&3 && cat "$BPROC/proc/$pid/wait"'
+raw_us=$(measure lat "$RUNS" sh -c "$raw") || exit 1
+row "  sh: exec via node/1/ctl, cat proc/PID/wait" "$(ms "$raw_us")" ms "$RUNS"
+
+if [ -n "$ssh_ok" ]; then
+	ssh_us=$(measure lat "$SSH_RUNS" $SSH bpbench@$(node_addr 0) /bin/true) || exit 1
+	row "ssh node0 /bin/true" "$(ms "$ssh_us")" ms "$SSH_RUNS"
+	CM="-o ControlMaster=auto -o ControlPath=$T/ssh/cm-%h -o ControlPersist=120"
+	sshm_us=$(measure lat "$SSH_RUNS" $SSH $CM bpbench@$(node_addr 0) /bin/true) || exit 1
+	row "ssh node0 /bin/true (ControlMaster)" "$(ms "$sshm_us")" ms "$SSH_RUNS"
+else
+	row "ssh node0 /bin/true" "n/a" "" "" "(no sshd)"
+fi
+
+all_us=$(measure lat $((RUNS / 2)) bpsh -a /bin/true) || exit 1
+row "bpsh -a /bin/true ($NODES nodes)" "$(ms "$all_us")" ms $((RUNS / 2))
+
+bytes=$(stat -c %s "$T/big")
+cat_mbs=$(measure tp "$TP_RUNS" "$bytes" cat "$T/big") || exit 1
+row "local cat $MB MB >/dev/null" "$cat_mbs" MB/s "$TP_RUNS"
+bpcat_mbs=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
+row "bpsh 1 cat $MB MB >/dev/null" "$bpcat_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$bpcat_mbs" '>=' 1000)"
+pipe_mbs=$(measure tp "$TP_RUNS" "$bytes" sh -c "cat '$T/big' | cat") || exit 1
+row "local cat $MB MB | cat >/dev/null" "$pipe_mbs" MB/s "$TP_RUNS"
+exit 0
