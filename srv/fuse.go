@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"bproc/fs"
 )
@@ -34,6 +36,7 @@ type MountOptions struct {
 type Mounted struct {
 	dir    string
 	server *fuse.Server
+	conn   string // fusectl connection id ("" when unknown)
 }
 
 // Mount mounts root at dir and serves it until Unmount. The kernel does
@@ -85,17 +88,62 @@ func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	return &Mounted{dir: dir, server: srv}, nil
+	m := &Mounted{dir: dir, server: srv}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err == nil {
+		// fusectl names a connection by the kernel's dev_t of the mount.
+		m.conn = strconv.FormatUint(uint64(unix.Major(st.Dev))<<20|uint64(unix.Minor(st.Dev)), 10)
+	}
+	return m, nil
 }
 
-// Unmount unmounts the tree, lazily (MNT_DETACH) if it is busy.
+// unmountGrace is how long Unmount waits for the kernel to end the
+// connection before aborting it.
+var unmountGrace = time.Second
+
+// Unmount stops serving the tree and unmounts it; lazily (MNT_DETACH) if
+// it is busy. A copy of the mount in another mount namespace (ip netns
+// exec, unshare -m) keeps the FUSE connection alive after our unmount, so
+// when the connection does not end promptly it is aborted through fusectl:
+// users of such copies get ENOTCONN instead of keeping us waiting.
 func (m *Mounted) Unmount() error {
-	err := m.server.Unmount()
-	if err == nil {
-		return nil
+	done := make(chan error, 1)
+	go func() { done <- m.server.Unmount() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		if derr := syscall.Unmount(m.dir, syscall.MNT_DETACH); derr != nil {
+			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", m.dir, err, derr)
+		}
+		return m.abort()
+	case <-time.After(unmountGrace):
+		if err := m.abort(); err != nil {
+			return err
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("unmount %s: FUSE connection still open after abort", m.dir)
+		}
 	}
-	if derr := syscall.Unmount(m.dir, syscall.MNT_DETACH); derr != nil {
-		return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", m.dir, err, derr)
+}
+
+// abort ends the FUSE connection through fusectl, mounting fusectl first
+// if needed.
+func (m *Mounted) abort() error {
+	if m.conn == "" {
+		return fmt.Errorf("unmount %s: connection still in use elsewhere, and its fusectl id is unknown", m.dir)
+	}
+	const ctl = "/sys/fs/fuse/connections"
+	p := filepath.Join(ctl, m.conn, "abort")
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		syscall.Mount("fusectl", ctl, "fusectl", 0, "")
+	}
+	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		return fmt.Errorf("unmount %s: aborting FUSE connection: %w", m.dir, err)
 	}
 	return nil
 }

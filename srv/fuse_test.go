@@ -288,3 +288,48 @@ func TestFuseBigStreamAndWrites(t *testing.T) {
 		t.Errorf("largest FUSE write was %d bytes; MaxWrite not in effect", sorted[len(sorted)-1])
 	}
 }
+
+// A copy of the mount in another mount namespace must not keep Unmount
+// (and bpmaster's exit) waiting.
+func TestFuseUnmountWithNamespaceCopy(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs /dev/fuse and root")
+	}
+	tree := newTestTree()
+	dir := t.TempDir()
+	m, err := Mount(dir, tree.root, MountOptions{})
+	if err != nil {
+		t.Skipf("cannot mount: %v", err)
+	}
+	// The copy reads the stream, so it holds the connection busy too.
+	cp := exec.Command("unshare", "-m", "--propagation", "private", "cat", filepath.Join(dir, "stream"))
+	if err := cp.Start(); err != nil {
+		m.Unmount()
+		t.Skipf("unshare: %v", err)
+	}
+	defer func() { cp.Process.Kill(); cp.Wait() }()
+	if !waitFor(5*time.Second, func() bool { return tree.stream.inRead.Load() == 1 }) {
+		t.Fatal("reader in the other namespace never blocked")
+	}
+	start := time.Now()
+	if err := m.Unmount(); err != nil {
+		t.Errorf("unmount: %v", err)
+	}
+	waited := make(chan struct{})
+	go func() { m.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after Unmount")
+	}
+	t.Logf("unmount with a namespace copy took %v", time.Since(start).Round(time.Millisecond))
+	if !waitFor(5*time.Second, func() bool { return tree.stream.inRead.Load() == 0 }) {
+		t.Error("the copy's blocked read did not end")
+	}
+	if err := cp.Wait(); err == nil {
+		t.Error("cat in the other namespace succeeded; want an error after abort")
+	}
+}
