@@ -1,69 +1,25 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"bproc/fs"
-	"bproc/job"
-	"bproc/key"
-	"bproc/srv"
+	"bproc/client/clienttest"
 )
 
-// liveTree starts a master in-process, serving 9P on loopback, with the
-// master's own node -1 running jobs, and connects to it as a tool would.
+// liveTree connects over 9P to an in-process master.
 func liveTree(t *testing.T) Tree {
 	t.Helper()
-	if _, err := os.Stat("/bin/sh"); err != nil {
-		t.Skip("no /bin/sh to run jobs with")
-	}
-	dir := t.TempDir()
-	kf := filepath.Join(dir, "key")
-	k, err := key.LoadOrCreate(kf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := fs.NewMaster(fs.DefaultConfig())
-	go m.Run(ctx)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := &srv.Server{Key: k, Root: m.Root(), Logf: t.Logf}
-	go server.Serve(ctx, ln)
-	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: "master", Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: t.Logf}
-	go slave.Run(ctx)
-	t.Cleanup(func() {
-		cancel()
-		m.Shutdown()
-	})
-	tr, err := Connect(Options{Net: true, Master: ln.Addr().String(), KeyFile: kf, Timeout: 5 * time.Second})
+	m := clienttest.Start(t)
+	tr, err := Connect(Options{Net: true, Master: m.Addr, KeyFile: m.KeyFile, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	// Node -1 registers asynchronously.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, err := NodeStatusOf(tr, Master)
-		if err == nil && st.State == "up" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node -1 never came up: %+v %v", st, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	return tr
 }
 

@@ -47,6 +47,16 @@ func usageErr(msg string) int {
 }
 
 func run(args []string, stdout io.Writer) int {
+	// "-1:path" names a file on the master, not an option.
+	args = append([]string(nil), args...)
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "-1:") {
+			args[i] = "master:" + a[3:]
+		}
+	}
 	var o options
 	fset := pflag.NewFlagSet("bpcp", pflag.ContinueOnError)
 	fset.SortFlags = false

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"bproc/client/clienttest"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -109,5 +111,51 @@ func TestLocalCopies(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(into, "tree", "a", "b", "f")); err != nil || string(b) != "deep" {
 		t.Errorf("-r into dir: %q %v", b, err)
+	}
+}
+
+// Copies to and from node -1 of an in-process master, through the tree.
+func TestLive(t *testing.T) {
+	clienttest.Start(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 300000) // 4.8 MB
+	os.WriteFile(src, data, 0o640)
+	old := time.Unix(1_200_000_000, 0)
+	os.Chtimes(src, old, old)
+	var out bytes.Buffer
+	up := filepath.Join(dir, "up")
+	if code := run([]string{"-p", src, "-1:" + up}, &out); code != 0 {
+		t.Fatalf("upload: exit %d", code)
+	}
+	if b, _ := os.ReadFile(up); !bytes.Equal(b, data) {
+		t.Errorf("upload: %d bytes differ", len(b))
+	}
+	if fi, err := os.Stat(up); err != nil || fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(old) {
+		t.Errorf("upload -p: %v %v", fi.Mode(), fi.ModTime())
+	}
+	down := filepath.Join(dir, "down")
+	if code := run([]string{"master:" + up, down}, &out); code != 0 {
+		t.Fatalf("download: exit %d", code)
+	}
+	if b, _ := os.ReadFile(down); !bytes.Equal(b, data) {
+		t.Errorf("download: %d bytes differ", len(b))
+	}
+	if code := run([]string{"-1:" + filepath.Join(dir, "missing"), down}, &out); code != 1 {
+		t.Errorf("missing remote file: exit %d", code)
+	}
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar")
+	}
+	os.MkdirAll(filepath.Join(dir, "t", "a"), 0o755)
+	os.WriteFile(filepath.Join(dir, "t", "a", "f"), []byte("deep"), 0o600)
+	if code := run([]string{"-r", filepath.Join(dir, "t"), "-1:" + filepath.Join(dir, "t2")}, &out); code != 0 {
+		t.Fatalf("-r upload: exit %d", code)
+	}
+	if code := run([]string{"-r", "-1:" + filepath.Join(dir, "t2"), filepath.Join(dir, "t3")}, &out); code != 0 {
+		t.Fatalf("-r download: exit %d", code)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "t3", "a", "f")); err != nil || string(b) != "deep" {
+		t.Errorf("-r round trip: %q %v", b, err)
 	}
 }

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+
+	"bproc/client"
+	"bproc/client/clienttest"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -51,5 +55,35 @@ func TestActions(t *testing.T) {
 	}
 	if _, err := lookupUser("root"); err != nil {
 		t.Errorf("root: %v", err)
+	}
+}
+
+func TestLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing nodes needs root")
+	}
+	clienttest.Start(t)
+	var out bytes.Buffer
+	if code := run([]string{"-M", "-m", "0710", "-g", "1"}, &out); code != 0 {
+		t.Fatalf("chmod/chgrp: exit %d", code)
+	}
+	tr, err := client.Connect(client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	st, err := client.NodeStatusOf(tr, client.Master)
+	if err != nil || st.Mode.Perm() != 0o710 {
+		t.Errorf("after -m 0710: %+v %v", st, err)
+	}
+	if code := run([]string{"-M", "-s", "unavailable"}, &out); code != 0 {
+		t.Fatalf("state: exit %d", code)
+	}
+	if st, _ := client.NodeStatusOf(tr, client.Master); st.State != "unavailable" {
+		t.Errorf("state %q after -s unavailable", st.State)
+	}
+	run([]string{"-M", "-s", "up"}, &out)
+	if code := run([]string{"-S", "5", "-s", "up"}, &out); code != 1 {
+		t.Errorf("missing node: exit %d", code)
 	}
 }

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"bproc/client/clienttest"
 )
 
 func TestLineWriter(t *testing.T) {
@@ -106,6 +110,45 @@ func TestFixMasterSpec(t *testing.T) {
 		got := strings.Join(fixMasterSpec(strings.Fields(tc.in)), " ")
 		if got != tc.want {
 			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// bpsh against an in-process master over 9P (node -1 runs the jobs).
+func TestLive(t *testing.T) {
+	clienttest.Start(t)
+	dir := t.TempDir()
+	out, errf := filepath.Join(dir, "out"), filepath.Join(dir, "err")
+	read := func(name string) string {
+		b, _ := os.ReadFile(name)
+		return string(b)
+	}
+	in := filepath.Join(dir, "in")
+	os.WriteFile(in, []byte("line one\nline two\n"), 0o644)
+	for _, tc := range []struct {
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{[]string{"-1", "sh", "-c", "echo hi; echo oops >&2; exit 4"}, 4, "hi\n", "oops"},
+		{[]string{"-p", "master", "printf", "a\\nb"}, 0, " -1: a\n -1: b", ""},
+		{[]string{"-1", "sh", "-c", "kill -9 $$"}, failStatus, "", ""},
+		{[]string{"-1", "/no/such/program"}, failStatus, "", ""},
+		{[]string{"-n", "-1", "cat"}, 0, "", ""},
+		{[]string{"-I", in, "-1", "cat"}, 0, "line one\nline two\n", ""},
+		{[]string{"-I", in, "-s", "-d", "-p", "master", "wc", "-l"}, 0, " -1: 2\n", ""},
+		{[]string{"7", "true"}, failStatus, "", ""},
+	} {
+		args := append([]string{"-O", out, "-E", errf}, tc.args...)
+		code := run(args)
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
+		}
+		if got := read(out); got != tc.out {
+			t.Errorf("%q: stdout %q, want %q", tc.args, got, tc.out)
+		}
+		if got := read(errf); !strings.Contains(got, tc.errIn) {
+			t.Errorf("%q: stderr %q lacks %q", tc.args, got, tc.errIn)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"bproc/client"
+	"bproc/client/clienttest"
 )
 
 func parse(t *testing.T, text string) []client.NodeStatus {
@@ -112,5 +113,33 @@ func TestUsage(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"-h"}, &out); code != 0 || !strings.Contains(out.String(), "--long") {
 		t.Errorf("-h: %d %q", code, out.String())
+	}
+}
+
+func TestLive(t *testing.T) {
+	clienttest.Start(t)
+	var out bytes.Buffer
+	if code := run([]string{"-M"}, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "-1 ") || !strings.Contains(lines[1], " up ") {
+		t.Errorf("bpstat -M:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"-s", "-1"}, &out); code != 0 || out.String() != "up\n" {
+		t.Errorf("bpstat -s -1: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"-n"}, &out); code != 0 || out.String() != "0\n" {
+		t.Errorf("bpstat -n (no compute nodes): %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"3"}, &out); code != 1 {
+		t.Errorf("bpstat 3 (missing node): %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"-p"}, &out); code != 0 || !strings.HasPrefix(out.String(), "PID     Node\n") {
+		t.Errorf("bpstat -p: %d %q", code, out.String())
 	}
 }
