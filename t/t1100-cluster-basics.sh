@@ -118,6 +118,13 @@ test_expect_success TINY 'a program only the master has runs on a node' '
 	test_cmp expect out
 '
 
+test_expect_success 'a copy of hostname in the master'"'"'s /tmp runs on a node' '
+	cp /usr/bin/hostname /tmp/bproc-hostname-$BP_ID &&
+	test_when_finished "rm -f /tmp/bproc-hostname-$BP_ID" &&
+	! in_node 2 test -e /tmp/bproc-hostname-$BP_ID &&
+	test "$(bpsh 2 /tmp/bproc-hostname-$BP_ID)" = node2
+'
+
 test_expect_success TINY 'and through ctl, with its output in io' '
 	echo "exec $TINY x" >$BPROC/node/0/ctl &&
 	timeout 5 head -n1 $BPROC/node/0/io >out &&
@@ -201,12 +208,32 @@ test_expect_success 'and not without the key' '
 	cat err
 '
 
-test_expect_success BPSTAT 'bpstat lists every node up' '
+test_expect_success BPSTAT 'bpstat: the compact table groups the up nodes' '
 	bpstat >out &&
 	cat out &&
+	grep -E "^0-2 +up +---x--x--x +root +root\$" out &&
+	test $(wc -l <out) = 2
+'
+
+test_expect_success BPSTAT 'bpstat -l, -a, -n, -t' '
+	bpstat -l >out &&
 	for i in 0 1 2; do
-		grep -E "^ *$i[^0-9].*up" out || fail "node $i"
-	done
+		grep -E "^$i +10\.77\.0\.1$i +up .* node$i\$" out || fail "node $i"
+	done &&
+	printf "10.77.0.10\n10.77.0.11\n10.77.0.12\n" >expect &&
+	bpstat -a >out && test_cmp expect out &&
+	test "$(bpstat -n)" = 3 &&
+	bpstat -t >out && grep -E "^up +3\$" out
+'
+
+test_expect_success BPSTAT 'bpstat -p lists a running remote process on its node' '
+	exec 3<>$BPROC/node/2/ctl &&
+	echo "exec /bin/sleep 30" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	test_when_finished "echo kill >$BPROC/proc/$pid/ctl" &&
+	bpstat -p >out &&
+	grep -E "^$pid +2\$" out
 '
 
 test_expect_success BPCTL 'bpctl sets a node state, and bpsh -a skips it' '
