@@ -114,6 +114,20 @@ func TestIdentityReachesCaller(t *testing.T) {
 	if got := readAll(t, c2, "who"); !strings.Contains(got, "uid=0 ") || !strings.Contains(got, "slave=false") {
 		t.Errorf("tool who = %q", got)
 	}
+	// DialFrom binds the source address, which the tree sees as Addr.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c3, err := DialFrom(ctx, "127.0.0.2", sv.addr, testKey, Hello{Role: RoleSlave, Host: "node2"})
+	if err != nil {
+		t.Fatalf("DialFrom: %v", err)
+	}
+	defer c3.Close()
+	if got := readAll(t, c3, "who"); !strings.Contains(got, "addr=127.0.0.2 host=node2") {
+		t.Errorf("who via DialFrom = %q", got)
+	}
+	if _, err := DialFrom(ctx, "not-an-ip", sv.addr, testKey, toolHello); err == nil {
+		t.Error("DialFrom accepted a bad source")
+	}
 	if !waitFor(time.Second, func() bool { return sv.logged("connected: slave uid 1000 gid 100 host node7") }) {
 		t.Errorf("connection not logged: %q", sv.logs)
 	}
