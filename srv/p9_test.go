@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -490,5 +491,39 @@ func checkPayload(t *testing.T, got []byte) {
 	want := sha256.Sum256(payload())
 	if sum := sha256.Sum256(got); len(got) != bigSize || sum != want {
 		t.Fatalf("got %d bytes, sha256 %x; want %d, %x", len(got), sum, bigSize, want)
+	}
+}
+
+// The server grants at most MaxMessage, whatever msize a client asks for.
+func TestVersionClamped(t *testing.T) {
+	sv := serve(t)
+	conn, err := net.Dial("tcp", sv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := ClientHandshake(conn, testKey, toolHello); err != nil {
+		t.Fatal(err)
+	}
+	version := "9P2000.L"
+	msg := make([]byte, 0, 64)
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(4+1+2+4+2+len(version)))
+	msg = append(msg, msgTversion, 0xff, 0xff)
+	msg = binary.LittleEndian.AppendUint32(msg, 4<<20)
+	msg = binary.LittleEndian.AppendUint16(msg, uint16(len(version)))
+	msg = append(msg, version...)
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply := make([]byte, 11)
+	if _, err := io.ReadFull(conn, reply); err != nil {
+		t.Fatal(err)
+	}
+	if reply[4] != msgTversion+1 {
+		t.Fatalf("reply type %d, want Rversion", reply[4])
+	}
+	if got := binary.LittleEndian.Uint32(reply[7:]); got != DefaultMaxMessage {
+		t.Errorf("granted msize %d, want %d", got, DefaultMaxMessage)
 	}
 }
