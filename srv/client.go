@@ -8,7 +8,6 @@ import (
 	"io"
 	iofs "io/fs"
 	"net"
-	"os"
 	"path"
 	"strings"
 	"sync"
@@ -143,7 +142,9 @@ func (c *Client) startWatch() {
 	}
 	fd := -1
 	rc.Control(func(s uintptr) {
-		if d, err := unix.Dup(int(s)); err == nil {
+		// Close-on-exec: a job started by bpslave must not inherit it
+		// (it would keep the connection open after bpslave died).
+		if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
 			fd = d
 		}
 	})
@@ -218,21 +219,17 @@ func (c *Client) pathErr(op, name string, err error) error {
 }
 
 // splitName turns "node/3/ctl" into walk names; "", "." and "/" are the root.
-func splitName(name string) ([]string, error) {
+func splitName(name string) []string {
 	clean := path.Clean("/" + name)
 	if clean == "/" {
-		return nil, nil
+		return nil
 	}
-	return strings.Split(clean[1:], "/"), nil
+	return strings.Split(clean[1:], "/")
 }
 
 // walk returns a new fid for name; the caller closes it.
 func (c *Client) walk(op, name string) (p9.File, error) {
-	names, err := splitName(name)
-	if err != nil {
-		return nil, &iofs.PathError{Op: op, Path: name, Err: err}
-	}
-	_, f, err := c.root.Walk(names)
+	_, f, err := c.root.Walk(splitName(name))
 	if err != nil {
 		return nil, c.pathErr(op, name, err)
 	}
@@ -257,8 +254,7 @@ func (c *Client) Open(name string, flag int) (*File, error) {
 
 // Stat describes name. Its Sys() is a *fs.Attr (inode, owner, group).
 func (c *Client) Stat(name string) (iofs.FileInfo, error) {
-	names, _ := splitName(name)
-	_, f, _, attr, err := c.root.WalkGetAttr(names)
+	_, f, _, attr, err := c.root.WalkGetAttr(splitName(name))
 	if err != nil {
 		return nil, c.pathErr("stat", name, err)
 	}
@@ -458,4 +454,3 @@ func (f *File) Close() error {
 }
 
 var _ io.ReadWriteCloser = (*File)(nil)
-var _ = os.O_RDONLY

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -525,5 +526,19 @@ func TestVersionClamped(t *testing.T) {
 	}
 	if got := binary.LittleEndian.Uint32(reply[7:]); got != DefaultMaxMessage {
 		t.Errorf("granted msize %d, want %d", got, DefaultMaxMessage)
+	}
+}
+
+// No descriptor of a Client may leak into programs it starts.
+func TestClientDescriptorsCloseOnExec(t *testing.T) {
+	sv := serve(t)
+	c := dial(t, sv.addr, toolHello)
+	_ = c
+	out, err := exec.Command("sh", "-c", "ls -l /proc/self/fd").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "socket:") {
+		t.Errorf("a socket leaked into a child:\n%s", out)
 	}
 }
