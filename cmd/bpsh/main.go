@@ -504,7 +504,8 @@ func forwardStdin(in *os.File, dests []*stdinDest, size int) {
 	}
 }
 
-// killer forwards SIGINT, SIGTERM and SIGHUP to every started process.
+// killer forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
+// every started process.
 type killer struct {
 	mu    sync.Mutex
 	procs []*client.Proc
@@ -515,7 +516,7 @@ type killer struct {
 
 func newKiller() *killer {
 	k := &killer{sent: map[int]bool{}, quiet: map[int]bool{}, ch: make(chan os.Signal, 4)}
-	signal.Notify(k.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(k.ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
 		for s := range k.ch {
 			sig := s.(syscall.Signal)
