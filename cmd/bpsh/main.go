@@ -60,6 +60,9 @@ func usage(fs *pflag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "Run command on the nodes of nodespec (3, n3, 0-7, 1,3,5-, all, allup, allnotdown, master, -1).\n\nOptions:\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
+	fmt.Fprintf(w, "\nExit status: the highest exit status of the processes; 255 when one was killed,\n"+
+		"lost with its node, or could not start.\n"+
+		"The tree is the mount at $BPROC_MOUNT (default /bproc), else 9P to $BPROC_MASTER.\n")
 }
 
 // fixMasterSpec rewrites a nodespec "-1..." in the nodespec's position so
@@ -119,7 +122,7 @@ func run(args []string) int {
 	fs.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
 	fs.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
 	fs.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
-	fs.BoolVarP(&o.divider, "divider", "d", false, "print a divider line before each node's output (implies -s)")
+	fs.BoolVarP(&o.divider, "divider", "d", false, "print a divider line between the nodes' output (implies -s)")
 	fs.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
 	fs.StringVarP(&o.inFile, "input", "I", "", "take stdin from `file`")
 	fs.StringVarP(&o.outFile, "output", "O", "", "write stdout to `file`")
