@@ -88,6 +88,7 @@ func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	cloexecFuseFds()
 	m := &Mounted{dir: dir, server: srv}
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err == nil {
@@ -95,6 +96,26 @@ func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
 		m.conn = strconv.FormatUint(uint64(unix.Major(st.Dev))<<20|uint64(unix.Minor(st.Dev)), 10)
 	}
 	return m, nil
+}
+
+// cloexecFuseFds marks this process's /dev/fuse descriptors close-on-exec.
+// go-fuse v2.12.1 leaves the one of a direct mount inheritable, so every
+// program the master starts would hold the FUSE connection open, and the
+// mount would hang instead of failing once bpmaster is gone.
+func cloexecFuseFds() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
 
 // unmountGrace is how long Unmount waits for the kernel to end the

@@ -81,8 +81,13 @@ func TestFuseReadStatReaddir(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("readdir = %v, want %v", names, want)
 	}
+	// The FUSE device must not leak into programs the server starts.
+	out, err := exec.Command("sh", "-c", "ls -l /proc/self/fd").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "/dev/fuse") {
+		t.Errorf("/dev/fuse leaked into a child (%v):\n%s", err, out)
+	}
 	// ls -l goes through readdirplus/lookup and getattr.
-	out, err := exec.Command("ls", "-ln", dir).CombinedOutput()
+	out, err = exec.Command("ls", "-ln", dir).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "hello") {
 		t.Errorf("ls -ln: %v\n%s", err, out)
 	}
