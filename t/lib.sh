@@ -532,7 +532,8 @@ ensure_user() {
 	local uid=${2:-4242}
 	id "$1" >/dev/null 2>&1 && return 0
 	useradd -u "$uid" -U -M -d /nonexistent -s /bin/sh "$1" 2>/dev/null ||
-		useradd -M -d /nonexistent -s /bin/sh "$1"
+		useradd -M -d /nonexistent -s /bin/sh "$1" 2>/dev/null ||
+		id "$1" >/dev/null # another suite may have made it meanwhile
 }
 
 # as_user NAME CMD...: runs CMD as NAME (uid, gid, groups), HOME and cwd in
@@ -551,7 +552,8 @@ _kill_recorded() {
 	for f in "$T"/.pids/*; do
 		[ -f "$f" ] || continue
 		p=$(cat "$f" 2>/dev/null)
-		[ -n "$p" ] && pid_alive "$p" && kill -TERM "$p" 2>/dev/null && pids="$pids $p"
+		# CONT too: a test may have left it stopped.
+		[ -n "$p" ] && pid_alive "$p" && kill -TERM "$p" 2>/dev/null && kill -CONT "$p" 2>/dev/null && pids="$pids $p"
 		rm -f "$f"
 	done
 	for p in $pids; do
@@ -564,7 +566,10 @@ _cleanup() {
 	# Only the script's own shell tears down; a subshell that inherited the
 	# traps (a test body, the watchdog) must not.
 	[ "$BASHPID" = "$$" ] || return 0
-	trap - EXIT INT TERM HUP
+	trap - EXIT
+	# Finish the teardown whatever comes now: timeout(1) answers a Ctrl-C
+	# with a SIGTERM of its own, and the reader of our output may be gone.
+	trap '' INT TERM HUP PIPE
 	disown -a 2>/dev/null # no "Killed" notices for the jobs we end here
 	if [ -n "$_test_pid" ]; then kill -KILL -- "-$_test_pid" 2>/dev/null; fi
 	if [ -n "$_test_watchdog" ]; then kill -KILL -- "-$_test_watchdog" 2>/dev/null; fi
@@ -585,6 +590,7 @@ trap '_rc_exit=$?; _cleanup; exit $_rc_exit' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 # Prerequisites for the optional tools.
 for _p in bpstat bpctl gcc; do
