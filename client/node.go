@@ -121,15 +121,26 @@ func special(i int) fs.FileMode {
 	return fs.ModeSticky
 }
 
-// ListNodes reads the compute nodes from `status` and the master from
-// `node/-1/status`, ascending by node number (the master first). A master
-// status that cannot be read is left out.
-func ListNodes(t Tree) ([]NodeStatus, error) {
+// ListComputeNodes reads the compute nodes from `status`, ascending. It is
+// all a nodespec needs (the master is named only by "master" or -1).
+func ListComputeNodes(t Tree) ([]NodeStatus, error) {
 	b, err := ReadFile(t, "status")
 	if err != nil {
 		return nil, fmt.Errorf("reading node status: %w", err)
 	}
 	nodes, err := ParseNodeStatusList(string(b))
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Node < nodes[j].Node })
+	return nodes, nil
+}
+
+// ListNodes reads the compute nodes from `status` and the master from
+// `node/-1/status`, ascending by node number (the master first). A master
+// status that cannot be read is left out.
+func ListNodes(t Tree) ([]NodeStatus, error) {
+	nodes, err := ListComputeNodes(t)
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func run(args []string, stdout io.Writer) int {
 	defer t.Close()
 	var cluster []client.NodeStatus
 	if ns.NeedsList() {
-		if cluster, err = client.ListNodes(t); err != nil {
+		if cluster, err = client.ListComputeNodes(t); err != nil {
 			fmt.Fprintf(os.Stderr, "bpctl: %v\n", err)
 			return 1
 		}

@@ -184,7 +184,7 @@ func run(args []string) int {
 	tracef("connected")
 	var cluster []client.NodeStatus
 	if ns.NeedsList() {
-		if cluster, err = client.ListNodes(t); err != nil {
+		if cluster, err = client.ListComputeNodes(t); err != nil {
 			fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
 			return failStatus
 		}
