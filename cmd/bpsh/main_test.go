@@ -41,6 +41,19 @@ func TestLineWriter(t *testing.T) {
 	}
 }
 
+func TestLineWriterLongLine(t *testing.T) {
+	lw := &lineWriter{prefix: []byte("  1: "), maxLine: 8}
+	var got []string
+	emit := func(p []byte) error { got = append(got, string(p)); return nil }
+	for _, c := range []string{"abcde", "fghij", "klm\nnext", "\n"} {
+		lw.write([]byte(c), emit)
+	}
+	want := []string{"  1: abcdefghij", "klm\n", "  1: next\n"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestSequentialOutput(t *testing.T) {
 	var so, se bytes.Buffer
 	o := newOutput(3, &so, &se, &options{seq: true, divider: true})

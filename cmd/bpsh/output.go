@@ -138,11 +138,22 @@ func (o *output) err() error {
 	return o.first
 }
 
-// lineWriter cuts a stream into whole lines, each with prefix.
+// lineWriter cuts a stream into whole lines, each with prefix. A line
+// longer than maxLine is passed on in pieces (only the first prefixed), so
+// output without newlines cannot grow it without bound.
 type lineWriter struct {
 	prefix  []byte
-	pending []byte
+	pending []byte // the unfinished line, without its prefix
+	mid     bool   // part of the current line went out already, with the prefix
 	out     []byte
+	maxLine int // 0: 1 MiB
+}
+
+func (l *lineWriter) lineStart() []byte {
+	if l.mid {
+		return nil
+	}
+	return l.prefix
 }
 
 // write passes on every complete line in pending+p as one emit.
@@ -150,12 +161,22 @@ func (l *lineWriter) write(p []byte, emit func([]byte) error) error {
 	last := bytes.LastIndexByte(p, '\n')
 	if last < 0 {
 		l.pending = append(l.pending, p...)
-		return nil
+		max := l.maxLine
+		if max <= 0 {
+			max = 1 << 20
+		}
+		if len(l.pending) < max {
+			return nil
+		}
+		l.out = append(append(l.out[:0], l.lineStart()...), l.pending...)
+		l.pending = l.pending[:0]
+		l.mid = true
+		return emit(l.out)
 	}
 	data := p[:last+1]
 	chunk := data
 	if len(l.prefix) > 0 || len(l.pending) > 0 {
-		l.out = append(l.out[:0], l.prefix...)
+		l.out = append(l.out[:0], l.lineStart()...)
 		l.out = append(l.out, l.pending...)
 		l.pending = l.pending[:0]
 		for len(data) > 0 {
@@ -168,6 +189,7 @@ func (l *lineWriter) write(p []byte, emit func([]byte) error) error {
 		}
 		chunk = l.out
 	}
+	l.mid = false
 	err := emit(chunk)
 	l.pending = append(l.pending, p[last+1:]...)
 	return err
@@ -178,7 +200,8 @@ func (l *lineWriter) flush(emit func([]byte) error) error {
 	if len(l.pending) == 0 {
 		return nil
 	}
-	b := append(append([]byte(nil), l.prefix...), l.pending...)
+	b := append(append([]byte(nil), l.lineStart()...), l.pending...)
 	l.pending = l.pending[:0]
+	l.mid = false
 	return emit(b)
 }
