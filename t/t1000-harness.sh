@@ -65,7 +65,32 @@ test_done" &&
 	! grep "not reached" setupfail.out &&
 	id=$(cat id) &&
 	! test -e "$(cat scratch)" &&
-	! ip netns list | grep "^bp${id}"
+	! ip netns list | grep "^bp${id}[hmn]"
+'
+
+test_expect_success 'Ctrl-C in the middle of a test tears everything down' '
+	{
+		echo "OUTER=$T"
+		echo ". $TEST_DIRECTORY/lib.sh"
+		echo "echo \$T >\$OUTER/intr.scratch; echo \$BP_ID >\$OUTER/intr.id"
+		echo "net_up 1"
+		echo "bg_node 0 \$T/sleeper.log sleep 300"
+		echo "bg_pid node0-sleep >\$OUTER/intr.daemon"
+		echo "test_expect_success hangs \"touch \$OUTER/intr.ready; sleep 300\""
+		echo "test_done"
+	} >intr.sh &&
+	set -m &&
+	{ BPROC_TEST_ID= timeout --foreground 60 bash intr.sh >intr.out 2>&1 & } &&
+	p=$! &&
+	set +m &&
+	wait_for "test -e intr.ready" 10 &&
+	kill -INT -- -$p &&
+	wait_gone $p 10 &&
+	cat intr.out &&
+	id=$(cat intr.id) &&
+	! test -e "$(cat intr.scratch)" &&
+	! ip netns list | grep "^bp${id}[hmn]" &&
+	! pid_alive $(cat intr.daemon)
 '
 
 test_expect_success 'wait_for polls until a condition holds, and says what it waited for' '
@@ -160,7 +185,7 @@ s.sendto(b\"hello\", (\"239.77.0.1\", 5555))" &&
 test_expect_success 'net_down removes the namespaces and the daemons in them' '
 	p=$(ip netns pids $(ns_node 1)) && test -n "$p" && pid_alive $p &&
 	net_down &&
-	! ip netns list | grep "^bp${BP_ID}" &&
+	! ip netns list | grep "^bp${BP_ID}[hmn]" &&
 	wait_gone $p 5
 '
 
