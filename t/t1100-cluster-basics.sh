@@ -78,6 +78,38 @@ test_expect_success 'a plain exit shows in wait' '
 	test "$(timeout 5 cat $BPROC/proc/$pid/wait)" = "exit 3"
 '
 
+test_expect_success 'proc/PID/stdin feeds the process; closing it gives EOF' '
+	exec 3<>$BPROC/node/1/ctl &&
+	echo "exec /usr/bin/wc -l" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	printf "one\ntwo\nthree\n" >$BPROC/proc/$pid/stdin &&
+	test "$(timeout 5 cat $BPROC/proc/$pid/wait)" = "exit 0" &&
+	test "$(timeout 5 cat $BPROC/proc/$pid/stdout)" = 3
+'
+
+test_expect_success 'proc/PID/stdout and stderr are separate streams' '
+	exec 3<>$BPROC/node/2/ctl &&
+	echo "exec -n /bin/sh -c \"echo out; echo err >&2\"" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	test "$(timeout 5 cat $BPROC/proc/$pid/stdout)" = out &&
+	test "$(timeout 5 cat $BPROC/proc/$pid/stderr)" = err
+'
+
+test_expect_success 'exec options -c, -e, -a and quoted arguments' '
+	exec 3<>$BPROC/node/0/ctl &&
+	echo "exec -n -c /usr -e FOO=bar /bin/sh -c '"'"'echo \$FOO \$(pwd) \$HOME; printf \"[%s]\" \"\$@\"'"'"' x \"a  b\" '"'"'c d'"'"' e\\ f" >&3 &&
+	read -r pid <&3 &&
+	timeout 5 cat $BPROC/proc/$pid/stdout >out &&
+	printf "bar /usr\n[a  b][c d][e f]" >expect &&
+	test_cmp expect out &&
+	echo "exec -n -a myname /bin/sh -c '"'"'echo \$0'"'"'" >&3 &&
+	read -r pid <&3 &&
+	exec 3>&- &&
+	test "$(timeout 5 cat $BPROC/proc/$pid/stdout)" = myname
+'
+
 test_expect_success 'a bad ctl command fails with EINVAL' '
 	! echo frobnicate >$BPROC/node/0/ctl 2>err &&
 	test_grep "Invalid argument" err
@@ -127,7 +159,7 @@ test_expect_success 'a copy of hostname in the master'"'"'s /tmp runs on a node'
 
 test_expect_success TINY 'and through ctl, with its output in io' '
 	echo "exec $TINY x" >$BPROC/node/0/ctl &&
-	timeout 5 head -n1 $BPROC/node/0/io >out &&
+	timeout 5 grep -m1 "^tiny" $BPROC/node/0/io >out &&
 	echo "tiny on node0 argc 2" >expect &&
 	test_cmp expect out
 '
