@@ -39,7 +39,6 @@ _test_pid= _test_watchdog=
 _prereqs=" "
 
 say() { printf '%s\n' "$*"; }
-# say_color-free on purpose: CI logs are plain text.
 _indent() { sed 's/^/#	/'; }
 
 if [ "$(id -u)" != 0 ]; then
@@ -77,14 +76,7 @@ _run_body() {
 	set -m
 	(
 		trap - EXIT INT TERM HUP
-		# Prerequisites for the optional tools.
-for _p in bpstat bpctl gcc; do
-	if command -v $_p >/dev/null 2>&1; then
-		test_set_prereq "$(echo $_p | tr a-z A-Z)"
-	fi
-done
-
-cd "$T" || exit 1
+		cd "$T" || exit 1
 		set -e
 		eval "$1"
 	) >"$T/.out" 2>&1 </dev/null &
@@ -258,7 +250,7 @@ fail() { echo "FAIL: $*" >&2; return 1; }
 
 # ---------------------------------------------------------------- network
 
-# _ns_mounts: our namespace files' mount points and the FUSE mounts under $T,
+# _t_mounts: every mount under $T (namespace files, the FUSE tree),
 # deepest first.
 _t_mounts() {
 	awk -v t="$T" 'index($2, t) == 1 { print $2 }' /proc/self/mounts | sort -r
