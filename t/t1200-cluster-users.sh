@@ -1,6 +1,8 @@
 #!/bin/sh
 # Users on a 2-node cluster: work runs as the writer, node permission bits
 # decide who may run there, and only root changes nodes or others' processes.
+# (bash -c, not sh -c, where a write error matters: dash's echo reports every
+# write error as "I/O error", whatever the errno.)
 . "$(dirname "$0")/lib.sh"
 
 test_setup 'a 2-node cluster comes up' cluster_up 2
@@ -18,12 +20,12 @@ test_expect_success 'a user runs with their own uid, gid and groups on the node'
 '
 
 test_expect_success 'their process belongs to them in proc/' '
-	as_user bptest sh -c "exec 3<>$BPROC/node/0/ctl && echo \"exec /bin/sleep 30\" >&3 && cat <&3" >pid &&
+	as_user bptest bash -c "exec 3<>$BPROC/node/0/ctl && echo \"exec /bin/sleep 30\" >&3 && cat <&3" >pid &&
 	pid=$(cat pid) &&
 	read -r p node state uid gid rest <$BPROC/proc/$pid/status &&
 	test "$p $node $uid $gid" = "$pid 0 $U $G" &&
 	test "$(stat -c %u $BPROC/proc/$pid/wait)" = $U &&
-	as_user bptest sh -c "echo kill >$BPROC/proc/$pid/ctl" &&
+	as_user bptest bash -c "echo kill >$BPROC/proc/$pid/ctl" &&
 	test_grep "^signal 15 " $BPROC/proc/$pid/wait
 '
 
@@ -33,7 +35,7 @@ test_expect_success 'a user may not signal or wait for root'"'"'s process' '
 	read -r pid <&3 &&
 	exec 3>&- &&
 	test_when_finished "echo kill KILL >$BPROC/proc/$pid/ctl" &&
-	! as_user bptest sh -c "echo kill >$BPROC/proc/$pid/ctl" 2>err &&
+	! as_user bptest bash -c "echo kill >$BPROC/proc/$pid/ctl" 2>err &&
 	grep -E "Permission denied|Operation not permitted" err &&
 	! as_user bptest timeout 5 cat $BPROC/proc/$pid/wait 2>err &&
 	grep -E "Permission denied|Operation not permitted" err &&
@@ -43,7 +45,7 @@ test_expect_success 'a user may not signal or wait for root'"'"'s process' '
 
 test_expect_success 'a user sees only their own output in io; root sees all' '
 	echo "exec /bin/echo root-secret" >$BPROC/node/0/ctl &&
-	as_user bptest sh -c "echo \"exec /bin/echo user-line\" >$BPROC/node/0/ctl" &&
+	as_user bptest bash -c "echo \"exec /bin/echo user-line\" >$BPROC/node/0/ctl" &&
 	as_user bptest timeout 5 sed "/user-line/q" $BPROC/node/0/io >user-io &&
 	test_grep user-line user-io &&
 	! grep root-secret user-io &&
@@ -52,7 +54,7 @@ test_expect_success 'a user sees only their own output in io; root sees all' '
 '
 
 test_expect_success 'a user may not change a node state' '
-	! as_user bptest sh -c "echo state unavailable >$BPROC/node/1/ctl" 2>err &&
+	! as_user bptest bash -c "echo state unavailable >$BPROC/node/1/ctl" 2>err &&
 	grep -E "Operation not permitted|Permission denied" err &&
 	test "$(node_status 1)" = up
 '
@@ -78,7 +80,7 @@ test_expect_success 'chmod 0110 on a node: the user gets Permission denied there
 	test "$(stat -c %a $BPROC/node/1)" = 110 &&
 	read -r n state addr mode rest <$BPROC/node/1/status &&
 	test "$mode" = "---x--x---" &&
-	! as_user bptest sh -c "echo exec /bin/true >$BPROC/node/1/ctl" 2>err &&
+	! as_user bptest bash -c "echo exec /bin/true >$BPROC/node/1/ctl" 2>err &&
 	test_grep "Permission denied" err &&
 	st=0 &&
 	as_user bptest bpsh 1 true 2>err || st=$? &&
