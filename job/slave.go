@@ -76,7 +76,7 @@ func (s *Slave) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.jobs = map[int]*running{}
 	if s.cache == nil {
-		s.cache = &binCache{dir: s.CacheDir, mem: map[string]*os.File{}}
+		s.cache = &binCache{dir: s.CacheDir, mem: map[string]*memBin{}}
 	}
 	s.mu.Unlock()
 	defer s.killAll()
@@ -237,11 +237,12 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		report(fmt.Sprintf("failed %d %s", int(errno), err.Error()))
 	}
 
-	bin, err := s.cache.get(s.Tree, m.Hash, m.Size)
+	bin, release, err := s.cache.get(s.Tree, m.Hash, m.Size)
 	if err != nil {
 		fail(fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
 	}
+	defer release()
 	cmd := &exec.Cmd{Path: bin, Args: m.Argv, Env: m.Env, Dir: m.Dir}
 	if st, err := os.Stat(m.Dir); m.Dir == "" || err != nil || !st.IsDir() {
 		cmd.Dir = "/"
@@ -393,67 +394,91 @@ type onlyWriter struct{ io.Writer }
 type binCache struct {
 	dir string
 	mu  sync.Mutex
-	mem map[string]*os.File
-	lru []string
+	mem map[string]*memBin
+	lru []string // hashes, oldest first
+}
+
+type memBin struct {
+	f     *os.File
+	users int // starts between get and release; never closed while > 0
 }
 
 const memCacheMax = 64
 
-// get returns a path that execve can run for the binary with this hash.
-func (c *binCache) get(tree Opener, hash string, size int64) (string, error) {
+// get returns a path that execve can run for the binary with this hash,
+// and a release to call once the exec is done.
+func (c *binCache) get(tree Opener, hash string, size int64) (string, func(), error) {
 	if len(hash) != 64 {
-		return "", fmt.Errorf("bad binary hash %q: %w", hash, syscall.EINVAL)
+		return "", nil, fmt.Errorf("bad binary hash %q: %w", hash, syscall.EINVAL)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dir != "" {
 		p := filepath.Join(c.dir, hash)
 		if _, err := os.Stat(p); err == nil {
-			return p, nil
+			return p, func() {}, nil
 		}
-	} else if f := c.mem[hash]; f != nil {
-		return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+	} else if b := c.mem[hash]; b != nil {
+		return c.use(hash, b)
 	}
 	data, err := fetch(tree, hash, size)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if c.dir != "" {
 		if err := os.MkdirAll(c.dir, 0o755); err != nil {
-			return "", fmt.Errorf("binary cache: %w", err)
+			return "", nil, fmt.Errorf("binary cache: %w", err)
 		}
 		p := filepath.Join(c.dir, hash)
 		tmp := p + ".tmp"
 		if err := os.WriteFile(tmp, data, 0o755); err != nil {
-			return "", fmt.Errorf("binary cache: %w", err)
+			return "", nil, fmt.Errorf("binary cache: %w", err)
 		}
 		if err := os.Rename(tmp, p); err != nil {
-			return "", fmt.Errorf("binary cache: %w", err)
+			return "", nil, fmt.Errorf("binary cache: %w", err)
 		}
-		return p, nil
+		return p, func() {}, nil
 	}
 	fd, err := unix.MemfdCreate("bproc-"+hash[:12], unix.MFD_CLOEXEC)
 	if err != nil {
-		return "", fmt.Errorf("memfd: %w", err)
+		return "", nil, fmt.Errorf("memfd: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "memfd:"+hash)
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return "", fmt.Errorf("memfd write: %w", err)
+		return "", nil, fmt.Errorf("memfd write: %w", err)
 	}
-	c.mem[hash] = f
+	b := &memBin{f: f}
+	c.mem[hash] = b
 	c.lru = append(c.lru, hash)
-	if len(c.lru) > memCacheMax {
-		old := c.lru[0]
-		c.lru = c.lru[1:]
-		// A start may still be exec'ing it; the kernel keeps the file
-		// alive through the exec, and closing later is harmless.
-		if of := c.mem[old]; of != nil {
-			delete(c.mem, old)
-			go func() { time.Sleep(time.Minute); of.Close() }()
-		}
+	c.evict()
+	return c.use(hash, b)
+}
+
+// use marks b busy; called with c.mu held.
+func (c *binCache) use(hash string, b *memBin) (string, func(), error) {
+	b.users++
+	release := func() {
+		c.mu.Lock()
+		b.users--
+		c.evict()
+		c.mu.Unlock()
 	}
-	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+	return fmt.Sprintf("/proc/self/fd/%d", b.f.Fd()), release, nil
+}
+
+// evict closes the oldest idle binaries beyond the limit; called with c.mu held.
+func (c *binCache) evict() {
+	for i := 0; len(c.lru) > memCacheMax && i < len(c.lru); {
+		h := c.lru[i]
+		if b := c.mem[h]; b != nil && b.users == 0 {
+			b.f.Close()
+			delete(c.mem, h)
+			c.lru = append(c.lru[:i], c.lru[i+1:]...)
+			continue
+		}
+		i++
+	}
 }
 
 func fetch(tree Opener, hash string, size int64) ([]byte, error) {
