@@ -80,9 +80,10 @@ func (f *textFile) Open(c *Caller, flags int) (Handle, error) {
 
 // dir is a directory whose entries come from a function of live state.
 type dir struct {
-	ino  uint64
-	attr func() Attr // nil: root-owned 0555
-	list func(c *Caller) []Dirent
+	ino    uint64
+	attr   func() Attr // nil: root-owned 0555
+	list   func(c *Caller) []Dirent
+	lookup func(c *Caller, name string) Node // optional: faster than scanning list; nil result = missing
 }
 
 func newDir(list func(c *Caller) []Dirent) *dir { return &dir{ino: NewIno(), list: list} }
@@ -99,6 +100,12 @@ func (d *dir) Attr() Attr {
 func (d *dir) List(c *Caller) ([]Dirent, error) { return d.list(c), nil }
 
 func (d *dir) Lookup(c *Caller, name string) (Node, error) {
+	if d.lookup != nil {
+		if n := d.lookup(c, name); n != nil {
+			return n, nil
+		}
+		return nil, fmt.Errorf("%s: %w", name, syscall.ENOENT)
+	}
 	for _, e := range d.list(c) {
 		if e.Name == name {
 			return e.Node, nil

@@ -206,11 +206,11 @@ func (r *Ring) Close() {
 
 // RingReader is one reader's cursor.
 type RingReader struct {
-	r    *Ring
-	uid  uint32
-	all  bool
-	seq  uint64 // next chunk to read
-	off  int    // offset inside that chunk
+	r   *Ring
+	uid uint32
+	all bool
+	seq uint64 // next chunk to read
+	off int    // offset inside that chunk
 }
 
 // Reader starts at the oldest retained byte. all lets the reader see every

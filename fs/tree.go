@@ -35,6 +35,30 @@ func (m *Master) newRoot() Dir {
 		}
 		return ents
 	})
+	procs.lookup = func(_ *Caller, name string) Node {
+		pid, err := strconv.Atoi(name)
+		if err != nil || itoa(pid) != name {
+			return nil
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if p := m.procs[pid]; p != nil {
+			return p.dir
+		}
+		return nil
+	}
+	nodes.lookup = func(_ *Caller, name string) Node {
+		num, err := strconv.Atoi(name)
+		if err != nil || itoa(num) != name {
+			return nil
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if n := m.nodes[num]; n != nil {
+			return n.dir
+		}
+		return nil
+	}
 	slave := m.newSlaveDir()
 	public := []Dirent{{"node", nodes}, {"proc", procs}, {"status", status}}
 	withSlave := append(append([]Dirent(nil), public...), Dirent{"slave", slave})

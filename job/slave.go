@@ -55,6 +55,10 @@ type running struct {
 
 const ioBuf = 1 << 20
 
+// bufs recycles the large copy buffers: allocating (and clearing) them for
+// every job costs more than starting the job.
+var bufs = sync.Pool{New: func() any { b := make([]byte, ioBuf); return &b }}
+
 func (s *Slave) logf(format string, args ...any) {
 	if s.Logf != nil {
 		s.Logf(format, args...)
@@ -271,7 +275,9 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 			// Open the master's file only once there is output: most
 			// short jobs print nothing on stderr, and a file open costs
 			// round trips.
-			buf := make([]byte, ioBuf)
+			bp := bufs.Get().(*[]byte)
+			defer bufs.Put(bp)
+			buf := *bp
 			n, err := r.Read(buf)
 			if n == 0 && err != nil {
 				emptyMu.Lock()
@@ -380,8 +386,9 @@ func (s *Slave) feedStdin(pid int, base string, w *os.File) {
 		return
 	}
 	defer src.Close()
-	buf := make([]byte, 256<<10)
-	io.CopyBuffer(onlyWriter{w}, onlyReader{src}, buf)
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	io.CopyBuffer(onlyWriter{w}, onlyReader{src}, *bp)
 }
 
 // onlyReader/onlyWriter hide ReadFrom/WriteTo so io.CopyBuffer uses our
