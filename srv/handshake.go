@@ -1,7 +1,30 @@
-// Package srv serves the bproc tree (fs.Dir) over 9P2000.L to slaves and
-// remote tools, mounts the same tree with FUSE, and dials a served tree.
+// Package srv serves the bproc tree (an fs.Dir) over 9P2000.L to slaves
+// and remote tools, mounts the same tree with FUSE, and dials a served tree.
+//
 // Every 9P connection starts with a handshake proving both ends hold the
-// cluster key (p9 has no usable Tauth).
+// cluster key (p9 has no usable Tauth); the client's claimed identity
+// (Hello) is bound into its proof and becomes the fs.Caller of every
+// operation on that connection. Each connection gets its own p9 server, so
+// one client's locks and blocked requests never stall another; when a
+// connection ends, its Caller.Conn context is cancelled and reads or writes
+// blocked in the tree must return (EINTR).
+//
+// The FUSE mount checks nothing itself: the tree decides, from a Caller
+// built from the requesting process (pid, uid, gid, and supplementary
+// groups on open, setattr, readdir and access). Nothing is cached and files
+// use direct I/O, so every read sees live state.
+//
+// Serving:
+//
+//	s := &srv.Server{Key: k, Root: root, Logf: log.Printf}
+//	go s.Serve(ctx, ln)
+//	m, err := srv.Mount("/bproc", root, srv.MountOptions{AllowOther: true})
+//	defer m.Unmount()
+//
+// Dialing:
+//
+//	c, err := srv.Dial(ctx, "master", k, srv.Hello{Role: srv.RoleTool, Uid: uid, Gid: gid})
+//	f, err := c.Open("node/3/ctl", os.O_RDWR)
 package srv
 
 import (
