@@ -428,6 +428,9 @@ func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
+	if h == nil {
+		return nil, 0, syscall.EIO
+	}
 	return &fuseHandle{n: n, h: h}, fuse.FOPEN_DIRECT_IO, 0
 }
 

@@ -210,6 +210,9 @@ func (f *p9file) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 		if err != nil {
 			return p9.QID{}, 0, errno(err)
 		}
+		if h == nil {
+			return p9.QID{}, 0, linux.EIO
+		}
 		f.mu.Lock()
 		f.h = h
 		f.mu.Unlock()
