@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hugelgupf/p9/linux"
+	"github.com/hugelgupf/p9/p9"
+
 	"bproc/fs"
 )
 
@@ -540,5 +543,81 @@ func TestClientDescriptorsCloseOnExec(t *testing.T) {
 	}
 	if strings.Contains(string(out), "socket:") {
 		t.Errorf("a socket leaked into a child:\n%s", out)
+	}
+}
+
+// Operations the tree does not support fail with a clear errno; none
+// crashes the server or the connection.
+func TestUnsupportedOperations(t *testing.T) {
+	sv := serve(t)
+	conn, err := net.Dial("tcp", sv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := ClientHandshake(conn, testKey, toolHello); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := p9.NewClient(conn, p9.WithMessageSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := pc.Attach("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	walk := func(names ...string) p9.File {
+		_, f, err := root.Walk(names)
+		if err != nil {
+			t.Fatalf("walk %v: %v", names, err)
+		}
+		return f
+	}
+	is := func(what string, err error, want linux.Errno) {
+		t.Helper()
+		if (want == 0 && err != nil) || (want != 0 && !errors.Is(err, want)) {
+			t.Errorf("%s: %v, want %v", what, err, want)
+		}
+	}
+	_, err = root.Mkdir("d", 0o755, 0, 0)
+	is("mkdir", err, linux.EPERM)
+	_, _, _, err = walk().Create("f", p9.ReadWrite, 0o644, 0, 0)
+	is("create", err, linux.EPERM)
+	_, err = root.Symlink("a", "b", 0, 0)
+	is("symlink", err, linux.EPERM)
+	_, err = root.Mknod("n", 0o644, 0, 0, 0, 0)
+	is("mknod", err, linux.EPERM)
+	is("unlinkat", root.UnlinkAt("hello", 0), linux.EPERM)
+	is("renameat", root.RenameAt("hello", root, "x"), linux.EPERM)
+	is("remove", walk("hello").(interface{ Remove() error }).Remove(), linux.EPERM)
+	is("link", root.Link(walk("hello"), "h2"), linux.EPERM)
+	_, err = walk("hello").Readlink()
+	is("readlink", err, linux.EINVAL)
+	_, _, err = root.Walk([]string{".."})
+	is("walk ..", err, linux.EINVAL)
+	_, _, err = root.Walk([]string{"hello", "x"})
+	if err == nil {
+		t.Error("walk through a file succeeded")
+	}
+	_, _, err = walk().Open(p9.WriteOnly)
+	is("open dir for writing", err, linux.EISDIR)
+	h := walk("hello")
+	is("setattr mtime", h.SetAttr(p9.SetAttrMask{MTime: true}, p9.SetAttr{}), linux.EPERM)
+	is("setattr size 5", h.SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{Size: 5}), linux.EPERM)
+	is("setattr size 0", h.SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{}), 0)
+	_, err = h.ReadAt(make([]byte, 10), 0)
+	is("read unopened", err, linux.EINVAL)
+	_, err = h.GetXattr("user.x")
+	if err == nil {
+		t.Error("getxattr succeeded")
+	}
+	// Still serving on the same connection.
+	f := walk("hello")
+	if _, _, err := f.Open(p9.ReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if n, err := f.ReadAt(buf, 0); err != nil || string(buf[:n]) != "hello, world\n" {
+		t.Errorf("read after the errors: %q %v", buf[:n], err)
 	}
 }
