@@ -383,7 +383,8 @@ func TestClientDoneOnServerExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Key: testKey, Root: newTestTree().root}
+	tree := newTestTree()
+	s := &Server{Key: testKey, Root: tree.root}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -391,14 +392,33 @@ func TestClientDoneOnServerExit(t *testing.T) {
 	if _, err := c.Stat("hello"); err != nil {
 		t.Fatal(err)
 	}
+	// A second client is blocked in a stream read: shutting down must
+	// not wait for data that will never come.
+	c2 := dial(t, ln.Addr().String(), toolHello)
+	f, err := c2.Open("stream", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.Read(make([]byte, 10))
+	if !waitFor(5*time.Second, func() bool { return tree.stream.inRead.Load() == 1 }) {
+		t.Fatal("read never blocked")
+	}
 	cancel()
 	select {
 	case <-c.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("client Done not closed after the server stopped")
 	}
-	if err := <-done; err != nil {
-		t.Errorf("Serve: %v", err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return with a read blocked in the tree")
+	}
+	if n := tree.stream.inRead.Load(); n != 0 {
+		t.Errorf("%d reads still blocked after Serve returned", n)
 	}
 	if _, err := c.Stat("hello"); !errors.Is(err, syscall.ENOTCONN) {
 		t.Errorf("stat after server exit: %v, want ENOTCONN", err)
