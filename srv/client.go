@@ -9,6 +9,7 @@ import (
 	iofs "io/fs"
 	"net"
 	"path"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -304,8 +305,8 @@ func (d *dirEntry) Type() iofs.FileMode          { return d.typ }
 func (d *dirEntry) Info() (iofs.FileInfo, error) { return d.c.Stat(path.Join(d.dir, d.name)) }
 func (d *dirEntry) String() string               { return iofs.FormatDirEntry(d) }
 
-// ReadDir lists directory name in the server's order (the tree lists
-// nodes and processes numerically, which a name sort would break).
+// ReadDir lists directory name sorted by file name, as os.ReadDir does on
+// the mount, so both ways of reaching the tree give the same listing.
 func (c *Client) ReadDir(name string) ([]iofs.DirEntry, error) {
 	f, err := c.walk("readdir", name)
 	if err != nil {
@@ -323,6 +324,7 @@ func (c *Client) ReadDir(name string) ([]iofs.DirEntry, error) {
 			return out, c.pathErr("readdir", name, err)
 		}
 		if len(ents) == 0 {
+			sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 			return out, nil
 		}
 		for _, e := range ents {
