@@ -641,3 +641,32 @@ func TestUnsupportedOperations(t *testing.T) {
 		t.Errorf("read after the errors: %q %v", buf[:n], err)
 	}
 }
+
+// A listing larger than one message arrives whole, over several Treaddirs.
+func TestReadDirLarge(t *testing.T) {
+	const n = 50000
+	big := &testDir{ino: 1, mode: 0o755}
+	for i := 0; i < n; i++ {
+		big.ents = append(big.ents, fs.Dirent{Name: fmt.Sprintf("entry%05d", i), Node: &textFile{ino: uint64(10 + i)}})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&Server{Key: testKey, Root: big}).Serve(ctx, ln)
+	c := dial(t, ln.Addr().String(), toolHello)
+	ents, err := c.ReadDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != n {
+		t.Fatalf("got %d entries, want %d", len(ents), n)
+	}
+	for i, e := range ents {
+		if want := fmt.Sprintf("entry%05d", i); e.Name() != want {
+			t.Fatalf("entry %d = %q, want %q", i, e.Name(), want)
+		}
+	}
+}
