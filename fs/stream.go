@@ -73,7 +73,12 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return n, fmt.Errorf("write interrupted: %w", syscall.EINTR)
+				if n > 0 {
+					// A short write, not an error: the caller retries the
+					// rest, and no byte is sent twice.
+					return n, nil
+				}
+				return 0, fmt.Errorf("write interrupted: %w", syscall.EINTR)
 			}
 		}
 		k := min(room, len(p))

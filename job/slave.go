@@ -220,7 +220,7 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
 	// report sends lines about this job in one write.
-	report := func(lines ...string) {
+	report := func(lines ...string) bool {
 		var b []byte
 		for _, l := range lines {
 			b = fmt.Appendf(b, "%d %s\n", m.Pid, l)
@@ -232,6 +232,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		if err != nil {
 			s.logf("job %d: reporting %q: %v", m.Pid, b, err)
 		}
+		return err == nil
 	}
 	fail := func(err error) {
 		var errno syscall.Errno
@@ -340,7 +341,11 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		fail(err)
 		return
 	}
-	report(fmt.Sprintf("started %d", cmd.Process.Pid))
+	if !report(fmt.Sprintf("started %d", cmd.Process.Pid)) {
+		// The master gave up on this start (the writer was interrupted,
+		// or it timed out): nobody can see or wait for the process.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	if stdinW != nil {
 		go s.feedStdin(m.Pid, base, stdinW)
 	}
