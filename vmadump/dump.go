@@ -513,8 +513,13 @@ func (d *dumper) pages(enc *encoder) error {
 	const depth = 3
 	b := &batcher{pid: d.pid, mem: mem, out: make(chan pageBatch, depth), free: make(chan []byte, depth)}
 	for i := 0; i < depth; i++ {
-		b.free <- make([]byte, pagesPerRecord*pageSize)
+		b.free <- getBuf()
 	}
+	defer func() {
+		for i := 0; i < depth; i++ {
+			putBuf(<-b.free)
+		}
+	}()
 	werr := make(chan error, 1)
 	go func() {
 		var err error

@@ -452,7 +452,7 @@ func (rs *restorer) pages() error {
 	const depth = 3
 	free := make(chan []byte, depth)
 	for i := 0; i < depth; i++ {
-		free <- nil
+		free <- getBuf()[:0]
 	}
 	work := make(chan batch, depth)
 	done := make(chan struct{})
@@ -469,6 +469,7 @@ func (rs *restorer) pages() error {
 			rs.ir.d.buf = buf
 			runs, data, err := rs.ir.nextPages()
 			if err == io.EOF {
+				free <- rs.ir.d.buf
 				return
 			}
 			select {
@@ -494,6 +495,9 @@ func (rs *restorer) pages() error {
 			return err
 		}
 		free <- b.buf
+	}
+	for i := 0; i < depth; i++ {
+		putBuf(<-free)
 	}
 	return nil
 }
