@@ -670,3 +670,39 @@ func TestReadDirLarge(t *testing.T) {
 		}
 	}
 }
+
+// One Client used from many goroutines at once.
+func TestClientConcurrent(t *testing.T) {
+	sv := serve(t)
+	c := dial(t, sv.addr, toolHello)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				f, err := c.Open("sub/leaf", os.O_RDONLY)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, err := io.ReadAll(f)
+				f.Close()
+				if err != nil || string(b) != "leaf\n" {
+					errs <- fmt.Errorf("read %q: %v", b, err)
+					return
+				}
+				if _, err := c.Stat("hello"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
