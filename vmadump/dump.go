@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -467,6 +468,22 @@ func devString(dev uint64) string {
 	return fmt.Sprintf("%02x:%02x", unix.Major(dev), unix.Minor(dev))
 }
 
+// identCache remembers the CRCs of mapped file ranges: a node dumps and
+// restores the same programs and libraries over and over. An entry is only
+// used while the file's inode, size, mtime and ctime are unchanged (ctime
+// cannot be set back by a user).
+var identCache = struct {
+	sync.Mutex
+	m map[identKey]uint32
+}{m: map[identKey]uint32{}}
+
+type identKey struct {
+	path               string
+	dev, ino           uint64
+	size, mtime, ctime int64
+	off, n             uint64
+}
+
 // fileIdentity returns the size, mtime and CRC-32C of the bytes of path
 // in [off, off+n) (clipped to the file's end).
 func fileIdentity(path string, off, n uint64) (*FileID, error) {
@@ -475,22 +492,36 @@ func fileIdentity(path string, off, n uint64) (*FileID, error) {
 		return nil, fmt.Errorf("opening mapped file: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	id := &FileID{Size: fi.Size(), Mtime: fi.ModTime().UTC()}
-	if int64(off) >= fi.Size() {
+	id := &FileID{Size: st.Size, Mtime: time.Unix(st.Mtim.Unix()).UTC()}
+	if int64(off) >= st.Size {
 		return id, nil
 	}
-	if rest := uint64(fi.Size()) - off; n > rest {
+	if rest := uint64(st.Size) - off; n > rest {
 		n = rest
 	}
-	c := crc32.New(castagnoli)
-	if _, err := io.Copy(c, io.NewSectionReader(f, int64(off), int64(n))); err != nil {
+	key := identKey{path, st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano(), off, n}
+	identCache.Lock()
+	c, ok := identCache.m[key]
+	identCache.Unlock()
+	if ok {
+		id.CRC = c
+		return id, nil
+	}
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(f, int64(off), int64(n))); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	id.CRC = c.Sum32()
+	id.CRC = h.Sum32()
+	identCache.Lock()
+	if len(identCache.m) > 4096 {
+		clear(identCache.m)
+	}
+	identCache.m[key] = id.CRC
+	identCache.Unlock()
 	return id, nil
 }
 

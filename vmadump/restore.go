@@ -138,29 +138,17 @@ func checkFiles(m *Meta) error {
 // running. The image is consumed as a stream, record by record.
 func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 	pt := newPhaseTimer("restore")
-	ir, err := openImage(r)
-	if err != nil {
-		return nil, err
-	}
-	pt.mark("meta")
-	m := ir.Meta
-	if err := checkHost(m); err != nil {
-		return nil, err
-	}
-	if err := checkFiles(m); err != nil {
-		return nil, err
-	}
-	pt.mark("checks")
 	stub, err := stubExecutable()
 	if err != nil {
 		return nil, err
 	}
-
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// The stub starts while the image's metadata is still on its way: for a
+	// small process that is a good part of a migration's latency.
 	cmd := &exec.Cmd{
 		Path:        stub,
-		Args:        []string{m.Comm},
+		Args:        []string{"vmadump-stub"},
 		Stdin:       orFile(opts.Stdin, os.Stdin),
 		Stdout:      orFile(opts.Stdout, os.Stdout),
 		Stderr:      orFile(opts.Stderr, os.Stderr),
@@ -171,12 +159,32 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 	}
 	pid := cmd.Process.Pid
 	pt.mark("start stub")
-	rs := &restorer{pid: pid, m: m, ir: ir, pt: pt}
-	if err := rs.run(); err != nil {
+	rs := &restorer{pid: pid, pt: pt}
+	err = func() error {
+		if err := rs.attach(); err != nil {
+			return err
+		}
+		ir, err := openImage(r)
+		if err != nil {
+			return err
+		}
+		pt.mark("meta")
+		rs.m, rs.ir = ir.Meta, ir
+		if err := checkHost(rs.m); err != nil {
+			return err
+		}
+		if err := checkFiles(rs.m); err != nil {
+			return err
+		}
+		pt.mark("checks")
+		return rs.run()
+	}()
+	if err != nil {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 		return nil, err
 	}
+	m := rs.m
 	p := &Process{Pid: pid, Meta: m, proc: cmd.Process}
 	if opts.Detach {
 		_ = cmd.Process.Release()
@@ -204,18 +212,23 @@ type restorer struct {
 
 const scratchSize = 16 * pageSize
 
-func (rs *restorer) run() error {
-	pid := rs.pid
-	ws, err := waitStop(pid)
+// attach waits for the stub to stop at its first instruction.
+func (rs *restorer) attach() error {
+	ws, err := waitStop(rs.pid)
 	if err != nil {
 		return err
 	}
 	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
-		return fmt.Errorf("restore stub %d: unexpected %s", pid, describeWait(ws))
+		return fmt.Errorf("restore stub %d: unexpected %s", rs.pid, describeWait(ws))
 	}
-	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
-		return fmt.Errorf("ptrace SETOPTIONS %d: %w", pid, err)
+	if err := ptrace(unix.PTRACE_SETOPTIONS, rs.pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
+		return fmt.Errorf("ptrace SETOPTIONS %d: %w", rs.pid, err)
 	}
+	return nil
+}
+
+func (rs *restorer) run() error {
+	pid := rs.pid
 	regs, err := getRegs(pid)
 	if err != nil {
 		return err
@@ -248,7 +261,6 @@ func (rs *restorer) run() error {
 		func() error { return rs.moveSpecials(special) },
 		rs.mapScratch, rs.mapRegions, rs.pages, rs.files, rs.mmState, rs.signals, rs.finish,
 	}
-	rs.pt.mark("stub stopped")
 	for i, s := range steps {
 		if err := s(); err != nil {
 			return err

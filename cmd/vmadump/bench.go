@@ -124,6 +124,8 @@ func benchOnce(prog string, mb int, buf []byte) (float64, float64, int64, error)
 	pr, pw := io.Pipe()
 	cw := &countWriter{w: pw}
 	dumpErr := make(chan error, 1)
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
 	t0 = time.Now()
 	go func() {
 		err := vmadump.Dump(pid, cw, vmadump.DumpOptions{})
@@ -135,6 +137,12 @@ func benchOnce(prog string, mb int, buf []byte) (float64, float64, int64, error)
 		err = <-dumpErr
 	}
 	elapsed := time.Since(t0).Seconds()
+	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+	if os.Getenv("VMADUMP_TRACE") != "" {
+		cpu := func(r unix.Rusage) float64 { return float64(r.Utime.Nano()+r.Stime.Nano()) / 1e9 }
+		fmt.Fprintf(os.Stderr, "cpu %.1f ms (user %.1f sys %.1f) wall %.1f ms\n", (cpu(ru1)-cpu(ru0))*1e3,
+			float64(ru1.Utime.Nano()-ru0.Utime.Nano())/1e6, float64(ru1.Stime.Nano()-ru0.Stime.Nano())/1e6, elapsed*1e3)
+	}
 	wOut.Close()
 	if err != nil {
 		return 0, 0, 0, err
