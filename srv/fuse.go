@@ -454,9 +454,11 @@ func (fh *fuseHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 // Write returns the tree's error to the writer synchronously (direct I/O).
 func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n, err := fh.h.Write(ctx, data, off)
-	if err != nil {
+	if err != nil && n == 0 {
 		return 0, toErrno(err)
 	}
+	// Bytes taken are reported even if an error followed (an interrupt):
+	// the writer retries the rest, and nothing is written twice.
 	return uint32(n), 0
 }
 

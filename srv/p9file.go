@@ -256,9 +256,11 @@ func (f *p9file) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	n, err := h.Write(f.s.ctx, p, off)
-	if err != nil {
+	if err != nil && n == 0 {
 		return 0, errno(err)
 	}
+	// Bytes taken are reported even if an error followed: the client
+	// retries the rest, and nothing is written twice.
 	return n, nil
 }
 
