@@ -316,6 +316,9 @@ func (d *dumper) procInfo() error {
 	if err != nil {
 		return err
 	}
+	if status, err := readStatus(pid); err == nil {
+		m.Umask = status.umask
+	}
 	m.MM = MM{StartCode: st.startCode, EndCode: st.endCode, StartData: st.startData, EndData: st.endData,
 		StartBrk: st.startBrk, Brk: m.MM.Brk, StartStack: st.startStack,
 		ArgStart: st.argStart, ArgEnd: st.argEnd, EnvStart: st.envStart, EnvEnd: st.envEnd}

@@ -225,6 +225,7 @@ type Meta struct {
 	Exe       string          `json:"exe"`
 	ExeFile   *FileID         `json:"exe_file,omitempty"`
 	Cwd       string          `json:"cwd"`
+	Umask     int             `json:"umask"`
 	Cmdline   []string        `json:"cmdline"`
 	MM        MM              `json:"mm"`
 	Auxv      []byte          `json:"auxv"`

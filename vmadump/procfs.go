@@ -115,6 +115,7 @@ type procStatus struct {
 	threads        int
 	ppid           int
 	sigCgt, sigIgn uint64
+	umask          int
 }
 
 func readStatus(pid int) (procStatus, error) {
@@ -135,6 +136,9 @@ func readStatus(pid int) (procStatus, error) {
 			s.sigCgt, _ = strconv.ParseUint(v, 16, 64)
 		case "SigIgn":
 			s.sigIgn, _ = strconv.ParseUint(v, 16, 64)
+		case "Umask":
+			u, _ := strconv.ParseInt(v, 8, 32)
+			s.umask = int(u)
 		}
 	}
 	return s, nil

@@ -616,8 +616,32 @@ func (rs *restorer) mmState() error {
 	return err
 }
 
-// signals restores the handlers and the rseq registration.
+// signals restores the handlers and the rseq registration. Signals the
+// stub inherited as ignored from the restorer (exec keeps SIG_IGN) go back
+// to their default unless the image says otherwise.
 func (rs *restorer) signals() error {
+	st, err := readStatus(rs.pid)
+	if err != nil {
+		return err
+	}
+	set := map[int]bool{}
+	for _, s := range rs.m.Sigaction {
+		set[s.Sig] = true
+	}
+	for sig := 1; sig <= 64; sig++ {
+		if st.sigIgn&(1<<(sig-1)) != 0 && !set[sig] {
+			a, err := rs.put(0, make([]byte, 32)) // SIG_DFL, no flags
+			if err != nil {
+				return err
+			}
+			if _, err := rs.t.check(fmt.Sprintf("rt_sigaction %d SIG_DFL", sig), unix.SYS_RT_SIGACTION, uint64(sig), a, 0, 8); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := rs.t.check("umask", unix.SYS_UMASK, uint64(rs.m.Umask&0o777)); err != nil {
+		return err
+	}
 	for _, s := range rs.m.Sigaction {
 		var b [32]byte
 		for i, v := range []uint64{s.Handler, s.Flags, s.Restorer, s.Mask} {

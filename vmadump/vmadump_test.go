@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +30,10 @@ func helperMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 100
 	}
+	// The stub inherits ignored signals from its parent (exec keeps
+	// SIG_IGN); the restored process must not: state checks that SIGHUP
+	// is at its default disposition.
+	signal.Ignore(syscall.SIGHUP)
 	p, err := Restore(f, RestoreOptions{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "restore:", err)

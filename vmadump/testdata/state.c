@@ -73,6 +73,7 @@ extern const unsigned int __rseq_size __attribute__((weak));
 int main(int argc, char **argv) {
 	if (argc < 2 || chdir(argv[1]) != 0) { fprintf(stderr, "usage: state WORKDIR\n"); return 2; }
 	char cwd0[4096]; getcwd(cwd0, sizeof cwd0);
+	umask(027);
 	long pid0 = getpid();
 	const long PG = 4096;
 
@@ -221,6 +222,10 @@ int main(int argc, char **argv) {
 	CHECK("sig-ign", old.sa_handler == SIG_IGN, "SIGPIPE not ignored");
 	sigaction(SIGUSR1, NULL, &old);
 	CHECK("sigaction", old.sa_sigaction == on_usr1 && (old.sa_flags & SA_RESTART) && sigismember(&old.sa_mask, SIGHUP), "handler or flags differ");
+	sigaction(SIGHUP, NULL, &old);
+	CHECK("sig-default", old.sa_handler == SIG_DFL, "SIGHUP is not at its default disposition");
+	mode_t um = umask(0); umask(um);
+	CHECK("umask", um == 027, "umask %o", (unsigned)um);
 	raise(SIGUSR1);
 	CHECK("handler", got_usr1 == 1 && usr1_signo == SIGUSR1, "handler ran %d times", (int)got_usr1);
 
