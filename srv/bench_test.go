@@ -1,6 +1,8 @@
 package srv
 
 import (
+	"bproc/srv/fusemount"
+
 	"io"
 	"os"
 	"path/filepath"
@@ -43,7 +45,7 @@ func BenchmarkFuseReadSmall(b *testing.B) {
 	}
 	tree := newTestTree()
 	dir := b.TempDir()
-	m, err := Mount(dir, tree.root, MountOptions{})
+	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{})
 	if err != nil {
 		b.Skip(err)
 	}

@@ -266,7 +266,7 @@ func (c *Client) Stat(name string) (iofs.FileInfo, error) {
 
 func fileInfo(name string, a p9.Attr) *FileInfo {
 	return &FileInfo{name: name, attr: fs.Attr{
-		Mode:  fromUnixMode(uint32(a.Mode)),
+		Mode:  fs.FromUnixMode(uint32(a.Mode)),
 		Uid:   uint32(a.UID),
 		Gid:   uint32(a.GID),
 		Size:  int64(a.Size),
@@ -352,7 +352,7 @@ func (c *Client) setattr(op, name string, valid p9.SetAttrMask, attr p9.SetAttr)
 
 // Chmod changes name's permission bits.
 func (c *Client) Chmod(name string, mode iofs.FileMode) error {
-	return c.setattr("chmod", name, p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(unixPerm(mode))})
+	return c.setattr("chmod", name, p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(fs.UnixPerm(mode))})
 }
 
 // Chown changes name's owner and group; -1 leaves one unchanged.

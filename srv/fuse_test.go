@@ -1,6 +1,8 @@
 package srv
 
 import (
+	"bproc/srv/fusemount"
+
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -29,7 +31,7 @@ func mountTree(t *testing.T) (*testTree, string) {
 	// Other users (setpriv below) must reach the mount point.
 	os.Chmod(filepath.Dir(dir), 0o755)
 	os.Chmod(dir, 0o755)
-	m, err := Mount(dir, tree.root, MountOptions{AllowOther: true, Name: "bproctest"})
+	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{AllowOther: true, Name: "bproctest"})
 	if err != nil {
 		t.Skipf("cannot mount FUSE here: %v", err)
 	}
@@ -305,7 +307,7 @@ func TestFuseUnmountWithNamespaceCopy(t *testing.T) {
 	}
 	tree := newTestTree()
 	dir := t.TempDir()
-	m, err := Mount(dir, tree.root, MountOptions{})
+	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{})
 	if err != nil {
 		t.Skipf("cannot mount: %v", err)
 	}

@@ -169,7 +169,7 @@ func (f *p9file) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) error {
 	var mode *os.FileMode
 	var uid, gid *uint32
 	if valid.Permissions {
-		m := fromUnixPerm(uint32(attr.Permissions))
+		m := fs.FromUnixPerm(uint32(attr.Permissions))
 		mode = &m
 	}
 	if valid.UID && attr.UID.Ok() {

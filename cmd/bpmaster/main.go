@@ -20,6 +20,7 @@ import (
 	"bproc/key"
 	"bproc/mcast"
 	"bproc/srv"
+	"bproc/srv/fusemount"
 
 	flag "github.com/spf13/pflag"
 )
@@ -139,7 +140,7 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 		}
 	}()
 
-	var mnt *srv.Mounted
+	var mnt *fusemount.Mounted
 	if cfg.Mount != "" && cfg.Mount != "none" {
 		var err error
 		if mnt, err = mount(cfg.Mount, m.Root(), verbose); err != nil {
@@ -179,16 +180,16 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 
 // mount mounts the tree at dir, clearing a stale mount left by a master
 // that died (its FUSE connection is gone: "transport endpoint is not connected").
-func mount(dir string, root fs.Dir, debug bool) (*srv.Mounted, error) {
+func mount(dir string, root fs.Dir, debug bool) (*fusemount.Mounted, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, syscall.ENOTCONN) {
 		syscall.Unmount(dir, syscall.MNT_DETACH)
 	}
-	opts := srv.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"}
-	mnt, err := srv.Mount(dir, root, opts)
+	opts := fusemount.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"}
+	mnt, err := fusemount.Mount(dir, root, opts)
 	if err != nil {
 		syscall.Unmount(dir, syscall.MNT_DETACH)
 		os.MkdirAll(dir, 0o755)
-		if mnt, err = srv.Mount(dir, root, opts); err != nil {
+		if mnt, err = fusemount.Mount(dir, root, opts); err != nil {
 			return nil, fmt.Errorf("mounting the tree at %s: %w", dir, err)
 		}
 	}

@@ -1,4 +1,7 @@
-package srv
+// Package fusemount mounts the bproc tree with FUSE on the master. It is a
+// package of its own so the command-line tools, which only dial 9P or use
+// the mount, do not link (and initialise) go-fuse.
+package fusemount
 
 import (
 	"bufio"
@@ -258,7 +261,7 @@ func toErrno(err error) syscall.Errno {
 
 func fillAttr(a fs.Attr, out *fuse.Attr) {
 	out.Ino = a.Ino
-	out.Mode = unixMode(a.Mode)
+	out.Mode = fs.UnixMode(a.Mode)
 	out.Owner = fuse.Owner{Uid: a.Uid, Gid: a.Gid}
 	out.Nlink = 1
 	if a.Mode.IsDir() {
@@ -291,7 +294,7 @@ func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	fillAttr(a, &out.Attr)
 	out.SetEntryTimeout(0)
 	out.SetAttrTimeout(0)
-	st := gofs.StableAttr{Mode: unixType(a.Mode), Ino: a.Ino}
+	st := gofs.StableAttr{Mode: fs.UnixType(a.Mode), Ino: a.Ino}
 	if old := n.GetChild(name); old != nil && old.StableAttr() == st {
 		if fn, ok := old.Operations().(*fuseNode); ok {
 			fn.set(child)
@@ -326,7 +329,7 @@ func (n *fuseNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 			continue
 		}
 		a := e.Node.Attr()
-		out = append(out, fuse.DirEntry{Name: e.Name, Ino: a.Ino, Mode: unixMode(a.Mode)})
+		out = append(out, fuse.DirEntry{Name: e.Name, Ino: a.Ino, Mode: fs.UnixMode(a.Mode)})
 	}
 	return gofs.NewListDirStream(out), 0
 }
@@ -349,7 +352,7 @@ func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	var mode *os.FileMode
 	var uid, gid *uint32
 	if m, ok := in.GetMode(); ok {
-		p := fromUnixPerm(m)
+		p := fs.FromUnixPerm(m)
 		mode = &p
 	}
 	if u, ok := in.GetUID(); ok {
