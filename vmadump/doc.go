@@ -1,5 +1,120 @@
 // Package vmadump dumps a running process to an image and restores it,
-// possibly on another node running the same kernel, entirely in user space
-// (ptrace, /proc and injected system calls); it is BProc's VMAdump without
-// the kernel module. Linux x86_64, single-threaded processes.
+// here or on another node running the same kernel, entirely in user space:
+// BProc's VMAdump without the kernel module, built on ptrace, /proc and
+// system calls injected into the stopped process. Linux x86_64,
+// single-threaded processes, static or dynamic (glibc).
+//
+// # API
+//
+// Both sides stream, so an image can travel through a pipe, a socket or a
+// 9P file without temporary files or seeking:
+//
+//	err := vmadump.Dump(pid, w, vmadump.DumpOptions{Flags: vmadump.DumpLibs, Leave: false})
+//	p, err := vmadump.Restore(r, vmadump.RestoreOptions{Stdout: f})
+//	st, err := p.Wait()
+//	info, err := vmadump.ReadInfo(r) // check and describe, restore nothing
+//
+// Dump stops the process (PTRACE_SEIZE + INTERRUPT), writes the image and
+// kills it, or lets it run on with Leave. On any error the process is left
+// running as it was. A process with more than one thread is refused
+// (ErrThreaded) before anything is written.
+//
+// Restore starts the restore stub as a child of the caller, rebuilds the
+// process in it and lets it run; Process.Wait reaps it. With Detach it gets
+// a session of its own and is let go. Every Restore and Dump call locks its
+// goroutine to an OS thread for its ptrace sequence; concurrent calls are
+// fine.
+//
+// # What travels
+//
+// Registers: the general registers (incl. fs_base, i.e. TLS) and the full
+// xsave area (x87, SSE, AVX, AVX-512, via NT_X86_XSTATE). The signal mask,
+// every handler (read by injecting rt_sigaction), pending signals that
+// arrived during the dump, the rseq registration (re-registered, so
+// sched_getcpu() stays right), cwd, umask, comm, and the mm layout (brk,
+// argv/environ area, auxv, exe) set in one PR_SET_MM_MAP, so
+// /proc/PID/cmdline, environ and exe read as before and the heap grows
+// from the same brk.
+//
+// Memory: every mapping at its address with its protection. Anonymous
+// regions, [heap] and [stack] (mapped MAP_GROWSDOWN) travel as their
+// non-zero present pages (found through /proc/PID/pagemap; zero pages are
+// never sent). File-backed private mappings either travel in the image or
+// are recorded as a reference to the file by path, chosen per class with
+// Flags (BProc's BPROC_DUMP_LIBS, _EXEC, _OTHER; DumpAll): a referenced
+// region carries only its pages that differ from the file (private copies
+// per pagemap), and the file is checked on restore by size and a CRC-32C
+// of the mapped range (mtime is recorded and shown but not enforced, since
+// copying a library to a node rarely keeps it). A missing or different
+// file fails the restore with ErrFile, naming the file, before any memory
+// is written. With DumpAll an image restores where neither the program nor
+// its libraries exist (then /proc/PID/exe names the stub). Shared file
+// mappings are always references; shared anonymous memory travels as
+// content (sharing with other processes is not kept).
+//
+// The kernel's [vvar], [vvar_vclock] and [vdso] are the restorer's own,
+// moved whole with mremap to the dumped addresses (glibc caches pointers
+// into the vDSO). Their contents must be the same as the dumping host's: an
+// image whose vDSO differs (another kernel or CPU) is refused with ErrVDSO.
+//
+// Files: regular files and directories are reopened by path at the same
+// fd number, with the same flags (O_APPEND, O_CLOEXEC, ...) and offset;
+// /dev/null, zero, full, random and urandom likewise. Pipes, sockets and
+// terminals at fds 0-2 become the restorer's stdin/stdout/stderr (or
+// RestoreOptions.Stdin/Stdout/Stderr): the hook for I/O forwarding. Any
+// other descriptor (a pipe at fd 5, a socket, an eventfd, a deleted file)
+// is closed in the restored process; Info lists each fd with its fate.
+//
+// System calls interrupted by the dump restart as the kernel would restart
+// them after a signal (the rule CRIU uses): -ERESTARTSYS, -ERESTARTNOINTR
+// and -ERESTARTNOHAND re-issue the call (a blocking read is read again),
+// but -ERESTART_RESTARTBLOCK cannot be carried to another process, so a
+// relative nanosleep or clock_nanosleep returns EINTR after a restore
+// (glibc's sleep() then returns the time left). An absolute
+// clock_nanosleep (TIMER_ABSTIME) is re-issued and keeps its deadline.
+//
+// Not kept: threads, other processes' view (pid, ppid, process group and
+// session change; the restored process is the restorer's child), SysV IPC,
+// timers (setitimer, timer_create, alarm), sockets beyond fds 0-2, file
+// locks, ptrace relations, seccomp filters, namespaces, resource limits and
+// credentials (the restorer's apply), and CLOCK_MONOTONIC, which differs
+// between nodes.
+//
+// # How restore works
+//
+// The stub is a minimal static ELF generated by this package (stub.go,
+// exit_group(127) at an unusual address), executed from a sealed memfd
+// under PTRACE_TRACEME so it stops before its first instruction. All work
+// is done by system calls injected into it: RIP is pointed at a syscall
+// instruction (0f 05) inside its vDSO and the tracee single-steps over it.
+// The stub's own mappings are unmapped, the kernel mappings moved into
+// place, every region mapped (MAP_FIXED), the pages streamed in with
+// process_vm_writev (or /proc/PID/mem, which writes through read-only
+// protection, for the pages that need it), then files, cwd, PR_SET_MM_MAP,
+// comm, handlers, umask and rseq are set, registers and signal mask
+// loaded, and the process detached.
+//
+// # Image format
+//
+// A versioned header, then records (kind, length, payload, CRC-32C): the
+// metadata as JSON (the Meta type: readable by `vmadump info` and
+// `vmadump info -json`), page records of at most 1024 pages each, and an end
+// record with the page count and a CRC chained over every record, so that a
+// truncated, reordered or corrupt image is refused (ErrCorrupt). Decoding
+// bounds every length and validates the metadata before use; FuzzReadInfo
+// fuzzes it (corpus in testdata/fuzz). Nothing is read past the end record,
+// so an image on stdin can be followed by the restored process's input.
+//
+// # Speed
+//
+// Memory moves in large batches: pagemap is read 64K entries at a time,
+// process_vm_readv/writev take up to 1024 spans per call, and on both sides
+// a goroutine checksums and writes (or reads and checks) the next record
+// while another reads (or writes) process memory. The restore stub is
+// started while the metadata is still in flight. `vmadump bench`
+// (t/bench-vmadump.sh) prints dump+restore times beside memcpy and a plain
+// read of the same bytes. VMADUMP_TRACE=1 prints the time of each step.
+//
+// Root is required (ptrace of other users' processes, PR_SET_MM_MAP's exe
+// change needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
 package vmadump
