@@ -16,8 +16,8 @@ import (
 // is lost while somebody drains it.
 type Stream struct {
 	mu       sync.Mutex
-	chunks   [][]byte // queued data, oldest first
-	size     int      // bytes queued
+	chunks   []chunk // queued data, oldest first
+	size     int     // bytes queued
 	limit    int
 	lossy    bool
 	attached bool
@@ -82,13 +82,15 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			}
 		}
 		k := min(room, len(p))
-		s.chunks = append(s.chunks, append([]byte(nil), p[:k]...))
+		s.chunks = append(s.chunks, newChunk(p[:k]))
 		s.size += k
 		for s.lossy && !s.attached && s.size > s.limit {
-			drop := min(s.size-s.limit, len(s.chunks[0]))
-			s.chunks[0] = s.chunks[0][drop:]
+			c := &s.chunks[0]
+			drop := min(s.size-s.limit, len(c.b)-c.off)
+			c.off += drop
 			s.size -= drop
-			if len(s.chunks[0]) == 0 {
+			if c.off == len(c.b) {
+				c.free()
 				s.chunks = s.chunks[1:]
 			}
 		}
@@ -108,11 +110,13 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 		if s.size > 0 {
 			n := 0
 			for n < len(p) && len(s.chunks) > 0 {
-				c := copy(p[n:], s.chunks[0])
-				n += c
-				s.chunks[0] = s.chunks[0][c:]
-				if len(s.chunks[0]) == 0 {
-					s.chunks[0] = nil
+				c := &s.chunks[0]
+				k := copy(p[n:], c.b[c.off:])
+				n += k
+				c.off += k
+				if c.off == len(c.b) {
+					c.free()
+					s.chunks[0] = chunk{}
 					s.chunks = s.chunks[1:]
 				}
 			}
@@ -152,6 +156,33 @@ func (s *Stream) Break(err error) {
 	s.eof = true
 	s.signal()
 	s.mu.Unlock()
+}
+
+// Chunk buffers of the big streams are recycled: allocating and clearing
+// a fresh megabyte per write costs as much as copying it.
+const pooledChunk = 1 << 20
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, pooledChunk); return &b }}
+
+// chunk is queued data; b[off:] is still unread.
+type chunk struct {
+	b   []byte
+	off int
+}
+
+func newChunk(p []byte) chunk {
+	if len(p) < 64<<10 || len(p) > pooledChunk {
+		return chunk{b: append([]byte(nil), p...)}
+	}
+	bp := chunkPool.Get().(*[]byte)
+	return chunk{b: append((*bp)[:0], p...)}
+}
+
+func (c chunk) free() {
+	if cap(c.b) == pooledChunk {
+		b := c.b[:0]
+		chunkPool.Put(&b)
+	}
 }
 
 // Ring is a node's console: the newest bytes of every process's output,

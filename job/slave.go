@@ -53,7 +53,9 @@ type running struct {
 	pgid int
 }
 
-const ioBuf = 1 << 20
+// ioBuf is the copy size for job I/O: as large as fits in one 9P message
+// of the 1 MiB msize (with room for headers), so each read is one Twrite.
+const ioBuf = 1<<20 - 8<<10
 
 // bufs recycles the large copy buffers: allocating (and clearing) them for
 // every job costs more than starting the job.
@@ -267,7 +269,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		if err != nil {
 			return nil, fmt.Errorf("pipe: %w", err)
 		}
-		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, ioBuf)
+		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 		closeAfterStart = append(closeAfterStart, w)
 		copiers.Add(1)
 		go func() {
