@@ -2,7 +2,6 @@ package mcast
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // FileNames are the per-node stats files, in the order listings show them.
@@ -29,30 +30,36 @@ var FileNames = []string{"cpuinfo", "meminfo", "loadavg", "net", "stat", "stamp"
 // (updated: receiver's clock at the last packet, unix seconds; state: up,
 // or stale at now; interval: the node's, in seconds; seq: its packet count).
 func (r *Record) File(name string, now time.Time) ([]byte, error) {
+	return r.appendFile(nil, name, now, nil)
+}
+
+// appendFile appends file name to b; s, when not nil, is r.Sample().
+func (r *Record) appendFile(b []byte, name string, now time.Time, s *Sample) ([]byte, error) {
 	if r.Flags&RecPresent == 0 {
 		return nil, fmt.Errorf("node %d: no stats received: %w", r.Node, syscall.ENOENT)
+	}
+	if s == nil && (name == "cpuinfo" || name == "net" || name == "stat") {
+		s = r.Sample()
 	}
 	switch name {
 	case "cpuinfo":
 		if r.Flags&RecStatic == 0 {
-			return []byte{}, nil // not arrived yet
+			return b, nil // not arrived yet
 		}
-		s := r.Sample()
-		return RenderCPUInfo(&s.CPU), nil
+		return append(b, RenderCPUInfo(&s.CPU)...), nil
 	case "meminfo":
 		m := MemInfo{V: r.Mem, Have: r.MemHave}
-		return RenderMemInfo(&m), nil
+		return AppendMemInfo(b, &m), nil
 	case "loadavg":
-		return RenderLoadAvg(&LoadAvg{Load1: r.Load[0], Load5: r.Load[1], Load15: r.Load[2], Running: r.Running, Total: r.Total, LastPID: r.LastPID}), nil
+		return AppendLoadAvg(b, &LoadAvg{Load1: r.Load[0], Load5: r.Load[1], Load15: r.Load[2], Running: r.Running, Total: r.Total, LastPID: r.LastPID}), nil
 	case "net":
-		return RenderNetDev(r.Sample().Net), nil
+		return AppendNetDev(b, s.Net), nil
 	case "stat":
-		return RenderStat(&r.Sample().Stat), nil
+		return AppendStat(b, &s.Stat), nil
 	case "stamp":
-		var b bytes.Buffer
-		fmt.Fprintf(&b, "node %d\nstate %s\naddr %s\nupdated %s\ninterval %.3f\nseq %d\n",
+		b = fmt.Appendf(b, "node %d\nstate %s\naddr %s\nupdated %s\ninterval %.3f\nseq %d\n",
 			r.Node, r.State(now), r.Address(), unixString(r.Updated), float64(r.Interval)/1e9, r.SenderSeq)
-		return b.Bytes(), nil
+		return b, nil
 	}
 	return nil, fmt.Errorf("stats file %q: %w", name, syscall.ENOENT)
 }
@@ -61,35 +68,61 @@ func unixString(ns int64) string {
 	return strconv.FormatInt(ns/1e9, 10) + "." + fmt.Sprintf("%09d", ns%1e9)
 }
 
+// DefaultFilesCPU is the share of one core recvstats may spend rewriting
+// the per-node files. Rewriting a node's files costs twenty times more than
+// storing its packet in the shm file, so past a few hundred nodes the files
+// refresh less often than the shm file (each stamp says when), and
+// recvstats stays within its CPU budget. The shm file is always current.
+const DefaultFilesCPU = 0.01
+
 // filesWriter keeps DIR/N/{cpuinfo,...} in step with the shm file. It runs
 // in its own goroutine and reads the shm file like any other reader, so a
-// slow disk never delays packet handling; bursts for one node coalesce.
+// slow disk never delays packet handling. Nodes wait in a FIFO; updates of
+// a node already waiting coalesce.
 type filesWriter struct {
 	dir   string
+	dirfd int
 	shm   *ShmReader
+	share float64 // of one core; < 0: unlimited
 	mu    sync.Mutex
-	dirty map[int]bool // node -> also rewrite cpuinfo
+	dirty map[int]bool // waiting nodes -> also rewrite cpuinfo
+	queue []int
 	kick  chan struct{}
 	rec   Record
+	buf   []byte
+	last  map[int]*[6][]byte // what each node's files hold, to skip unchanged ones
 	done  chan struct{}
 }
 
-func newFilesWriter(dir, shmPath string) (*filesWriter, error) {
+func newFilesWriter(dir, shmPath string, share float64) (*filesWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating stats directory: %w", err)
 	}
 	os.Chmod(dir, 0o755)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening stats directory %s: %w", dir, err)
+	}
 	shm, err := OpenShm(shmPath)
 	if err != nil {
+		unix.Close(fd)
 		return nil, err
 	}
-	return &filesWriter{dir: dir, shm: shm, dirty: map[int]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	if share == 0 {
+		share = DefaultFilesCPU
+	}
+	return &filesWriter{dir: dir, dirfd: fd, shm: shm, share: share, dirty: map[int]bool{},
+		kick: make(chan struct{}, 1), last: map[int]*[6][]byte{}, done: make(chan struct{})}, nil
 }
 
 // mark asks for node's files to be rewritten (cpuinfo too when static).
 func (w *filesWriter) mark(node int, static bool) {
 	w.mu.Lock()
-	w.dirty[node] = w.dirty[node] || static
+	old, waiting := w.dirty[node]
+	w.dirty[node] = old || static
+	if !waiting {
+		w.queue = append(w.queue, node)
+	}
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -97,25 +130,59 @@ func (w *filesWriter) mark(node int, static bool) {
 	}
 }
 
+func (w *filesWriter) pop() (int, bool, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 {
+		w.queue = w.queue[:0:0] // let a burst's backing array go
+		return 0, false, false
+	}
+	n := w.queue[0]
+	w.queue = w.queue[1:]
+	static := w.dirty[n]
+	delete(w.dirty, n)
+	return n, static, true
+}
+
 func (w *filesWriter) run(stop <-chan struct{}) {
 	defer close(w.done)
 	defer w.shm.Close()
+	defer unix.Close(w.dirfd)
+	// A budget of time: it grows by share of the time that passes (up
+	// to 50 ms banked) and each refresh spends what it took, so the
+	// refresh rate adapts to what a refresh costs on this machine.
+	const maxBank = 50 * time.Millisecond
+	bank := maxBank
+	last := time.Now()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-w.kick:
 		}
-		w.mu.Lock()
-		batch := w.dirty
-		w.dirty = make(map[int]bool, len(batch))
-		w.mu.Unlock()
-		for node, static := range batch {
-			if err := w.write(node, static); err != nil {
-				// The shm file stays authoritative; a full disk
-				// must not stop the receiver.
-				continue
+		for {
+			if w.share > 0 {
+				now := time.Now()
+				bank = min(maxBank, bank+time.Duration(float64(now.Sub(last))*w.share))
+				last = now
+				if bank <= 0 {
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+					continue
+				}
 			}
+			node, static, ok := w.pop()
+			if !ok {
+				break
+			}
+			// The shm file stays authoritative; a full disk must not
+			// stop the receiver, so errors only skip this refresh.
+			t0 := time.Now()
+			w.write(node, static)
+			bank -= time.Since(t0)
 		}
 	}
 }
@@ -124,48 +191,65 @@ func (w *filesWriter) write(node int, static bool) error {
 	if err := w.shm.Read(node, &w.rec); err != nil {
 		return err
 	}
-	nd := filepath.Join(w.dir, strconv.Itoa(node))
+	nd := strconv.Itoa(node)
+	last := w.last[node]
 	if w.rec.Flags&RecPresent == 0 {
-		return os.RemoveAll(nd) // forgotten
+		delete(w.last, node)
+		return os.RemoveAll(filepath.Join(w.dir, nd)) // forgotten
 	}
-	if err := os.Mkdir(nd, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("stats directory: %w", err)
+	if last == nil {
+		if err := unix.Mkdirat(w.dirfd, nd, 0o755); err != nil && err != unix.EEXIST {
+			return fmt.Errorf("stats directory %s/%s: %w", w.dir, nd, err)
+		}
+		last = new([6][]byte)
+		w.last[node] = last
+		static = true
 	}
 	now := time.Now()
-	for _, name := range FileNames {
+	s := w.rec.Sample()
+	for i, name := range FileNames {
 		if name == "cpuinfo" && !static {
-			if _, err := os.Stat(filepath.Join(nd, name)); err == nil {
-				continue
-			}
+			continue
 		}
-		b, err := w.rec.File(name, now)
+		b, err := w.rec.appendFile(w.buf[:0], name, now, s)
 		if err != nil {
 			return err
 		}
-		if err := replaceFile(nd, name, b); err != nil {
-			return err
+		w.buf = b
+		if last[i] != nil && bytes.Equal(last[i], b) {
+			continue
 		}
+		if err := replaceFile(w.dirfd, nd, name, b); err != nil {
+			last[i] = nil
+			return fmt.Errorf("%s/%s/%s: %w", w.dir, nd, name, err)
+		}
+		last[i] = append(last[i][:0], b...)
 	}
 	return nil
 }
 
-// replaceFile writes dir/name atomically: readers see the old or the new
-// file, never a partial one.
-func replaceFile(dir, name string, b []byte) error {
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+// replaceFile writes dir/name (relative to dirfd) atomically: readers see
+// the old or the new file, never a partial one. Raw system calls and short
+// relative paths: this runs thousands of times a second on big clusters.
+func replaceFile(dirfd int, dir, name string, b []byte) error {
+	tmp := dir + "/." + name + ".tmp"
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
+		return err
 	}
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", tmp, err)
+	for len(b) > 0 && err == nil {
+		var n int
+		n, err = unix.Write(fd, b)
+		b = b[n:]
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("replacing %s/%s: %w", dir, name, err)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
 	}
-	return nil
+	if err == nil {
+		err = unix.Renameat(dirfd, tmp, dirfd, dir+"/"+name)
+	}
+	if err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+	}
+	return err
 }

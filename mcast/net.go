@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -110,10 +111,64 @@ func setsockopt(c *net.UDPConn, level, opt, v int) error {
 	return nil
 }
 
-// bigReadBuffer lets a burst (every node answering a request at once) wait
-// in the kernel instead of being dropped; as root it may exceed rmem_max.
-func bigReadBuffer(c *net.UDPConn, n int) {
-	if setsockopt(c, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
-		c.SetReadBuffer(n)
+// listenFD opens a blocking socket receiving what is sent to addr, as
+// listen does, but outside Go's network poller: recvstats blocks in
+// recvmmsg itself, so packets that arrive while it deliberately waits
+// (coalescing) wake nothing. With the poller every arrival woke a thread,
+// several hundred times a second on a big cluster. timeout bounds each
+// blocking read.
+func listenFD(ifname, addr string, timeout time.Duration) (int, error) {
+	ua, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return -1, fmt.Errorf("address %s: %w", addr, err)
 	}
+	ip4 := ua.IP.To4()
+	if ip4 == nil {
+		return -1, fmt.Errorf("address %s: not IPv4", addr)
+	}
+	ifi, err := lookupIface(ifname)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(what string, err error) (int, error) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("listening on %s: %s: %w", addr, what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("SO_REUSEADDR", err)
+	}
+	// Bound to the group itself (not the wildcard): only datagrams sent
+	// to the group reach this socket.
+	sa := &unix.SockaddrInet4{Port: ua.Port}
+	copy(sa.Addr[:], ip4)
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if ua.IP.IsMulticast() {
+		mreq := &unix.IPMreqn{}
+		copy(mreq.Multiaddr[:], ip4)
+		if ifi != nil {
+			mreq.Ifindex = int32(ifi.Index)
+		}
+		if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq); err != nil {
+			return fail("joining the group on "+ifname, err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
+			return fail("IP_MULTICAST_ALL", err)
+		}
+	}
+	// A burst (every node answering a request at once) waits in the
+	// kernel instead of being dropped; as root it may exceed rmem_max.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail("SO_RCVTIMEO", err)
+	}
+	return fd, nil
 }

@@ -230,6 +230,22 @@ func TestRenderRoundTrip(t *testing.T) {
 	}
 }
 
+// meminfo too, for the fields bproc carries.
+func TestMemInfoKernelLayout(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/x86/meminfo")
+	var want strings.Builder
+	for _, l := range strings.SplitAfter(string(raw), "\n") {
+		name, _, _ := strings.Cut(l, ":")
+		if _, ok := memIndex[name]; ok {
+			want.WriteString(l)
+		}
+	}
+	m, _ := ParseMemInfo(raw)
+	if got := string(RenderMemInfo(&m)); got != want.String() {
+		t.Errorf("meminfo rendered:\n%s\nwant:\n%s", got, want.String())
+	}
+}
+
 func TestClamp(t *testing.T) {
 	prev, _ := ReadSample("testdata/x86")
 	cur, _ := ReadSample("testdata/x86")

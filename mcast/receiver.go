@@ -7,7 +7,10 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ReceiverConfig configures RunReceiver (recvstats).
@@ -18,6 +21,7 @@ type ReceiverConfig struct {
 	RequestAddr  string        // where requests go; default DefaultRequestGroup:DefaultPort
 	ShmPath      string        // default DefaultShmPath
 	FilesDir     string        // per-node text files; default DefaultFilesDir; "-" = none
+	FilesCPU     float64       // share of a core for the files; 0: DefaultFilesCPU; < 0: unlimited
 	RequestEvery time.Duration // periodic update requests; default 30 s
 	ForgetAfter  time.Duration // silent nodes are cleared after this; default 1 h
 	MaxNode      int           // highest node number accepted; default ShmMaxNodes-1
@@ -96,12 +100,11 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig) error {
 	if err := cfg.defaults(); err != nil {
 		return err
 	}
-	in, err := listen(cfg.Iface, cfg.StatsAddr)
+	in, err := listenFD(cfg.Iface, cfg.StatsAddr, scanEvery)
 	if err != nil {
 		return fmt.Errorf("recvstats: %w", err)
 	}
-	defer in.Close()
-	bigReadBuffer(in, 8<<20)
+	defer unix.Close(in)
 	reqDst, err := net.ResolveUDPAddr("udp4", cfg.RequestAddr)
 	if err != nil {
 		return fmt.Errorf("recvstats: request address: %w", err)
@@ -120,7 +123,7 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig) error {
 		reqCodec: NewCodec(cfg.Key), start: time.Now().UnixNano()}
 	r.adoptRecords()
 	if cfg.FilesDir != "-" {
-		fw, err := newFilesWriter(cfg.FilesDir, cfg.ShmPath)
+		fw, err := newFilesWriter(cfg.FilesDir, cfg.ShmPath, cfg.FilesCPU)
 		if err != nil {
 			return fmt.Errorf("recvstats: %w", err)
 		}
@@ -166,16 +169,27 @@ func (r *receiver) state(node int) *nodeState {
 	return r.nodes[node]
 }
 
-func (r *receiver) loop(ctx context.Context, in *net.UDPConn) error {
-	go func() { <-ctx.Done(); in.SetReadDeadline(time.Now()) }()
-	buf := make([]byte, MaxPacket+1)
+// coalesce is how long the receiver lets packets gather in the socket
+// after draining it: on a big cluster one wake-up then handles dozens of
+// packets instead of one, for a delay far below an interval.
+const coalesce = 50 * time.Millisecond
+
+// scanEvery is how often stale nodes are looked for (and the longest a
+// blocking read waits).
+const scanEvery = 100 * time.Millisecond
+
+func (r *receiver) loop(ctx context.Context, fd int) error {
+	var stopping atomic.Bool
+	go func() { <-ctx.Done(); stopping.Store(true); unix.Shutdown(fd, unix.SHUT_RD) }()
+	br := newBatchReader(32, MaxPacket+1)
 	// A new recvstats asks at once (and twice more, against loss) so it
 	// has the whole cluster within a fraction of a second.
 	startup := []time.Duration{0, 150 * time.Millisecond, 400 * time.Millisecond}
 	began := time.Now()
 	nextReq := began
 	nextScan := began
-	for {
+	flags := 0 // first read of a round blocks, the rest only drain
+	for !stopping.Load() {
 		now := time.Now()
 		if !now.Before(nextReq) {
 			r.request(now)
@@ -188,32 +202,42 @@ func (r *receiver) loop(ctx context.Context, in *net.UDPConn) error {
 		}
 		if !now.Before(nextScan) {
 			r.scan(now)
-			nextScan = now.Add(100 * time.Millisecond)
+			nextScan = now.Add(scanEvery)
 		}
-		deadline := nextScan
-		if nextReq.Before(deadline) {
-			deadline = nextReq
-		}
-		in.SetReadDeadline(deadline)
-		n, from, err := in.ReadFromUDPAddrPort(buf)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+		n, err := br.read(fd, flags)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			if flags != 0 { // drained: let the next packets gather
+				flags = 0
+				time.Sleep(coalesce)
+			}
+			continue
+		case err != nil:
+			if stopping.Load() {
+				return nil
 			}
 			r.cfg.Log.Printf("recvstats: reading: %v", err)
 			time.Sleep(10 * time.Millisecond) // transient; do not spin
 			continue
+		case n == 0: // shut down
+			continue
 		}
-		r.handle(buf[:n], from, time.Now())
+		for i := 0; i < n; i++ {
+			p, size, addr := br.packet(i)
+			if size > len(p) {
+				r.shm.Count(CtrReceived, 1)
+				r.shm.Count(CtrOversized, 1)
+				continue
+			}
+			r.handle(p, addr, time.Now())
+		}
+		flags = unix.MSG_DONTWAIT
 	}
+	return nil
 }
 
 // handle takes one datagram.
-func (r *receiver) handle(p []byte, from netip.AddrPort, now time.Time) {
+func (r *receiver) handle(p []byte, from netip.Addr, now time.Time) {
 	r.shm.Count(CtrReceived, 1)
 	h, secs, err := r.codec.Decode(p, &r.scratch)
 	if err != nil {
@@ -245,7 +269,7 @@ func (r *receiver) handle(p []byte, from netip.AddrPort, now time.Time) {
 		rec.Flags = RecPresent | rec.Flags&RecStatic
 		rec.Updated = now.UnixNano()
 		rec.SentTime, rec.Start, rec.SenderSeq, rec.Interval = h.Time, h.Start, h.Seq, int64(iv)
-		rec.Addr = from.Addr().As16()
+		rec.Addr = from.As16()
 		if static {
 			rec.Flags |= RecStatic
 			rec.StaticTime = now.UnixNano()

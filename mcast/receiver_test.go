@@ -153,21 +153,36 @@ func TestSendReceive(t *testing.T) {
 		t.Errorf("files/3/cpuinfo: %+v", ci)
 	}
 
-	// Busy cpus on node 0's prepared /proc show on node 0 only.
+	// Busy cpus on node 0's prepared /proc show on node 0 only: a ticker
+	// adds user time (and no idle) to its stat, as a busy kernel would.
 	st, _ := ReadSample(p0)
 	busy := st.Stat
-	for i := range busy.PerCPU {
-		busy.PerCPU[i][CPUUser] += 1000 // 10 s of user time per cpu, no idle
-	}
-	busy.CPU[CPUUser] += uint64(1000 * len(busy.PerCPU))
-	if err := os.WriteFile(filepath.Join(p0, "stat"), RenderStat(&busy), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	stopBusy := make(chan struct{})
+	busyDone := make(chan struct{})
+	go func() {
+		defer close(busyDone)
+		for {
+			for i := range busy.PerCPU {
+				busy.PerCPU[i][CPUUser] += 2
+			}
+			busy.CPU[CPUUser] += uint64(2 * len(busy.PerCPU))
+			tmp := filepath.Join(p0, ".stat")
+			os.WriteFile(tmp, RenderStat(&busy), 0o644)
+			os.Rename(tmp, filepath.Join(p0, "stat"))
+			select {
+			case <-stopBusy:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
 	waitFor(t, 2*time.Second, "node 0 busy", func() bool { r := tc.record(0); return r.CPUPct > 99 && r.PerCPUPct[1] > 99 })
-	waitFor(t, 2*time.Second, "node 0 idle again", func() bool { return tc.record(0).CPUPct == 0 })
 	if r := tc.record(3); r.CPUPct != 0 {
 		t.Errorf("node 3 shows %v%% busy", r.CPUPct)
 	}
+	close(stopBusy)
+	<-busyDone
+	waitFor(t, 2*time.Second, "node 0 idle again", func() bool { return tc.record(0).CPUPct == 0 })
 
 	// Stopping a sender marks its node stale, in the record and the stamp.
 	stop0()

@@ -121,6 +121,13 @@ test_expect_success 'a node whose prepared stat shows busy cpus shows it, no oth
 	head -1 $FILES/2/stat >line && read -r cpu user rest <line && test $user -gt 2000
 '
 
+test_expect_success 'beostat -w redraws the table in place' '
+	beostat -w --interval 100ms --count 3 >live &&
+	test $(grep -c "^ NODE STATE" live) = 3 &&
+	test $(grep -c "$(printf "\033")\[H" live) = 3 &&
+	test $(grep -c "^    3 up " live) = 3
+'
+
 test_expect_success '--metrics serves the nodes in Prometheus format' '
 	in_master curl -sf http://$METRICS/metrics >metrics &&
 	test_grep "^node_load1{node=\"3\"} " metrics &&

@@ -39,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	node := fs.IntP("node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
 	keyFile := fs.StringP("key", "k", key.DefaultPath, "cluster key `file`")
 	procfs := fs.String("procfs", "/proc", "read the /proc files from `DIR`")
+	simulate := fs.Int("simulate", 0, "load generator: send for `N` simulated nodes numbered from -n")
+	fs.MarkHidden("simulate")
 	help := fs.BoolP("help", "h", false, "show this help and exit")
 	version := fs.BoolP("version", "v", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +69,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg.Log = log.New(stderr, "", log.LstdFlags)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *simulate > 0 {
+		if err := mcast.Simulate(ctx, cfg, *simulate); err != nil {
+			fmt.Fprintf(stderr, "sendstats: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err := mcast.RunSender(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1

@@ -1,0 +1,117 @@
+#!/bin/sh
+# Node statistics: recvstats' CPU with 1000 simulated nodes at 1 Hz (a load
+# generator on a node sending real signed packets across the bridge),
+# sendstats' CPU on a node at 1 Hz, and the delay from a change in a node's
+# /proc to its appearance in the shm file. Figures are medians of several
+# runs, beside the targets (Ganglia's gmond is the peer the targets beat:
+# it is not installed here, so its figures are not measured).
+. "$(dirname "$0")/lib.sh"
+
+NODES=${BENCH_STATS_NODES:-1000}
+WINDOW=${BENCH_STATS_WINDOW:-10} # seconds per CPU measurement
+RUNS=${BENCH_STATS_RUNS:-3}
+CHANGES=${BENCH_STATS_CHANGES:-7}
+SHM=$T/shm/beostat
+
+beostat() { command beostat --shm "$SHM" "$@"; }
+die() { echo "bench-stats: $*" >&2; _dump_logs; exit 1; }
+
+# cpu_ns PID: cpu time of all of PID's threads, ns (schedstat: exact, not ticks).
+cpu_ns() {
+	local f s=0 v
+	for f in /proc/$1/task/*/schedstat; do
+		read -r v _ <"$f" 2>/dev/null && s=$((s + v))
+	done
+	echo $s
+}
+# cpu_pct PID SECONDS: percent of one core PID used over the next SECONDS.
+cpu_pct() {
+	local a b
+	a=$(cpu_ns "$1")
+	sleep "$2"
+	b=$(cpu_ns "$1")
+	awk -v d=$((b - a)) -v s="$2" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+up_count() { beostat | awk '$2 == "up"' | wc -l; }
+
+start_recvstats() {
+	bg_master "$T/recvstats.log" recvstats -d -i eth0 -k "$KEY" --shm "$SHM" "$@" || die "recvstats did not start"
+	wait_for "test -s '$SHM'" 5 || die "no shm file"
+}
+
+# /var/shm is a tmpfs on a cluster master (as Scyld's was); so is the bench's.
+mkdir -p "$T/shm" && mount -t tmpfs -o mode=0755 tmpfs "$T/shm" || die "cannot mount a tmpfs"
+net_up 2 >/dev/null || die "network setup failed"
+KEY=$T/cluster.key
+make_key "$KEY"
+# Node 1's prepared /proc: the real files but a loadavg the bench changes.
+P=$T/proc1
+mkdir -p "$P"
+for f in cpuinfo meminfo stat net; do ln -s "/proc/$f" "$P/$f"; done
+echo "0.00 0.00 0.00 1/1 1" >"$P/loadavg"
+
+start_recvstats --files "$T/shm/beostat.d"
+bg_node 0 "$T/gen.log" sendstats --simulate "$NODES" -n 0 -i eth0 -k "$KEY" || die "generator did not start"
+bg_node 1 "$T/sendstats.log" sendstats -n "$NODES" -i eth0 -k "$KEY" --procfs "$P" || die "sendstats did not start"
+wait_for "test \$(up_count) -ge $((NODES + 1))" 30 || die "only $(up_count) of $((NODES + 1)) nodes up"
+sleep 1 # past the start-up burst
+REC=$(bg_pid master-recvstats)
+GEN=$(bg_pid node0-sendstats)
+SND=$(bg_pid node1-sendstats)
+# bg_pid is nsenter's pid until it execs; it execs the program itself.
+
+echo "# $NODES simulated nodes at 1 Hz + 1 real node; $RUNS windows of ${WINDOW}s; medians"
+rec=() gen=() snd=()
+for ((r = 0; r < RUNS; r++)); do
+	a=$(cpu_ns "$REC") g=$(cpu_ns "$GEN") s=$(cpu_ns "$SND")
+	sleep "$WINDOW"
+	rec+=($(awk -v d=$(($(cpu_ns "$REC") - a)) -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'))
+	gen+=($(awk -v d=$(($(cpu_ns "$GEN") - g)) -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'))
+	snd+=($(awk -v d=$(($(cpu_ns "$SND") - s)) -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'))
+done
+rec_files=$(printf '%s\n' "${rec[@]}" | median)
+gen_pct=$(printf '%s\n' "${gen[@]}" | median)
+snd_pct=$(printf '%s\n' "${snd[@]}" | median)
+# How far behind the per-node files are under the default CPU share.
+now=$(date +%s.%N)
+files_age=$(cat "$T"/shm/beostat.d/*/stamp | awk -v now="$now" '$1 == "updated" { printf "%.1f\n", now - $2 }' | median)
+drops=$(beostat --counters | awk '$1 != "accepted" && $1 != "received" && $1 != "requests_sent" { s += $2 } END { print s + 0 }')
+
+# Change to shm: write a new loadavg at a random phase of node 1's interval,
+# poll the shm file until it shows.
+lat=()
+for ((c = 1; c <= CHANGES; c++)); do
+	sleep "0.$((RANDOM % 1000))"
+	v=$(printf '%d.%02d' $((c + 10)) $((RANDOM % 100)))
+	echo "$v 0.00 0.00 1/1 1" >"$P/.l" && mv "$P/.l" "$P/loadavg"
+	t0=$(_now_ms)
+	wait_for "beostat -N $NODES -f loadavg | grep -q '^$v '" 5 || die "change $v never showed"
+	lat+=($(($(_now_ms) - t0)))
+done
+lat_med=$(printf '%s\n' "${lat[@]}" | median)
+lat_max=$(printf '%s\n' "${lat[@]}" | sort -n | tail -1)
+
+# recvstats_cpu ARGS...: restart recvstats with ARGS; the median of its CPU.
+recvstats_cpu() {
+	local r rec=()
+	bg_kill master-recvstats
+	start_recvstats "$@"
+	wait_for "test \$(up_count) -ge $((NODES + 1))" 10 || die "nodes did not come back"
+	sleep 1 # past the start-up burst (every node answering the request)
+	for ((r = 0; r < RUNS; r++)); do rec+=($(cpu_pct "$(bg_pid master-recvstats)" "$WINDOW")); done
+	printf '%s\n' "${rec[@]}" | median
+}
+rec_shm=$(recvstats_cpu --files -)
+rec_all=$(recvstats_cpu --files "$T/shm/beostat.d" --files-cpu -1)
+
+printf '%-52s %12s %12s\n' "measure" "bproc" "target"
+printf '%-52s %11s%% %11s%%\n' "recvstats CPU, $NODES nodes x 1 Hz (default)" "$rec_files" "2"
+printf '%-52s %11s%% %11s%%\n' "recvstats CPU, same, shm file only (--files -)" "$rec_shm" "2"
+printf '%-52s %11s%% %12s\n' "recvstats CPU, same, files every packet (--files-cpu -1)" "$rec_all" "-"
+printf '%-52s %11ss %12s\n' "age of a node's files (default), median" "$files_age" "-"
+printf '%-52s %11s%% %12s\n' "load generator CPU ($NODES nodes)" "$gen_pct" "-"
+printf '%-52s %11s%% %11s%%\n' "sendstats CPU per node, 1 Hz" "$snd_pct" "0.5"
+printf '%-52s %10sms %10sms\n' "change on node -> shm file, median of $CHANGES" "$lat_med" "1500"
+printf '%-52s %10sms %10sms\n' "change on node -> shm file, worst of $CHANGES" "$lat_max" "1500"
+printf '%-52s %12s %12s\n' "packets dropped as bad (should be 0)" "$drops" "0"
