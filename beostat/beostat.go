@@ -23,29 +23,63 @@ var ErrNoData = errors.New("no statistics for node")
 
 // Reader reads the shm file.
 type Reader struct {
-	mu  sync.Mutex
-	shm *mcast.ShmReader
-	rec mcast.Record // scratch, under mu
-	now func() time.Time
+	mu   sync.Mutex
+	path string
+	shm  *mcast.ShmReader // nil until the file could be opened (New)
+	last time.Time        // of the last failed open
+	rec  mcast.Record     // scratch, under mu
+	now  func() time.Time
 }
 
-// Open maps the shm file at path ("" for DefaultPath).
+// Open maps the shm file at path ("" for DefaultPath); it fails when the
+// file is missing or not a stats file.
 func Open(path string) (*Reader, error) {
+	r := New(path)
+	if err := r.ensure(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// New returns a Reader that maps the shm file at path ("" for DefaultPath)
+// when it is first needed, and keeps trying (at most once a second) while
+// it does not exist: for long-running programs such as bpmaster that may
+// start before recvstats. Until then every call fails with an error
+// wrapping ErrNoData and ENOENT.
+func New(path string) *Reader {
 	if path == "" {
 		path = DefaultPath
 	}
-	shm, err := mcast.OpenShm(path)
-	if err != nil {
-		return nil, fmt.Errorf("beostat: %w", err)
+	return &Reader{path: path, now: time.Now}
+}
+
+// ensure opens the file if needed; r.mu must be held (or r unshared).
+func (r *Reader) ensure() error {
+	if r.shm != nil {
+		return nil
 	}
-	return &Reader{shm: shm, now: time.Now}, nil
+	if !r.last.IsZero() && time.Since(r.last) < time.Second {
+		return fmt.Errorf("beostat: %s: %w: %w", r.path, ErrNoData, syscall.ENOENT)
+	}
+	shm, err := mcast.OpenShm(r.path)
+	if err != nil {
+		r.last = time.Now()
+		return fmt.Errorf("beostat: %w: %w", ErrNoData, err)
+	}
+	r.shm = shm
+	return nil
 }
 
 // Close unmaps the file.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.shm.Close()
+	if r.shm == nil {
+		return nil
+	}
+	err := r.shm.Close()
+	r.shm = nil
+	return err
 }
 
 // Nodes is one more than the highest node number the file has room for;
@@ -53,6 +87,9 @@ func (r *Reader) Close() error {
 func (r *Reader) Nodes() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.ensure() != nil {
+		return 0
+	}
 	return r.shm.Nodes()
 }
 
@@ -60,6 +97,9 @@ func (r *Reader) Nodes() int {
 func (r *Reader) with(node int, fn func(rec *mcast.Record) error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.ensure(); err != nil {
+		return err
+	}
 	if err := r.shm.Read(node, &r.rec); err != nil {
 		return fmt.Errorf("beostat: node %d: %w: %w", node, ErrNoData, err)
 	}
@@ -267,7 +307,10 @@ func (r *Reader) NodeFiles(node int) (map[string][]byte, time.Time, error) {
 // Counters returns recvstats' packet counters by name.
 func (r *Reader) Counters() map[string]uint64 {
 	r.mu.Lock()
-	h := r.shm.Header()
+	var h mcast.ShmHeader
+	if r.ensure() == nil {
+		h = r.shm.Header()
+	}
 	r.mu.Unlock()
 	out := make(map[string]uint64, len(mcast.CounterNames))
 	for i, name := range mcast.CounterNames {

@@ -179,3 +179,30 @@ func TestTableAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// New waits for the file: bpmaster may start before recvstats.
+func TestNewBeforeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "beostat")
+	r := New(path)
+	defer r.Close()
+	if _, err := r.RenderFile(0, "stat"); !errors.Is(err, syscall.ENOENT) || !errors.Is(err, ErrNoData) {
+		t.Errorf("before the file exists: %v", err)
+	}
+	if r.Nodes() != 0 {
+		t.Error("nodes without a file")
+	}
+	w, err := mcast.CreateShm(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Update(0, func(rec *mcast.Record) {
+		rec.Flags = mcast.RecPresent
+		rec.Updated = time.Now().UnixNano()
+		rec.Load[0] = 3
+	})
+	r.last = time.Time{} // skip the one-second retry pause
+	if b, err := r.RenderFile(0, "loadavg"); err != nil || !strings.HasPrefix(string(b), "3.00 ") {
+		t.Errorf("after the file appeared: %q %v", b, err)
+	}
+}
