@@ -459,7 +459,13 @@ func (d *dumper) fileRef(r *Region, mp mapping) error {
 		r.Travel = TravelImage
 		return nil
 	}
-	id, err := fileIdentity(mp.path, mp.offset, mp.size())
+	// Read the bytes through /proc/PID/map_files: the very file mapped,
+	// even if the process sees another mount namespace than ours.
+	mf := fmt.Sprintf("/proc/%d/map_files/%x-%x", d.pid, mp.start, mp.end)
+	if _, err := os.Stat(mf); err != nil {
+		mf = mp.path
+	}
+	id, err := fileIdentity(mf, mp.offset, mp.size())
 	if err != nil {
 		return err
 	}
@@ -481,7 +487,6 @@ var identCache = struct {
 }{m: map[identKey]uint32{}}
 
 type identKey struct {
-	path               string
 	dev, ino           uint64
 	size, mtime, ctime int64
 	off, n             uint64
@@ -506,7 +511,7 @@ func fileIdentity(path string, off, n uint64) (*FileID, error) {
 	if rest := uint64(st.Size) - off; n > rest {
 		n = rest
 	}
-	key := identKey{path, st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano(), off, n}
+	key := identKey{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano(), off, n}
 	identCache.Lock()
 	c, ok := identCache.m[key]
 	identCache.Unlock()
