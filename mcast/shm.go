@@ -221,6 +221,12 @@ func CreateShm(path string) (*ShmWriter, error) {
 	}
 	w := &ShmWriter{path: path}
 	if f, err := os.OpenFile(path, os.O_RDWR, 0); err == nil {
+		// One writer per file: a second recvstats would fight the
+		// first over every record.
+		if err := lockShm(f); err != nil {
+			f.Close()
+			return nil, err
+		}
 		if err := w.attach(f); err == nil {
 			// A writer that died mid-update left an odd sequence:
 			// make it even so the seqlock works again.
@@ -241,6 +247,7 @@ func CreateShm(path string) (*ShmWriter, error) {
 		return nil, fmt.Errorf("creating shm file: %w", err)
 	}
 	f.Chmod(0o644) // despite the umask
+	lockShm(f)
 	h := ShmHeader{Version: ShmVersion, HeaderSize: ShmHeaderSize, RecordSize: uint32(RecordSize),
 		MaxCPUs: MaxCPUs, MaxIfaces: MaxIfaces, MaxMem: MaxMemFields,
 		PID: uint32(os.Getpid()), Started: time.Now().UnixNano()}
@@ -262,6 +269,20 @@ func CreateShm(path string) (*ShmWriter, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// lockShm takes the writer's lock on f (released when f is closed).
+func lockShm(f *os.File) error {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err == unix.EWOULDBLOCK {
+		var h ShmHeader
+		f.ReadAt(unsafe.Slice((*byte)(unsafe.Pointer(&h)), unsafe.Sizeof(h)), 0)
+		return fmt.Errorf("%s: another recvstats (pid %d) writes it", f.Name(), h.PID)
+	}
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // attach maps f after checking it is a shm file of this version and layout.

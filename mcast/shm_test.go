@@ -3,6 +3,7 @@ package mcast
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,6 +138,13 @@ func TestShmGrowReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
+	// A second writer is refused while the first holds the file.
+	if w2, err := CreateShm(path); err == nil || !strings.Contains(err.Error(), "another recvstats") {
+		t.Errorf("second writer: %v", err)
+		if w2 != nil {
+			w2.Close()
+		}
+	}
 	if err := w.Update(1000, func(r *Record) { r.Flags = RecPresent; r.Load[0] = 4.5 }); err != nil {
 		t.Fatal(err)
 	}
