@@ -47,6 +47,8 @@ test_expect_success 'a slave killed with -9 is marked down, its jobs are lost' '
 	test $elapsed -le 3000 &&
 	timeout 5 cat $BPROC/proc/$pid/wait >wait &&
 	test_grep "^lost node 2 down" wait &&
+	# and the jobs on the node died with their slave
+	wait_for "test -z \"\$(ip netns pids $(ns_node 2))\"" 5 &&
 	st=0 && wait $bpsh || st=$? &&
 	test $st = 255 &&
 	cat bpsh.err &&
