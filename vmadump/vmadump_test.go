@@ -131,6 +131,7 @@ func TestNanosleepEINTR(t *testing.T) {
 		t.Fatalf("Restore: %v", err)
 	}
 	out, _ := r.output(t, 10*time.Second)
+	t.Logf("%s", out)
 	if !strings.Contains(out, "nanosleep: Interrupted system call") || !strings.Contains(out, "pid changed 1") {
 		t.Errorf("relative nanosleep should end with EINTR after restore:\n%s", out)
 	}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"testing"
+)
+
+// BProc's single-dash long options and GNU double-dash ones parse alike.
+func TestParseSingleDash(t *testing.T) {
+	cases := []struct {
+		args  []string
+		leave bool
+		flags string
+		rest  []string
+	}{
+		{[]string{"-leave", "-flags", "all", "12", "f"}, true, "all", []string{"12", "f"}},
+		{[]string{"--leave", "--flags=libs,exec", "12", "-"}, true, "libs,exec", []string{"12", "-"}},
+		{[]string{"-l", "-f", "other", "12", "f"}, true, "other", []string{"12", "f"}},
+		{[]string{"-flags=exec", "12", "f"}, false, "exec", []string{"12", "f"}},
+		{[]string{"12", "--", "-x"}, false, "none", []string{"12", "-x"}},
+	}
+	for _, c := range cases {
+		fs := newFlags("dump")
+		leave := fs.BoolP("leave", "l", false, "")
+		flags := fs.StringP("flags", "f", "none", "")
+		if err := parse(fs, c.args); err != nil {
+			t.Errorf("%v: %v", c.args, err)
+			continue
+		}
+		if *leave != c.leave || *flags != c.flags || len(fs.Args()) != len(c.rest) {
+			t.Errorf("%v: leave=%v flags=%q args=%q", c.args, *leave, *flags, fs.Args())
+			continue
+		}
+		for i := range c.rest {
+			if fs.Arg(i) != c.rest[i] {
+				t.Errorf("%v: args %q, want %q", c.args, fs.Args(), c.rest)
+			}
+		}
+	}
+	fs := newFlags("dump")
+	fs.Bool("leave", false, "")
+	if err := parse(fs, []string{"-bogus"}); err == nil {
+		t.Error("unknown option accepted")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{}, {"frobnicate"}, {"dump"}, {"dump", "x", "f"}, {"dump", "-flags", "bogus", "1", "f"},
+		{"restore"}, {"restore", "a", "b"}, {"info"}, {"bench"},
+	} {
+		if code := run(args); code != 2 {
+			t.Errorf("vmadump %q: exit %d, want 2", args, code)
+		}
+	}
+	if code := run([]string{"info", "/nonexistent/image"}); code != 1 {
+		t.Errorf("info of a missing file: exit %d, want 1", code)
+	}
+}
