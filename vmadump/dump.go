@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -281,6 +282,31 @@ func (d *dumper) inject(sysAddr uint64, mem *os.File) (err error) {
 		return err
 	}
 	d.meta.MM.Brk = brk
+	// The alternate signal stack and the clear-child-tid address: only the
+	// process itself can read them.
+	th := &d.meta.Thread
+	if _, err := t.check("sigaltstack", unix.SYS_SIGALTSTACK, 0, scratch+2048); err != nil {
+		return err
+	}
+	if _, err := t.check("prctl PR_GET_TID_ADDRESS", unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+2080); err != nil && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	var tb [40]byte
+	if _, err := mem.ReadAt(tb[:], int64(scratch+2048)); err != nil {
+		return fmt.Errorf("reading thread state: %w", err)
+	}
+	th.AltStackSP = binary.LittleEndian.Uint64(tb[0:])
+	th.AltStackFlags = int32(binary.LittleEndian.Uint32(tb[8:]))
+	th.AltStackSize = binary.LittleEndian.Uint64(tb[16:])
+	th.TidAddress = binary.LittleEndian.Uint64(tb[32:])
+	var head, hlen uint64
+	if _, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(d.pid), uintptr(unsafe.Pointer(&head)), uintptr(unsafe.Pointer(&hlen))); e == 0 {
+		th.RobustList, th.RobustLen = head, hlen
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/personality", d.pid)); err == nil {
+		p, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 32)
+		th.Personality = uint32(p)
+	}
 	var sigs []int
 	for s := 1; s <= 64; s++ {
 		if (st.sigCgt|st.sigIgn)&(1<<(s-1)) != 0 && s != int(unix.SIGKILL) && s != int(unix.SIGSTOP) {

@@ -198,6 +198,19 @@ type Rseq struct {
 	Sig  uint32 `json:"sig"`
 }
 
+// Thread is per-thread kernel state glibc sets up at start: the alternate
+// signal stack, the address cleared at exit (set_tid_address), the robust
+// futex list; and the process's personality.
+type Thread struct {
+	AltStackSP    uint64 `json:"altstack_sp,omitempty"`
+	AltStackSize  uint64 `json:"altstack_size,omitempty"`
+	AltStackFlags int32  `json:"altstack_flags,omitempty"`
+	TidAddress    uint64 `json:"tid_address,omitempty"`
+	RobustList    uint64 `json:"robust_list,omitempty"`
+	RobustLen     uint64 `json:"robust_len,omitempty"`
+	Personality   uint32 `json:"personality,omitempty"`
+}
+
 // MM is the memory-layout part of the kernel's mm_struct (PR_SET_MM_MAP).
 type MM struct {
 	StartCode  uint64 `json:"start_code"`
@@ -235,6 +248,7 @@ type Meta struct {
 	Sigaction []Sigaction     `json:"sigaction,omitempty"`
 	Pending   []int           `json:"pending,omitempty"` // signals that arrived during the dump
 	Rseq      *Rseq           `json:"rseq,omitempty"`
+	Thread    Thread          `json:"thread"`
 	VDSOCRC   uint32          `json:"vdso_crc"`
 	FDs       []FD            `json:"fds"`
 	Regions   []Region        `json:"regions"`

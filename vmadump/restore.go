@@ -655,6 +655,34 @@ func (rs *restorer) signals() error {
 			return err
 		}
 	}
+	th := rs.m.Thread
+	const ssDisable, ssOnStack = 2, 1
+	if th.AltStackFlags&ssDisable == 0 && th.AltStackSize > 0 {
+		var b [24]byte
+		binary.LittleEndian.PutUint64(b[0:], th.AltStackSP)
+		binary.LittleEndian.PutUint32(b[8:], uint32(th.AltStackFlags&^ssOnStack))
+		binary.LittleEndian.PutUint64(b[16:], th.AltStackSize)
+		a, err := rs.put(0, b[:])
+		if err != nil {
+			return err
+		}
+		if _, err := rs.t.check("sigaltstack", unix.SYS_SIGALTSTACK, a, 0); err != nil {
+			return err
+		}
+	}
+	if th.TidAddress != 0 {
+		if _, err := rs.t.check("set_tid_address", unix.SYS_SET_TID_ADDRESS, th.TidAddress); err != nil {
+			return err
+		}
+	}
+	if th.RobustList != 0 {
+		if _, err := rs.t.check("set_robust_list", unix.SYS_SET_ROBUST_LIST, th.RobustList, th.RobustLen); err != nil {
+			return err
+		}
+	}
+	if _, err := rs.t.check("personality", unix.SYS_PERSONALITY, uint64(th.Personality)); err != nil {
+		return err
+	}
 	if r := rs.m.Rseq; r != nil {
 		if _, err := rs.t.check("rseq", unix.SYS_RSEQ, r.Addr, uint64(r.Size), 0, uint64(r.Sig)); err != nil {
 			return err

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -125,6 +126,15 @@ int main(int argc, char **argv) {
 	sigset_t block; sigemptyset(&block); sigaddset(&block, SIGUSR2); sigaddset(&block, SIGWINCH);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 
+	/* per-thread kernel state glibc and programs set up */
+	static char altstack[65536];
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0 };
+	sigaltstack(&ss, NULL);
+	void *robust0 = 0, *tidaddr0 = 0; size_t rlen0 = 0;
+	syscall(SYS_get_robust_list, 0, &robust0, &rlen0);
+	prctl(PR_GET_TID_ADDRESS, &tidaddr0);
+	personality(PER_LINUX | ADDR_NO_RANDOMIZE);
+
 	/* names */
 	prctl(PR_SET_NAME, "vmadt-comm");
 	static char cmd0[8192], env0[65536], exe0[4096];
@@ -226,6 +236,15 @@ int main(int argc, char **argv) {
 	CHECK("sig-default", old.sa_handler == SIG_DFL, "SIGHUP is not at its default disposition");
 	mode_t um = umask(0); umask(um);
 	CHECK("umask", um == 027, "umask %o", (unsigned)um);
+	stack_t ss1;
+	sigaltstack(NULL, &ss1);
+	CHECK("sigaltstack", ss1.ss_sp == altstack && ss1.ss_size == sizeof altstack && ss1.ss_flags == 0, "sp %p size %zu flags %d", ss1.ss_sp, ss1.ss_size, ss1.ss_flags);
+	void *robust1 = 0, *tidaddr1 = 0; size_t rlen1 = 0;
+	syscall(SYS_get_robust_list, 0, &robust1, &rlen1);
+	prctl(PR_GET_TID_ADDRESS, &tidaddr1);
+	CHECK("robust-list", robust1 == robust0 && rlen1 == rlen0 && robust0 != 0, "robust list %p/%zu, was %p/%zu", robust1, rlen1, robust0, rlen0);
+	CHECK("tid-address", tidaddr1 == tidaddr0 && tidaddr0 != 0, "tid address %p, was %p", tidaddr1, tidaddr0);
+	CHECK("personality", personality(0xffffffff) == (PER_LINUX | ADDR_NO_RANDOMIZE), "personality %#x", personality(0xffffffff));
 	raise(SIGUSR1);
 	CHECK("handler", got_usr1 == 1 && usr1_signo == SIGUSR1, "handler ran %d times", (int)got_usr1);
 
