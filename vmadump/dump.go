@@ -299,6 +299,18 @@ func (d *dumper) inject(sysAddr uint64, mem *os.File) (err error) {
 	th.AltStackFlags = int32(binary.LittleEndian.Uint32(tb[8:]))
 	th.AltStackSize = binary.LittleEndian.Uint64(tb[16:])
 	th.TidAddress = binary.LittleEndian.Uint64(tb[32:])
+	for w := 0; w < 3; w++ {
+		if _, err := t.check("getitimer", unix.SYS_GETITIMER, uint64(w), scratch+3072+32*uint64(w)); err != nil {
+			return err
+		}
+	}
+	var ib [96]byte
+	if _, err := mem.ReadAt(ib[:], int64(scratch+3072)); err != nil {
+		return fmt.Errorf("reading timers: %w", err)
+	}
+	for i := range 12 {
+		th.Itimers[i/4][i%4] = int64(binary.LittleEndian.Uint64(ib[8*i:]))
+	}
 	var head, hlen uint64
 	if _, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(d.pid), uintptr(unsafe.Pointer(&head)), uintptr(unsafe.Pointer(&hlen))); e == 0 {
 		th.RobustList, th.RobustLen = head, hlen

@@ -200,7 +200,7 @@ type Rseq struct {
 
 // Thread is per-thread kernel state glibc sets up at start: the alternate
 // signal stack, the address cleared at exit (set_tid_address), the robust
-// futex list; and the process's personality.
+// futex list; and the process's personality and interval timers (alarm).
 type Thread struct {
 	AltStackSP    uint64 `json:"altstack_sp,omitempty"`
 	AltStackSize  uint64 `json:"altstack_size,omitempty"`
@@ -209,6 +209,9 @@ type Thread struct {
 	RobustList    uint64 `json:"robust_list,omitempty"`
 	RobustLen     uint64 `json:"robust_len,omitempty"`
 	Personality   uint32 `json:"personality,omitempty"`
+	// Itimers are ITIMER_REAL, _VIRTUAL and _PROF as struct itimerval
+	// (interval and value, seconds and microseconds).
+	Itimers [3][4]int64 `json:"itimers"`
 }
 
 // MM is the memory-layout part of the kernel's mm_struct (PR_SET_MM_MAP).

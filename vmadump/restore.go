@@ -680,6 +680,22 @@ func (rs *restorer) signals() error {
 			return err
 		}
 	}
+	for w, it := range th.Itimers {
+		if it == [4]int64{} {
+			continue
+		}
+		var b [32]byte
+		for i, v := range it {
+			binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
+		}
+		a, err := rs.put(0, b[:])
+		if err != nil {
+			return err
+		}
+		if _, err := rs.t.check("setitimer", unix.SYS_SETITIMER, uint64(w), a, 0); err != nil {
+			return err
+		}
+	}
 	if _, err := rs.t.check("personality", unix.SYS_PERSONALITY, uint64(th.Personality)); err != nil {
 		return err
 	}

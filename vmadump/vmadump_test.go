@@ -151,6 +151,21 @@ func TestAbsoluteSleepRestarts(t *testing.T) {
 	}
 }
 
+// alarm(): the interval timer travels, pause() is re-issued, the handler runs.
+func TestAlarm(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "syscalls.c"), "alarm")
+	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_PAUSE)
+	r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	out, _ := r.output(t, 10*time.Second)
+	if !strings.Contains(out, "alarm: fired pid changed 1") {
+		t.Errorf("the alarm did not fire in the restored process:\n%s", out)
+	}
+}
+
 // -leave: the original keeps running, and the image restores too.
 func TestLeave(t *testing.T) {
 	needRoot(t)

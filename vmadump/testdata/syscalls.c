@@ -6,13 +6,25 @@
  *             cannot restart it elsewhere) or "nanosleep: ok"
  *   absolute  clock_nanosleep(TIMER_ABSTIME) to 2 s after start; prints
  *             "absolute: ok" after the deadline (re-issued, same deadline)
+ *   alarm     alarm(1) then pause(); prints "alarm: fired" from the handler
+ *             (the interval timer must travel, pause be re-issued)
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+static long pid_at_start;
+static void on_alarm(int sig) {
+	(void)sig;
+	printf("alarm: fired pid changed %d\n", getpid() != pid_at_start);
+	fflush(stdout);
+	_exit(0);
+}
 
 int main(int argc, char **argv) {
 	const char *mode = argc > 1 ? argv[1] : "read";
@@ -21,6 +33,12 @@ int main(int argc, char **argv) {
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	printf("READY %ld\n", pid0);
 	fflush(stdout);
+	if (strcmp(mode, "alarm") == 0) {
+		pid_at_start = pid0;
+		signal(SIGALRM, on_alarm);
+		alarm(1);
+		for (;;) pause();
+	}
 	if (strcmp(mode, "read") == 0) {
 		char buf[256];
 		ssize_t n = read(0, buf, sizeof buf - 1);
