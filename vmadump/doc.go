@@ -31,7 +31,9 @@
 // xsave area (x87, SSE, AVX, AVX-512, via NT_X86_XSTATE). The signal mask,
 // every handler (read by injecting rt_sigaction), pending signals that
 // arrived during the dump, the rseq registration (re-registered, so
-// sched_getcpu() stays right), cwd, umask, comm, and the mm layout (brk,
+// sched_getcpu() stays right), the alternate signal stack, the interval
+// timers (alarm, setitimer), the set_tid_address pointer and robust futex
+// list glibc registers, the personality, cwd, umask, comm, and the mm layout (brk,
 // argv/environ area, auxv, exe) set in one PR_SET_MM_MAP, so
 // /proc/PID/cmdline, environ and exe read as before and the heap grows
 // from the same brk.
@@ -74,11 +76,12 @@
 // clock_nanosleep (TIMER_ABSTIME) is re-issued and keeps its deadline.
 //
 // Not kept: threads, other processes' view (pid, ppid, process group and
-// session change; the restored process is the restorer's child), SysV IPC,
-// timers (setitimer, timer_create, alarm), sockets beyond fds 0-2, file
-// locks, ptrace relations, seccomp filters, namespaces, resource limits and
-// credentials (the restorer's apply), and CLOCK_MONOTONIC, which differs
-// between nodes.
+// session change; the restored process is the restorer's child; glibc's
+// cached thread id keeps the old value, which only pthread_kill of the main
+// thread from another thread would notice), SysV IPC, POSIX timers
+// (timer_create), sockets beyond fds 0-2, file locks, ptrace relations,
+// seccomp filters, namespaces, resource limits and credentials (the
+// restorer's apply), and CLOCK_MONOTONIC, which differs between nodes.
 //
 // # How restore works
 //

@@ -92,6 +92,14 @@ func (info *Info) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "rseq:     %#x (%d bytes)\n", m.Rseq.Addr, m.Rseq.Size)
 	}
 	fmt.Fprintf(&b, "brk:      %#x-%#x\n", m.MM.StartBrk, m.MM.Brk)
+	if th := m.Thread; th.AltStackSize > 0 && th.AltStackFlags&2 == 0 {
+		fmt.Fprintf(&b, "altstack: %#x (%d bytes)\n", th.AltStackSP, th.AltStackSize)
+	}
+	for i, it := range m.Thread.Itimers {
+		if it[2] != 0 || it[3] != 0 {
+			fmt.Fprintf(&b, "itimer:   %s %d.%06ds left, interval %d.%06ds\n", []string{"real", "virtual", "prof"}[i], it[2], it[3], it[0], it[1])
+		}
+	}
 	b.WriteString("fds:\n")
 	for _, f := range m.FDs {
 		what := map[string]string{
