@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -208,6 +209,11 @@ type restorer struct {
 	mem     *os.File
 	scratch uint64
 	pt      *phaseTimer
+
+	// The page reader (startReader).
+	free chan []byte
+	work chan restoreBatch
+	done chan struct{}
 }
 
 const scratchSize = 16 * pageSize
@@ -256,6 +262,8 @@ func (rs *restorer) run() error {
 		}
 	}
 	rs.t = &tracee{pid: pid, sysAddr: special[KindVDSO].start + k.sysOff, base: regs}
+	rs.startReader()
+	defer close(rs.done)
 	steps := []func() error{
 		func() error { return rs.clear(maps) },
 		func() error { return rs.moveSpecials(special) },
@@ -450,43 +458,45 @@ func (rs *restorer) mapRegions() error {
 	return nil
 }
 
-// pages streams the page records into the target's memory. A goroutine
-// reads and checks the next records while this thread writes the current
-// one into the target (process_vm_writev needs no ptrace thread), each
-// record decoded straight into one of a few rotating buffers.
-func (rs *restorer) pages() error {
-	type batch struct {
-		runs []pageRun
-		data []byte
-		buf  []byte
-		err  error
+// pageBatch is one decoded page record, or the error that ended reading.
+type restoreBatch struct {
+	runs []pageRun
+	data []byte
+	buf  []byte
+	err  error
+}
+
+const readDepth = 3
+
+// startReader starts the goroutine that reads and checks the page records,
+// each decoded straight into one of a few rotating buffers. It starts as
+// soon as the metadata is in, so that the first records arrive while the
+// process is still being laid out.
+func (rs *restorer) startReader() {
+	rs.free = make(chan []byte, readDepth)
+	for i := 0; i < readDepth; i++ {
+		rs.free <- getBuf()[:0]
 	}
-	const depth = 3
-	free := make(chan []byte, depth)
-	for i := 0; i < depth; i++ {
-		free <- getBuf()[:0]
-	}
-	work := make(chan batch, depth)
-	done := make(chan struct{})
-	defer close(done)
+	rs.work = make(chan restoreBatch, readDepth)
+	rs.done = make(chan struct{})
 	go func() {
-		defer close(work)
+		defer close(rs.work)
 		for {
 			var buf []byte
 			select {
-			case buf = <-free:
-			case <-done:
+			case buf = <-rs.free:
+			case <-rs.done:
 				return
 			}
 			rs.ir.d.buf = buf
 			runs, data, err := rs.ir.nextPages()
 			if err == io.EOF {
-				free <- rs.ir.d.buf
+				rs.free <- rs.ir.d.buf
 				return
 			}
 			select {
-			case work <- batch{runs, data, rs.ir.d.buf, err}:
-			case <-done:
+			case rs.work <- restoreBatch{runs, data, rs.ir.d.buf, err}:
+			case <-rs.done:
 				return
 			}
 			if err != nil {
@@ -494,8 +504,13 @@ func (rs *restorer) pages() error {
 			}
 		}
 	}()
+}
+
+// pages writes the records the reader hands over into the target's memory
+// (process_vm_writev needs no ptrace thread, but it is this one anyway).
+func (rs *restorer) pages() error {
 	var spans []span
-	for b := range work {
+	for b := range rs.work {
 		if b.err != nil {
 			return b.err
 		}
@@ -506,10 +521,10 @@ func (rs *restorer) pages() error {
 		if err := remoteIO(rs.pid, rs.mem, b.data, spans, true); err != nil {
 			return err
 		}
-		free <- b.buf
+		rs.free <- b.buf
 	}
-	for i := 0; i < depth; i++ {
-		putBuf(<-free)
+	for i := 0; i < readDepth; i++ {
+		putBuf(<-rs.free)
 	}
 	return nil
 }
@@ -564,7 +579,8 @@ func (rs *restorer) files() error {
 // mmState sets cwd, the mm layout (brk, args, env, auxv, exe) and comm.
 func (rs *restorer) mmState() error {
 	m, t := rs.m, rs.t
-	if m.Cwd != "" {
+	// The stub inherited the restorer's cwd: often already the right one.
+	if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", rs.pid)); m.Cwd != "" && cwd != m.Cwd {
 		a, err := rs.put(0, cstring(m.Cwd))
 		if err != nil {
 			return err
@@ -639,8 +655,10 @@ func (rs *restorer) signals() error {
 			}
 		}
 	}
-	if _, err := rs.t.check("umask", unix.SYS_UMASK, uint64(rs.m.Umask&0o777)); err != nil {
-		return err
+	if st.umask != rs.m.Umask&0o777 {
+		if _, err := rs.t.check("umask", unix.SYS_UMASK, uint64(rs.m.Umask&0o777)); err != nil {
+			return err
+		}
 	}
 	for _, s := range rs.m.Sigaction {
 		var b [32]byte
@@ -696,8 +714,10 @@ func (rs *restorer) signals() error {
 			return err
 		}
 	}
-	if _, err := rs.t.check("personality", unix.SYS_PERSONALITY, uint64(th.Personality)); err != nil {
-		return err
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/personality", rs.pid)); err != nil || strings.TrimSpace(string(b)) != fmt.Sprintf("%08x", th.Personality) {
+		if _, err := rs.t.check("personality", unix.SYS_PERSONALITY, uint64(th.Personality)); err != nil {
+			return err
+		}
 	}
 	if r := rs.m.Rseq; r != nil {
 		if _, err := rs.t.check("rseq", unix.SYS_RSEQ, r.Addr, uint64(r.Size), 0, uint64(r.Sig)); err != nil {
