@@ -141,10 +141,10 @@
 // (written to a temporary name, then renamed) when its content changed;
 // cpuinfo only when the static facts arrive. Rewriting a node's files
 // costs some twenty times more than storing its packet, so recvstats
-// spends at most 1% of a core on them (--files-cpu): up to a few hundred
-// nodes at 1 Hz every packet shows, beyond that each node's files refresh
-// every few seconds (the stamp says when) while the shm file stays
-// current. Fields bproc does not carry (cpu flags, less common meminfo
+// spends at most 0.75% of a core on them (--files-cpu, measured in thread
+// CPU time): up to about a hundred nodes at 1 Hz every packet shows,
+// beyond that each node's files refresh every few seconds (the stamp says
+// when) while the shm file stays current. Fields bproc does not carry (cpu flags, less common meminfo
 // lines, softirq) are absent.
 //
 // # Cost

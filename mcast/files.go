@@ -73,7 +73,7 @@ func unixString(ns int64) string {
 // storing its packet in the shm file, so past a few hundred nodes the files
 // refresh less often than the shm file (each stamp says when), and
 // recvstats stays within its CPU budget. The shm file is always current.
-const DefaultFilesCPU = 0.01
+const DefaultFilesCPU = 0.0075
 
 // filesWriter keeps DIR/N/{cpuinfo,...} in step with the shm file. It runs
 // in its own goroutine and reads the shm file like any other reader, so a
@@ -149,8 +149,13 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 	defer w.shm.Close()
 	defer unix.Close(w.dirfd)
 	// A budget of time: it grows by share of the time that passes (up
-	// to 50 ms banked) and each refresh spends what it took, so the
-	// refresh rate adapts to what a refresh costs on this machine.
+	// to 50 ms banked) and each refresh spends the CPU time it took, so
+	// the refresh rate adapts to what a refresh costs on this machine
+	// (CPU, not wall time: on a busy machine waiting for a core is free).
+	// It is the process's CPU time: recvstats runs on one P, so that is
+	// this goroutine's while it runs (more Ps only make the count
+	// conservative); a thread clock would need the goroutine locked to
+	// its thread, and every hand-over would cost a context switch.
 	const maxBank = 50 * time.Millisecond
 	bank := maxBank
 	last := time.Now()
@@ -180,11 +185,20 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 			}
 			// The shm file stays authoritative; a full disk must not
 			// stop the receiver, so errors only skip this refresh.
-			t0 := time.Now()
+			t0 := processCPU()
 			w.write(node, static)
-			bank -= time.Since(t0)
+			bank -= processCPU() - t0
 		}
 	}
+}
+
+// processCPU is the CPU time the process has used.
+func processCPU() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }
 
 func (w *filesWriter) write(node int, static bool) error {

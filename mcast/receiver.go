@@ -150,6 +150,7 @@ func (r *receiver) adoptRecords() {
 	for n := 0; n < r.shm.Nodes(); n++ {
 		if r.shm.Read(n, &rec) && rec.Flags&RecPresent != 0 {
 			st := r.state(n)
+			st.start, st.seq = rec.Start, rec.SenderSeq // no replays across a restart
 			st.last = time.Unix(0, rec.Updated)
 			st.staleAt = time.Duration(rec.StaleAfter())
 			st.static = rec.Flags&RecStatic != 0

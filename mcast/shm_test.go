@@ -165,13 +165,13 @@ func TestShmGrowReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w2.Close()
 	if err := rd.Read(3, &rec); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
 	if err := rd.Read(1000, &rec); err != nil || rec.Load[0] != 4.5 {
 		t.Errorf("data lost across reuse: %v %v", err, rec.Load[0])
 	}
+	w2.Close()
 	// A file of another layout is replaced, not trusted.
 	os.WriteFile(path, []byte("not a stats file"), 0o644)
 	w3, err := CreateShm(path)
