@@ -223,7 +223,7 @@ func (d *dumper) gather() error {
 	if vdso == nil {
 		return fmt.Errorf("process %d has no [vdso]; cannot inject system calls", pid)
 	}
-	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("opening memory of %d: %w", pid, err)
 	}
@@ -267,49 +267,64 @@ func (d *dumper) inject(sysAddr uint64, mem *os.File) (err error) {
 	if err != nil {
 		return err
 	}
-	scratch, err := t.check("mmap scratch page", unix.SYS_MMAP, 0, pageSize,
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	// The scratch area: data the calls write at the start, the batch's
+	// code from page 1, its results from page 3.
+	const scratchLen, codeOff, resOff = 4 * pageSize, pageSize, 3 * pageSize
+	scratch, err := t.check("mmap scratch area", unix.SYS_MMAP, 0, scratchLen,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if _, e := t.check("munmap scratch page", unix.SYS_MUNMAP, scratch, pageSize); err == nil {
+		if _, e := t.check("munmap scratch area", unix.SYS_MUNMAP, scratch, scratchLen); err == nil {
 			err = e
 		}
 	}()
-	brk, err := t.check("brk(0)", unix.SYS_BRK, 0)
+	var sigs []int
+	for s := 1; s <= 64; s++ {
+		if (st.sigCgt|st.sigIgn)&(1<<(s-1)) != 0 && s != int(unix.SIGKILL) && s != int(unix.SIGSTOP) {
+			sigs = append(sigs, s)
+		}
+	}
+	// brk, the alternate signal stack, the clear-child-tid address, the
+	// interval timers and the handlers: only the process itself can tell.
+	calls := []sysCall{
+		sc("brk(0)", unix.SYS_BRK, 0),
+		sc("sigaltstack", unix.SYS_SIGALTSTACK, 0, scratch+2048),
+		{what: "prctl PR_GET_TID_ADDRESS", nr: unix.SYS_PRCTL, args: [6]uint64{unix.PR_GET_TID_ADDRESS, scratch + 2080}, opt: true},
+	}
+	for w := uint64(0); w < 3; w++ {
+		calls = append(calls, sc("getitimer", unix.SYS_GETITIMER, w, scratch+3072+32*w))
+	}
+	for i, s := range sigs {
+		calls = append(calls, sc("rt_sigaction "+strconv.Itoa(s), unix.SYS_RT_SIGACTION, uint64(s), 0, scratch+uint64(32*i), 8))
+	}
+	res, err := t.batch(mem, scratch+codeOff, scratch+resOff, calls)
 	if err != nil {
 		return err
 	}
-	d.meta.MM.Brk = brk
-	// The alternate signal stack and the clear-child-tid address: only the
-	// process itself can read them.
+	d.meta.MM.Brk = res[0]
+	data := make([]byte, 4096)
+	if _, err := mem.ReadAt(data, int64(scratch)); err != nil {
+		return fmt.Errorf("reading what the injected calls wrote: %w", err)
+	}
 	th := &d.meta.Thread
-	if _, err := t.check("sigaltstack", unix.SYS_SIGALTSTACK, 0, scratch+2048); err != nil {
-		return err
-	}
-	if _, err := t.check("prctl PR_GET_TID_ADDRESS", unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+2080); err != nil && !errors.Is(err, unix.EINVAL) {
-		return err
-	}
-	var tb [40]byte
-	if _, err := mem.ReadAt(tb[:], int64(scratch+2048)); err != nil {
-		return fmt.Errorf("reading thread state: %w", err)
-	}
-	th.AltStackSP = binary.LittleEndian.Uint64(tb[0:])
-	th.AltStackFlags = int32(binary.LittleEndian.Uint32(tb[8:]))
-	th.AltStackSize = binary.LittleEndian.Uint64(tb[16:])
-	th.TidAddress = binary.LittleEndian.Uint64(tb[32:])
-	for w := 0; w < 3; w++ {
-		if _, err := t.check("getitimer", unix.SYS_GETITIMER, uint64(w), scratch+3072+32*uint64(w)); err != nil {
-			return err
-		}
-	}
-	var ib [96]byte
-	if _, err := mem.ReadAt(ib[:], int64(scratch+3072)); err != nil {
-		return fmt.Errorf("reading timers: %w", err)
+	le := binary.LittleEndian
+	th.AltStackSP = le.Uint64(data[2048:])
+	th.AltStackFlags = int32(le.Uint32(data[2056:]))
+	th.AltStackSize = le.Uint64(data[2064:])
+	if sysErr(res[2]) == nil {
+		th.TidAddress = le.Uint64(data[2080:])
 	}
 	for i := range 12 {
-		th.Itimers[i/4][i%4] = int64(binary.LittleEndian.Uint64(ib[8*i:]))
+		th.Itimers[i/4][i%4] = int64(le.Uint64(data[3072+8*i:]))
+	}
+	for i, s := range sigs {
+		b := data[32*i:]
+		d.meta.Sigaction = append(d.meta.Sigaction, Sigaction{
+			Sig: s, Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
+			Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:]),
+		})
 	}
 	var head, hlen uint64
 	if _, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(d.pid), uintptr(unsafe.Pointer(&head)), uintptr(unsafe.Pointer(&hlen))); e == 0 {
@@ -318,30 +333,6 @@ func (d *dumper) inject(sysAddr uint64, mem *os.File) (err error) {
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/personality", d.pid)); err == nil {
 		p, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 32)
 		th.Personality = uint32(p)
-	}
-	var sigs []int
-	for s := 1; s <= 64; s++ {
-		if (st.sigCgt|st.sigIgn)&(1<<(s-1)) != 0 && s != int(unix.SIGKILL) && s != int(unix.SIGSTOP) {
-			sigs = append(sigs, s)
-		}
-	}
-	for i, s := range sigs {
-		if _, err := t.check("rt_sigaction "+strconv.Itoa(s), unix.SYS_RT_SIGACTION, uint64(s), 0, scratch+uint64(32*i), 8); err != nil {
-			return err
-		}
-	}
-	if len(sigs) > 0 {
-		buf := make([]byte, 32*len(sigs))
-		if _, err := mem.ReadAt(buf, int64(scratch)); err != nil {
-			return fmt.Errorf("reading signal handlers: %w", err)
-		}
-		for i, s := range sigs {
-			b := buf[32*i:]
-			d.meta.Sigaction = append(d.meta.Sigaction, Sigaction{
-				Sig: s, Handler: binary.LittleEndian.Uint64(b), Flags: binary.LittleEndian.Uint64(b[8:]),
-				Restorer: binary.LittleEndian.Uint64(b[16:]), Mask: binary.LittleEndian.Uint64(b[24:]),
-			})
-		}
 	}
 	return nil
 }

@@ -27,7 +27,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,8 +43,10 @@ const (
 	// maxRecord bounds a record so a corrupt length cannot make us
 	// allocate without limit.
 	maxRecord = 64 << 20
-	// pagesPerRecord is how many pages the dumper puts in one record.
-	pagesPerRecord = 1024
+	// pagesPerRecord is how many pages the dumper puts in one record:
+	// 1 MiB, small enough to pipeline a small process, large enough that
+	// per-record costs vanish.
+	pagesPerRecord = 256
 	// userTop is the end of the x86_64 user address space (4-level paging).
 	userTop = 1 << 47
 )
@@ -411,16 +412,28 @@ func (e *encoder) meta(m *Meta) error {
 // dumper writes, with its crc.
 const recordBuf = pagesPerRecord*pageSize + 8 + 16*pagesPerRecord + 4
 
-// bufPool recycles record buffers between dumps and restores: a fresh
-// 4 MiB slice costs page faults or zeroing every time.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, recordBuf); return &b }}
+// bufFree recycles record buffers between dumps and restores: a fresh
+// buffer costs page faults or zeroing every time. Unlike a sync.Pool it
+// survives garbage collections; it holds at most cap(bufFree) buffers
+// (8 MiB).
+var bufFree = make(chan []byte, 8)
 
-func getBuf() []byte { return *(bufPool.Get().(*[]byte)) }
+func getBuf() []byte {
+	select {
+	case b := <-bufFree:
+		return b
+	default:
+		return make([]byte, recordBuf)
+	}
+}
 
 func putBuf(b []byte) {
-	if cap(b) >= recordBuf {
-		b = b[:cap(b)]
-		bufPool.Put(&b)
+	if cap(b) < recordBuf {
+		return
+	}
+	select {
+	case bufFree <- b[:cap(b)]:
+	default:
 	}
 }
 

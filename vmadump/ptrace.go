@@ -4,8 +4,10 @@ package vmadump
 // OS thread that attached to the tracee (callers hold runtime.LockOSThread).
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -234,4 +236,110 @@ func describeWait(ws unix.WaitStatus) string {
 		return fmt.Sprintf("stopped %v", ws.StopSignal())
 	}
 	return fmt.Sprintf("status %#x", uint32(ws))
+}
+
+// sysCall is one system call for tracee.batch.
+type sysCall struct {
+	what string
+	nr   uintptr
+	args [6]uint64
+	opt  bool // a failure is the caller's to judge, not an error of the batch
+}
+
+func sc(what string, nr uintptr, args ...uint64) sysCall {
+	c := sysCall{what: what, nr: nr}
+	copy(c.args[:], args)
+	return c
+}
+
+// batchCode is the machine code that makes calls one after the other,
+// storing each result at results+8*i, and ends in int3.
+func batchCode(calls []sysCall, results uint64) []byte {
+	var b []byte
+	imm := func(prefix ...byte) func(v uint64) {
+		return func(v uint64) {
+			b = append(b, prefix...)
+			b = binary.LittleEndian.AppendUint64(b, v)
+		}
+	}
+	movRax, movRdi, movRsi, movRdx := imm(0x48, 0xb8), imm(0x48, 0xbf), imm(0x48, 0xbe), imm(0x48, 0xba)
+	movR10, movR8, movR9 := imm(0x49, 0xba), imm(0x49, 0xb8), imm(0x49, 0xb9)
+	storeRax := imm(0x48, 0xa3) // mov [moffs64], rax
+	for i, c := range calls {
+		movRax(uint64(c.nr))
+		movRdi(c.args[0])
+		movRsi(c.args[1])
+		movRdx(c.args[2])
+		movR10(c.args[3])
+		movR8(c.args[4])
+		movR9(c.args[5])
+		b = append(b, 0x0f, 0x05) // syscall
+		storeRax(results + 8*uint64(i))
+	}
+	return append(b, 0xcc) // int3
+}
+
+// batch runs many independent system calls in one round trip: it writes a
+// little code into the tracee at code (a writable, executable scratch
+// area), lets the tracee run it up to its final int3, and reads each
+// result back from results. It returns the first error, naming its call.
+func (t *tracee) batch(mem *os.File, code, results uint64, calls []sysCall) ([]uint64, error) {
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	prog := batchCode(calls, results)
+	if _, err := mem.WriteAt(prog, int64(code)); err != nil {
+		return nil, fmt.Errorf("writing syscall batch into %d: %w", t.pid, err)
+	}
+	r := t.base
+	r.Rip = code
+	r.Orig_rax = ^uint64(0)
+	if err := setRegs(t.pid, &r); err != nil {
+		return nil, err
+	}
+	end := code + uint64(len(prog))
+	sig := 0
+	for {
+		if err := ptrace(unix.PTRACE_CONT, t.pid, 0, uintptr(sig)); err != nil {
+			return nil, fmt.Errorf("ptrace CONT %d: %w", t.pid, err)
+		}
+		ws, err := waitStop(t.pid)
+		if err != nil {
+			return nil, err
+		}
+		if !ws.Stopped() {
+			return nil, fmt.Errorf("process %d died during injected system calls (%s)", t.pid, describeWait(ws))
+		}
+		s := ws.StopSignal()
+		if s == unix.SIGTRAP && ws.TrapCause() <= 0 {
+			break
+		}
+		if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
+			cur, _ := getRegs(t.pid)
+			return nil, fmt.Errorf("injected system calls faulted in %d (%v at %#x)", t.pid, s, cur.Rip)
+		}
+		if uint32(ws)>>16 == 0 { // a signal for the process: keep it for later
+			t.pending = append(t.pending, int(s))
+		}
+	}
+	cur, err := getRegs(t.pid)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Rip != end {
+		return nil, fmt.Errorf("injected system calls in %d stopped at %#x, want %#x", t.pid, cur.Rip, end)
+	}
+	raw := make([]byte, 8*len(calls))
+	if _, err := mem.ReadAt(raw, int64(results)); err != nil {
+		return nil, fmt.Errorf("reading syscall results of %d: %w", t.pid, err)
+	}
+	out := make([]uint64, len(calls))
+	var first error
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(raw[8*i:])
+		if err := sysErr(out[i]); err != nil && first == nil && !calls[i].opt {
+			first = fmt.Errorf("%s in process %d: %w", calls[i].what, t.pid, err)
+		}
+	}
+	return out, first
 }

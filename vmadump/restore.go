@@ -208,6 +208,7 @@ type restorer struct {
 	t       *tracee
 	mem     *os.File
 	scratch uint64
+	dataOff uint64 // next free byte of the scratch data (alloc)
 	pt      *phaseTimer
 
 	// The page reader (startReader).
@@ -216,7 +217,14 @@ type restorer struct {
 	done chan struct{}
 }
 
-const scratchSize = 16 * pageSize
+// The scratch area in the target: data for system calls in its first
+// half, then the code of a syscall batch, then the batch's results.
+const (
+	scratchSize   = 16 * pageSize
+	scratchCode   = 8 * pageSize
+	scratchResult = 12 * pageSize
+	maxBatch      = 150 // calls per batch: their code fits in 4 pages
+)
 
 // attach waits for the stub to stop at its first instruction.
 func (rs *restorer) attach() error {
@@ -379,7 +387,7 @@ func (rs *restorer) freeArea(size uint64) uint64 {
 
 func (rs *restorer) mapScratch() error {
 	a := rs.freeArea(scratchSize)
-	got, err := rs.t.check("mmap scratch", unix.SYS_MMAP, a, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+	got, err := rs.t.check("mmap scratch", unix.SYS_MMAP, a, scratchSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
 	if err != nil {
 		return err
@@ -388,9 +396,34 @@ func (rs *restorer) mapScratch() error {
 	return nil
 }
 
+// alloc writes b into the data half of the scratch area, after what the
+// previous allocs since the last reset put there, and returns its address.
+func (rs *restorer) alloc(b []byte) (uint64, error) {
+	a, err := rs.put(rs.dataOff, b)
+	rs.dataOff += (uint64(len(b)) + 7) &^ 7
+	return a, err
+}
+
+// runBatch runs calls in the target, maxBatch at a time, and frees the
+// data allocated for them.
+func (rs *restorer) runBatch(calls []sysCall) ([]uint64, error) {
+	defer func() { rs.dataOff = 0 }()
+	var out []uint64
+	for len(calls) > 0 {
+		n := min(len(calls), maxBatch)
+		res, err := rs.t.batch(rs.mem, rs.scratch+scratchCode, rs.scratch+scratchResult, calls[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res...)
+		calls = calls[n:]
+	}
+	return out, nil
+}
+
 // put writes b into the scratch area at off and returns its address.
 func (rs *restorer) put(off uint64, b []byte) (uint64, error) {
-	if off+uint64(len(b)) > scratchSize {
+	if off+uint64(len(b)) > scratchCode {
 		return 0, fmt.Errorf("%d bytes do not fit the scratch area", len(b))
 	}
 	if _, err := rs.mem.WriteAt(b, int64(rs.scratch+off)); err != nil {
@@ -413,6 +446,7 @@ func (rs *restorer) open(path string, flags int) (uint64, error) {
 
 func (rs *restorer) mapRegions() error {
 	fds := map[string]uint64{}
+	var calls []sysCall
 	for _, r := range rs.m.Regions {
 		if r.Travel == TravelKernel {
 			continue
@@ -445,17 +479,14 @@ func (rs *restorer) mapRegions() error {
 		default:
 			flags |= unix.MAP_ANONYMOUS
 		}
-		if _, err := rs.t.check(fmt.Sprintf("mmap %#x-%#x %s", r.Start, r.End, r.Path), unix.SYS_MMAP,
-			r.Start, r.Size(), uint64(r.prot()), flags, fd, off); err != nil {
-			return err
-		}
+		calls = append(calls, sc(fmt.Sprintf("mmap %#x-%#x %s", r.Start, r.End, r.Path), unix.SYS_MMAP,
+			r.Start, r.Size(), uint64(r.prot()), flags, fd, off))
 	}
 	for _, f := range fds {
-		if _, err := rs.t.check("close", unix.SYS_CLOSE, f); err != nil {
-			return err
-		}
+		calls = append(calls, sc("close", unix.SYS_CLOSE, f))
 	}
-	return nil
+	_, err := rs.runBatch(calls)
+	return err
 }
 
 // pageBatch is one decoded page record, or the error that ended reading.
@@ -578,17 +609,7 @@ func (rs *restorer) files() error {
 
 // mmState sets cwd, the mm layout (brk, args, env, auxv, exe) and comm.
 func (rs *restorer) mmState() error {
-	m, t := rs.m, rs.t
-	// The stub inherited the restorer's cwd: often already the right one.
-	if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", rs.pid)); m.Cwd != "" && cwd != m.Cwd {
-		a, err := rs.put(0, cstring(m.Cwd))
-		if err != nil {
-			return err
-		}
-		if _, err := t.check("chdir "+m.Cwd, unix.SYS_CHDIR, a); err != nil {
-			return err
-		}
-	}
+	m := rs.m
 	exeFd := ^uint32(0)
 	if m.Exe != "" && m.ExeFile != nil {
 		if fi, err := os.Stat(m.Exe); err == nil && fi.Mode().IsRegular() && fi.Size() == m.ExeFile.Size {
@@ -599,7 +620,16 @@ func (rs *restorer) mmState() error {
 			exeFd = uint32(fd)
 		}
 	}
-	auxv, err := rs.put(1024, m.Auxv)
+	var calls []sysCall
+	// The stub inherited the restorer's cwd: often already the right one.
+	if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", rs.pid)); m.Cwd != "" && cwd != m.Cwd {
+		a, err := rs.alloc(cstring(m.Cwd))
+		if err != nil {
+			return err
+		}
+		calls = append(calls, sc("chdir "+m.Cwd, unix.SYS_CHDIR, a))
+	}
+	auxv, err := rs.alloc(m.Auxv)
 	if err != nil {
 		return err
 	}
@@ -612,33 +642,50 @@ func (rs *restorer) mmState() error {
 	}
 	le.PutUint32(b[96:], uint32(len(m.Auxv)))
 	le.PutUint32(b[100:], exeFd)
-	a, err := rs.put(2048, b[:])
+	a, err := rs.alloc(b[:])
 	if err != nil {
 		return err
 	}
-	if _, err := t.check("prctl PR_SET_MM_MAP", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, a, uint64(len(b))); err != nil {
-		return err
-	}
+	calls = append(calls, sc("prctl PR_SET_MM_MAP", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, a, uint64(len(b))))
 	if exeFd != ^uint32(0) {
-		if _, err := t.check("close exe", unix.SYS_CLOSE, uint64(exeFd)); err != nil {
-			return err
-		}
+		calls = append(calls, sc("close exe", unix.SYS_CLOSE, uint64(exeFd)))
 	}
-	name, err := rs.put(0, cstring(m.Comm))
+	name, err := rs.alloc(cstring(m.Comm))
 	if err != nil {
 		return err
 	}
-	_, err = t.check("prctl PR_SET_NAME", unix.SYS_PRCTL, unix.PR_SET_NAME, name)
+	calls = append(calls, sc("prctl PR_SET_NAME", unix.SYS_PRCTL, unix.PR_SET_NAME, name))
+	_, err = rs.runBatch(calls)
 	return err
 }
 
-// signals restores the handlers and the rseq registration. Signals the
-// stub inherited as ignored from the restorer (exec keeps SIG_IGN) go back
-// to their default unless the image says otherwise.
+// signals restores the handlers, umask, per-thread state, timers,
+// personality and the rseq registration, in one batch. Signals the stub
+// inherited as ignored from the restorer (exec keeps SIG_IGN) go back to
+// their default unless the image says otherwise.
 func (rs *restorer) signals() error {
 	st, err := readStatus(rs.pid)
 	if err != nil {
 		return err
+	}
+	var calls []sysCall
+	add := func(what string, nr uintptr, data []byte, args ...uint64) error {
+		if data != nil {
+			a, err := rs.alloc(data)
+			if err != nil {
+				return err
+			}
+			args = append([]uint64{args[0], a}, args[1:]...)
+		}
+		calls = append(calls, sc(what, nr, args...))
+		return nil
+	}
+	words := func(v ...uint64) []byte {
+		b := make([]byte, 8*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint64(b[8*i:], x)
+		}
+		return b
 	}
 	set := map[int]bool{}
 	for _, s := range rs.m.Sigaction {
@@ -646,85 +693,51 @@ func (rs *restorer) signals() error {
 	}
 	for sig := 1; sig <= 64; sig++ {
 		if st.sigIgn&(1<<(sig-1)) != 0 && !set[sig] {
-			a, err := rs.put(0, make([]byte, 32)) // SIG_DFL, no flags
-			if err != nil {
+			if err := add(fmt.Sprintf("rt_sigaction %d SIG_DFL", sig), unix.SYS_RT_SIGACTION, make([]byte, 32), uint64(sig), 0, 8); err != nil {
 				return err
 			}
-			if _, err := rs.t.check(fmt.Sprintf("rt_sigaction %d SIG_DFL", sig), unix.SYS_RT_SIGACTION, uint64(sig), a, 0, 8); err != nil {
-				return err
-			}
-		}
-	}
-	if st.umask != rs.m.Umask&0o777 {
-		if _, err := rs.t.check("umask", unix.SYS_UMASK, uint64(rs.m.Umask&0o777)); err != nil {
-			return err
 		}
 	}
 	for _, s := range rs.m.Sigaction {
-		var b [32]byte
-		for i, v := range []uint64{s.Handler, s.Flags, s.Restorer, s.Mask} {
-			binary.LittleEndian.PutUint64(b[8*i:], v)
-		}
-		a, err := rs.put(0, b[:])
-		if err != nil {
+		if err := add(fmt.Sprintf("rt_sigaction %d", s.Sig), unix.SYS_RT_SIGACTION, words(s.Handler, s.Flags, s.Restorer, s.Mask), uint64(s.Sig), 0, 8); err != nil {
 			return err
 		}
-		if _, err := rs.t.check(fmt.Sprintf("rt_sigaction %d", s.Sig), unix.SYS_RT_SIGACTION, uint64(s.Sig), a, 0, 8); err != nil {
-			return err
-		}
+	}
+	if st.umask != rs.m.Umask&0o777 {
+		calls = append(calls, sc("umask", unix.SYS_UMASK, uint64(rs.m.Umask&0o777)))
 	}
 	th := rs.m.Thread
 	const ssDisable, ssOnStack = 2, 1
 	if th.AltStackFlags&ssDisable == 0 && th.AltStackSize > 0 {
-		var b [24]byte
-		binary.LittleEndian.PutUint64(b[0:], th.AltStackSP)
-		binary.LittleEndian.PutUint32(b[8:], uint32(th.AltStackFlags&^ssOnStack))
-		binary.LittleEndian.PutUint64(b[16:], th.AltStackSize)
-		a, err := rs.put(0, b[:])
+		ss := words(th.AltStackSP, uint64(uint32(th.AltStackFlags&^ssOnStack)), th.AltStackSize)
+		a, err := rs.alloc(ss)
 		if err != nil {
 			return err
 		}
-		if _, err := rs.t.check("sigaltstack", unix.SYS_SIGALTSTACK, a, 0); err != nil {
-			return err
-		}
+		calls = append(calls, sc("sigaltstack", unix.SYS_SIGALTSTACK, a, 0))
 	}
 	if th.TidAddress != 0 {
-		if _, err := rs.t.check("set_tid_address", unix.SYS_SET_TID_ADDRESS, th.TidAddress); err != nil {
-			return err
-		}
+		calls = append(calls, sc("set_tid_address", unix.SYS_SET_TID_ADDRESS, th.TidAddress))
 	}
 	if th.RobustList != 0 {
-		if _, err := rs.t.check("set_robust_list", unix.SYS_SET_ROBUST_LIST, th.RobustList, th.RobustLen); err != nil {
-			return err
-		}
+		calls = append(calls, sc("set_robust_list", unix.SYS_SET_ROBUST_LIST, th.RobustList, th.RobustLen))
 	}
 	for w, it := range th.Itimers {
-		if it == [4]int64{} {
-			continue
-		}
-		var b [32]byte
-		for i, v := range it {
-			binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
-		}
-		a, err := rs.put(0, b[:])
-		if err != nil {
-			return err
-		}
-		if _, err := rs.t.check("setitimer", unix.SYS_SETITIMER, uint64(w), a, 0); err != nil {
-			return err
+		if it != [4]int64{} {
+			v := words(uint64(it[0]), uint64(it[1]), uint64(it[2]), uint64(it[3]))
+			if err := add("setitimer", unix.SYS_SETITIMER, v, uint64(w), 0); err != nil {
+				return err
+			}
 		}
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/personality", rs.pid)); err != nil || strings.TrimSpace(string(b)) != fmt.Sprintf("%08x", th.Personality) {
-		if _, err := rs.t.check("personality", unix.SYS_PERSONALITY, uint64(th.Personality)); err != nil {
-			return err
-		}
+		calls = append(calls, sc("personality", unix.SYS_PERSONALITY, uint64(th.Personality)))
 	}
 	if r := rs.m.Rseq; r != nil {
-		if _, err := rs.t.check("rseq", unix.SYS_RSEQ, r.Addr, uint64(r.Size), 0, uint64(r.Sig)); err != nil {
-			return err
-		}
+		calls = append(calls, sc("rseq", unix.SYS_RSEQ, r.Addr, uint64(r.Size), 0, uint64(r.Sig)))
 	}
-	return nil
+	_, err = rs.runBatch(calls)
+	return err
 }
 
 // finish drops the scratch area, loads the registers and lets go.
