@@ -19,7 +19,7 @@ const DefaultPath = mcast.DefaultShmPath
 
 // ErrNoData says the node has not reported (never, or not since it was
 // forgotten).
-var ErrNoData = errors.New("no statistics for node")
+var ErrNoData = errors.New("no statistics")
 
 // Reader reads the shm file.
 type Reader struct {

@@ -38,7 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	interval := fs.Duration("interval", time.Second, "redraw interval of -w")
 	count := fs.Int("count", 0, "with -w, stop after `N` redraws (0: never)")
 	node := fs.IntP("node", "N", -1, "print the stats files of node `NODE`")
-	names := fs.StringArrayP("file", "f", nil, "with -N, only this file (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
+	fs.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
+	names := fs.StringArrayP("file", "f", nil, "with -N, only the file `NAME` (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
 	metrics := fs.Bool("metrics", false, "print the stats in Prometheus text format")
 	counters := fs.Bool("counters", false, "print recvstats' packet counters")
 	help := fs.BoolP("help", "h", false, "show this help and exit")

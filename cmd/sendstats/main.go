@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	port := fs.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
 	rate := fs.Float64P("rate", "r", 1, "samples per second (`RATE` 5 sends every 200 ms)")
 	node := fs.IntP("node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
+	fs.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
 	keyFile := fs.StringP("key", "k", key.DefaultPath, "cluster key `file`")
 	procfs := fs.String("procfs", "/proc", "read the /proc files from `DIR`")
 	simulate := fs.Int("simulate", 0, "load generator: send for `N` simulated nodes numbered from -n")

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfig(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte("k3y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	procfs := "../../mcast/testdata/x86"
+	cfg, err := config("", 3040, 5, 7, keyFile, procfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Interval != 200*time.Millisecond || cfg.Node != 7 || string(cfg.Key) != "k3y" ||
+		cfg.StatsAddr != "239.2.11.72:3040" || cfg.RequestAddr != "239.2.11.73:3040" {
+		t.Errorf("config %+v", cfg)
+	}
+	bad := []struct {
+		name       string
+		port       int
+		rate       float64
+		key, procs string
+		want       string
+	}{
+		{"port", 70000, 1, keyFile, procfs, "port"},
+		{"rate zero", 3040, 0, keyFile, procfs, "rate"},
+		{"rate NaN", 3040, nanRate(), keyFile, procfs, "rate"},
+		{"no key", 3040, 1, filepath.Join(dir, "none"), procfs, "cluster key"},
+		{"no procfs", 3040, 1, keyFile, filepath.Join(dir, "none"), "cpuinfo"},
+	}
+	for _, b := range bad {
+		if _, err := config("", b.port, b.rate, 1, b.key, b.procs); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%s: %v, want an error about %s", b.name, err, b.want)
+		}
+	}
+}
+
+func nanRate() float64 { z := 0.0; return z / z }
+
+func TestUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if rc := run([]string{"-h"}, &out, &errb); rc != 0 || !strings.Contains(out.String(), "--procfs") {
+		t.Errorf("-h: rc %d, %q", rc, out.String())
+	}
+	out.Reset()
+	if rc := run([]string{"--bogus"}, &out, &errb); rc != 2 || !strings.Contains(errb.String(), "unknown flag") {
+		t.Errorf("--bogus: rc %d, %q", rc, errb.String())
+	}
+	if rc := run([]string{"extra"}, &out, &errb); rc != 2 {
+		t.Errorf("extra argument: rc %d", rc)
+	}
+}
