@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	files := fs.String("files", mcast.DefaultFilesDir, "per-node text files under `DIR` (\"-\": none)")
 	filesCPU := fs.Float64("files-cpu", mcast.DefaultFilesCPU*100, "spend at most `PCT` percent of a core rewriting the per-node files (-1: rewrite at every packet); the shm file is always current")
 	metrics := fs.String("metrics", "", "serve the stats in Prometheus text format at http://`ADDR`/metrics")
+	forget := fs.Duration("forget", time.Hour, "clear a node silent this long (it shows stale long before)")
 	requestEvery := fs.Duration("request-every", 30*time.Second, "ask every node for an update this often")
 	help := fs.BoolP("help", "h", false, "show this help and exit")
 	version := fs.BoolP("version", "v", false, "print the version and exit")
@@ -123,13 +125,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg := mcast.ReceiverConfig{Iface: *iface, Key: k, ShmPath: *shm, FilesDir: *files, FilesCPU: *filesCPU / 100,
-		RequestEvery: *requestEvery, Log: logger}
+		RequestEvery: *requestEvery, ForgetAfter: *forget, Log: logger}
 	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(*port)
 	if ln != nil {
 		cfg.Ready = func() { go serveMetrics(ctx, ln, *shm, logger) }
 	}
 	if err := mcast.RunReceiver(ctx, cfg); err != nil {
-		logger.Print(err)
+		logger.Print(strings.TrimPrefix(err.Error(), "recvstats: ")) // the logger says who
 		return 1
 	}
 	return 0
