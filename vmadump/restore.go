@@ -273,46 +273,44 @@ func (rs *restorer) run() error {
 	rs.startReader()
 	defer close(rs.done)
 	steps := []func() error{
-		func() error { return rs.clear(maps) },
-		func() error { return rs.moveSpecials(special) },
-		rs.mapScratch, rs.mapRegions, rs.pages, rs.files, rs.mmState, rs.signals, rs.finish,
+		func() error { return rs.mapScratch(maps) },
+		func() error { return rs.clear(maps, special) },
+		rs.mapRegions, rs.pages, rs.files, rs.mmState, rs.signals, rs.finish,
 	}
 	for i, s := range steps {
 		if err := s(); err != nil {
 			return err
 		}
-		rs.pt.mark([]string{"clear", "specials", "scratch", "map", "pages", "files", "mm", "signals", "finish"}[i])
-	}
-	return nil
-}
-
-// clear unmaps everything of the stub but its kernel mappings.
-func (rs *restorer) clear(maps []mapping) error {
-	var keep []mapping
-	for _, mp := range maps {
-		if _, ok := specialKinds[mp.path]; ok {
-			keep = append(keep, mp)
-		}
-	}
-	sort.Slice(keep, func(i, j int) bool { return keep[i].start < keep[j].start })
-	from := uint64(0)
-	for _, mp := range append(keep, mapping{start: userTop - pageSize, end: userTop}) { // TASK_SIZE
-		if mp.start > from {
-			if _, err := rs.t.check("munmap stub", unix.SYS_MUNMAP, from, mp.start-from); err != nil {
-				return err
-			}
-		}
-		from = mp.end
+		rs.pt.mark([]string{"scratch", "clear", "map", "pages", "files", "mm", "signals", "finish"}[i])
 	}
 	return nil
 }
 
 func overlaps(a0, a1, b0, b1 uint64) bool { return a0 < b1 && b0 < a1 }
 
-// moveSpecials puts [vvar], [vvar_vclock] and [vdso] where the image had
-// them: glibc caches pointers into the vDSO. Each is moved whole; if a
-// destination overlaps a current position, all go through a free area first.
-func (rs *restorer) moveSpecials(cur map[string]mapping) error {
+// clear unmaps everything of the stub but its kernel mappings and the
+// scratch area, and puts [vvar], [vvar_vclock] and [vdso] where the image
+// had them (glibc caches pointers into the vDSO), in one batch. Each is
+// moved whole; if a destination overlaps a current position, all go
+// through a free area first.
+func (rs *restorer) clear(maps []mapping, cur map[string]mapping) error {
+	keep := []mapping{{start: rs.scratch, end: rs.scratch + scratchSize}}
+	for _, mp := range maps {
+		if _, ok := specialKinds[mp.path]; ok {
+			keep = append(keep, mp)
+		}
+	}
+	sort.Slice(keep, func(i, j int) bool { return keep[i].start < keep[j].start })
+	var calls []sysCall
+	from := uint64(0)
+	for _, mp := range append(keep, mapping{start: userTop - pageSize, end: userTop}) { // TASK_SIZE
+		if mp.start > from {
+			calls = append(calls, sc("munmap stub", unix.SYS_MUNMAP, from, mp.start-from))
+		}
+		from = max(from, mp.end)
+	}
+	nUnmap := len(calls)
+
 	type move struct {
 		kind           string
 		from, to, size uint64
@@ -333,49 +331,65 @@ func (rs *restorer) moveSpecials(cur map[string]mapping) error {
 			}
 		}
 	}
-	vdsoOff := rs.t.sysAddr - cur[KindVDSO].start
-	do := func(mv *move, to uint64) error {
-		if mv.from == to {
-			return nil
+	var targets []uint64
+	add := func(mv *move, to uint64) {
+		if mv.from != to {
+			calls = append(calls, sc("mremap ["+mv.kind+"]", unix.SYS_MREMAP, mv.from, mv.size, mv.size, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to))
+			targets = append(targets, to)
+			mv.from = to
 		}
-		got, err := rs.t.check("mremap ["+mv.kind+"]", unix.SYS_MREMAP, mv.from, mv.size, mv.size, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to)
-		if err != nil {
-			return err
-		}
-		if got != to {
-			return fmt.Errorf("mremap [%s] to %#x landed at %#x", mv.kind, to, got)
-		}
-		mv.from = to
-		if mv.kind == KindVDSO {
-			rs.t.sysAddr = to + vdsoOff
-		}
-		return nil
 	}
-	if clash {
-		tmp := rs.freeArea(1 << 30)
+	if clash || detourSpecials {
+		tmp := rs.freeArea(1<<30, keep)
 		for i := range moves {
-			if err := do(&moves[i], tmp+moves[i].from-lo); err != nil {
-				return err
-			}
+			add(&moves[i], tmp+moves[i].from-lo)
 		}
 	}
 	for i := range moves {
-		if err := do(&moves[i], moves[i].to); err != nil {
-			return err
+		add(&moves[i], moves[i].to)
+	}
+	res, err := rs.runBatch(calls)
+	if err != nil {
+		return err
+	}
+	for i, to := range targets {
+		if got := res[nUnmap+i]; got != to {
+			return fmt.Errorf("%s to %#x landed at %#x", calls[nUnmap+i].what, to, got)
 		}
 	}
+	// Single-stepped calls go through the vDSO's syscall instruction.
+	rs.t.sysAddr += rs.vdsoAt() - cur[KindVDSO].start
 	return nil
 }
 
+// detourSpecials makes clear always move the kernel mappings through a
+// free area, as it must when they clash; a test sets it.
+var detourSpecials = false
+
+// vdsoAt is where the image has [vdso].
+func (rs *restorer) vdsoAt() uint64 {
+	for _, r := range rs.m.Regions {
+		if r.Kind == KindVDSO {
+			return r.Start
+		}
+	}
+	return 0
+}
+
 // freeArea returns a 1 GiB-aligned address with size free bytes, clear
-// of every region of the image.
-func (rs *restorer) freeArea(size uint64) uint64 {
+// of every region of the image and of the given mappings.
+func (rs *restorer) freeArea(size uint64, avoid []mapping) uint64 {
 	for a := uint64(0x200000000000); a+size < userTop; a += 1 << 30 {
 		free := true
 		for _, r := range rs.m.Regions {
 			if overlaps(a, a+size, r.Start, r.End) {
 				free = false
 				break
+			}
+		}
+		for _, m := range avoid {
+			if overlaps(a, a+size, m.start, m.end) {
+				free = false
 			}
 		}
 		if free {
@@ -385,8 +399,8 @@ func (rs *restorer) freeArea(size uint64) uint64 {
 	return 0x10000000
 }
 
-func (rs *restorer) mapScratch() error {
-	a := rs.freeArea(scratchSize)
+func (rs *restorer) mapScratch(stub []mapping) error {
+	a := rs.freeArea(scratchSize, stub)
 	got, err := rs.t.check("mmap scratch", unix.SYS_MMAP, a, scratchSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
 	if err != nil {

@@ -87,7 +87,16 @@ func testState(t *testing.T, static bool, flags Flags) {
 	}
 }
 
-func TestStateStatic(t *testing.T)  { testState(t, true, 0) }
+func TestStateStatic(t *testing.T) { testState(t, true, 0) }
+
+// The kernel mappings' detour through a free area, taken when their old
+// and new places overlap (rare with random placement, so forced here).
+func TestSpecialsDetour(t *testing.T) {
+	detourSpecials = true
+	defer func() { detourSpecials = false }()
+	testState(t, false, 0)
+}
+
 func TestStateDynamic(t *testing.T) { testState(t, false, 0) }
 
 // waitSyscall polls until pid is blocked in system call nr.
