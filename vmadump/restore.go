@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,7 +46,11 @@ func (p *Process) Wait() (*os.ProcessState, error) {
 
 // Signal sends sig to the restored process.
 func (p *Process) Signal(sig os.Signal) error {
-	return syscall.Kill(p.Pid, sig.(syscall.Signal))
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return fmt.Errorf("cannot send %v", sig)
+	}
+	return syscall.Kill(p.Pid, s)
 }
 
 // ErrVDSO is wrapped by the error for an image made on a host whose vDSO
@@ -59,7 +64,7 @@ var ErrFile = errors.New("referenced file missing or changed")
 
 // hostKernel describes this host's special mappings, once.
 var hostKernel = sync.OnceValues(func() (*kernelInfo, error) {
-	vdso, m, err := ownVDSO()
+	vdso, _, err := ownVDSO()
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +82,6 @@ var hostKernel = sync.OnceValues(func() (*kernelInfo, error) {
 			k.sizes[kind] = mp.size()
 		}
 	}
-	_ = m
 	return k, nil
 })
 
@@ -116,8 +120,8 @@ func checkHost(m *Meta) error {
 	return nil
 }
 
-// checkFiles verifies every file the image refers to, before any process
-// is created, and names the first one that is missing or different.
+// checkFiles verifies every file the image refers to, before any memory is
+// laid out, and names the first one that is missing or different.
 func checkFiles(m *Meta) error {
 	for _, r := range m.Regions {
 		if r.Travel != TravelFile {
@@ -127,9 +131,13 @@ func checkFiles(m *Meta) error {
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrFile, r.Path, err)
 		}
-		if id.Size != r.File.Size || id.CRC != r.File.CRC {
-			return fmt.Errorf("%w: %s is not the file that was mapped (size %d, was %d; content of [%#x+%#x) differs: %v)",
-				ErrFile, r.Path, id.Size, r.File.Size, r.Offset, r.Size(), id.CRC != r.File.CRC)
+		switch {
+		case id.Size != r.File.Size:
+			return fmt.Errorf("%w: %s is not the file that was mapped: %d bytes, was %d (modified %s, was %s)",
+				ErrFile, r.Path, id.Size, r.File.Size, id.Mtime.Format(time.RFC3339), r.File.Mtime.Format(time.RFC3339))
+		case id.CRC != r.File.CRC:
+			return fmt.Errorf("%w: %s is not the file that was mapped: its bytes at offset %#x differ (modified %s, was %s)",
+				ErrFile, r.Path, r.Offset, id.Mtime.Format(time.RFC3339), r.File.Mtime.Format(time.RFC3339))
 		}
 	}
 	return nil
