@@ -6,7 +6,7 @@
  *             cannot restart it elsewhere) or "nanosleep: ok"
  *   absolute  clock_nanosleep(TIMER_ABSTIME) to 2 s after start; prints
  *             "absolute: ok" after the deadline (re-issued, same deadline)
- *   alarm     alarm(1) then pause(); prints "alarm: fired" from the handler
+ *   alarm     alarm(2) then pause(); prints "alarm: fired" from the handler
  *             (the interval timer must travel, pause be re-issued)
  */
 #define _GNU_SOURCE
@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
 	if (strcmp(mode, "alarm") == 0) {
 		pid_at_start = pid0;
 		signal(SIGALRM, on_alarm);
-		alarm(1);
+		alarm(2);
 		for (;;) pause();
 	}
 	if (strcmp(mode, "read") == 0) {
