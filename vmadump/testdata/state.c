@@ -91,6 +91,11 @@ int main(int argc, char **argv) {
 	unsigned char *ro = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(ro, 0x3c, PG);
 	mprotect(ro, PG, PROT_READ);
+	unsigned char *none = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(none, 0x6e, PG);
+	mprotect(none, PG, PROT_NONE);
+	unsigned char *shared = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	memset(shared + PG, 0x53, PG);
 
 	/* a file, mapped privately: page 1 dirtied, 0 and 2 as in the file */
 	int mf = open("mapped", O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -203,6 +208,14 @@ int main(int argc, char **argv) {
 	int rok = 1;
 	for (long i = 0; i < PG; i++) if (ro[i] != 0x3c) rok = 0;
 	CHECK("anon-ro", rok, "read-only anonymous page differs");
+	mprotect(none, PG, PROT_READ);
+	int nok = 1;
+	for (long i = 0; i < PG; i++) if (none[i] != 0x6e) nok = 0;
+	CHECK("anon-prot-none", nok, "a PROT_NONE page lost its contents");
+	int shok = 1;
+	for (long i = 0; i < PG; i++) if (shared[i] != 0 || shared[PG + i] != 0x53) shok = 0;
+	shared[0] = 1;
+	CHECK("shared-anon", shok && shared[0] == 1, "shared anonymous mapping differs");
 	int fok = 1;
 	for (long i = 0; i < 3 * PG; i++) {
 		char want = (i >= PG && i < 2 * PG) ? 'Z' : fbuf[i];
