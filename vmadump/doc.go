@@ -123,6 +123,8 @@
 // (t/bench-vmadump.sh) prints dump+restore times beside memcpy and a plain
 // read of the same bytes. VMADUMP_TRACE=1 prints the time of each step.
 //
-// Root is required (ptrace of other users' processes, PR_SET_MM_MAP's exe
-// change needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
+// Privileges: a user can dump and restore their own processes (ptrace and
+// PR_SET_MM_MAP need nothing more); /proc/PID/exe of the restored process
+// is only set with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (otherwise it
+// names the stub), and root can dump anyone's.
 package vmadump

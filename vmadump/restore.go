@@ -678,6 +678,15 @@ func (rs *restorer) mmState() error {
 	}
 	calls = append(calls, sc("prctl PR_SET_NAME", unix.SYS_PRCTL, unix.PR_SET_NAME, name))
 	_, err = rs.runBatch(calls)
+	if errors.Is(err, unix.EPERM) && exeFd != ^uint32(0) {
+		// Changing exe needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE; a
+		// user restoring their own process keeps the stub as exe.
+		le.PutUint32(b[100:], ^uint32(0))
+		if _, err = rs.put(0, b[:]); err != nil {
+			return err
+		}
+		_, err = rs.t.check("prctl PR_SET_MM_MAP", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, rs.scratch, uint64(len(b)))
+	}
 	return err
 }
 
