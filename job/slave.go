@@ -44,9 +44,17 @@ type Slave struct {
 	node  int
 	jobs  map[int]*running
 	cache *binCache
+}
 
+// link is one connection to the master, as the goroutines of its jobs see
+// it: they keep it even when the Slave has moved on to a new connection,
+// so a late report never lands on a new master whose pids mean other
+// processes.
+type link struct {
+	tree     Opener
 	reportMu sync.Mutex
 	report   io.Writer // slave/report
+	fail     context.CancelCauseFunc
 }
 
 type running struct {
@@ -87,19 +95,20 @@ func (s *Slave) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	defer s.killAll()
 
-	jobs, err := s.Tree.Open("slave/jobs", os.O_RDONLY)
+	// This connection's tree: goroutines of its jobs keep using it even if
+	// s.Tree is replaced for the next connection.
+	tree := s.Tree
+	jobs, err := tree.Open("slave/jobs", os.O_RDONLY)
 	if err != nil {
 		return fmt.Errorf("registering with the master: %w", err)
 	}
-	report, err := s.Tree.Open("slave/report", os.O_WRONLY)
+	report, err := tree.Open("slave/report", os.O_WRONLY)
 	if err != nil {
 		jobs.Close()
 		return fmt.Errorf("opening report: %w", err)
 	}
 	defer report.Close()
-	s.reportMu.Lock()
-	s.report = report
-	s.reportMu.Unlock()
+	l := &link{tree: tree, report: report, fail: cancel}
 	go func() {
 		<-ctx.Done()
 		jobs.Close()
@@ -128,12 +137,12 @@ func (s *Slave) Run(ctx context.Context) error {
 			s.node = m.Node
 			s.mu.Unlock()
 			s.logf("registered as node %d", m.Node)
-			go s.pinger(ctx, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
+			go s.pinger(ctx, tree, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
 			if s.OnHello != nil {
 				s.OnHello(m.Node)
 			}
 		case "start":
-			go s.start(ctx, &m)
+			go s.start(ctx, l, &m)
 		case "signal":
 			s.signal(m.Pid, syscall.Signal(m.Sig))
 		case "state":
@@ -146,11 +155,11 @@ func (s *Slave) Run(ctx context.Context) error {
 
 // pinger proves the slave alive several times per ping timeout; a failed
 // ping means the master dropped us.
-func (s *Slave) pinger(ctx context.Context, cancel context.CancelCauseFunc, timeout time.Duration) {
+func (s *Slave) pinger(ctx context.Context, tree Opener, cancel context.CancelCauseFunc, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	f, err := s.Tree.Open("slave/ping", os.O_WRONLY)
+	f, err := tree.Open("slave/ping", os.O_WRONLY)
 	if err != nil {
 		cancel(fmt.Errorf("opening ping: %w", err))
 		return
@@ -219,7 +228,8 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 }
 
 // start runs one job and reports it to slave/proc/PID/ctl.
-func (s *Slave) start(ctx context.Context, m *fs.Msg) {
+func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
+	tree := l.tree
 	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
 	// report sends lines about this job in one write.
 	report := func(lines ...string) bool {
@@ -228,11 +238,17 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 			b = fmt.Appendf(b, "%d %s\n", m.Pid, l)
 		}
 		s.trace("-> %s", b)
-		s.reportMu.Lock()
-		_, err := s.report.Write(b)
-		s.reportMu.Unlock()
+		l.reportMu.Lock()
+		_, err := l.report.Write(b)
+		l.reportMu.Unlock()
 		if err != nil {
 			s.logf("job %d: reporting %q: %v", m.Pid, b, err)
+			// The master not knowing the process is its answer to a start
+			// it gave up on; anything else means the link is broken, and
+			// a fresh connection is the way out.
+			if !errors.Is(err, syscall.ESRCH) {
+				l.fail(fmt.Errorf("reporting to the master: %w", err))
+			}
 		}
 		return err == nil
 	}
@@ -244,7 +260,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		report(fmt.Sprintf("failed %d %s", int(errno), err.Error()))
 	}
 
-	bin, release, err := s.cache.get(s.Tree, m.Hash, m.Size)
+	bin, release, err := s.cache.get(tree, m.Hash, m.Size)
 	if err != nil {
 		fail(fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
@@ -288,7 +304,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 				emptyMu.Unlock()
 				return
 			}
-			dst, err := s.Tree.Open(base+name, os.O_WRONLY)
+			dst, err := tree.Open(base+name, os.O_WRONLY)
 			if err != nil {
 				s.logf("job %d: opening %s: %v", m.Pid, name, err)
 				io.Copy(io.Discard, r)
@@ -349,7 +365,7 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if stdinW != nil {
-		go s.feedStdin(m.Pid, base, stdinW)
+		go s.feedStdin(tree, m.Pid, base, stdinW)
 	}
 
 	err = cmd.Wait()
@@ -385,9 +401,9 @@ func (s *Slave) start(ctx context.Context, m *fs.Msg) {
 	report(lines...)
 }
 
-func (s *Slave) feedStdin(pid int, base string, w *os.File) {
+func (s *Slave) feedStdin(tree Opener, pid int, base string, w *os.File) {
 	defer w.Close()
-	src, err := s.Tree.Open(base+"stdin", os.O_RDONLY)
+	src, err := tree.Open(base+"stdin", os.O_RDONLY)
 	if err != nil {
 		s.logf("job %d: opening stdin: %v", pid, err)
 		return

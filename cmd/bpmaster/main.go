@@ -146,10 +146,18 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 		if mnt, err = mount(cfg.Mount, m.Root(), verbose); err != nil {
 			return err
 		}
-		defer mnt.Unmount()
-		// Runs first: blocked readers must return before an unmount can finish.
-		defer m.Shutdown()
 		logger.Printf("tree mounted at %s", cfg.Mount)
+	}
+	// Shut down in order: first stop serving 9P, so no slave registers with
+	// a master that is going away; then end blocked readers, without which
+	// the unmount cannot finish.
+	shutdown := func() {
+		cancel()
+		<-serveErr
+		m.Shutdown()
+		if mnt != nil {
+			mnt.Unmount()
+		}
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -157,10 +165,13 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	for {
 		select {
 		case err := <-serveErr:
+			serveErr <- err
+			shutdown()
 			return fmt.Errorf("serving: %w", err)
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
 				logger.Printf("%v: shutting down", sig)
+				shutdown()
 				return nil
 			}
 			newCfg, err := loadConfig(cfgPath, cfgGiven)
@@ -178,20 +189,12 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	}
 }
 
-// mount mounts the tree at dir, clearing a stale mount left by a master
-// that died (its FUSE connection is gone: "transport endpoint is not connected").
+// mount mounts the tree at dir (fusemount clears a stale mount left by a
+// master that died).
 func mount(dir string, root fs.Dir, debug bool) (*fusemount.Mounted, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, syscall.ENOTCONN) {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-	}
-	opts := fusemount.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"}
-	mnt, err := fusemount.Mount(dir, root, opts)
+	mnt, err := fusemount.Mount(dir, root, fusemount.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"})
 	if err != nil {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-		os.MkdirAll(dir, 0o755)
-		if mnt, err = fusemount.Mount(dir, root, opts); err != nil {
-			return nil, fmt.Errorf("mounting the tree at %s: %w", dir, err)
-		}
+		return nil, fmt.Errorf("mounting the tree at %s: %w", dir, err)
 	}
 	return mnt, nil
 }

@@ -127,14 +127,22 @@ func run(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *
 	host, _ := os.Hostname()
 	hello := srv.Hello{Role: "slave", Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid()), Host: host}
 	addr := net.JoinHostPort(o.master, o.port)
-	backoff := 100 * time.Millisecond
+	// One Slave for every connection: its cache of shipped binaries
+	// outlives a reconnect.
+	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf}
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
+	backoff := minBackoff
 	for {
-		err := serveOnce(ctx, o, addr, k, hello, logger, tracer)
+		began := time.Now()
+		err := serveOnce(ctx, s, o, addr, k, hello, logger)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if !o.reconnect {
 			return err
+		}
+		if time.Since(began) > maxBackoff {
+			backoff = minBackoff // it had been working: retry soon
 		}
 		logger.Printf("%v; reconnecting in %v", err, backoff)
 		select {
@@ -142,14 +150,11 @@ func run(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 2*time.Second)
-		if err == nil {
-			backoff = 100 * time.Millisecond
-		}
+		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
-func serveOnce(ctx context.Context, o *options, addr string, k []byte, hello srv.Hello, logger *log.Logger, tracer *daemon.Tracer) error {
+func serveOnce(ctx context.Context, s *job.Slave, o *options, addr string, k []byte, hello srv.Hello, logger *log.Logger) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	c, err := srv.DialFrom(dctx, o.source, addr, k, hello)
 	cancel()
@@ -161,13 +166,17 @@ func serveOnce(ctx context.Context, o *options, addr string, k []byte, hello srv
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
+		// Whichever ends first, the connection or the serving, ends the
+		// other: closing the client is what unblocks pending 9P reads.
 		select {
 		case <-c.Done():
 			stop()
 		case <-sctx.Done():
+			c.Close()
 		}
 	}()
-	s := &job.Slave{Tree: opener{c}, CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf}
+	s.Tree = opener{c}
+	s.OnHello = nil
 	if !o.noStats {
 		// Once the master has told us our node number, multicast this
 		// node's statistics under it for as long as the connection lasts.
