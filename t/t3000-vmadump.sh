@@ -117,6 +117,20 @@ time.sleep(100)" >"$T/py" &
 	kill $pid
 '
 
+test_expect_success 'a user dumps and restores their own process' '
+	mkdir -m 777 "$T/user" &&
+	cp "$T/loop.pl" "$T/user/" &&
+	echo from-user >"$T/user/line" &&
+	setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "
+		cd $T/user &&
+		perl loop.pl <line >out 2>/dev/null &
+		until grep -q READY $T/user/out 2>/dev/null; do sleep 0.02; done
+		vmadump dump \$! $T/user/img &&
+		vmadump restore $T/user/img </dev/null; test \$? = 3" &&
+	test_grep "^moved after" "$T/user/out" &&
+	test_grep "^read: from-user" "$T/user/out"
+'
+
 test_expect_code 2 'usage errors exit 2' 'vmadump dump notapid x'
 
 test_done
