@@ -439,7 +439,7 @@ func (d *dumper) regions() error {
 			r.Kind, r.Travel = KindHeap, TravelImage
 		case mp.path == "[stack]":
 			r.Kind, r.Travel = KindStack, TravelImage
-		case shared && (mp.path == "" || strings.HasPrefix(mp.path, "/dev/zero") || strings.HasPrefix(mp.path, "/SYSV")):
+		case shared && (mp.path == "" || strings.HasPrefix(mp.path, "/dev/zero") || strings.HasPrefix(mp.path, "/SYSV") || strings.HasPrefix(mp.path, "[anon_shmem:")):
 			r.Kind, r.Travel, r.Path = KindSharedAnon, TravelImage, ""
 		case mp.path == "" || strings.HasPrefix(mp.path, "[anon:"):
 			r.Kind, r.Travel = KindAnon, TravelImage
