@@ -80,18 +80,20 @@ const DefaultFilesCPU = 0.0075
 // slow disk never delays packet handling. Nodes wait in a FIFO; updates of
 // a node already waiting coalesce.
 type filesWriter struct {
-	dir   string
-	dirfd int
-	shm   *ShmReader
-	share float64 // of one core; < 0: unlimited
-	mu    sync.Mutex
-	dirty map[int]bool // waiting nodes -> also rewrite cpuinfo
-	queue []int
-	kick  chan struct{}
-	rec   Record
-	buf   []byte
-	last  map[int]*[6][]byte // what each node's files hold, to skip unchanged ones
-	done  chan struct{}
+	dir     string
+	dirfd   int
+	shm     *ShmReader
+	share   float64       // of one core; < 0: unlimited
+	maxBank time.Duration // CPU time that may be spent in a burst
+	mu      sync.Mutex
+	dirty   map[int]pending // waiting nodes
+	queue   []int           // in order of marking
+	urgent  []int
+	kick    chan struct{}
+	rec     Record
+	buf     []byte
+	last    map[int]*[6][]byte // what each node's files hold, to skip unchanged ones
+	done    chan struct{}
 }
 
 func newFilesWriter(dir, shmPath string, share float64) (*filesWriter, error) {
@@ -111,18 +113,23 @@ func newFilesWriter(dir, shmPath string, share float64) (*filesWriter, error) {
 	if share == 0 {
 		share = DefaultFilesCPU
 	}
-	return &filesWriter{dir: dir, dirfd: fd, shm: shm, share: share, dirty: map[int]bool{},
+	return &filesWriter{dir: dir, dirfd: fd, shm: shm, share: share, maxBank: 50 * time.Millisecond, dirty: map[int]pending{},
 		kick: make(chan struct{}, 1), last: map[int]*[6][]byte{}, done: make(chan struct{})}, nil
 }
 
 // mark asks for node's files to be rewritten (cpuinfo too when static).
-func (w *filesWriter) mark(node int, static bool) {
+// Urgent ones (a node appearing, going stale, forgotten) do not wait for
+// the CPU budget: they are rare and a reader must not miss them.
+func (w *filesWriter) mark(node int, static, urgent bool) {
 	w.mu.Lock()
-	old, waiting := w.dirty[node]
-	w.dirty[node] = old || static
+	p, waiting := w.dirty[node]
 	if !waiting {
 		w.queue = append(w.queue, node)
 	}
+	if urgent && !p.urgent {
+		w.urgent = append(w.urgent, node)
+	}
+	w.dirty[node] = pending{static: p.static || static, urgent: p.urgent || urgent}
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -130,18 +137,34 @@ func (w *filesWriter) mark(node int, static bool) {
 	}
 }
 
-func (w *filesWriter) pop() (int, bool, bool) {
+// pending is what a waiting node needs.
+type pending struct{ static, urgent bool }
+
+// pop returns the next node to refresh: an urgent one when onlyUrgent.
+// A node leaves the waiting set when popped from either list; its entry
+// left in the other list is skipped.
+func (w *filesWriter) pop(onlyUrgent bool) (int, bool, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) == 0 {
-		w.queue = w.queue[:0:0] // let a burst's backing array go
+	take := func(list *[]int) (int, bool, bool) {
+		for len(*list) > 0 {
+			n := (*list)[0]
+			*list = (*list)[1:]
+			if p, ok := w.dirty[n]; ok && (p.urgent || !onlyUrgent) {
+				delete(w.dirty, n)
+				return n, p.static, true
+			}
+		}
+		*list = (*list)[:0:0] // let a burst's backing array go
 		return 0, false, false
 	}
-	n := w.queue[0]
-	w.queue = w.queue[1:]
-	static := w.dirty[n]
-	delete(w.dirty, n)
-	return n, static, true
+	if n, static, ok := take(&w.urgent); ok {
+		return n, static, true
+	}
+	if onlyUrgent {
+		return 0, false, false
+	}
+	return take(&w.queue)
 }
 
 func (w *filesWriter) run(stop <-chan struct{}) {
@@ -156,7 +179,7 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 	// this goroutine's while it runs (more Ps only make the count
 	// conservative); a thread clock would need the goroutine locked to
 	// its thread, and every hand-over would cost a context switch.
-	const maxBank = 50 * time.Millisecond
+	maxBank := w.maxBank
 	bank := maxBank
 	last := time.Now()
 	for {
@@ -166,20 +189,29 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 		case <-w.kick:
 		}
 		for {
+			onlyUrgent := false
 			if w.share > 0 {
 				now := time.Now()
 				bank = min(maxBank, bank+time.Duration(float64(now.Sub(last))*w.share))
 				last = now
-				if bank <= 0 {
-					select {
-					case <-stop:
-						return
-					case <-time.After(50 * time.Millisecond):
-					}
-					continue
-				}
+				onlyUrgent = bank <= 0
 			}
-			node, static, ok := w.pop()
+			node, static, ok := w.pop(onlyUrgent)
+			if !ok && onlyUrgent {
+				w.mu.Lock()
+				more := len(w.dirty) > 0
+				w.mu.Unlock()
+				if !more {
+					break
+				}
+				select {
+				case <-stop:
+					return
+				case <-w.kick: // maybe urgent
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
 			if !ok {
 				break
 			}

@@ -133,7 +133,7 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig) error {
 		r.files = fw
 		for n := range r.nodes {
 			if r.nodes[n] != nil {
-				fw.mark(n, true)
+				fw.mark(n, true, false)
 			}
 		}
 	}
@@ -250,6 +250,7 @@ func (r *receiver) handle(p []byte, from netip.Addr, now time.Time) {
 		return
 	}
 	node := int(h.Node)
+	isNew := node >= len(r.nodes) || r.nodes[node] == nil || r.nodes[node].stale
 	st := r.state(node)
 	if !st.newer(h) {
 		r.shm.Count(CtrReplayed, 1)
@@ -315,7 +316,7 @@ func (r *receiver) handle(p []byte, from netip.Addr, now time.Time) {
 		r.request(now) // e.g. our requests were lost: ask for the static facts
 	}
 	if r.files != nil {
-		r.files.mark(node, static)
+		r.files.mark(node, static, isNew)
 	}
 }
 
@@ -446,7 +447,7 @@ func (r *receiver) scan(now time.Time) {
 			continue
 		}
 		if r.files != nil {
-			r.files.mark(n, false)
+			r.files.mark(n, false, true)
 		}
 	}
 }

@@ -270,3 +270,42 @@ func TestHostilePackets(t *testing.T) {
 		t.Errorf("counters %v", h.Counters[:NumCounters/2+2])
 	}
 }
+
+// Over its CPU share the files writer defers ordinary refreshes but not
+// urgent ones (a node appearing or going stale).
+func TestFilesBudget(t *testing.T) {
+	dir := t.TempDir()
+	w, err := CreateShm(filepath.Join(dir, "beostat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	set := func(node int, load float64) {
+		w.Update(node, func(r *Record) { r.Flags = RecPresent; r.Updated = time.Now().UnixNano(); r.Load[0] = load })
+	}
+	set(0, 1)
+	set(1, 1)
+	fw, err := newFilesWriter(filepath.Join(dir, "d"), filepath.Join(dir, "beostat"), 1e-9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.maxBank = time.Microsecond // one refresh, then the budget is spent for good
+	stop := make(chan struct{})
+	go fw.run(stop)
+	defer func() { close(stop); <-fw.done }()
+	load := func(node int) string {
+		b, _ := os.ReadFile(filepath.Join(dir, "d", fmt.Sprint(node), "loadavg"))
+		return string(b)
+	}
+	fw.mark(0, true, false)
+	waitFor(t, 2*time.Second, "node 0's first files", func() bool { return strings.HasPrefix(load(0), "1.00 ") })
+	set(0, 2)
+	fw.mark(0, false, false)
+	set(1, 3)
+	fw.mark(1, false, true)
+	waitFor(t, 2*time.Second, "urgent node 1 despite the budget", func() bool { return strings.HasPrefix(load(1), "3.00 ") })
+	time.Sleep(100 * time.Millisecond) // the deferred refresh had its chance to (wrongly) happen
+	if l := load(0); !strings.HasPrefix(l, "1.00 ") {
+		t.Errorf("node 0 refreshed over budget: %q", l)
+	}
+}
