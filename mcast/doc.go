@@ -144,7 +144,8 @@
 // spends at most 0.75% of a core on them (--files-cpu, measured in thread
 // CPU time): up to about a hundred nodes at 1 Hz every packet shows,
 // beyond that each node's files refresh every few seconds (the stamp says
-// when) while the shm file stays current. Fields bproc does not carry (cpu flags, less common meminfo
+// when) while the shm file stays current. A node appearing, going stale
+// or being forgotten shows in its files at once, whatever the budget. Fields bproc does not carry (cpu flags, less common meminfo
 // lines, softirq) are absent.
 //
 // # Cost
