@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // BenchmarkDumpRestore dumps a memhog with 64 MB of dirty memory into a
@@ -28,7 +29,7 @@ func BenchmarkDumpRestore(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				if out, _ := r.output(b, 10e9); !bytes.Contains([]byte(out), []byte("VERDICT PASS")) {
+				if out, _ := r.output(b, 10*time.Second); !bytes.Contains([]byte(out), []byte("VERDICT PASS")) {
 					b.Fatalf("restored memhog: %s", out)
 				}
 				p.cmd.Wait()

@@ -3,6 +3,7 @@ package vmadump
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -82,7 +83,14 @@ func (info *Info) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "pid:      %d\n", m.PID)
 	fmt.Fprintf(&b, "comm:     %s\n", m.Comm)
 	fmt.Fprintf(&b, "exe:      %s\n", m.Exe)
-	fmt.Fprintf(&b, "cmdline:  %s\n", strings.Join(m.Cmdline, " "))
+	args := make([]string, len(m.Cmdline))
+	for i, a := range m.Cmdline {
+		args[i] = a
+		if a == "" || strings.ContainsAny(a, " \t\n\"'\\") || !strconv.CanBackquote(a) {
+			args[i] = strconv.Quote(a)
+		}
+	}
+	fmt.Fprintf(&b, "cmdline:  %s\n", strings.Join(args, " "))
 	fmt.Fprintf(&b, "cwd:      %s\n", m.Cwd)
 	fmt.Fprintf(&b, "flags:    %s\n", m.Flags)
 	fmt.Fprintf(&b, "rip:      %#x\n", m.Regs.Rip)
