@@ -1,8 +1,10 @@
 /*
  * void spin_regs(const uint64_t *gin, const uint8_t *vin, uint64_t *gout,
- *                uint8_t *vout, long pid, long avx512)
+ *                uint8_t *vout, long pid, long vec)
  *
- * Loads known values into the general registers, ymm0-15 (and zmm16-31,
+ * vec: 0 = SSE only (xmm0-15), 1 = AVX (ymm0-15), 2 = AVX-512 as well.
+ *
+ * Loads known values into the general registers, xmm/ymm0-15 (and zmm16-31,
  * k1-k7 with AVX-512), the x87 stack and MXCSR, then spins on getpid()
  * until it no longer returns pid (the process was restored elsewhere), and
  * stores every register back for the C side to compare. syscall clobbers
@@ -25,12 +27,32 @@ spin_regs:
 	mov %rdx, 0(%rsp)	/* gout */
 	mov %rcx, 8(%rsp)	/* vout */
 	mov %r8, 16(%rsp)	/* pid */
-	mov %r9, 24(%rsp)	/* avx512 */
+	mov %r9, 24(%rsp)	/* vec */
 	movl $0x7f80, 32(%rsp)	/* MXCSR: round toward zero, all masked */
 	ldmxcsr 32(%rsp)
 	fninit
 	fldpi
 	fld1
+	test %r9, %r9
+	jnz 4f
+	movdqu 0(%rsi), %xmm0
+	movdqu 32(%rsi), %xmm1
+	movdqu 64(%rsi), %xmm2
+	movdqu 96(%rsi), %xmm3
+	movdqu 128(%rsi), %xmm4
+	movdqu 160(%rsi), %xmm5
+	movdqu 192(%rsi), %xmm6
+	movdqu 224(%rsi), %xmm7
+	movdqu 256(%rsi), %xmm8
+	movdqu 288(%rsi), %xmm9
+	movdqu 320(%rsi), %xmm10
+	movdqu 352(%rsi), %xmm11
+	movdqu 384(%rsi), %xmm12
+	movdqu 416(%rsi), %xmm13
+	movdqu 448(%rsi), %xmm14
+	movdqu 480(%rsi), %xmm15
+	jmp 1f
+4:
 	vmovdqu 0(%rsi), %ymm0
 	vmovdqu 32(%rsi), %ymm1
 	vmovdqu 64(%rsi), %ymm2
@@ -47,8 +69,8 @@ spin_regs:
 	vmovdqu 416(%rsi), %ymm13
 	vmovdqu 448(%rsi), %ymm14
 	vmovdqu 480(%rsi), %ymm15
-	test %r9, %r9
-	jz 1f
+	cmp $2, %r9
+	jne 1f
 	vmovdqu64 512(%rsi), %zmm16
 	vmovdqu64 576(%rsi), %zmm17
 	vmovdqu64 640(%rsi), %zmm18
@@ -104,6 +126,26 @@ spin_regs:
 	mov %rsi, 80(%rax)
 	mov %rdx, 88(%rax)
 	mov 8(%rsp), %rax
+	cmpq $0, 24(%rsp)
+	jne 5f
+	movdqu %xmm0, 0(%rax)
+	movdqu %xmm1, 32(%rax)
+	movdqu %xmm2, 64(%rax)
+	movdqu %xmm3, 96(%rax)
+	movdqu %xmm4, 128(%rax)
+	movdqu %xmm5, 160(%rax)
+	movdqu %xmm6, 192(%rax)
+	movdqu %xmm7, 224(%rax)
+	movdqu %xmm8, 256(%rax)
+	movdqu %xmm9, 288(%rax)
+	movdqu %xmm10, 320(%rax)
+	movdqu %xmm11, 352(%rax)
+	movdqu %xmm12, 384(%rax)
+	movdqu %xmm13, 416(%rax)
+	movdqu %xmm14, 448(%rax)
+	movdqu %xmm15, 480(%rax)
+	jmp 3f
+5:
 	vmovdqu %ymm0, 0(%rax)
 	vmovdqu %ymm1, 32(%rax)
 	vmovdqu %ymm2, 64(%rax)
@@ -120,8 +162,8 @@ spin_regs:
 	vmovdqu %ymm13, 416(%rax)
 	vmovdqu %ymm14, 448(%rax)
 	vmovdqu %ymm15, 480(%rax)
-	cmpq $0, 24(%rsp)
-	je 3f
+	cmpq $2, 24(%rsp)
+	jne 3f
 	vmovdqu64 %zmm16, 512(%rax)
 	vmovdqu64 %zmm17, 576(%rax)
 	vmovdqu64 %zmm18, 640(%rax)
@@ -151,7 +193,10 @@ spin_regs:
 	stmxcsr 1612(%rax)
 	movl $0x1f80, 32(%rsp)
 	ldmxcsr 32(%rsp)
+	cmpq $0, 24(%rsp)
+	je 6f
 	vzeroupper
+6:
 	add $56, %rsp
 	pop %r15
 	pop %r14
