@@ -3,6 +3,7 @@ package srv
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,16 +39,65 @@ type Client struct {
 	watchFd  int        // dup of the socket, polled for hang-up; -1 when none
 }
 
-// clientConn is the transport handed to p9.Client. Embedding *net.TCPConn
-// keeps net.Buffers' writev path for outgoing messages; reads go through a
-// buffer and any read failure marks the client done.
+// clientConn is the transport handed to p9.Client: reads go through a
+// buffer, writes are gathered into one writev per 9P message, and any
+// failure marks the client done.
+//
+// Writes never report an error to p9. Its client leaves a request whose
+// send failed in its pending table while recycling the request's response
+// slot through a process-wide pool; a later receive error then completes
+// whatever request (of any client) reuses that slot, and its tag is reused
+// while the server still runs it ("no valid tag"), hanging a connection.
+// So a failed write closes the socket instead, and the request fails where
+// p9 handles failure correctly: in the receive path.
 type clientConn struct {
-	*net.TCPConn
+	tc  *net.TCPConn
 	br  *bufio.Reader
 	cli *Client
-	// SyscallConn hides (*net.TCPConn).SyscallConn: p9 would otherwise
-	// read payloads straight from the socket, past what br has buffered.
-	SyscallConn struct{}
+
+	msg    net.Buffers // the message being written, as p9 passed it
+	need   int         // bytes still to come for it; 0 between messages
+	hdr    [4]byte     // the size field, while it arrives in pieces
+	nhdr   int
+	broken bool
+}
+
+func (cc *clientConn) Close() error { return cc.tc.Close() }
+
+// Write collects one 9P message (size[4] and the rest, in the pieces p9's
+// net.Buffers hands over) and sends it whole. The pieces are p9's own
+// buffers, valid until its send returns, which is after the last piece.
+func (cc *clientConn) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if cc.need == 0 { // a new message: learn its size
+			k := copy(cc.hdr[cc.nhdr:], p)
+			cc.nhdr += k
+			if cc.nhdr < 4 {
+				cc.msg = append(cc.msg, p)
+				return n, nil
+			}
+			cc.need = int(binary.LittleEndian.Uint32(cc.hdr[:])) - (cc.nhdr - k)
+			cc.nhdr = 0
+		}
+		k := min(len(p), cc.need)
+		cc.msg = append(cc.msg, p[:k])
+		cc.need -= k
+		p = p[k:]
+		if cc.need == 0 {
+			msg := cc.msg
+			cc.msg = cc.msg[:0]
+			if cc.broken {
+				continue
+			}
+			if _, err := msg.WriteTo(cc.tc); err != nil {
+				cc.broken = true
+				cc.cli.markDone()
+				cc.tc.Close()
+			}
+		}
+	}
+	return n, nil
 }
 
 func (cc *clientConn) Read(p []byte) (int, error) {
@@ -116,7 +166,7 @@ func setupClient(tc *net.TCPConn, addr string, key []byte, h Hello) (*Client, er
 		return nil, err
 	}
 	c := &Client{addr: addr, conn: tc, msize: DefaultMaxMessage, done: make(chan struct{}), watchFd: -1}
-	cc := &clientConn{TCPConn: tc, br: bufio.NewReaderSize(tc, 64<<10), cli: c}
+	cc := &clientConn{tc: tc, br: bufio.NewReaderSize(tc, 64<<10), cli: c}
 	// Version negotiation has no timeout of its own in p9.
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	pc, err := p9.NewClient(cc, p9.WithMessageSize(c.msize))

@@ -194,7 +194,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{
 		return
 	}
 	t := &transport{r: io.MultiReader(first, br), c: c, cancel: cancel}
-	ps := p9.NewServer(&attacher{s: &session{caller: caller, ctx: cctx}, root: s.Root})
+	ps := p9.NewServer(&attacher{s: &session{caller: caller, ctx: cctx}, root: s.Root},
+		p9.WithServerLogger(p9log{s: s, prefix: "9p: " + addr + ": "}))
 	ps.Handle(t, c)
 	s.logf("9p: %s disconnected: %s host %s after %v", addr, h.Role, h.Host, time.Since(start).Round(time.Millisecond))
 }
@@ -260,3 +261,13 @@ func (t *transport) Close() error {
 	t.cancel()
 	return t.c.Close()
 }
+
+// p9log passes the p9 server's own complaints (protocol errors, failed
+// sends) to the server's log.
+type p9log struct {
+	s      *Server
+	prefix string
+}
+
+func (l p9log) Printf(format string, v ...any) { l.s.logf(l.prefix+format, v...) }
+func (l p9log) Print(v ...any)                 { l.s.logf("%s%s", l.prefix, fmt.Sprint(v...)) }
