@@ -69,6 +69,16 @@ test_expect_success 'restore from stdin: what follows the image is the program i
 	test_grep "^read: after-the-image" "$T/out3"
 '
 
+test_expect_success 'dump streams into a fifo that restore reads at the same time' '
+	start_loop out6 &&
+	mkfifo "$T/stream" &&
+	{ vmadump restore "$T/stream" <"$T/in.out6" & } &&
+	r=$! &&
+	vmadump dump $pid "$T/stream" &&
+	wait_for "grep -q moved $T/out6" &&
+	kill $r
+'
+
 test_expect_success 'restore -detach prints the pid and leaves it running' '
 	start_loop out4 &&
 	vmadump dump $pid "$T/img4" &&

@@ -121,8 +121,20 @@ func dump(args []string) int {
 		return usageErr(err.Error())
 	}
 	opts := vmadump.DumpOptions{Flags: flags, Leave: *leave}
-	if fs.Arg(1) == "-" {
-		bw := bufio.NewWriterSize(os.Stdout, 1<<20)
+	out := os.Stdout
+	if fs.Arg(1) != "-" {
+		// A fifo, a device or a socket is written as it is.
+		if fi, err := os.Stat(fs.Arg(1)); err == nil && !fi.Mode().IsRegular() {
+			if out, err = os.OpenFile(fs.Arg(1), os.O_WRONLY, 0); err != nil {
+				return fail(fmt.Errorf("opening image: %w", err))
+			}
+			defer out.Close()
+		} else {
+			out = nil
+		}
+	}
+	if out != nil {
+		bw := bufio.NewWriterSize(out, 1<<20)
 		if err := vmadump.Dump(pid, bw, opts); err != nil {
 			return fail(err)
 		}
