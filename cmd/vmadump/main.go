@@ -7,7 +7,8 @@
 //	vmadump info [-json] FILE|-
 //
 // dump stops the process, writes the image and kills the process (it keeps
-// running with -leave, and always when the dump fails). The flags choose
+// running with -leave, and always when the dump fails). FILE may be a fifo
+// that a restore elsewhere reads at the same time. The flags choose
 // which mapped files travel inside the image; the others are referenced by
 // path and must be the same file where the image is restored.
 //
