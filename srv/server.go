@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -269,5 +270,12 @@ type p9log struct {
 	prefix string
 }
 
-func (l p9log) Printf(format string, v ...any) { l.s.logf(l.prefix+format, v...) }
-func (l p9log) Print(v ...any)                 { l.s.logf("%s%s", l.prefix, fmt.Sprint(v...)) }
+func (l p9log) Printf(format string, v ...any) {
+	// p9 also traces every message it sends and receives; keep only the
+	// complaints.
+	if strings.HasPrefix(format, "recv [") || strings.HasPrefix(format, "send [") {
+		return
+	}
+	l.s.logf(l.prefix+format, v...)
+}
+func (l p9log) Print(v ...any) { l.s.logf("%s%s", l.prefix, fmt.Sprint(v...)) }
