@@ -175,12 +175,13 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 	// to 50 ms banked) and each refresh spends the CPU time it took, so
 	// the refresh rate adapts to what a refresh costs on this machine
 	// (CPU, not wall time: on a busy machine waiting for a core is free).
-	// It is the process's CPU time: recvstats runs on one P, so that is
-	// this goroutine's while it runs (more Ps only make the count
-	// conservative); a thread clock would need the goroutine locked to
-	// its thread, and every hand-over would cost a context switch.
+	// It is the thread's CPU time; the goroutine is not locked to its
+	// thread (every hand-over would cost a context switch), so when it
+	// moved to another thread meanwhile the average of the other
+	// refreshes counts instead.
 	maxBank := w.maxBank
 	bank := maxBank
+	avg := 100 * time.Microsecond // a refresh's cost, until measured
 	last := time.Now()
 	for {
 		select {
@@ -217,17 +218,31 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 			}
 			// The shm file stays authoritative; a full disk must not
 			// stop the receiver, so errors only skip this refresh.
-			t0 := processCPU()
-			w.write(node, static)
-			bank -= processCPU() - t0
+			if d, ok := threadCost(func() { w.write(node, static) }); ok {
+				avg += (d - avg) / 8
+				bank -= d
+			} else {
+				bank -= avg
+			}
 		}
 	}
 }
 
-// processCPU is the CPU time the process has used.
-func processCPU() time.Duration {
+// threadCost runs fn and returns the CPU time its thread spent, unless
+// fn's goroutine changed threads meanwhile (ok false).
+func threadCost(fn func()) (time.Duration, bool) {
+	tid, cpu := unix.Gettid(), threadCPU()
+	fn()
+	if unix.Gettid() != tid {
+		return 0, false
+	}
+	return threadCPU() - cpu, true
+}
+
+// threadCPU is the CPU time the calling thread has used.
+func threadCPU() time.Duration {
 	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts) != nil {
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
 		return 0
 	}
 	return time.Duration(ts.Nano())

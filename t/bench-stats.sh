@@ -89,7 +89,7 @@ for ((c = 1; c <= CHANGES; c++)); do
 	wait_for "beostat -N $NODES -f loadavg | grep -q '^$v '" 5 || die "change $v never showed"
 	lat+=($(($(_now_ms) - t0)))
 done
-lat_med=$(printf '%s\n' "${lat[@]}" | median)
+lat_med=$(printf "%s\n" "${lat[@]}" | median | xargs printf "%.0f")
 lat_max=$(printf '%s\n' "${lat[@]}" | sort -n | tail -1)
 
 # recvstats_cpu ARGS...: restart recvstats with ARGS; the median of its CPU.
