@@ -3,11 +3,11 @@ package vmadump
 // Reading a process's state from /proc, and bulk access to its memory.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,6 +110,29 @@ func readStat(pid int) (procStat, error) {
 	return s, nil
 }
 
+// keyValues reads a "Key: value" file of /proc (status, fdinfo) and
+// returns the values of the keys asked for.
+func keyValues(path string, keys ...string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(keys))
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if slices.Contains(keys, k) {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out, nil
+}
+
+// num parses v in base, 0 when it is missing or malformed.
+func num(v string, base int) int64 {
+	n, _ := strconv.ParseUint(v, base, 64)
+	return int64(n)
+}
+
 // procStatus holds the fields of /proc/PID/status we need.
 type procStatus struct {
 	threads        int
@@ -119,29 +142,15 @@ type procStatus struct {
 }
 
 func readStatus(pid int) (procStatus, error) {
-	var s procStatus
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kv, err := keyValues(fmt.Sprintf("/proc/%d/status", pid), "Threads", "PPid", "SigCgt", "SigIgn", "Umask")
 	if err != nil {
-		return s, fmt.Errorf("reading status: %w", err)
+		return procStatus{}, fmt.Errorf("reading status: %w", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Threads":
-			s.threads, _ = strconv.Atoi(v)
-		case "PPid":
-			s.ppid, _ = strconv.Atoi(v)
-		case "SigCgt":
-			s.sigCgt, _ = strconv.ParseUint(v, 16, 64)
-		case "SigIgn":
-			s.sigIgn, _ = strconv.ParseUint(v, 16, 64)
-		case "Umask":
-			u, _ := strconv.ParseInt(v, 8, 32)
-			s.umask = int(u)
-		}
-	}
-	return s, nil
+	return procStatus{
+		threads: int(num(kv["Threads"], 10)), ppid: int(num(kv["PPid"], 10)),
+		sigCgt: uint64(num(kv["SigCgt"], 16)), sigIgn: uint64(num(kv["SigIgn"], 16)),
+		umask: int(num(kv["Umask"], 8)),
+	}, nil
 }
 
 // fdInfo is what /proc/PID/fdinfo/N says of a descriptor.
@@ -151,23 +160,11 @@ type fdInfo struct {
 }
 
 func readFdInfo(pid, fd int) (fdInfo, error) {
-	var fi fdInfo
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	kv, err := keyValues(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd), "pos", "flags")
 	if err != nil {
-		return fi, err
+		return fdInfo{}, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		v = strings.TrimSpace(v)
-		switch k {
-		case "pos":
-			fi.pos, _ = strconv.ParseInt(v, 10, 64)
-		case "flags":
-			f, _ := strconv.ParseInt(v, 8, 64)
-			fi.flags = int(f)
-		}
-	}
-	return fi, nil
+	return fdInfo{pos: num(kv["pos"], 10), flags: int(num(kv["flags"], 8))}, nil
 }
 
 // Bits of a /proc/PID/pagemap entry.
@@ -311,18 +308,4 @@ func readSelfMem(addr, n uint64) ([]byte, error) {
 		return nil, fmt.Errorf("reading own memory at %#x: %w", addr, err)
 	}
 	return b, nil
-}
-
-func readLines(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out, sc.Err()
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -113,65 +114,47 @@ func waitSyscall(t *testing.T, pid, nr int) {
 	t.Fatalf("process %d never blocked in syscall %d", pid, nr)
 }
 
-func TestRestartRead(t *testing.T) {
+// A system call interrupted by the dump ends after restore as the kernel
+// would end it after a signal: re-issued, or EINTR where Linux cannot
+// restart it elsewhere. Each case: syscalls.c's mode, the call it blocks
+// in, the input to send after restore, and what it must print.
+func TestInterruptedSyscalls(t *testing.T) {
 	needRoot(t)
-	p := startProg(t, "READY", buildC(t, false, "syscalls.c"), "read")
-	waitSyscall(t, p.cmd.Process.Pid, 0)
-	img := dumpProg(t, p, DumpOptions{})
-	r, err := restoreImage(t, img)
-	if err != nil {
-		t.Fatalf("Restore: %v", err)
+	cases := []struct {
+		mode   string
+		static bool
+		nr     int
+		input  string
+		want   string // a regular expression
+	}{
+		// read(0) is re-issued and gets what is written afterwards.
+		{"read", false, unix.SYS_READ, "hello\n", "GOT hello\npid changed 1"},
+		// A relative nanosleep (glibc: clock_nanosleep) cannot be restarted
+		// (ERESTART_RESTARTBLOCK): EINTR, with the time that was left.
+		{"nanosleep", true, unix.SYS_CLOCK_NANOSLEEP, "", "nanosleep: Interrupted system call rem=2[0-9] pid changed 1"},
+		// An absolute one is re-issued and keeps its deadline.
+		{"absolute", true, unix.SYS_CLOCK_NANOSLEEP, "", "absolute: ok after-deadline 1 pid changed 1"},
+		// pause() is re-issued; the interval timer travels and fires.
+		{"alarm", false, unix.SYS_PAUSE, "", "alarm: fired pid changed 1"},
 	}
-	if _, err := r.in.Write([]byte("hello\n")); err != nil {
-		t.Fatal(err)
-	}
-	out, code := r.output(t, 10*time.Second)
-	if !strings.Contains(out, "GOT hello\npid changed 1") || code != 0 {
-		t.Errorf("read was not re-issued after restore (exit %d):\n%s", code, out)
-	}
-}
-
-func TestNanosleepEINTR(t *testing.T) {
-	needRoot(t)
-	p := startProg(t, "READY", buildC(t, true, "syscalls.c"), "nanosleep")
-	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_CLOCK_NANOSLEEP) // glibc's nanosleep
-	r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
-	if err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	out, _ := r.output(t, 10*time.Second)
-	t.Logf("%s", out)
-	if !strings.Contains(out, "nanosleep: Interrupted system call") || !strings.Contains(out, "pid changed 1") {
-		t.Errorf("relative nanosleep should end with EINTR after restore:\n%s", out)
-	}
-}
-
-func TestAbsoluteSleepRestarts(t *testing.T) {
-	needRoot(t)
-	p := startProg(t, "READY", buildC(t, true, "syscalls.c"), "absolute")
-	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_CLOCK_NANOSLEEP)
-	r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
-	if err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	out, _ := r.output(t, 10*time.Second)
-	if !strings.Contains(out, "absolute: ok after-deadline 1 pid changed 1") {
-		t.Errorf("absolute clock_nanosleep should be re-issued and sleep to its deadline:\n%s", out)
-	}
-}
-
-// alarm(): the interval timer travels, pause() is re-issued, the handler runs.
-func TestAlarm(t *testing.T) {
-	needRoot(t)
-	p := startProg(t, "READY", buildC(t, false, "syscalls.c"), "alarm")
-	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_PAUSE)
-	r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
-	if err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	out, _ := r.output(t, 10*time.Second)
-	if !strings.Contains(out, "alarm: fired pid changed 1") {
-		t.Errorf("the alarm did not fire in the restored process:\n%s", out)
+	for _, c := range cases {
+		t.Run(c.mode, func(t *testing.T) {
+			p := startProg(t, "READY", buildC(t, c.static, "syscalls.c"), c.mode)
+			waitSyscall(t, p.cmd.Process.Pid, c.nr)
+			r, err := restoreImage(t, dumpProg(t, p, DumpOptions{}))
+			if err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			if c.input != "" {
+				if _, err := r.in.Write([]byte(c.input)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, code := r.output(t, 10*time.Second)
+			if !regexp.MustCompile(c.want).MatchString(out) || code != 0 {
+				t.Errorf("want %q, exit 0; got exit %d:\n%s", c.want, code, out)
+			}
+		})
 	}
 }
 
