@@ -24,6 +24,16 @@ type Stream struct {
 	eof      bool  // writer closed: readers get EOF after the queue
 	broken   error // readers gone for good: writers get this error
 	changed  chan struct{}
+	// waiting is a reader parked on an empty stream: a writer copies
+	// straight into its buffer, saving the queue's copy (half the master's
+	// work on a busy output stream).
+	waiting *parked
+}
+
+type parked struct {
+	buf  []byte
+	n    int
+	done chan struct{}
 }
 
 // NewStream returns a stream holding at most limit bytes.
@@ -81,6 +91,16 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 				return 0, fmt.Errorf("write interrupted: %w", syscall.EINTR)
 			}
 		}
+		if w := s.waiting; w != nil && s.size == 0 {
+			k := copy(w.buf, p)
+			w.n = k
+			s.waiting = nil
+			close(w.done)
+			p = p[k:]
+			n += k
+			s.mu.Unlock()
+			continue
+		}
 		k := min(room, len(p))
 		s.chunks = append(s.chunks, newChunk(p[:k]))
 		s.size += k
@@ -130,12 +150,38 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
+		var w *parked
+		if s.waiting == nil && len(p) > 0 {
+			w = &parked{buf: p, done: make(chan struct{})}
+			s.waiting = w
 		}
+		s.mu.Unlock()
+		if w == nil { // another reader is parked: wait for a change
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
+			}
+			continue
+		}
+		select {
+		case <-w.done:
+			return w.n, nil
+		case <-ch: // EOF or a state change: look again
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		if s.waiting == w {
+			s.waiting = nil
+			s.mu.Unlock()
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
+			}
+			continue
+		}
+		s.mu.Unlock()
+		<-w.done // a writer filled it after all
+		return w.n, nil
 	}
 }
 
