@@ -447,3 +447,51 @@ func TestRestoreInNetns(t *testing.T) {
 	}
 	verdict(t, string(out))
 }
+
+// Dumps and restores may run at the same time in one process (each locks
+// its own OS thread for ptrace).
+func TestConcurrent(t *testing.T) {
+	needRoot(t)
+	bin := buildC(t, false, "syscalls.c")
+	const n = 4
+	procs := make([]*prog, n)
+	for i := range procs {
+		procs[i] = startProg(t, "READY", bin, "read")
+		waitSyscall(t, procs[i].cmd.Process.Pid, 0)
+	}
+	errs := make(chan error, n)
+	outs := make(chan string, n)
+	for i := range procs {
+		go func(p *prog, word string) {
+			var buf bytes.Buffer
+			if err := Dump(p.cmd.Process.Pid, &buf, DumpOptions{}); err != nil {
+				errs <- err
+				return
+			}
+			r, err := restoreImage(t, buf.Bytes())
+			if err != nil {
+				errs <- err
+				return
+			}
+			r.in.Write([]byte(word + "\n"))
+			out, _ := r.output(t, 10*time.Second)
+			outs <- out
+			errs <- nil
+		}(procs[i], fmt.Sprintf("word%d", i))
+	}
+	for range procs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(outs)
+	seen := map[string]bool{}
+	for out := range outs {
+		seen[strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])] = true
+	}
+	for i := range procs {
+		if w := fmt.Sprintf("GOT word%d", i); !seen[w] {
+			t.Errorf("no restored process said %q (saw %v)", w, seen)
+		}
+	}
+}
