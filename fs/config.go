@@ -22,11 +22,13 @@ import (
 //	reboot /sbin/reboot               # what a slave runs for `state reboot`
 //	halt /sbin/halt
 //	pwroff /sbin/poweroff
+//	statsfile /var/shm/beostat        # recvstats's shm file, shown as node/N/stats/
 type Config struct {
 	Port        int
 	PingTimeout time.Duration
 	KeyFile     string
 	Mount       string
+	StatsFile   string
 	Nodes       map[int]string    // node number -> address
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
@@ -38,6 +40,7 @@ func DefaultConfig() *Config {
 		PingTimeout: 5 * time.Second,
 		KeyFile:     "/etc/bproc/cluster.key",
 		Mount:       "/bproc",
+		StatsFile:   "/var/shm/beostat",
 		Nodes:       map[int]string{},
 		Commands:    map[string]string{},
 	}
@@ -69,6 +72,7 @@ var configKeywords = []configKeyword{
 	}},
 	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
 	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
+	{"statsfile", 1, 1, func(c *Config, a []string) error { c.StatsFile = a[0]; return nil }},
 	{"node", 2, 2, func(c *Config, a []string) error {
 		n, err := strconv.Atoi(a[0])
 		if err != nil || n < 0 {

@@ -1,0 +1,43 @@
+package fs
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(`
+# a comment
+bprocport 2300
+iprange 0 10.77.0.10 10.77.0.12   # three nodes
+node 7 10.77.0.99
+pingtimeout 2.5
+keyfile /k
+mount none
+statsfile /s
+reboot /sbin/reboot -f
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{0: "10.77.0.10", 1: "10.77.0.11", 2: "10.77.0.12", 7: "10.77.0.99"}
+	if len(c.Nodes) != len(want) {
+		t.Errorf("nodes = %v, want %v", c.Nodes, want)
+	}
+	for n, a := range want {
+		if c.Nodes[n] != a {
+			t.Errorf("node %d = %q, want %q", n, c.Nodes[n], a)
+		}
+	}
+	if c.Port != 2300 || c.PingTimeout != 2500*time.Millisecond || c.KeyFile != "/k" || c.Mount != "none" ||
+		c.StatsFile != "/s" || c.Commands["reboot"] != "/sbin/reboot -f" {
+		t.Errorf("parsed %+v", c)
+	}
+	for _, bad := range []string{"bprocport x", "bprocport 70000", "iprange 0 10.0.0.5 10.0.0.1", "node -1 1.2.3.4",
+		"node 1 nonsense", "pingtimeout 0", "frobnicate 1", "mount", "iprange 0 10.0.0.1"} {
+		if _, err := ParseConfig(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%q: err = %v, want an error naming line 1", bad, err)
+		}
+	}
+}
