@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Mistakes are reported before recvstats forks, with a clear message.
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte("k3y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		rc   int
+		want string
+	}{
+		{[]string{"-h"}, 0, "--interface"},
+		{[]string{"-v"}, 0, "recvstats"},
+		{[]string{"--bogus"}, 2, "unknown flag"},
+		{[]string{"extra"}, 2, "unexpected argument"},
+		{[]string{"-p", "0", "-k", keyFile}, 2, "port 0"},
+		{[]string{"-k", filepath.Join(dir, "none")}, 1, "cluster key"},
+		{[]string{"-k", keyFile, "-i", "no-such-if0"}, 1, "interface no-such-if0"},
+		{[]string{"-k", keyFile, "--metrics", "not an address"}, 1, "metrics"},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		rc := run(tt.args, &out, &errb)
+		if rc != tt.rc || !strings.Contains(out.String()+errb.String(), tt.want) {
+			t.Errorf("recvstats %v: rc %d (want %d), out %q, err %q", tt.args, rc, tt.rc, out.String(), errb.String())
+		}
+	}
+}
