@@ -53,6 +53,12 @@ T=$(mktemp -d "/var/tmp/bproc-$TEST_NAME.XXXXXX") || exit 1
 chmod 0755 "$T"
 mkdir -p "$T/.pids"
 export T
+# The binaries too: the checkout may itself live under /tmp (CI clones
+# anywhere), which the nodes' private /tmp would hide.
+if [ -d "$BPROC_ROOT/bin" ]; then
+	cp -a "$BPROC_ROOT/bin" "$T/bin" || exit 1
+	PATH=$T/bin:$PATH
+fi
 BP_ID=${BPROC_TEST_ID:-$$}
 NS_HUB=bp${BP_ID}hub
 NS_MASTER=bp${BP_ID}m
