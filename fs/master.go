@@ -322,15 +322,18 @@ func (m *Master) slaveFor(c *Caller) (*slaveConn, error) {
 // mayRun applies a node's permission bits: root always; else the owner,
 // group or other execute bit.
 func mayRun(c *Caller, mode iofs.FileMode, uid, gid uint32) bool {
+	return c.Root() || execBit(c, uint32(mode.Perm()), uid, gid)
+}
+
+// execBit is the execute bit of the class (owner, group, other) c is in.
+func execBit(c *Caller, perm, uid, gid uint32) bool {
 	switch {
-	case c.Root():
-		return true
 	case c.Uid == uid:
-		return mode&0o100 != 0
+		return perm&0o100 != 0
 	case c.InGroup(gid):
-		return mode&0o010 != 0
+		return perm&0o010 != 0
 	default:
-		return mode&0o001 != 0
+		return perm&0o001 != 0
 	}
 }
 

@@ -227,16 +227,11 @@ func (b *binCache) get(hash string) *binary {
 	return b.byHash[hash]
 }
 
-// mayExecFile is the kernel's execute check for a regular file.
+// mayExecFile is the kernel's execute check for a regular file: root
+// needs some execute bit, others their class's.
 func mayExecFile(c *Caller, mode uint32, uid, gid uint32) bool {
-	switch {
-	case c.Root():
+	if c.Root() {
 		return mode&0o111 != 0
-	case c.Uid == uid:
-		return mode&0o100 != 0
-	case c.InGroup(gid):
-		return mode&0o010 != 0
-	default:
-		return mode&0o001 != 0
 	}
+	return execBit(c, mode, uid, gid)
 }

@@ -36,28 +36,20 @@ func (m *Master) newRoot() Dir {
 		return ents
 	})
 	procs.lookup = func(_ *Caller, name string) Node {
-		pid, err := strconv.Atoi(name)
-		if err != nil || itoa(pid) != name {
+		return lookupNumber(m, name, func(pid int) Node {
+			if p := m.procs[pid]; p != nil {
+				return p.dir
+			}
 			return nil
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if p := m.procs[pid]; p != nil {
-			return p.dir
-		}
-		return nil
+		})
 	}
 	nodes.lookup = func(_ *Caller, name string) Node {
-		num, err := strconv.Atoi(name)
-		if err != nil || itoa(num) != name {
+		return lookupNumber(m, name, func(num int) Node {
+			if n := m.nodes[num]; n != nil {
+				return n.dir
+			}
 			return nil
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if n := m.nodes[num]; n != nil {
-			return n.dir
-		}
-		return nil
+		})
 	}
 	slave := m.newSlaveDir()
 	public := []Dirent{{"node", nodes}, {"proc", procs}, {"status", status}}
@@ -68,6 +60,18 @@ func (m *Master) newRoot() Dir {
 		}
 		return public
 	})
+}
+
+// lookupNumber finds a directory named by a number in canonical form
+// ("7", "-1"; not "07"), calling get with m.mu held.
+func lookupNumber(m *Master, name string, get func(int) Node) Node {
+	num, err := strconv.Atoi(name)
+	if err != nil || itoa(num) != name {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return get(num)
 }
 
 // statusText is /bproc/status: one line per compute node (all, with -1,
