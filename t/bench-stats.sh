@@ -1,10 +1,12 @@
 #!/bin/sh
 # Node statistics: recvstats' CPU with 1000 simulated nodes at 1 Hz (a load
 # generator on a node sending real signed packets across the bridge),
-# sendstats' CPU on a node at 1 Hz, and the delay from a change in a node's
-# /proc to its appearance in the shm file. Figures are medians of several
-# runs, beside the targets (Ganglia's gmond is the peer the targets beat:
-# it is not installed here, so its figures are not measured).
+# sendstats' CPU and traffic on a node at 1 Hz beside Ganglia's gmond on
+# another node (Debian's gmond.conf with every metric collected and sent
+# each second; measured when gmond is installed: apt-get install
+# ganglia-monitor), and the delay from a change in a node's /proc to its
+# appearance in the shm file. Figures are medians of several runs, beside
+# the issue's targets.
 . "$(dirname "$0")/lib.sh"
 
 NODES=${BENCH_STATS_NODES:-1000}
@@ -42,7 +44,7 @@ start_recvstats() {
 
 # /var/shm is a tmpfs on a cluster master (as Scyld's was); so is the bench's.
 mkdir -p "$T/shm" && mount -t tmpfs -o mode=0755 tmpfs "$T/shm" || die "cannot mount a tmpfs"
-net_up 2 >/dev/null || die "network setup failed"
+net_up 3 >/dev/null || die "network setup failed"
 KEY=$T/cluster.key
 make_key "$KEY"
 # Node 1's prepared /proc: the real files but a loadavg the bench changes.
@@ -54,6 +56,13 @@ echo "0.00 0.00 0.00 1/1 1" >"$P/loadavg"
 start_recvstats --files "$T/shm/beostat.d"
 bg_node 0 "$T/gen.log" sendstats --simulate "$NODES" -n 0 -i eth0 -k "$KEY" || die "generator did not start"
 bg_node 1 "$T/sendstats.log" sendstats -n "$NODES" -i eth0 -k "$KEY" --procfs "$P" || die "sendstats did not start"
+GMOND=
+if command -v gmond >/dev/null && [ -f /etc/ganglia/gmond.conf ]; then
+	sed -e 's/daemonize = yes/daemonize = no/' -e 's/setuid = yes/setuid = no/' \
+		-e 's/collect_every = [0-9]*/collect_every = 1/' -e 's/time_threshold = [0-9]*/time_threshold = 1/' \
+		/etc/ganglia/gmond.conf >"$T/gmond.conf"
+	bg_node 2 "$T/gmond.log" gmond -f -c "$T/gmond.conf" && GMOND=$(bg_pid node2-gmond)
+fi
 wait_for "test \$(up_count) -ge $((NODES + 1))" 30 || die "only $(up_count) of $((NODES + 1)) nodes up"
 sleep 1 # past the start-up burst
 REC=$(bg_pid master-recvstats)
@@ -62,17 +71,33 @@ SND=$(bg_pid node1-sendstats)
 # bg_pid is nsenter's pid until it execs; it execs the program itself.
 
 echo "# $NODES simulated nodes at 1 Hz + 1 real node; $RUNS windows of ${WINDOW}s; medians"
-rec=() gen=() snd=()
+# tx_bytes I: bytes node I has sent on eth0.
+tx_bytes() { in_node "$1" cat /proc/net/dev | sed 's/:/ /' | awk '$1 == "eth0" { print $10 }'; }
+pct() { awk -v d="$1" -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'; }
+rate() { awk -v d="$1" -v s="$WINDOW" 'BEGIN { printf "%.0f", d / s }'; }
+rec=() gen=() snd=() gmd=() sndb=() gmdb=()
 for ((r = 0; r < RUNS; r++)); do
-	a=$(cpu_ns "$REC") g=$(cpu_ns "$GEN") s=$(cpu_ns "$SND")
+	a=$(cpu_ns "$REC") g=$(cpu_ns "$GEN") s=$(cpu_ns "$SND") m=0 sb=$(tx_bytes 1) mb=$(tx_bytes 2)
+	[ -n "$GMOND" ] && m=$(cpu_ns "$GMOND")
 	sleep "$WINDOW"
-	rec+=($(awk -v d=$(($(cpu_ns "$REC") - a)) -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'))
-	gen+=($(awk -v d=$(($(cpu_ns "$GEN") - g)) -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'))
-	snd+=($(awk -v d=$(($(cpu_ns "$SND") - s)) -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'))
+	rec+=($(pct $(($(cpu_ns "$REC") - a))))
+	gen+=($(pct $(($(cpu_ns "$GEN") - g))))
+	snd+=($(pct $(($(cpu_ns "$SND") - s))))
+	sndb+=($(rate $(($(tx_bytes 1) - sb))))
+	if [ -n "$GMOND" ]; then
+		gmd+=($(pct $(($(cpu_ns "$GMOND") - m))))
+		gmdb+=($(rate $(($(tx_bytes 2) - mb))))
+	fi
 done
 rec_files=$(printf '%s\n' "${rec[@]}" | median)
 gen_pct=$(printf '%s\n' "${gen[@]}" | median)
 snd_pct=$(printf '%s\n' "${snd[@]}" | median)
+snd_bps=$(printf '%s\n' "${sndb[@]}" | median)
+gmd_pct="not installed" gmd_bps="not installed"
+if [ -n "$GMOND" ]; then
+	gmd_pct=$(printf '%s\n' "${gmd[@]}" | median)%
+	gmd_bps=$(printf '%s\n' "${gmdb[@]}" | median)
+fi
 # How far behind the per-node files are under the default CPU share.
 now=$(date +%s.%N)
 files_age=$(cat "$T"/shm/beostat.d/*/stamp | awk -v now="$now" '$1 == "updated" { printf "%.1f\n", now - $2 }' | median)
@@ -105,13 +130,14 @@ recvstats_cpu() {
 rec_shm=$(recvstats_cpu --files -)
 rec_all=$(recvstats_cpu --files "$T/shm/beostat.d" --files-cpu -1)
 
-printf '%-52s %12s %12s\n' "measure" "bproc" "target"
+printf '%-52s %12s %12s %14s\n' "measure" "bproc" "target" "gmond (1 s)"
 printf '%-52s %11s%% %11s%%\n' "recvstats CPU, $NODES nodes x 1 Hz (default)" "$rec_files" "2"
 printf '%-52s %11s%% %11s%%\n' "recvstats CPU, same, shm file only (--files -)" "$rec_shm" "2"
 printf '%-52s %11s%% %12s\n' "recvstats CPU, same, files every packet (--files-cpu -1)" "$rec_all" "-"
 printf '%-52s %11ss %12s\n' "age of a node's files (default), median" "$files_age" "-"
 printf '%-52s %11s%% %12s\n' "load generator CPU ($NODES nodes)" "$gen_pct" "-"
-printf '%-52s %11s%% %11s%%\n' "sendstats CPU per node, 1 Hz" "$snd_pct" "0.5"
+printf '%-52s %11s%% %11s%% %14s\n' "sendstats CPU per node, 1 Hz" "$snd_pct" "0.5" "$gmd_pct"
+printf '%-52s %12s %12s %14s\n' "bytes/s a node sends, 1 Hz" "$snd_bps" "-" "$gmd_bps"
 printf '%-52s %10sms %10sms\n' "change on node -> shm file, median of $CHANGES" "$lat_med" "1500"
 printf '%-52s %10sms %10sms\n' "change on node -> shm file, worst of $CHANGES" "$lat_max" "1500"
 printf '%-52s %12s %12s\n' "packets dropped as bad (should be 0)" "$drops" "0"
