@@ -44,7 +44,7 @@ start_recvstats() {
 
 # /var/shm is a tmpfs on a cluster master (as Scyld's was); so is the bench's.
 mkdir -p "$T/shm" && mount -t tmpfs -o mode=0755 tmpfs "$T/shm" || die "cannot mount a tmpfs"
-net_up 3 >/dev/null || die "network setup failed"
+net_up 4 >/dev/null || die "network setup failed"
 KEY=$T/cluster.key
 make_key "$KEY"
 # Node 1's prepared /proc: the real files but a loadavg the bench changes.
@@ -56,12 +56,65 @@ echo "0.00 0.00 0.00 1/1 1" >"$P/loadavg"
 start_recvstats --files "$T/shm/beostat.d"
 bg_node 0 "$T/gen.log" sendstats --simulate "$NODES" -n 0 -i eth0 -k "$KEY" || die "generator did not start"
 bg_node 1 "$T/sendstats.log" sendstats -n "$NODES" -i eth0 -k "$KEY" --procfs "$P" || die "sendstats did not start"
-GMOND=
+# The peer: gmond on node 2 sending every metric each second (deaf, like
+# sendstats), and gmond on node 3 receiving $NODES spoofed hosts with 20
+# metrics each, every value once a second (mute, like recvstats), from a
+# generator speaking Ganglia's XDR protocol on node 0.
+GMOND= GMOND_RX=
 if command -v gmond >/dev/null && [ -f /etc/ganglia/gmond.conf ]; then
-	sed -e 's/daemonize = yes/daemonize = no/' -e 's/setuid = yes/setuid = no/' \
-		-e 's/collect_every = [0-9]*/collect_every = 1/' -e 's/time_threshold = [0-9]*/time_threshold = 1/' \
-		/etc/ganglia/gmond.conf >"$T/gmond.conf"
-	bg_node 2 "$T/gmond.log" gmond -f -c "$T/gmond.conf" && GMOND=$(bg_pid node2-gmond)
+	gconf() { sed -e 's/daemonize = yes/daemonize = no/' -e 's/setuid = yes/setuid = no/' "$@" /etc/ganglia/gmond.conf; }
+	gconf -e 's/deaf = no/deaf = yes/' -e 's/collect_every = [0-9]*/collect_every = 1/' \
+		-e 's/time_threshold = [0-9]*/time_threshold = 1/' >"$T/gmond-tx.conf"
+	gconf -e 's/mute = no/mute = yes/' >"$T/gmond-rx.conf"
+	cat >"$T/ggen.py" <<'EOF'
+# Ganglia load generator: NODES spoofed hosts, METRICS float metrics each,
+# every value once a second, metadata at start and every 30 s.
+import socket, struct, sys, time
+nodes, dst = int(sys.argv[1]), (sys.argv[2], int(sys.argv[3]))
+names = ["cpu_user", "cpu_system", "cpu_idle", "cpu_nice", "cpu_wio", "cpu_aidle", "load_one", "load_five",
+         "load_fifteen", "proc_run", "proc_total", "mem_free", "mem_shared", "mem_buffers", "mem_cached",
+         "swap_free", "bytes_in", "bytes_out", "pkts_in", "pkts_out"]
+def xs(s):
+    b = s.encode()
+    return struct.pack(">I", len(b)) + b + b"\0" * (-len(b) % 4)
+def mid(host, name):
+    return xs(host) + xs(name) + struct.pack(">I", 1)
+hosts = ["10.79.%d.%d:node%d" % (i // 250, i % 250, i) for i in range(nodes)]
+meta = [struct.pack(">I", 128) + mid(h, n) + xs("float") + xs(n) + xs("") + struct.pack(">III", 3, 60, 0) +
+        struct.pack(">I", 1) + xs("SPOOF_HOST") + xs(h) for h in hosts for n in names]
+vals = [struct.pack(">I", 134) + mid(h, n) + xs("%f") for h in hosts for n in names]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+def send(p):
+    try:
+        s.sendto(p, dst)
+    except OSError:
+        time.sleep(0.001)
+def send_meta():
+    for i, p in enumerate(meta):
+        send(p)
+        if i % 200 == 199:
+            time.sleep(0.002)  # paced: a burst would overflow gmond's socket
+send_meta()
+step, k, t = 0.005, 0, time.monotonic()
+nextmeta = t + 30
+while True:
+    t += step
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+    n = int(len(vals) * step)
+    for i in range(n):
+        send(vals[k] + struct.pack(">f", (k % 100) / 10.0))
+        k = (k + 1) % len(vals)
+    if time.monotonic() > nextmeta:
+        send_meta()
+        nextmeta += 30
+EOF
+	bg_node 2 "$T/gmond-tx.log" gmond -f -c "$T/gmond-tx.conf" && GMOND=$(bg_pid node2-gmond)
+	bg_node 3 "$T/gmond-rx.log" gmond -f -c "$T/gmond-rx.conf" && GMOND_RX=$(bg_pid node3-gmond)
+	bg_node 0 "$T/ggen.log" python3 "$T/ggen.py" "$NODES" 239.2.11.71 8649
 fi
 wait_for "test \$(up_count) -ge $((NODES + 1))" 30 || die "only $(up_count) of $((NODES + 1)) nodes up"
 sleep 1 # past the start-up burst
@@ -75,10 +128,10 @@ echo "# $NODES simulated nodes at 1 Hz + 1 real node; $RUNS windows of ${WINDOW}
 tx_bytes() { in_node "$1" cat /proc/net/dev | sed 's/:/ /' | awk '$1 == "eth0" { print $10 }'; }
 pct() { awk -v d="$1" -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'; }
 rate() { awk -v d="$1" -v s="$WINDOW" 'BEGIN { printf "%.0f", d / s }'; }
-rec=() gen=() snd=() gmd=() sndb=() gmdb=()
+rec=() gen=() snd=() gmd=() sndb=() gmdb=() grx=()
 for ((r = 0; r < RUNS; r++)); do
-	a=$(cpu_ns "$REC") g=$(cpu_ns "$GEN") s=$(cpu_ns "$SND") m=0 sb=$(tx_bytes 1) mb=$(tx_bytes 2)
-	[ -n "$GMOND" ] && m=$(cpu_ns "$GMOND")
+	a=$(cpu_ns "$REC") g=$(cpu_ns "$GEN") s=$(cpu_ns "$SND") m=0 x=0 sb=$(tx_bytes 1) mb=$(tx_bytes 2)
+	[ -n "$GMOND" ] && m=$(cpu_ns "$GMOND") x=$(cpu_ns "$GMOND_RX")
 	sleep "$WINDOW"
 	rec+=($(pct $(($(cpu_ns "$REC") - a))))
 	gen+=($(pct $(($(cpu_ns "$GEN") - g))))
@@ -86,6 +139,7 @@ for ((r = 0; r < RUNS; r++)); do
 	sndb+=($(rate $(($(tx_bytes 1) - sb))))
 	if [ -n "$GMOND" ]; then
 		gmd+=($(pct $(($(cpu_ns "$GMOND") - m))))
+		grx+=($(pct $(($(cpu_ns "$GMOND_RX") - x))))
 		gmdb+=($(rate $(($(tx_bytes 2) - mb))))
 	fi
 done
@@ -93,10 +147,17 @@ rec_files=$(printf '%s\n' "${rec[@]}" | median)
 gen_pct=$(printf '%s\n' "${gen[@]}" | median)
 snd_pct=$(printf '%s\n' "${snd[@]}" | median)
 snd_bps=$(printf '%s\n' "${sndb[@]}" | median)
-gmd_pct="not installed" gmd_bps="not installed"
+gmd_pct="not installed" gmd_bps="not installed" grx_pct="not installed" ghosts=
 if [ -n "$GMOND" ]; then
 	gmd_pct=$(printf '%s\n' "${gmd[@]}" | median)%
 	gmd_bps=$(printf '%s\n' "${gmdb[@]}" | median)
+	grx_pct=$(printf '%s\n' "${grx[@]}" | median)%
+	# How many hosts gmond knows (its XML dump on port 8649).
+	ghosts=$(in_node 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8649 && cat <&3' | grep -c "<HOST ")
+	# Done with the peer: its generator would only load the machine.
+	bg_kill node0-python3
+	bg_kill node2-gmond
+	bg_kill node3-gmond
 fi
 # How far behind the per-node files are under the default CPU share.
 now=$(date +%s.%N)
@@ -131,7 +192,7 @@ rec_shm=$(recvstats_cpu --files -)
 rec_all=$(recvstats_cpu --files "$T/shm/beostat.d" --files-cpu -1)
 
 printf '%-52s %12s %12s %14s\n' "measure" "bproc" "target" "gmond (1 s)"
-printf '%-52s %11s%% %11s%%\n' "recvstats CPU, $NODES nodes x 1 Hz (default)" "$rec_files" "2"
+printf '%-52s %11s%% %11s%% %14s\n' "recvstats CPU, $NODES nodes x 1 Hz (default)" "$rec_files" "2" "$grx_pct"
 printf '%-52s %11s%% %11s%%\n' "recvstats CPU, same, shm file only (--files -)" "$rec_shm" "2"
 printf '%-52s %11s%% %12s\n' "recvstats CPU, same, files every packet (--files-cpu -1)" "$rec_all" "-"
 printf '%-52s %11ss %12s\n' "age of a node's files (default), median" "$files_age" "-"
@@ -141,3 +202,4 @@ printf '%-52s %12s %12s %14s\n' "bytes/s a node sends, 1 Hz" "$snd_bps" "-" "$gm
 printf '%-52s %10sms %10sms\n' "change on node -> shm file, median of $CHANGES" "$lat_med" "1500"
 printf '%-52s %10sms %10sms\n' "change on node -> shm file, worst of $CHANGES" "$lat_max" "1500"
 printf '%-52s %12s %12s\n' "packets dropped as bad (should be 0)" "$drops" "0"
+[ -n "$ghosts" ] && echo "# gmond (1 s): Debian's gmond.conf, every metric collected and sent each second; the receiving gmond knew $ghosts hosts"
