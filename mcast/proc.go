@@ -1,7 +1,6 @@
 package mcast
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -210,20 +209,36 @@ func ReadSample(procfs string) (*Sample, error) {
 
 // ReadProcFile reads a whole /proc file. /proc reports size 0 (or a wrong
 // size) for its files, so it reads until EOF, up to maxProcFile bytes.
-func ReadProcFile(path string) ([]byte, error) {
+func ReadProcFile(path string) ([]byte, error) { return readProcInto(path, nil) }
+
+// readProcInto is ReadProcFile reusing buf's storage (the sender reads the
+// same files every second).
+func readProcInto(path string, buf []byte) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading proc file: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxProcFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+	b := buf[:0]
+	if cap(b) == 0 {
+		b = make([]byte, 0, 4096)
 	}
-	if len(b) > maxProcFile {
-		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxProcFile)
+	for {
+		if len(b) == cap(b) {
+			if len(b) > maxProcFile {
+				return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxProcFile)
+			}
+			b = append(b, 0)[:len(b)] // grow
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
 	}
-	return b, nil
 }
 
 // keyValue splits a "key<tab>: value" or "Key:   value" line.
@@ -235,11 +250,26 @@ func keyValue(line string) (string, string, bool) {
 	return strings.TrimSpace(k), strings.TrimSpace(v), true
 }
 
-func lines(b []byte) *bufio.Scanner {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), maxProcFile)
-	return sc
+// lineScanner walks the lines of a file already in memory (bufio.Scanner
+// would allocate a 64 KiB buffer per file, every second).
+type lineScanner struct{ b, line []byte }
+
+func lines(b []byte) *lineScanner { return &lineScanner{b: b} }
+
+func (s *lineScanner) Scan() bool {
+	if len(s.b) == 0 {
+		return false
+	}
+	if i := bytes.IndexByte(s.b, '\n'); i >= 0 {
+		s.line, s.b = s.b[:i], s.b[i+1:]
+	} else {
+		s.line, s.b = s.b, nil
+	}
+	return true
 }
+
+func (s *lineScanner) Text() string { return string(s.line) }
+func (s *lineScanner) Err() error   { return nil }
 
 // ParseCPUInfo reads /proc/cpuinfo in its x86, arm and powerpc layouts.
 // Per-cpu facts come from the first processor's block; machine-wide lines
@@ -358,7 +388,17 @@ func ParseStat(b []byte) (Stat, error) {
 	sawCPU := false
 	sc := lines(b)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
+		line := sc.line
+		// Only cpu lines are split into fields: the intr line has
+		// thousands of numbers and bproc keeps the first.
+		var f []string
+		if bytes.HasPrefix(line, []byte("cpu")) {
+			f = strings.Fields(string(line))
+		} else {
+			name, rest, _ := bytes.Cut(line, []byte(" "))
+			first, _, _ := bytes.Cut(bytes.TrimLeft(rest, " "), []byte(" "))
+			f = []string{string(name), string(first)}
+		}
 		if len(f) < 2 {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -172,9 +173,14 @@ func (s *sender) logOnce(msg string) {
 	}
 }
 
+// procBufs holds readDynamic's file buffers between samples.
+var procBufs = sync.Pool{New: func() any { return new([4][]byte) }}
+
 // readDynamic reads everything but cpuinfo (which s may already hold).
 func readDynamic(procfs string, s *Sample) error {
-	for _, f := range []struct {
+	bufs := procBufs.Get().(*[4][]byte)
+	defer procBufs.Put(bufs)
+	for i, f := range []struct {
 		name  string
 		parse func([]byte) error
 	}{
@@ -184,10 +190,11 @@ func readDynamic(procfs string, s *Sample) error {
 		{"net/dev", func(b []byte) (err error) { s.Net, err = ParseNetDev(b); return }},
 	} {
 		p := filepath.Join(procfs, f.name)
-		b, err := ReadProcFile(p)
+		b, err := readProcInto(p, bufs[i])
 		if err != nil {
 			return err
 		}
+		bufs[i] = b
 		if err := f.parse(b); err != nil {
 			return fmt.Errorf("parsing %s: %w", p, err)
 		}
