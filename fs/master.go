@@ -25,7 +25,10 @@ const (
 	jobsQueueSize = 64 << 20
 	exitedKeep    = 10 * time.Minute
 	exitedMax     = 4096
-	startTimeout  = 30 * time.Second
+	// exitedKeepBytes of output stay for an exited process whose stdout
+	// or stderr nobody has opened.
+	exitedKeepBytes = 64 << 10
+	startTimeout    = 30 * time.Second
 )
 
 // Master is bpmaster's state: the nodes, the processes running on them and

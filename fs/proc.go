@@ -73,6 +73,10 @@ func (p *Proc) finish(status string) {
 		p.stderr.CloseWrite()
 	}
 	p.stdin.Break(fmt.Errorf("process has exited: %w", syscall.EPIPE))
+	// Nobody has asked for this output yet: keep its tail, not a megabyte
+	// per stream for every exited process.
+	p.stdout.Trim(exitedKeepBytes)
+	p.stderr.Trim(exitedKeepBytes)
 	close(p.done)
 }
 

@@ -104,15 +104,8 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 		k := min(room, len(p))
 		s.chunks = append(s.chunks, newChunk(p[:k]))
 		s.size += k
-		for s.lossy && !s.attached && s.size > s.limit {
-			c := &s.chunks[0]
-			drop := min(s.size-s.limit, len(c.b)-c.off)
-			c.off += drop
-			s.size -= drop
-			if c.off == len(c.b) {
-				c.free()
-				s.chunks = s.chunks[1:]
-			}
+		if s.lossy && !s.attached {
+			s.trimLocked(s.limit)
 		}
 		p = p[k:]
 		n += k
@@ -182,6 +175,31 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 		s.mu.Unlock()
 		<-w.done // a writer filled it after all
 		return w.n, nil
+	}
+}
+
+// Trim keeps only the newest max bytes of an unattended lossy stream: what
+// an exited process leaves for a reader who may never come.
+func (s *Stream) Trim(max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lossy && !s.attached {
+		s.trimLocked(max)
+	}
+}
+
+// trimLocked drops the oldest bytes beyond max; called with s.mu held.
+func (s *Stream) trimLocked(max int) {
+	for s.size > max {
+		c := &s.chunks[0]
+		drop := min(s.size-max, len(c.b)-c.off)
+		c.off += drop
+		s.size -= drop
+		if c.off == len(c.b) {
+			c.free()
+			s.chunks[0] = chunk{}
+			s.chunks = s.chunks[1:]
+		}
 	}
 }
 

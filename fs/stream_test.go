@@ -117,3 +117,23 @@ func TestRingFiltersByOwner(t *testing.T) {
 		t.Errorf("read after Close: %v, want EOF", err)
 	}
 }
+
+func TestStreamTrimKeepsTailOfUnattended(t *testing.T) {
+	s := NewStream(1<<20, true)
+	data := make([]byte, 300<<10)
+	rand.Read(data)
+	s.Write(context.Background(), data)
+	s.Trim(64 << 10)
+	s.CloseWrite()
+	if got := readStream(t, s); !bytes.Equal(got, data[len(data)-64<<10:]) {
+		t.Fatalf("kept %d bytes, want the newest %d", len(got), 64<<10)
+	}
+	a := NewStream(1<<20, true)
+	a.Attach()
+	a.Write(context.Background(), data)
+	a.Trim(10)
+	a.CloseWrite()
+	if got := readStream(t, a); len(got) != len(data) {
+		t.Fatalf("trim dropped bytes of an attached stream: %d left", len(got))
+	}
+}
