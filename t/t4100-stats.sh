@@ -59,7 +59,7 @@ setup() {
 	make_key "$KEY" || return 1
 	for i in 0 1 2; do prepare_proc "$i"; done
 	{ declare -f stat_ticker; echo "T='$T' stat_ticker"; } >"$T/ticker.sh"
-	_bg stat-ticker "$T/ticker.log" bash "$T/ticker.sh" || return 1
+	bg_master "$T/ticker.log" bash "$T/ticker.sh" || return 1 # the ticker needs no network
 	wait_for "test -s '$T/proc2/stat'" 5 || return 1
 	start_recvstats
 }
