@@ -2,7 +2,9 @@ package mcast
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -93,10 +95,12 @@ type filesWriter struct {
 	rec     Record
 	buf     []byte
 	last    map[int]*[6][]byte // what each node's files hold, to skip unchanged ones
+	log     *log.Logger
+	lastErr error
 	done    chan struct{}
 }
 
-func newFilesWriter(dir, shmPath string, share float64) (*filesWriter, error) {
+func newFilesWriter(dir, shmPath string, share float64, logger *log.Logger) (*filesWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating stats directory: %w", err)
 	}
@@ -113,7 +117,7 @@ func newFilesWriter(dir, shmPath string, share float64) (*filesWriter, error) {
 	if share == 0 {
 		share = DefaultFilesCPU
 	}
-	return &filesWriter{dir: dir, dirfd: fd, shm: shm, share: share, maxBank: 50 * time.Millisecond, dirty: map[int]pending{},
+	return &filesWriter{dir: dir, dirfd: fd, shm: shm, share: share, maxBank: 50 * time.Millisecond, log: logger, dirty: map[int]pending{},
 		kick: make(chan struct{}, 1), last: map[int]*[6][]byte{}, done: make(chan struct{})}, nil
 }
 
@@ -218,7 +222,10 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 			}
 			// The shm file stays authoritative; a full disk must not
 			// stop the receiver, so errors only skip this refresh.
-			if d, ok := threadCost(func() { w.write(node, static) }); ok {
+			var err error
+			d, ok := threadCost(func() { err = w.write(node, static) })
+			w.report(err)
+			if ok {
 				avg += (d - avg) / 8
 				bank -= d
 			} else {
@@ -226,6 +233,30 @@ func (w *filesWriter) run(stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// report logs a failed refresh once, until refreshes work again.
+func (w *filesWriter) report(err error) {
+	switch {
+	case err != nil && !sameFailure(err, w.lastErr):
+		w.log.Printf("recvstats: per-node files: %v", err)
+	case err == nil && w.lastErr != nil:
+		w.log.Printf("recvstats: per-node files: writing again")
+	}
+	w.lastErr = err
+}
+
+// sameFailure tells whether err is the failure already reported as last:
+// the same errno (whichever file it hit), or the same text.
+func sameFailure(err, last error) bool {
+	if last == nil {
+		return false
+	}
+	var e1, e2 syscall.Errno
+	if errors.As(err, &e1) && errors.As(last, &e2) {
+		return e1 == e2
+	}
+	return err.Error() == last.Error()
 }
 
 // threadCost runs fn and returns the CPU time its thread spent, unless

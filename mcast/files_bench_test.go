@@ -1,6 +1,8 @@
 package mcast
 
 import (
+	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,7 +33,7 @@ func BenchmarkFilesWrite(b *testing.B) {
 			copy(r.Net[i].Name[:], ifc.Name)
 		}
 	})
-	fw, err := newFilesWriter(filepath.Join(dir, "d"), filepath.Join(dir, "beostat"), -1)
+	fw, err := newFilesWriter(filepath.Join(dir, "d"), filepath.Join(dir, "beostat"), -1, log.New(io.Discard, "", 0))
 	if err != nil {
 		b.Fatal(err)
 	}

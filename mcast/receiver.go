@@ -123,7 +123,7 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig) error {
 		reqCodec: NewCodec(cfg.Key), start: time.Now().UnixNano()}
 	r.adoptRecords()
 	if cfg.FilesDir != "-" {
-		fw, err := newFilesWriter(cfg.FilesDir, cfg.ShmPath, cfg.FilesCPU)
+		fw, err := newFilesWriter(cfg.FilesDir, cfg.ShmPath, cfg.FilesCPU, cfg.Log)
 		if err != nil {
 			return fmt.Errorf("recvstats: %w", err)
 		}

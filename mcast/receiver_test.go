@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // freeAddr returns a loopback UDP address nobody listens on (unicast: the
@@ -285,7 +287,7 @@ func TestFilesBudget(t *testing.T) {
 	}
 	set(0, 1)
 	set(1, 1)
-	fw, err := newFilesWriter(filepath.Join(dir, "d"), filepath.Join(dir, "beostat"), 1e-9)
+	fw, err := newFilesWriter(filepath.Join(dir, "d"), filepath.Join(dir, "beostat"), 1e-9, log.New(io.Discard, "", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,4 +310,36 @@ func TestFilesBudget(t *testing.T) {
 	if l := load(0); !strings.HasPrefix(l, "1.00 ") {
 		t.Errorf("node 0 refreshed over budget: %q", l)
 	}
+}
+
+// A refresh that keeps failing is logged once, not at every packet.
+func TestFilesErrorLoggedOnce(t *testing.T) {
+	dir := t.TempDir()
+	w, err := CreateShm(filepath.Join(dir, "beostat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Update(0, func(r *Record) { r.Flags = RecPresent; r.Updated = time.Now().UnixNano() })
+	os.MkdirAll(filepath.Join(dir, "d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "d", "0"), nil, 0o644) // a file where node 0's directory goes
+	var logged bytes.Buffer
+	fw, err := newFilesWriter(filepath.Join(dir, "d"), filepath.Join(dir, "beostat"), -1, log.New(&logged, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		fw.report(fw.write(0, false))
+	}
+	if n := strings.Count(logged.String(), "\n"); n != 1 || !strings.Contains(logged.String(), "per-node files") {
+		t.Errorf("logged %d lines: %q", n, logged.String())
+	}
+	os.Remove(filepath.Join(dir, "d", "0"))
+	delete(fw.last, 0)
+	fw.report(fw.write(0, false))
+	if !strings.Contains(logged.String(), "writing again") {
+		t.Errorf("recovery not logged: %q", logged.String())
+	}
+	unix.Close(fw.dirfd)
+	fw.shm.Close()
 }
