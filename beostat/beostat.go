@@ -100,6 +100,9 @@ func (r *Reader) with(node int, fn func(rec *mcast.Record) error) error {
 	if err := r.ensure(); err != nil {
 		return err
 	}
+	if !r.shm.Present(node) {
+		return fmt.Errorf("beostat: node %d: %w", node, ErrNoData)
+	}
 	if err := r.shm.Read(node, &r.rec); err != nil {
 		return fmt.Errorf("beostat: node %d: %w: %w", node, ErrNoData, err)
 	}

@@ -489,6 +489,16 @@ func (r *ShmReader) refresh() {
 	}
 }
 
+// Present tells cheaply whether node's slot holds a node, without copying
+// the record (Read still decides, consistently).
+func (r *ShmReader) Present(node int) bool {
+	if node < 0 || node >= r.Nodes() {
+		return false
+	}
+	src := (*Record)(unsafe.Pointer(&r.mem[ShmHeaderSize+node*RecordSize]))
+	return atomic.LoadUint32(&src.Flags)&RecPresent != 0
+}
+
 var fenceWord uint32
 
 // Read copies node's record into dst, consistent: it retries while
