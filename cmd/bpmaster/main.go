@@ -121,8 +121,7 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	m := fs.NewMaster(cfg)
 	m.Logf = logger.Printf
 	m.Trace = tracer.Printf
-	stats := &shmStats{path: cfg.StatsFile}
-	m.Stats, m.StatsFiles = stats.file, mcast.FileNames
+	m.Stats, m.StatsFiles = statsFiles(cfg.StatsFile), mcast.FileNames
 	go m.Run(ctx)
 
 	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf}
