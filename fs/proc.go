@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,26 +178,20 @@ type binary struct {
 
 // load reads path for caller c, who must be allowed to execute it.
 func (b *binCache) load(path string, c *Caller) (*binary, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	f, id, err := openExecutable(path, c)
+	if err != nil {
+		return nil, err
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return nil, fmt.Errorf("%s: not a regular file: %w", path, syscall.EACCES)
-	}
-	if !mayExecFile(c, st.Mode, st.Uid, st.Gid) {
-		return nil, fmt.Errorf("%s: %w", path, syscall.EACCES)
-	}
-	id := binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano()}
+	defer f.Close()
 	b.mu.Lock()
 	if bin := b.byID[id]; bin != nil {
 		b.mu.Unlock()
 		return bin, nil
 	}
 	b.mu.Unlock()
-	data, err := os.ReadFile(path)
+	data, err := readPinned(f)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, err
 	}
 	sum := sha256.Sum256(data)
 	bin := &binary{hash: hex.EncodeToString(sum[:]), data: data}
