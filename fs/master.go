@@ -477,7 +477,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	}
 
 	p := m.newProc(c, n, sc, argv, o.attached)
-	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path,
+	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)

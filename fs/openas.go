@@ -91,7 +91,7 @@ func openExecutable(path string, c *Caller) (*os.File, binID, error) {
 		f.Close()
 		return nil, binID{}, err
 	}
-	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano()}, nil
+	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Mode & 0o7777}, nil
 }
 
 // readPinned reads, as root, the file f pins (an O_PATH descriptor cannot

@@ -169,11 +169,13 @@ type binCache struct {
 type binID struct {
 	dev, ino    uint64
 	size, mtime int64
+	mode        uint32 // permission bits: whether others may read it travels too
 }
 
 type binary struct {
-	hash string
-	data []byte
+	hash   string
+	data   []byte
+	public bool // readable by everyone on the master, so it may be on the node
 }
 
 // load reads path for caller c, who must be allowed to execute it.
@@ -194,7 +196,7 @@ func (b *binCache) load(path string, c *Caller) (*binary, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	bin := &binary{hash: hex.EncodeToString(sum[:]), data: data}
+	bin := &binary{hash: hex.EncodeToString(sum[:]), data: data, public: id.mode&0o444 == 0o444}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.byID == nil {

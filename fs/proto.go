@@ -25,7 +25,8 @@ type Msg struct {
 	Pid    int      `json:"pid,omitempty"`
 	Hash   string   `json:"hash,omitempty"`
 	Size   int64    `json:"size,omitempty"`
-	Path   string   `json:"path,omitempty"` // the master's path, for messages
+	Path   string   `json:"path,omitempty"`   // the master's path: its name names the job's binary
+	Public bool     `json:"public,omitempty"` // everyone may read the binary on the master
 	Argv   []string `json:"argv,omitempty"`
 	Env    []string `json:"env,omitempty"`
 	Dir    string   `json:"dir,omitempty"`

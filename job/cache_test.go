@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"bproc/fs"
 )
 
 // binTree serves slave/bin/HASH from a map and counts fetches.
@@ -38,42 +40,49 @@ func (t *binTree) add(data []byte) string {
 	return h
 }
 
-func TestBinCacheFetchesOnceAndEvictsIdle(t *testing.T) {
+func TestBinCache(t *testing.T) {
 	tree := &binTree{bins: map[string][]byte{}}
-	c := &binCache{mem: map[string]*memBin{}}
-	first := tree.add([]byte("binary 0"))
-	p, release, err := c.get(tree, first, 8)
+	c := &binCache{}
+	h := tree.add([]byte("#!/bin/sh\necho hi\n"))
+	p, err := c.get(tree, "", &fs.Msg{Hash: h, Size: 18, Path: "/usr/bin/greet", Public: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(p); string(got) != "binary 0" {
-		t.Fatalf("cached binary reads %q", got)
+	if filepath.Base(p) != "greet" {
+		t.Errorf("cached as %s: the job should keep its name", p)
 	}
-	if _, r2, _ := c.get(tree, first, 8); tree.fetches != 1 {
-		t.Fatalf("second get fetched again (%d fetches)", tree.fetches)
-	} else {
-		r2()
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("public binary: %v, %v; want mode 0755", st.Mode(), err)
 	}
-	// Fill the cache past its limit while the first binary is in use: it
-	// must survive, and the oldest idle one goes instead.
-	var hashes []string
-	for i := 1; i <= memCacheMax; i++ {
-		h := tree.add([]byte(fmt.Sprintf("binary %d", i)))
-		hashes = append(hashes, h)
-		_, r, err := c.get(tree, h, 8)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r()
+	if st, _ := os.Stat(filepath.Dir(filepath.Dir(p))); st.Mode().Perm() != 0o711 {
+		t.Errorf("cache directory mode %v, want 0711 (not listable)", st.Mode().Perm())
 	}
-	if c.mem[first] == nil || c.mem[hashes[0]] != nil || len(c.mem) != memCacheMax {
-		t.Fatalf("in use kept=%v, oldest idle evicted=%v, %d entries (limit %d)",
-			c.mem[first] != nil, c.mem[hashes[0]] == nil, len(c.mem), memCacheMax)
+	// The same content under another name: no second fetch.
+	p2, err := c.get(tree, "", &fs.Msg{Hash: h, Size: 18, Path: "/tmp/copy"})
+	if err != nil || tree.fetches != 1 || filepath.Base(p2) != "copy" {
+		t.Errorf("second name: %s, %v, %d fetches", p2, err, tree.fetches)
 	}
-	release()
+	secret := tree.add([]byte("secret binary"))
+	p3, err := c.get(tree, "", &fs.Msg{Hash: secret, Size: 13, Path: "/opt/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p3); st.Mode().Perm() != 0o711 {
+		t.Errorf("a binary others could not read on the master is %v here, want 0711", st.Mode().Perm())
+	}
 	bad := tree.add([]byte("x"))
 	tree.bins[bad] = []byte("tampered")
-	if _, _, err := c.get(tree, bad, 1); err == nil {
-		t.Fatal("a binary whose hash does not match was accepted")
+	if _, err := c.get(tree, "", &fs.Msg{Hash: bad, Size: 1, Path: "/x"}); err == nil {
+		t.Error("a binary whose hash does not match was accepted")
+	}
+	for _, m := range []*fs.Msg{{Hash: "../../etc", Path: "/x"}, {Hash: h, Size: -1, Path: "/x"}, {Hash: h, Size: maxBinary + 1, Path: "/x"}} {
+		if _, err := c.get(tree, "", m); err == nil {
+			t.Errorf("%+v accepted", m)
+		}
+	}
+	dir := c.dir
+	c.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("temporary cache %s left behind: %v", dir, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -81,6 +82,18 @@ func (s *Slave) trace(format string, args ...any) {
 	}
 }
 
+// Close removes what the slave keeps on the node (a temporary binary
+// cache). Call it when the slave is done for good.
+func (s *Slave) Close() error {
+	s.mu.Lock()
+	c := s.cache
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
+
 // Run registers with the master and serves jobs until the connection fails
 // or ctx ends. Every process started here is killed when Run returns: the
 // process space lives on the master, so nothing outlives the link to it.
@@ -90,7 +103,7 @@ func (s *Slave) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.jobs = map[int]*running{}
 	if s.cache == nil {
-		s.cache = &binCache{dir: s.CacheDir, mem: map[string]*memBin{}}
+		s.cache = &binCache{}
 	}
 	s.mu.Unlock()
 	defer s.killAll()
@@ -260,12 +273,11 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		report(fmt.Sprintf("failed %d %s", int(errno), err.Error()))
 	}
 
-	bin, release, err := s.cache.get(tree, m.Hash, m.Size)
+	bin, err := s.cache.get(tree, s.CacheDir, m)
 	if err != nil {
 		fail(fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
 	}
-	defer release()
 	cmd := &exec.Cmd{Path: bin, Args: m.Argv, Env: m.Env, Dir: m.Dir}
 	if st, err := os.Stat(m.Dir); m.Dir == "" || err != nil || !st.IsDir() {
 		cmd.Dir = "/"
@@ -419,96 +431,107 @@ func (s *Slave) feedStdin(tree Opener, pid int, base string, w *os.File) {
 type onlyReader struct{ io.Reader }
 type onlyWriter struct{ io.Writer }
 
-// binCache keeps shipped binaries so each is fetched once per slave: in
-// memfds by default, or as files named by their hash in dir (bpslave -c).
+// maxBinary is the largest binary a master ships (fs refuses larger ones).
+const maxBinary = 256 << 20
+
+// binCache keeps shipped binaries on the node, each fetched once, as
+// DIR/HASH/NAME: NAME is the master's file name, so ps and pkill show the
+// job by its name and a script's interpreter can open the script. DIR is
+// bpslave -c's directory, or a private temporary one removed by Close. DIR
+// and DIR/HASH are 0711, so users may run what is there without listing
+// it; a binary is 0755 when everyone could read it on the master, 0711
+// otherwise (execve needs no read permission).
 type binCache struct {
-	dir string
-	mu  sync.Mutex
-	mem map[string]*memBin
-	lru []string // hashes, oldest first
+	mu   sync.Mutex
+	dir  string
+	temp bool
 }
 
-type memBin struct {
-	f     *os.File
-	users int // starts between get and release; never closed while > 0
+func (c *binCache) ensureDir(want string) error {
+	if c.dir != "" {
+		return nil
+	}
+	if want == "" {
+		d, err := os.MkdirTemp("", "bpslave-bin-")
+		if err != nil {
+			return fmt.Errorf("binary cache: %w", err)
+		}
+		c.dir, c.temp = d, true
+	} else {
+		if err := os.MkdirAll(want, 0o711); err != nil {
+			return fmt.Errorf("binary cache: %w", err)
+		}
+		c.dir = want
+	}
+	if err := os.Chmod(c.dir, 0o711); err != nil {
+		return fmt.Errorf("binary cache: %w", err)
+	}
+	return nil
 }
 
-const memCacheMax = 64
-
-// get returns a path that execve can run for the binary with this hash,
-// and a release to call once the exec is done.
-func (c *binCache) get(tree Opener, hash string, size int64) (string, func(), error) {
-	if len(hash) != 64 {
-		return "", nil, fmt.Errorf("bad binary hash %q: %w", hash, syscall.EINVAL)
+// get returns the path of the job's binary, fetching it if need be.
+func (c *binCache) get(tree Opener, want string, m *fs.Msg) (string, error) {
+	if len(m.Hash) != 64 || strings.Trim(m.Hash, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("bad binary hash %q: %w", m.Hash, syscall.EINVAL)
+	}
+	if m.Size < 0 || m.Size > maxBinary {
+		return "", fmt.Errorf("binary of %d bytes: %w", m.Size, syscall.EFBIG)
+	}
+	name := filepath.Base(m.Path)
+	if name == "." || name == "/" || name == ".." {
+		name = "prog"
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dir != "" {
-		p := filepath.Join(c.dir, hash)
-		if _, err := os.Stat(p); err == nil {
-			return p, func() {}, nil
-		}
-	} else if b := c.mem[hash]; b != nil {
-		return c.use(hash, b)
+	if err := c.ensureDir(want); err != nil {
+		return "", err
 	}
-	data, err := fetch(tree, hash, size)
+	hdir := filepath.Join(c.dir, m.Hash)
+	p := filepath.Join(hdir, name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(hdir, 0o711); err != nil {
+		return "", fmt.Errorf("binary cache: %w", err)
+	}
+	// The same content under another name: a link, not a second fetch.
+	if ents, _ := os.ReadDir(hdir); len(ents) > 0 {
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".tmp") && os.Link(filepath.Join(hdir, e.Name()), p) == nil {
+				return p, nil
+			}
+		}
+	}
+	data, err := fetch(tree, m.Hash, m.Size)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	if c.dir != "" {
-		if err := os.MkdirAll(c.dir, 0o755); err != nil {
-			return "", nil, fmt.Errorf("binary cache: %w", err)
-		}
-		p := filepath.Join(c.dir, hash)
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o755); err != nil {
-			return "", nil, fmt.Errorf("binary cache: %w", err)
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return "", nil, fmt.Errorf("binary cache: %w", err)
-		}
-		return p, func() {}, nil
+	mode := os.FileMode(0o711)
+	if m.Public {
+		mode = 0o755
 	}
-	fd, err := unix.MemfdCreate("bproc-"+hash[:12], unix.MFD_CLOEXEC)
-	if err != nil {
-		return "", nil, fmt.Errorf("memfd: %w", err)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return "", fmt.Errorf("binary cache: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "memfd:"+hash)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return "", nil, fmt.Errorf("memfd write: %w", err)
+	if err := os.Chmod(tmp, mode); err != nil { // past the umask
+		return "", fmt.Errorf("binary cache: %w", err)
 	}
-	b := &memBin{f: f}
-	c.mem[hash] = b
-	c.lru = append(c.lru, hash)
-	c.evict()
-	return c.use(hash, b)
+	if err := os.Rename(tmp, p); err != nil {
+		return "", fmt.Errorf("binary cache: %w", err)
+	}
+	return p, nil
 }
 
-// use marks b busy; called with c.mu held.
-func (c *binCache) use(hash string, b *memBin) (string, func(), error) {
-	b.users++
-	release := func() {
-		c.mu.Lock()
-		b.users--
-		c.evict()
-		c.mu.Unlock()
+// Close removes a temporary cache.
+func (c *binCache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.temp {
+		c.temp = false
+		return os.RemoveAll(c.dir)
 	}
-	return fmt.Sprintf("/proc/self/fd/%d", b.f.Fd()), release, nil
-}
-
-// evict closes the oldest idle binaries beyond the limit; called with c.mu held.
-func (c *binCache) evict() {
-	for i := 0; len(c.lru) > memCacheMax && i < len(c.lru); {
-		h := c.lru[i]
-		if b := c.mem[h]; b != nil && b.users == 0 {
-			b.f.Close()
-			delete(c.mem, h)
-			c.lru = append(c.lru[:i], c.lru[i+1:]...)
-			continue
-		}
-		i++
-	}
+	return nil
 }
 
 func fetch(tree Opener, hash string, size int64) ([]byte, error) {

@@ -25,6 +25,7 @@ func startMaster(t *testing.T) (*fs.Master, *fs.Local) {
 	sc := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
 	s := &Slave{Tree: &fs.Local{Root: m.Root(), Caller: sc}}
 	go s.Run(ctx)
+	t.Cleanup(func() { s.Close() })
 	user := &fs.Local{Root: m.Root(), Caller: &fs.Caller{Uid: 0, Gid: 0}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {

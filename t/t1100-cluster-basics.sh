@@ -306,4 +306,12 @@ test_expect_success 'a silent connection does not block the others' '
 	kill $silent
 '
 
+test_expect_success 'a shell script from the master runs on a node, under its own name' '
+	printf "#!/bin/sh\necho \"\$(hostname) \$(cat /proc/\$\$/comm) \$1\"\n" >/tmp/bpgreet &&
+	chmod 755 /tmp/bpgreet &&
+	test_when_finished "rm -f /tmp/bpgreet" &&
+	! in_node 1 test -e /tmp/bpgreet &&
+	test "$(bpsh 1 /tmp/bpgreet hello)" = "node1 bpgreet hello"
+'
+
 test_done

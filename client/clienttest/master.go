@@ -56,6 +56,7 @@ func Start(t testing.TB) *Master {
 	t.Cleanup(func() {
 		cancel()
 		m.Shutdown()
+		slave.Close()
 	})
 	t.Setenv("BPROC_MASTER", ln.Addr().String())
 	t.Setenv("BPROC_KEY", kf)

@@ -133,6 +133,7 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	host, _ := os.Hostname()
 	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
 	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf}
+	defer slave.Close()
 	go func() {
 		if err := slave.Run(ctx); err != nil && ctx.Err() == nil {
 			logger.Printf("node -1: %v", err)

@@ -130,6 +130,7 @@ func run(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *
 	// One Slave for every connection: its cache of shipped binaries
 	// outlives a reconnect.
 	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf}
+	defer s.Close()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
 	for {
