@@ -164,7 +164,6 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 	n := m.nodeLocked(num)
 	old := n.conn
 	sc := &slaveConn{key: c.Conn, node: n, jobs: NewStream(jobsQueueSize, false), lastPing: time.Now()}
-	sc.jobs.Attach()
 	m.slaves[c.Conn] = sc
 	n.conn = sc
 	n.state = "up"
@@ -399,7 +398,10 @@ func parseExec(args []string) (*execOpts, []string, error) {
 // callerEnv is the writer's environment and cwd, read from /proc for FUSE
 // callers; 9P callers get a minimal one.
 func callerEnv(c *Caller) (env []string, cwd string) {
-	if c.Pid > 0 {
+	// Only from the caller's own process: a pid reused since the open
+	// would hand another user's environment to this job.
+	var st syscall.Stat_t
+	if c.Pid > 0 && syscall.Stat(fmt.Sprintf("/proc/%d", c.Pid), &st) == nil && st.Uid == c.Uid {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.Pid)); err == nil {
 			for _, kv := range strings.Split(string(b), "\x00") {
 				if kv != "" {
@@ -497,6 +499,9 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if err != nil {
 		m.forget(p)
 		p.finish("exit 127")
+		// It may have started all the same (the report crossed the
+		// interrupt): nobody could see or stop it, so it goes.
+		sc.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
 	return p.pid, nil

@@ -45,7 +45,6 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 		done:    make(chan struct{}),
 		state:   "starting",
 	}
-	p.stdin.Attach()
 	m.mu.Lock()
 	p.pid = m.nextPid
 	m.nextPid++
@@ -137,14 +136,24 @@ func (p *Proc) slaveReport(line string) error {
 		return fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
 	}
 	switch f[0] {
-	case "started":
+	case "started", "failed":
 		p.mu.Lock()
-		p.ospid, p.state = n, "running"
+		starting := p.state == "starting"
+		if starting && f[0] == "started" {
+			p.ospid, p.state = n, "running"
+		}
 		p.mu.Unlock()
-		p.started <- nil
-	case "failed":
-		text := strings.Join(f[2:], " ")
-		p.started <- fmt.Errorf("%s: %w", text, syscall.Errno(n))
+		if !starting {
+			return fmt.Errorf("process %d is not starting: %w", p.pid, syscall.EINVAL)
+		}
+		var err error
+		if f[0] == "failed" {
+			err = fmt.Errorf("%s: %w", strings.Join(f[2:], " "), syscall.Errno(n))
+		}
+		select { // a repeated report must not block the slave's report file
+		case p.started <- err:
+		default:
+		}
 	case "exit":
 		p.finish(fmt.Sprintf("exit %d", n))
 	case "signal":

@@ -12,15 +12,18 @@ import (
 // other: process output on its way to proc/PID/stdout, or user input on its
 // way to a process. While Lossy is set and no reader has ever opened it, a
 // full buffer drops its oldest bytes so an unattended writer never blocks;
-// once a reader has attached, a full buffer makes the writer wait, so nothing
-// is lost while somebody drains it.
+// while a reader has it open, a full buffer makes the writer wait, so
+// nothing is lost while somebody drains it. When the last reader closes, a
+// lossy stream drops again, and any other breaks (as a pipe does), so a
+// writer never waits for a reader that is gone.
 type Stream struct {
 	mu       sync.Mutex
 	chunks   []chunk // queued data, oldest first
 	size     int     // bytes queued
 	limit    int
 	lossy    bool
-	attached bool
+	readers  int   // open reader handles
+	everRead bool  // some reader has opened it
 	eof      bool  // writer closed: readers get EOF after the queue
 	broken   error // readers gone for good: writers get this error
 	changed  chan struct{}
@@ -47,13 +50,27 @@ func (s *Stream) signal() {
 	s.changed = make(chan struct{})
 }
 
-// Attach marks that a reader exists: from now on writers wait instead of
+// Attach counts a reader in: while it is there, writers wait instead of
 // dropping data.
 func (s *Stream) Attach() {
 	s.mu.Lock()
-	s.attached = true
+	s.readers++
+	s.everRead = true
 	s.signal()
 	s.mu.Unlock()
+}
+
+// Detach counts a reader out. After the last one, a lossy stream drops its
+// oldest bytes again; any other breaks with EPIPE.
+func (s *Stream) Detach() {
+	s.mu.Lock()
+	s.readers--
+	last := s.readers == 0
+	s.signal()
+	s.mu.Unlock()
+	if last && !s.lossy {
+		s.Break(fmt.Errorf("no reader left: %w", syscall.EPIPE))
+	}
 }
 
 // Write queues all of p, waiting for room unless the stream is lossy and
@@ -73,7 +90,7 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			return n, fmt.Errorf("stream closed: %w", syscall.EPIPE)
 		}
 		room := s.limit - s.size
-		if s.lossy && !s.attached {
+		if s.lossy && s.readers == 0 {
 			room = len(p)
 		}
 		if room <= 0 {
@@ -104,7 +121,7 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 		k := min(room, len(p))
 		s.chunks = append(s.chunks, newChunk(p[:k]))
 		s.size += k
-		if s.lossy && !s.attached {
+		if s.lossy && s.readers == 0 {
 			s.trimLocked(s.limit)
 		}
 		p = p[k:]
@@ -178,12 +195,13 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 	}
 }
 
-// Trim keeps only the newest max bytes of an unattended lossy stream: what
-// an exited process leaves for a reader who may never come.
+// Trim keeps only the newest max bytes of a stream nobody reads (a lossy
+// one without readers, or one no reader ever opened): what an exited
+// process leaves for a reader who may never come.
 func (s *Stream) Trim(max int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lossy && !s.attached {
+	if s.readers == 0 && (s.lossy || !s.everRead) {
 		s.trimLocked(max)
 	}
 }

@@ -260,11 +260,14 @@ type ctlHandle struct {
 	noClose
 	f      *ctlFile
 	c      *Caller
+	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
 	result []byte
 	pos    int // read position in result: every write rewinds it, whatever the file offset
 }
 
 func (h *ctlHandle) Read(_ context.Context, p []byte, _ int64) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.pos >= len(h.result) {
 		return 0, io.EOF
 	}
@@ -275,6 +278,8 @@ func (h *ctlHandle) Read(_ context.Context, p []byte, _ int64) (int, error) {
 
 func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
 	out, err := h.run(ctx, string(p))
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.pos = 0
 	if err != nil {
 		h.result = []byte("error: " + err.Error() + "\n")
@@ -363,12 +368,10 @@ func (m *Master) newProcDir(p *Proc) *procDir {
 		return &streamWriter{s: p.stdin}, nil
 	})
 	stdout := mk(0o400, func(c *Caller, flags int) (Handle, error) {
-		p.stdout.Attach()
-		return &streamReader{s: p.stdout}, nil
+		return attachReader(p.stdout), nil
 	})
 	stderr := mk(0o400, func(c *Caller, flags int) (Handle, error) {
-		p.stderr.Attach()
-		return &streamReader{s: p.stderr}, nil
+		return attachReader(p.stderr), nil
 	})
 	wait := mk(0o400, func(c *Caller, flags int) (Handle, error) { return &waitHandle{p: p}, nil })
 	pd.dir = newDir(staticEntries("ctl", ctl, "status", status, "stderr", stderr, "stdin", stdin, "stdout", stdout, "wait", wait))
@@ -399,8 +402,22 @@ func (f *openFile) Open(c *Caller, flags int) (Handle, error) { return f.open(c,
 // streamReader reads a Stream; streamWriter writes one and ends it on close.
 type streamReader struct {
 	noWrite
-	noClose
-	s *Stream
+	s        *Stream
+	attached bool
+	once     sync.Once
+}
+
+// attachReader is a reader the stream counts: the writer waits for it.
+func attachReader(s *Stream) *streamReader {
+	s.Attach()
+	return &streamReader{s: s, attached: true}
+}
+
+func (h *streamReader) Close() error {
+	if h.attached {
+		h.once.Do(h.s.Detach)
+	}
+	return nil
 }
 
 func (h *streamReader) Read(ctx context.Context, p []byte, _ int64) (int, error) {
@@ -414,10 +431,11 @@ type streamWriter struct {
 }
 
 func (h *streamWriter) Write(ctx context.Context, p []byte, _ int64) (int, error) {
+	n, err := h.s.Write(ctx, p)
 	if h.tee != nil {
-		h.tee(p)
+		h.tee(p[:n]) // only what was taken: the rest comes again
 	}
-	return h.s.Write(ctx, p)
+	return n, err
 }
 
 func (h *streamWriter) Close() error {

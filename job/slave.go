@@ -319,18 +319,18 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 			dst, err := tree.Open(base+name, os.O_WRONLY)
 			if err != nil {
 				s.logf("job %d: opening %s: %v", m.Pid, name, err)
-				io.Copy(io.Discard, r)
 				return
 			}
 			defer dst.Close()
 			if _, err := dst.Write(buf[:n]); err != nil {
 				s.logf("job %d: %s: %v", m.Pid, name, err)
-				io.Copy(io.Discard, r)
 				return
 			}
+			// When the master refuses more (the reader is gone: EPIPE), the
+			// pipe closes here, and the job meets EPIPE or SIGPIPE on its
+			// next write, as with a local pipe whose reader went away.
 			if _, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{r}, buf); err != nil {
 				s.logf("job %d: %s: %v", m.Pid, name, err)
-				io.Copy(io.Discard, r)
 			}
 		}()
 		return w, nil

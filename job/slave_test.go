@@ -156,3 +156,25 @@ func TestIoRing(t *testing.T) {
 		t.Errorf("io read %q, %v", buf[:n], err)
 	}
 }
+
+// A reader that goes away is a pipe's reader going away: the job gets
+// SIGPIPE instead of blocking forever on a stream nobody will read.
+func TestReaderGoneGivesSIGPIPE(t *testing.T) {
+	_, u := startMaster(t)
+	pid, err := execOn(t, u, "-1", "exec -i -n /usr/bin/yes")
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	out, err := u.Open("proc/"+pid+"/stdout", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	if n, err := out.Read(buf); err != nil || string(buf[:n])[:2] != "y\n" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	out.Close()
+	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "signal 13 SIGPIPE\n" {
+		t.Errorf("wait = %q", got)
+	}
+}
