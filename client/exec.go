@@ -190,6 +190,9 @@ func ResolvePath(name string) (string, error) {
 	return p, nil
 }
 
+// maxCommand is the longest ctl command that travels as one write.
+const maxCommand = 1<<20 - 8<<10
+
 // Exec starts argv on node: one open of node/N/ctl, one write of the exec
 // command, one read of the pid. Errors do not name the node; callers do.
 func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
@@ -219,6 +222,12 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		env = os.Environ()
 	}
 	cmd := ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
+	// A ctl command is one write; one longer than a single request (FUSE
+	// and 9P both carry 1 MiB) would arrive in pieces, each a bad command.
+	if len(cmd) > maxCommand {
+		return nil, &ExecError{Path: path, Errno: syscall.E2BIG,
+			Text: fmt.Sprintf("arguments and environment take %d bytes, more than the %d one command may", len(cmd), maxCommand)}
+	}
 
 	f, err := t.Open(NodeDir(node)+"/ctl", os.O_RDWR)
 	if err != nil {

@@ -43,7 +43,6 @@ type Slave struct {
 
 	mu    sync.Mutex
 	node  int
-	jobs  map[int]*running
 	cache *binCache
 }
 
@@ -56,6 +55,10 @@ type link struct {
 	reportMu sync.Mutex
 	report   io.Writer // slave/report
 	fail     context.CancelCauseFunc
+
+	mu     sync.Mutex
+	jobs   map[int]*running // by the master's pid
+	closed bool             // the link is gone: no new job starts on it
 }
 
 type running struct {
@@ -101,12 +104,10 @@ func (s *Slave) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s.mu.Lock()
-	s.jobs = map[int]*running{}
 	if s.cache == nil {
 		s.cache = &binCache{}
 	}
 	s.mu.Unlock()
-	defer s.killAll()
 
 	// This connection's tree: goroutines of its jobs keep using it even if
 	// s.Tree is replaced for the next connection.
@@ -121,7 +122,8 @@ func (s *Slave) Run(ctx context.Context) error {
 		return fmt.Errorf("opening report: %w", err)
 	}
 	defer report.Close()
-	l := &link{tree: tree, report: report, fail: cancel}
+	l := &link{tree: tree, report: report, fail: cancel, jobs: map[int]*running{}}
+	defer l.killAll()
 	go func() {
 		<-ctx.Done()
 		jobs.Close()
@@ -157,7 +159,7 @@ func (s *Slave) Run(ctx context.Context) error {
 		case "start":
 			go s.start(ctx, l, &m)
 		case "signal":
-			s.signal(m.Pid, syscall.Signal(m.Sig))
+			s.signal(l, m.Pid, syscall.Signal(m.Sig))
 		case "state":
 			go s.runStateCommand(&m)
 		default:
@@ -208,10 +210,10 @@ func (s *Slave) pinger(ctx context.Context, tree Opener, cancel context.CancelCa
 	}
 }
 
-func (s *Slave) signal(pid int, sig syscall.Signal) {
-	s.mu.Lock()
-	j := s.jobs[pid]
-	s.mu.Unlock()
+func (s *Slave) signal(l *link, pid int, sig syscall.Signal) {
+	l.mu.Lock()
+	j := l.jobs[pid]
+	l.mu.Unlock()
 	if j == nil {
 		return
 	}
@@ -220,10 +222,12 @@ func (s *Slave) signal(pid int, sig syscall.Signal) {
 	}
 }
 
-func (s *Slave) killAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, j := range s.jobs {
+// killAll ends the link's jobs, and any start still on its way.
+func (l *link) killAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	for _, j := range l.jobs {
 		syscall.Kill(-j.pgid, syscall.SIGKILL)
 	}
 }
@@ -354,12 +358,13 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		return
 	}
 
-	s.mu.Lock()
-	err = cmd.Start()
-	if err == nil {
-		s.jobs[m.Pid] = &running{pgid: cmd.Process.Pid}
+	l.mu.Lock()
+	if l.closed {
+		err = fmt.Errorf("the connection to the master is gone: %w", syscall.ENOTCONN)
+	} else if err = cmd.Start(); err == nil {
+		l.jobs[m.Pid] = &running{pgid: cmd.Process.Pid}
 	}
-	s.mu.Unlock()
+	l.mu.Unlock()
 	for _, f := range closeAfterStart {
 		f.Close()
 	}
@@ -381,9 +386,9 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 	}
 
 	err = cmd.Wait()
-	s.mu.Lock()
-	delete(s.jobs, m.Pid)
-	s.mu.Unlock()
+	l.mu.Lock()
+	delete(l.jobs, m.Pid)
+	l.mu.Unlock()
 	// Let the output drain before the exit is reported, but do not wait
 	// forever for a daemon that kept the pipes open.
 	drained := make(chan struct{})
