@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -361,7 +362,7 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 	l.mu.Lock()
 	if l.closed {
 		err = fmt.Errorf("the connection to the master is gone: %w", syscall.ENOTCONN)
-	} else if err = cmd.Start(); err == nil {
+	} else if err = startOnSpawner(cmd); err == nil {
 		l.jobs[m.Pid] = &running{pgid: cmd.Process.Pid}
 	}
 	l.mu.Unlock()
@@ -435,6 +436,36 @@ func (s *Slave) feedStdin(tree Opener, pid int, base string, w *os.File) {
 // large buffer instead of a splice path with small chunks.
 type onlyReader struct{ io.Reader }
 type onlyWriter struct{ io.Writer }
+
+// Every job is forked from one OS thread that never exits. The job's
+// Pdeathsig fires when the thread that forked it exits, not the process,
+// and Go ends any thread a goroutine leaves locked (credential changes,
+// ptrace, blocked signals): a job forked on such a thread would be killed
+// at random.
+var (
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+)
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startOnSpawner(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // for good: this thread is the jobs' parent
+			for r := range spawnReqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawnReqs <- spawnReq{cmd, done}
+	return <-done
+}
 
 // maxBinary is the largest binary a master ships (fs refuses larger ones).
 const maxBinary = 256 << 20
