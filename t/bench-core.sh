@@ -111,10 +111,10 @@ row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 2 ms: $(verdict "$bpsh_
 # Where bpsh's time goes: a Go program starting, and the tree's own cost
 # (an exec written to ctl, then wait) from a shell.
 v_us=$(measure lat "$RUNS" bpsh -V) || exit 1
-row "  of which: bpsh -V (start-up only)" "$(ms "$v_us")" ms "$RUNS"
+row "  for comparison: bpsh -V (start-up only)" "$(ms "$v_us")" ms "$RUNS"
 raw='exec 3<>"$BPROC/node/1/ctl" && echo "exec -n /bin/true" >&3 && read -r pid <&3 && cat "$BPROC/proc/$pid/wait"'
 raw_us=$(measure lat "$RUNS" sh -c "$raw") || exit 1
-row "  sh: exec via node/1/ctl, cat proc/PID/wait" "$(ms "$raw_us")" ms "$RUNS"
+row "  for comparison: sh exec via ctl + wait" "$(ms "$raw_us")" ms "$RUNS"
 
 if [ -n "$ssh_ok" ]; then
 	ssh_us=$(measure lat "$SSH_RUNS" $SSH bpbench@$(node_addr 0) /bin/true) || exit 1
