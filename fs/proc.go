@@ -88,7 +88,15 @@ func (p *Proc) statusLine() string {
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
-	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, JoinCommand(p.argv))
+	// Control characters escaped: a user's argv must not add lines to a
+	// file that tools parse line by line.
+	cmd := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, JoinCommand(p.argv))
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, cmd)
 }
 
 // signal asks the process's slave to deliver sig to its process group.

@@ -23,6 +23,9 @@ const DefaultPath = "/etc/bproc/cluster.key"
 // file) gives an error instead of exhausting memory.
 const maxKeyFile = 64 << 10
 
+// minKey is the shortest key accepted: guessable keys defeat the handshake.
+const minKey = 16
+
 // newKeyBytes is the amount of randomness in a created key.
 const newKeyBytes = 32
 
@@ -59,6 +62,9 @@ func Load(path string) ([]byte, error) {
 	k := bytes.TrimSpace(buf)
 	if len(k) == 0 {
 		return nil, fmt.Errorf("cluster key %s: file is empty", path)
+	}
+	if len(k) < minKey {
+		return nil, fmt.Errorf("cluster key %s: %d bytes is too short to be secret (at least %d; bpmaster makes 64 hex digits)", path, len(k), minKey)
 	}
 	return append([]byte(nil), k...), nil
 }

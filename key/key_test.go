@@ -20,12 +20,12 @@ func TestLoad(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good", "  s3cret-key\n", 0o600)
+	good := write("good", "  s3cret-key-of-some-length\n", 0o600)
 	k, err := Load(good)
-	if err != nil || string(k) != "s3cret-key" {
+	if err != nil || string(k) != "s3cret-key-of-some-length" {
 		t.Errorf("Load(good) = %q, %v", k, err)
 	}
-	if k, err := Load(write("ro", "abc", 0o400)); err != nil || string(k) != "abc" {
+	if k, err := Load(write("ro", "abcdefghijklmnop", 0o400)); err != nil || string(k) != "abcdefghijklmnop" {
 		t.Errorf("Load(0400) = %q, %v", k, err)
 	}
 	os.Symlink(good, filepath.Join(dir, "link"))
@@ -36,6 +36,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{filepath.Join(dir, "missing"), "no such file"},
 		{write("empty", " \n\t", 0o600), "empty"},
+		{write("short", "abc\n", 0o600), "too short"},
 		{write("groupread", "abc", 0o640), "chmod 600"},
 		{write("otherwrite", "abc", 0o602), "chmod 600"},
 		{write("big", big, 0o600), "larger than"},

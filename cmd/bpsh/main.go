@@ -156,6 +156,9 @@ func run(args []string) int {
 			return usageErr("missing nodespec and command")
 		}
 		spec, rest = rest[0], rest[1:]
+		if len(rest) > 0 && rest[0] == "--" { // "bpsh 3 -- cmd": the usual end of options
+			rest = rest[1:]
+		}
 	}
 	if len(rest) == 0 {
 		return usageErr("missing command")

@@ -12,7 +12,7 @@ import (
 func TestConfig(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
-	if err := os.WriteFile(keyFile, []byte("k3y\n"), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte("k3y-for-the-tests-0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	procfs := "../../mcast/testdata/x86"
