@@ -20,7 +20,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Interval != 200*time.Millisecond || cfg.Node != 7 || string(cfg.Key) != "k3y" ||
+	if cfg.Interval != 200*time.Millisecond || cfg.Node != 7 || string(cfg.Key) != "k3y-for-the-tests-0123" ||
 		cfg.StatsAddr != "239.2.11.72:3040" || cfg.RequestAddr != "239.2.11.73:3040" {
 		t.Errorf("config %+v", cfg)
 	}
