@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 
@@ -115,6 +116,13 @@ func loadConfig(path string, required bool) (*fs.Config, error) {
 }
 
 func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+	// For developers: BPROC_CPUPROFILE=FILE profiles the master until it exits.
+	if path := os.Getenv("BPROC_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
