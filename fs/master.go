@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	iofs "io/fs"
 	"os"
@@ -574,5 +573,3 @@ func parseSignal(s string) (syscall.Signal, error) {
 	}
 	return 0, fmt.Errorf("unknown signal %q: %w", s, syscall.EINVAL)
 }
-
-var errNoProc = errors.New("no such process")

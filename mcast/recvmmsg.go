@@ -45,18 +45,16 @@ func (b *batchReader) read(fd, flags int) (int, error) {
 		h.Iov = &b.iovs[i]
 		h.SetIovlen(1)
 	}
-	for {
-		// MSG_TRUNC: a message's len is the datagram's real size, so
-		// an oversized one is recognised, not cut and misread.
-		// MSG_WAITFORONE: once one datagram is in, take what else
-		// is waiting without blocking for more.
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])),
-			uintptr(len(b.msgs)), uintptr(unix.MSG_TRUNC|unix.MSG_WAITFORONE|flags), 0, 0)
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(n), nil
+	// MSG_TRUNC: a message's len is the datagram's real size, so an
+	// oversized one is recognised, not cut and misread. MSG_WAITFORONE:
+	// once one datagram is in, take what else is waiting without blocking
+	// for more.
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])),
+		uintptr(len(b.msgs)), uintptr(unix.MSG_TRUNC|unix.MSG_WAITFORONE|flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
 	}
+	return int(n), nil
 }
 
 // packet returns datagram i of the last read: its bytes (cut to the

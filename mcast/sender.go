@@ -117,7 +117,6 @@ type sender struct {
 	codec   *Codec
 	start   int64
 	seq     uint64
-	cur     *Sample
 	prev    *Sample
 	lastErr string
 }

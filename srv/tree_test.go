@@ -164,13 +164,12 @@ func (h *ctlHandle) Close() error { return nil }
 // readers inside Read and handles closed, so tests can see blocked reads
 // finish and handles get released.
 type streamFile struct {
-	ino     uint64
-	data    chan []byte
-	inRead  atomic.Int32
-	intr    atomic.Int32 // reads that ended with EINTR
-	opened  atomic.Int32
-	closed  atomic.Int32
-	lastErr atomic.Value
+	ino    uint64
+	data   chan []byte
+	inRead atomic.Int32
+	intr   atomic.Int32 // reads that ended with EINTR
+	opened atomic.Int32
+	closed atomic.Int32
 }
 
 func newStream(ino uint64) *streamFile {
