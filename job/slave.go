@@ -41,10 +41,15 @@ type Slave struct {
 	Trace    func(format string, args ...any)
 	// OnHello is called once the master has given this slave its node number.
 	OnHello func(node int)
+	// Reaper, when set, starts this program again as the reaper that ends
+	// the jobs' process groups if the slave dies (see RunReaperIfAsked,
+	// which the program's main must call first).
+	Reaper bool
 
-	mu    sync.Mutex
-	node  int
-	cache *binCache
+	mu     sync.Mutex
+	node   int
+	cache  *binCache
+	reaper reaper
 }
 
 // link is one connection to the master, as the goroutines of its jobs see
@@ -366,6 +371,11 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		l.jobs[m.Pid] = &running{pgid: cmd.Process.Pid}
 	}
 	l.mu.Unlock()
+	if err == nil && s.Reaper {
+		if rerr := s.reaper.note('+', cmd.Process.Pid); rerr != nil {
+			s.logf("job %d: %v (its processes may outlive this slave)", m.Pid, rerr)
+		}
+	}
 	for _, f := range closeAfterStart {
 		f.Close()
 	}
@@ -390,6 +400,9 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 	l.mu.Lock()
 	delete(l.jobs, m.Pid)
 	l.mu.Unlock()
+	if s.Reaper {
+		s.reaper.note('-', cmd.Process.Pid)
+	}
 	// Let the output drain before the exit is reported, but do not wait
 	// forever for a daemon that kept the pipes open.
 	drained := make(chan struct{})

@@ -33,7 +33,7 @@ test_expect_success 'a slave with the wrong key is turned away and never appears
 
 test_expect_success 'a slave killed with -9 is marked down, its jobs are lost' '
 	exec 3<>$BPROC/node/2/ctl &&
-	echo "exec /bin/sleep 300" >&3 &&
+	echo "exec /bin/sh -c \"/bin/sleep 300; :\"" >&3 &&
 	read -r pid <&3 &&
 	exec 3>&- &&
 	{ bpsh 2 sleep 300 >bpsh.out 2>bpsh.err & } &&
@@ -47,7 +47,8 @@ test_expect_success 'a slave killed with -9 is marked down, its jobs are lost' '
 	test $elapsed -le 3000 &&
 	timeout 5 cat $BPROC/proc/$pid/wait >wait &&
 	test_grep "^lost node 2 down" wait &&
-	# and the jobs on the node died with their slave
+	# and the jobs on the node died with their slave, the processes they
+	# started too (the sleep under sh above)
 	wait_for "test -z \"\$(ip netns pids $(ns_node 2))\"" 5 &&
 	st=0 && wait $bpsh || st=$? &&
 	test $st = 255 &&

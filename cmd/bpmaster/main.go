@@ -29,6 +29,7 @@ import (
 const version = "bproc 0.1"
 
 func main() {
+	job.RunReaperIfAsked()
 	fl := flag.NewFlagSet("bpmaster", flag.ContinueOnError)
 	fl.SortFlags = false
 	help := fl.BoolP("help", "h", false, "show this help")
@@ -140,7 +141,7 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	// The master is node -1: it runs its jobs with the slave code, in-process.
 	host, _ := os.Hostname()
 	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf}
+	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
 	defer slave.Close()
 	go func() {
 		if err := slave.Run(ctx); err != nil && ctx.Err() == nil {

@@ -43,6 +43,7 @@ type options struct {
 }
 
 func main() {
+	job.RunReaperIfAsked()
 	fl := flag.NewFlagSet("bpslave", flag.ContinueOnError)
 	fl.SortFlags = false
 	var o options
@@ -129,7 +130,7 @@ func run(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *
 	addr := net.JoinHostPort(o.master, o.port)
 	// One Slave for every connection: its cache of shipped binaries
 	// outlives a reconnect.
-	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf}
+	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
 	defer s.Close()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
