@@ -78,17 +78,23 @@ func lookupNumber(m *Master, name string, get func(int) Node) Node {
 // when withMaster).
 func (m *Master) statusText(withMaster bool) []byte {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var b bytes.Buffer
+	var shots []node
 	for _, num := range sortedInts(m.nodes) {
 		if num >= 0 || withMaster {
-			b.WriteString(m.nodes[num].statusLine())
+			shots = append(shots, *m.nodes[num])
 		}
+	}
+	m.mu.Unlock()
+	var b bytes.Buffer
+	for i := range shots {
+		b.WriteString(shots[i].statusLine())
 	}
 	return b.Bytes()
 }
 
-// statusLine is `N STATE ADDR MODE USER GROUP HOST`; called with m.mu held.
+// statusLine is `N STATE ADDR MODE USER GROUP HOST`, from a copy of the
+// node taken under m.mu: the user and group lookups read /etc files and
+// must not hold the master's lock.
 func (n *node) statusLine() string {
 	addr, host := n.addr, n.host
 	if addr == "" {
@@ -126,8 +132,9 @@ func (m *Master) newNodeDir(n *node) *nodeDir {
 	nd := &nodeDir{m: m, n: n}
 	status := newText(func(*Caller) ([]byte, error) {
 		m.mu.Lock()
-		defer m.mu.Unlock()
-		return []byte(n.statusLine()), nil
+		shot := *n
+		m.mu.Unlock()
+		return []byte(shot.statusLine()), nil
 	})
 	ctl := &ctlFile{ino: NewIno(), owner: nd.owner, mode: 0o666, cmds: nodeCommands, target: nd}
 	io := &ioFile{ino: NewIno(), n: n}
