@@ -23,12 +23,14 @@ import (
 //	halt /sbin/halt
 //	pwroff /sbin/poweroff
 //	statsfile /var/shm/beostat        # recvstats's shm file, shown as node/N/stats/
+//	seal no                           # 9P in the clear after the handshake (trusted network)
 type Config struct {
 	Port        int
 	PingTimeout time.Duration
 	KeyFile     string
 	Mount       string
 	StatsFile   string
+	Plain       bool              // "seal no": no sealing after the handshake
 	Nodes       map[int]string    // node number -> address
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
@@ -73,6 +75,17 @@ var configKeywords = []configKeyword{
 	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
 	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
 	{"statsfile", 1, 1, func(c *Config, a []string) error { c.StatsFile = a[0]; return nil }},
+	{"seal", 1, 1, func(c *Config, a []string) error {
+		switch a[0] {
+		case "yes":
+			c.Plain = false
+		case "no":
+			c.Plain = true
+		default:
+			return fmt.Errorf("want yes or no, not %q", a[0])
+		}
+		return nil
+	}},
 	{"node", 2, 2, func(c *Config, a []string) error {
 		n, err := strconv.Atoi(a[0])
 		if err != nil || n < 0 {

@@ -16,6 +16,7 @@ pingtimeout 2.5
 keyfile /k
 mount none
 statsfile /s
+seal no
 reboot /sbin/reboot -f
 `))
 	if err != nil {
@@ -31,11 +32,11 @@ reboot /sbin/reboot -f
 		}
 	}
 	if c.Port != 2300 || c.PingTimeout != 2500*time.Millisecond || c.KeyFile != "/k" || c.Mount != "none" ||
-		c.StatsFile != "/s" || c.Commands["reboot"] != "/sbin/reboot -f" {
+		c.StatsFile != "/s" || !c.Plain || c.Commands["reboot"] != "/sbin/reboot -f" {
 		t.Errorf("parsed %+v", c)
 	}
 	for _, bad := range []string{"bprocport x", "bprocport 70000", "iprange 0 10.0.0.5 10.0.0.1", "node -1 1.2.3.4",
-		"node 1 nonsense", "pingtimeout 0", "frobnicate 1", "mount", "iprange 0 10.0.0.1"} {
+		"node 1 nonsense", "pingtimeout 0", "frobnicate 1", "mount", "iprange 0 10.0.0.1", "seal maybe"} {
 		if _, err := ParseConfig(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("%q: err = %v, want an error naming line 1", bad, err)
 		}

@@ -3,7 +3,6 @@ package srv
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -39,9 +38,9 @@ type Client struct {
 	watchFd  int        // dup of the socket, polled for hang-up; -1 when none
 }
 
-// clientConn is the transport handed to p9.Client: reads go through a
-// buffer, writes are gathered into one writev per 9P message, and any
-// failure marks the client done.
+// clientConn is the transport handed to p9.Client: reads come opened from
+// the sealed connection through a buffer, writes are gathered into one
+// sealed frame per 9P message, and any failure marks the client done.
 //
 // Writes never report an error to p9. Its client leaves a request whose
 // send failed in its pending table while recycling the request's response
@@ -52,52 +51,44 @@ type Client struct {
 // p9 handles failure correctly: in the receive path.
 type clientConn struct {
 	tc  *net.TCPConn
+	sc  *sealedConn
 	br  *bufio.Reader
 	cli *Client
 
-	msg    net.Buffers // the message being written, as p9 passed it
-	need   int         // bytes still to come for it; 0 between messages
-	hdr    [4]byte     // the size field, while it arrives in pieces
-	nhdr   int
+	mw     msgWriter
 	broken bool
+}
+
+// newClientConn speaks on sc, or on tc itself when the session is plain
+// (sc nil).
+func newClientConn(tc *net.TCPConn, sc *sealedConn, cli *Client) *clientConn {
+	var sess net.Conn = tc
+	if sc != nil {
+		sess = sc
+	}
+	write := frameWriter(sess)
+	cc := &clientConn{tc: tc, sc: sc, br: bufio.NewReaderSize(sess, 64<<10), cli: cli}
+	cc.mw.out = func(msg net.Buffers) error {
+		if cc.broken {
+			return nil
+		}
+		if err := write(msg); err != nil {
+			cc.broken = true
+			cc.cli.markDone()
+			cc.tc.Close()
+		}
+		return nil
+	}
+	return cc
 }
 
 func (cc *clientConn) Close() error { return cc.tc.Close() }
 
-// Write collects one 9P message (size[4] and the rest, in the pieces p9's
-// net.Buffers hands over) and sends it whole. The pieces are p9's own
-// buffers, valid until its send returns, which is after the last piece.
+// Write hands p9's pieces to the message gatherer; see above for why it
+// never fails.
 func (cc *clientConn) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if cc.need == 0 { // a new message: learn its size
-			k := copy(cc.hdr[cc.nhdr:], p)
-			cc.nhdr += k
-			if cc.nhdr < 4 {
-				cc.msg = append(cc.msg, p)
-				return n, nil
-			}
-			cc.need = int(binary.LittleEndian.Uint32(cc.hdr[:])) - (cc.nhdr - k)
-			cc.nhdr = 0
-		}
-		k := min(len(p), cc.need)
-		cc.msg = append(cc.msg, p[:k])
-		cc.need -= k
-		p = p[k:]
-		if cc.need == 0 {
-			msg := cc.msg
-			cc.msg = cc.msg[:0]
-			if cc.broken {
-				continue
-			}
-			if _, err := msg.WriteTo(cc.tc); err != nil {
-				cc.broken = true
-				cc.cli.markDone()
-				cc.tc.Close()
-			}
-		}
-	}
-	return n, nil
+	cc.mw.Write(p)
+	return len(p), nil
 }
 
 func (cc *clientConn) Read(p []byte) (int, error) {
@@ -162,11 +153,12 @@ func withPort(addr string) string {
 }
 
 func setupClient(tc *net.TCPConn, addr string, key []byte, h Hello) (*Client, error) {
-	if err := ClientHandshake(tc, key, h); err != nil {
+	sc, err := clientSession(tc, key, h)
+	if err != nil {
 		return nil, err
 	}
 	c := &Client{addr: addr, conn: tc, msize: DefaultMaxMessage, done: make(chan struct{}), watchFd: -1}
-	cc := &clientConn{tc: tc, br: bufio.NewReaderSize(tc, 64<<10), cli: c}
+	cc := newClientConn(tc, sc, c)
 	// Version negotiation has no timeout of its own in p9.
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	pc, err := p9.NewClient(cc, p9.WithMessageSize(c.msize))

@@ -71,7 +71,7 @@ var handshakeTimeout = HandshakeTimeout
 
 // hsMagic opens the client's first frame. A peer speaking raw 9P (or
 // anything else) fails here with a clear message.
-const hsMagic = "bproc-handshake-1"
+const hsMagic = "bproc-handshake-2"
 
 // Transcript labels keep the server's and the client's proofs apart, so
 // one can never be replayed as the other.
@@ -170,122 +170,165 @@ func nonce() ([]byte, error) {
 // Fresh nonces on both sides make every proof single-use.
 
 // ServerHandshake runs the server side on a freshly accepted conn and
-// returns the client's verified claim. It sets and then clears a deadline,
-// so a silent or slow peer fails after HandshakeTimeout.
-func ServerHandshake(conn net.Conn, key []byte) (Hello, error) {
+// returns the client's verified claim and the connection to speak on from
+// then on: conn with every byte sealed under keys from this handshake. It
+// sets and then clears a deadline, so a silent or slow peer fails after
+// HandshakeTimeout.
+//
+// The server decides whether the session is sealed (plain is for a
+// trusted cluster network where speed matters more); its choice travels
+// inside its final proof, so nobody on the way can change it.
+func ServerHandshake(conn net.Conn, key []byte, plain bool) (Hello, net.Conn, error) {
 	if len(key) == 0 {
-		return Hello{}, errors.New("handshake: empty cluster key")
+		return Hello{}, nil, errors.New("handshake: empty cluster key")
 	}
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer conn.SetDeadline(time.Time{})
-	h, err := serverHandshake(conn, key)
+	h, nc, ns, err := serverHandshake(conn, key, plain)
 	if err != nil {
-		return Hello{}, fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
+		return Hello{}, nil, fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
 	}
-	return h, nil
+	if plain {
+		return h, conn, nil
+	}
+	sc, err := seal(conn, key, nc, ns, false)
+	if err != nil {
+		return Hello{}, nil, err
+	}
+	return h, sc, nil
 }
 
-func serverHandshake(conn net.Conn, key []byte) (Hello, error) {
+// Session modes the server announces in its accept.
+const (
+	modeSealed byte = 's'
+	modePlain  byte = 'p'
+)
+
+func serverHandshake(conn net.Conn, key []byte, plain bool) (h Hello, nc, ns []byte, err error) {
 	first, err := readFrame(conn)
 	if err != nil {
-		return Hello{}, fmt.Errorf("reading greeting: %w", err)
+		return Hello{}, nil, nil, fmt.Errorf("reading greeting: %w", err)
 	}
 	if len(first) != len(hsMagic)+nonceLen || string(first[:len(hsMagic)]) != hsMagic {
-		return Hello{}, errors.New("bad greeting (not a bproc client, or another version)")
+		return Hello{}, nil, nil, errors.New("bad greeting (not a bproc client, or another version)")
 	}
-	nc := first[len(hsMagic):]
-	ns, err := nonce()
-	if err != nil {
-		return Hello{}, err
+	nc = first[len(hsMagic):]
+	if ns, err = nonce(); err != nil {
+		return Hello{}, nil, nil, err
 	}
 	if err := writeFrame(conn, ns, mac(key, labelServer, nc, ns)); err != nil {
-		return Hello{}, fmt.Errorf("sending challenge: %w", err)
+		return Hello{}, nil, nil, fmt.Errorf("sending challenge: %w", err)
 	}
 	f, err := readFrame(conn)
 	if err != nil {
-		return Hello{}, fmt.Errorf("reading client proof: %w", err)
+		return Hello{}, nil, nil, fmt.Errorf("reading client proof: %w", err)
 	}
 	if len(f) < sha256.Size {
-		return Hello{}, errors.New("short client proof")
+		return Hello{}, nil, nil, errors.New("short client proof")
 	}
 	hb, proof := f[:len(f)-sha256.Size], f[len(f)-sha256.Size:]
 	if !hmac.Equal(proof, mac(key, labelClient, nc, ns, hb)) {
 		writeFrame(conn, []byte("error: cluster key mismatch"))
-		return Hello{}, fmt.Errorf("client: %w", ErrBadKey)
+		return Hello{}, nil, nil, fmt.Errorf("client: %w", ErrBadKey)
 	}
-	var h Hello
 	if err := json.Unmarshal(hb, &h); err != nil {
 		writeFrame(conn, []byte("error: bad hello"))
-		return Hello{}, fmt.Errorf("decoding hello: %w", err)
+		return Hello{}, nil, nil, fmt.Errorf("decoding hello: %w", err)
 	}
 	if err := h.Validate(); err != nil {
 		writeFrame(conn, []byte("error: "+err.Error()))
-		return Hello{}, fmt.Errorf("hello: %w", err)
+		return Hello{}, nil, nil, fmt.Errorf("hello: %w", err)
 	}
-	if err := writeFrame(conn, mac(key, labelAccept, nc, ns, hb)); err != nil {
-		return Hello{}, fmt.Errorf("sending accept: %w", err)
+	mode := []byte{modeSealed}
+	if plain {
+		mode[0] = modePlain
 	}
-	return h, nil
+	if err := writeFrame(conn, mac(key, labelAccept, nc, ns, hb, mode), mode); err != nil {
+		return Hello{}, nil, nil, fmt.Errorf("sending accept: %w", err)
+	}
+	return h, nc, ns, nil
 }
 
 // ClientHandshake runs the client side on a freshly dialed conn, claiming
-// identity h. It fails if the server does not hold the key or rejects us.
-func ClientHandshake(conn net.Conn, key []byte, h Hello) error {
+// identity h, and returns the sealed connection to speak on from then on.
+// It fails if the server does not hold the key or rejects us.
+func ClientHandshake(conn net.Conn, key []byte, h Hello) (net.Conn, error) {
+	sc, err := clientSession(conn, key, h)
+	if err != nil {
+		return nil, err
+	}
+	if sc == nil { // the server chose a plain session
+		return conn, nil
+	}
+	return sc, nil
+}
+
+// clientSession returns the sealed connection, or nil when the server
+// chose a plain session.
+func clientSession(conn net.Conn, key []byte, h Hello) (*sealedConn, error) {
 	if len(key) == 0 {
-		return errors.New("handshake: empty cluster key")
+		return nil, errors.New("handshake: empty cluster key")
 	}
 	if err := h.Validate(); err != nil {
-		return fmt.Errorf("handshake: %w", err)
+		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer conn.SetDeadline(time.Time{})
-	if err := clientHandshake(conn, key, h); err != nil {
-		return fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
+	nc, ns, mode, err := clientHandshake(conn, key, h)
+	if err != nil {
+		return nil, fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
 	}
-	return nil
+	if mode == modePlain {
+		return nil, nil
+	}
+	return seal(conn, key, nc, ns, true)
 }
 
-func clientHandshake(conn net.Conn, key []byte, h Hello) error {
+func clientHandshake(conn net.Conn, key []byte, h Hello) (nc, ns []byte, mode byte, err error) {
 	hb, err := json.Marshal(h)
 	if err != nil {
-		return fmt.Errorf("encoding hello: %w", err)
+		return nil, nil, 0, fmt.Errorf("encoding hello: %w", err)
 	}
-	nc, err := nonce()
-	if err != nil {
-		return err
+	if nc, err = nonce(); err != nil {
+		return nil, nil, 0, err
 	}
 	if err := writeFrame(conn, []byte(hsMagic), nc); err != nil {
-		return fmt.Errorf("sending greeting: %w", err)
+		return nil, nil, 0, fmt.Errorf("sending greeting: %w", err)
 	}
 	f, err := readFrame(conn)
 	if err != nil {
-		return fmt.Errorf("reading challenge: %w", err)
+		return nil, nil, 0, fmt.Errorf("reading challenge: %w", err)
 	}
 	if len(f) != nonceLen+sha256.Size {
-		return errors.New("bad challenge (not a bproc server?)")
+		return nil, nil, 0, errors.New("bad challenge (not a bproc server?)")
 	}
 	ns, proof := f[:nonceLen], f[nonceLen:]
 	if !hmac.Equal(proof, mac(key, labelServer, nc, ns)) {
 		// Answer with a proof that cannot verify, so the server logs a
 		// key mismatch rather than a vanished peer.
 		writeFrame(conn, []byte("error: cluster key mismatch"), make([]byte, sha256.Size))
-		return fmt.Errorf("server: %w", ErrBadKey)
+		return nil, nil, 0, fmt.Errorf("server: %w", ErrBadKey)
 	}
 	if err := writeFrame(conn, hb, mac(key, labelClient, nc, ns, hb)); err != nil {
-		return fmt.Errorf("sending proof: %w", err)
+		return nil, nil, 0, fmt.Errorf("sending proof: %w", err)
 	}
 	f, err = readFrame(conn)
 	if err != nil {
-		return fmt.Errorf("reading verdict: %w", err)
+		return nil, nil, 0, fmt.Errorf("reading verdict: %w", err)
 	}
-	if !hmac.Equal(f, mac(key, labelAccept, nc, ns, hb)) {
-		if bytes.HasPrefix(f, []byte("error: ")) && len(f) < 512 {
-			if bytes.Contains(f, []byte("key mismatch")) {
-				return fmt.Errorf("server rejected us: %w", ErrBadKey)
-			}
-			return fmt.Errorf("server rejected us: %q", f[len("error: "):])
+	// The accept is a proof over everything said, and the session mode.
+	if len(f) == sha256.Size+1 && hmac.Equal(f[:sha256.Size], mac(key, labelAccept, nc, ns, hb, f[sha256.Size:])) {
+		switch m := f[sha256.Size]; m {
+		case modeSealed, modePlain:
+			return nc, ns, m, nil
 		}
-		return errors.New("bad verdict from server")
+		return nil, nil, 0, fmt.Errorf("server chose unknown session mode %q", f[sha256.Size])
 	}
-	return nil
+	if bytes.HasPrefix(f, []byte("error: ")) && len(f) < 512 {
+		if bytes.Contains(f, []byte("key mismatch")) {
+			return nil, nil, 0, fmt.Errorf("server rejected us: %w", ErrBadKey)
+		}
+		return nil, nil, 0, fmt.Errorf("server rejected us: %q", f[len("error: "):])
+	}
+	return nil, nil, 0, errors.New("bad verdict from server")
 }

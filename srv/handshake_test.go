@@ -49,7 +49,7 @@ type hsResult struct {
 func serverSide(s net.Conn, key []byte) chan hsResult {
 	ch := make(chan hsResult, 1)
 	go func() {
-		h, err := ServerHandshake(s, key)
+		h, _, err := ServerHandshake(s, key, false)
 		ch <- hsResult{h, err}
 	}()
 	return ch
@@ -59,7 +59,7 @@ func TestHandshakeOK(t *testing.T) {
 	c, s := pair(t)
 	res := serverSide(s, testKey)
 	want := Hello{Role: RoleSlave, Uid: 1000, Gid: 100, Groups: []uint32{4, 27}, Host: "node3"}
-	if err := ClientHandshake(c, testKey, want); err != nil {
+	if _, err := ClientHandshake(c, testKey, want); err != nil {
 		t.Fatalf("client: %v", err)
 	}
 	r := <-res
@@ -75,7 +75,7 @@ func TestHandshakeOK(t *testing.T) {
 func TestHandshakeWrongKey(t *testing.T) {
 	c, s := pair(t)
 	res := serverSide(s, testKey)
-	err := ClientHandshake(c, []byte("some other key"), Hello{Role: RoleTool})
+	_, err := ClientHandshake(c, []byte("some other key"), Hello{Role: RoleTool})
 	if !errors.Is(err, ErrBadKey) {
 		t.Errorf("client with wrong key: got %v, want key mismatch", err)
 	}
@@ -89,7 +89,7 @@ func TestHandshakeWrongKey(t *testing.T) {
 func TestHandshakeImpostorServer(t *testing.T) {
 	c, s := pair(t)
 	res := serverSide(s, []byte("impostor"))
-	err := ClientHandshake(c, testKey, Hello{Role: RoleSlave, Host: "n1"})
+	_, err := ClientHandshake(c, testKey, Hello{Role: RoleSlave, Host: "n1"})
 	if !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "server") {
 		t.Errorf("client facing impostor: got %v", err)
 	}
@@ -148,7 +148,7 @@ func TestHandshakeBadHello(t *testing.T) {
 	}
 	for _, h := range cases {
 		c, _ := pair(t)
-		if err := ClientHandshake(c, testKey, h); err == nil {
+		if _, err := ClientHandshake(c, testKey, h); err == nil {
 			t.Errorf("client accepted to send %+v", h)
 		}
 	}
@@ -156,7 +156,7 @@ func TestHandshakeBadHello(t *testing.T) {
 	// rejected by the server with a readable reason.
 	c, s := pair(t)
 	res := serverSide(s, testKey)
-	err := clientHandshake(c, testKey, Hello{Role: "admin"})
+	_, _, _, err := clientHandshake(c, testKey, Hello{Role: "admin"})
 	if err == nil || !strings.Contains(err.Error(), "bad role") {
 		t.Errorf("client: got %v, want rejection naming the role", err)
 	}
@@ -199,7 +199,7 @@ func TestHandshakeTamperedHello(t *testing.T) {
 			}
 		}
 	}()
-	err := ClientHandshake(mc, testKey, Hello{Role: RoleTool, Uid: 1000})
+	_, err := ClientHandshake(mc, testKey, Hello{Role: RoleTool, Uid: 1000})
 	if err == nil {
 		t.Error("client: tampered handshake succeeded")
 	}

@@ -526,7 +526,8 @@ func TestVersionClamped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := ClientHandshake(conn, testKey, toolHello); err != nil {
+	sconn, err := ClientHandshake(conn, testKey, toolHello)
+	if err != nil {
 		t.Fatal(err)
 	}
 	version := "9P2000.L"
@@ -536,12 +537,12 @@ func TestVersionClamped(t *testing.T) {
 	msg = binary.LittleEndian.AppendUint32(msg, 4<<20)
 	msg = binary.LittleEndian.AppendUint16(msg, uint16(len(version)))
 	msg = append(msg, version...)
-	if _, err := conn.Write(msg); err != nil {
+	if _, err := sconn.Write(msg); err != nil {
 		t.Fatal(err)
 	}
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	reply := make([]byte, 11)
-	if _, err := io.ReadFull(conn, reply); err != nil {
+	if _, err := io.ReadFull(sconn, reply); err != nil {
 		t.Fatal(err)
 	}
 	if reply[4] != msgTversion+1 {
@@ -575,10 +576,11 @@ func TestUnsupportedOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := ClientHandshake(conn, testKey, toolHello); err != nil {
+	sconn, err := ClientHandshake(conn, testKey, toolHello)
+	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := p9.NewClient(conn, p9.WithMessageSize(64<<10))
+	pc, err := p9.NewClient(sconn, p9.WithMessageSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type Server struct {
 	Root       fs.Dir // the tree; the same one FUSE serves
 	Logf       func(format string, args ...any)
 	MaxMessage uint32 // msize to allow; default 1 MiB (p9 allows up to 4 MiB)
+	// Plain turns off sealing after the handshake, for a trusted cluster
+	// network where throughput matters more (bpmaster's "seal no").
+	Plain bool
 }
 
 // connSet is the set of live connections of one Serve call.
@@ -164,7 +167,7 @@ func tuneTCP(c net.Conn) {
 func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{}) {
 	defer c.Close()
 	tuneTCP(c)
-	h, err := ServerHandshake(c, s.Key)
+	h, sess, err := ServerHandshake(c, s.Key, s.Plain)
 	<-hsSlots
 	if err != nil {
 		s.logf("9p: %v", err)
@@ -188,16 +191,19 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{
 	s.logf("9p: %s connected: %s uid %d gid %d host %s", addr, h.Role, h.Uid, h.Gid, h.Host)
 	start := time.Now()
 
-	br := bufio.NewReaderSize(c, 64<<10)
+	br := bufio.NewReaderSize(sess, 64<<10)
 	first, err := clampVersion(br, s.maxMessage())
 	if err != nil {
 		s.logf("9p: %s: %v", addr, err)
 		return
 	}
 	t := &transport{r: io.MultiReader(first, br), c: c, cancel: cancel}
+	// Each reply goes out in one write (one sealed frame), however p9
+	// splits it.
+	w := &replyWriter{msgWriter{out: frameWriter(sess)}, c}
 	ps := p9.NewServer(&attacher{s: &session{caller: caller, ctx: cctx}, root: s.Root},
 		p9.WithServerLogger(p9log{s: s, prefix: "9p: " + addr + ": "}))
-	ps.Handle(t, c)
+	ps.Handle(t, w)
 	s.logf("9p: %s disconnected: %s host %s after %v", addr, h.Role, h.Host, time.Since(start).Round(time.Millisecond))
 }
 
@@ -262,6 +268,14 @@ func (t *transport) Close() error {
 	t.cancel()
 	return t.c.Close()
 }
+
+// replyWriter is the p9 server's writer: messages gathered and sealed.
+type replyWriter struct {
+	msgWriter
+	c net.Conn
+}
+
+func (w *replyWriter) Close() error { return w.c.Close() }
 
 // p9log passes the p9 server's own complaints (protocol errors, failed
 // sends) to the server's log.

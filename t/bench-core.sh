@@ -136,4 +136,17 @@ bpcat_mbs=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
 row "bpsh 1 cat $MB MB >/dev/null" "$bpcat_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$bpcat_mbs" '>=' 1000)"
 pipe_mbs=$(measure tp "$TP_RUNS" "$bytes" sh -c "cat '$T/big' | cat") || exit 1
 row "local cat $MB MB | cat >/dev/null" "$pipe_mbs" MB/s "$TP_RUNS"
+
+# The same with "seal no" (9P in the clear after the handshake): what
+# sealing the master-slave link costs.
+echo "seal no" >>"$CONF"
+if ! { master_restart && wait_nodes_up $NODES 20; } >"$T/plain.out" 2>&1; then
+	cat "$T/plain.out"
+	echo "bench-core: the cluster did not come back with seal no" >&2
+	exit 1
+fi
+plain_us=$(measure lat "$RUNS" bpsh 1 /bin/true) || exit 1
+row "bpsh 1 /bin/true, seal no" "$(ms "$plain_us")" ms "$RUNS" "<= 2 ms: $(verdict "$plain_us" '<=' 2000)"
+plain_mbs=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
+row "bpsh 1 cat $MB MB >/dev/null, seal no" "$plain_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$plain_mbs" '>=' 1000)"
 exit 0

@@ -133,7 +133,7 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	m.Stats, m.StatsFiles = statsFiles(cfg.StatsFile), mcast.FileNames
 	go m.Run(ctx)
 
-	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf}
+	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf, Plain: cfg.Plain}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, ln) }()
 	logger.Printf("serving 9P on %s", ln.Addr())
@@ -188,8 +188,8 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
 				continue
 			}
-			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount {
-				logger.Printf("SIGHUP: bprocport and mount changes take effect at restart")
+			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain {
+				logger.Printf("SIGHUP: bprocport, mount and seal changes take effect at restart")
 			}
 			newCfg.KeyFile = cfg.KeyFile
 			m.SetConfig(newCfg)

@@ -1,0 +1,216 @@
+package srv
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// After the handshake every byte travels sealed: AES-128-GCM frames, one
+// key per direction derived from the cluster key and both handshake
+// nonces, the frame's sequence number as its nonce. Reading, altering,
+// replaying, reordering or injecting 9P on a connection needs the key.
+//
+//	frame: length[4, big-endian, of what follows] ciphertext+tag
+const (
+	labelSealC2S = "bproc-seal-client-to-server"
+	labelSealS2C = "bproc-seal-server-to-client"
+	// maxSealed bounds a frame's plaintext: a 9P message (at most 4 MiB)
+	// and its header.
+	maxSealed = 4<<20 + 64<<10
+)
+
+// ErrSealBroken says a frame did not authenticate: a wrong key, or bytes
+// altered on the way.
+var ErrSealBroken = errors.New("sealed frame does not authenticate")
+
+// sealedConn is a net.Conn speaking sealed frames over raw.
+type sealedConn struct {
+	net.Conn // the raw connection: addresses, deadlines, Close
+
+	rmu   sync.Mutex
+	open  cipher.AEAD
+	rseq  uint64
+	br    *bufio.Reader
+	frame []byte // ciphertext being opened, in place
+	plain []byte // opened and not yet read
+
+	wmu   sync.Mutex
+	seal  cipher.AEAD
+	wseq  uint64
+	wbuf  []byte
+	nonce [12]byte
+}
+
+// newAEAD makes AES-128-GCM from the first 16 bytes of a derived key:
+// 128 bits are plenty, and a third faster than AES-256 here.
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key[:16])
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return cipher.NewGCM(b)
+}
+
+// seal wraps raw once the handshake with nonces nc, ns succeeded; client
+// says which side this is.
+func seal(raw net.Conn, key, nc, ns []byte, client bool) (*sealedConn, error) {
+	c2s, s2c := mac(key, labelSealC2S, nc, ns), mac(key, labelSealS2C, nc, ns)
+	out, in := s2c, c2s
+	if client {
+		out, in = c2s, s2c
+	}
+	w, err := newAEAD(out)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newAEAD(in)
+	if err != nil {
+		return nil, err
+	}
+	return &sealedConn{Conn: raw, open: r, seal: w, br: bufio.NewReaderSize(raw, 64<<10)}, nil
+}
+
+func nonceFor(n *[12]byte, seq uint64) []byte {
+	binary.BigEndian.PutUint64(n[4:], seq)
+	return n[:]
+}
+
+// Read returns opened plaintext, reading and opening the next frame when
+// none is left.
+func (c *sealedConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for len(c.plain) == 0 {
+		var hdr [4]byte
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return 0, err
+		}
+		n := int(binary.BigEndian.Uint32(hdr[:]))
+		if n < c.open.Overhead() || n > maxSealed+c.open.Overhead() {
+			return 0, fmt.Errorf("sealed frame of %d bytes: %w", n, ErrSealBroken)
+		}
+		if cap(c.frame) < n {
+			c.frame = make([]byte, n)
+		}
+		f := c.frame[:n]
+		if _, err := io.ReadFull(c.br, f); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		var nonce [12]byte
+		plain, err := c.open.Open(f[:0], nonceFor(&nonce, c.rseq), f, nil)
+		if err != nil {
+			return 0, ErrSealBroken
+		}
+		c.rseq++
+		c.plain = plain
+	}
+	n := copy(p, c.plain)
+	c.plain = c.plain[n:]
+	return n, nil
+}
+
+// Write seals p, in frames of at most maxSealed bytes.
+func (c *sealedConn) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), maxSealed)
+		if err := c.writeFrame(net.Buffers{p[:k]}); err != nil {
+			return n, err
+		}
+		p, n = p[k:], n+k
+	}
+	return n, nil
+}
+
+// writeFrame seals the pieces as one frame: a 9P message p9 hands over in
+// parts travels as one frame and one write.
+func (c *sealedConn) writeFrame(pieces net.Buffers) error {
+	size := 0
+	for _, b := range pieces {
+		size += len(b)
+	}
+	if size > maxSealed {
+		return fmt.Errorf("sealing %d bytes: more than a frame holds", size)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	need := 4 + size + c.seal.Overhead()
+	if cap(c.wbuf) < need {
+		c.wbuf = make([]byte, need)
+	}
+	buf := c.wbuf[:need]
+	off := 4
+	for _, b := range pieces {
+		off += copy(buf[off:], b)
+	}
+	binary.BigEndian.PutUint32(buf, uint32(size+c.seal.Overhead()))
+	c.seal.Seal(buf[4:4], nonceFor(&c.nonce, c.wseq), buf[4:4+size], nil)
+	c.wseq++
+	_, err := c.Conn.Write(buf)
+	return err
+}
+
+// frameWriter writes a gathered 9P message on a session: as one sealed
+// frame, or with one writev on a plain connection.
+func frameWriter(sess net.Conn) func(net.Buffers) error {
+	if sc, ok := sess.(*sealedConn); ok {
+		return sc.writeFrame
+	}
+	return func(b net.Buffers) error {
+		_, err := b.WriteTo(sess)
+		return err
+	}
+}
+
+// msgWriter gathers the pieces of each 9P message (size[4] first) that
+// p9's net.Buffers writes one by one, and hands the whole message to out.
+// The pieces are p9's buffers, valid until its send returns, which is
+// after the last piece.
+type msgWriter struct {
+	out  func(net.Buffers) error
+	msg  net.Buffers
+	need int // bytes still to come for the current message; 0 between
+	hdr  [4]byte
+	nhdr int
+}
+
+func (w *msgWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.need == 0 { // a new message: learn its size
+			k := copy(w.hdr[w.nhdr:], p)
+			w.nhdr += k
+			if w.nhdr < 4 {
+				w.msg = append(w.msg, p)
+				return n, nil
+			}
+			w.need = int(binary.LittleEndian.Uint32(w.hdr[:])) - (w.nhdr - k)
+			w.nhdr = 0
+			if w.need <= 0 {
+				return n, fmt.Errorf("9P message of size %d", binary.LittleEndian.Uint32(w.hdr[:]))
+			}
+		}
+		k := min(len(p), w.need)
+		w.msg = append(w.msg, p[:k])
+		w.need -= k
+		p = p[k:]
+		if w.need == 0 {
+			msg := w.msg
+			w.msg = w.msg[:0]
+			if err := w.out(msg); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
