@@ -52,4 +52,15 @@ test_expect_success 'with recvstats on the master, node/N/stats shows each node 
 	test_cmp expect list
 '
 
+test_expect_success '"seal no": after a restart the nodes come back over plain 9P, jobs run' '
+	sed -i "/^frobnicate/d" $CONF &&
+	echo "seal no" >>$CONF &&
+	master_restart &&
+	wait_nodes_up 2 20 &&
+	test "$(bpsh 1 hostname)" = node1 &&
+	head -c 1000000 /dev/urandom >data &&
+	bpsh 0 cat <data >back &&
+	cmp data back
+'
+
 test_done
