@@ -22,44 +22,20 @@ import (
 	"bproc/mcast"
 	"bproc/srv"
 	"bproc/srv/fusemount"
-
-	flag "github.com/spf13/pflag"
 )
 
 const version = "bproc 0.1"
 
 func main() {
 	job.RunReaperIfAsked()
-	fl := flag.NewFlagSet("bpmaster", flag.ContinueOnError)
-	fl.SortFlags = false
-	help := fl.BoolP("help", "h", false, "show this help")
-	showVersion := fl.BoolP("version", "V", false, "print the version and exit")
+	fl := daemon.NewOptions("bpmaster", "[-h] [-V] [-d] [-v] [-i] [-c config] [-m tracefile] [-k keyfile]", version)
 	debug := fl.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
 	verbose := fl.BoolP("verbose", "v", false, "log more")
 	fl.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
 	config := fl.StringP("config", "c", "/etc/bproc/config", "configuration file (optional when it does not exist)")
 	trace := fl.StringP("trace", "m", "", "trace every command and slave message to this file")
 	keyFile := fl.StringP("key", "k", "", "cluster key file (default: the config's keyfile, /etc/bproc/cluster.key)")
-	fl.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bpmaster [-h] [-V] [-d] [-v] [-i] [-c config] [-m tracefile] [-k keyfile]\n")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(os.Args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
-		fl.Usage()
-		os.Exit(2)
-	}
-	switch {
-	case *help:
-		fl.Usage()
-		return
-	case *showVersion:
-		fmt.Println("bpmaster", version)
-		return
-	case fl.NArg() > 0:
-		fmt.Fprintf(os.Stderr, "bpmaster: unexpected argument %q\n", fl.Arg(0))
-		os.Exit(2)
-	}
+	fl.Parse(os.Args[1:], func(n int) bool { return n == 0 })
 	configGiven := fl.Changed("config")
 	cfg, err := loadConfig(*config, configGiven)
 	if err != nil {

@@ -20,8 +20,6 @@ import (
 	"bproc/key"
 	"bproc/mcast"
 	"bproc/srv"
-
-	flag "github.com/spf13/pflag"
 )
 
 const version = "bproc 0.1"
@@ -44,11 +42,8 @@ type options struct {
 
 func main() {
 	job.RunReaperIfAsked()
-	fl := flag.NewFlagSet("bpslave", flag.ContinueOnError)
-	fl.SortFlags = false
+	fl := daemon.NewOptions("bpslave", "[-h] [-V] [-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]", version)
 	var o options
-	help := fl.BoolP("help", "h", false, "show this help")
-	showVersion := fl.BoolP("version", "V", false, "print the version and exit")
 	facility := fl.StringP("log-facility", "l", "daemon", "syslog facility")
 	fl.BoolVarP(&o.reconnect, "reconnect", "r", false, "reconnect on error or lost connection")
 	fl.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
@@ -63,27 +58,7 @@ func main() {
 	fl.StringVar(&o.statsIface, "stats-interface", "", "interface for node statistics multicast (default: the route's)")
 	fl.DurationVar(&o.statsInterval, "stats-interval", time.Second, "node statistics interval")
 	fl.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
-	fl.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: bpslave [-h] [-V] [-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]\n")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(os.Args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
-		fl.Usage()
-		os.Exit(2)
-	}
-	switch {
-	case *help:
-		fl.Usage()
-		return
-	case *showVersion:
-		fmt.Println("bpslave", version)
-		return
-	case fl.NArg() < 1 || fl.NArg() > 2:
-		fmt.Fprintf(os.Stderr, "bpslave: need masterhost [port]\n")
-		fl.Usage()
-		os.Exit(2)
-	}
+	fl.Parse(os.Args[1:], func(n int) bool { return n == 1 || n == 2 })
 	o.master = fl.Arg(0)
 	if fl.NArg() == 2 {
 		o.port = fl.Arg(1)

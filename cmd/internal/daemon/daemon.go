@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"fmt"
+	flag "github.com/spf13/pflag"
 	"io"
 	"log"
 	"log/syslog"
@@ -98,4 +99,49 @@ func (t *Tracer) Printf(format string, args ...any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fmt.Fprintf(t.w, "%s %s\n", time.Now().Format("15:04:05.000000"), strings.TrimRight(line, "\n"))
+}
+
+// Options is a daemon's GNU-style option set, with the -h and -V every
+// daemon has.
+type Options struct {
+	*flag.FlagSet
+	name, synopsis, version string
+	help, showVersion       *bool
+}
+
+// NewOptions starts the option set of daemon name; synopsis is the usage
+// line after the name.
+func NewOptions(name, synopsis, version string) *Options {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.SortFlags = false
+	o := &Options{FlagSet: fl, name: name, synopsis: synopsis, version: version}
+	o.help = fl.BoolP("help", "h", false, "show this help")
+	o.showVersion = fl.BoolP("version", "V", false, "print the version and exit")
+	fl.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: %s %s\n", name, synopsis)
+		fl.PrintDefaults()
+	}
+	return o
+}
+
+// Parse parses args and exits the program for -h, -V (status 0), a bad
+// option or a wrong number of arguments (status 2, with the usage).
+func (o *Options) Parse(args []string, argsOK func(n int) bool) {
+	if err := o.FlagSet.Parse(args); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", o.name, err)
+		o.Usage()
+		os.Exit(2)
+	}
+	switch {
+	case *o.help:
+		o.Usage()
+		os.Exit(0)
+	case *o.showVersion:
+		fmt.Println(o.name, o.version)
+		os.Exit(0)
+	case !argsOK(o.NArg()):
+		fmt.Fprintf(os.Stderr, "%s: wrong arguments: %q\n", o.name, o.Args())
+		o.Usage()
+		os.Exit(2)
+	}
 }
