@@ -47,7 +47,6 @@ type Slave struct {
 	Reaper bool
 
 	mu     sync.Mutex
-	node   int
 	cache  *binCache
 	reaper reaper
 }
@@ -154,9 +153,6 @@ func (s *Slave) Run(ctx context.Context) error {
 		}
 		switch m.Op {
 		case "hello":
-			s.mu.Lock()
-			s.node = m.Node
-			s.mu.Unlock()
 			s.logf("registered as node %d", m.Node)
 			go s.pinger(ctx, tree, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
 			if s.OnHello != nil {

@@ -51,7 +51,6 @@ type Client struct {
 // p9 handles failure correctly: in the receive path.
 type clientConn struct {
 	tc  *net.TCPConn
-	sc  *sealedConn
 	br  *bufio.Reader
 	cli *Client
 
@@ -67,7 +66,7 @@ func newClientConn(tc *net.TCPConn, sc *sealedConn, cli *Client) *clientConn {
 		sess = sc
 	}
 	write := frameWriter(sess)
-	cc := &clientConn{tc: tc, sc: sc, br: bufio.NewReaderSize(sess, 64<<10), cli: cli}
+	cc := &clientConn{tc: tc, br: bufio.NewReaderSize(sess, 64<<10), cli: cli}
 	cc.mw.out = func(msg net.Buffers) error {
 		if cc.broken {
 			return nil

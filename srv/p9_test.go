@@ -521,15 +521,7 @@ func checkPayload(t *testing.T, got []byte) {
 // The server grants at most MaxMessage, whatever msize a client asks for.
 func TestVersionClamped(t *testing.T) {
 	sv := serve(t)
-	conn, err := net.Dial("tcp", sv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	sconn, err := ClientHandshake(conn, testKey, toolHello)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, sconn := handshaken(t, sv.addr)
 	version := "9P2000.L"
 	msg := make([]byte, 0, 64)
 	msg = binary.LittleEndian.AppendUint32(msg, uint32(4+1+2+4+2+len(version)))
@@ -571,15 +563,7 @@ func TestClientDescriptorsCloseOnExec(t *testing.T) {
 // crashes the server or the connection.
 func TestUnsupportedOperations(t *testing.T) {
 	sv := serve(t)
-	conn, err := net.Dial("tcp", sv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	sconn, err := ClientHandshake(conn, testKey, toolHello)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, sconn := handshaken(t, sv.addr)
 	pc, err := p9.NewClient(sconn, p9.WithMessageSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
@@ -707,4 +691,20 @@ func TestClientConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// handshaken dials addr and completes the handshake as a tool: the raw
+// connection (for deadlines) and the session to speak 9P on.
+func handshaken(t *testing.T, addr string) (net.Conn, net.Conn) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	sconn, err := ClientHandshake(conn, testKey, toolHello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, sconn
 }
