@@ -20,52 +20,34 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"bproc/beostat"
-	"bproc/client"
+	"bproc/cmd/internal/cli"
 	"bproc/mcast"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("beostat", pflag.ContinueOnError)
-	fs.SortFlags = false
-	fs.SetOutput(io.Discard)
-	shm := fs.String("shm", mcast.DefaultShmPath, "recvstats' shared-memory `file`")
-	watch := fs.BoolP("watch", "w", false, "live view: redraw the table every interval until interrupted")
-	interval := fs.Duration("interval", time.Second, "redraw interval of -w")
-	count := fs.Int("count", 0, "with -w, stop after `N` redraws (0: never)")
-	node := fs.IntP("node", "N", -1, "print the stats files of node `NODE`")
-	fs.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
-	names := fs.StringArrayP("file", "f", nil, "with -N, only the file `NAME` (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
-	metrics := fs.Bool("metrics", false, "print the stats in Prometheus text format")
-	counters := fs.Bool("counters", false, "print recvstats' packet counters")
-	help := fs.BoolP("help", "h", false, "show this help and exit")
-	version := fs.BoolP("version", "v", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "beostat: %v\nTry 'beostat -h' for help.\n", err)
-		return 2
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	c := cli.New("beostat", "[options]", "Show the cluster's node statistics (collected by recvstats).", stdout, stderr)
+	c.VersionV()
+	shm := c.String("shm", mcast.DefaultShmPath, "recvstats' shared-memory `file`")
+	watch := c.BoolP("watch", "w", false, "live view: redraw the table every interval until interrupted")
+	interval := c.Duration("interval", time.Second, "redraw interval of -w")
+	count := c.Int("count", 0, "with -w, stop after `N` redraws (0: never)")
+	node := c.IntP("node", "N", -1, "print the stats files of node `NODE`")
+	c.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
+	names := c.StringArrayP("file", "f", nil, "with -N, only the file `NAME` (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
+	metrics := c.Bool("metrics", false, "print the stats in Prometheus text format")
+	counters := c.Bool("counters", false, "print recvstats' packet counters")
+	if code, done := c.Parse(args); done {
+		return code
 	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: beostat [options]\n\nShow the cluster's node statistics (collected by recvstats).\n\nOptions:\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	}
-	if *version {
-		fmt.Fprintln(stdout, "beostat", client.Version)
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "beostat: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, done := c.NoArgs(); done {
+		return code
 	}
 	for _, n := range *names {
 		if !slices.Contains(mcast.FileNames, n) {
-			fmt.Fprintf(stderr, "beostat: no stats file %q (have %v)\n", n, mcast.FileNames)
-			return 2
+			return c.Usage("no stats file %q (have %v)", n, mcast.FileNames)
 		}
 	}
 	r, err := beostat.Open(*shm)

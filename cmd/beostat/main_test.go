@@ -7,8 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"bproc/cmd/internal/clitest"
 	"bproc/mcast"
 )
+
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "beostat", run, "--shm", []string{"extra"}, []string{"-v", "-x"})
+	if code, out, _ := clitest.Call(run, "-v"); code != 0 || !strings.HasPrefix(out, "beostat (bproc) ") {
+		t.Errorf("-v: exit %d, %q", code, out)
+	}
+}
 
 func TestCommand(t *testing.T) {
 	shm := filepath.Join(t.TempDir(), "beostat")
@@ -37,14 +45,14 @@ func TestCommand(t *testing.T) {
 		{[]string{"-N", "2", "-f", "loadavg"}, 0, "1.52 0.98 0.41 3/211 10234\n"},
 		{[]string{"-N", "2"}, 0, "==> node 2: stamp <==\nnode 2\nstate up\n"},
 		{[]string{"-N", "5"}, 1, ""},
-		{[]string{"-N", "2", "-f", "passwd"}, 2, ""},
+		{[]string{"-N", "2", "-f", "passwd"}, 1, ""},
 		{[]string{"--counters"}, 0, "accepted       0\n"},
 		{[]string{"--metrics"}, 0, "node_load1{node=\"2\"} 1.52\n"},
 		{[]string{"-w", "--count", "2", "--interval", "10ms"}, 0, "\x1b[H"},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
-		rc := run(append([]string{"--shm", shm}, tt.args...), &out, &errb)
+		rc := run(append([]string{"--shm", shm}, tt.args...), nil, &out, &errb)
 		if rc != tt.rc || !strings.Contains(out.String(), tt.want) {
 			t.Errorf("beostat %v: rc %d (want %d), output %q, stderr %q", tt.args, rc, tt.rc, out.String(), errb.String())
 		}

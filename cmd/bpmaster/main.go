@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"bproc/cmd/internal/cli"
 	"bproc/cmd/internal/daemon"
 	"bproc/fs"
 	"bproc/job"
@@ -24,56 +26,59 @@ import (
 	"bproc/srv/fusemount"
 )
 
-const version = "bproc 0.1"
-
 func main() {
-	job.RunReaperIfAsked()
-	fl := daemon.NewOptions("bpmaster", "[-h] [-V] [-d] [-v] [-i] [-c config] [-m tracefile] [-k keyfile]", version)
-	debug := fl.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
-	verbose := fl.BoolP("verbose", "v", false, "log more")
-	fl.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
-	config := fl.StringP("config", "c", "/etc/bproc/config", "configuration file (optional when it does not exist)")
-	trace := fl.StringP("trace", "m", "", "trace every command and slave message to this file")
-	keyFile := fl.StringP("key", "k", "", "cluster key file (default: the config's keyfile, /etc/bproc/cluster.key)")
-	fl.Parse(os.Args[1:], func(n int) bool { return n == 0 })
-	configGiven := fl.Changed("config")
+	job.RunReaperIfAsked() // the binary doubles as the jobs' reaper
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	c := cli.New("bpmaster", "[-d] [-v] [-i] [-c config] [-m tracefile] [-k keyfile]", "Serve the cluster's process space: 9P to the slaves and tools, FUSE at the mount point.", stdout, stderr)
+	debug := c.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
+	verbose := c.BoolP("verbose", "v", false, "log more")
+	c.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
+	config := c.StringP("config", "c", "/etc/bproc/config", "configuration file (optional when it does not exist)")
+	trace := c.StringP("trace", "m", "", "trace every command and slave message to this file")
+	keyFile := c.StringP("key", "k", "", "cluster key file (default: the config's keyfile, /etc/bproc/cluster.key)")
+	if code, done := c.Parse(args); done {
+		return code
+	}
+	if code, done := c.NoArgs(); done {
+		return code
+	}
+	configGiven := c.Changed("config")
 	cfg, err := loadConfig(*config, configGiven)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
-		os.Exit(1)
+		return c.Fail(err)
 	}
 	if *keyFile != "" {
 		cfg.KeyFile = *keyFile
 	}
 	k, err := key.LoadOrCreate(cfg.KeyFile)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
-		os.Exit(1)
+		return c.Fail(err)
 	}
-	// Bind before detaching so a busy port is reported to the user.
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	// Bind before detaching so a busy port is reported to the user; the
+	// daemon inherits the listener.
+	ln, err := daemon.Listen(0, ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
-		os.Exit(1)
+		return c.Fail(err)
 	}
 	if !*debug {
-		ln.Close() // the daemon child binds again
-		if err := daemon.Detach(); err != nil {
-			fmt.Fprintf(os.Stderr, "bpmaster: %v\n", err)
-			os.Exit(1)
-		}
-		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port)); err != nil {
-			daemon.Logger("bpmaster", false, "daemon").Fatalf("listen: %v", err)
+		if err := daemon.Detach(ln); err != nil {
+			return c.Fail(err)
 		}
 	}
 	logger := daemon.Logger("bpmaster", *debug, "daemon")
 	tracer, err := daemon.OpenTrace(*trace)
 	if err != nil {
-		logger.Fatalf("%v", err)
+		logger.Printf("%v", err)
+		return cli.ExitFail
 	}
-	if err := run(cfg, k, ln, logger, tracer, *verbose, *config, configGiven); err != nil {
-		logger.Fatalf("%v", err)
+	if err := serve(cfg, k, ln, logger, tracer, *verbose, *config, configGiven); err != nil {
+		logger.Printf("%v", err)
+		return cli.ExitFail
 	}
+	return cli.ExitOK
 }
 
 func loadConfig(path string, required bool) (*fs.Config, error) {
@@ -92,7 +97,7 @@ func loadConfig(path string, required bool) (*fs.Config, error) {
 	return cfg, nil
 }
 
-func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
 	// For developers: BPROC_CPUPROFILE=FILE profiles the master until it exits.
 	if path := os.Getenv("BPROC_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -136,13 +141,16 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	// Shut down in order: first stop serving 9P, so no slave registers with
 	// a master that is going away; then end blocked readers, without which
 	// the unmount cannot finish.
-	shutdown := func() {
+	shutdown := func() error {
 		cancel()
 		<-serveErr
 		m.Shutdown()
 		if mnt != nil {
-			mnt.Unmount()
+			if err := mnt.Unmount(); err != nil {
+				return fmt.Errorf("shutting down: %w", err)
+			}
 		}
+		return nil
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -151,13 +159,14 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 		select {
 		case err := <-serveErr:
 			serveErr <- err
-			shutdown()
+			if uerr := shutdown(); uerr != nil {
+				logger.Printf("%v", uerr)
+			}
 			return fmt.Errorf("serving: %w", err)
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
 				logger.Printf("%v: shutting down", sig)
-				shutdown()
-				return nil
+				return shutdown()
 			}
 			newCfg, err := loadConfig(cfgPath, cfgGiven)
 			if err != nil {

@@ -15,14 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"bproc/cmd/internal/cli"
 	"bproc/cmd/internal/daemon"
 	"bproc/job"
 	"bproc/key"
 	"bproc/mcast"
 	"bproc/srv"
 )
-
-const version = "bproc 0.1"
 
 type options struct {
 	reconnect bool
@@ -41,65 +40,72 @@ type options struct {
 }
 
 func main() {
-	job.RunReaperIfAsked()
-	fl := daemon.NewOptions("bpslave", "[-h] [-V] [-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]", version)
+	job.RunReaperIfAsked() // the binary doubles as the jobs' reaper
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	c := cli.New("bpslave", "[-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]", "Connect this node to the master and run the jobs it sends.", stdout, stderr)
 	var o options
-	facility := fl.StringP("log-facility", "l", "daemon", "syslog facility")
-	fl.BoolVarP(&o.reconnect, "reconnect", "r", false, "reconnect on error or lost connection")
-	fl.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
-	debug := fl.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
-	fl.StringVarP(&o.source, "source", "s", "", "bind the connection's source address to addr")
-	fl.StringVarP(&o.cacheDir, "cache", "c", "", "cache shipped binaries by content in dir")
-	fl.StringVarP(&o.port, "port", "p", srv.DefaultPort, "master's port")
-	fl.StringVarP(&o.trace, "trace", "m", "", "trace every message to this file")
-	fl.BoolVarP(&o.verbose, "verbose", "v", false, "log more")
-	fl.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key file")
-	fl.BoolVar(&o.noStats, "no-stats", false, "do not multicast node statistics (sendstats)")
-	fl.StringVar(&o.statsIface, "stats-interface", "", "interface for node statistics multicast (default: the route's)")
-	fl.DurationVar(&o.statsInterval, "stats-interval", time.Second, "node statistics interval")
-	fl.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
-	fl.Parse(os.Args[1:], func(n int) bool { return n == 1 || n == 2 })
-	o.master = fl.Arg(0)
-	if fl.NArg() == 2 {
-		o.port = fl.Arg(1)
+	facility := c.StringP("log-facility", "l", "daemon", "syslog facility")
+	c.BoolVarP(&o.reconnect, "reconnect", "r", false, "reconnect on error or lost connection")
+	c.BoolP("ignore-version", "i", false, "accepted for compatibility with BProc (versions are checked by the handshake)")
+	debug := c.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
+	c.StringVarP(&o.source, "source", "s", "", "bind the connection's source address to addr")
+	c.StringVarP(&o.cacheDir, "cache", "c", "", "cache shipped binaries by content in dir")
+	c.StringVarP(&o.port, "port", "p", srv.DefaultPort, "master's port")
+	c.StringVarP(&o.trace, "trace", "m", "", "trace every message to this file")
+	c.BoolVarP(&o.verbose, "verbose", "v", false, "log more")
+	c.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key file")
+	c.BoolVar(&o.noStats, "no-stats", false, "do not multicast node statistics (sendstats)")
+	c.StringVar(&o.statsIface, "stats-interface", "", "interface for node statistics multicast (default: the route's)")
+	c.DurationVar(&o.statsInterval, "stats-interval", time.Second, "node statistics interval")
+	c.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
+	if code, done := c.Parse(args); done {
+		return code
+	}
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return c.Usage("want masterhost and an optional port, got %q", c.Args())
+	}
+	o.master = c.Arg(0)
+	if c.NArg() == 2 {
+		o.port = c.Arg(1)
 	}
 	if p, err := strconv.Atoi(o.port); err != nil || p <= 0 || p > 65535 {
-		fmt.Fprintf(os.Stderr, "bpslave: bad port %q\n", o.port)
-		os.Exit(2)
+		return c.Usage("bad port %q", o.port)
 	}
 	if o.source != "" && net.ParseIP(o.source) == nil {
-		fmt.Fprintf(os.Stderr, "bpslave: -s %q is not an IP address\n", o.source)
-		os.Exit(2)
+		return c.Usage("-s %q is not an IP address", o.source)
 	}
 	if err := daemon.CheckFacility(*facility); err != nil {
-		fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
-		os.Exit(2)
+		return c.Usage("%v", err)
 	}
 	k, err := key.Load(o.keyFile)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
-		os.Exit(1)
+		return c.Fail(err)
 	}
 	if !*debug {
 		if err := daemon.Detach(); err != nil {
-			fmt.Fprintf(os.Stderr, "bpslave: %v\n", err)
-			os.Exit(1)
+			return c.Fail(err)
 		}
 	}
 	logger := daemon.Logger("bpslave", *debug, *facility)
 	tracer, err := daemon.OpenTrace(o.trace)
 	if err != nil {
-		logger.Fatalf("%v", err)
+		logger.Printf("%v", err)
+		return cli.ExitFail
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	if err := run(ctx, &o, k, logger, tracer); err != nil {
-		logger.Fatalf("%v", err)
+	if err := serve(ctx, &o, k, logger, tracer); err != nil {
+		logger.Printf("%v", err)
+		return cli.ExitFail
 	}
+	return cli.ExitOK
 }
 
-// run serves the master, reconnecting with backoff when -r is given.
-func run(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *daemon.Tracer) error {
+// serve serves the master, reconnecting with backoff when -r is given.
+func serve(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *daemon.Tracer) error {
 	host, _ := os.Hostname()
 	hello := srv.Hello{Role: "slave", Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid()), Host: host}
 	addr := net.JoinHostPort(o.master, o.port)

@@ -4,7 +4,7 @@
 //
 //	recvstats [-d, --debug] [-i IF, --interface=IF] [-p PORT, --port=PORT]
 //	          [-k keyfile] [--shm FILE] [--files DIR] [--metrics ADDR]
-//	          [-h, --help] [-v, --version]
+//	          [-h, --help] [-V, -v, --version]
 //
 // It forks into the background unless -d is given.
 package main
@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -24,96 +23,62 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"bproc/beostat"
-	"bproc/client"
+	"bproc/cmd/internal/cli"
 	"bproc/cmd/internal/daemon"
 	"bproc/key"
 	"bproc/mcast"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("recvstats", pflag.ContinueOnError)
-	fs.SortFlags = false
-	fs.SetOutput(io.Discard)
-	debug := fs.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
-	iface := fs.StringP("interface", "i", "", "listen on interface `IF` (should always be given)")
-	port := fs.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
-	keyFile := fs.StringP("key", "k", key.DefaultPath, "cluster key `file`")
-	shm := fs.String("shm", mcast.DefaultShmPath, "the shared-memory stats `file`")
-	files := fs.String("files", mcast.DefaultFilesDir, "per-node text files under `DIR` (\"-\": none)")
-	filesCPU := fs.Float64("files-cpu", mcast.DefaultFilesCPU*100, "spend at most `PCT` percent of a core rewriting the per-node files (-1: rewrite at every packet); the shm file is always current")
-	metrics := fs.String("metrics", "", "serve the stats in Prometheus text format at http://`ADDR`/metrics")
-	forget := fs.Duration("forget", time.Hour, "clear a node silent this long (it shows stale long before)")
-	requestEvery := fs.Duration("request-every", 30*time.Second, "ask every node for an update this often")
-	help := fs.BoolP("help", "h", false, "show this help and exit")
-	version := fs.BoolP("version", "v", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "recvstats: %v\nTry 'recvstats -h' for help.\n", err)
-		return 2
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	c := cli.New("recvstats", "[options]", "Collect the nodes' statistics into "+mcast.DefaultShmPath+".", stdout, stderr)
+	c.VersionV()
+	debug := c.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
+	iface := c.StringP("interface", "i", "", "listen on interface `IF` (should always be given)")
+	port := c.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
+	keyFile := c.StringP("key", "k", key.DefaultPath, "cluster key `file`")
+	shm := c.String("shm", mcast.DefaultShmPath, "the shared-memory stats `file`")
+	files := c.String("files", mcast.DefaultFilesDir, "per-node text files under `DIR` (\"-\": none)")
+	filesCPU := c.Float64("files-cpu", mcast.DefaultFilesCPU*100, "spend at most `PCT` percent of a core rewriting the per-node files (-1: rewrite at every packet); the shm file is always current")
+	metrics := c.String("metrics", "", "serve the stats in Prometheus text format at http://`ADDR`/metrics")
+	forget := c.Duration("forget", time.Hour, "clear a node silent this long (it shows stale long before)")
+	requestEvery := c.Duration("request-every", 30*time.Second, "ask every node for an update this often")
+	if code, done := c.Parse(args); done {
+		return code
 	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: recvstats [options]\n\nCollect the nodes' statistics into %s.\n\nOptions:\n", mcast.DefaultShmPath)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	}
-	if *version {
-		fmt.Fprintln(stdout, "recvstats", client.Version)
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "recvstats: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, done := c.NoArgs(); done {
+		return code
 	}
 	// Everything that can be checked is checked before forking, so the
 	// user sees the mistake.
 	if *port <= 0 || *port > 65535 {
-		fmt.Fprintf(stderr, "recvstats: port %d: out of range\n", *port)
-		return 2
+		return c.Usage("port %d: out of range", *port)
 	}
 	k, err := key.Load(*keyFile)
 	if err != nil {
-		fmt.Fprintf(stderr, "recvstats: %v\n", err)
-		return 1
+		return c.Fail(err)
 	}
 	if *iface != "" {
 		if _, err := net.InterfaceByName(*iface); err != nil {
-			fmt.Fprintf(stderr, "recvstats: interface %s: %v\n", *iface, err)
-			return 1
+			return c.Errorf("interface %s: %w", *iface, err)
 		}
 	}
-	listenMetrics := func() (net.Listener, error) {
-		if *metrics == "" {
-			return nil, nil
+	// The metrics address is bound before forking, and the daemon
+	// inherits the listener.
+	var ln net.Listener
+	var keep []net.Listener
+	if *metrics != "" {
+		if ln, err = daemon.Listen(0, *metrics); err != nil {
+			return c.Errorf("metrics: %w", err)
 		}
-		ln, err := net.Listen("tcp", *metrics)
-		if err != nil {
-			return nil, fmt.Errorf("recvstats: metrics: %w", err)
-		}
-		return ln, nil
+		keep = append(keep, ln)
 	}
 	if !*debug {
-		// Try the metrics address now (for the error message), then
-		// free it for the detached child.
-		if ln, err := listenMetrics(); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		} else if ln != nil {
-			ln.Close()
+		if err := daemon.Detach(keep...); err != nil {
+			return c.Fail(err)
 		}
-		if err := daemon.Detach(); err != nil {
-			fmt.Fprintf(stderr, "recvstats: %v\n", err)
-			return 1
-		}
-	}
-	ln, err := listenMetrics()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
 	}
 	logger := daemon.Logger("recvstats", *debug, "daemon")
 	// One goroutine does the work; more Ps only add scheduler spinning

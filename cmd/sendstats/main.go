@@ -20,60 +20,41 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
-
-	"bproc/client"
+	"bproc/cmd/internal/cli"
 	"bproc/key"
 	"bproc/mcast"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("sendstats", pflag.ContinueOnError)
-	fs.SortFlags = false
-	fs.SetOutput(io.Discard)
-	iface := fs.StringP("interface", "i", "", "send by (and take requests on) interface `IF` (default: the multicast route)")
-	port := fs.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
-	rate := fs.Float64P("rate", "r", 1, "samples per second (`RATE` 5 sends every 200 ms)")
-	node := fs.IntP("node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
-	fs.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
-	keyFile := fs.StringP("key", "k", key.DefaultPath, "cluster key `file`")
-	procfs := fs.String("procfs", "/proc", "read the /proc files from `DIR`")
-	simulate := fs.Int("simulate", 0, "load generator: send for `N` simulated nodes numbered from -n")
-	fs.MarkHidden("simulate")
-	help := fs.BoolP("help", "h", false, "show this help and exit")
-	version := fs.BoolP("version", "v", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "sendstats: %v\nTry 'sendstats -h' for help.\n", err)
-		return 2
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	c := cli.New("sendstats", "[options]", "Multicast this node's /proc statistics to recvstats.", stdout, stderr)
+	c.VersionV()
+	iface := c.StringP("interface", "i", "", "send by (and take requests on) interface `IF` (default: the multicast route)")
+	port := c.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
+	rate := c.Float64P("rate", "r", 1, "samples per second (`RATE` 5 sends every 200 ms)")
+	node := c.IntP("node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
+	c.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
+	keyFile := c.StringP("key", "k", key.DefaultPath, "cluster key `file`")
+	procfs := c.String("procfs", "/proc", "read the /proc files from `DIR`")
+	simulate := c.Int("simulate", 0, "load generator: send for `N` simulated nodes numbered from -n")
+	c.MarkHidden("simulate")
+	if code, done := c.Parse(args); done {
+		return code
 	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sendstats [options]\n\nMulticast this node's /proc statistics to recvstats.\n\nOptions:\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	}
-	if *version {
-		fmt.Fprintln(stdout, "sendstats", client.Version)
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sendstats: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, done := c.NoArgs(); done {
+		return code
 	}
 	cfg, err := config(*iface, *port, *rate, *node, *keyFile, *procfs)
 	if err != nil {
-		fmt.Fprintf(stderr, "sendstats: %v\n", err)
-		return 1
+		return c.Fail(err)
 	}
 	cfg.Log = log.New(stderr, "", log.LstdFlags)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *simulate > 0 {
 		if err := mcast.Simulate(ctx, cfg, *simulate); err != nil {
-			fmt.Fprintf(stderr, "sendstats: %v\n", err)
-			return 1
+			return c.Fail(err)
 		}
 		return 0
 	}

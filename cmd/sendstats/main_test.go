@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"bproc/cmd/internal/clitest"
 )
 
 func TestConfig(t *testing.T) {
@@ -46,16 +47,6 @@ func TestConfig(t *testing.T) {
 
 func nanRate() float64 { z := 0.0; return z / z }
 
-func TestUsage(t *testing.T) {
-	var out, errb bytes.Buffer
-	if rc := run([]string{"-h"}, &out, &errb); rc != 0 || !strings.Contains(out.String(), "--procfs") {
-		t.Errorf("-h: rc %d, %q", rc, out.String())
-	}
-	out.Reset()
-	if rc := run([]string{"--bogus"}, &out, &errb); rc != 2 || !strings.Contains(errb.String(), "unknown flag") {
-		t.Errorf("--bogus: rc %d, %q", rc, errb.String())
-	}
-	if rc := run([]string{"extra"}, &out, &errb); rc != 2 {
-		t.Errorf("extra argument: rc %d", rc)
-	}
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "sendstats", run, "--procfs", []string{"extra"})
 }

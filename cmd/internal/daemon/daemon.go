@@ -1,13 +1,14 @@
 // Package daemon holds what bproc's daemons share: detaching into the
-// background unless -d, logging to syslog or stderr, and message traces.
+// background unless -d (keeping the listeners bound), logging to syslog
+// or stderr, and message traces. Their options are package cli's.
 package daemon
 
 import (
 	"fmt"
-	flag "github.com/spf13/pflag"
 	"io"
 	"log"
 	"log/syslog"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,12 +19,43 @@ import (
 
 const envChild = "_BPROC_DAEMON_CHILD"
 
-// Detach re-executes the program in a new session with its standard files
-// on /dev/null and makes the parent exit: Go cannot fork without exec. It
-// returns in the child (and does nothing when already detached).
-func Detach() error {
-	if os.Getenv(envChild) == "1" {
+// child is set in the detached daemon, which Detach started. The variable
+// is cleared at once so the daemon's own children do not see it.
+var child = os.Getenv(envChild) == "1"
+
+func init() {
+	if child {
 		os.Unsetenv(envChild)
+	}
+}
+
+// Listen listens on the TCP address addr. In the detached daemon it
+// returns instead the n-th listener the parent passed to Detach (n from
+// 0): the address stays bound throughout, so a bind failure is reported
+// by the parent, to the user, and the parent exits non-zero.
+func Listen(n int, addr string) (net.Listener, error) {
+	if child {
+		f := os.NewFile(uintptr(3+n), "listener")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("listener %d from the parent: %w", n, err)
+		}
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+// Detach re-executes the program in a new session with its standard files
+// on /dev/null and makes the parent exit 0: Go cannot fork without exec.
+// The child inherits the listeners keep, in order, for its Listen calls.
+// In the child Detach returns nil at once.
+func Detach(keep ...net.Listener) error {
+	if child {
 		return nil
 	}
 	self, err := os.Executable()
@@ -38,6 +70,17 @@ func Detach() error {
 	cmd.Env = append(os.Environ(), envChild+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	for _, ln := range keep {
+		fl, ok := ln.(interface{ File() (*os.File, error) })
+		if !ok {
+			return fmt.Errorf("cannot pass a %T to the daemon", ln)
+		}
+		f, err := fl.File()
+		if err != nil {
+			return fmt.Errorf("passing the listener on %s: %w", ln.Addr(), err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the daemon: %w", err)
 	}
@@ -99,49 +142,4 @@ func (t *Tracer) Printf(format string, args ...any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fmt.Fprintf(t.w, "%s %s\n", time.Now().Format("15:04:05.000000"), strings.TrimRight(line, "\n"))
-}
-
-// Options is a daemon's GNU-style option set, with the -h and -V every
-// daemon has.
-type Options struct {
-	*flag.FlagSet
-	name, synopsis, version string
-	help, showVersion       *bool
-}
-
-// NewOptions starts the option set of daemon name; synopsis is the usage
-// line after the name.
-func NewOptions(name, synopsis, version string) *Options {
-	fl := flag.NewFlagSet(name, flag.ContinueOnError)
-	fl.SortFlags = false
-	o := &Options{FlagSet: fl, name: name, synopsis: synopsis, version: version}
-	o.help = fl.BoolP("help", "h", false, "show this help")
-	o.showVersion = fl.BoolP("version", "V", false, "print the version and exit")
-	fl.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s %s\n", name, synopsis)
-		fl.PrintDefaults()
-	}
-	return o
-}
-
-// Parse parses args and exits the program for -h, -V (status 0), a bad
-// option or a wrong number of arguments (status 2, with the usage).
-func (o *Options) Parse(args []string, argsOK func(n int) bool) {
-	if err := o.FlagSet.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", o.name, err)
-		o.Usage()
-		os.Exit(2)
-	}
-	switch {
-	case *o.help:
-		o.Usage()
-		os.Exit(0)
-	case *o.showVersion:
-		fmt.Println(o.name, o.version)
-		os.Exit(0)
-	case !argsOK(o.NArg()):
-		fmt.Fprintf(os.Stderr, "%s: wrong arguments: %q\n", o.name, o.Args())
-		o.Usage()
-		os.Exit(2)
-	}
 }
