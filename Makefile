@@ -2,6 +2,9 @@
 # the project's own files (see t/deps.sh), so a fresh machine works.
 GO     ?= go
 BIN    := $(CURDIR)/bin
+# The commands' -V: git's name for the checkout (the build's own VCS
+# stamp when this is empty).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
 export PATH := $(BIN):$(PATH)
 
 .PHONY: all build deps test unit e2e bench demo vet fmt clean
@@ -10,7 +13,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags '$(if $(VERSION),-X bproc/cmd/internal/cli.version=$(VERSION))' -o $(BIN)/ ./cmd/...
 
 deps:
 	@sh t/deps.sh

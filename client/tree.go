@@ -258,6 +258,3 @@ func WriteFile(t Tree, name string, data []byte) error {
 
 // NodeDir is the tree path of node n's directory.
 func NodeDir(n int) string { return path.Join("node", fmt.Sprint(n)) }
-
-// Version is printed by the commands' -V.
-const Version = "bproc 0.1 (9P tree)"

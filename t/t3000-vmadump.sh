@@ -141,6 +141,6 @@ test_expect_success 'a user dumps and restores their own process' '
 	test_grep "^read: from-user" "$T/user/out"
 '
 
-test_expect_code 2 'usage errors exit 2' 'vmadump dump notapid x'
+test_expect_code 1 'usage errors exit 1' 'vmadump dump notapid x'
 
 test_done

@@ -27,9 +27,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"bproc/client"
+	"bproc/cmd/internal/cli"
 )
 
 const bufSize = 1 << 20
@@ -39,14 +38,9 @@ type options struct {
 	keyFile             string
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func usageErr(msg string) int {
-	fmt.Fprintf(os.Stderr, "bpcp: %s\nTry 'bpcp -h' for help.\n", msg)
-	return 1
-}
-
-func run(args []string, stdout io.Writer) int {
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	// "-1:path" names a file on the master, not an option.
 	args = append([]string(nil), args...)
 	for i, a := range args {
@@ -58,36 +52,21 @@ func run(args []string, stdout io.Writer) int {
 		}
 	}
 	var o options
-	fset := pflag.NewFlagSet("bpcp", pflag.ContinueOnError)
-	fset.SortFlags = false
-	fset.Usage = func() {}
-	fset.SetOutput(io.Discard)
-	help := fset.BoolP("help", "h", false, "show this help and exit")
-	version := fset.BoolP("version", "V", false, "print the version and exit")
+	fset := cli.New("bpcp", "[-p] [-r] src... dst", "Copy files; NODE:path names a file on a node (3:/tmp/x), other names are local.", stdout, stderr)
 	fset.BoolVarP(&o.preserve, "preserve", "p", false, "keep modes and modification times")
 	fset.BoolVarP(&o.recursive, "recursive", "r", false, "copy directories recursively")
 	fset.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
-	if err := fset.Parse(args); err != nil {
-		return usageErr(err.Error())
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: bpcp [-p] [-r] src... dst\n\nCopy files; NODE:path names a file on a node (3:/tmp/x), other names are local.\n\nOptions:\n")
-		fset.SetOutput(stdout)
-		fset.PrintDefaults()
-		return 0
-	}
-	if *version {
-		fmt.Fprintln(stdout, "bpcp", client.Version)
-		return 0
+	if code, done := fset.Parse(args); done {
+		return code
 	}
 	if fset.NArg() < 2 {
-		return usageErr("need a source and a destination")
+		return fset.Usage("need a source and a destination")
 	}
 	var eps []endpoint
 	for _, a := range fset.Args() {
 		e, err := parseEndpoint(a)
 		if err != nil {
-			return usageErr(err.Error())
+			return fset.Usage("%v", err)
 		}
 		eps = append(eps, e)
 	}
@@ -101,8 +80,7 @@ func run(args []string, stdout io.Writer) int {
 		var err error
 		t, err = client.Connect(client.Options{KeyFile: o.keyFile})
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bpcp: %v\n", err)
-			return 1
+			return fset.Fail(err)
 		}
 		defer t.Close()
 	}
@@ -110,19 +88,16 @@ func run(args []string, stdout io.Writer) int {
 	if len(srcs) > 1 {
 		isDir, err := c.isDir(dst)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bpcp: %s: %v\n", dst, err)
-			return 1
+			return fset.Errorf("%s: %v", dst, err)
 		}
 		if !isDir {
-			fmt.Fprintf(os.Stderr, "bpcp: %s: not a directory (copying several files)\n", dst)
-			return 1
+			return fset.Errorf("%s: not a directory (copying several files)", dst)
 		}
 	}
 	code := 0
 	for _, s := range srcs {
 		if err := c.copy(s, dst); err != nil {
-			fmt.Fprintf(os.Stderr, "bpcp: %v\n", err)
-			code = 1
+			code = fset.Fail(err)
 		}
 	}
 	return code

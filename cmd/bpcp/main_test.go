@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"bproc/client/clienttest"
+	"bproc/cmd/internal/clitest"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -38,16 +39,8 @@ func TestParseEndpoint(t *testing.T) {
 	}
 }
 
-func TestUsage(t *testing.T) {
-	var out bytes.Buffer
-	for _, args := range [][]string{{}, {"onlyone"}, {"--bogus", "a", "b"}, {"3:", "/tmp"}} {
-		if code := run(args, &out); code != 1 {
-			t.Errorf("%q: exit %d", args, code)
-		}
-	}
-	if code := run([]string{"-h"}, &out); code != 0 {
-		t.Errorf("-h: %d", code)
-	}
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "bpcp", run, "src... dst", []string{}, []string{"onlyone"}, []string{"--bogus", "a", "b"}, []string{"3:", "/tmp"})
 }
 
 // Local copies need no cluster and exercise the same file and tar paths.
@@ -63,7 +56,7 @@ func TestLocalCopies(t *testing.T) {
 
 	// -p keeps mode and mtime.
 	dst := filepath.Join(dir, "dst")
-	if code := run([]string{"-p", src, dst}, &out); code != 0 {
+	if code := run([]string{"-p", src, dst}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("copy: exit %d", code)
 	}
 	fi, err := os.Stat(dst)
@@ -77,7 +70,7 @@ func TestLocalCopies(t *testing.T) {
 	// Several sources into a directory; a missing one fails the run.
 	into := filepath.Join(dir, "into")
 	os.Mkdir(into, 0o755)
-	if code := run([]string{src, dst, filepath.Join(dir, "missing"), into}, &out); code != 1 {
+	if code := run([]string{src, dst, filepath.Join(dir, "missing"), into}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("missing source: exit %d", code)
 	}
 	for _, n := range []string{"src", "dst"} {
@@ -85,7 +78,7 @@ func TestLocalCopies(t *testing.T) {
 			t.Errorf("into/%s: %q %v", n, b, err)
 		}
 	}
-	if code := run([]string{src, dst, filepath.Join(dir, "src")}, &out); code != 1 {
+	if code := run([]string{src, dst, filepath.Join(dir, "src")}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("several sources to a file: exit %d", code)
 	}
 
@@ -96,17 +89,17 @@ func TestLocalCopies(t *testing.T) {
 	tree := filepath.Join(dir, "tree")
 	os.MkdirAll(filepath.Join(tree, "a", "b"), 0o755)
 	os.WriteFile(filepath.Join(tree, "a", "b", "f"), []byte("deep"), 0o600)
-	if code := run([]string{tree, filepath.Join(dir, "copy")}, &out); code != 1 {
+	if code := run([]string{tree, filepath.Join(dir, "copy")}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("directory without -r: exit %d", code)
 	}
-	if code := run([]string{"-r", tree, filepath.Join(dir, "copy")}, &out); code != 0 {
+	if code := run([]string{"-r", tree, filepath.Join(dir, "copy")}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("-r: exit %d", code)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "copy", "a", "b", "f")); err != nil || string(b) != "deep" {
 		t.Errorf("-r new dir: %q %v", b, err)
 	}
 	// Into an existing directory, the tree lands under its own name.
-	if code := run([]string{"-r", tree, into}, &out); code != 0 {
+	if code := run([]string{"-r", tree, into}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("-r into: exit %d", code)
 	}
 	if b, err := os.ReadFile(filepath.Join(into, "tree", "a", "b", "f")); err != nil || string(b) != "deep" {
@@ -125,7 +118,7 @@ func TestLive(t *testing.T) {
 	os.Chtimes(src, old, old)
 	var out bytes.Buffer
 	up := filepath.Join(dir, "up")
-	if code := run([]string{"-p", src, "-1:" + up}, &out); code != 0 {
+	if code := run([]string{"-p", src, "-1:" + up}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("upload: exit %d", code)
 	}
 	if b, _ := os.ReadFile(up); !bytes.Equal(b, data) {
@@ -135,13 +128,13 @@ func TestLive(t *testing.T) {
 		t.Errorf("upload -p: %v %v", fi.Mode(), fi.ModTime())
 	}
 	down := filepath.Join(dir, "down")
-	if code := run([]string{"master:" + up, down}, &out); code != 0 {
+	if code := run([]string{"master:" + up, down}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("download: exit %d", code)
 	}
 	if b, _ := os.ReadFile(down); !bytes.Equal(b, data) {
 		t.Errorf("download: %d bytes differ", len(b))
 	}
-	if code := run([]string{"-1:" + filepath.Join(dir, "missing"), down}, &out); code != 1 {
+	if code := run([]string{"-1:" + filepath.Join(dir, "missing"), down}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("missing remote file: exit %d", code)
 	}
 	if _, err := exec.LookPath("tar"); err != nil {
@@ -149,10 +142,10 @@ func TestLive(t *testing.T) {
 	}
 	os.MkdirAll(filepath.Join(dir, "t", "a"), 0o755)
 	os.WriteFile(filepath.Join(dir, "t", "a", "f"), []byte("deep"), 0o600)
-	if code := run([]string{"-r", filepath.Join(dir, "t"), "-1:" + filepath.Join(dir, "t2")}, &out); code != 0 {
+	if code := run([]string{"-r", filepath.Join(dir, "t"), "-1:" + filepath.Join(dir, "t2")}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("-r upload: exit %d", code)
 	}
-	if code := run([]string{"-r", "-1:" + filepath.Join(dir, "t2"), filepath.Join(dir, "t3")}, &out); code != 0 {
+	if code := run([]string{"-r", "-1:" + filepath.Join(dir, "t2"), filepath.Join(dir, "t3")}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("-r download: exit %d", code)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "t3", "a", "f")); err != nil || string(b) != "deep" {

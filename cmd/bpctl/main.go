@@ -17,9 +17,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/spf13/pflag"
-
 	"bproc/client"
+	"bproc/cmd/internal/cli"
 )
 
 type options struct {
@@ -37,16 +36,11 @@ type action struct {
 	do   func(t client.Tree, node int) error
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout io.Writer) int {
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var o options
-	fset := pflag.NewFlagSet("bpctl", pflag.ContinueOnError)
-	fset.SortFlags = false
-	fset.Usage = func() {}
-	fset.SetOutput(io.Discard)
-	help := fset.BoolP("help", "h", false, "show this help and exit")
-	version := fset.BoolP("version", "V", false, "print the version and exit")
+	fset := cli.New("bpctl", "-M | -S nodespec  [-s state] [-m mode] [-u user] [-g group] [-R | -H | -P]", "Change the state and permissions of bproc nodes.", stdout, stderr)
 	fset.BoolVarP(&o.master, "master", "M", false, "apply to the master (node -1)")
 	fset.StringVarP(&o.slave, "slave", "S", "", "apply to the nodes of `nodespec`")
 	fset.StringVarP(&o.state, "state", "s", "", "set the node state (up, down, error, unavailable, reboot, halt, pwroff)")
@@ -57,31 +51,21 @@ func run(args []string, stdout io.Writer) int {
 	fset.BoolVarP(&o.halt, "halt", "H", false, "halt the node (state halt)")
 	fset.BoolVarP(&o.power, "pwroff", "P", false, "power the node off (state pwroff)")
 	fset.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
-	if err := fset.Parse(args); err != nil {
-		return usageErr(err.Error())
+	if code, done := fset.Parse(args); done {
+		return code
 	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: bpctl -M | -S nodespec  [-s state] [-m mode] [-u user] [-g group] [-R | -H | -P]\n\nOptions:\n")
-		fset.SetOutput(stdout)
-		fset.PrintDefaults()
-		return 0
-	}
-	if *version {
-		fmt.Fprintln(stdout, "bpctl", client.Version)
-		return 0
-	}
-	if fset.NArg() > 0 {
-		return usageErr(fmt.Sprintf("unexpected argument %q", fset.Arg(0)))
+	if code, done := fset.NoArgs(); done {
+		return code
 	}
 	if o.master == (o.slave != "") {
-		return usageErr("give exactly one of -M and -S nodespec")
+		return fset.Usage("give exactly one of -M and -S nodespec")
 	}
 	acts, err := actions(&o)
 	if err != nil {
-		return usageErr(err.Error())
+		return fset.Usage("%v", err)
 	}
 	if len(acts) == 0 {
-		return usageErr("nothing to do: give -s, -m, -u, -g, -R, -H or -P")
+		return fset.Usage("nothing to do: give -s, -m, -u, -g, -R, -H or -P")
 	}
 	spec := "-1"
 	if o.slave != "" {
@@ -89,33 +73,29 @@ func run(args []string, stdout io.Writer) int {
 	}
 	ns, err := client.ParseNodeSpec(spec)
 	if err != nil {
-		return usageErr(err.Error())
+		return fset.Usage("%v", err)
 	}
 
 	t, err := client.Connect(client.Options{KeyFile: o.keyFile})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpctl: %v\n", err)
-		return 1
+		return fset.Fail(err)
 	}
 	defer t.Close()
 	var cluster []client.NodeStatus
 	if ns.NeedsList() {
 		if cluster, err = client.ListComputeNodes(t); err != nil {
-			fmt.Fprintf(os.Stderr, "bpctl: %v\n", err)
-			return 1
+			return fset.Fail(err)
 		}
 	}
 	nodes := ns.Expand(cluster)
 	if len(nodes) == 0 {
-		fmt.Fprintf(os.Stderr, "bpctl: no nodes in %q\n", spec)
-		return 1
+		return fset.Errorf("no nodes in %q", spec)
 	}
 	code := 0
 	for _, n := range nodes {
 		for _, a := range acts {
 			if err := a.do(t, n); err != nil {
-				fmt.Fprintf(os.Stderr, "bpctl: node %d: %s: %s\n", n, a.what, errText(err))
-				code = 1
+				code = fset.Errorf("node %d: %s: %s", n, a.what, errText(err))
 				if errors.Is(err, fs.ErrNotExist) {
 					break // the node itself is missing; its other changes would say the same
 				}
@@ -123,11 +103,6 @@ func run(args []string, stdout io.Writer) int {
 		}
 	}
 	return code
-}
-
-func usageErr(msg string) int {
-	fmt.Fprintf(os.Stderr, "bpctl: %s\nTry 'bpctl -h' for help.\n", msg)
-	return 1
 }
 
 // errText names a missing node plainly and otherwise gives the errno in C

@@ -8,33 +8,25 @@ import (
 
 	"bproc/client"
 	"bproc/client/clienttest"
+	"bproc/cmd/internal/clitest"
 )
 
-func TestUsageErrors(t *testing.T) {
-	var out bytes.Buffer
-	for _, args := range [][]string{
-		{},
-		{"-S", "1"},                   // nothing to do
-		{"-M", "-S", "1", "-s", "up"}, // both targets
-		{"-s", "up"},                  // no target
-		{"-S", "1", "-s", "sleepy"},
-		{"-S", "1", "-m", "999"},
-		{"-S", "1", "-m", "rwx"},
-		{"-S", "1", "-u", "no-such-user-bproc"},
-		{"-S", "1", "-g", "no-such-group-bproc"},
-		{"-S", "1", "-R", "-H"},
-		{"-S", "1", "-s", "up", "-P"},
-		{"-S", "x", "-s", "up"},
-		{"-S", "1", "-s", "up", "extra"},
-		{"--bogus"},
-	} {
-		if code := run(args, &out); code != 1 {
-			t.Errorf("%q: exit %d, want 1", args, code)
-		}
-	}
-	if code := run([]string{"-h"}, &out); code != 0 || !strings.Contains(out.String(), "-S") {
-		t.Errorf("-h: %d", code)
-	}
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "bpctl", run, "-S nodespec",
+		[]string{},
+		[]string{"-S", "1"},                   // nothing to do
+		[]string{"-M", "-S", "1", "-s", "up"}, // both targets
+		[]string{"-s", "up"},                  // no target
+		[]string{"-S", "1", "-s", "sleepy"},
+		[]string{"-S", "1", "-m", "999"},
+		[]string{"-S", "1", "-m", "rwx"},
+		[]string{"-S", "1", "-u", "no-such-user-bproc"},
+		[]string{"-S", "1", "-g", "no-such-group-bproc"},
+		[]string{"-S", "1", "-R", "-H"},
+		[]string{"-S", "1", "-s", "up", "-P"},
+		[]string{"-S", "x", "-s", "up"},
+		[]string{"-S", "1", "-s", "up", "extra"},
+	)
 }
 
 func TestActions(t *testing.T) {
@@ -64,7 +56,7 @@ func TestLive(t *testing.T) {
 	}
 	clienttest.Start(t)
 	var out bytes.Buffer
-	if code := run([]string{"-M", "-m", "0710", "-g", "1"}, &out); code != 0 {
+	if code := run([]string{"-M", "-m", "0710", "-g", "1"}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("chmod/chgrp: exit %d", code)
 	}
 	tr, err := client.Connect(client.Options{})
@@ -76,14 +68,14 @@ func TestLive(t *testing.T) {
 	if err != nil || st.Mode.Perm() != 0o710 {
 		t.Errorf("after -m 0710: %+v %v", st, err)
 	}
-	if code := run([]string{"-M", "-s", "unavailable"}, &out); code != 0 {
+	if code := run([]string{"-M", "-s", "unavailable"}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("state: exit %d", code)
 	}
 	if st, _ := client.NodeStatusOf(tr, client.Master); st.State != "unavailable" {
 		t.Errorf("state %q after -s unavailable", st.State)
 	}
-	run([]string{"-M", "-s", "up"}, &out)
-	if code := run([]string{"-S", "5", "-s", "up"}, &out); code != 1 {
+	run([]string{"-M", "-s", "up"}, nil, &out, os.Stderr)
+	if code := run([]string{"-S", "5", "-s", "up"}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("missing node: exit %d", code)
 	}
 }

@@ -4,7 +4,8 @@
 //	bpsh [-a|-A] [-n] [-N] [-L] [-p] [-s] [-d] [-b size] [-I file] [-O file] [-E file] [-t] nodespec command [args]
 //
 // The exit status is the highest exit status of the remote processes, or
-// 255 when one ended abnormally (signal, lost node) or could not start.
+// 255 when one ended abnormally (signal, lost node) or could not start;
+// a usage error exits 1, as in BProc.
 package main
 
 import (
@@ -18,10 +19,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"bproc/client"
+	"bproc/cmd/internal/cli"
 )
 
 // failStatus is bpsh's own failure, as ssh and rsh use it.
@@ -38,9 +39,7 @@ type options struct {
 	errFile, keyFile  string
 }
 
-func main() {
-	os.Exit(run(os.Args[1:]))
-}
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 // tracef prints the time since start of each step when $BPSH_TRACE is
 // set, to see where a launch spends its time.
@@ -53,16 +52,6 @@ func tracef(format string, args ...any) {
 	if traceOn {
 		fmt.Fprintf(os.Stderr, "bpsh: %8.3fms %s\n", float64(time.Since(t0).Microseconds())/1000, fmt.Sprintf(format, args...))
 	}
-}
-
-func usage(fs *pflag.FlagSet, w io.Writer) {
-	fmt.Fprintf(w, "Usage: bpsh [options] nodespec command [args...]\n       bpsh -a|-A [options] command [args...]\n\n")
-	fmt.Fprintf(w, "Run command on the nodes of nodespec (3, n3, 0-7, 1,3,5-, all, allup, allnotdown, master, -1).\n\nOptions:\n")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fmt.Fprintf(w, "\nExit status: the highest exit status of the processes; 255 when one was killed,\n"+
-		"lost with its node, or could not start.\n"+
-		"The tree is the mount at $BPROC_MOUNT (default /bproc), else 9P to $BPROC_MASTER.\n")
 }
 
 // fixMasterSpec rewrites a nodespec "-1..." in the nodespec's position so
@@ -105,16 +94,17 @@ const valueShort = "bIOEk"
 
 var valueLong = map[string]bool{"buffer": true, "input": true, "output": true, "error": true, "key": true}
 
-func run(args []string) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	args = fixMasterSpec(args)
 	var o options
-	fs := pflag.NewFlagSet("bpsh", pflag.ContinueOnError)
+	c := cli.New("bpsh", "[options] nodespec command [args...]\n-a|-A [options] command [args...]",
+		"Run command on the nodes of nodespec (3, n3, 0-7, 1,3,5-, all, allup, allnotdown, master, -1).", stdout, stderr)
+	c.Footer = "Exit status: the highest exit status of the processes; 255 when one was killed,\n" +
+		"lost with its node, or could not start; 1 for a usage error.\n" +
+		"The tree is the mount at $BPROC_MOUNT (default /bproc), else 9P to $BPROC_MASTER."
+	c.VersionV() // BProc's bpsh -v
+	fs := c.FlagSet
 	fs.SetInterspersed(false) // options after the nodespec belong to the command
-	fs.SortFlags = false
-	fs.Usage = func() {}
-	fs.SetOutput(io.Discard)
-	help := fs.BoolP("help", "h", false, "show this help and exit")
-	version := fs.BoolP("version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
 	fs.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
 	fs.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
@@ -129,31 +119,21 @@ func run(args []string) int {
 	fs.StringVarP(&o.errFile, "error", "E", "", "write stderr to `file`")
 	fs.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
 	fs.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
-		fmt.Fprintf(os.Stderr, "Try 'bpsh -h' for help.\n")
-		return failStatus
-	}
-	if *help {
-		usage(fs, os.Stdout)
-		return 0
-	}
-	if *version {
-		fmt.Println("bpsh", client.Version)
-		return 0
+	if code, done := c.Parse(args); done {
+		return code
 	}
 	rest := fs.Args()
 	spec := ""
 	switch {
 	case o.allUp && o.allNotDown:
-		return usageErr("-a and -A exclude each other")
+		return c.Usage("-a and -A exclude each other")
 	case o.allUp:
 		spec = "allup"
 	case o.allNotDown:
 		spec = "allnotdown"
 	default:
 		if len(rest) == 0 {
-			return usageErr("missing nodespec and command")
+			return c.Usage("missing nodespec and command")
 		}
 		spec, rest = rest[0], rest[1:]
 		if len(rest) > 0 && rest[0] == "--" { // "bpsh 3 -- cmd": the usual end of options
@@ -161,26 +141,26 @@ func run(args []string) int {
 		}
 	}
 	if len(rest) == 0 {
-		return usageErr("missing command")
+		return c.Usage("missing command")
 	}
 	if o.bufSize < 0 || o.bufSize > 64<<20 {
-		return usageErr(fmt.Sprintf("-b %d: buffer size must be between 1 and 64 MiB", o.bufSize))
+		return c.Usage("-b %d: buffer size must be between 1 and 64 MiB", o.bufSize)
 	}
 	if o.nullIn && o.inFile != "" {
-		return usageErr("-n and -I exclude each other")
+		return c.Usage("-n and -I exclude each other")
 	}
 	if o.divider {
 		o.seq = true
 	}
 	ns, err := client.ParseNodeSpec(spec)
 	if err != nil {
-		return usageErr(err.Error())
+		return c.Usage("%v", err)
 	}
 
 	tracef("parsed")
 	t, err := client.Connect(client.Options{KeyFile: o.keyFile})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
+		fmt.Fprintf(stderr, "bpsh: %v\n", err)
 		return failStatus
 	}
 	defer t.Close()
@@ -188,13 +168,13 @@ func run(args []string) int {
 	var cluster []client.NodeStatus
 	if ns.NeedsList() {
 		if cluster, err = client.ListComputeNodes(t); err != nil {
-			fmt.Fprintf(os.Stderr, "bpsh: %v\n", err)
+			fmt.Fprintf(stderr, "bpsh: %v\n", err)
 			return failStatus
 		}
 	}
 	nodes := ns.Expand(cluster)
 	if len(nodes) == 0 {
-		fmt.Fprintf(os.Stderr, "bpsh: no nodes in %q\n", spec)
+		fmt.Fprintf(stderr, "bpsh: no nodes in %q\n", spec)
 		return failStatus
 	}
 	if o.bufSize == 0 {
@@ -203,12 +183,7 @@ func run(args []string) int {
 			o.bufSize = 128 << 10
 		}
 	}
-	return runJobs(t, nodes, rest, &o)
-}
-
-func usageErr(msg string) int {
-	fmt.Fprintf(os.Stderr, "bpsh: %s\nTry 'bpsh -h' for help.\n", msg)
-	return failStatus
+	return runJobs(t, nodes, rest, &o, stdin, stdout, stderr)
 }
 
 // job is the command on one node.
@@ -224,7 +199,10 @@ type job struct {
 	end   time.Time
 }
 
-func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
+// runJobs runs argv on the nodes; stdin is forwarded when it is a file
+// worth reading (see usableStdin), stderr gets bpsh's own messages.
+func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
+	msgs := stderr
 	// Where stdin comes from; nil means /dev/null.
 	var in *os.File
 	switch {
@@ -232,32 +210,31 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
 	case o.inFile != "":
 		f, err := os.Open(o.inFile)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bpsh: %s\n", client.ErrText(err))
+			fmt.Fprintf(msgs, "bpsh: %s\n", client.ErrText(err))
 			return failStatus
 		}
 		defer f.Close()
 		in = f
 	default:
-		if usableStdin() {
-			in = os.Stdin
+		if f, ok := stdin.(*os.File); ok && usableStdin(f) {
+			in = f
 		}
 	}
-	stdout, stderr := os.Stdout, os.Stderr
 	if !o.noIO {
-		var err error
-		if o.outFile != "" {
-			if stdout, err = os.Create(o.outFile); err != nil {
-				fmt.Fprintf(os.Stderr, "bpsh: %s\n", client.ErrText(err))
+		for _, s := range []struct {
+			name string
+			w    *io.Writer
+		}{{o.outFile, &stdout}, {o.errFile, &stderr}} {
+			if s.name == "" {
+				continue
+			}
+			f, err := os.Create(s.name)
+			if err != nil {
+				fmt.Fprintf(msgs, "bpsh: %s\n", client.ErrText(err))
 				return failStatus
 			}
-			defer stdout.Close()
-		}
-		if o.errFile != "" {
-			if stderr, err = os.Create(o.errFile); err != nil {
-				fmt.Fprintf(os.Stderr, "bpsh: %s\n", client.ErrText(err))
-				return failStatus
-			}
-			defer stderr.Close()
+			defer f.Close()
+			*s.w = f
 		}
 	}
 	// EPIPE instead of death on a closed stdout, so the remote side is
@@ -324,16 +301,16 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
 	for _, j := range jobs {
 		switch {
 		case j.err != nil:
-			fmt.Fprintf(os.Stderr, "bpsh: node %d: %v\n", j.node, j.err)
+			fmt.Fprintf(msgs, "bpsh: node %d: %v\n", j.node, j.err)
 			code = failStatus
 		case j.werr != nil:
-			fmt.Fprintf(os.Stderr, "bpsh: node %d: waiting: %v\n", j.node, client.ErrText(j.werr))
+			fmt.Fprintf(msgs, "bpsh: node %d: waiting: %v\n", j.node, client.ErrText(j.werr))
 			code = failStatus
 		default:
 			if o.report {
-				fmt.Fprintf(os.Stderr, "bpsh: node %d: %s (%.3fs)\n", j.node, j.st.Describe(), j.end.Sub(j.start).Seconds())
+				fmt.Fprintf(msgs, "bpsh: node %d: %s (%.3fs)\n", j.node, j.st.Describe(), j.end.Sub(j.start).Seconds())
 			} else if !j.st.Success() && j.st.Kind != client.Exited && !k.forwarded(j.st.Signal) {
-				fmt.Fprintf(os.Stderr, "bpsh: node %d: %s\n", j.node, j.st.Describe())
+				fmt.Fprintf(msgs, "bpsh: node %d: %s\n", j.node, j.st.Describe())
 			}
 			if c := j.st.ExitCode(); c < 0 {
 				code = failStatus
@@ -343,7 +320,7 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options) int {
 		}
 	}
 	if err := out.err(); err != nil && !errors.Is(err, syscall.EPIPE) {
-		fmt.Fprintf(os.Stderr, "bpsh: writing output: %v\n", client.ErrText(err))
+		fmt.Fprintf(msgs, "bpsh: writing output: %v\n", client.ErrText(err))
 		if code == 0 {
 			code = failStatus
 		}
@@ -420,11 +397,11 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 	}
 }
 
-// usableStdin reports whether bpsh should read its stdin: not when it is
-// /dev/null (the node gets -n instead, saving a stream), nor a terminal
+// usableStdin reports whether bpsh should read its stdin f: not when it
+// is /dev/null (the node gets -n instead, saving a stream), nor a terminal
 // whose foreground is another process group (reading would stop us).
-func usableStdin() bool {
-	fi, err := os.Stdin.Stat()
+func usableStdin(f *os.File) bool {
+	fi, err := f.Stat()
 	if err != nil {
 		return false
 	}
@@ -435,7 +412,7 @@ func usableStdin() bool {
 				return false
 			}
 		}
-		if pg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pg != unix.Getpgrp() {
+		if pg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP); err == nil && pg != unix.Getpgrp() {
 			return false
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"bproc/client/clienttest"
+	"bproc/cmd/internal/clitest"
 )
 
 func TestLineWriter(t *testing.T) {
@@ -81,27 +82,21 @@ func TestSequentialOutput(t *testing.T) {
 	}
 }
 
-func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{},
-		{"3"},
-		{"-a"},
-		{"-a", "-A", "true"},
-		{"x", "true"},
-		{"1,,2", "true"},
-		{"--bogus", "0", "true"},
-		{"-b", "-5", "0", "true"},
-		{"-n", "-I", "/dev/null", "0", "true"},
-	} {
-		if code := run(args); code != failStatus {
-			t.Errorf("%q: exit %d, want %d", args, code, failStatus)
-		}
-	}
-	if code := run([]string{"-h"}); code != 0 {
-		t.Errorf("-h: exit %d", code)
-	}
-	if code := run([]string{"-V"}); code != 0 {
-		t.Errorf("-V: exit %d", code)
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "bpsh", run, "nodespec command",
+		[]string{},
+		[]string{"3"},
+		[]string{"-a"},
+		[]string{"-a", "-A", "true"},
+		[]string{"x", "true"},
+		[]string{"1,,2", "true"},
+		[]string{"--bogus", "0", "true"},
+		[]string{"-b", "-5", "0", "true"},
+		[]string{"-n", "-I", "/dev/null", "0", "true"},
+	)
+	// BProc's bpsh -v is the version.
+	if code, out, _ := clitest.Call(run, "-v"); code != 0 || !strings.HasPrefix(out, "bpsh (bproc) ") {
+		t.Errorf("-v: exit %d, %q", code, out)
 	}
 }
 
@@ -153,7 +148,7 @@ func TestLive(t *testing.T) {
 		{[]string{"7", "true"}, failStatus, "", ""},
 	} {
 		args := append([]string{"-O", out, "-E", errf}, tc.args...)
-		code := run(args)
+		code := run(args, os.Stdin, os.Stdout, os.Stderr)
 		if code != tc.code {
 			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
 		}

@@ -18,9 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"bproc/client"
+	"bproc/cmd/internal/cli"
 )
 
 type options struct {
@@ -30,9 +29,9 @@ type options struct {
 	interval                               time.Duration
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout io.Writer) int {
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	// Nodespecs like "-1" are not options; values of -k and --interval
 	// are left alone.
 	args = append([]string(nil), args...)
@@ -47,12 +46,8 @@ func run(args []string, stdout io.Writer) int {
 		args[i], _ = client.MasterArg(args[i])
 	}
 	var o options
-	fs := pflag.NewFlagSet("bpstat", pflag.ContinueOnError)
-	fs.SortFlags = false
-	fs.Usage = func() {}
-	fs.SetOutput(io.Discard)
-	help := fs.BoolP("help", "h", false, "show this help and exit")
-	version := fs.BoolP("version", "V", false, "print the version and exit")
+	c := cli.New("bpstat", "[options] [nodespec...]", "Show the nodes of the bproc cluster (default: a compact table).", stdout, stderr)
+	fs := c.FlagSet
 	fs.BoolVarP(&o.long, "long", "l", false, "long listing: one line per node with its address")
 	fs.BoolVarP(&o.addr, "address", "a", false, "print each node's address")
 	fs.BoolVarP(&o.state, "status", "s", false, "print each node's state")
@@ -63,19 +58,8 @@ func run(args []string, stdout io.Writer) int {
 	fs.BoolVarP(&o.master, "master", "M", false, "include the master (node -1)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "poll interval of -U")
 	fs.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "bpstat: %v\nTry 'bpstat -h' for help.\n", err)
-		return 1
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: bpstat [options] [nodespec...]\n\nShow the nodes of the bproc cluster (default: a compact table).\n\nOptions:\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	}
-	if *version {
-		fmt.Fprintln(stdout, "bpstat", client.Version)
-		return 0
+	if code, done := c.Parse(args); done {
+		return code
 	}
 	modes := 0
 	for _, b := range []bool{o.long, o.addr || o.state, o.count, o.total, o.procs} {
@@ -84,8 +68,7 @@ func run(args []string, stdout io.Writer) int {
 		}
 	}
 	if modes > 1 {
-		fmt.Fprintf(os.Stderr, "bpstat: -l, -a/-s, -n, -t and -p exclude each other\nTry 'bpstat -h' for help.\n")
-		return 1
+		return c.Usage("-l, -a/-s, -n, -t and -p exclude each other")
 	}
 	if o.interval < 100*time.Millisecond {
 		o.interval = 100 * time.Millisecond
@@ -94,24 +77,21 @@ func run(args []string, stdout io.Writer) int {
 	for _, a := range fs.Args() {
 		ns, err := client.ParseNodeSpec(a)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bpstat: %v\n", err)
-			return 1
+			return c.Usage("%v", err)
 		}
 		specs = append(specs, ns)
 	}
 
 	t, err := client.Connect(client.Options{KeyFile: o.keyFile})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bpstat: %v\n", err)
-		return 1
+		return c.Fail(err)
 	}
 	defer t.Close()
 	if !o.update {
 		text, err := render(t, specs, &o)
 		io.WriteString(stdout, text)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bpstat: %v\n", err)
-			return 1
+			return c.Fail(err)
 		}
 		return 0
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
 	"bproc/client"
 	"bproc/client/clienttest"
+	"bproc/cmd/internal/clitest"
 )
 
 func parse(t *testing.T, text string) []client.NodeStatus {
@@ -103,23 +105,14 @@ func TestProcs(t *testing.T) {
 	}
 }
 
-func TestUsage(t *testing.T) {
-	var out bytes.Buffer
-	for _, args := range [][]string{{"-l", "-t"}, {"-p", "-n"}, {"--bogus"}, {"x"}} {
-		if code := run(args, &out); code != 1 {
-			t.Errorf("%q: exit %d", args, code)
-		}
-	}
-	out.Reset()
-	if code := run([]string{"-h"}, &out); code != 0 || !strings.Contains(out.String(), "--long") {
-		t.Errorf("-h: %d %q", code, out.String())
-	}
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "bpstat", run, "--long", []string{"-l", "-t"}, []string{"-p", "-n"}, []string{"x"})
 }
 
 func TestLive(t *testing.T) {
 	clienttest.Start(t)
 	var out bytes.Buffer
-	if code := run([]string{"-M"}, &out); code != 0 {
+	if code := run([]string{"-M"}, nil, &out, os.Stderr); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -127,19 +120,19 @@ func TestLive(t *testing.T) {
 		t.Errorf("bpstat -M:\n%s", out.String())
 	}
 	out.Reset()
-	if code := run([]string{"-s", "-1"}, &out); code != 0 || out.String() != "up\n" {
+	if code := run([]string{"-s", "-1"}, nil, &out, os.Stderr); code != 0 || out.String() != "up\n" {
 		t.Errorf("bpstat -s -1: %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"-n"}, &out); code != 0 || out.String() != "0\n" {
+	if code := run([]string{"-n"}, nil, &out, os.Stderr); code != 0 || out.String() != "0\n" {
 		t.Errorf("bpstat -n (no compute nodes): %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"3"}, &out); code != 1 {
+	if code := run([]string{"3"}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("bpstat 3 (missing node): %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"-p"}, &out); code != 0 || !strings.HasPrefix(out.String(), "PID     Node\n") {
+	if code := run([]string{"-p"}, nil, &out, os.Stderr); code != 0 || !strings.HasPrefix(out.String(), "PID     Node\n") {
 		t.Errorf("bpstat -p: %d %q", code, out.String())
 	}
 }

@@ -20,26 +20,27 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"bproc/cmd/internal/cli"
 	"bproc/vmadump"
 )
 
-func bench(args []string) int {
+func bench(c *cli.Command, args []string) int {
 	fs := newFlags("bench")
 	prog := fs.String("prog", "", "the memhog test program (vmadump/testdata/memhog.c, compiled)")
 	sizes := fs.String("sizes", "1,64,512", "dirty memory sizes in MB")
 	runs := fs.Int("runs", 5, "runs per size (the median is reported)")
 	if err := parse(fs, args); err != nil {
-		return usageErr(err.Error())
+		return c.Usage("%v", err)
 	}
 	if *prog == "" || *runs < 1 {
-		return usageErr("bench needs -prog PATH and -runs >= 1")
+		return c.Usage("bench needs -prog PATH and -runs >= 1")
 	}
 	fmt.Printf("vmadump: dump+restore through a pipe (median of %d runs), beside this machine's memcpy and a plain read of the same bytes\n", *runs)
 	fmt.Printf("%-8s %12s %10s %12s %12s %10s\n", "dirty", "dump+restore", "GB/s", "memcpy GB/s", "read GB/s", "image")
 	for _, s := range strings.Split(*sizes, ",") {
 		mb, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || mb <= 0 {
-			return usageErr(fmt.Sprintf("bad size %q", s))
+			return c.Usage("bad size %q", s)
 		}
 		var times, reads, copies []float64
 		var image int64
@@ -52,7 +53,7 @@ func bench(args []string) int {
 		for i := 0; i < *runs; i++ {
 			d, rd, n, err := benchOnce(*prog, mb, dst)
 			if err != nil {
-				return fail(fmt.Errorf("%d MB: %w", mb, err))
+				return c.Fail(fmt.Errorf("%d MB: %w", mb, err))
 			}
 			times, reads, image = append(times, d), append(reads, rd), n
 			t0 := time.Now()

@@ -33,48 +33,42 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
 
+	"bproc/cmd/internal/cli"
 	"bproc/vmadump"
 )
 
-const usage = `usage: vmadump dump [-leave] [-flags libs,exec,other|all] PID FILE|-
-       vmadump restore [-detach] FILE|-
-       vmadump info [-json] FILE|-
-`
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-func main() { os.Exit(run(os.Args[1:])) }
-
-func run(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return 2
+// run dispatches to the subcommand. A subcommand's image on stdin ("-")
+// is read from the process's own standard input (see openImage).
+func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	c := cli.New("vmadump", "dump [-leave] [-flags libs,exec,other|all] PID FILE|-\nrestore [-detach] FILE|-\ninfo [-json] FILE|-",
+		"Dump a running process to an image, restore it, describe an image.", stdout, stderr)
+	c.SetInterspersed(false) // options after the subcommand are its own
+	if code, done := c.Parse(args); done {
+		return code
 	}
-	cmds := map[string]func([]string) int{"dump": dump, "restore": restore, "info": info, "bench": bench}
-	c, ok := cmds[args[0]]
+	if c.NArg() == 0 {
+		return c.Usage("missing command: dump, restore or info")
+	}
+	cmds := map[string]func(*cli.Command, []string) int{"dump": dump, "restore": restore, "info": info, "bench": bench}
+	name, rest := c.Arg(0), c.Args()[1:]
+	if name == "help" || slices.ContainsFunc(rest, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		c.PrintHelp(stdout)
+		return cli.ExitOK
+	}
+	sub, ok := cmds[name]
 	if !ok {
-		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			fmt.Print(usage)
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "vmadump: unknown command %q\n%s", args[0], usage)
-		return 2
+		return c.Usage("unknown command %q", name)
 	}
-	return c(args[1:])
-}
-
-func fail(err error) int {
-	fmt.Fprintf(os.Stderr, "vmadump: %v\n", err)
-	return 1
-}
-
-func usageErr(msg string) int {
-	fmt.Fprintf(os.Stderr, "vmadump: %s\n%s", msg, usage)
-	return 2
+	return sub(c, rest)
 }
 
 // newFlags returns a flag set that also accepts BProc's single-dash long
@@ -103,23 +97,23 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	return fs.Parse(out)
 }
 
-func dump(args []string) int {
+func dump(c *cli.Command, args []string) int {
 	fs := newFlags("dump")
 	leave := fs.BoolP("leave", "l", false, "leave the process running after the dump")
 	flagStr := fs.StringP("flags", "f", "none", "file-backed regions that travel in the image: libs,exec,other, all or none")
 	if err := parse(fs, args); err != nil {
-		return usageErr(err.Error())
+		return c.Usage("%v", err)
 	}
 	if fs.NArg() != 2 {
-		return usageErr("dump takes PID and FILE (or - for stdout)")
+		return c.Usage("dump takes PID and FILE (or - for stdout)")
 	}
 	pid, err := strconv.Atoi(fs.Arg(0))
 	if err != nil || pid <= 0 {
-		return usageErr(fmt.Sprintf("bad pid %q", fs.Arg(0)))
+		return c.Usage("bad pid %q", fs.Arg(0))
 	}
 	flags, err := vmadump.ParseFlags(*flagStr)
 	if err != nil {
-		return usageErr(err.Error())
+		return c.Usage("%v", err)
 	}
 	opts := vmadump.DumpOptions{Flags: flags, Leave: *leave}
 	out := os.Stdout
@@ -127,7 +121,7 @@ func dump(args []string) int {
 		// A fifo, a device or a socket is written as it is.
 		if fi, err := os.Stat(fs.Arg(1)); err == nil && !fi.Mode().IsRegular() {
 			if out, err = os.OpenFile(fs.Arg(1), os.O_WRONLY, 0); err != nil {
-				return fail(fmt.Errorf("opening image: %w", err))
+				return c.Fail(fmt.Errorf("opening image: %w", err))
 			}
 			defer out.Close()
 		} else {
@@ -137,10 +131,10 @@ func dump(args []string) int {
 	if out != nil {
 		bw := bufio.NewWriterSize(out, 1<<20)
 		if err := vmadump.Dump(pid, bw, opts); err != nil {
-			return fail(err)
+			return c.Fail(err)
 		}
 		if err := bw.Flush(); err != nil {
-			return fail(fmt.Errorf("writing image: %w", err))
+			return c.Fail(fmt.Errorf("writing image: %w", err))
 		}
 		return 0
 	}
@@ -149,7 +143,7 @@ func dump(args []string) int {
 	path := fs.Arg(1)
 	f, err := os.CreateTemp(filepath.Dir(path), ".vmadump-*")
 	if err != nil {
-		return fail(fmt.Errorf("creating image: %w", err))
+		return c.Fail(fmt.Errorf("creating image: %w", err))
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
 	err = vmadump.Dump(pid, bw, opts)
@@ -164,7 +158,7 @@ func dump(args []string) int {
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return fail(err)
+		return c.Fail(err)
 	}
 	return 0
 }
@@ -182,18 +176,18 @@ func openImage(name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-func restore(args []string) int {
+func restore(c *cli.Command, args []string) int {
 	fs := newFlags("restore")
 	detach := fs.BoolP("detach", "d", false, "leave the restored process running on its own and print its pid")
 	if err := parse(fs, args); err != nil {
-		return usageErr(err.Error())
+		return c.Usage("%v", err)
 	}
 	if fs.NArg() != 1 {
-		return usageErr("restore takes FILE (or - for stdin)")
+		return c.Usage("restore takes FILE (or - for stdin)")
 	}
 	rc, err := openImage(fs.Arg(0))
 	if err != nil {
-		return fail(err)
+		return c.Fail(err)
 	}
 	var r io.Reader = rc
 	if fs.Arg(0) != "-" {
@@ -205,10 +199,10 @@ func restore(args []string) int {
 	p, err := vmadump.Restore(r, vmadump.RestoreOptions{Detach: *detach})
 	rc.Close()
 	if err != nil {
-		return fail(err)
+		return c.Fail(err)
 	}
 	if *detach {
-		fmt.Println(p.Pid)
+		fmt.Fprintln(c.Stdout, p.Pid)
 		return 0
 	}
 	go func() {
@@ -218,7 +212,7 @@ func restore(args []string) int {
 	}()
 	st, err := p.Wait()
 	if err != nil {
-		return fail(err)
+		return c.Fail(err)
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal())
@@ -226,33 +220,33 @@ func restore(args []string) int {
 	return st.ExitCode()
 }
 
-func info(args []string) int {
+func info(c *cli.Command, args []string) int {
 	fs := newFlags("info")
 	asJSON := fs.Bool("json", false, "print the image's metadata as JSON")
 	if err := parse(fs, args); err != nil {
-		return usageErr(err.Error())
+		return c.Usage("%v", err)
 	}
 	if fs.NArg() != 1 {
-		return usageErr("info takes FILE (or - for stdin)")
+		return c.Usage("info takes FILE (or - for stdin)")
 	}
 	rc, err := openImage(fs.Arg(0))
 	if err != nil {
-		return fail(err)
+		return c.Fail(err)
 	}
 	defer rc.Close()
 	inf, err := vmadump.ReadInfo(bufio.NewReaderSize(rc, 1<<20))
 	if err != nil {
-		return fail(err)
+		return c.Fail(err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(c.Stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(inf)
 	} else {
-		err = inf.WriteText(os.Stdout)
+		err = inf.WriteText(c.Stdout)
 	}
 	if err != nil && !errors.Is(err, syscall.EPIPE) {
-		return fail(err)
+		return c.Fail(err)
 	}
 	return 0
 }

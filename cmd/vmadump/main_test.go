@@ -1,7 +1,10 @@
 package main
 
 import (
+	"strings"
 	"testing"
+
+	"bproc/cmd/internal/clitest"
 )
 
 // BProc's single-dash long options and GNU double-dash ones parse alike.
@@ -43,16 +46,16 @@ func TestParseSingleDash(t *testing.T) {
 	}
 }
 
-func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{}, {"frobnicate"}, {"dump"}, {"dump", "x", "f"}, {"dump", "-flags", "bogus", "1", "f"},
-		{"restore"}, {"restore", "a", "b"}, {"info"}, {"bench"},
-	} {
-		if code := run(args); code != 2 {
-			t.Errorf("vmadump %q: exit %d, want 2", args, code)
+func TestPrologue(t *testing.T) {
+	clitest.Prologue(t, "vmadump", run, "restore [-detach]",
+		[]string{}, []string{"frobnicate"}, []string{"dump"}, []string{"dump", "x", "f"}, []string{"dump", "-flags", "bogus", "1", "f"},
+		[]string{"restore"}, []string{"restore", "a", "b"}, []string{"info"}, []string{"bench"}, []string{"info", "-bogus", "f"})
+	for _, args := range [][]string{{"help"}, {"dump", "-h"}, {"info", "--help"}} {
+		if code, out, _ := clitest.Call(run, args...); code != 0 || !strings.HasPrefix(out, "Usage: vmadump dump ") {
+			t.Errorf("vmadump %q: exit %d, %q", args, code, out)
 		}
 	}
-	if code := run([]string{"info", "/nonexistent/image"}); code != 1 {
-		t.Errorf("info of a missing file: exit %d, want 1", code)
+	if code, _, errs := clitest.Call(run, "info", "/nonexistent/image"); code != 1 || !strings.Contains(errs, "vmadump: opening image") {
+		t.Errorf("info of a missing file: exit %d, %q, want 1", code, errs)
 	}
 }
