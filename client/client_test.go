@@ -216,7 +216,7 @@ func TestQuoteRoundTrip(t *testing.T) {
 		"tab\there", "new\nline", "-c", "--", "*?[]", "ünïcode", "semi;colon|pipe&", "  lead", "trail  ",
 	}
 	for _, a := range args {
-		words, err := bfs.SplitCommand("x " + Quote(a) + " y")
+		words, err := bfs.SplitCommand("x " + bfs.Quote(a) + " y")
 		if err != nil {
 			t.Errorf("%q: %v", a, err)
 			continue
@@ -273,22 +273,6 @@ func TestResolvePath(t *testing.T) {
 	p, err = ResolvePath("./x")
 	if err != nil || p[0] != '/' || !strings.HasSuffix(p, "/x") {
 		t.Errorf("relative: %q %v", p, err)
-	}
-}
-
-func TestWithPort(t *testing.T) {
-	for in, want := range map[string]string{
-		"host":         "host:2223",
-		"host:99":      "host:99",
-		"10.77.0.1":    "10.77.0.1:2223",
-		"::1":          "[::1]:2223",
-		"[::1]:5":      "[::1]:5",
-		"[fe80::1]":    "[fe80::1]:2223",
-		"localhost:22": "localhost:22",
-	} {
-		if got := withPort(in); got != want {
-			t.Errorf("%q: got %q, want %q", in, got, want)
-		}
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	bfs "bproc/fs"
 )
 
 // ExecOptions tunes Exec.
@@ -88,14 +90,9 @@ func Strerror(e syscall.Errno) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// ErrnoOf extracts the errno from err, EIO when it carries none.
-func ErrnoOf(err error) syscall.Errno {
-	var e syscall.Errno
-	if errors.As(err, &e) {
-		return e
-	}
-	return syscall.EIO
-}
+// ErrnoOf extracts the errno from err, EIO when it carries none: the
+// errno the master's tree reports for it (fs.Errno).
+func ErrnoOf(err error) syscall.Errno { return bfs.Errno(err) }
 
 // ErrText formats err for users: a bare errno in C wording, otherwise the
 // error itself.
@@ -114,15 +111,9 @@ func ErrText(err error) string {
 	return err.Error()
 }
 
-// Quote single-quotes s for a ctl command: the ctl splitter (like a shell)
-// keeps everything inside single quotes, and a quote itself is written as
-// '\” (close, escaped quote, reopen).
-func Quote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // ExecCommand builds the ctl line that starts argv[0] (already a full path)
-// with argv on a node.
+// with argv on a node, every word quoted as the master's splitter reads it
+// back (fs.Quote).
 func ExecCommand(path string, argv []string, dir string, env []string, argv0 string, nullStdin, attached bool) string {
 	var b strings.Builder
 	n := len(path) + len(dir) + 32
@@ -142,21 +133,21 @@ func ExecCommand(path string, argv []string, dir string, env []string, argv0 str
 	}
 	if dir != "" {
 		b.WriteString(" -c ")
-		b.WriteString(Quote(dir))
+		b.WriteString(bfs.Quote(dir))
 	}
 	for _, e := range env {
 		b.WriteString(" -e ")
-		b.WriteString(Quote(e))
+		b.WriteString(bfs.Quote(e))
 	}
 	if argv0 != "" && argv0 != path {
 		b.WriteString(" -a ")
-		b.WriteString(Quote(argv0))
+		b.WriteString(bfs.Quote(argv0))
 	}
 	b.WriteString(" -- ")
-	b.WriteString(Quote(path))
+	b.WriteString(bfs.Quote(path))
 	for _, a := range argv[1:] {
 		b.WriteByte(' ')
-		b.WriteString(Quote(a))
+		b.WriteString(bfs.Quote(a))
 	}
 	return b.String()
 }

@@ -7,13 +7,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	bfs "bproc/fs"
 )
 
 // Master is the master's node number.
 const Master = -1
 
 // States are BProc's node states, in its order.
-var States = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+var States = bfs.NodeStates
 
 // ValidState reports whether s is one of States.
 func ValidState(s string) bool {

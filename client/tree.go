@@ -10,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -44,7 +42,6 @@ const (
 	EnvKey        = "BPROC_KEY"
 	DefaultMount  = "/bproc"
 	DefaultMaster = "localhost"
-	DefaultPort   = "2223"
 )
 
 // Options says how to reach the tree. Zero values mean: the environment,
@@ -85,7 +82,7 @@ func dial(opts Options, mnt string) (Tree, error) {
 	if addr == "" {
 		addr = DefaultMaster
 	}
-	addr = withPort(addr)
+	addr = srv.WithPort(addr)
 	kf := opts.KeyFile
 	if kf == "" {
 		kf = os.Getenv(EnvKey)
@@ -115,18 +112,6 @@ func dial(opts Options, mnt string) (Tree, error) {
 		return nil, fmt.Errorf("no bproc tree mounted at %s; dialing master %s: %w", mnt, addr, err)
 	}
 	return &NetTree{C: c}, nil
-}
-
-// withPort adds the default port to a host without one.
-func withPort(addr string) string {
-	if _, _, err := net.SplitHostPort(addr); err == nil {
-		return addr
-	}
-	// A bare IPv6 address has colons but no port.
-	if strings.Count(addr, ":") > 1 && !strings.HasPrefix(addr, "[") {
-		return net.JoinHostPort(addr, DefaultPort)
-	}
-	return net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
 }
 
 // MountTree is the tree through its FUSE mount: plain os calls, so the

@@ -35,10 +35,13 @@ type Config struct {
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
 
+// DefaultPort is bpmaster's 9P port (srv.DefaultPort as a string).
+const DefaultPort = 2223
+
 // DefaultConfig is what bpmaster serves with no config file.
 func DefaultConfig() *Config {
 	return &Config{
-		Port:        2223,
+		Port:        DefaultPort,
 		PingTimeout: 5 * time.Second,
 		KeyFile:     "/etc/bproc/cluster.key",
 		Mount:       "/bproc",

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Node states, as BProc names them.
-var nodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+// NodeStates are the node states, as BProc names them, in its order.
+var NodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
 
 const (
 	ioRingSize    = 256 << 10
@@ -176,7 +176,10 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 		m.dropSlave(old, "replaced by a new connection")
 	}
 	m.Logf("node %d up: slave %s (%s)", num, c.Addr, c.Host)
-	sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds()})
+	if err := sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds()}); err != nil {
+		m.dropSlave(sc, err.Error()) // a slave without its number cannot serve
+		return nil, err
+	}
 	go func() {
 		<-c.Conn.Done()
 		m.dropSlave(sc, "connection closed")
@@ -518,11 +521,11 @@ func (m *Master) setState(c *Caller, n *node, state string) error {
 		return fmt.Errorf("only root may change node state: %w", syscall.EPERM)
 	}
 	valid := false
-	for _, s := range nodeStates {
+	for _, s := range NodeStates {
 		valid = valid || s == state
 	}
 	if !valid {
-		return fmt.Errorf("unknown state %q (one of %s): %w", state, strings.Join(nodeStates, ", "), syscall.EINVAL)
+		return fmt.Errorf("unknown state %q (one of %s): %w", state, strings.Join(NodeStates, ", "), syscall.EINVAL)
 	}
 	m.mu.Lock()
 	n.state = state

@@ -62,9 +62,11 @@ func openAsThread(path string, c *Caller) (int, error) {
 	return unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 }
 
-// maxBinary bounds what a user can make the master read and ship: the
-// whole binary is held in memory.
-const maxBinary = 256 << 20
+// MaxBinary bounds what a user can make the master read and ship (the
+// whole binary is held in memory) and what a slave accepts.
+const MaxBinary = 256 << 20
+
+const maxBinary = MaxBinary
 
 // openExecutable opens path as caller c and checks that it is a regular
 // file c may execute. The open file pins it: what is read afterwards is

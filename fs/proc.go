@@ -122,7 +122,7 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 	return nil
 }
 
-// slaveReport applies a line a slave wrote to slave/proc/PID/ctl.
+// slaveReport applies a line a slave wrote to slave/report.
 func (p *Proc) slaveReport(line string) error {
 	f := strings.Fields(line)
 	if len(f) < 2 {

@@ -246,7 +246,7 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 	}
 }
 
-// start runs one job and reports it to slave/proc/PID/ctl.
+// start runs one job and reports it on slave/report.
 func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 	tree := l.tree
 	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
@@ -477,7 +477,7 @@ func startOnSpawner(cmd *exec.Cmd) error {
 }
 
 // maxBinary is the largest binary a master ships (fs refuses larger ones).
-const maxBinary = 256 << 20
+const maxBinary = fs.MaxBinary
 
 // binCache keeps shipped binaries on the node, each fetched once, as
 // DIR/HASH/NAME: NAME is the master's file name, so ps and pkill show the

@@ -108,7 +108,7 @@ func Dial(ctx context.Context, addr string, key []byte, h Hello) (*Client, error
 // DialFrom is Dial with the local end bound to the IP address source ("" for
 // any): several slaves on one host use 127.0.0.x this way (bpslave -s).
 func DialFrom(ctx context.Context, source, addr string, key []byte, h Hello) (*Client, error) {
-	addr = withPort(addr)
+	addr = WithPort(addr)
 	var d net.Dialer
 	if source != "" {
 		ip := net.ParseIP(source)
@@ -143,8 +143,9 @@ func DialFrom(ctx context.Context, source, addr string, key []byte, h Hello) (*C
 	return c, nil
 }
 
-// withPort adds DefaultPort to an address without a port.
-func withPort(addr string) string {
+// WithPort adds DefaultPort to an address without a port ("host",
+// "10.0.0.1", "::1", "[::1]").
+func WithPort(addr string) string {
 	if _, _, err := net.SplitHostPort(addr); err == nil {
 		return addr
 	}

@@ -439,9 +439,10 @@ func TestDialDefaultsAndErrors(t *testing.T) {
 		"::1":            "[::1]:2223",
 		"[::1]":          "[::1]:2223",
 		"[::1]:9":        "[::1]:9",
+		"[fe80::1]":      "[fe80::1]:2223",
 	} {
-		if got := withPort(in); got != want {
-			t.Errorf("withPort(%q) = %q, want %q", in, got, want)
+		if got := WithPort(in); got != want {
+			t.Errorf("WithPort(%q) = %q, want %q", in, got, want)
 		}
 	}
 	if _, err := Dial(ctx, "127.0.0.1:1", testKey, Hello{Role: "x"}); err == nil {

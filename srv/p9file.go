@@ -259,8 +259,9 @@ func (f *p9file) WriteAt(p []byte, off int64) (int, error) {
 	if err != nil && n == 0 {
 		return 0, errno(err)
 	}
-	// Bytes taken are reported even if an error followed: the client
-	// retries the rest, and nothing is written twice.
+	// Bytes taken are reported even if an error followed, so nothing is
+	// written twice: srv.Client returns the short count with
+	// io.ErrShortWrite, and the caller decides about the rest.
 	return n, nil
 }
 

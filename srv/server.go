@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,8 +19,8 @@ import (
 	"bproc/fs"
 )
 
-// DefaultPort is bpmaster's 9P port.
-const DefaultPort = "2223"
+// DefaultPort is bpmaster's 9P port, fs.DefaultPort.
+var DefaultPort = strconv.Itoa(fs.DefaultPort)
 
 // DefaultMaxMessage is the 9P msize the server allows and Dial asks for.
 const DefaultMaxMessage = 1 << 20

@@ -176,8 +176,9 @@ func (m *Mounted) abort() error {
 func (m *Mounted) Wait() { m.server.Wait() }
 
 // fuseNode is the go-fuse inode of one tree node. The tree may hand out a
-// new object for the same node (same Ino) on a later lookup, so the
-// current object is replaced on every lookup.
+// new object for the same node (same Ino) on a later lookup: Lookup puts
+// it in when the name leads again to the inode (same Ino and type) it
+// already has there, and makes a new inode otherwise.
 type fuseNode struct {
 	gofs.Inode
 	mu   sync.Mutex
