@@ -37,7 +37,13 @@ test_expect_success 'a second bpmaster on the busy port: the starting command fa
 	{ st=0; in_master bpmaster -c busy.conf -k $KEY >out 2>err || st=$?; } &&
 	test "$st" = 1 &&
 	test_grep "^bpmaster: .*address already in use" err &&
-	nodes_up >n && test "$(cat n)" = 1
+	n=$(nodes_up) && test "$n" = 1
+'
+
+test_expect_success 'bpmaster logs an unmount that fails at shutdown (here: unmounted behind its back)' '
+	umount -l $BPROC &&
+	bg_kill master-bpmaster TERM &&
+	test_grep "shutting down: unmount $BPROC: " $MASTER_LOG
 '
 
 # The pid of the process listening on TCP port $BPROC_PORT on the master.
@@ -54,11 +60,11 @@ test_expect_success 'detached bpmaster: serves at once on the socket its parent 
 	tr "\0" " " </proc/$p/cmdline >cmdline &&
 	test_grep "bpmaster -c $CONF -k $KEY" cmdline &&
 	in_master env BPROC_MOUNT=/nonexistent BPROC_MASTER=127.0.0.1:$BPROC_PORT BPROC_KEY=$KEY bpstat -M -s -1 >out &&
-	test "$(cat out)" = up &&
+	out=$(cat out) && test "$out" = up &&
 	wait_for "mountpoint -q $BPROC && test -e $BPROC/status" 10 &&
 	wait_nodes_up 1 20 &&
 	bpsh 0 hostname >out &&
-	test "$(cat out)" = node0 &&
+	out=$(cat out) && test "$out" = node0 &&
 	kill -TERM $p &&
 	wait_gone $p 10 &&
 	! mountpoint -q $BPROC
