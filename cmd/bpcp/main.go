@@ -252,10 +252,11 @@ func (c *copier) copy(src, dst endpoint) error {
 // or tar on a node, a local tar) has ended well; otherwise the reader's
 // error comes instead, and the writer does not commit.
 type checkedSource struct {
-	r    io.Reader
-	done func() error
-	once sync.Once
-	err  error
+	r       io.Reader
+	done    func() error
+	once    sync.Once
+	err     error
+	readErr error // a local source's read error, the source's fault
 }
 
 func (s *checkedSource) Read(b []byte) (int, error) {
@@ -264,13 +265,23 @@ func (s *checkedSource) Read(b []byte) (int, error) {
 		if ferr := s.finish(); ferr != nil {
 			return n, ferr
 		}
+	} else if err != nil && s.readErr == nil {
+		s.readErr = err
 	}
 	return n, err
 }
 
-// finish waits for the source's reader, once.
+// finish waits for the source's reader, once; the writer is done with
+// Read by then.
 func (s *checkedSource) finish() error {
 	s.once.Do(func() { s.err = s.done() })
+	if s.err == nil && s.readErr != nil {
+		var pe *fs.PathError
+		if errors.As(s.readErr, &pe) {
+			return errors.New(client.Strerror(client.ErrnoOf(s.readErr)))
+		}
+		return s.readErr
+	}
 	return s.err
 }
 
