@@ -164,15 +164,23 @@ func (c *binCache) ensureDir(want string) error {
 			}
 			c.dir = abs
 		}
+		err := secureDir(c.dir)
+		if err == nil {
+			// Users may run what is there, not list it.
+			if cerr := os.Chmod(c.dir, 0o711); cerr != nil {
+				err = fmt.Errorf("binary cache: %w", cerr)
+			}
+		}
+		if err != nil {
+			if c.temp {
+				os.Remove(c.dir)
+			}
+			c.dir, c.temp = "", false
+			return err
+		}
 		c.verified, c.inflight = map[string]fileKey{}, map[string]*flight{}
 	}
-	if err := secureDir(c.dir); err != nil {
-		return err
-	}
-	if err := os.Chmod(c.dir, 0o711); err != nil {
-		return fmt.Errorf("binary cache: %w", err)
-	}
-	return nil
+	return secureDir(c.dir)
 }
 
 // get returns the path of the job's binary, fetching it if need be.
