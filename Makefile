@@ -7,7 +7,7 @@ BIN    := $(CURDIR)/bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build deps test unit e2e bench demo vet fmt clean
+.PHONY: all build deps test unit e2e fuzz bench demo vet fmt clean
 
 all: build
 
@@ -27,6 +27,12 @@ unit: build
 
 e2e: build
 	@sh t/run
+
+# Every fuzz target in the repo, FUZZTIME (default 60s) each (t/fuzz.sh).
+# make unit already replays each target's seeds and testdata/fuzz corpus.
+FUZZTIME ?= 60s
+fuzz:
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) sh t/fuzz.sh
 
 # All tests: unit tests of every package, then the end-to-end suite in t/.
 test: deps build vet unit e2e

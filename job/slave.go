@@ -8,17 +8,13 @@ package job
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -474,132 +470,4 @@ func startOnSpawner(cmd *exec.Cmd) error {
 	done := make(chan error, 1)
 	spawnReqs <- spawnReq{cmd, done}
 	return <-done
-}
-
-// maxBinary is the largest binary a master ships (fs refuses larger ones).
-const maxBinary = fs.MaxBinary
-
-// binCache keeps shipped binaries on the node, each fetched once, as
-// DIR/HASH/NAME: NAME is the master's file name, so ps and pkill show the
-// job by its name and a script's interpreter can open the script. DIR is
-// bpslave -c's directory, or a private temporary one removed by Close. DIR
-// and DIR/HASH are 0711, so users may run what is there without listing
-// it; a binary is 0755 when everyone could read it on the master, 0711
-// otherwise (execve needs no read permission).
-type binCache struct {
-	mu   sync.Mutex
-	dir  string
-	temp bool
-}
-
-func (c *binCache) ensureDir(want string) error {
-	if c.dir != "" {
-		return nil
-	}
-	if want == "" {
-		d, err := os.MkdirTemp("", "bpslave-bin-")
-		if err != nil {
-			return fmt.Errorf("binary cache: %w", err)
-		}
-		c.dir, c.temp = d, true
-	} else {
-		if err := os.MkdirAll(want, 0o711); err != nil {
-			return fmt.Errorf("binary cache: %w", err)
-		}
-		c.dir = want
-	}
-	if err := os.Chmod(c.dir, 0o711); err != nil {
-		return fmt.Errorf("binary cache: %w", err)
-	}
-	return nil
-}
-
-// get returns the path of the job's binary, fetching it if need be.
-func (c *binCache) get(tree Opener, want string, m *fs.Msg) (string, error) {
-	if len(m.Hash) != 64 || strings.Trim(m.Hash, "0123456789abcdef") != "" {
-		return "", fmt.Errorf("bad binary hash %q: %w", m.Hash, syscall.EINVAL)
-	}
-	if m.Size < 0 || m.Size > maxBinary {
-		return "", fmt.Errorf("binary of %d bytes: %w", m.Size, syscall.EFBIG)
-	}
-	name := filepath.Base(m.Path)
-	if name == "." || name == "/" || name == ".." {
-		name = "prog"
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ensureDir(want); err != nil {
-		return "", err
-	}
-	hdir := filepath.Join(c.dir, m.Hash)
-	p := filepath.Join(hdir, name)
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	if err := os.MkdirAll(hdir, 0o711); err != nil {
-		return "", fmt.Errorf("binary cache: %w", err)
-	}
-	// The same content under another name: a link, not a second fetch.
-	if ents, _ := os.ReadDir(hdir); len(ents) > 0 {
-		for _, e := range ents {
-			if !strings.HasSuffix(e.Name(), ".tmp") && os.Link(filepath.Join(hdir, e.Name()), p) == nil {
-				return p, nil
-			}
-		}
-	}
-	data, err := fetch(tree, m.Hash, m.Size)
-	if err != nil {
-		return "", err
-	}
-	mode := os.FileMode(0o711)
-	if m.Public {
-		mode = 0o755
-	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return "", fmt.Errorf("binary cache: %w", err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil { // past the umask
-		return "", fmt.Errorf("binary cache: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return "", fmt.Errorf("binary cache: %w", err)
-	}
-	return p, nil
-}
-
-// Close removes a temporary cache.
-func (c *binCache) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.temp {
-		c.temp = false
-		return os.RemoveAll(c.dir)
-	}
-	return nil
-}
-
-func fetch(tree Opener, hash string, size int64) ([]byte, error) {
-	f, err := tree.Open("slave/bin/"+hash, os.O_RDONLY)
-	if err != nil {
-		return nil, fmt.Errorf("opening binary: %w", err)
-	}
-	defer f.Close()
-	data := make([]byte, 0, size)
-	buf := make([]byte, ioBuf)
-	for {
-		n, err := f.Read(buf)
-		data = append(data, buf[:n]...)
-		if err == io.EOF || (n == 0 && err == nil) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading binary: %w", err)
-		}
-	}
-	sum := sha256.Sum256(data)
-	if hex.EncodeToString(sum[:]) != hash {
-		return nil, fmt.Errorf("binary arrived corrupt (%d bytes): %w", len(data), syscall.EIO)
-	}
-	return data, nil
 }

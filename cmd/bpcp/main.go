@@ -12,6 +12,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -186,7 +188,10 @@ func (c *copier) isDir(e endpoint) (bool, error) {
 	return st.Code == 0, nil
 }
 
-// copy copies one source to dst, into it when dst is a directory.
+// copy copies one source to dst, into it when dst is a directory. A file
+// is written under a temporary name beside its destination and renamed
+// over it only once the whole source has arrived and its reader has ended
+// well: a failed copy leaves the destination as it was.
 func (c *copier) copy(src, dst endpoint) error {
 	kind, m, r, done, err := c.openSource(src)
 	if err != nil {
@@ -198,7 +203,8 @@ func (c *copier) copy(src, dst endpoint) error {
 		return fmt.Errorf("%s: is a directory (use -r)", src)
 	}
 	base := path.Base(strings.TrimRight(src.path, "/"))
-	werr := c.writeDest(dst, base, kind, m, r)
+	cs := &checkedSource{r: r, done: done}
+	werr := c.writeDest(dst, base, kind, m, cs)
 	if werr != nil {
 		// Nobody reads the rest: stop the source instead of leaving it
 		// blocked on a full stream.
@@ -207,7 +213,7 @@ func (c *copier) copy(src, dst endpoint) error {
 		}
 	}
 	r.Close()
-	rerr := done()
+	rerr := cs.finish()
 	if rerr != nil {
 		return fmt.Errorf("%s: %v", src, rerr)
 	}
@@ -215,6 +221,43 @@ func (c *copier) copy(src, dst endpoint) error {
 		return fmt.Errorf("%s: %v", dst, werr)
 	}
 	return nil
+}
+
+// checkedSource is a source that reaches EOF only once its reader (a cat
+// or tar on a node, a local tar) has ended well; otherwise the reader's
+// error comes instead, and the writer does not commit.
+type checkedSource struct {
+	r       io.Reader
+	done    func() error
+	once    sync.Once
+	err     error
+	readErr error // a local source's read error, the source's fault
+}
+
+func (s *checkedSource) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	if err == io.EOF {
+		if ferr := s.finish(); ferr != nil {
+			return n, ferr
+		}
+	} else if err != nil && s.readErr == nil {
+		s.readErr = err
+	}
+	return n, err
+}
+
+// finish waits for the source's reader, once; the writer is done with
+// Read by then.
+func (s *checkedSource) finish() error {
+	s.once.Do(func() { s.err = s.done() })
+	if s.err == nil && s.readErr != nil {
+		var pe *fs.PathError
+		if errors.As(s.readErr, &pe) {
+			return errors.New(client.Strerror(client.ErrnoOf(s.readErr)))
+		}
+		return s.readErr
+	}
+	return s.err
 }
 
 // Remote scripts. $1 is always the path; cat and tar do the copying.
@@ -225,12 +268,24 @@ const (
 s=$(stat -L -c '%a %Y' -- "$1") || exit 1
 [ -r "$1" ] || { cat -- "$1"; exit 1; }
 echo "F $s"; exec cat -- "$1"`
-	// writeScript writes stdin to $1, or to $1/$2 when $1 is a directory;
-	// $3, when set, is "MODE MTIME" to apply.
+	// writeScript writes stdin to $1, or to $1/$2 when $1 is a directory,
+	// through a temporary file renamed over it. stdin must end with $3, a
+	// random token bpcp sends only once its source has ended well: a
+	// source that failed, or a bpcp that died, leaves the file as it was.
+	// $4, when set, is "MODE MTIME" to apply; else an existing file keeps
+	// its mode.
 	writeScript = `f="$1"; [ -d "$f" ] && f="$f/$2"
-cat > "$f" || exit 1
-[ -z "$3" ] && exit 0
-set -- "$f" $3; chmod "$2" "$1" && touch -m -d "@$3" "$1"`
+[ -L "$f" ] && f=$(readlink -f -- "$f")
+case $f in */*) d=${f%/*} ;; *) d=. ;; esac
+t=$(mktemp "$d/.${f##*/}.bpcp-XXXXXX" 2>&1) || { echo "${t##*: }" >&2; exit 1; }
+trap 'rm -f -- "$t"' EXIT
+cat > "$t" || exit 1
+[ "$(tail -c ${#3} -- "$t")" = "$3" ] || { echo "the copy was cut short" >&2; exit 1; }
+dd if=/dev/null of="$t" bs=1 seek=$(($(wc -c <"$t") - ${#3})) 2>/dev/null || exit 1
+if [ -n "$4" ]; then set -- "$t" $4; chmod "$2" "$1" && touch -m -d "@$3" "$1" || exit 1
+elif [ -e "$f" ]; then chmod "$(stat -L -c %a -- "$f")" "$t" && { chown "$(stat -L -c %u:%g -- "$f")" "$t" 2>/dev/null; true; } || exit 1
+else chmod "$(printf %o $((0666 & ~$(umask))))" "$t" || exit 1; fi
+mv -f -- "$t" "$f" && trap - EXIT`
 	// writeDirScript unpacks a tar stream into $1, or into $1/$2 when $1
 	// is an existing directory.
 	writeDirScript = `d="$1"; [ -d "$d" ] && d="$d/$2"
@@ -337,10 +392,17 @@ func (c *copier) writeDest(dst endpoint, base string, kind byte, m meta, r io.Re
 	if kind == 'D' {
 		argv = []string{"/bin/sh", "-c", writeDirScript, "sh", dst.path, base}
 	} else {
-		argv = []string{"/bin/sh", "-c", writeScript, "sh", dst.path, base}
+		tok, err := commitToken()
+		if err != nil {
+			return err
+		}
+		argv = []string{"/bin/sh", "-c", writeScript, "sh", dst.path, base, tok}
 		if c.o.preserve && m.ok {
 			argv = append(argv, fmt.Sprintf("%o %d", m.mode, m.mtime))
 		}
+		// The token follows the data only if the source ended well (a
+		// checkedSource fails its last read otherwise).
+		r = io.MultiReader(r, strings.NewReader(tok))
 	}
 	rp, err := c.start(dst.node, argv, r)
 	if err != nil {
@@ -349,36 +411,86 @@ func (c *copier) writeDest(dst endpoint, base string, kind byte, m meta, r io.Re
 	return rp.wait()
 }
 
+// commitToken is what ends a remote file's data: 32 random hex digits.
+func commitToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random token: %v", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// writeLocalFile writes r to a temporary file beside the destination and
+// renames it over the destination once r has ended well. The file gets
+// the source's mode with -p, else the existing destination's mode and
+// owner (as far as we may), else 0666 less the umask.
 func (c *copier) writeLocalFile(dst, base string, m meta, r io.Reader) error {
 	target := dst
 	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
 		target = filepath.Join(dst, base)
 	}
-	mode := fs.FileMode(0o666)
-	if c.o.preserve && m.ok {
-		mode = m.mode
+	// Through a symlink, as cp writes: replace what it points to.
+	if real, err := filepath.EvalSymlinks(target); err == nil {
+		target = real
 	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	f, err := createBeside(target)
 	if err != nil {
 		return errors.New(client.Strerror(client.ErrnoOf(err)))
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
 	_, cerr := client.Copy(f, r, bufSize)
-	if err := f.Close(); cerr == nil {
-		cerr = err
-	}
 	if cerr != nil {
 		return cerr
 	}
 	if c.o.preserve && m.ok {
-		if err := os.Chmod(target, m.mode); err != nil {
+		if err := f.Chmod(m.mode); err != nil {
 			return err
 		}
+	} else if fi, err := os.Stat(target); err == nil {
+		if err := f.Chmod(fi.Mode().Perm()); err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			f.Chown(int(st.Uid), int(st.Gid)) // only root may give a file away
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if c.o.preserve && m.ok {
 		mt := time.Unix(m.mtime, 0)
-		if err := os.Chtimes(target, time.Now(), mt); err != nil {
+		if err := os.Chtimes(f.Name(), time.Now(), mt); err != nil {
 			return err
 		}
 	}
+	if err := os.Rename(f.Name(), target); err != nil {
+		return errors.New(client.Strerror(client.ErrnoOf(err)))
+	}
+	committed = true
 	return nil
+}
+
+// createBeside creates a new file in target's directory, named after it,
+// with mode 0666 less the umask (os.CreateTemp's files are 0600).
+func createBeside(target string) (*os.File, error) {
+	dir, name := filepath.Split(target)
+	for {
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, "."+name+".bpcp-"+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
 }
 
 func writeLocalDir(dst, base string, preserve bool, r io.Reader) error {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,12 @@ func TestParseEndpoint(t *testing.T) {
 
 func TestPrologue(t *testing.T) {
 	clitest.Prologue(t, "bpcp", run, "src... dst", []string{}, []string{"onlyone"}, []string{"--bogus", "a", "b"}, []string{"3:", "/tmp"})
+}
+
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
 }
 
 // Local copies need no cluster and exercise the same file and tar paths.
@@ -81,6 +88,35 @@ func TestLocalCopies(t *testing.T) {
 	if code := run([]string{src, dst, filepath.Join(dir, "src")}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("several sources to a file: exit %d", code)
 	}
+	// A failed copy loses nothing; an existing destination keeps its mode.
+	keep := filepath.Join(dir, "keep")
+	os.WriteFile(keep, []byte("precious\n"), 0o600)
+	if code := run([]string{filepath.Join(dir, "missing"), keep}, nil, &out, os.Stderr); code != 1 {
+		t.Errorf("missing source: exit %d", code)
+	}
+	if code := run([]string{src, keep}, nil, &out, os.Stderr); code != 0 {
+		t.Errorf("copy over: exit %d", code)
+	}
+	if fi, err := os.Stat(keep); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("copied over a 0600 file: %v %v", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "hello\n" {
+		t.Errorf("copied over: %q", b)
+	}
+	// Through a symlink, the file it points to is written.
+	link := filepath.Join(dir, "link")
+	os.Symlink("keep", link)
+	os.WriteFile(src, []byte("via link\n"), 0o640)
+	if code := run([]string{src, link}, nil, &out, os.Stderr); code != 0 {
+		t.Errorf("copy to a symlink: exit %d", code)
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "via link\n" {
+		t.Errorf("through a symlink: %q", b)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink was replaced: %v %v", fi, err)
+	}
+	os.WriteFile(src, []byte("hello\n"), 0o640)
 
 	// A directory needs -r; with it, the tree is copied.
 	if _, err := exec.LookPath("tar"); err != nil {
@@ -134,8 +170,44 @@ func TestLive(t *testing.T) {
 	if b, _ := os.ReadFile(down); !bytes.Equal(b, data) {
 		t.Errorf("download: %d bytes differ", len(b))
 	}
+	// A failed copy leaves the destination as it was, in both directions
+	// and from node to node, and no temporary file.
 	if code := run([]string{"-1:" + filepath.Join(dir, "missing"), down}, nil, &out, os.Stderr); code != 1 {
 		t.Errorf("missing remote file: exit %d", code)
+	}
+	if b, _ := os.ReadFile(down); !bytes.Equal(b, data) {
+		t.Errorf("a failed download left %d bytes of %d in the destination", len(b), len(data))
+	}
+	if code := run([]string{"-1:" + filepath.Join(dir, "missing"), "-1:" + up}, nil, &out, os.Stderr); code != 1 {
+		t.Errorf("missing remote file to a node: exit %d", code)
+	}
+	if b, _ := os.ReadFile(up); !bytes.Equal(b, data) {
+		t.Errorf("a failed node-to-node copy left %d bytes of %d in the destination", len(b), len(data))
+	}
+	if code := run([]string{"-p", "-1:" + filepath.Join(dir, "missing"), "-1:" + up}, nil, &out, os.Stderr); code != 1 {
+		t.Errorf("-p, missing remote file: exit %d", code)
+	}
+	if b, _ := os.ReadFile(up); !bytes.Equal(b, data) {
+		t.Errorf("-p: a failed copy left %d bytes of %d in the destination", len(b), len(data))
+	}
+	// An existing destination keeps its mode; a new one gets 0666 less
+	// the umask.
+	os.Chmod(up, 0o600)
+	if code := run([]string{"-1:" + src, "-1:" + up}, nil, &out, os.Stderr); code != 0 {
+		t.Fatalf("copy over: exit %d", code)
+	}
+	if fi, err := os.Stat(up); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("copied over a 0600 file: %v %v", fi.Mode(), err)
+	}
+	fresh := filepath.Join(dir, "fresh")
+	if code := run([]string{src, "-1:" + fresh}, nil, &out, os.Stderr); code != 0 {
+		t.Fatalf("copy to a new file: exit %d", code)
+	}
+	if fi, err := os.Stat(fresh); err != nil || fi.Mode().Perm() != 0o666&^umask() {
+		t.Errorf("a new file: %v %v, want %o", fi.Mode(), err, 0o666&^umask())
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*.bpcp-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %q", left)
 	}
 	if _, err := exec.LookPath("tar"); err != nil {
 		t.Skip("no tar")

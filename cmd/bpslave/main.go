@@ -109,6 +109,11 @@ func serve(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer
 	host, _ := os.Hostname()
 	hello := srv.Hello{Role: "slave", Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid()), Host: host}
 	addr := net.JoinHostPort(o.master, o.port)
+	// A cache directory others could fill is refused before anything
+	// runs (job.Slave checks it again at every start).
+	if err := job.CheckCacheDir(o.cacheDir); err != nil {
+		return err
+	}
 	// One Slave for every connection: its cache of shipped binaries
 	// outlives a reconnect.
 	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
