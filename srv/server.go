@@ -3,7 +3,6 @@ package srv
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -213,13 +212,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendi
 	s.logf("9p: %s connected: %s uid %d gid %d host %s", addr, h.Role, h.Uid, h.Gid, h.Host)
 	start := time.Now()
 
-	br := bufio.NewReaderSize(sess, 64<<10)
-	first, err := clampVersion(br, s.maxMessage())
-	if err != nil {
-		s.logf("9p: %s: %v", addr, err)
-		return
-	}
-	t := &transport{r: io.MultiReader(first, br), c: c, cancel: cancel}
+	t := &transport{r: newP9Reader(bufio.NewReaderSize(sess, 64<<10), s.maxMessage()), c: c, cancel: cancel}
 	// Each reply goes out in one write (one sealed frame), however p9
 	// splits it.
 	w := &replyWriter{msgWriter{out: frameWriter(sess)}, c}
@@ -227,45 +220,6 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendi
 		p9.WithServerLogger(p9log{s: s, prefix: "9p: " + addr + ": "}))
 	ps.Handle(t, w)
 	s.logf("9p: %s disconnected: %s host %s after %v", addr, h.Role, h.Host, time.Since(start).Round(time.Millisecond))
-}
-
-// Tversion layout: size[4] type[1] tag[2] msize[4] version[s].
-const (
-	msgTversion    = 100
-	tversionMsize  = 7
-	tversionPrefix = 11
-)
-
-// clampVersion reads the first 9P message header and, if it is a Tversion
-// asking for more than max, lowers the msize in it: p9's server would
-// otherwise grant up to 4 MiB per connection.
-func clampVersion(br *bufio.Reader, max uint32) (io.Reader, error) {
-	hdr := make([]byte, tversionPrefix)
-	if _, err := io.ReadFull(br, hdr); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("closed before 9P version")
-		}
-		return nil, fmt.Errorf("reading 9P version: %w", err)
-	}
-	if hdr[4] == msgTversion {
-		if m := binary.LittleEndian.Uint32(hdr[tversionMsize:]); m > max {
-			binary.LittleEndian.PutUint32(hdr[tversionMsize:], max)
-		}
-	}
-	return bytesReader(hdr), nil
-}
-
-func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
-
-type sliceReader struct{ b []byte }
-
-func (r *sliceReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }
 
 // transport is the p9 server's reader. The moment the socket fails or the
