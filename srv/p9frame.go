@@ -64,8 +64,8 @@ func (p *p9Reader) Read(b []byte) (int, error) {
 // next reads and checks the next message's header.
 func (p *p9Reader) next() error {
 	h := p.hdr[:p9Header]
-	if _, err := io.ReadFull(p.r, h); err != nil {
-		if err == io.ErrUnexpectedEOF {
+	if n, err := io.ReadFull(p.r, h); err != nil {
+		if n > 0 && err == io.ErrUnexpectedEOF {
 			return fmt.Errorf("%w: closed inside a header", errBad9P)
 		}
 		return err // io.EOF between messages is a clean hang-up
@@ -88,7 +88,7 @@ func (p *p9Reader) next() error {
 		}
 		h = p.hdr[:tversionPrefix]
 		if _, err := io.ReadFull(p.r, h[p9Header:]); err != nil {
-			return fmt.Errorf("%w: closed inside Tversion", errBad9P)
+			return fmt.Errorf("%w: closed inside Tversion: %w", errBad9P, err)
 		}
 		if m := binary.LittleEndian.Uint32(h[tversionMsize:]); m > p.max {
 			binary.LittleEndian.PutUint32(h[tversionMsize:], p.max)

@@ -266,8 +266,25 @@ func (l p9log) Printf(format string, v ...any) {
 	if strings.HasPrefix(format, "recv [") || strings.HasPrefix(format, "send [") {
 		return
 	}
-	l.s.event("9P protocol complaints", l.prefix+format, v...)
+	l.s.event(complaintKind(v), l.prefix+format, v...)
 }
+
 func (l p9log) Print(v ...any) {
-	l.s.event("9P protocol complaints", "%s%s", l.prefix, fmt.Sprint(v...))
+	l.s.event(complaintKind(v), "%s%s", l.prefix, fmt.Sprint(v...))
+}
+
+// complaintKind sorts p9's complaints for the rate-limited log by the
+// error they carry.
+func complaintKind(v []any) string {
+	for _, a := range v {
+		if err, ok := a.(error); ok {
+			switch {
+			case errors.Is(err, ErrSealBroken) || errors.Is(err, io.ErrUnexpectedEOF):
+				return "broken sealed frames"
+			case errors.Is(err, errBad9P):
+				return "connections speaking malformed 9P"
+			}
+		}
+	}
+	return "9P protocol complaints"
 }
