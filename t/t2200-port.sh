@@ -2,7 +2,9 @@
 # The 9P port under attack: a flood of strangers, a replayed handshake, a
 # corrupted or cut sealed frame, broken 9P from a key holder. Key holders get
 # through, nodes come back, the master's log stays short, nothing crashes.
-# The attacks come from porttool (srv/internal/porttool), built here.
+# The attacks come from porttool (srv/internal/porttool), built here; the
+# flood from node 3's namespace, on 101 addresses (the pool's eviction favours
+# no single address then).
 . "$(dirname "$0")/lib.sh"
 
 test_setup 'a 2-node cluster comes up' cluster_up 2
@@ -28,6 +30,12 @@ net_bpsh() {
 # port_conns: connections established on the master's 9P port.
 port_conns() { in_master ss -Htn state established "( sport = :$BPROC_PORT )" | wc -l; }
 
+# port_peers: distinct addresses with connections established to the port.
+port_peers() {
+	in_master ss -Htn state established "( sport = :$BPROC_PORT )" |
+		awk '{ sub(/:[0-9]+$/, "", $4); print $4 }' | sort -u | wc -l
+}
+
 # flood_open: the flood's connections open right now, as porttool counts.
 flood_open() { read -r word open rest <$T/flood.status && echo "$open"; }
 
@@ -44,10 +52,17 @@ relay_start() {
 # log_lines: lines in the master's log so far.
 log_lines() { wc -l <$MASTER_LOG; }
 
-test_expect_success 'a flood of 1550 silent and trickling strangers is connected to the port' '
+test_expect_success 'a flood of 1550 silent and trickling strangers from 101 addresses is connected to the port' '
+	from=$(node_addr 3) &&
+	for i in $(seq 100 199); do
+		ip -n $(ns_node 3) addr add 10.77.0.$i/24 dev eth0 &&
+		from=$from,10.77.0.$i || return 1
+	done &&
 	log_lines >log.before &&
-	bg_node 3 $T/flood.log $T/porttool flood -silent 1500 -drip 50 -status $T/flood.status $PORT &&
+	bg_node 3 $T/flood.log $T/porttool flood -silent 1500 -drip 50 -from $from -status $T/flood.status $PORT &&
 	wait_for "test \$(port_conns) -ge 1000 && test \$(flood_open) -ge 1000" 30 &&
+	peers=$(port_peers) &&
+	test "$peers" -ge 100 &&
 	wait_for "grep -q \"evicted, 1024 connections in the handshake\" $MASTER_LOG" 10
 '
 

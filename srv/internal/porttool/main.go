@@ -1,9 +1,10 @@
 // porttool attacks a bproc 9P port for the end-to-end tests (t/t2200):
 //
-//	porttool flood [-silent N] [-drip N] [-status FILE] ADDR
+//	porttool flood [-silent N] [-drip N] [-from IP,...] [-status FILE] ADDR
 //	    keeps N silent and N trickling (one byte a second) strangers
-//	    connected to ADDR, reconnecting each the server hangs up on; FILE
-//	    gets "open N dialed N" every 200 ms
+//	    connected to ADDR, from the local addresses given in turn,
+//	    reconnecting each the server hangs up on; FILE gets
+//	    "open N dialed N" every 200 ms
 //	porttool relay -listen ADDR [-record FILE] [-corrupt flip|truncate] TO
 //	    relays connections to TO; -record saves what the first client sent;
 //	    -corrupt flips a byte of, or cuts short, the client's first sealed
@@ -25,6 +26,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,16 +67,31 @@ func flood(args []string) error {
 	silent := fl.Int("silent", 500, "silent connections")
 	drip := fl.Int("drip", 50, "connections sending one byte a second")
 	status := fl.String("status", "", "file to write the counts to")
+	from := fl.String("from", "", "local addresses to connect from, comma-separated")
 	fl.Parse(args)
 	if fl.NArg() != 1 {
 		return errors.New("want ADDR")
 	}
 	addr := fl.Arg(0)
+	var dialers []*net.Dialer
+	for _, a := range strings.Split(*from, ",") {
+		if a == "" {
+			continue
+		}
+		ip := net.ParseIP(a)
+		if ip == nil {
+			return fmt.Errorf("bad address %q", a)
+		}
+		dialers = append(dialers, &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}})
+	}
+	if len(dialers) == 0 {
+		dialers = append(dialers, &net.Dialer{})
+	}
 	var open, dialed atomic.Int64
-	keep := func(trickle bool) {
+	keep := func(d *net.Dialer, trickle bool) {
 		greeting := []byte("\x00\x00\x00\x35bproc-handshake-2")
 		for {
-			c, err := net.Dial("tcp", addr)
+			c, err := d.Dial("tcp", addr)
 			if err != nil {
 				time.Sleep(200 * time.Millisecond)
 				continue
@@ -98,11 +115,11 @@ func flood(args []string) error {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	for range *silent {
-		go keep(false)
+	for i := range *silent {
+		go keep(dialers[i%len(dialers)], false)
 	}
-	for range *drip {
-		go keep(true)
+	for i := range *drip {
+		go keep(dialers[i%len(dialers)], true)
 	}
 	for {
 		time.Sleep(200 * time.Millisecond)
