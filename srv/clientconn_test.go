@@ -103,7 +103,7 @@ func TestSealedFramesAuthenticate(t *testing.T) {
 			if !errors.Is(err, ErrSealBroken) {
 				t.Errorf("%s: %v, want ErrSealBroken", name, err)
 			}
-		} else if err != io.ErrUnexpectedEOF {
+		} else if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Errorf("%s: %v, want unexpected EOF", name, err)
 		}
 	}

@@ -57,17 +57,24 @@ const (
 	RoleTool  = "tool"
 )
 
-// Handshake limits: a peer cannot make us allocate or wait much.
+// Handshake limits: a peer cannot make us allocate or wait much. A real
+// client sends its greeting the moment it connects; a stranger that does
+// not is gone after GreetingTimeout, whatever it trickles.
 const (
 	HandshakeTimeout = 5 * time.Second
+	GreetingTimeout  = 1 * time.Second
 	maxFrame         = 16 << 10
 	maxGroups        = 1024
 	maxHost          = 255
 	nonceLen         = 32
 )
 
-// handshakeTimeout is HandshakeTimeout; tests shorten it.
-var handshakeTimeout = HandshakeTimeout
+// handshakeTimeout and greetingTimeout are HandshakeTimeout and
+// GreetingTimeout; tests shorten them.
+var (
+	handshakeTimeout = HandshakeTimeout
+	greetingTimeout  = GreetingTimeout
+)
 
 // hsMagic opens the client's first frame. A peer speaking raw 9P (or
 // anything else) fails here with a clear message.
@@ -172,8 +179,8 @@ func nonce() ([]byte, error) {
 // ServerHandshake runs the server side on a freshly accepted conn and
 // returns the client's verified claim and the connection to speak on from
 // then on: conn with every byte sealed under keys from this handshake. It
-// sets and then clears a deadline, so a silent or slow peer fails after
-// HandshakeTimeout.
+// sets and then clears deadlines, so a peer that does not greet within
+// GreetingTimeout, or does not finish within HandshakeTimeout, fails.
 //
 // The server decides whether the session is sealed (plain is for a
 // trusted cluster network where speed matters more); its choice travels
@@ -182,9 +189,11 @@ func ServerHandshake(conn net.Conn, key []byte, plain bool) (Hello, net.Conn, er
 	if len(key) == 0 {
 		return Hello{}, nil, errors.New("handshake: empty cluster key")
 	}
-	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	end := time.Now().Add(handshakeTimeout)
+	conn.SetDeadline(end)
+	conn.SetReadDeadline(time.Now().Add(min(greetingTimeout, handshakeTimeout)))
 	defer conn.SetDeadline(time.Time{})
-	h, nc, ns, err := serverHandshake(conn, key, plain)
+	h, nc, ns, err := serverHandshake(conn, key, plain, end)
 	if err != nil {
 		return Hello{}, nil, fmt.Errorf("handshake with %v: %w", conn.RemoteAddr(), err)
 	}
@@ -204,11 +213,14 @@ const (
 	modePlain  byte = 'p'
 )
 
-func serverHandshake(conn net.Conn, key []byte, plain bool) (h Hello, nc, ns []byte, err error) {
+// serverHandshake reads the greeting under the deadline already set, then
+// the rest by end.
+func serverHandshake(conn net.Conn, key []byte, plain bool, end time.Time) (h Hello, nc, ns []byte, err error) {
 	first, err := readFrame(conn)
 	if err != nil {
 		return Hello{}, nil, nil, fmt.Errorf("reading greeting: %w", err)
 	}
+	conn.SetReadDeadline(end)
 	if len(first) != len(hsMagic)+nonceLen || string(first[:len(hsMagic)]) != hsMagic {
 		return Hello{}, nil, nil, errors.New("bad greeting (not a bproc client, or another version)")
 	}

@@ -100,9 +100,9 @@ func (c *sealedConn) Read(p []byte) (int, error) {
 			c.frame = make([]byte, n)
 		}
 		f := c.frame[:n]
-		if _, err := io.ReadFull(c.br, f); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
+		if k, err := io.ReadFull(c.br, f); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return 0, fmt.Errorf("sealed frame of %d bytes cut short after %d: %w", n, k, io.ErrUnexpectedEOF)
 			}
 			return 0, err
 		}

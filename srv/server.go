@@ -3,7 +3,6 @@ package srv
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +27,9 @@ const DefaultMaxMessage = 1 << 20
 // p9MaxMessage is the largest msize hugelgupf/p9 supports.
 const p9MaxMessage = 4 << 20
 
-// maxHandshakes bounds connections still in the handshake, so a flood of
-// silent strangers cannot pile up goroutines and descriptors.
-const maxHandshakes = 128
+// DefaultMaxPending bounds the connections still in the handshake, so a
+// flood of silent strangers cannot pile up goroutines and descriptors.
+const DefaultMaxPending = 1024
 
 // Server serves a tree over 9P2000.L to clients that pass the handshake.
 type Server struct {
@@ -41,6 +40,12 @@ type Server struct {
 	// Plain turns off sealing after the handshake, for a trusted cluster
 	// network where throughput matters more (bpmaster's "seal no").
 	Plain bool
+	// MaxPending bounds connections still in the handshake; default
+	// DefaultMaxPending. When full, a new connection evicts the oldest
+	// pending one of the source address with the most (see pool).
+	MaxPending int
+
+	rl *rateLog
 }
 
 // connSet is the set of live connections of one Serve call.
@@ -83,6 +88,16 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
+// event logs a line a stranger or a misbehaving client can repeat at will:
+// bounded per kind and interval, the rest counted (see rateLog).
+func (s *Server) event(kind, format string, args ...any) {
+	if s.rl == nil {
+		s.logf(format, args...)
+		return
+	}
+	s.rl.event(kind, format, args...)
+}
+
 func (s *Server) maxMessage() uint32 {
 	switch {
 	case s.MaxMessage == 0:
@@ -106,6 +121,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.rl = newRateLog(s.logf)
+	defer s.rl.close() // after every connection's last line
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
@@ -116,7 +133,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		live.closeAll()
 	}()
 
-	hsSlots := make(chan struct{}, maxHandshakes)
+	max := s.MaxPending
+	if max <= 0 {
+		max = DefaultMaxPending
+	}
+	pool := newPool(max)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -125,7 +146,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 				errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) {
-				s.logf("9p: accept: %v (retrying)", err)
+				s.event("accept errors", "9p: accept: %v (retrying)", err)
 				select {
 				case <-time.After(100 * time.Millisecond):
 				case <-ctx.Done():
@@ -134,23 +155,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("srv: accept: %w", err)
 		}
-		select {
-		case hsSlots <- struct{}{}:
-		default:
-			s.logf("9p: %v: too many handshakes in progress, dropping", c.RemoteAddr())
-			c.Close()
-			continue
-		}
 		if !live.add(c) {
 			c.Close() // raced with shutdown
-			<-hsSlots
 			continue
+		}
+		p, evicted := pool.admit(c)
+		if evicted != nil {
+			evicted.c.Close() // its handshake goroutine logs and cleans up
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer live.remove(c)
-			s.serveConn(ctx, c, hsSlots)
+			s.serveConn(ctx, c, pool, p)
 		}()
 	}
 }
@@ -165,13 +182,17 @@ func tuneTCP(c net.Conn) {
 	}
 }
 
-func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{}) {
+func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendingConn) {
 	defer c.Close()
 	tuneTCP(c)
 	h, sess, err := ServerHandshake(c, s.Key, s.Plain)
-	<-hsSlots
+	evicted := pool.done(p)
 	if err != nil {
-		s.logf("9p: %v", err)
+		kind := handshakeFailure(err, evicted)
+		if evicted {
+			err = fmt.Errorf("handshake with %v: evicted, %d connections in the handshake", c.RemoteAddr(), pool.max)
+		}
+		s.event(kind, "9p: %v", err)
 		return
 	}
 	addr := c.RemoteAddr().String()
@@ -192,13 +213,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{
 	s.logf("9p: %s connected: %s uid %d gid %d host %s", addr, h.Role, h.Uid, h.Gid, h.Host)
 	start := time.Now()
 
-	br := bufio.NewReaderSize(sess, 64<<10)
-	first, err := clampVersion(br, s.maxMessage())
-	if err != nil {
-		s.logf("9p: %s: %v", addr, err)
-		return
-	}
-	t := &transport{r: io.MultiReader(first, br), c: c, cancel: cancel}
+	t := &transport{r: newP9Reader(bufio.NewReaderSize(sess, 64<<10), s.maxMessage()), c: c, cancel: cancel}
 	// Each reply goes out in one write (one sealed frame), however p9
 	// splits it.
 	w := &replyWriter{msgWriter{out: frameWriter(sess)}, c}
@@ -206,45 +221,6 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{
 		p9.WithServerLogger(p9log{s: s, prefix: "9p: " + addr + ": "}))
 	ps.Handle(t, w)
 	s.logf("9p: %s disconnected: %s host %s after %v", addr, h.Role, h.Host, time.Since(start).Round(time.Millisecond))
-}
-
-// Tversion layout: size[4] type[1] tag[2] msize[4] version[s].
-const (
-	msgTversion    = 100
-	tversionMsize  = 7
-	tversionPrefix = 11
-)
-
-// clampVersion reads the first 9P message header and, if it is a Tversion
-// asking for more than max, lowers the msize in it: p9's server would
-// otherwise grant up to 4 MiB per connection.
-func clampVersion(br *bufio.Reader, max uint32) (io.Reader, error) {
-	hdr := make([]byte, tversionPrefix)
-	if _, err := io.ReadFull(br, hdr); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("closed before 9P version")
-		}
-		return nil, fmt.Errorf("reading 9P version: %w", err)
-	}
-	if hdr[4] == msgTversion {
-		if m := binary.LittleEndian.Uint32(hdr[tversionMsize:]); m > max {
-			binary.LittleEndian.PutUint32(hdr[tversionMsize:], max)
-		}
-	}
-	return bytesReader(hdr), nil
-}
-
-func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
-
-type sliceReader struct{ b []byte }
-
-func (r *sliceReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }
 
 // transport is the p9 server's reader. The moment the socket fails or the
@@ -291,6 +267,25 @@ func (l p9log) Printf(format string, v ...any) {
 	if strings.HasPrefix(format, "recv [") || strings.HasPrefix(format, "send [") {
 		return
 	}
-	l.s.logf(l.prefix+format, v...)
+	l.s.event(complaintKind(v), l.prefix+format, v...)
 }
-func (l p9log) Print(v ...any) { l.s.logf("%s%s", l.prefix, fmt.Sprint(v...)) }
+
+func (l p9log) Print(v ...any) {
+	l.s.event(complaintKind(v), "%s%s", l.prefix, fmt.Sprint(v...))
+}
+
+// complaintKind sorts p9's complaints for the rate-limited log by the
+// error they carry.
+func complaintKind(v []any) string {
+	for _, a := range v {
+		if err, ok := a.(error); ok {
+			switch {
+			case errors.Is(err, ErrSealBroken) || errors.Is(err, io.ErrUnexpectedEOF):
+				return "broken sealed frames"
+			case errors.Is(err, errBad9P):
+				return "connections speaking malformed 9P"
+			}
+		}
+	}
+	return "9P protocol complaints"
+}

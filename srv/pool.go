@@ -1,0 +1,127 @@
+package srv
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// pool holds the connections still in the handshake. It never refuses a
+// newcomer: when full, the oldest pending connection of the source address
+// with the most pending ones is evicted. A flood from one address then only
+// ever evicts its own connections; a flood from many addresses evicts the
+// oldest, and a key holder's handshake (one round trip) is the newest
+// almost always. Together with the short greeting deadline this lets a key
+// holder through whatever strangers do, short of max new connections
+// inside one round trip.
+type pool struct {
+	mu    sync.Mutex
+	max   int
+	n     int
+	bySrc map[string][]*pendingConn // oldest first
+}
+
+type pendingConn struct {
+	c       net.Conn
+	src     string
+	since   time.Time
+	evicted bool // guarded by pool.mu
+	gone    bool // left the pool; guarded by pool.mu
+}
+
+func newPool(max int) *pool {
+	return &pool{max: max, bySrc: make(map[string][]*pendingConn)}
+}
+
+// srcAddr is the host part of c's remote address.
+func srcAddr(c net.Conn) string {
+	a := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(a); err == nil {
+		return host
+	}
+	return a
+}
+
+// admit records c. If the pool was full it returns the connection evicted
+// for it, for the caller to close.
+func (p *pool) admit(c net.Conn) (pc, evicted *pendingConn) {
+	pc = &pendingConn{c: c, src: srcAddr(c), since: time.Now()}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n >= p.max {
+		evicted = p.victim()
+		if evicted != nil {
+			evicted.evicted = true
+			p.removeLocked(evicted)
+		}
+	}
+	p.bySrc[pc.src] = append(p.bySrc[pc.src], pc)
+	p.n++
+	return pc, evicted
+}
+
+// victim is the oldest pending connection of the source with the most;
+// between equals, the source whose oldest is older.
+func (p *pool) victim() *pendingConn {
+	var v *pendingConn
+	most := 0
+	for _, l := range p.bySrc {
+		if len(l) > most || (len(l) == most && l[0].since.Before(v.since)) {
+			v, most = l[0], len(l)
+		}
+	}
+	return v
+}
+
+func (p *pool) removeLocked(pc *pendingConn) {
+	if pc.gone {
+		return
+	}
+	pc.gone = true
+	l := p.bySrc[pc.src]
+	for i, x := range l {
+		if x == pc {
+			l = append(l[:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(p.bySrc, pc.src)
+	} else {
+		p.bySrc[pc.src] = l
+	}
+	p.n--
+}
+
+// done takes pc out of the pool once its handshake ended, and says whether
+// it had been evicted.
+func (p *pool) done(pc *pendingConn) (evicted bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removeLocked(pc)
+	return pc.evicted
+}
+
+// pending is the number of connections in the handshake.
+func (p *pool) pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+// handshakeFailure names the kind of a failed handshake, for the
+// rate-limited log.
+func handshakeFailure(err error, evicted bool) string {
+	var ne net.Error
+	switch {
+	case evicted:
+		return "connections evicted (handshake pool full)"
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return "failed handshakes (timed out)"
+	case errors.Is(err, ErrBadKey):
+		return "failed handshakes (cluster key mismatch)"
+	}
+	return "failed handshakes (closed, or not a bproc client)"
+}
