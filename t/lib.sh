@@ -17,7 +17,9 @@
 #   - chain lint: before it runs, a body is run once as `false && BODY` under a
 #     DEBUG trap that stops at the first command reached; a body with a broken
 #     `&&` chain (or a runaway here-document, or a syntax error) is refused and
-#     nothing of it runs (BPROC_TEST_CHAIN_LINT=0 turns this off);
+#     nothing of it runs. `cmd || alternative && more` is fine; a { group }
+#     after || chains its own commands with && too. BPROC_TEST_CHAIN_LINT=0
+#     turns the lint off;
 #   - `fail MSG` fails the test wherever it is called: in a loop, in $(...), in
 #     a pipeline, in a helper (it records MSG in $T/.failed);
 #   - a `test`, `[` or `[[` of the body itself whose words hold a command
@@ -179,7 +181,10 @@ _lint_chained() {
 		_lint_trim "$pre"
 		if [ -z "$_lint_p" ]; then
 			k=$((n - 1))
-			while ((k >= 0)) && [[ -z ${_lint_lines[k]//[[:space:]]/} ]]; do k=$((k - 1)); done
+			# (blank lines and comment lines do not count)
+			while ((k >= 0)) && [[ -z ${_lint_lines[k]//[[:space:]]/} || ${_lint_lines[k]} =~ ^[[:space:]]*# ]]; do
+				k=$((k - 1))
+			done
 			((k < 0)) && break
 			[[ ${_lint_lines[k]} == *\\ ]] && continue # a continued line: an argument
 			_lint_trim "${_lint_lines[k]}"

@@ -220,7 +220,12 @@ test_expect_success 'a chained body passes the chain lint: &&, loops, { cmd & },
 	case $x in 1) ;; *) false ;; esac &&
 	! false &&
 	f() { return 0; } && f &&
-	st=0 && sh -c "exit 3" || st=$? && test $st = 3
+	st=0 && sh -c "exit 3" || st=$? &&
+	# a comment
+	test $st = 3 &&
+	true || fail "an alternative" &&
+	true || { echo why && false; } &&
+	echo "a || b; c" | grep -q "b; c"
 	EOF
 	sub_script chained 1 &&
 	cat chained.out &&
