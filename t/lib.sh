@@ -17,17 +17,18 @@
 #   - chain lint: before it runs, a body is run once as `false && BODY` under a
 #     DEBUG trap that stops at the first command reached; a body with a broken
 #     `&&` chain (or a runaway here-document, or a syntax error) is refused and
-#     nothing of it runs. `cmd || alternative && more` is fine; a { group }
-#     after || chains its own commands with && too. BPROC_TEST_CHAIN_LINT=0
-#     turns the lint off;
+#     nothing of it runs. `cmd || alternative && more` and
+#     `cmd || { echo why; false; }` are fine. BPROC_TEST_CHAIN_LINT=0 turns
+#     the lint off;
 #   - `fail MSG` fails the test wherever it is called: in a loop, in $(...), in
 #     a pipeline, in a helper (it records MSG in $T/.failed);
 #   - a `test`, `[` or `[[` of the body itself whose words hold a command
 #     substitution throws that command's exit status away: the test fails
 #     there, before that command runs. Write out=$(cmd) && test "$out" = x.
 # Output is shown when a test fails (always with -v or BPROC_TEST_VERBOSE=1).
-# Wall-clock limits in assertions go through slow_ms, which multiplies them by
-# BPROC_TEST_SLOW (default 4: a loaded 2-core machine is slow).
+# Wall-clock limits in assertions go through within_ms (and timeouts that are
+# limits through slow), which multiply them by BPROC_TEST_SLOW (a whole
+# number, default 4: a loaded 2-core machine is slow; 1 for the bare limits).
 # Everything a script starts (namespaces, daemons, mounts) is torn down on exit,
 # on failure and on Ctrl-C. BPROC_TEST_KEEP=1 keeps $T for a post-mortem.
 #
@@ -116,7 +117,7 @@ _chain_lint() {
 		_lint_code="test _bp_lint_ = begin && $1
 test _bp_lint_ = end"
 		mapfile -t _lint_lines <<<"$_lint_code"
-		_lint_line0= _lint_cl=0 _lint_cc=0
+		_lint_line0= _lint_cl=0 _lint_cc=0 _lint_depth=0
 		shopt -s extdebug
 		set -T
 		trap '_lint_trap "$LINENO"' DEBUG
@@ -125,8 +126,7 @@ test _bp_lint_ = end"
 	if grep -q '^broken ' "$rec" 2>/dev/null; then
 		echo "chain lint: broken &&-chain: nothing chains this command to the ones before:"
 		sed -n '/^broken /{s/^broken /	/p;q}' "$rec"
-		echo "(chain every command with &&, end a loop body with || return 1, write { cmd & } &&;"
-		echo "a group after || chains its commands with && too: cmd || { echo why && false; })"
+		echo "(chain every command with &&, end a loop body with || return 1, write { cmd & } &&)"
 		return 1
 	fi
 	if ! grep -q '^end$' "$rec" 2>/dev/null; then
@@ -164,9 +164,10 @@ _lint_trap() { # LINENO
 # (from 0) of the lint code, at the first place after the previous reached
 # command where WORD stands in command position. True when an &&, || or |
 # joins it to what comes before (perhaps with { ( or ! between), on its line
-# or at the end of the line before. Moves the cursor past it.
+# or at the end of the line before, or when it is inside a group that was
+# itself so joined (cmd || { echo why; false; }). Moves the cursor past it.
 _lint_chained() {
-	local n=$1 w=$2 l off=0 pre k
+	local n=$1 w=$2 l off=0 pre k=-1 j pos
 	[ -n "$w" ] || return 1
 	if ((n < _lint_cl)); then return 2; fi # back up the text: a loop
 	if ((n == _lint_cl)); then off=$_lint_cc; fi
@@ -194,7 +195,38 @@ _lint_chained() {
 		*"&&" | *"|" | *";" | *"&" | *then | *do | *else) break ;;
 		esac
 	done
+	pos=$((off - ${#w}))
+	# The text since the previous reached command: the groups it opens
+	# (when joined) and closes.
+	local gap
+	if ((n == _lint_cl)); then
+		gap=${l:_lint_cc:pos-_lint_cc}
+	else
+		gap=${_lint_lines[_lint_cl]:_lint_cc}
+		for ((j = _lint_cl + 1; j < n; j++)); do gap+=$'\n'${_lint_lines[j]}; done
+		gap+=$'\n'${l:0:pos}
+	fi
 	_lint_cl=$n _lint_cc=$off
+	local re='(^|[[:space:];&|])([{}()])([[:space:];&|]|$)' done= tok
+	while [[ $gap =~ $re ]]; do
+		tok=${BASH_REMATCH[2]}
+		done+=${gap%%"${BASH_REMATCH[0]}"*}${BASH_REMATCH[1]}
+		gap=${gap#*"${BASH_REMATCH[0]}"}
+		gap=${BASH_REMATCH[3]}$gap
+		case $tok in
+		"{" | "(")
+			_lint_trim "$done"
+			if ((_lint_depth > 0)) || [[ $_lint_p == *"&&" || $_lint_p == *"|" ]]; then
+				_lint_depth=$((_lint_depth + 1))
+			fi
+			;;
+		*) ((_lint_depth > 0)) && _lint_depth=$((_lint_depth - 1)) ;;
+		esac
+		done+=$tok
+	done
+	((_lint_depth > 0)) && return 0
+	_lint_trim "$pre"
+	if [ -z "$_lint_p" ] && ((k >= 0)); then _lint_trim "${_lint_lines[k]}"; fi
 	[[ $_lint_p == *"&&" || $_lint_p == *"|" ]]
 }
 # _lint_trim TEXT: TEXT without the spaces, { ( and ! it ends with, in _lint_p.

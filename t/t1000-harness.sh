@@ -192,13 +192,14 @@ test_expect_success 'a broken &&-chain is refused, and nothing of it runs' '
 	touch ran19 && echo "unbalanced
 	EOF
 	printf "st=0 && touch ran20 || st=\$? && touch ran21\ntouch ran22" >sub.12 &&
-	sub_script chains 1 2 3 4 5 6 7 8 9 10 11 12 &&
+	printf "true || { touch ran23; touch ran24; }\ntouch ran25" >sub.13 &&
+	sub_script chains 1 2 3 4 5 6 7 8 9 10 11 12 13 &&
 	cat chains.out &&
-	grep "^# 0 passed, 12 failed\$" chains.out &&
-	n=$(grep -c "chain lint: broken &&-chain" chains.out) && test "$n" = 10 &&
+	grep "^# 0 passed, 13 failed\$" chains.out &&
+	n=$(grep -c "chain lint: broken &&-chain" chains.out) && test "$n" = 11 &&
 	n=$(grep -c "chain lint: the body never reached its end" chains.out) && test "$n" = 2 &&
 	grep "^#		touch ran2\$" chains.out &&
-	n=$(grep -c "refused, not run" chains.out) && test "$n" = 12 &&
+	n=$(grep -c "refused, not run" chains.out) && test "$n" = 13 &&
 	ls >files &&
 	! grep "^ran" files
 '
@@ -224,7 +225,8 @@ test_expect_success 'a chained body passes the chain lint: &&, loops, { cmd & },
 	# a comment
 	test $st = 3 &&
 	true || fail "an alternative" &&
-	true || { echo why && false; } &&
+	true || { echo why; false; } &&
+	true || (echo why; false) &&
 	echo "a || b; c" | grep -q "b; c"
 	EOF
 	sub_script chained 1 &&

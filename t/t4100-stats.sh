@@ -81,12 +81,12 @@ test_expect_success 'nodes restarted at a shorter interval keep their records' '
 	for i in 0 1 2 3; do bg_kill node$i-sendstats || return 1; done &&
 	for i in 0 1 2; do start_sender $i -r $RATE --procfs $T/proc$i || return 1; done &&
 	start_sender 3 -r $RATE &&
-	wait_for "test \$(beostat -N 3 -f stamp | grep -c \"^interval 0.200\$\") = 1" 3 &&
+	wait_for "test \$(beostat -N 3 -f stamp | grep -c \"^interval 0.200\$\") = 1" $(slow 3) &&
 	n=$(nodes_in_state up) && test "$n" = 4
 '
 
 test_expect_success 'the per-node files are the nodes /proc files, in their formats' '
-	wait_for "test -s $FILES/3/cpuinfo" 2 &&
+	wait_for "test -s $FILES/3/cpuinfo" $(slow 2) &&
 	ls $FILES/3 | sort >names && printf "cpuinfo\nloadavg\nmeminfo\nnet\nstamp\nstat\n" >expect && test_cmp expect names &&
 	n=$(grep -c "^processor" $FILES/3/cpuinfo) && want=$(grep -c "^processor" /proc/cpuinfo) &&
 	test "$n" = "$want" &&
@@ -99,7 +99,7 @@ test_expect_success 'the per-node files are the nodes /proc files, in their form
 	modes=$(stat -c %a $SHM $FILES/3/stat) && test "$modes" = "644
 644" &&
 	# The API renders the same text (polled: the node changes it meanwhile).
-	wait_for "beostat -N 3 -f meminfo | cmp -s - $FILES/3/meminfo" 3
+	wait_for "beostat -N 3 -f meminfo | cmp -s - $FILES/3/meminfo" $(slow 3)
 '
 
 test_expect_success 'traffic through node 1 shows in node 1 network figures and no other node' '
@@ -112,10 +112,10 @@ for _ in range(15000):
     s.sendto(b, (\"$MASTER_ADDR\", 9))
 " &&
 	b1=$(tx_bytes before1) &&
-	wait_for "test \$(( \$(beostat -N 1 -f net | tx_bytes /dev/stdin) - $b1 )) -gt 20000000" 5 &&
+	wait_for "test \$(( \$(beostat -N 1 -f net | tx_bytes /dev/stdin) - $b1 )) -gt 20000000" $(slow 5) &&
 	# Two more samples from every other node: each had every chance to show it.
 	for i in 0 2 3; do
-		s=$(stamp_seq $i) && wait_for "test \$(stamp_seq $i) -ge $((s + 2))" 3 || return 1
+		s=$(stamp_seq $i) && wait_for "test \$(stamp_seq $i) -ge $((s + 2))" $(slow 3) || return 1
 	done &&
 	for i in 0 2 3; do
 		beostat -N $i -f net >after$i &&
@@ -127,7 +127,7 @@ for _ in range(15000):
 '
 
 test_expect_success 'a node whose prepared stat shows busy cpus shows it, no other node does' '
-	wait_for "test \$(node_field 2 5 | cut -d. -f1) -ge 95" 5 &&
+	wait_for "test \$(node_field 2 5 | cut -d. -f1) -ge 95" $(slow 5) &&
 	beostat &&
 	for i in 0 1; do
 		p=$(node_field $i 5) && { test ${p%.*} -le 5 || fail "node $i at $p%"; } || return 1
@@ -157,9 +157,9 @@ test_expect_success '--metrics serves the nodes in Prometheus format' '
 
 test_expect_success 'stopping a node sendstats marks it stale, and only it' '
 	bg_kill node0-sendstats &&
-	wait_for "test \"\$(node_field 0 2)\" = stale" 3 &&
+	wait_for "test \"\$(node_field 0 2)\" = stale" $(slow 3) &&
 	{
-		wait_for "grep -q \"^state stale$\" $FILES/0/stamp" 2 || {
+		wait_for "grep -q \"^state stale$\" $FILES/0/stamp" $(slow 2) || {
 			echo "shm:" && beostat -N 0 -f stamp &&
 			echo "file:" && cat $FILES/0/stamp &&
 			date +%s.%N && false
@@ -172,7 +172,7 @@ test_expect_success 'a restarted recvstats has every node within 1 s (nodes at 5
 	for i in 1 2 3; do bg_kill node$i-sendstats || return 1; done &&
 	for i in 0 1 2; do start_sender $i -r 0.2 --procfs $T/proc$i || return 1; done &&
 	start_sender 3 -r 0.2 &&
-	wait_for "test \$(nodes_in_state up) = 4" 3 &&
+	wait_for "test \$(nodes_in_state up) = 4" $(slow 3) &&
 	bg_kill master-recvstats &&
 	start=$(_now_ms) &&
 	start_recvstats &&
@@ -187,7 +187,7 @@ test_expect_success 'packets signed with the wrong key change nothing' '
 	bad=$(counter bad_mac) &&
 	bg_node 3 $T/forged7.log sendstats -n 7 -i eth0 -k $T/wrong.key -r 20 &&
 	bg_node 3 $T/forged1.log sendstats -n 1 -i eth0 -k $T/wrong.key -r 20 --procfs $T/proc2 &&
-	wait_for "test \$(counter bad_mac) -ge \$((bad + 10))" 5 &&
+	wait_for "test \$(counter bad_mac) -ge \$((bad + 10))" $(slow 5) &&
 	bg_kill node3-sendstats.2 && bg_kill node3-sendstats.3 &&
 	out=$(node_field 7 2) && test -z "$out" &&
 	beostat -N 1 -f stat >stat1 && head -1 stat1 >line && read -r cpu user rest <line &&
@@ -211,7 +211,7 @@ s.sendto(b\"BPST\\x01\\x01\" + os.urandom(42) + os.urandom(32), dst)
 s.sendto(b\"BPST\\x01\\x01\" + bytes(200), dst)
 s.sendto(os.urandom(40000), dst)
 " &&
-	wait_for "test \$(counter oversized) -gt $oversized" 3 &&
+	wait_for "test \$(counter oversized) -gt $oversized" $(slow 3) &&
 	n=$(counter short) && test "$n" -gt $short &&
 	n=$(counter bad_magic) && test "$n" -gt $bad_magic &&
 	p=$(bg_pid master-recvstats) && pid_alive $p &&
