@@ -3,13 +3,32 @@
 #   . "$(dirname "$0")/lib.sh"
 #   test_setup 'a 3-node cluster' cluster_up 3
 #   test_expect_success 'nodes are up' '
-#           test $(grep -c " up " $BPROC/status) = 3
+#           n=$(grep -c " up " $BPROC/status) &&
+#           test "$n" = 3
 #   '
 #   test_done
 #
-# Tests run in a subshell with `set -e`, in the scratch directory $T, with
-# stdin from /dev/null and a time limit ($BPROC_TEST_TIMEOUT, default 120 s).
-# Their output is shown when they fail (always with -v or BPROC_TEST_VERBOSE=1).
+# A test body runs inside a function (so `return 1` ends it, from a loop too)
+# in a subshell, in the scratch directory $T, with stdin from /dev/null, in a
+# process group of its own under a time limit ($BPROC_TEST_TIMEOUT, default
+# 120 s). There is no `set -e`: the body's status is its last command's, so
+# every command in it is chained with `&&`, and a loop ends `|| return 1`.
+# The harness holds bodies to that:
+#   - chain lint: before it runs, a body is run once as `false && BODY` under a
+#     DEBUG trap that stops at the first command reached; a body with a broken
+#     `&&` chain (or a runaway here-document, or a syntax error) is refused and
+#     nothing of it runs. `cmd || alternative && more` and
+#     `cmd || { echo why; false; }` are fine. BPROC_TEST_CHAIN_LINT=0 turns
+#     the lint off;
+#   - `fail MSG` fails the test wherever it is called: in a loop, in $(...), in
+#     a pipeline, in a helper (it records MSG in $T/.failed);
+#   - a `test`, `[` or `[[` of the body itself whose words hold a command
+#     substitution throws that command's exit status away: the test fails
+#     there, before that command runs. Write out=$(cmd) && test "$out" = x.
+# Output is shown when a test fails (always with -v or BPROC_TEST_VERBOSE=1).
+# Wall-clock limits in assertions go through within_ms (and timeouts that are
+# limits through slow), which multiply them by BPROC_TEST_SLOW (a whole
+# number, default 4: a loaded 2-core machine is slow; 1 for the bare limits).
 # Everything a script starts (namespaces, daemons, mounts) is torn down on exit,
 # on failure and on Ctrl-C. BPROC_TEST_KEEP=1 keeps $T for a post-mortem.
 #
@@ -33,6 +52,8 @@ export LC_ALL
 
 case " $* " in *" -v "* | *" --verbose "*) BPROC_TEST_VERBOSE=1 ;; esac
 : "${BPROC_TEST_VERBOSE:=}" "${BPROC_TEST_KEEP:=}" "${BPROC_TEST_TIMEOUT:=120}"
+: "${BPROC_TEST_SLOW:=4}" "${BPROC_TEST_CHAIN_LINT:=1}"
+case $BPROC_TEST_SLOW in "" | *[!0-9]* | 0) echo "BPROC_TEST_SLOW=$BPROC_TEST_SLOW: want a whole number >= 1" >&2; exit 1 ;; esac
 
 test_count=0 test_ok=0 test_fail=0 test_skip=0
 _test_pid= _test_watchdog=
@@ -75,16 +96,196 @@ node_addr() { echo "10.77.0.$((10 + $1))"; }
 test_set_prereq() { _prereqs="$_prereqs$1 "; }
 test_have_prereq() { case "$_prereqs" in *" $1 "*) return 0 ;; esac; return 1; }
 
+# _chain_lint BODY: runs BODY once as `false && BODY` under a DEBUG trap (and
+# extdebug: a trap that fails skips its command) that sees every command the
+# shell reaches. With every command chained, it reaches only the end marker,
+# and the alternatives after a `||` with what is chained to them; the trap
+# skips those (nothing runs, a skipped command succeeds). Any other command
+# comes after a break in the chain: the trap records it and stops before it
+# runs. Whether a reached command follows `&&`, `||` or `|` is read from the
+# body's text at the trap's $LINENO. Command substitutions, subshells and
+# pipelines inherit the trap (set -T). A body that never reaches the end
+# marker has a runaway here-document or quote, or does not parse.
+# Limit: a redirection on a compound command right after a break ({ ...; }
+# >file) is opened before the trap sees the first command inside.
+_chain_lint() {
+	local rec=$T/.lint
+	rm -f "$rec"
+	(
+		trap - EXIT INT TERM HUP
+		cd "$T" || exit 1
+		_lint_code="test _bp_lint_ = begin && $1
+test _bp_lint_ = end"
+		mapfile -t _lint_lines <<<"$_lint_code"
+		_lint_line0= _lint_cl=0 _lint_cc=0 _lint_depth=0
+		shopt -s extdebug
+		set -T
+		trap '_lint_trap "$LINENO"' DEBUG
+		eval "$_lint_code"
+	) >/dev/null 2>"$rec.err" </dev/null
+	if grep -q '^broken ' "$rec" 2>/dev/null; then
+		echo "chain lint: broken &&-chain: nothing chains this command to the ones before:"
+		sed -n '/^broken /{s/^broken /	/p;q}' "$rec"
+		echo "(chain every command with &&, end a loop body with || return 1, write { cmd & } &&)"
+		return 1
+	fi
+	if ! grep -q '^end$' "$rec" 2>/dev/null; then
+		echo "chain lint: the body never reached its end: a runaway here-document or quote, or a syntax error"
+		cat "$rec.err"
+		return 1
+	fi
+}
+_lint_trap() { # LINENO
+	case $BASH_COMMAND in
+	'eval "$_lint_code"')
+		_lint_line0=$1
+		return 0
+		;;
+	"test _bp_lint_ = begin") return 0 ;;
+	"test _bp_lint_ = end")
+		echo end >>"$T/.lint"
+		return 0
+		;;
+	esac
+	_lint_chained "$(($1 - _lint_line0))" "${BASH_COMMAND%%[[:space:]]*}"
+	case $? in
+	0) return 1 ;; # chained: skip it
+	2)
+		# Back at an earlier line: a loop after an alternative, whose
+		# condition the skipping made true. What came before checked.
+		echo end >>"$T/.lint"
+		exit 0
+		;;
+	esac
+	printf 'broken %s\n' "$BASH_COMMAND" >>"$T/.lint"
+	exit 99
+}
+# _lint_chained N WORD: the reached command starting with WORD is on line N
+# (from 0) of the lint code, at the first place after the previous reached
+# command where WORD stands in command position. True when an &&, || or |
+# joins it to what comes before (perhaps with { ( or ! between), on its line
+# or at the end of the line before, or when it is inside a group that was
+# itself so joined (cmd || { echo why; false; }). Moves the cursor past it.
+_lint_chained() {
+	local n=$1 w=$2 l off=0 pre k=-1 j pos
+	[ -n "$w" ] || return 1
+	if ((n < _lint_cl)); then return 2; fi # back up the text: a loop
+	if ((n == _lint_cl)); then off=$_lint_cc; fi
+	l=${_lint_lines[n]}
+	while :; do
+		pre=${l:0:off}
+		[[ ${l:off} == *"$w"* ]] || return 1
+		local before=${l:off}
+		before=${before%%"$w"*}
+		pre+=$before
+		off=$((${#pre} + ${#w}))
+		_lint_trim "$pre"
+		if [ -z "$_lint_p" ]; then
+			k=$((n - 1))
+			# (blank lines and comment lines do not count)
+			while ((k >= 0)) && [[ -z ${_lint_lines[k]//[[:space:]]/} || ${_lint_lines[k]} =~ ^[[:space:]]*# ]]; do
+				k=$((k - 1))
+			done
+			((k < 0)) && break
+			[[ ${_lint_lines[k]} == *\\ ]] && continue # a continued line: an argument
+			_lint_trim "${_lint_lines[k]}"
+			break
+		fi
+		case $_lint_p in
+		*"&&" | *"|" | *";" | *"&" | *then | *do | *else) break ;;
+		esac
+	done
+	pos=$((off - ${#w}))
+	# The text since the previous reached command: the groups it opens
+	# (when joined) and closes.
+	local gap
+	if ((n == _lint_cl)); then
+		gap=${l:_lint_cc:pos-_lint_cc}
+	else
+		gap=${_lint_lines[_lint_cl]:_lint_cc}
+		for ((j = _lint_cl + 1; j < n; j++)); do gap+=$'\n'${_lint_lines[j]}; done
+		gap+=$'\n'${l:0:pos}
+	fi
+	_lint_cl=$n _lint_cc=$off
+	local re='(^|[[:space:];&|])([{}()])([[:space:];&|]|$)' done= tok
+	while [[ $gap =~ $re ]]; do
+		tok=${BASH_REMATCH[2]}
+		done+=${gap%%"${BASH_REMATCH[0]}"*}${BASH_REMATCH[1]}
+		gap=${gap#*"${BASH_REMATCH[0]}"}
+		gap=${BASH_REMATCH[3]}$gap
+		case $tok in
+		"{" | "(")
+			_lint_trim "$done"
+			if ((_lint_depth > 0)) || [[ $_lint_p == *"&&" || $_lint_p == *"|" ]]; then
+				_lint_depth=$((_lint_depth + 1))
+			fi
+			;;
+		*) ((_lint_depth > 0)) && _lint_depth=$((_lint_depth - 1)) ;;
+		esac
+		done+=$tok
+	done
+	((_lint_depth > 0)) && return 0
+	_lint_trim "$pre"
+	if [ -z "$_lint_p" ] && ((k >= 0)); then _lint_trim "${_lint_lines[k]}"; fi
+	[[ $_lint_p == *"&&" || $_lint_p == *"|" ]]
+}
+# _lint_trim TEXT: TEXT without the spaces, { ( and ! it ends with, in _lint_p.
+_lint_trim() {
+	_lint_p=$1
+	while [[ $_lint_p == *[[:space:]\{\(!] ]]; do _lint_p=${_lint_p%?}; done
+}
+
+# _test_eval_inner BODY: the body runs inside a function, so `return` ends it.
+# Its trace attribute (declare -ft below) gives the DEBUG trap _discard_check
+# the body's own commands, and not those of the functions it calls.
+_test_eval_inner() {
+	local _bp_body_=$1
+	shift
+	eval "$_bp_body_"
+}
+declare -ft _test_eval_inner
+
+# _discard_check: a DEBUG trap on the body's own commands. A test, [ or [[
+# whose words hold a command substitution ($(...) or `...`; not $((...)) nor
+# an escaped \$( in a string) throws that command's exit status away: fail the
+# test before it runs. Only the body's own commands are checked (a condition
+# given to wait_for is polled, its status does not matter).
+_discard_check() {
+	case $BASH_COMMAND in
+	"test "* | "[ "* | "[[ "*) ;;
+	*) return 0 ;;
+	esac
+	local c=${BASH_COMMAND//'$(('/}
+	c=${c//'\$('/}
+	case $c in
+	*'$('* | *'`'*) ;;
+	*) return 0 ;;
+	esac
+	fail "exit status thrown away by: $BASH_COMMAND" 2>/dev/null
+	echo "FAIL: the exit status of the command substitution is thrown away:" >&2
+	echo "	$BASH_COMMAND" >&2
+	echo "write out=\$(cmd) && test \"\$out\" ... instead" >&2
+	exit 1
+}
+
 # _run_body CODE BODY: runs BODY in its own process group with a time limit,
-# output in $T/.out; sets _rc to its exit code.
+# output in $T/.out; sets _rc to its exit code and _ok to 1 when the test
+# passes: BODY passed the chain lint, exited with CODE, and called no fail.
 _run_body() {
+	_ok=0 _rc=
 	: >"$T/.out"
+	rm -f "$T/.failed" "$T/.when_finished"
+	if [ "$BPROC_TEST_CHAIN_LINT" != 0 ] && ! _chain_lint "$2" >>"$T/.out" 2>&1; then
+		echo "refused, not run; the commands were:$2" >>"$T/.out"
+		if [ -n "$BPROC_TEST_VERBOSE" ]; then cat "$T/.out"; fi
+		return 0
+	fi
 	set -m
 	(
 		trap - EXIT INT TERM HUP
 		cd "$T" || exit 1
-		set -e
-		eval "$1"
+		trap _discard_check DEBUG
+		_test_eval_inner "$2"
 	) >"$T/.out" 2>&1 </dev/null &
 	_test_pid=$!
 	(
@@ -109,7 +310,18 @@ _run_body() {
 	# with bg_node live in sessions of their own and survive).
 	kill -KILL -- "-$_test_pid" 2>/dev/null
 	_test_pid= _test_watchdog=
+	if [ -s "$T/.failed" ]; then
+		echo "fail was called (exit code $_rc); the commands were:$2" >>"$T/.out"
+	elif [ "$_rc" = "$1" ]; then
+		_ok=1
+	elif [ "$1" = 0 ]; then
+		echo "exit code $_rc; the commands were:$2" >>"$T/.out"
+	else
+		echo "exit code $_rc, wanted $1; the commands were:$2" >>"$T/.out"
+	fi
+	rm -f "$T/.failed"
 	if [ -n "$BPROC_TEST_VERBOSE" ]; then cat "$T/.out"; fi
+	return 0
 }
 
 _report() { # _report OK DESC
@@ -133,11 +345,8 @@ test_expect_success() {
 		say "ok $test_count # skip $1 (missing $prereq)"
 		return 0
 	fi
-	_run_body "$2"
-	if [ "$_rc" = 0 ]; then _report 1 "$1"; else
-		echo "exit code $_rc; the commands were:$2" >>"$T/.out"
-		_report 0 "$1"
-	fi
+	_run_body 0 "$2"
+	_report "$_ok" "$1"
 }
 
 # test_expect_code [PREREQ] CODE DESC BODY: BODY must exit with CODE.
@@ -150,11 +359,8 @@ test_expect_code() {
 		say "ok $test_count # skip $2 (missing $prereq)"
 		return 0
 	fi
-	_run_body "$3"
-	if [ "$_rc" = "$1" ]; then _report 1 "$2"; else
-		echo "exit code $_rc, wanted $1; the commands were:$3" >>"$T/.out"
-		_report 0 "$2"
-	fi
+	_run_body "$1" "$3"
+	_report "$_ok" "$2"
 }
 
 # test_skip DESC REASON: records a skipped test and says why.
@@ -165,13 +371,17 @@ test_skip() {
 }
 
 # test_setup DESC CMD...: runs CMD in the current shell (so the variables it
-# sets stay), counted as a test; when it fails the script stops here.
+# sets stay), counted as a test; when it fails (or calls fail) the script
+# stops here.
 test_setup() {
 	local desc=$1 rc
 	shift
 	test_count=$((test_count + 1))
+	rm -f "$T/.failed"
 	"$@" >"$T/.out" 2>&1 </dev/null
 	rc=$?
+	if [ -s "$T/.failed" ] && [ "$rc" = 0 ]; then rc=1; fi
+	rm -f "$T/.failed"
 	if [ -n "$BPROC_TEST_VERBOSE" ]; then cat "$T/.out"; fi
 	if [ "$rc" = 0 ]; then _report 1 "$desc"; return 0; fi
 	echo "exit code $rc from: $*" >>"$T/.out"
@@ -251,8 +461,27 @@ _at_exit=
 at_exit() { _at_exit="$_at_exit
 $1"; }
 
-# fail MESSAGE: fails the test with a message.
-fail() { echo "FAIL: $*" >&2; return 1; }
+# fail MESSAGE: fails the test with a message, wherever it is called (a loop,
+# $(...), a pipeline, a helper): it records MESSAGE in $T/.failed, which the
+# harness checks after the body.
+fail() {
+	echo "FAIL: $*" >&2
+	printf '%s\n' "$*" >>"$T/.failed"
+	return 1
+}
+
+# slow N: N (a time limit, in any unit) times BPROC_TEST_SLOW.
+slow() { echo $(($1 * BPROC_TEST_SLOW)); }
+
+# within_ms MS LIMIT_MS: an elapsed time MS is at most LIMIT_MS, with the
+# slack of BPROC_TEST_SLOW; says so when it is not.
+within_ms() {
+	local lim
+	lim=$(slow "$2")
+	[ "$1" -le "$lim" ] && return 0
+	echo "took $1 ms, more than $2 ms x BPROC_TEST_SLOW=$BPROC_TEST_SLOW" >&2
+	return 1
+}
 
 # ---------------------------------------------------------------- network
 

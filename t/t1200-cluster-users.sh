@@ -24,7 +24,7 @@ test_expect_success 'their process belongs to them in proc/' '
 	pid=$(cat pid) &&
 	read -r p node state uid gid rest <$BPROC/proc/$pid/status &&
 	test "$p $node $uid $gid" = "$pid 0 $U $G" &&
-	test "$(stat -c %u $BPROC/proc/$pid/wait)" = $U &&
+	out=$(stat -c %u $BPROC/proc/$pid/wait) && test "$out" = $U &&
 	as_user bptest bash -c "echo kill >$BPROC/proc/$pid/ctl" &&
 	test_grep "^signal 15 " $BPROC/proc/$pid/wait
 '
@@ -56,7 +56,7 @@ test_expect_success 'a user sees only their own output in io; root sees all' '
 test_expect_success 'a user may not change a node state' '
 	! as_user bptest bash -c "echo state unavailable >$BPROC/node/1/ctl" 2>err &&
 	grep -E "Operation not permitted|Permission denied" err &&
-	test "$(node_status 1)" = up
+	st=$(node_status 1) && test "$st" = up
 '
 
 test_expect_success BPCTL 'nor with bpctl (EPERM), while root may' '
@@ -64,9 +64,9 @@ test_expect_success BPCTL 'nor with bpctl (EPERM), while root may' '
 	! as_user bptest bpctl -S 1 -s unavailable 2>err &&
 	cat err &&
 	grep -E "not permitted|denied" err &&
-	test "$(node_status 1)" = up &&
+	st=$(node_status 1) && test "$st" = up &&
 	bpctl -S 1 -s unavailable &&
-	test "$(node_status 1)" = unavailable
+	st=$(node_status 1) && test "$st" = unavailable
 '
 
 test_expect_success 'a user may not chmod a node' '
@@ -77,7 +77,7 @@ test_expect_success 'a user may not chmod a node' '
 test_expect_success 'chmod 0110 on a node: the user gets Permission denied there, root does not' '
 	test_when_finished "chmod 0111 $BPROC/node/1" &&
 	chmod 0110 $BPROC/node/1 &&
-	test "$(stat -c %a $BPROC/node/1)" = 110 &&
+	out=$(stat -c %a $BPROC/node/1) && test "$out" = 110 &&
 	read -r n state addr mode rest <$BPROC/node/1/status &&
 	test "$mode" = "---x--x---" &&
 	! as_user bptest bash -c "echo exec /bin/true >$BPROC/node/1/ctl" 2>err &&
@@ -86,8 +86,8 @@ test_expect_success 'chmod 0110 on a node: the user gets Permission denied there
 	as_user bptest bpsh 1 true 2>err || st=$? &&
 	test $st = 255 &&
 	test_grep "ermission denied" err &&
-	test "$(as_user bptest bpsh 0 hostname)" = node0 &&
-	test "$(bpsh 1 hostname)" = node1
+	out=$(as_user bptest bpsh 0 hostname) && test "$out" = node0 &&
+	out=$(bpsh 1 hostname) && test "$out" = node1
 '
 
 test_expect_success BPCTL 'bpctl -m gives the right back and takes it again' '
@@ -105,7 +105,7 @@ test_expect_success 'a node owned by the user with mode 0100 is theirs alone' '
 	chmod 0100 $BPROC/node/1 &&
 	read -r n state addr mode user group rest <$BPROC/node/1/status &&
 	test "$mode $user" = "---x------ bptest" &&
-	test "$(as_user bptest bpsh 1 id -u)" = $U &&
+	out=$(as_user bptest bpsh 1 id -u) && test "$out" = $U &&
 	ensure_user bptest2 4243 &&
 	! as_user bptest2 bpsh 1 true 2>err &&
 	test_grep "ermission denied" err

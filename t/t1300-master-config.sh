@@ -12,25 +12,26 @@ test_expect_success 'SIGHUP re-reads the config: a node added there appears' '
 	wait_for "test -d $BPROC/node/7" 5 &&
 	read -r n state addr rest <$BPROC/node/7/status &&
 	test "$n $state $addr" = "7 down 10.77.0.99" &&
-	test $(nodes_up) = 2
+	n=$(nodes_up) && test "$n" = 2
 '
 
 test_expect_success 'a config error on SIGHUP keeps the old config' '
 	echo "frobnicate" >>$CONF &&
 	kill -HUP $(bg_pid master-bpmaster) &&
 	wait_for "grep -q \"keeping the old configuration\" $MASTER_LOG" 5 &&
-	test -d $BPROC/node/7 && test $(nodes_up) = 2
+	test -d $BPROC/node/7 &&
+	n=$(nodes_up) && test "$n" = 2
 '
 
 test_expect_success 'bpctl -R: the slave runs the configured reboot command, the node takes the state' '
 	bpctl -S 1 -R &&
-	test "$(node_status 1)" = reboot &&
+	st=$(node_status 1) && test "$st" = reboot &&
 	wait_for "in_node 1 test -e /tmp/rebooted" 5 &&
 	! in_node 0 test -e /tmp/rebooted &&
 	bpsh -a hostname >out &&
-	test "$(cat out)" = node0 &&
+	out=$(cat out) && test "$out" = node0 &&
 	bpctl -S 1 -s up &&
-	test "$(node_status 1)" = up
+	st=$(node_status 1) && test "$st" = up
 '
 
 test_expect_success 'node/N/stats says ENODATA while recvstats has nothing' '
@@ -57,7 +58,7 @@ test_expect_success '"seal no": after a restart the nodes come back over plain 9
 	echo "seal no" >>$CONF &&
 	master_restart &&
 	wait_nodes_up 2 20 &&
-	test "$(bpsh 1 hostname)" = node1 &&
+	out=$(bpsh 1 hostname) && test "$out" = node1 &&
 	head -c 1000000 /dev/urandom >data &&
 	bpsh 0 cat <data >back &&
 	cmp data back

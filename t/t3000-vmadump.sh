@@ -23,9 +23,9 @@ PERL
 # a sleeping writer; sets $pid. perl is started by a short-lived sh, so
 # that its death by the dump is not reported as a job of this shell.
 start_loop() {
-	rm -f "$T/in.$1" && mkfifo "$T/in.$1"
+	rm -f "$T/in.$1" && mkfifo "$T/in.$1" || return 1
 	sleep 1000 >"$T/in.$1" &
-	pid=$(sh -c 'perl "$1" <"$2" >"$3" & echo $!' - "$T/loop.pl" "$T/in.$1" "$T/$1")
+	pid=$(sh -c 'perl "$1" <"$2" >"$3" & echo $!' - "$T/loop.pl" "$T/in.$1" "$T/$1") || return 1
 	wait_for "grep -q READY $T/$1"
 }
 
@@ -47,7 +47,7 @@ test_expect_success 'restore continues the loop, output goes on in the same file
 	echo input-line >"$T/line" &&
 	{ vmadump restore "$T/img1" <"$T/line"; rc=$?; } &&
 	test $rc = 3 &&
-	test $(grep -c READY "$T/out1") = 1 &&
+	n=$(grep -c READY "$T/out1") && test "$n" = 1 &&
 	test_grep "^moved after [1-9][0-9]* iterations" "$T/out1" &&
 	test_grep "^read: input-line" "$T/out1"
 '
@@ -86,7 +86,7 @@ test_expect_success 'restore -detach prints the pid and leaves it running' '
 	test "$newpid" -gt 0 &&
 	wait_for "grep -q moved $T/out4" &&
 	pid_alive $newpid &&
-	test "$(cat /proc/$newpid/comm)" = perl &&
+	out=$(cat /proc/$newpid/comm) && test "$out" = perl &&
 	kill $newpid
 '
 
@@ -114,10 +114,12 @@ test_expect_success 'a corrupt or truncated image is refused' '
 '
 
 test_expect_success 'a multi-threaded process is refused and keeps running' '
-	python3 -c "import threading, time
+	{
+		python3 -c "import threading, time
 threading.Thread(target=time.sleep, args=(100,), daemon=True).start()
 print(\"READY\", flush=True)
 time.sleep(100)" >"$T/py" &
+	} &&
 	pid=$! &&
 	wait_for "grep -q READY $T/py" &&
 	! vmadump dump $pid "$T/img6" 2>"$T/err" &&
