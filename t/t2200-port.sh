@@ -118,7 +118,7 @@ test_expect_success 'a bit flipped in a sealed frame ends that connection; the m
 	bg_kill node2-porttool &&
 	out=$(net_bpsh 1 hostname) &&
 	test "$out" = node1 &&
-	test $(nodes_up) = 2
+	n=$(nodes_up) && test "$n" = 2
 '
 
 test_expect_success 'a sealed frame cut short ends that connection; the master serves on' '
@@ -130,7 +130,7 @@ test_expect_success 'a sealed frame cut short ends that connection; the master s
 	bg_kill node2-porttool &&
 	out=$(net_bpsh 0 hostname) &&
 	test "$out" = node0 &&
-	test $(nodes_up) = 2
+	n=$(nodes_up) && test "$n" = 2
 '
 
 test_expect_success 'broken 9P from a key holder: garbage, a 4 GiB message, tag games and a second Tversion' '
@@ -138,11 +138,11 @@ test_expect_success 'broken 9P from a key holder: garbage, a 4 GiB message, tag 
 		in_node 2 $T/porttool bad9p -k $KEY $PORT $c >out &&
 		test_grep "closed by the server" out || return 1
 	done &&
-	test $(grep -c "10.77.0.12: p9.recv: malformed 9P" $MASTER_LOG) = 3 &&
+	n=$(grep -c "10.77.0.12: p9.recv: malformed 9P" $MASTER_LOG) && test "$n" = 3 &&
 	pid_alive $(bg_pid master-bpmaster) &&
 	out=$(net_bpsh 1 hostname) &&
 	test "$out" = node1 &&
-	test $(nodes_up) = 2
+	n=$(nodes_up) && test "$n" = 2
 '
 
 test_done

@@ -50,7 +50,7 @@ test_expect_success 'a file planted in the cache under the right hash and name i
 	out=$(bpsh 1 "$T/greet") &&
 	test "$out" = genuine &&
 	out=$(in_node 1 cat /tmp/cache/$GREET_HASH/greet) &&
-	test "$out" = "$(cat "$T/greet")"
+	want=$(cat "$T/greet") && test "$out" = "$want"
 '
 
 test_expect_success 'a cached file changed after its check is checked again' '
@@ -81,7 +81,7 @@ test_expect_success 'a binary larger than the cache disk: ENOSPC with its text, 
 '
 
 test_expect_success 'after a full cache disk the node is up and runs the next job' '
-	test "$(node_status 1)" = up &&
+	st=$(node_status 1) && test "$st" = up &&
 	out=$(bpsh 1 "$T/greet") &&
 	test "$out" = genuine
 '
@@ -90,7 +90,7 @@ test_expect_success 'bpcp from a node: a missing source leaves the local file as
 	echo precious >keep.txt &&
 	! bpcp 1:/tmp/nope keep.txt 2>err &&
 	test_grep "No such file or directory" err &&
-	test "$(cat keep.txt)" = precious &&
+	out=$(cat keep.txt) && test "$out" = precious &&
 	! ls -A | grep "bpcp-"
 '
 
