@@ -240,9 +240,9 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 	var buf [512]byte
 	var werr error
 	if _, ok := t.(*MountTree); ok {
-		withoutInterrupts(func() { _, werr = f.Write([]byte(cmd)) })
+		withoutInterrupts(func() { _, werr = f.Write([]byte(cmd + "\n")) })
 	} else {
-		_, werr = f.Write([]byte(cmd))
+		_, werr = f.Write([]byte(cmd + "\n"))
 	}
 	if werr != nil {
 		n, _ := readResult(f, buf[:])
@@ -298,7 +298,7 @@ func (p *Proc) Stdin() (io.WriteCloser, error) { return p.T.Open(p.file("stdin")
 
 // Kill sends sig to the process.
 func (p *Proc) Kill(sig syscall.Signal) error {
-	return WriteFile(p.T, p.file("ctl"), []byte("kill "+SignalName(sig)))
+	return WriteFile(p.T, p.file("ctl"), []byte("kill "+SignalName(sig)+"\n"))
 }
 
 // SignalName is sig's name without "SIG" ("TERM"), or its number.
@@ -445,7 +445,8 @@ func Ctl(t Tree, name, cmd string) (string, error) {
 	}
 	defer f.Close()
 	var buf [4096]byte
-	if _, werr := f.Write([]byte(cmd)); werr != nil {
+	// The newline ends the command: the write returns its error.
+	if _, werr := f.Write([]byte(cmd + "\n")); werr != nil {
 		n, _ := readResult(f, buf[:])
 		return "", &CtlError{Errno: ErrnoOf(werr), Text: string(buf[:n])}
 	}

@@ -263,16 +263,32 @@ func (f *ctlFile) Open(c *Caller, flags int) (Handle, error) {
 	return &ctlHandle{f: f, c: c}, nil
 }
 
+// ctlHandle buffers what is written until a whole command (a line) is
+// there: a shell writes a long line in 4 KiB pieces and FUSE splits a
+// write beyond 1 MiB, and a piece must never run as a command of its own.
 type ctlHandle struct {
-	noClose
-	f      *ctlFile
-	c      *Caller
+	f *ctlFile
+	c *Caller
+
+	// wmu orders commands: a line runs only after the one before it.
+	wmu     sync.Mutex
+	pending []byte // the unfinished line
+	scan    lineScanner
+	tooLong bool // the unfinished line passed MaxCommand: dropped up to its newline
+
 	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
 	result []byte
-	pos    int // read position in result: every write rewinds it, whatever the file offset
+	pos    int // read position in result: every command rewinds it, whatever the file offset
 }
 
-func (h *ctlHandle) Read(_ context.Context, p []byte, _ int64) (int, error) {
+// Read runs an unfinished line first (`printf cmd >&3; read r <&3`), then
+// returns the last command's result or its error text.
+func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
+	h.wmu.Lock()
+	if len(h.pending) > 0 || h.tooLong {
+		h.runPending(ctx)
+	}
+	h.wmu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pos >= len(h.result) {
@@ -283,18 +299,93 @@ func (h *ctlHandle) Read(_ context.Context, p []byte, _ int64) (int, error) {
 	return n, nil
 }
 
+// Write buffers p and runs every command it completes, in order. A write
+// that completes a command returns that command's error (and nothing
+// after a failed command runs); one that only adds to an unfinished line
+// succeeds.
 func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
-	out, err := h.run(ctx, string(p))
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	rest := p
+	for len(rest) > 0 {
+		end := h.scan.scan(rest)
+		piece := rest
+		if end >= 0 {
+			piece = rest[:end]
+		}
+		if !h.tooLong && len(h.pending)+len(piece) > MaxCommand {
+			h.tooLong = true
+			h.pending = nil
+		}
+		if !h.tooLong {
+			h.pending = append(h.pending, piece...)
+		}
+		if end < 0 {
+			break
+		}
+		rest = rest[end+1:]
+		if err := h.runPending(ctx); err != nil {
+			// What followed the failed command is dropped with it.
+			h.scan = lineScanner{}
+			return 0, err
+		}
+	}
+	if h.tooLong {
+		// Refused as soon as it is too long, not only at its newline: the
+		// writer learns at once, and later pieces are dropped.
+		return 0, h.tooLongErr()
+	}
+	return len(p), nil
+}
+
+func (h *ctlHandle) tooLongErr() error {
+	err := fmt.Errorf("command longer than %d bytes: %w", MaxCommand, syscall.E2BIG)
+	h.setResult("", err)
+	return err
+}
+
+// runPending runs the buffered line (called with wmu held) and records
+// its result for readers.
+func (h *ctlHandle) runPending(ctx context.Context) error {
+	line, tooLong := h.pending, h.tooLong
+	h.pending, h.tooLong = nil, false
+	if tooLong {
+		return h.tooLongErr()
+	}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil // a blank line, as in a shell script
+	}
+	out, err := h.run(ctx, string(line))
+	h.setResult(out, err)
+	return err
+}
+
+func (h *ctlHandle) setResult(out string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.pos = 0
 	if err != nil {
 		h.result = []byte("error: " + err.Error() + "\n")
-		return 0, err
+		return
 	}
 	h.result = []byte(out)
-	return len(p), nil
 }
+
+// Flush runs an unfinished line (`printf cmd > ctl`) when its writer
+// closes the file; the command's error is what close(2) returns.
+func (h *ctlHandle) Flush(ctx context.Context) error {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if len(h.pending) == 0 && !h.tooLong {
+		return nil
+	}
+	h.scan = lineScanner{}
+	return h.runPending(ctx)
+}
+
+// Close runs what is still unfinished: the last close (9P clunk, FUSE
+// release) ends the line.
+func (h *ctlHandle) Close() error { return h.Flush(context.Background()) }
 
 func (h *ctlHandle) run(ctx context.Context, line string) (string, error) {
 	words, err := SplitCommand(line)

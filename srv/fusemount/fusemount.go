@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -442,6 +443,9 @@ type fuseHandle struct {
 	n    *fuseNode
 	h    fs.Handle
 	once sync.Once
+	// writer is the pid of the last write: only its close flushes, not
+	// that of a child that merely inherited the descriptor.
+	writer atomic.Uint32
 }
 
 // Read passes the request context, which FUSE_INTERRUPT cancels, so a
@@ -456,6 +460,9 @@ func (fh *fuseHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 
 // Write returns the tree's error to the writer synchronously (direct I/O).
 func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if fc, ok := fuse.FromContext(ctx); ok {
+		fh.writer.Store(fc.Pid)
+	}
 	n, err := fh.h.Write(ctx, data, off)
 	if err != nil && n == 0 {
 		return 0, toErrno(err)
@@ -465,8 +472,20 @@ func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	return uint32(n), 0
 }
 
-// Flush is called on every close(2) of a descriptor; nothing to do.
-func (fh *fuseHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
+// Flush is called on every close(2) of a descriptor: when the process
+// that last wrote closes it, a handle that buffers (ctl's unfinished line)
+// acts on what it holds, and its error is what close(2) returns.
+func (fh *fuseHandle) Flush(ctx context.Context) syscall.Errno {
+	fl, ok := fh.h.(fs.Flusher)
+	if !ok {
+		return 0
+	}
+	fc, ok := fuse.FromContext(ctx)
+	if !ok || fc.Pid == 0 || fc.Pid != fh.writer.Load() {
+		return 0
+	}
+	return toErrno(fl.Flush(ctx))
+}
 
 // Fsync: nothing is buffered.
 func (fh *fuseHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }

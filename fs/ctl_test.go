@@ -1,0 +1,162 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// recordingCtl is a ctl file whose "run" command records its arguments
+// and "fail" fails: what ran, and with which words, is what the tests check.
+func recordingCtl() (*ctlFile, *[][]string) {
+	var ran [][]string
+	cmds := []command{
+		{"run", 0, -1, "run [ARG...]", func(_ context.Context, _ *Caller, _ any, args []string) (string, error) {
+			ran = append(ran, args)
+			return fmt.Sprintf("ran %d\n", len(ran)), nil
+		}},
+		{"fail", 0, 0, "fail", func(context.Context, *Caller, any, []string) (string, error) {
+			return "", fmt.Errorf("failing as asked: %w", syscall.EIO)
+		}},
+	}
+	f := &ctlFile{ino: NewIno(), owner: func() (uint32, uint32) { return 0, 0 }, mode: 0o666, cmds: cmds}
+	return f, &ran
+}
+
+func openCtl(t *testing.T, f *ctlFile) *ctlHandle {
+	t.Helper()
+	h, err := f.Open(&Caller{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.(*ctlHandle)
+}
+
+func readCtl(t *testing.T, h *ctlHandle) string {
+	t.Helper()
+	var b strings.Builder
+	buf := make([]byte, 64)
+	for {
+		n, err := h.Read(context.Background(), buf, 0)
+		b.Write(buf[:n])
+		if err == io.EOF {
+			return b.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestCtlLongLineInPieces(t *testing.T) {
+	f, ran := recordingCtl()
+	h := openCtl(t, f)
+	arg := strings.Repeat("x", 10000) + "/KEEP-THIS-WHOLE-NAME"
+	line := []byte("run " + arg + " second\n")
+	ctx := context.Background()
+	for len(line) > 0 {
+		k := min(4096, len(line))
+		n, err := h.Write(ctx, line[:k], 0)
+		if err != nil || n != k {
+			t.Fatalf("write of %d bytes = %d, %v", k, n, err)
+		}
+		line = line[k:]
+		if len(line) > 0 && len(*ran) != 0 {
+			t.Fatalf("a command ran before its line was whole: %q", (*ran)[0][0][:20])
+		}
+	}
+	if len(*ran) != 1 || len((*ran)[0]) != 2 || (*ran)[0][0] != arg || (*ran)[0][1] != "second" {
+		t.Fatalf("ran %d commands, want one with the whole arguments", len(*ran))
+	}
+	if got := readCtl(t, h); got != "ran 1\n" {
+		t.Errorf("ctl reads %q", got)
+	}
+}
+
+func TestCtlTooLongRunsNothing(t *testing.T) {
+	f, ran := recordingCtl()
+	h := openCtl(t, f)
+	ctx := context.Background()
+	piece := []byte("run " + strings.Repeat("y", 1<<20))
+	var err error
+	for i := 0; i < 3 && err == nil; i++ {
+		_, err = h.Write(ctx, piece, 0)
+	}
+	if !errors.Is(err, syscall.E2BIG) {
+		t.Fatalf("a line over %d bytes: err = %v, want E2BIG", MaxCommand, err)
+	}
+	if _, err := h.Write(ctx, []byte("more\n"), 0); !errors.Is(err, syscall.E2BIG) {
+		t.Errorf("the rest of the refused line: err = %v, want E2BIG", err)
+	}
+	if got := readCtl(t, h); !strings.HasPrefix(got, "error: command longer than") {
+		t.Errorf("ctl reads %q", got)
+	}
+	// The next line is a command again.
+	if _, err := h.Write(ctx, []byte("run ok\n"), 0); err != nil {
+		t.Fatalf("the line after: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if len(*ran) != 1 || (*ran)[0][0] != "ok" {
+		t.Errorf("ran %v, want only the line after", *ran)
+	}
+}
+
+func TestCtlUnterminatedLine(t *testing.T) {
+	ctx := context.Background()
+	f, ran := recordingCtl()
+
+	// printf cmd >&3; read r <&3: the read runs it.
+	h := openCtl(t, f)
+	if n, err := h.Write(ctx, []byte("run a"), 0); err != nil || n != 5 {
+		t.Fatalf("write = %d, %v", n, err)
+	}
+	if len(*ran) != 0 {
+		t.Fatal("ran before the line ended")
+	}
+	if got := readCtl(t, h); got != "ran 1\n" {
+		t.Errorf("ctl reads %q", got)
+	}
+
+	// printf cmd > ctl: the close runs it and returns its error.
+	h = openCtl(t, f)
+	h.Write(ctx, []byte("run b"), 0)
+	if err := h.Flush(ctx); err != nil {
+		t.Errorf("flush: %v", err)
+	}
+	h = openCtl(t, f)
+	h.Write(ctx, []byte("fail"), 0)
+	if err := h.Close(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("close of a failing unfinished command: %v, want EIO", err)
+	}
+	h = openCtl(t, f)
+	h.Write(ctx, []byte("run 'open quote\n"), 0)
+	if err := h.Close(); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("close of an unterminated quote: %v, want EINVAL", err)
+	}
+	if len(*ran) != 2 || (*ran)[1][0] != "b" {
+		t.Errorf("ran %v", *ran)
+	}
+}
+
+func TestCtlLines(t *testing.T) {
+	ctx := context.Background()
+	f, ran := recordingCtl()
+	h := openCtl(t, f)
+	// A newline inside quotes or escaped is part of an argument.
+	if _, err := h.Write(ctx, []byte("run 'a\nb' \"c\nd\" e\\\nf\n\nrun 2\nfail\nrun never\n"), 0); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("err = %v, want the failing command's EIO", err)
+	}
+	want := [][]string{{"a\nb", "c\nd", "e\nf"}, {"2"}}
+	if fmt.Sprint(*ran) != fmt.Sprint(want) {
+		t.Errorf("ran %q, want %q", *ran, want)
+	}
+	if err := h.Close(); err != nil || len(*ran) != 2 {
+		t.Errorf("close: %v; what followed the failure ran: %q", err, *ran)
+	}
+}
