@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,15 +89,30 @@ func (p *Proc) statusLine() string {
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
-	// Control characters escaped: a user's argv must not add lines to a
-	// file that tools parse line by line.
-	cmd := strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(JoinCommand(p.argv)))
+}
+
+// escapeBytes shows control characters and bytes that are not UTF-8 as
+// \xHH (and a backslash as \\), so a user's argv can neither add lines
+// to a file tools parse line by line nor reach a terminal raw, and every
+// byte stays visible rather than turning into U+FFFD.
+func escapeBytes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r < ' ', r == 0x7f, r >= 0x80 && r < 0xa0:
+			for _, c := range []byte(s[i : i+size]) {
+				fmt.Fprintf(&b, "\\x%02x", c)
+			}
+		case r == '\\':
+			b.WriteString(`\\`)
+		default:
+			b.WriteString(s[i : i+size])
 		}
-		return r
-	}, JoinCommand(p.argv))
-	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, cmd)
+		i += size
+	}
+	return b.String()
 }
 
 // signal asks the process's slave to deliver sig to its process group.
