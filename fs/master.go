@@ -416,9 +416,15 @@ func callerEnv(c *Caller) (env []string, cwd string) {
 	return env, cwd
 }
 
-func lookPath(name, dir string, env []string) (string, error) {
+// lookPath finds the binary as the writer would: a name with a slash
+// relative to the writer's working directory (none over 9P: refused
+// rather than taken against the master's), others in PATH.
+func lookPath(name, dir string, env []string, c *Caller) (string, error) {
 	if strings.Contains(name, "/") {
-		if !strings.HasPrefix(name, "/") && dir != "" {
+		if !strings.HasPrefix(name, "/") {
+			if dir == "" {
+				return "", fmt.Errorf("%s: a relative path needs a working directory (none known: give -c DIR or an absolute path): %w", name, syscall.EINVAL)
+			}
 			name = dir + "/" + name
 		}
 		return name, nil
@@ -429,16 +435,7 @@ func lookPath(name, dir string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, d := range strings.Split(path, ":") {
-		if d == "" {
-			d = "."
-		}
-		p := d + "/" + name
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not found in PATH: %w", name, syscall.ENOENT)
+	return searchPath(name, path, dir, c)
 }
 
 // exec starts args on node n for caller c and returns the new pid once the
@@ -465,7 +462,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if o.dir != "" {
 		cwd = o.dir
 	}
-	path, err := lookPath(argv[0], cwd, env)
+	path, err := lookPath(argv[0], cwd, env, c)
 	if err != nil {
 		return 0, err
 	}
