@@ -121,8 +121,8 @@ func TestSearchPathAsCaller(t *testing.T) {
 	empty := mk("empty", 0o755, 0)
 	user := &Caller{Uid: 4242, Gid: 4242}
 	for _, tc := range []struct {
-		path string
-		want string
+		path  string
+		want  string
 		errno syscall.Errno
 	}{
 		{closed + ":" + noexec + ":" + open, open + "/prog", 0},
