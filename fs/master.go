@@ -304,6 +304,7 @@ func (m *Master) sweep(now time.Time) {
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
 	}
+	ReleaseMemory()
 }
 
 // slaveFor returns the live slave connection of caller c.
@@ -455,6 +456,9 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if sc == nil || !(state == "up" || (state == "unavailable" && c.Root())) {
 		return 0, fmt.Errorf("node %d is %s: %w", n.num, state, syscall.EHOSTDOWN)
 	}
+	if err := m.underLimit(c); err != nil {
+		return 0, err // before any work: reading and shipping the binary
+	}
 	env, cwd := callerEnv(c)
 	if o.env != nil {
 		env = o.env
@@ -474,7 +478,10 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		argv[0] = o.argv0
 	}
 
-	p := m.newProc(c, n, sc, argv, o.attached)
+	p, err := m.newProc(c, n, sc, argv, o.attached)
+	if err != nil {
+		return 0, err
+	}
 	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null}
 	if err := sc.send(m, msg); err != nil {
@@ -501,6 +508,33 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
 	return p.pid, nil
+}
+
+// underLimit refuses a new process past the config's maxprocs live
+// processes of the caller's uid (root is not limited).
+func (m *Master) underLimit(c *Caller) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.underLimitLocked(c)
+}
+
+func (m *Master) underLimitLocked(c *Caller) error {
+	limit := m.cfg.MaxProcs
+	if c.Root() || limit <= 0 {
+		return nil
+	}
+	live := 0
+	for _, p := range m.procs {
+		if p.uid == c.Uid {
+			if _, exited := p.exitTime(); !exited {
+				live++
+			}
+		}
+	}
+	if live >= limit {
+		return fmt.Errorf("uid %d has %d live processes, the most maxprocs allows: %w", c.Uid, live, syscall.EAGAIN)
+	}
+	return nil
 }
 
 func (m *Master) forget(p *Proc) {

@@ -36,7 +36,7 @@ type Proc struct {
 	dir *procDir
 }
 
-func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) *Proc {
+func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
 	p := &Proc{
 		node: n.num, uid: c.Uid, gid: c.Gid, argv: argv, attached: attached, conn: sc, ring: n.ring,
 		stdout:  NewStream(streamSize, !attached),
@@ -46,13 +46,16 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 		done:    make(chan struct{}),
 		state:   "starting",
 	}
+	p.dir = m.newProcDir(p)
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.underLimitLocked(c); err != nil {
+		return nil, err
+	}
 	p.pid = m.nextPid
 	m.nextPid++
 	m.procs[p.pid] = p
-	m.mu.Unlock()
-	p.dir = m.newProcDir(p)
-	return p
+	return p, nil
 }
 
 // finish records how the process ended, once; its output streams end

@@ -137,3 +137,43 @@ func TestStreamTrimKeepsTailOfUnattended(t *testing.T) {
 		t.Fatalf("trim dropped bytes of an attached stream: %d left", len(got))
 	}
 }
+
+// An unread stream holds its bounds in memory too, not only in bytes: a
+// buffer whose bytes were dropped is given back.
+func TestStreamRetainedMemory(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		lossy bool
+		write int
+	}{
+		{"unattended, 100 KiB writes", true, 100 << 10},
+		{"unattended, 700 KiB writes", true, 700 << 10},
+		{"unattended, 1 MiB writes", true, 1 << 20},
+		{"attached mode, 64 KiB writes nobody reads", false, 64 << 10},
+		{"attached mode, 600 KiB writes nobody reads", false, 600 << 10},
+	} {
+		s := NewStream(1<<20, tc.lossy)
+		p := make([]byte, tc.write)
+		total := 0
+		for total < 5<<20 {
+			wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			n, _ := s.Write(wctx, p)
+			cancel()
+			if n == 0 {
+				break // the attached kind is full: its writer waits
+			}
+			total += n
+		}
+		size, capacity := s.Retained()
+		if size > 1<<20 || capacity > 2<<20 {
+			t.Errorf("%s: running, holds %d bytes in %d of buffers; want at most 1 MiB in 2 MiB", tc.name, size, capacity)
+		}
+		s.CloseWrite()
+		s.Trim(64 << 10)
+		size, capacity = s.Retained()
+		if size > 64<<10 || capacity > 64<<10 {
+			t.Errorf("%s: exited, holds %d bytes in %d of buffers; want at most 64 KiB", tc.name, size, capacity)
+		}
+	}
+}
