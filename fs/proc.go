@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,52 +142,84 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 	return nil
 }
 
-// slaveReport applies a line a slave wrote to slave/proc/PID/ctl.
-func (p *Proc) slaveReport(line string) error {
+// report is one parsed line of slave/report, after its pid.
+type report struct {
+	kind string // started, failed, exit, signal, eof
+	n    int    // the OS pid, errno, exit status or signal number
+	what string // failed: the text; eof: stdout or stderr
+}
+
+// reportKinds bound each report's number: a slave's word must not become
+// an errno of 0 (a failed start that looks like success) or out of range.
+var reportKinds = map[string]struct{ lo, hi int }{
+	"started": {1, 1<<31 - 1},
+	"failed":  {1, 4095},
+	"exit":    {0, 255},
+	"signal":  {1, 64},
+}
+
+// parseReport reads "started OSPID", "failed ERRNO TEXT", "exit N",
+// "signal N" or "eof stdout|stderr".
+func parseReport(line string) (report, error) {
 	f := strings.Fields(line)
 	if len(f) < 2 {
-		return fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+		return report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
 	}
 	if f[0] == "eof" { // an output stream ended without a byte
-		switch f[1] {
-		case "stdout":
-			p.stdout.CloseWrite()
-		case "stderr":
-			p.stderr.CloseWrite()
-		default:
-			return fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
+		if len(f) != 2 || (f[1] != "stdout" && f[1] != "stderr") {
+			return report{}, fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
 		}
-		return nil
+		return report{kind: "eof", what: f[1]}, nil
 	}
-	var n int
-	if _, err := fmt.Sscanf(f[1], "%d", &n); err != nil {
-		return fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
+	bounds, ok := reportKinds[f[0]]
+	if !ok {
+		return report{}, fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
 	}
-	switch f[0] {
+	n, err := strconv.Atoi(f[1])
+	if err != nil || n < bounds.lo || n > bounds.hi {
+		return report{}, fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
+	}
+	if f[0] != "failed" && len(f) != 2 {
+		return report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+	}
+	return report{kind: f[0], n: n, what: strings.Join(f[2:], " ")}, nil
+}
+
+// slaveReport applies a line a slave wrote to slave/report for this process.
+func (p *Proc) slaveReport(line string) error {
+	r, err := parseReport(line)
+	if err != nil {
+		return err
+	}
+	switch r.kind {
+	case "eof":
+		if r.what == "stdout" {
+			p.stdout.CloseWrite()
+		} else {
+			p.stderr.CloseWrite()
+		}
 	case "started", "failed":
 		p.mu.Lock()
 		starting := p.state == "starting"
-		if starting && f[0] == "started" {
-			p.ospid, p.state = n, "running"
+		if starting && r.kind == "started" {
+			p.ospid, p.state = r.n, "running"
 		}
 		p.mu.Unlock()
 		if !starting {
 			return fmt.Errorf("process %d is not starting: %w", p.pid, syscall.EINVAL)
 		}
 		var err error
-		if f[0] == "failed" {
-			err = fmt.Errorf("%s: %w", strings.Join(f[2:], " "), syscall.Errno(n))
+		if r.kind == "failed" {
+			err = fmt.Errorf("%s: %w", r.what, syscall.Errno(r.n))
 		}
 		select { // a repeated report must not block the slave's report file
 		case p.started <- err:
 		default:
 		}
 	case "exit":
-		p.finish(fmt.Sprintf("exit %d", n))
+		p.finish(fmt.Sprintf("exit %d", r.n))
 	case "signal":
-		p.finish(fmt.Sprintf("signal %d %s", n, unix.SignalName(syscall.Signal(n))))
-	default:
-		return fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
+		p.finish(fmt.Sprintf("signal %d %s", r.n, unix.SignalName(syscall.Signal(r.n))))
 	}
 	return nil
 }
