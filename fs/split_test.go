@@ -47,7 +47,7 @@ func TestQuoteRoundTrip(t *testing.T) {
 // (its quotes are closed).
 func FuzzSplitCommand(f *testing.F) {
 	for _, s := range []string{"exec /bin/echo hi", `exec '/bin/my prog' "an arg" a\ b`, "exec 'unterminated",
-		`"\"\\\$\`+"`"+`"`, "a\\", "a 'b\nc' \"d\ne\" f\\\ng\nnext", "\xff\xfe '\x00'", ""} {
+		`"\"\\\$\` + "`" + `"`, "a\\", "a 'b\nc' \"d\ne\" f\\\ng\nnext", "\xff\xfe '\x00'", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
