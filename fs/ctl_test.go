@@ -160,3 +160,55 @@ func TestCtlLines(t *testing.T) {
 		t.Errorf("close: %v; what followed the failure ran: %q", err, *ran)
 	}
 }
+
+// A write(2) beyond FUSE's request size arrives in pieces; when the piece
+// ending the command fails, the kernel reports the earlier pieces written
+// and the writer (dd, cat) writes the rest again: that rest fails with the
+// command instead of running as one of its own.
+func TestCtlRetriedRestOfAFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	f, ran := recordingCtl()
+	h := openCtl(t, f)
+	line := []byte("run " + strings.Repeat("z", 3<<20) + "\n")
+	off := 0
+	for _, k := range []int{1 << 20, 1 << 20} {
+		if n, err := h.Write(ctx, line[off:off+k], int64(off)); err != nil || n != k {
+			t.Fatalf("piece at %d: %d, %v", off, n, err)
+		}
+		off += k
+	}
+	rest := line[off:]
+	if _, err := h.Write(ctx, rest[:1<<20], int64(off)); !errors.Is(err, syscall.E2BIG) {
+		t.Fatalf("the piece over the maximum: %v", err)
+	}
+	for _, k := range []int{len(rest) - 1<<20, 0} {
+		piece := rest[len(rest)-k:]
+		if k == 0 {
+			piece = []byte("fail\n")
+		}
+		// write(2) returned 3 MiB of it; the writer retries the rest.
+		if _, err := h.Write(ctx, piece, int64(off+len(rest)-k)); err == nil {
+			t.Fatalf("%d bytes retried: no error", k)
+		}
+	}
+	if len(*ran) != 0 {
+		t.Fatalf("ran %d commands", len(*ran))
+	}
+
+	h = openCtl(t, f)
+	long := []byte("fail " + strings.Repeat(" ", 1<<20) + "\nrun never\n")
+	if _, err := h.Write(ctx, long[:1<<20], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write(ctx, long[1<<20:], 1<<20); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("the failing command: %v", err)
+	}
+	if _, err := h.Write(ctx, long[1<<20:], 1<<20); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("its retried rest: %v, want the same EIO", err)
+	}
+	// Another command at the same offset (write(2) returned an error: the
+	// file offset did not move) runs.
+	if _, err := h.Write(ctx, []byte("run next\n"), 1<<20); err != nil || len(*ran) != 1 || (*ran)[0][0] != "next" {
+		t.Fatalf("the next command: %v, ran %q", err, *ran)
+	}
+}

@@ -3,6 +3,7 @@ package fs
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -275,6 +276,7 @@ type ctlHandle struct {
 	pending []byte // the unfinished line
 	scan    lineScanner
 	tooLong bool // the unfinished line passed MaxCommand: dropped up to its newline
+	failed  *failedWrite // the last write, which failed a command begun before it
 
 	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
 	result []byte
@@ -303,9 +305,21 @@ func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
 // that completes a command returns that command's error (and nothing
 // after a failed command runs); one that only adds to an unfinished line
 // succeeds.
-func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
+func (h *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
+	if f := h.failed; f != nil && off == f.off && len(p) >= f.n && sha256.Sum256(p[:f.n]) == f.sum {
+		// The writer retries the rest of a write(2) whose first pieces
+		// the kernel reported taken (FUSE splits big writes, and counts
+		// what went before a failed piece): that rest is the command
+		// that failed, and fails with it, rather than run as another.
+		if len(p) == f.n {
+			return 0, f.err
+		}
+		p = p[f.n:]
+	}
+	h.failed = nil
+	began := len(h.pending) > 0 || h.tooLong // the first line began in an earlier write
 	rest := p
 	for len(rest) > 0 {
 		end := h.scan.scan(rest)
@@ -327,6 +341,9 @@ func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
 		if err := h.runPending(ctx); err != nil {
 			// What followed the failed command is dropped with it.
 			h.scan = lineScanner{}
+			if began && len(rest)+end+1 == len(p) {
+				h.failed = &failedWrite{err: err, off: off, n: len(p), sum: sha256.Sum256(p)}
+			}
 			return 0, err
 		}
 	}
@@ -336,6 +353,15 @@ func (h *ctlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
 		return 0, h.tooLongErr()
 	}
 	return len(p), nil
+}
+
+// failedWrite identifies a write that failed the command it ended: at
+// offset off, n bytes with that checksum.
+type failedWrite struct {
+	err error
+	off int64
+	n   int
+	sum [sha256.Size]byte
 }
 
 func (h *ctlHandle) tooLongErr() error {
