@@ -275,7 +275,7 @@ type ctlHandle struct {
 	wmu     sync.Mutex
 	pending []byte // the unfinished line
 	scan    lineScanner
-	tooLong bool // the unfinished line passed MaxCommand: dropped up to its newline
+	tooLong bool         // the unfinished line passed MaxCommand: dropped up to its newline
 	failed  *failedWrite // the last write, which failed a command begun before it
 
 	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
