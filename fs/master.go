@@ -27,6 +27,8 @@ const (
 	// exitedKeepBytes of output stay for an exited process whose stdout
 	// or stderr nobody has opened.
 	exitedKeepBytes = 64 << 10
+	// exitedKeepTotal bounds what all exited processes keep together.
+	exitedKeepTotal = 64 << 20
 	startTimeout    = 30 * time.Second
 )
 
@@ -294,17 +296,47 @@ func (m *Master) sweep(now time.Time) {
 			}
 		}
 	}
+	sort.Slice(exited, func(i, j int) bool { return exited[i].pid < exited[j].pid })
 	if len(exited) > exitedMax {
-		sort.Slice(exited, func(i, j int) bool { return exited[i].pid < exited[j].pid })
 		for _, p := range exited[:len(exited)-exitedMax] {
 			delete(m.procs, p.pid)
 		}
+		exited = exited[len(exited)-exitedMax:]
 	}
 	m.mu.Unlock()
+	trimExited(exited)
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
 	}
 	ReleaseMemory()
+}
+
+// trimExited holds the output exited processes keep, all together, to
+// exitedKeepTotal: beyond it the oldest (exited, lowest pid first) lose
+// what nobody came to read. 64 KiB per stream for each of exitedMax
+// processes would otherwise be 512 MiB.
+func trimExited(exited []*Proc) {
+	if len(exited)*2*exitedKeepBytes <= exitedKeepTotal {
+		return // cannot be over: no need to look
+	}
+	total := 0
+	for _, p := range exited {
+		for _, s := range []*Stream{p.stdout, p.stderr} {
+			size, _ := s.Retained()
+			total += size
+		}
+	}
+	for _, p := range exited {
+		if total <= exitedKeepTotal {
+			return
+		}
+		for _, s := range []*Stream{p.stdout, p.stderr} {
+			before, _ := s.Retained()
+			s.Trim(0)
+			after, _ := s.Retained()
+			total -= before - after
+		}
+	}
 }
 
 // slaveFor returns the live slave connection of caller c.
