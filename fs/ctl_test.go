@@ -212,3 +212,51 @@ func TestCtlRetriedRestOfAFailedWrite(t *testing.T) {
 		t.Fatalf("the next command: %v, ran %q", err, *ran)
 	}
 }
+
+// A user may open many ctl files: what their unfinished lines make the
+// master hold is bounded for the user as a whole.
+func TestCtlUnfinishedLinesBoundedPerUser(t *testing.T) {
+	ctx := context.Background()
+	f, ran := recordingCtl()
+	user := &Caller{Uid: 4242, Gid: 4242}
+	piece := []byte("run " + strings.Repeat("u", MaxCommand-100))
+	var hs []Handle
+	var err error
+	for i := 0; i < 2*ctlHeldMax/MaxCommand && err == nil; i++ {
+		var h Handle
+		if h, err = f.Open(user, 0); err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+		_, err = h.Write(ctx, piece, 0)
+	}
+	if !errors.Is(err, syscall.ENOBUFS) {
+		t.Fatalf("after %d unfinished lines of %d bytes: %v, want ENOBUFS", len(hs), len(piece), err)
+	}
+	if held := len(hs) - 1; held*len(piece) > ctlHeldMax {
+		t.Errorf("held %d lines of %d bytes", held, len(piece))
+	}
+	// Root is not limited by the user's bytes.
+	r := openCtl(t, f)
+	if _, err := r.Write(ctx, piece, 0); err != nil {
+		t.Errorf("root: %v", err)
+	}
+	r.Close()
+	for _, h := range hs {
+		h.Close()
+	}
+	ctlHeld.mu.Lock()
+	left := ctlHeld.bytes[user.Uid]
+	ctlHeld.mu.Unlock()
+	if left != 0 {
+		t.Errorf("after every close the user still holds %d bytes", left)
+	}
+	h, _ := f.Open(user, 0)
+	if _, err := h.Write(ctx, []byte("run again\n"), 0); err != nil {
+		t.Errorf("after the closes: %v", err)
+	}
+	// The closes ran the lines held, not the refused one; then root's and the last.
+	if n, want := len(*ran), len(hs)-1+2; n != want {
+		t.Errorf("ran %d commands, want %d", n, want)
+	}
+}

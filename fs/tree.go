@@ -275,7 +275,7 @@ type ctlHandle struct {
 	wmu     sync.Mutex
 	pending []byte // the unfinished line
 	scan    lineScanner
-	tooLong bool         // the unfinished line passed MaxCommand: dropped up to its newline
+	refused error        // the unfinished line was refused (too long): dropped up to its newline
 	failed  *failedWrite // the last write, which failed a command begun before it
 
 	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
@@ -287,7 +287,7 @@ type ctlHandle struct {
 // returns the last command's result or its error text.
 func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
 	h.wmu.Lock()
-	if len(h.pending) > 0 || h.tooLong {
+	if len(h.pending) > 0 || h.refused != nil {
 		h.runPending(ctx)
 	}
 	h.wmu.Unlock()
@@ -319,7 +319,7 @@ func (h *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error)
 		p = p[f.n:]
 	}
 	h.failed = nil
-	began := len(h.pending) > 0 || h.tooLong // the first line began in an earlier write
+	began := len(h.pending) > 0 || h.refused != nil // the first line began in an earlier write
 	rest := p
 	for len(rest) > 0 {
 		end := h.scan.scan(rest)
@@ -327,12 +327,13 @@ func (h *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error)
 		if end >= 0 {
 			piece = rest[:end]
 		}
-		if !h.tooLong && len(h.pending)+len(piece) > MaxCommand {
-			h.tooLong = true
-			h.pending = nil
-		}
-		if !h.tooLong {
-			h.pending = append(h.pending, piece...)
+		if h.refused == nil {
+			if err := h.hold(len(piece)); err != nil {
+				h.refused = err
+				h.drop()
+			} else {
+				h.pending = append(h.pending, piece...)
+			}
 		}
 		if end < 0 {
 			break
@@ -347,10 +348,10 @@ func (h *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error)
 			return 0, err
 		}
 	}
-	if h.tooLong {
+	if h.refused != nil {
 		// Refused as soon as it is too long, not only at its newline: the
 		// writer learns at once, and later pieces are dropped.
-		return 0, h.tooLongErr()
+		return 0, h.refusal(h.refused)
 	}
 	return len(p), nil
 }
@@ -364,19 +365,62 @@ type failedWrite struct {
 	sum [sha256.Size]byte
 }
 
-func (h *ctlHandle) tooLongErr() error {
-	err := fmt.Errorf("command longer than %d bytes: %w", MaxCommand, syscall.E2BIG)
+func (h *ctlHandle) refusal(err error) error {
 	h.setResult("", err)
 	return err
+}
+
+// hold admits n more bytes into the unfinished line: at most MaxCommand
+// in a line, and ctlHeldMax for all the unfinished lines of a user (a
+// user may open many ctl files; root is not limited).
+func (h *ctlHandle) hold(n int) error {
+	if len(h.pending)+n > MaxCommand {
+		return fmt.Errorf("command longer than %d bytes: %w", MaxCommand, syscall.E2BIG)
+	}
+	if h.c.Root() || n == 0 {
+		return nil
+	}
+	ctlHeld.mu.Lock()
+	defer ctlHeld.mu.Unlock()
+	if ctlHeld.bytes[h.c.Uid]+n > ctlHeldMax {
+		return fmt.Errorf("uid %d has %d bytes of unfinished ctl commands, the most there may be: %w",
+			h.c.Uid, ctlHeld.bytes[h.c.Uid], syscall.ENOBUFS)
+	}
+	if ctlHeld.bytes == nil {
+		ctlHeld.bytes = map[uint32]int{}
+	}
+	ctlHeld.bytes[h.c.Uid] += n
+	return nil
+}
+
+// drop lets go of the unfinished line.
+func (h *ctlHandle) drop() {
+	if !h.c.Root() && len(h.pending) > 0 {
+		ctlHeld.mu.Lock()
+		if ctlHeld.bytes[h.c.Uid] -= len(h.pending); ctlHeld.bytes[h.c.Uid] <= 0 {
+			delete(ctlHeld.bytes, h.c.Uid)
+		}
+		ctlHeld.mu.Unlock()
+	}
+	h.pending = nil
+}
+
+// ctlHeldMax bounds the unfinished ctl lines one user makes the master hold.
+const ctlHeldMax = 64 << 20
+
+var ctlHeld struct {
+	mu    sync.Mutex
+	bytes map[uint32]int // by uid
 }
 
 // runPending runs the buffered line (called with wmu held) and records
 // its result for readers.
 func (h *ctlHandle) runPending(ctx context.Context) error {
-	line, tooLong := h.pending, h.tooLong
-	h.pending, h.tooLong = nil, false
-	if tooLong {
-		return h.tooLongErr()
+	line, refused := h.pending, h.refused
+	h.drop()
+	h.refused = nil
+	if refused != nil {
+		return h.refusal(refused)
 	}
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil // a blank line, as in a shell script
@@ -402,7 +446,7 @@ func (h *ctlHandle) setResult(out string, err error) {
 func (h *ctlHandle) Flush(ctx context.Context) error {
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
-	if len(h.pending) == 0 && !h.tooLong {
+	if len(h.pending) == 0 && h.refused == nil {
 		return nil
 	}
 	h.scan = lineScanner{}
