@@ -190,8 +190,9 @@ func ResolvePath(name string) (string, error) {
 	return p, nil
 }
 
-// maxCommand is the longest ctl command that travels as one write.
-const maxCommand = 1<<20 - 8<<10
+// maxCommand is the longest ctl command the tree takes (fs.MaxCommand,
+// 2 MiB), less the newline that ends it.
+const maxCommand = 2<<20 - 1
 
 // Exec starts argv on node: one open of node/N/ctl, one write of the exec
 // command, one read of the pid. Errors do not name the node; callers do.
@@ -222,8 +223,8 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		env = os.Environ()
 	}
 	cmd := ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
-	// A ctl command is one write; one longer than a single request (FUSE
-	// and 9P both carry 1 MiB) would arrive in pieces, each a bad command.
+	// A ctl command is a line, whatever pieces FUSE or 9P cut it into on
+	// the way; the tree refuses one longer than this with E2BIG.
 	if len(cmd) > maxCommand {
 		return nil, &ExecError{Path: path, Errno: syscall.E2BIG,
 			Text: fmt.Sprintf("arguments and environment take %d bytes, more than the %d one command may", len(cmd), maxCommand)}

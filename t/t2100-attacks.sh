@@ -43,6 +43,16 @@ test_expect_success 'one write over 1 MiB (FUSE splits it) is one command' '
 	test_cmp expect out
 '
 
+test_expect_success 'bpsh with 1.5 MB of arguments, over the mount and over 9P (several Twrites)' '
+	arg=$(head -c 100000 /dev/zero | tr "\0" w) &&
+	set -- $(for i in $(seq 15); do echo $arg; done) &&
+	out=$(bpsh 0 /bin/sh -c "echo \$# \$(printf %s \"\$@\" | wc -c)" sh "$@") &&
+	test "$out" = "15 1500000" &&
+	out=$(in_node 0 env BPROC_MOUNT=/nonexistent BPROC_MASTER=10.77.0.1 BPROC_KEY=$KEY \
+		bpsh 1 /bin/sh -c "echo \$# \$(printf %s \"\$@\" | wc -c)" sh "$@") &&
+	test "$out" = "15 1500000"
+'
+
 test_expect_success 'a line over the maximum fails with E2BIG and runs nothing' '
 	head -c 3000000 /dev/zero | tr "\0" z >big &&
 	{ printf "exec /bin/echo " && cat big && echo; } >line &&
