@@ -97,10 +97,11 @@ type Handle interface {
 	Close() error
 }
 
-// Flusher is implemented by handles that buffer writes: FUSE calls Flush
-// when the process that wrote closes its descriptor, and the error is what
-// its close(2) returns.
+// Flusher is implemented by handles that buffer writes: FUSE calls Flush,
+// while Unfinished, when the process that wrote closes its last
+// descriptor, and the error is what its close(2) returns.
 type Flusher interface {
+	Unfinished() bool
 	Flush(ctx context.Context) error
 }
 

@@ -453,6 +453,13 @@ func (h *ctlHandle) Flush(ctx context.Context) error {
 	return h.runPending(ctx)
 }
 
+// Unfinished reports whether a line waits for its end.
+func (h *ctlHandle) Unfinished() bool {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	return len(h.pending) > 0 || h.refused != nil
+}
+
 // Close runs what is still unfinished: the last close (9P clunk, FUSE
 // release) ends the line.
 func (h *ctlHandle) Close() error { return h.Flush(context.Background()) }

@@ -68,10 +68,24 @@ test_expect_success 'a line over the maximum fails with E2BIG and runs nothing' 
 	test $(nprocs) = $before
 '
 
-test_expect_success 'printf without a newline still runs, at close' '
+test_expect_success 'printf without a newline still runs, at close, and close(2) gives its error' '
 	printf "exec /bin/echo no-newline-ran" >$BPROC/node/0/ctl &&
 	timeout 5 sed "/no-newline-ran/q" $BPROC/node/0/io >io &&
-	test_grep no-newline-ran io
+	test_grep no-newline-ran io &&
+	! /usr/bin/printf "exec /nonexistent/prog" >$BPROC/node/0/ctl 2>err &&
+	test_grep "No such file or directory" err
+'
+
+test_expect_success 'a child closing an inherited ctl descriptor does not end the line' '
+	before=$(nprocs) &&
+	exec 3>$BPROC/node/0/ctl &&
+	printf "exec /bin/echo par" >&3 &&
+	/bin/true &&
+	printf "tial-line-ok\n" >&3 &&
+	exec 3>&- &&
+	test $(nprocs) = $((before + 1)) &&
+	timeout 5 sed "/partial-line-ok/q" $BPROC/node/0/io >io &&
+	test_grep partial-line-ok io
 '
 
 test_expect_success 'arguments are byte-exact on the node (not U+FFFD)' '
