@@ -142,6 +142,16 @@ func TestCtlUnterminatedLine(t *testing.T) {
 	if len(*ran) != 2 || (*ran)[1][0] != "b" {
 		t.Errorf("ran %v", *ran)
 	}
+	// A read ends an unfinished line, open quote and all: the next line
+	// is read afresh.
+	h = openCtl(t, f)
+	h.Write(ctx, []byte("run 'open"), 0)
+	if got := readCtl(t, h); !strings.Contains(got, "unterminated single quote") {
+		t.Errorf("ctl reads %q", got)
+	}
+	if _, err := h.Write(ctx, []byte("run c\n"), 0); err != nil || len(*ran) != 3 {
+		t.Errorf("the line after: %v, ran %q", err, *ran)
+	}
 }
 
 func TestCtlLines(t *testing.T) {

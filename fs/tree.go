@@ -288,6 +288,7 @@ type ctlHandle struct {
 func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
 	h.wmu.Lock()
 	if len(h.pending) > 0 || h.refused != nil {
+		h.scan = lineScanner{}
 		h.runPending(ctx)
 	}
 	h.wmu.Unlock()
