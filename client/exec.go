@@ -181,8 +181,9 @@ func ResolvePath(name string) (string, error) {
 	return p, nil
 }
 
-// maxCommand is the longest ctl command that travels as one write.
-const maxCommand = 1<<20 - 8<<10
+// maxCommand is the longest ctl command the tree takes (fs.MaxCommand,
+// 2 MiB), less the newline that ends it.
+const maxCommand = 2<<20 - 1
 
 // Exec starts argv on node: one open of node/N/ctl, one write of the exec
 // command, one read of the pid. Errors do not name the node; callers do.
@@ -213,8 +214,8 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		env = os.Environ()
 	}
 	cmd := ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
-	// A ctl command is one write; one longer than a single request (FUSE
-	// and 9P both carry 1 MiB) would arrive in pieces, each a bad command.
+	// A ctl command is a line, whatever pieces FUSE or 9P cut it into on
+	// the way; the tree refuses one longer than this with E2BIG.
 	if len(cmd) > maxCommand {
 		return nil, &ExecError{Path: path, Errno: syscall.E2BIG,
 			Text: fmt.Sprintf("arguments and environment take %d bytes, more than the %d one command may", len(cmd), maxCommand)}
@@ -231,9 +232,9 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 	var buf [512]byte
 	var werr error
 	if _, ok := t.(*MountTree); ok {
-		withoutInterrupts(func() { _, werr = f.Write([]byte(cmd)) })
+		withoutInterrupts(func() { _, werr = f.Write([]byte(cmd + "\n")) })
 	} else {
-		_, werr = f.Write([]byte(cmd))
+		_, werr = f.Write([]byte(cmd + "\n"))
 	}
 	if werr != nil {
 		n, _ := readResult(f, buf[:])
@@ -289,7 +290,7 @@ func (p *Proc) Stdin() (io.WriteCloser, error) { return p.T.Open(p.file("stdin")
 
 // Kill sends sig to the process.
 func (p *Proc) Kill(sig syscall.Signal) error {
-	return WriteFile(p.T, p.file("ctl"), []byte("kill "+SignalName(sig)))
+	return WriteFile(p.T, p.file("ctl"), []byte("kill "+SignalName(sig)+"\n"))
 }
 
 // SignalName is sig's name without "SIG" ("TERM"), or its number.
@@ -436,7 +437,8 @@ func Ctl(t Tree, name, cmd string) (string, error) {
 	}
 	defer f.Close()
 	var buf [4096]byte
-	if _, werr := f.Write([]byte(cmd)); werr != nil {
+	// The newline ends the command: the write returns its error.
+	if _, werr := f.Write([]byte(cmd + "\n")); werr != nil {
 		n, _ := readResult(f, buf[:])
 		return "", &CtlError{Errno: ErrnoOf(werr), Text: string(buf[:n])}
 	}

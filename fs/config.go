@@ -24,6 +24,7 @@ import (
 //	pwroff /sbin/poweroff
 //	statsfile /var/shm/beostat        # recvstats's shm file, shown as node/N/stats/
 //	seal no                           # 9P in the clear after the handshake (trusted network)
+//	maxprocs 1024                     # live processes per user (0: no limit; root has none)
 type Config struct {
 	Port        int
 	PingTimeout time.Duration
@@ -31,12 +32,17 @@ type Config struct {
 	Mount       string
 	StatsFile   string
 	Plain       bool              // "seal no": no sealing after the handshake
+	MaxProcs    int               // live processes a non-root uid may have; 0: no limit
 	Nodes       map[int]string    // node number -> address
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
 
 // DefaultPort is bpmaster's 9P port (srv.DefaultPort as a string).
 const DefaultPort = 2223
+
+// DefaultMaxProcs is the default per-user limit on live processes: with
+// 1 MiB per unread output stream, what one user may make the master hold.
+const DefaultMaxProcs = 1024
 
 // DefaultConfig is what bpmaster serves with no config file.
 func DefaultConfig() *Config {
@@ -46,6 +52,7 @@ func DefaultConfig() *Config {
 		KeyFile:     "/etc/bproc/cluster.key",
 		Mount:       "/bproc",
 		StatsFile:   "/var/shm/beostat",
+		MaxProcs:    DefaultMaxProcs,
 		Nodes:       map[int]string{},
 		Commands:    map[string]string{},
 	}
@@ -69,8 +76,10 @@ var configKeywords = []configKeyword{
 	}},
 	{"pingtimeout", 1, 1, func(c *Config, a []string) error {
 		s, err := strconv.ParseFloat(a[0], 64)
-		if err != nil || s <= 0 {
-			return fmt.Errorf("bad timeout %q (seconds)", a[0])
+		// Written so NaN fails too; a day at most, so the Duration cannot
+		// overflow into a negative one.
+		if err != nil || !(s > 0 && s <= 86400) {
+			return fmt.Errorf("bad timeout %q (seconds, more than 0, at most 86400)", a[0])
 		}
 		c.PingTimeout = time.Duration(s * float64(time.Second))
 		return nil
@@ -87,6 +96,14 @@ var configKeywords = []configKeyword{
 		default:
 			return fmt.Errorf("want yes or no, not %q", a[0])
 		}
+		return nil
+	}},
+	{"maxprocs", 1, 1, func(c *Config, a []string) error {
+		n, err := strconv.Atoi(a[0])
+		if err != nil || n < 0 {
+			return fmt.Errorf("bad process count %q", a[0])
+		}
+		c.MaxProcs = n
 		return nil
 	}},
 	{"node", 2, 2, func(c *Config, a []string) error {

@@ -17,6 +17,7 @@ keyfile /k
 mount none
 statsfile /s
 seal no
+maxprocs 10
 reboot /sbin/reboot -f
 `))
 	if err != nil {
@@ -32,13 +33,39 @@ reboot /sbin/reboot -f
 		}
 	}
 	if c.Port != 2300 || c.PingTimeout != 2500*time.Millisecond || c.KeyFile != "/k" || c.Mount != "none" ||
-		c.StatsFile != "/s" || !c.Plain || c.Commands["reboot"] != "/sbin/reboot -f" {
+		c.StatsFile != "/s" || !c.Plain || c.MaxProcs != 10 || c.Commands["reboot"] != "/sbin/reboot -f" {
 		t.Errorf("parsed %+v", c)
 	}
 	for _, bad := range []string{"bprocport x", "bprocport 70000", "iprange 0 10.0.0.5 10.0.0.1", "node -1 1.2.3.4",
-		"node 1 nonsense", "pingtimeout 0", "frobnicate 1", "mount", "iprange 0 10.0.0.1", "seal maybe"} {
+		"node 1 nonsense", "pingtimeout 0", "frobnicate 1", "mount", "iprange 0 10.0.0.1", "seal maybe", "pingtimeout 1e308", "pingtimeout NaN", "maxprocs -1", "maxprocs many"} {
 		if _, err := ParseConfig(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("%q: err = %v, want an error naming line 1", bad, err)
 		}
 	}
+	if c := DefaultConfig(); c.MaxProcs != DefaultMaxProcs {
+		t.Errorf("default maxprocs %d", c.MaxProcs)
+	}
+}
+
+// FuzzParseConfig: a config file is the administrator's, but a typo or a
+// truncated file must give an error naming the line, never a panic or a
+// config that makes no sense.
+func FuzzParseConfig(f *testing.F) {
+	f.Add("bprocport 2223\niprange 0 10.77.0.10 10.77.0.13\nnode 7 10.77.0.99\npingtimeout 5\n")
+	f.Add("keyfile /k\nmount none\nstatsfile /s\nseal no\nmaxprocs 10\nreboot /sbin/reboot -f\nhalt x\npwroff y\n")
+	f.Add("iprange 0 0.0.0.0 255.255.255.255\n")
+	f.Add("pingtimeout 1e308\npingtimeout NaN\n")
+	f.Add("node 1 ::1 # comment\n\x00\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := ParseConfig(strings.NewReader(text))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "line ") && !strings.HasPrefix(err.Error(), "reading config") {
+				t.Fatalf("error does not name the line: %v", err)
+			}
+			return
+		}
+		if c.Port <= 0 || c.Port > 65535 || c.PingTimeout <= 0 || c.MaxProcs < 0 {
+			t.Fatalf("accepted %q as %+v", text, c)
+		}
+	})
 }

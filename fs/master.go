@@ -27,6 +27,8 @@ const (
 	// exitedKeepBytes of output stay for an exited process whose stdout
 	// or stderr nobody has opened.
 	exitedKeepBytes = 64 << 10
+	// exitedKeepTotal bounds what all exited processes keep together.
+	exitedKeepTotal = 64 << 20
 	startTimeout    = 30 * time.Second
 )
 
@@ -297,15 +299,46 @@ func (m *Master) sweep(now time.Time) {
 			}
 		}
 	}
+	sort.Slice(exited, func(i, j int) bool { return exited[i].pid < exited[j].pid })
 	if len(exited) > exitedMax {
-		sort.Slice(exited, func(i, j int) bool { return exited[i].pid < exited[j].pid })
 		for _, p := range exited[:len(exited)-exitedMax] {
 			delete(m.procs, p.pid)
 		}
+		exited = exited[len(exited)-exitedMax:]
 	}
 	m.mu.Unlock()
+	trimExited(exited)
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
+	}
+	ReleaseMemory()
+}
+
+// trimExited holds the output exited processes keep, all together, to
+// exitedKeepTotal: beyond it the oldest (exited, lowest pid first) lose
+// what nobody came to read. 64 KiB per stream for each of exitedMax
+// processes would otherwise be 512 MiB.
+func trimExited(exited []*Proc) {
+	if len(exited)*2*exitedKeepBytes <= exitedKeepTotal {
+		return // cannot be over: no need to look
+	}
+	total := 0
+	for _, p := range exited {
+		for _, s := range []*Stream{p.stdout, p.stderr} {
+			size, _ := s.Retained()
+			total += size
+		}
+	}
+	for _, p := range exited {
+		if total <= exitedKeepTotal {
+			return
+		}
+		for _, s := range []*Stream{p.stdout, p.stderr} {
+			before, _ := s.Retained()
+			s.Trim(0)
+			after, _ := s.Retained()
+			total -= before - after
+		}
 	}
 }
 
@@ -419,9 +452,15 @@ func callerEnv(c *Caller) (env []string, cwd string) {
 	return env, cwd
 }
 
-func lookPath(name, dir string, env []string) (string, error) {
+// lookPath finds the binary as the writer would: a name with a slash
+// relative to the writer's working directory (none over 9P: refused
+// rather than taken against the master's), others in PATH.
+func lookPath(name, dir string, env []string, c *Caller) (string, error) {
 	if strings.Contains(name, "/") {
-		if !strings.HasPrefix(name, "/") && dir != "" {
+		if !strings.HasPrefix(name, "/") {
+			if dir == "" {
+				return "", fmt.Errorf("%s: a relative path needs a working directory (none known: give -c DIR or an absolute path): %w", name, syscall.EINVAL)
+			}
 			name = dir + "/" + name
 		}
 		return name, nil
@@ -432,16 +471,7 @@ func lookPath(name, dir string, env []string) (string, error) {
 			path = v
 		}
 	}
-	for _, d := range strings.Split(path, ":") {
-		if d == "" {
-			d = "."
-		}
-		p := d + "/" + name
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not found in PATH: %w", name, syscall.ENOENT)
+	return searchPath(name, path, dir, c)
 }
 
 // exec starts args on node n for caller c and returns the new pid once the
@@ -461,6 +491,9 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if sc == nil || !(state == "up" || (state == "unavailable" && c.Root())) {
 		return 0, fmt.Errorf("node %d is %s: %w", n.num, state, syscall.EHOSTDOWN)
 	}
+	if err := m.underLimit(c); err != nil {
+		return 0, err // before any work: reading and shipping the binary
+	}
 	env, cwd := callerEnv(c)
 	if o.env != nil {
 		env = o.env
@@ -468,7 +501,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if o.dir != "" {
 		cwd = o.dir
 	}
-	path, err := lookPath(argv[0], cwd, env)
+	path, err := lookPath(argv[0], cwd, env, c)
 	if err != nil {
 		return 0, err
 	}
@@ -480,7 +513,10 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		argv[0] = o.argv0
 	}
 
-	p := m.newProc(c, n, sc, argv, o.attached)
+	p, err := m.newProc(c, n, sc, argv, o.attached)
+	if err != nil {
+		return 0, err
+	}
 	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null}
 	if err := sc.send(m, msg); err != nil {
@@ -507,6 +543,33 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
 	return p.pid, nil
+}
+
+// underLimit refuses a new process past the config's maxprocs live
+// processes of the caller's uid (root is not limited).
+func (m *Master) underLimit(c *Caller) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.underLimitLocked(c)
+}
+
+func (m *Master) underLimitLocked(c *Caller) error {
+	limit := m.cfg.MaxProcs
+	if c.Root() || limit <= 0 {
+		return nil
+	}
+	live := 0
+	for _, p := range m.procs {
+		if p.uid == c.Uid {
+			if _, exited := p.exitTime(); !exited {
+				live++
+			}
+		}
+	}
+	if live >= limit {
+		return fmt.Errorf("uid %d has %d live processes, the most maxprocs allows: %w", c.Uid, live, syscall.EAGAIN)
+	}
+	return nil
 }
 
 func (m *Master) forget(p *Proc) {

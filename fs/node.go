@@ -97,6 +97,14 @@ type Handle interface {
 	Close() error
 }
 
+// Flusher is implemented by handles that buffer writes: FUSE calls Flush,
+// while Unfinished, when the process that wrote closes its last
+// descriptor, and the error is what its close(2) returns.
+type Flusher interface {
+	Unfinished() bool
+	Flush(ctx context.Context) error
+}
+
 // Setattrer is implemented by nodes that accept chmod/chown/chgrp.
 // A nil pointer means "unchanged".
 type Setattrer interface {

@@ -1,10 +1,12 @@
 package fs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -16,50 +18,137 @@ import (
 // caller would search it. The master is root; without this a user could
 // run, and so read, files behind directories closed to them.
 func openAs(path string, c *Caller) (*os.File, error) {
+	var fd int
+	err := asCaller(c, func() (err error) {
+		fd, err = openPath(path)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// openPath opens path O_PATH, refusing /proc's magic links at any depth
+// of the resolution: the open runs in the master's process, where
+// /proc/self/exe is bpmaster and /proc/self/fd/N the master's own open
+// files, whoever the user (a symlink to /proc/self/exe, or a directory
+// symlink to /proc/self, would reach them too).
+func openPath(path string) (int, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if errors.Is(err, unix.ELOOP) && viaProc(path) {
+		return -1, fmt.Errorf("refused: it goes through a /proc magic link, which in the master names bpmaster's process, not yours: %w", err)
+	}
+	return fd, err
+}
+
+// viaProc reports whether path's ELOOP came from /proc magic links (a
+// symlink loop is ELOOP too, and deserves its own text): only a loop
+// stays ELOOP when magic links are allowed. The open is O_PATH and its
+// result closed at once.
+func viaProc(path string) bool {
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
+	if err == nil {
+		unix.Close(fd)
+	}
+	return !errors.Is(err, unix.ELOOP)
+}
+
+// asCaller runs fn with the caller's filesystem credentials: on a thread
+// of its own for a user, as is for root.
+func asCaller(c *Caller, fn func() error) error {
 	if c.Root() {
-		fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return os.NewFile(uintptr(fd), path), nil
+		return fn()
 	}
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
+	ch := make(chan error, 1)
 	go func() {
 		// Never unlocked: when this goroutine ends, its thread ends with
 		// it, and the changed credentials with the thread.
 		runtime.LockOSThread()
-		fd, err := openAsThread(path, c)
-		ch <- result{fd, err}
+		if err := setCreds(c); err != nil {
+			ch <- err
+			return
+		}
+		ch <- fn()
 	}()
-	r := <-ch
-	if r.err != nil {
-		return nil, fmt.Errorf("%s: %w", path, r.err)
-	}
-	return os.NewFile(uintptr(r.fd), path), nil
+	return <-ch
 }
 
-// openAsThread changes this thread's groups and fsuid/fsgid only: raw
+// setCreds changes this thread's groups and fsuid/fsgid only: raw
 // setgroups, since Go's syscall.Setgroups changes every thread.
-func openAsThread(path string, c *Caller) (int, error) {
+func setCreds(c *Caller) error {
 	groups := c.Groups
 	var gp unsafe.Pointer
 	if len(groups) > 0 {
 		gp = unsafe.Pointer(&groups[0])
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
-		return -1, fmt.Errorf("setgroups: %w", e)
+		return fmt.Errorf("setgroups: %w", e)
 	}
 	if err := unix.Setfsgid(int(c.Gid)); err != nil {
-		return -1, fmt.Errorf("setfsgid: %w", err)
+		return fmt.Errorf("setfsgid: %w", err)
 	}
 	if err := unix.Setfsuid(int(c.Uid)); err != nil {
-		return -1, fmt.Errorf("setfsuid: %w", err)
+		return fmt.Errorf("setfsuid: %w", err)
 	}
-	return unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	return nil
+}
+
+// searchPath finds name in the directories of path as execvp does, but
+// as the caller: a directory the caller cannot search tells nothing of
+// what is in it, and an entry found but not executable (EACCES) does not
+// end the search; EACCES is the answer only when nothing else is found.
+// Relative entries are taken against cwd (skipped without one).
+func searchPath(name, path, cwd string, c *Caller) (string, error) {
+	var found string
+	var denied error
+	err := asCaller(c, func() error {
+		for _, d := range strings.Split(path, ":") {
+			if d == "" {
+				d = "."
+			}
+			if !strings.HasPrefix(d, "/") {
+				if cwd == "" {
+					continue
+				}
+				d = cwd + "/" + d
+			}
+			p := d + "/" + name
+			fd, err := openPath(p)
+			if err != nil {
+				if errors.Is(err, unix.EACCES) && denied == nil {
+					denied = fmt.Errorf("%s: %w", p, err)
+				}
+				continue
+			}
+			var st unix.Stat_t
+			err = unix.Fstat(fd, &st)
+			unix.Close(fd)
+			if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+				continue
+			}
+			if mayExecFile(c, st.Mode, st.Uid, st.Gid) {
+				found = p
+				return nil
+			}
+			if denied == nil {
+				denied = fmt.Errorf("%s: %w", p, unix.EACCES)
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("searching PATH for %s: %w", name, err)
+	case found != "":
+		return found, nil
+	case denied != nil:
+		return "", denied
+	}
+	return "", fmt.Errorf("%s: not found in PATH: %w", name, syscall.ENOENT)
 }
 
 // MaxBinary bounds what a user can make the master read and ship (the

@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +37,7 @@ type Proc struct {
 	dir *procDir
 }
 
-func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) *Proc {
+func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
 	p := &Proc{
 		node: n.num, uid: c.Uid, gid: c.Gid, argv: argv, attached: attached, conn: sc, ring: n.ring,
 		stdout:  NewStream(streamSize, !attached),
@@ -45,13 +47,16 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 		done:    make(chan struct{}),
 		state:   "starting",
 	}
+	p.dir = m.newProcDir(p)
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.underLimitLocked(c); err != nil {
+		return nil, err
+	}
 	p.pid = m.nextPid
 	m.nextPid++
 	m.procs[p.pid] = p
-	m.mu.Unlock()
-	p.dir = m.newProcDir(p)
-	return p
+	return p, nil
 }
 
 // finish records how the process ended, once; its output streams end
@@ -88,15 +93,30 @@ func (p *Proc) statusLine() string {
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
-	// Control characters escaped: a user's argv must not add lines to a
-	// file that tools parse line by line.
-	cmd := strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(JoinCommand(p.argv)))
+}
+
+// escapeBytes shows control characters and bytes that are not UTF-8 as
+// \xHH (and a backslash as \\), so a user's argv can neither add lines
+// to a file tools parse line by line nor reach a terminal raw, and every
+// byte stays visible rather than turning into U+FFFD.
+func escapeBytes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r < ' ', r == 0x7f, r >= 0x80 && r < 0xa0:
+			for _, c := range []byte(s[i : i+size]) {
+				fmt.Fprintf(&b, "\\x%02x", c)
+			}
+		case r == '\\':
+			b.WriteString(`\\`)
+		default:
+			b.WriteString(s[i : i+size])
 		}
-		return r
-	}, JoinCommand(p.argv))
-	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, cmd)
+		i += size
+	}
+	return b.String()
 }
 
 // signal asks the process's slave to deliver sig to its process group.
@@ -122,52 +142,84 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 	return nil
 }
 
-// slaveReport applies a line a slave wrote to slave/report.
-func (p *Proc) slaveReport(line string) error {
+// report is one parsed line of slave/report, after its pid.
+type report struct {
+	kind string // started, failed, exit, signal, eof
+	n    int    // the OS pid, errno, exit status or signal number
+	what string // failed: the text; eof: stdout or stderr
+}
+
+// reportKinds bound each report's number: a slave's word must not become
+// an errno of 0 (a failed start that looks like success) or out of range.
+var reportKinds = map[string]struct{ lo, hi int }{
+	"started": {1, 1<<31 - 1},
+	"failed":  {1, 4095},
+	"exit":    {0, 255},
+	"signal":  {1, 64},
+}
+
+// parseReport reads "started OSPID", "failed ERRNO TEXT", "exit N",
+// "signal N" or "eof stdout|stderr".
+func parseReport(line string) (report, error) {
 	f := strings.Fields(line)
 	if len(f) < 2 {
-		return fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+		return report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
 	}
 	if f[0] == "eof" { // an output stream ended without a byte
-		switch f[1] {
-		case "stdout":
-			p.stdout.CloseWrite()
-		case "stderr":
-			p.stderr.CloseWrite()
-		default:
-			return fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
+		if len(f) != 2 || (f[1] != "stdout" && f[1] != "stderr") {
+			return report{}, fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
 		}
-		return nil
+		return report{kind: "eof", what: f[1]}, nil
 	}
-	var n int
-	if _, err := fmt.Sscanf(f[1], "%d", &n); err != nil {
-		return fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
+	bounds, ok := reportKinds[f[0]]
+	if !ok {
+		return report{}, fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
 	}
-	switch f[0] {
+	n, err := strconv.Atoi(f[1])
+	if err != nil || n < bounds.lo || n > bounds.hi {
+		return report{}, fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
+	}
+	if f[0] != "failed" && len(f) != 2 {
+		return report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+	}
+	return report{kind: f[0], n: n, what: strings.Join(f[2:], " ")}, nil
+}
+
+// slaveReport applies a line a slave wrote to slave/report for this process.
+func (p *Proc) slaveReport(line string) error {
+	r, err := parseReport(line)
+	if err != nil {
+		return err
+	}
+	switch r.kind {
+	case "eof":
+		if r.what == "stdout" {
+			p.stdout.CloseWrite()
+		} else {
+			p.stderr.CloseWrite()
+		}
 	case "started", "failed":
 		p.mu.Lock()
 		starting := p.state == "starting"
-		if starting && f[0] == "started" {
-			p.ospid, p.state = n, "running"
+		if starting && r.kind == "started" {
+			p.ospid, p.state = r.n, "running"
 		}
 		p.mu.Unlock()
 		if !starting {
 			return fmt.Errorf("process %d is not starting: %w", p.pid, syscall.EINVAL)
 		}
 		var err error
-		if f[0] == "failed" {
-			err = fmt.Errorf("%s: %w", strings.Join(f[2:], " "), syscall.Errno(n))
+		if r.kind == "failed" {
+			err = fmt.Errorf("%s: %w", r.what, syscall.Errno(r.n))
 		}
 		select { // a repeated report must not block the slave's report file
 		case p.started <- err:
 		default:
 		}
 	case "exit":
-		p.finish(fmt.Sprintf("exit %d", n))
+		p.finish(fmt.Sprintf("exit %d", r.n))
 	case "signal":
-		p.finish(fmt.Sprintf("signal %d %s", n, unix.SignalName(syscall.Signal(n))))
-	default:
-		return fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
+		p.finish(fmt.Sprintf("signal %d %s", r.n, unix.SignalName(syscall.Signal(r.n))))
 	}
 	return nil
 }

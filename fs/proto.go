@@ -1,5 +1,10 @@
 package fs
 
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
 // The slave protocol is part of the tree: a bpslave (a 9P client whose
 // handshake claimed the slave role) sees a `slave/` directory at the root:
 //
@@ -43,3 +48,90 @@ type Msg struct {
 
 // LocalAddr is the Caller.Addr of the master's own in-process slave (node -1).
 const LocalAddr = "local"
+
+// The job message is JSON, but encoding/json rewrites invalid UTF-8 as
+// U+FFFD, and argv, environment and paths are bytes (file names in Latin-1
+// exist). So those fields travel as exact strings: a JSON string when they
+// are valid UTF-8, {"b64": "..."} when not.
+
+type exact string
+
+func (s exact) MarshalJSON() ([]byte, error) {
+	if utf8.ValidString(string(s)) {
+		return json.Marshal(string(s))
+	}
+	return json.Marshal(struct {
+		B64 []byte `json:"b64"`
+	}{[]byte(s)})
+}
+
+func (s *exact) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var v struct {
+			B64 []byte `json:"b64"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = exact(v.B64)
+		return nil
+	}
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = exact(v)
+	return nil
+}
+
+func exacts(ss []string) []exact {
+	if ss == nil {
+		return nil
+	}
+	out := make([]exact, len(ss))
+	for i, s := range ss {
+		out[i] = exact(s)
+	}
+	return out
+}
+
+func strs(es []exact) []string {
+	if es == nil {
+		return nil
+	}
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = string(e)
+	}
+	return out
+}
+
+// msgFields is Msg without its methods; wireMsg's fields shadow its
+// byte-carrying ones (a shallower field wins in encoding/json).
+type msgFields Msg
+
+type wireMsg struct {
+	*msgFields
+	Path exact   `json:"path,omitempty"`
+	Argv []exact `json:"argv,omitempty"`
+	Env  []exact `json:"env,omitempty"`
+	Dir  exact   `json:"dir,omitempty"`
+}
+
+// MarshalJSON encodes m with its argv, environment and paths byte-exact.
+func (m Msg) MarshalJSON() ([]byte, error) {
+	return json.Marshal(wireMsg{msgFields: (*msgFields)(&m),
+		Path: exact(m.Path), Argv: exacts(m.Argv), Env: exacts(m.Env), Dir: exact(m.Dir)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (m *Msg) UnmarshalJSON(b []byte) error {
+	var f msgFields
+	w := wireMsg{msgFields: &f}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*m = Msg(f)
+	m.Path, m.Argv, m.Env, m.Dir = string(w.Path), strs(w.Argv), strs(w.Env), string(w.Dir)
+	return nil
+}

@@ -83,3 +83,51 @@ func JoinCommand(words []string) string {
 	}
 	return strings.Join(q, " ")
 }
+
+// MaxCommand is the longest ctl command (a line) a ctl file takes, as
+// Linux's default ARG_MAX: a whole exec line with its environment fits,
+// and a user cannot make the master buffer more per open file.
+const MaxCommand = 2 << 20
+
+// lineScanner finds where a ctl command ends: at the first newline outside
+// quotes and not escaped, the rule SplitCommand (and a shell) reads words
+// by, so an argument may hold a newline. It keeps its state between
+// writes: a command may arrive in any number of pieces.
+type lineScanner struct {
+	quote byte // 0, '\'' or '"': inside that quote
+	esc   bool // the previous byte was an escaping backslash
+}
+
+// scan returns the index of the newline ending the command in p, or -1.
+func (s *lineScanner) scan(p []byte) int {
+	for i, b := range p {
+		if s.esc {
+			s.esc = false
+			continue
+		}
+		switch s.quote {
+		case 0:
+			switch b {
+			case '\n':
+				*s = lineScanner{}
+				return i
+			case '\\':
+				s.esc = true
+			case '\'', '"':
+				s.quote = b
+			}
+		case '\'':
+			if b == '\'' {
+				s.quote = 0
+			}
+		case '"':
+			switch b {
+			case '\\':
+				s.esc = true
+			case '"':
+				s.quote = 0
+			}
+		}
+	}
+	return -1
+}

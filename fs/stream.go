@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -119,10 +121,15 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			continue
 		}
 		k := min(room, len(p))
-		s.chunks = append(s.chunks, newChunk(p[:k]))
-		s.size += k
 		if s.lossy && s.readers == 0 {
+			// Unattended: a chunk holds just its bytes, not a pooled
+			// megabyte, since it may stay for as long as nobody comes.
+			s.chunks = append(s.chunks, chunk{b: append([]byte(nil), p[:k]...)})
+			s.size += k
 			s.trimLocked(s.limit)
+		} else {
+			s.chunks = append(s.chunks, newChunk(p[:k]))
+			s.size += k
 		}
 		p = p[k:]
 		n += k
@@ -203,7 +210,60 @@ func (s *Stream) Trim(max int) {
 	defer s.mu.Unlock()
 	if s.readers == 0 && (s.lossy || !s.everRead) {
 		s.trimLocked(max)
+		s.compactLocked()
 	}
+}
+
+// compactLocked copies what is queued into one buffer of its exact size
+// and gives the chunks back: a trimmed chunk keeps its whole allocation
+// otherwise, a megabyte for the 64 KiB an exited process keeps.
+func (s *Stream) compactLocked() {
+	if len(s.chunks) == 0 {
+		s.chunks = nil
+		return
+	}
+	if len(s.chunks) == 1 && s.chunks[0].off == 0 && cap(s.chunks[0].b) == len(s.chunks[0].b) {
+		return
+	}
+	b := make([]byte, 0, s.size)
+	held := 0
+	for _, c := range s.chunks {
+		b = append(b, c.b[c.off:]...)
+		held += cap(c.b)
+		c.free()
+	}
+	s.chunks = []chunk{{b: b}}
+	released.Add(int64(held - len(b)))
+}
+
+// released counts buffer bytes compaction let go of: the master hands
+// them back to the kernel (ReleaseMemory) once there are many.
+var released atomic.Int64
+
+// releaseEvery is how many bytes let go of make ReleaseMemory act.
+const releaseEvery = 16 << 20
+
+// ReleaseMemory returns freed buffers to the kernel when streams have let
+// go of more than releaseEvery bytes since last time: the Go runtime
+// would keep them for reuse, and the master's RSS would stay at its
+// highest after a burst of jobs nobody read.
+func ReleaseMemory() {
+	if released.Load() < releaseEvery {
+		return
+	}
+	released.Store(0)
+	debug.FreeOSMemory()
+}
+
+// Retained is what the stream holds: the bytes queued and the capacity of
+// the buffers holding them.
+func (s *Stream) Retained() (size, capacity int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.chunks {
+		capacity += cap(c.b)
+	}
+	return s.size, capacity
 }
 
 // trimLocked drops the oldest bytes beyond max; called with s.mu held.
@@ -217,6 +277,11 @@ func (s *Stream) trimLocked(max int) {
 			c.free()
 			s.chunks[0] = chunk{}
 			s.chunks = s.chunks[1:]
+		} else if c.off > cap(c.b)/2 {
+			// Mostly dropped: keep the rest in a buffer of its size.
+			rest := append([]byte(nil), c.b[c.off:]...)
+			c.free()
+			*c = chunk{b: rest}
 		}
 	}
 }
@@ -253,7 +318,9 @@ type chunk struct {
 }
 
 func newChunk(p []byte) chunk {
-	if len(p) < 64<<10 || len(p) > pooledChunk {
+	// Only writes that fill most of a pooled buffer take one: queued
+	// bytes then never hold more than twice their size.
+	if len(p) < pooledChunk/2 || len(p) > pooledChunk {
 		return chunk{b: append([]byte(nil), p...)}
 	}
 	bp := chunkPool.Get().(*[]byte)

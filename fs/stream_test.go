@@ -137,3 +137,78 @@ func TestStreamTrimKeepsTailOfUnattended(t *testing.T) {
 		t.Fatalf("trim dropped bytes of an attached stream: %d left", len(got))
 	}
 }
+
+// An unread stream holds its bounds in memory too, not only in bytes: a
+// buffer whose bytes were dropped is given back.
+func TestStreamRetainedMemory(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		lossy bool
+		write int
+	}{
+		{"unattended, 100 KiB writes", true, 100 << 10},
+		{"unattended, 700 KiB writes", true, 700 << 10},
+		{"unattended, 1 MiB writes", true, 1 << 20},
+		{"attached mode, 64 KiB writes nobody reads", false, 64 << 10},
+		{"attached mode, 600 KiB writes nobody reads", false, 600 << 10},
+	} {
+		s := NewStream(1<<20, tc.lossy)
+		p := make([]byte, tc.write)
+		total := 0
+		for total < 5<<20 {
+			wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			n, _ := s.Write(wctx, p)
+			cancel()
+			if n == 0 {
+				break // the attached kind is full: its writer waits
+			}
+			total += n
+		}
+		size, capacity := s.Retained()
+		if size > 1<<20 || capacity > 2<<20 {
+			t.Errorf("%s: running, holds %d bytes in %d of buffers; want at most 1 MiB in 2 MiB", tc.name, size, capacity)
+		}
+		s.CloseWrite()
+		s.Trim(64 << 10)
+		size, capacity = s.Retained()
+		if size > 64<<10 || capacity > 64<<10 {
+			t.Errorf("%s: exited, holds %d bytes in %d of buffers; want at most 64 KiB", tc.name, size, capacity)
+		}
+	}
+}
+
+// All exited processes together keep at most exitedKeepTotal of output
+// nobody read; the oldest lose theirs first.
+func TestExitedOutputBoundedInTotal(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	n := m.nodes[-1]
+	chunk := make([]byte, exitedKeepBytes)
+	count := 2 * exitedKeepTotal / exitedKeepBytes // twice what may stay
+	for i := 0; i < count; i++ {
+		p, err := m.newProc(&Caller{Uid: 4242, Gid: 4242}, n, nil, []string{"x"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.stdout.Write(context.Background(), chunk)
+		p.finish("exit 0")
+	}
+	m.sweep(time.Now())
+	total, oldest, newest := 0, 0, 0
+	for pid, p := range m.procs {
+		size, capacity := p.stdout.Retained()
+		total += capacity
+		if pid == 1 {
+			oldest = size
+		}
+		if pid == count {
+			newest = size
+		}
+	}
+	if total > exitedKeepTotal {
+		t.Errorf("%d exited processes keep %d bytes of buffers, more than %d", count, total, exitedKeepTotal)
+	}
+	if oldest != 0 || newest != exitedKeepBytes {
+		t.Errorf("the oldest keeps %d bytes, the newest %d; want 0 and %d", oldest, newest, exitedKeepBytes)
+	}
+}

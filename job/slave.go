@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -272,7 +273,8 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		if !errors.As(err, &errno) {
 			errno = syscall.EIO
 		}
-		report(fmt.Sprintf("failed %d %s", int(errno), err.Error()))
+		// One line: a path in the text may hold a newline.
+		report(fmt.Sprintf("failed %d %s", int(errno), strings.ReplaceAll(err.Error(), "\n", `\n`)))
 	}
 
 	bin, err := s.cache.get(tree, s.CacheDir, m)

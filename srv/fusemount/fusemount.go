@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +65,7 @@ func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
 	zero := time.Duration(0)
-	rn := &fuseNode{}
+	rn := &fuseNode{fsType: "fuse." + name}
 	rn.set(root)
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
@@ -181,8 +182,9 @@ func (m *Mounted) Wait() { m.server.Wait() }
 // already has there, and makes a new inode otherwise.
 type fuseNode struct {
 	gofs.Inode
-	mu   sync.Mutex
-	node fs.Node
+	fsType string // "fuse." and the mount's name, as mountinfo shows it
+	mu     sync.Mutex
+	node   fs.Node
 }
 
 func (n *fuseNode) get() fs.Node {
@@ -302,7 +304,7 @@ func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			return old, 0
 		}
 	}
-	fn := &fuseNode{node: child}
+	fn := &fuseNode{node: child, fsType: n.fsType}
 	return n.NewInode(ctx, fn, st), 0
 }
 
@@ -435,7 +437,7 @@ func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if h == nil {
 		return nil, 0, syscall.EIO
 	}
-	return &fuseHandle{n: n, h: h}, fuse.FOPEN_DIRECT_IO, 0
+	return &fuseHandle{n: n, h: h, fsType: n.fsType}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // fuseHandle is one open file on the mount.
@@ -443,6 +445,10 @@ type fuseHandle struct {
 	n    *fuseNode
 	h    fs.Handle
 	once sync.Once
+	// writer is the pid of the last write: only its close flushes, not
+	// that of a child that merely inherited the descriptor.
+	writer atomic.Uint32
+	fsType string // the mount's type in mountinfo ("fuse.bproc")
 }
 
 // Read passes the request context, which FUSE_INTERRUPT cancels, so a
@@ -457,6 +463,9 @@ func (fh *fuseHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 
 // Write returns the tree's error to the writer synchronously (direct I/O).
 func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if fc, ok := fuse.FromContext(ctx); ok {
+		fh.writer.Store(fc.Pid)
+	}
 	n, err := fh.h.Write(ctx, data, off)
 	if err != nil && n == 0 {
 		return 0, toErrno(err)
@@ -466,8 +475,78 @@ func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	return uint32(n), 0
 }
 
-// Flush is called on every close(2) of a descriptor; nothing to do.
-func (fh *fuseHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
+// Flush is called on every close(2) of a descriptor: when the process
+// that last wrote closes its last descriptor of the file, a handle that
+// buffers (ctl's unfinished line) acts on what it holds, and its error is
+// what close(2) returns. A close of another process's (a child that
+// inherited it) or of one of several (a shell's `printf ... >&3` closes
+// a dup) leaves the line to go on.
+func (fh *fuseHandle) Flush(ctx context.Context) syscall.Errno {
+	fl, ok := fh.h.(fs.Flusher)
+	if !ok || !fl.Unfinished() {
+		return 0
+	}
+	fc, ok := fuse.FromContext(ctx)
+	if !ok || fc.Pid == 0 || fc.Pid != fh.writer.Load() || holds(int(fc.Pid), fh.fsType, fh.n.StableAttr().Ino) {
+		return 0
+	}
+	return toErrno(fl.Flush(ctx))
+}
+
+// holds reports whether process pid has a descriptor open on inode ino
+// of a bproc mount (its own view of one, in whatever mount namespace it
+// is): the descriptor being closed is already out of its table. A false
+// yes (another bproc tree's file of that inode number) only defers an
+// unfinished line to the last close.
+func holds(pid int, fsType string, ino uint64) bool {
+	proc := "/proc/" + strconv.Itoa(pid)
+	mounts := bprocMounts(proc+"/mountinfo", fsType)
+	if len(mounts) == 0 {
+		return false
+	}
+	ents, err := os.ReadDir(proc + "/fdinfo")
+	if err != nil {
+		return false
+	}
+	want := strconv.FormatUint(ino, 10)
+	for _, e := range ents {
+		b, err := os.ReadFile(proc + "/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		var mnt, fino string
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+				mnt = strings.TrimSpace(v)
+			} else if v, ok := strings.CutPrefix(line, "ino:"); ok {
+				fino = strings.TrimSpace(v)
+			}
+		}
+		if fino == want && mounts[mnt] {
+			return true
+		}
+	}
+	return false
+}
+
+// bprocMounts is the set of mount ids of FUSE bproc trees in a mountinfo
+// file ("ID PARENT DEV ROOT POINT OPTS... - fuse.bproc SOURCE ...") whose
+// type is fsType.
+func bprocMounts(mountinfo, fsType string) map[string]bool {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil
+	}
+	ids := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		_, after, ok := strings.Cut(line, " - ")
+		f := strings.Fields(after)
+		if ok && len(f) > 0 && f[0] == fsType {
+			ids[strings.Fields(line)[0]] = true
+		}
+	}
+	return ids
+}
 
 // Fsync: nothing is buffered.
 func (fh *fuseHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
