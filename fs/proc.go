@@ -48,9 +48,11 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 	m.mu.Lock()
 	p.pid = m.nextPid
 	m.nextPid++
+	m.pidIssuedLocked()
 	m.procs[p.pid] = p
 	m.mu.Unlock()
 	p.dir = m.newProcDir(p)
+	m.watchOutput(p)
 	return p
 }
 

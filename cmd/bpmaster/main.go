@@ -106,6 +106,11 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 	m := fs.NewMaster(cfg)
 	m.Logf = logger.Printf
 	m.Trace = tracer.Printf
+	// Before serving: the slaves' surviving jobs keep their pids, new
+	// jobs get pids above every earlier master's.
+	if err := m.UseStateDir(cfg.StateDir); err != nil {
+		return err
+	}
 	m.Stats, m.StatsFiles = statsFiles(cfg.StatsFile), mcast.FileNames
 	go m.Run(ctx)
 
