@@ -118,6 +118,10 @@ func (s *Slave) Run(ctx context.Context) error {
 	// s.Tree is replaced for the next connection.
 	tree := s.Tree
 	jobs, err := tree.Open("slave/jobs", os.O_RDONLY)
+	if errors.Is(err, syscall.EBUSY) {
+		// 9P carries only the errno: say what the master means by it.
+		return fmt.Errorf("registering with the master: the node already has a connected slave: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("registering with the master: %w", err)
 	}
