@@ -51,7 +51,9 @@ func (c *cluster) connect() {
 	c.stop, c.ran = cancel, make(chan struct{})
 	c.slave.Tree = &fs.Local{Root: c.m.Root(), Caller: &fs.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
 	go func() { defer close(c.ran); c.slave.Run(ctx) }()
-	c.waitFor("node 0 up", func() bool { return c.exists("node/0/status") && strings.Contains(readAll(c.t, c.user, "node/0/status"), " up ") })
+	c.waitFor("node 0 up", func() bool {
+		return c.exists("node/0/status") && strings.Contains(readAll(c.t, c.user, "node/0/status"), " up ")
+	})
 }
 
 // crash ends the master's side of everything at once.
