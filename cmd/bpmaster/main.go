@@ -169,8 +169,8 @@ func run(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *
 				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
 				continue
 			}
-			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile {
-				logger.Printf("SIGHUP: bprocport, mount, statsfile and seal changes take effect at restart")
+			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile || newCfg.StateDir != cfg.StateDir {
+				logger.Printf("SIGHUP: bprocport, mount, statsfile, seal and statedir changes take effect at restart")
 			}
 			newCfg.KeyFile = cfg.KeyFile
 			m.SetConfig(newCfg)
