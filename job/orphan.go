@@ -342,11 +342,18 @@ func (s *Slave) ended(ctx context.Context, j *running, status string) {
 				}
 				ob.mu.Unlock()
 			}
-			if s.report(l, j.pid, append(lines, status)...) {
+			err := s.report(l, j.pid, append(lines, status)...)
+			if err == nil {
 				s.jmu.Lock()
 				j.reported = l
 				s.jmu.Unlock()
 				break
+			}
+			if errors.Is(err, syscall.ESRCH) {
+				// The master gave up on it (a start it abandoned): no
+				// master will ever ask for it.
+				s.drop(j)
+				return
 			}
 		}
 		select {

@@ -258,7 +258,7 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 
 // start runs one job and reports it on slave/report.
 func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
-	report := func(lines ...string) bool { return s.report(l, m.Pid, lines...) }
+	report := func(lines ...string) bool { return s.report(l, m.Pid, lines...) == nil }
 	fail := func(err error) {
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
@@ -377,7 +377,7 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 }
 
 // report sends lines about job pid on l's report file, in one write.
-func (s *Slave) report(l *link, pid int, lines ...string) bool {
+func (s *Slave) report(l *link, pid int, lines ...string) error {
 	var b []byte
 	for _, line := range lines {
 		b = fmt.Appendf(b, "%d %s\n", pid, line)
@@ -395,7 +395,7 @@ func (s *Slave) report(l *link, pid int, lines ...string) bool {
 			l.fail(fmt.Errorf("reporting to the master: %w", err))
 		}
 	}
-	return err == nil
+	return err
 }
 
 // onlyReader/onlyWriter hide ReadFrom/WriteTo so io.CopyBuffer uses our
