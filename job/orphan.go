@@ -72,14 +72,21 @@ type outBuf struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed on any change
-	buf     []byte        // bytes [acked, acked+len(buf))
-	acked   int64
-	eof     bool // the job's end is closed
-	broken  bool // the master wants no more (its reader left): dropped
-	gone    bool // the job was dropped
-	on      *link
-	sent    int64 // sent on `on`
-	closed  bool  // EOF sent on `on`
+	// chunks hold bytes [acked, acked+size): chunks[0][skip:] onwards.
+	// Large reads keep their pooled buffer as a chunk (no copy), which
+	// goes back to the pool once acknowledged and not being sent.
+	chunks   [][]byte
+	skip     int
+	size     int
+	acked    int64
+	inflight []byte // the chunk sendOut is writing
+	orphan   []byte // acknowledged during the write: sendOut recycles it
+	eof      bool   // the job's end is closed
+	broken   bool   // the master wants no more (its reader left): dropped
+	gone     bool   // the job was dropped
+	on       *link
+	sent     int64 // sent on `on`
+	closed   bool  // EOF sent on `on`
 }
 
 func (ob *outBuf) signalLocked() {
@@ -87,7 +94,72 @@ func (ob *outBuf) signalLocked() {
 	ob.changed = make(chan struct{})
 }
 
-func (ob *outBuf) end() int64 { return ob.acked + int64(len(ob.buf)) }
+func (ob *outBuf) end() int64 { return ob.acked + int64(ob.size) }
+
+// bigRead is the read size from which a pooled buffer becomes a chunk
+// as it is; smaller reads are copied so that lines do not pin megabytes.
+const bigRead = 256 << 10
+
+func (ob *outBuf) push(b []byte) {
+	ob.chunks = append(ob.chunks, b)
+	ob.size += len(b)
+}
+
+// at returns the kept bytes from offset off (acked <= off < end) to the
+// end of their chunk, and that chunk.
+func (ob *outBuf) at(off int64) (rest, chunk []byte) {
+	k := int(off-ob.acked) + ob.skip
+	for _, c := range ob.chunks {
+		if k < len(c) {
+			return c[k:], c
+		}
+		k -= len(c)
+	}
+	return nil, nil
+}
+
+// dropTo forgets the bytes below off (acked < off <= end).
+func (ob *outBuf) dropTo(off int64) {
+	k := int(off - ob.acked)
+	ob.acked, ob.size = off, ob.size-k
+	for k > 0 {
+		c := ob.chunks[0]
+		if rem := len(c) - ob.skip; k < rem {
+			ob.skip += k
+			break
+		} else {
+			k -= rem
+		}
+		ob.chunks[0] = nil
+		ob.chunks = ob.chunks[1:]
+		ob.skip = 0
+		if sameChunk(c, ob.inflight) {
+			ob.orphan = c
+		} else {
+			recycle(c)
+		}
+	}
+	if len(ob.chunks) == 0 {
+		ob.chunks = nil
+	}
+}
+
+// clear forgets everything kept (not recycled: a write may use it).
+func (ob *outBuf) clear() {
+	ob.acked += int64(ob.size)
+	ob.chunks, ob.skip, ob.size = nil, 0, 0
+}
+
+func sameChunk(a, b []byte) bool {
+	return len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
+}
+
+func recycle(c []byte) {
+	if cap(c) == ioBuf {
+		c = c[:cap(c)]
+		bufs.Put(&c)
+	}
+}
 
 // settled: nothing more to send for it (the job's end closed and all of it
 // sent and closed on the master l, or nothing ever written).
@@ -130,17 +202,17 @@ func (s *Slave) job(pid int) *running {
 func (s *Slave) fill(j *running, ob *outBuf) {
 	defer ob.r.Close()
 	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	buf := *bp
+	defer func() { bufs.Put(bp) }()
 	for {
+		buf := *bp
 		ob.mu.Lock()
-		for len(ob.buf) >= outLimit && !ob.gone && !ob.broken {
+		for ob.size >= outLimit && !ob.gone && !ob.broken {
 			ch := ob.changed
 			ob.mu.Unlock()
 			<-ch
 			ob.mu.Lock()
 		}
-		stop, room := ob.gone || ob.broken, outLimit-len(ob.buf)
+		stop, room := ob.gone || ob.broken, outLimit-ob.size
 		ob.mu.Unlock()
 		if stop {
 			return
@@ -148,7 +220,12 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 		n, err := ob.r.Read(buf[:min(room, len(buf))])
 		ob.mu.Lock()
 		if n > 0 && !ob.broken && !ob.gone {
-			ob.buf = append(ob.buf, buf[:n]...)
+			if n >= bigRead {
+				ob.push(buf[:n])
+				bp = bufs.Get().(*[]byte)
+			} else {
+				ob.push(append([]byte(nil), buf[:n]...))
+			}
 		}
 		if err != nil {
 			ob.eof = true
@@ -201,7 +278,7 @@ func (s *Slave) sendOut(j *running, ob *outBuf) {
 		start := max(ob.sent, ob.acked)
 		var chunk []byte
 		if l != nil && start < end && !ob.broken {
-			chunk = ob.buf[start-ob.acked : min(end, start+ioBuf)-ob.acked]
+			chunk, ob.inflight = ob.at(start)
 		}
 		finish := l != nil && chunk == nil && ob.eof && !ob.closed && end > 0 && !ob.broken
 		ch := ob.changed
@@ -232,14 +309,18 @@ func (s *Slave) sendOut(j *running, ob *outBuf) {
 			if ob.on == l && start+int64(n) > ob.sent {
 				ob.sent = start + int64(n)
 			}
+			ob.inflight = nil
+			if ob.orphan != nil {
+				recycle(ob.orphan)
+				ob.orphan = nil
+			}
 			if err != nil && refused(err) {
 				// The master refuses more (the reader is gone: EPIPE):
 				// the pipe closes here, and the job meets EPIPE or SIGPIPE
 				// on its next write, as with a local pipe whose reader
 				// went away.
 				ob.broken = true
-				ob.acked += int64(len(ob.buf))
-				ob.buf = nil
+				ob.clear()
 				ob.r.Close()
 			}
 			ob.signalLocked()
@@ -282,11 +363,7 @@ func (s *Slave) ack(pid int, stream string, off int64) {
 		}
 		ob.mu.Lock()
 		if off > ob.acked && off <= ob.end() {
-			ob.buf = ob.buf[off-ob.acked:]
-			if len(ob.buf) == 0 {
-				ob.buf = nil // let a drained stream's memory go
-			}
-			ob.acked = off
+			ob.dropTo(off)
 			ob.signalLocked()
 		}
 		ob.mu.Unlock()
@@ -376,7 +453,7 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || ob.end() == 0 || (len(ob.buf) == 0 && ob.closed))
+		done := ob.eof && (ob.broken || ob.end() == 0 || (ob.size == 0 && ob.closed))
 		ob.mu.Unlock()
 		if !done {
 			return
@@ -396,7 +473,7 @@ func (s *Slave) drop(j *running) {
 	for _, ob := range j.out {
 		ob.mu.Lock()
 		ob.gone = true
-		ob.buf = nil
+		ob.clear()
 		ob.signalLocked()
 		ob.mu.Unlock()
 	}
@@ -529,7 +606,7 @@ func (s *Slave) record(j *running) *fs.Adopt {
 	s.jmu.Unlock()
 	for i, ob := range j.out {
 		ob.mu.Lock()
-		st := fs.AdoptedAhead{Off: ob.acked, Done: ob.eof && (ob.broken || len(ob.buf) == 0)}
+		st := fs.AdoptedAhead{Off: ob.acked, Done: ob.eof && (ob.broken || ob.size == 0)}
 		ob.mu.Unlock()
 		if i == 0 {
 			a.Stdout = st
