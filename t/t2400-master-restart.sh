@@ -144,7 +144,7 @@ test_expect_success 'when the grace period ends without a master, the jobs are k
 	wait_gone $ospid 10 &&
 	elapsed=$(($(_now_ms) - start)) &&
 	echo "killed ${elapsed} ms after the master" &&
-	test $elapsed -ge 800 &&
+	test $elapsed -ge 500 &&
 	master_start &&
 	wait_nodes_up 2 20 &&
 	test ! -e $BPROC/proc/$pid &&
