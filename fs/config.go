@@ -25,14 +25,18 @@ import (
 //	statsfile /var/shm/beostat        # recvstats's shm file, shown as node/N/stats/
 //	seal no                           # 9P in the clear after the handshake (trusted network)
 //	maxprocs 1024                     # live processes per user (0: no limit; root has none)
+//	grace 300                         # jobs of a -r slave outlive a lost master this long (seconds)
+//	statedir /var/lib/bproc           # what survives a restart (the pid high-water mark)
 type Config struct {
 	Port        int
 	PingTimeout time.Duration
 	KeyFile     string
 	Mount       string
 	StatsFile   string
-	Plain       bool              // "seal no": no sealing after the handshake
-	MaxProcs    int               // live processes a non-root uid may have; 0: no limit
+	Plain       bool          // "seal no": no sealing after the handshake
+	MaxProcs    int           // live processes a non-root uid may have; 0: no limit
+	Grace       time.Duration // how long a -r slave keeps its jobs without a master
+	StateDir    string
 	Nodes       map[int]string    // node number -> address
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
@@ -53,6 +57,8 @@ func DefaultConfig() *Config {
 		Mount:       "/bproc",
 		StatsFile:   "/var/shm/beostat",
 		MaxProcs:    DefaultMaxProcs,
+		Grace:       5 * time.Minute,
+		StateDir:    "/var/lib/bproc",
 		Nodes:       map[int]string{},
 		Commands:    map[string]string{},
 	}
@@ -84,6 +90,15 @@ var configKeywords = []configKeyword{
 		c.PingTimeout = time.Duration(s * float64(time.Second))
 		return nil
 	}},
+	{"grace", 1, 1, func(c *Config, a []string) error {
+		s, err := strconv.ParseFloat(a[0], 64)
+		if err != nil || s < 0 || s > 1e6 {
+			return fmt.Errorf("bad grace %q (seconds)", a[0])
+		}
+		c.Grace = time.Duration(s * float64(time.Second))
+		return nil
+	}},
+	{"statedir", 1, 1, func(c *Config, a []string) error { c.StateDir = a[0]; return nil }},
 	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
 	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
 	{"statsfile", 1, 1, func(c *Config, a []string) error { c.StatsFile = a[0]; return nil }},

@@ -69,3 +69,24 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseConfigRestartKeywords(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader("grace 1.5\nstatedir /st\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Grace != 1500*time.Millisecond || c.StateDir != "/st" {
+		t.Errorf("grace %v, statedir %q", c.Grace, c.StateDir)
+	}
+	if d := DefaultConfig(); d.Grace != 5*time.Minute || d.StateDir != "/var/lib/bproc" {
+		t.Errorf("defaults: grace %v, statedir %q", d.Grace, d.StateDir)
+	}
+	if c, err := ParseConfig(strings.NewReader("grace 0")); err != nil || c.Grace != 0 {
+		t.Errorf("grace 0: %v, %v", c, err)
+	}
+	for _, bad := range []string{"grace -1", "grace soon", "grace", "statedir", "statedir a b"} {
+		if _, err := ParseConfig(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%q: err = %v, want an error naming line 1", bad, err)
+		}
+	}
+}

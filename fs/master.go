@@ -48,6 +48,7 @@ type Master struct {
 	dyn     map[string]int // addresses given numbers in order of first connection
 	procs   map[int]*Proc
 	nextPid int
+	pids    pidState // the pid high-water mark on disk (state.go)
 	slaves  map[context.Context]*slaveConn
 	bins    binCache
 
@@ -155,7 +156,10 @@ func (m *Master) numberFor(addr string) int {
 	return next
 }
 
-// register makes c the slave of its node, replacing any previous one.
+// register makes c the slave of its node. A node has one slave: while
+// its slave is connected and pinging, a second one claiming the node is
+// refused (EBUSY) and the first keeps working; a slave that went silent
+// loses the node after pingtimeout, and its successor gets it.
 func (m *Master) register(c *Caller) (*slaveConn, error) {
 	if !c.Slave || c.Conn == nil {
 		return nil, fmt.Errorf("only slaves may open jobs: %w", syscall.EPERM)
@@ -164,6 +168,11 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 	num := m.numberFor(c.Addr)
 	n := m.nodeLocked(num)
 	old := n.conn
+	if old != nil && old.key != c.Conn && old.alive() {
+		m.mu.Unlock()
+		m.Logf("node %d: refusing a second slave from %s (%s): the node's slave is connected", num, c.Addr, c.Host)
+		return nil, fmt.Errorf("node %d already has a connected slave: %w", num, syscall.EBUSY)
+	}
 	sc := &slaveConn{key: c.Conn, node: n, jobs: NewStream(jobsQueueSize, false), lastPing: time.Now()}
 	m.slaves[c.Conn] = sc
 	n.conn = sc
@@ -172,13 +181,13 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 	if c.Addr != LocalAddr {
 		n.addr = c.Addr
 	}
-	ping := m.cfg.PingTimeout
+	ping, grace := m.cfg.PingTimeout, m.cfg.Grace
 	m.mu.Unlock()
 	if old != nil && old != sc {
 		m.dropSlave(old, "replaced by a new connection")
 	}
 	m.Logf("node %d up: slave %s (%s)", num, c.Addr, c.Host)
-	if err := sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds()}); err != nil {
+	if err := sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds()}); err != nil {
 		m.dropSlave(sc, err.Error()) // a slave without its number cannot serve
 		return nil, err
 	}
@@ -236,6 +245,13 @@ func (sc *slaveConn) send(m *Master, msg *Msg) error {
 	return nil
 }
 
+// alive: neither dropped nor silent for long (the sweep drops it soon).
+func (sc *slaveConn) alive() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return !sc.dead
+}
+
 func (sc *slaveConn) ping() error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -289,11 +305,12 @@ func (m *Master) sweep(now time.Time) {
 		}
 		sc.mu.Unlock()
 	}
-	var exited []*Proc
+	var exited, forgotten []*Proc
 	for _, p := range m.procs {
 		if t, ok := p.exitTime(); ok {
 			if now.Sub(t) > exitedKeep {
 				delete(m.procs, p.pid)
+				forgotten = append(forgotten, p)
 			} else {
 				exited = append(exited, p)
 			}
@@ -303,11 +320,16 @@ func (m *Master) sweep(now time.Time) {
 	if len(exited) > exitedMax {
 		for _, p := range exited[:len(exited)-exitedMax] {
 			delete(m.procs, p.pid)
+			forgotten = append(forgotten, p)
 		}
 		exited = exited[len(exited)-exitedMax:]
 	}
 	m.mu.Unlock()
 	trimExited(exited)
+	// The slave may drop what it kept for them (unread output).
+	for _, p := range forgotten {
+		p.conn.sendIfAlive(m, &Msg{Op: "forget", Pid: p.pid})
+	}
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
 	}
@@ -518,7 +540,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		return 0, err
 	}
 	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
-		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null}
+		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)
 		return 0, err

@@ -48,6 +48,7 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 		state:   "starting",
 	}
 	p.dir = m.newProcDir(p)
+	m.watchOutput(p)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.underLimitLocked(c); err != nil {
@@ -55,6 +56,7 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 	}
 	p.pid = m.nextPid
 	m.nextPid++
+	m.pidIssuedLocked()
 	m.procs[p.pid] = p
 	return p, nil
 }

@@ -15,16 +15,24 @@ import (
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
+//	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go)
 //
 // The master runs node -1 with the same code over an in-process opener.
 
 // Msg is one message from the master to a slave.
 type Msg struct {
-	Op string `json:"op"` // "hello", "start", "signal", "state"
+	Op string `json:"op"` // "hello", "start", "signal", "state", "ack", "forget"
 
 	// hello
 	Node        int   `json:"node,omitempty"`
 	PingTimeout int64 `json:"ping_ms,omitempty"`
+	Grace       int64 `json:"grace_ms,omitempty"` // how long jobs outlive a lost master (0: not at all)
+
+	// ack: the master has taken Off bytes of the job's Stream (stdout,
+	// stderr) off the slave's hands; forget: the job is gone from the
+	// master's table, drop all that is kept for it
+	Stream string `json:"stream,omitempty"`
+	Off    int64  `json:"off,omitempty"`
 
 	// start, signal
 	Pid    int      `json:"pid,omitempty"`
@@ -39,7 +47,9 @@ type Msg struct {
 	Gid    uint32   `json:"gid"`
 	Groups []uint32 `json:"groups,omitempty"`
 	Null   bool     `json:"null_stdin,omitempty"`
-	Sig    int      `json:"sig,omitempty"`
+	// Attached (-i) output goes only to proc/PID/stdout and stderr.
+	Attached bool `json:"attached,omitempty"`
+	Sig      int  `json:"sig,omitempty"`
 
 	// state
 	State   string `json:"state,omitempty"`

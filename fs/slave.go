@@ -33,9 +33,16 @@ func (m *Master) newSlaveDir() Dir {
 		}
 		return &reportHandle{m: m, sc: sc}, nil
 	}}
+	adopt := &openFile{ino: NewIno(), mode: 0o200, open: func(c *Caller, flags int) (Handle, error) {
+		sc, err := m.slaveFor(c)
+		if err != nil {
+			return nil, err
+		}
+		return &adoptHandle{m: m, sc: sc}, nil
+	}}
 	bins := &slaveBinDir{m: m, ino: NewIno()}
 	procs := &slaveProcDir{m: m, ino: NewIno()}
-	return newDir(staticEntries("bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
+	return newDir(staticEntries("adopt", adopt, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
 }
 
 type pingHandle struct {

@@ -33,6 +33,11 @@ type Stream struct {
 	// straight into its buffer, saving the queue's copy (half the master's
 	// work on a busy output stream).
 	waiting *parked
+	// out counts the bytes that left the queue (read, dropped, discarded)
+	// since the stream's first byte; onOut, set before first use, hears
+	// of it (how a slave learns which output it may forget, adopt.go).
+	out   int64
+	onOut func(out int64, empty bool)
 }
 
 type parked struct {
@@ -117,16 +122,22 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			close(w.done)
 			p = p[k:]
 			n += k
+			s.out += int64(k)
 			s.mu.Unlock()
+			s.outChanged()
 			continue
 		}
 		k := min(room, len(p))
+		trimmed := false
 		if s.lossy && s.readers == 0 {
 			// Unattended: a chunk holds just its bytes, not a pooled
 			// megabyte, since it may stay for as long as nobody comes.
 			s.chunks = append(s.chunks, chunk{b: append([]byte(nil), p[:k]...)})
 			s.size += k
-			s.trimLocked(s.limit)
+			if s.size > s.limit {
+				s.trimLocked(s.limit)
+				trimmed = true
+			}
 		} else {
 			s.chunks = append(s.chunks, newChunk(p[:k]))
 			s.size += k
@@ -135,6 +146,9 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 		n += k
 		s.signal()
 		s.mu.Unlock()
+		if trimmed {
+			s.outChanged()
+		}
 	}
 	return n, nil
 }
@@ -158,8 +172,10 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 				}
 			}
 			s.size -= n
+			s.out += int64(n)
 			s.signal()
 			s.mu.Unlock()
+			s.outChanged()
 			return n, nil
 		}
 		if s.eof {
@@ -207,11 +223,12 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 // process leaves for a reader who may never come.
 func (s *Stream) Trim(max int) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.readers == 0 && (s.lossy || !s.everRead) {
 		s.trimLocked(max)
 		s.compactLocked()
 	}
+	s.mu.Unlock()
+	s.outChanged()
 }
 
 // compactLocked copies what is queued into one buffer of its exact size
@@ -273,6 +290,7 @@ func (s *Stream) trimLocked(max int) {
 		drop := min(s.size-max, len(c.b)-c.off)
 		c.off += drop
 		s.size -= drop
+		s.out += int64(drop)
 		if c.off == len(c.b) {
 			c.free()
 			s.chunks[0] = chunk{}
@@ -299,10 +317,12 @@ func (s *Stream) CloseWrite() {
 func (s *Stream) Break(err error) {
 	s.mu.Lock()
 	s.broken = err
+	s.out += int64(s.size)
 	s.chunks, s.size = nil, 0
 	s.eof = true
 	s.signal()
 	s.mu.Unlock()
+	s.outChanged()
 }
 
 // Chunk buffers of the big streams are recycled: allocating and clearing

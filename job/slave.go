@@ -42,10 +42,16 @@ type Slave struct {
 	// the jobs' process groups if the slave dies (see RunReaperIfAsked,
 	// which the program's main must call first).
 	Reaper bool
+	// KeepJobs keeps the jobs running when the master is lost, for the
+	// grace period its hello gave, until a master adopts them (bpslave
+	// -r; see orphan.go). Without it they are killed at once.
+	KeepJobs bool
 
 	mu     sync.Mutex
 	cache  *binCache
 	reaper reaper
+
+	jobsState // orphan.go
 }
 
 // link is one connection to the master, as the goroutines of its jobs see
@@ -57,14 +63,6 @@ type link struct {
 	reportMu sync.Mutex
 	report   io.Writer // slave/report
 	fail     context.CancelCauseFunc
-
-	mu     sync.Mutex
-	jobs   map[int]*running // by the master's pid
-	closed bool             // the link is gone: no new job starts on it
-}
-
-type running struct {
-	pgid int
 }
 
 // ioBuf is the copy size for job I/O: as large as fits in one 9P message
@@ -87,9 +85,10 @@ func (s *Slave) trace(format string, args ...any) {
 	}
 }
 
-// Close removes what the slave keeps on the node (a temporary binary
-// cache). Call it when the slave is done for good.
+// Close kills the jobs still kept and removes what the slave keeps on the
+// node (a temporary binary cache). Call it when the slave is done for good.
 func (s *Slave) Close() error {
+	s.killAll()
 	s.mu.Lock()
 	c := s.cache
 	s.mu.Unlock()
@@ -100,8 +99,8 @@ func (s *Slave) Close() error {
 }
 
 // Run registers with the master and serves jobs until the connection fails
-// or ctx ends. Every process started here is killed when Run returns: the
-// process space lives on the master, so nothing outlives the link to it.
+// or ctx ends. When Run returns the jobs are killed, unless KeepJobs keeps
+// them for the next Run to hand to a master (orphan.go).
 func (s *Slave) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -110,11 +109,16 @@ func (s *Slave) Run(ctx context.Context) error {
 		s.cache = &binCache{}
 	}
 	s.mu.Unlock()
+	s.ensureJobs()
 
 	// This connection's tree: goroutines of its jobs keep using it even if
 	// s.Tree is replaced for the next connection.
 	tree := s.Tree
 	jobs, err := tree.Open("slave/jobs", os.O_RDONLY)
+	if errors.Is(err, syscall.EBUSY) {
+		// 9P carries only the errno: say what the master means by it.
+		return fmt.Errorf("registering with the master: the node already has a connected slave: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("registering with the master: %w", err)
 	}
@@ -124,8 +128,8 @@ func (s *Slave) Run(ctx context.Context) error {
 		return fmt.Errorf("opening report: %w", err)
 	}
 	defer report.Close()
-	l := &link{tree: tree, report: report, fail: cancel, jobs: map[int]*running{}}
-	defer l.killAll()
+	l := &link{tree: tree, report: report, fail: cancel}
+	defer s.linkLost(l)
 	go func() {
 		<-ctx.Done()
 		jobs.Close()
@@ -152,13 +156,20 @@ func (s *Slave) Run(ctx context.Context) error {
 		case "hello":
 			s.logf("registered as node %d", m.Node)
 			go s.pinger(ctx, tree, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
+			s.handOver(l, time.Duration(m.Grace)*time.Millisecond)
 			if s.OnHello != nil {
 				s.OnHello(m.Node)
 			}
 		case "start":
 			go s.start(ctx, l, &m)
 		case "signal":
-			s.signal(l, m.Pid, syscall.Signal(m.Sig))
+			s.signal(m.Pid, syscall.Signal(m.Sig))
+		case "ack":
+			s.ack(m.Pid, m.Stream, m.Off)
+		case "forget":
+			if j := s.job(m.Pid); j != nil {
+				s.drop(j)
+			}
 		case "state":
 			go s.runStateCommand(&m)
 		default:
@@ -209,25 +220,24 @@ func (s *Slave) pinger(ctx context.Context, tree Opener, cancel context.CancelCa
 	}
 }
 
-func (s *Slave) signal(l *link, pid int, sig syscall.Signal) {
-	l.mu.Lock()
-	j := l.jobs[pid]
-	l.mu.Unlock()
-	if j == nil {
+func (s *Slave) signal(pid int, sig syscall.Signal) {
+	s.jmu.Lock()
+	j := s.jobs[pid]
+	live := j != nil && j.status == ""
+	if live {
+		switch sig {
+		case syscall.SIGSTOP, syscall.SIGTSTP:
+			j.stopped = true
+		case syscall.SIGCONT:
+			j.stopped = false
+		}
+	}
+	s.jmu.Unlock()
+	if !live {
 		return
 	}
 	if err := syscall.Kill(-j.pgid, sig); err != nil {
 		s.logf("signal %d to job %d: %v", sig, pid, err)
-	}
-}
-
-// killAll ends the link's jobs, and any start still on its way.
-func (l *link) killAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	for _, j := range l.jobs {
-		syscall.Kill(-j.pgid, syscall.SIGKILL)
 	}
 }
 
@@ -245,29 +255,7 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 
 // start runs one job and reports it on slave/report.
 func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
-	tree := l.tree
-	base := fmt.Sprintf("slave/proc/%d/", m.Pid)
-	// report sends lines about this job in one write.
-	report := func(lines ...string) bool {
-		var b []byte
-		for _, l := range lines {
-			b = fmt.Appendf(b, "%d %s\n", m.Pid, l)
-		}
-		s.trace("-> %s", b)
-		l.reportMu.Lock()
-		_, err := l.report.Write(b)
-		l.reportMu.Unlock()
-		if err != nil {
-			s.logf("job %d: reporting %q: %v", m.Pid, b, err)
-			// The master not knowing the process is its answer to a start
-			// it gave up on; anything else means the link is broken, and
-			// a fresh connection is the way out.
-			if !errors.Is(err, syscall.ESRCH) {
-				l.fail(fmt.Errorf("reporting to the master: %w", err))
-			}
-		}
-		return err == nil
-	}
+	report := func(lines ...string) bool { return s.report(l, m.Pid, lines...) == nil }
 	fail := func(err error) {
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
@@ -277,7 +265,7 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		report(fmt.Sprintf("failed %d %s", int(errno), strings.ReplaceAll(err.Error(), "\n", `\n`)))
 	}
 
-	bin, err := s.cache.get(tree, s.CacheDir, m)
+	bin, err := s.cache.get(l.tree, s.CacheDir, m)
 	if err != nil {
 		fail(fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
@@ -292,55 +280,20 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		Pdeathsig:  syscall.SIGKILL,
 	}
 
-	var copiers sync.WaitGroup
+	j := newRunning(m)
 	var closeAfterStart []*os.File
-	var emptyMu sync.Mutex
-	var empty []string // streams that ended without a byte: reported with the exit
-	pipeOut := func(name string) (*os.File, error) {
+	pipeOut := func(ob *outBuf) (*os.File, error) {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("pipe: %w", err)
 		}
 		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 		closeAfterStart = append(closeAfterStart, w)
-		copiers.Add(1)
-		go func() {
-			defer copiers.Done()
-			defer r.Close()
-			// Open the master's file only once there is output: most
-			// short jobs print nothing on stderr, and a file open costs
-			// round trips.
-			bp := bufs.Get().(*[]byte)
-			defer bufs.Put(bp)
-			buf := *bp
-			n, err := r.Read(buf)
-			if n == 0 && err != nil {
-				emptyMu.Lock()
-				empty = append(empty, name)
-				emptyMu.Unlock()
-				return
-			}
-			dst, err := tree.Open(base+name, os.O_WRONLY)
-			if err != nil {
-				s.logf("job %d: opening %s: %v", m.Pid, name, err)
-				return
-			}
-			defer dst.Close()
-			if _, err := dst.Write(buf[:n]); err != nil {
-				s.logf("job %d: %s: %v", m.Pid, name, err)
-				return
-			}
-			// When the master refuses more (the reader is gone: EPIPE), the
-			// pipe closes here, and the job meets EPIPE or SIGPIPE on its
-			// next write, as with a local pipe whose reader went away.
-			if _, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{r}, buf); err != nil {
-				s.logf("job %d: %s: %v", m.Pid, name, err)
-			}
-		}()
+		ob.r = r
 		return w, nil
 	}
-	if cmd.Stdout, err = pipeOut("stdout"); err == nil {
-		cmd.Stderr, err = pipeOut("stderr")
+	if cmd.Stdout, err = pipeOut(j.out[0]); err == nil {
+		cmd.Stderr, err = pipeOut(j.out[1])
 	}
 	var stdinW *os.File
 	if err == nil && !m.Null {
@@ -350,21 +303,30 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 			closeAfterStart = append(closeAfterStart, r)
 		}
 	}
+	closeReaders := func() {
+		for _, ob := range j.out {
+			if ob.r != nil {
+				ob.r.Close()
+			}
+		}
+	}
 	if err != nil {
 		for _, f := range closeAfterStart {
 			f.Close()
 		}
+		closeReaders()
 		fail(err)
 		return
 	}
 
-	l.mu.Lock()
-	if l.closed {
+	s.jmu.Lock()
+	if s.cur != l {
 		err = fmt.Errorf("the connection to the master is gone: %w", syscall.ENOTCONN)
 	} else if err = startOnSpawner(cmd); err == nil {
-		l.jobs[m.Pid] = &running{pgid: cmd.Process.Pid}
+		j.pgid = cmd.Process.Pid
+		s.jobs[m.Pid] = j
 	}
-	l.mu.Unlock()
+	s.jmu.Unlock()
 	if err == nil && s.Reaper {
 		if rerr := s.reaper.note('+', cmd.Process.Pid); rerr != nil {
 			s.logf("job %d: %v (its processes may outlive this slave)", m.Pid, rerr)
@@ -377,9 +339,13 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		if stdinW != nil {
 			stdinW.Close()
 		}
-		copiers.Wait()
+		closeReaders()
 		fail(err)
 		return
+	}
+	for _, ob := range j.out {
+		go s.fill(j, ob)
+		go s.sendOut(j, ob)
 	}
 	if !report(fmt.Sprintf("started %d", cmd.Process.Pid)) {
 		// The master gave up on this start (the writer was interrupted,
@@ -387,56 +353,47 @@ func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if stdinW != nil {
-		go s.feedStdin(tree, m.Pid, base, stdinW)
+		go s.feedStdin(j, stdinW)
 	}
 
 	err = cmd.Wait()
-	l.mu.Lock()
-	delete(l.jobs, m.Pid)
-	l.mu.Unlock()
 	if s.Reaper {
 		s.reaper.note('-', cmd.Process.Pid)
 	}
-	// Let the output drain before the exit is reported, but do not wait
-	// forever for a daemon that kept the pipes open.
-	drained := make(chan struct{})
-	go func() { copiers.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(2 * time.Second):
-	case <-ctx.Done():
-	}
-	// Streams that ended empty are closed in the same write as the exit.
-	emptyMu.Lock()
-	var lines []string
-	for _, name := range empty {
-		lines = append(lines, "eof "+name)
-	}
-	emptyMu.Unlock()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	var status string
 	switch {
 	case ws.Signaled():
-		lines = append(lines, fmt.Sprintf("signal %d", int(ws.Signal())))
+		status = fmt.Sprintf("signal %d", int(ws.Signal()))
 	case ws.Exited():
-		lines = append(lines, fmt.Sprintf("exit %d", ws.ExitStatus()))
+		status = fmt.Sprintf("exit %d", ws.ExitStatus())
 	default:
-		lines = append(lines, "exit 255")
+		status = "exit 255"
 		s.logf("job %d: odd wait status: %v", m.Pid, err)
 	}
-	report(lines...)
+	s.ended(ctx, j, status)
 }
 
-func (s *Slave) feedStdin(tree Opener, pid int, base string, w *os.File) {
-	defer w.Close()
-	src, err := tree.Open(base+"stdin", os.O_RDONLY)
-	if err != nil {
-		s.logf("job %d: opening stdin: %v", pid, err)
-		return
+// report sends lines about job pid on l's report file, in one write.
+func (s *Slave) report(l *link, pid int, lines ...string) error {
+	var b []byte
+	for _, line := range lines {
+		b = fmt.Appendf(b, "%d %s\n", pid, line)
 	}
-	defer src.Close()
-	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	io.CopyBuffer(onlyWriter{w}, onlyReader{src}, *bp)
+	s.trace("-> %s", b)
+	l.reportMu.Lock()
+	_, err := l.report.Write(b)
+	l.reportMu.Unlock()
+	if err != nil {
+		s.logf("job %d: reporting %q: %v", pid, b, err)
+		// The master not knowing the process is its answer to a start
+		// it gave up on; anything else means the link is broken, and
+		// a fresh connection is the way out.
+		if !errors.Is(err, syscall.ESRCH) {
+			l.fail(fmt.Errorf("reporting to the master: %w", err))
+		}
+	}
+	return err
 }
 
 // onlyReader/onlyWriter hide ReadFrom/WriteTo so io.CopyBuffer uses our

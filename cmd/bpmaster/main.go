@@ -111,6 +111,11 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 	m := fs.NewMaster(cfg)
 	m.Logf = logger.Printf
 	m.Trace = tracer.Printf
+	// Before serving: the slaves' surviving jobs keep their pids, new
+	// jobs get pids above every earlier master's.
+	if err := m.UseStateDir(cfg.StateDir); err != nil {
+		return err
+	}
 	m.Stats, m.StatsFiles = statsFiles(cfg.StatsFile), mcast.FileNames
 	go m.Run(ctx)
 
@@ -173,8 +178,8 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
 				continue
 			}
-			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile {
-				logger.Printf("SIGHUP: bprocport, mount, statsfile and seal changes take effect at restart")
+			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile || newCfg.StateDir != cfg.StateDir {
+				logger.Printf("SIGHUP: bprocport, mount, statsfile, seal and statedir changes take effect at restart")
 			}
 			newCfg.KeyFile = cfg.KeyFile
 			m.SetConfig(newCfg)

@@ -116,7 +116,9 @@ func serve(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer
 	}
 	// One Slave for every connection: its cache of shipped binaries
 	// outlives a reconnect.
-	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
+	// With -r its jobs also outlive a lost master, for the grace period
+	// the master gave, so that a restarted master can take them back.
+	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true, KeepJobs: o.reconnect}
 	defer s.Close()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff

@@ -1,0 +1,160 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseAdopt(t *testing.T) {
+	for _, tc := range []struct {
+		rec  string
+		want string // "" ok, else part of the error
+	}{
+		{`{"pid":7,"uid":1,"gid":2,"argv":["/bin/sh","-c","x"],"state":"running","stdout":{"off":10},"stderr":{"off":0}}`, ""},
+		{`{"pid":7,"argv":["a"],"state":"stopped"}`, ""},
+		{`{"pid":7,"argv":["a"],"state":"exited","status":"exit 3","stdout":{"off":5,"done":true}}`, ""},
+		{`{"pid":7,"argv":["a"],"state":"exited","status":"signal 9"}`, ""},
+		{`{"pid":0,"argv":["a"],"state":"running"}`, "bad pid"},
+		{`{"pid":-3,"argv":["a"],"state":"running"}`, "bad pid"},
+		{`{"pid":7,"state":"running"}`, "no argv"},
+		{`{"pid":7,"argv":["a"],"state":"zombie"}`, "bad state"},
+		{`{"pid":7,"argv":["a"],"state":"running","status":"exit 1"}`, "with a status"},
+		{`{"pid":7,"argv":["a"],"state":"exited"}`, "bad status"},
+		{`{"pid":7,"argv":["a"],"state":"exited","status":"exit 256"}`, "bad status"},
+		{`{"pid":7,"argv":["a"],"state":"exited","status":"exit 03"}`, "bad status"},
+		{`{"pid":7,"argv":["a"],"state":"exited","status":"lost node 3 down"}`, "bad status"},
+		{`{"pid":7,"argv":["a"],"state":"running","stdout":{"off":-1}}`, "negative"},
+		{`{"pid":7,`, "bad adopt record"},
+		{``, "bad adopt record"},
+	} {
+		_, err := ParseAdopt([]byte(tc.rec))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.rec, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, syscall.EINVAL)):
+			t.Errorf("%s: got %v, want EINVAL with %q", tc.rec, err, tc.want)
+		}
+	}
+	if _, err := ParseAdopt(make([]byte, maxAdoptRecord+1)); !errors.Is(err, syscall.E2BIG) {
+		t.Errorf("huge record: %v", err)
+	}
+}
+
+// FuzzParseAdopt: whatever a slave writes to slave/adopt gets a record
+// that passes the checks, or an error; never a panic.
+func FuzzParseAdopt(f *testing.F) {
+	f.Add([]byte(`{"pid":7,"uid":1,"gid":2,"argv":["/bin/sh","-c","x"],"state":"running","stdout":{"off":10},"stderr":{"off":0}}`))
+	f.Add([]byte(`{"pid":7,"argv":["a"],"state":"exited","status":"exit 3","stdout":{"off":5,"done":true}}`))
+	f.Add([]byte(`{"pid":1e99,"argv":[""],"state":"exited","status":"signal 300"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseAdopt(b)
+		if err != nil {
+			return
+		}
+		if a.Pid <= 0 || len(a.Argv) == 0 || a.Stdout.Off < 0 || a.Stderr.Off < 0 {
+			t.Fatalf("accepted %q as %+v", b, a)
+		}
+		if (a.State == "exited") != (a.Status != "") {
+			t.Fatalf("accepted %q: state %s, status %q", b, a.State, a.Status)
+		}
+	})
+}
+
+func TestStatePidsNeverReused(t *testing.T) {
+	dir := t.TempDir()
+	m := NewMaster(DefaultConfig())
+	if err := m.UseStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	c := &Caller{}
+	n := m.nodes[-1]
+	var last int
+	for i := 0; i < pidBlock+10; i++ { // across a block boundary
+		p, err := m.newProc(c, n, nil, []string{"x"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p.pid
+	}
+	// A crash now: the next master starts above every pid issued.
+	m2 := NewMaster(DefaultConfig())
+	if err := m2.UseStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := m2.newProc(c, m2.nodes[-1], nil, []string{"x"}, false); err != nil || p.pid <= last {
+		t.Fatalf("pid %v (%v) after a restart, %d issued before", p, err, last)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "nextpid")); len(b) == 0 {
+		t.Fatal("no high-water mark written")
+	}
+	os.WriteFile(filepath.Join(dir, "nextpid"), []byte("garbage\n"), 0o600)
+	if err := NewMaster(DefaultConfig()).UseStateDir(dir); err == nil || !strings.Contains(err.Error(), "bad pid high-water mark") {
+		t.Fatalf("garbage state: %v", err)
+	}
+}
+
+// A stream reports every byte leaving it (read or dropped) as an offset
+// from its first byte, base included.
+func TestStreamCountsWhatLeaves(t *testing.T) {
+	s := NewStream(10, true)
+	s.out = 100
+	var mu sync.Mutex
+	var got []int64
+	s.onOut = func(out int64, empty bool) { mu.Lock(); got = append(got, out); mu.Unlock() }
+	ctx := context.Background()
+	s.Write(ctx, []byte("0123456789abc")) // unattended: 3 dropped
+	s.Attach()
+	buf := make([]byte, 4)
+	s.Read(ctx, buf)
+	s.Read(ctx, buf)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []int64{103, 107, 111}
+	if len(got) != len(want) {
+		t.Fatalf("offsets %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("offsets %v, want %v", got, want)
+		}
+	}
+}
+
+// Only one slave holds a node: a second claim is refused while the first
+// is connected, and succeeds once it is gone.
+func TestSecondSlaveRefused(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	c1 := &Caller{Slave: true, Addr: "10.0.0.5", Conn: ctx1}
+	c2 := &Caller{Slave: true, Addr: "10.0.0.5", Conn: ctx2}
+	if _, err := m.register(c1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.register(c2); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("second slave: %v, want EBUSY", err)
+	}
+	if m.nodes[0].conn.key != ctx1 {
+		t.Fatal("the first slave lost its node")
+	}
+	cancel1()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := m.register(c2); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after the first left: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

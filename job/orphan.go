@@ -1,0 +1,659 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"bproc/fs"
+)
+
+// Jobs outlive a lost master. The jobs belong to the Slave, not to one
+// connection: each keeps the output the master has not acknowledged (up to
+// outLimit per stream; then the job blocks, as on a full pipe). When the
+// link to the master ends, a KeepJobs slave keeps them for the grace period
+// the master's hello gave; the next master it registers with gets an
+// fs.Adopt record per job on slave/adopt, and the slave sends each stream
+// again from its first unacknowledged byte, reports what ended meanwhile
+// and reads stdin anew. Jobs the master refuses, or still without a master
+// when the grace ends, are killed.
+
+// outLimit bounds what a stream keeps unacknowledged: more than the
+// master's own stream buffer, so that acknowledgements (which come as the
+// master's queue drains) keep the job going while a reader keeps up.
+const outLimit = 4 << 20
+
+// jobsState is the Slave's table of jobs and the link they report on.
+type jobsState struct {
+	jmu    sync.Mutex
+	jobs   map[int]*running // by the master's pid
+	cur    *link            // the link jobs use; nil while there is none
+	curCh  chan struct{}    // closed when cur changes
+	graceT *time.Timer      // kills the jobs unless a master comes back
+	grace  time.Duration    // from the last hello: how long jobs outlive their master
+}
+
+type running struct {
+	pid      int
+	pgid     int
+	uid, gid uint32
+	argv     []string
+	attached bool
+	out      [2]*outBuf // stdout, stderr
+	gone     chan struct{}
+	goneOnce sync.Once
+
+	// under Slave.jmu
+	stopped  bool
+	status   string // "exit N" or "signal N" once ended
+	reported *link  // the link whose master has the status
+}
+
+func newRunning(m *fs.Msg) *running {
+	j := &running{pid: m.Pid, uid: m.Uid, gid: m.Gid, argv: m.Argv, attached: m.Attached, gone: make(chan struct{})}
+	for i, name := range []string{"stdout", "stderr"} {
+		j.out[i] = &outBuf{name: name, path: fmt.Sprintf("slave/proc/%d/%s", m.Pid, name), changed: make(chan struct{})}
+	}
+	return j
+}
+
+// outBuf is one output stream of a job: the bytes from the first the
+// master has not acknowledged to the last read from the job.
+type outBuf struct {
+	name, path string
+	r          *os.File // the job's pipe
+
+	mu      sync.Mutex
+	changed chan struct{} // closed on any change
+	// chunks hold bytes [acked, acked+size): chunks[0][skip:] onwards.
+	// Large reads keep their pooled buffer as a chunk (no copy), which
+	// goes back to the pool once acknowledged and not being sent.
+	chunks   [][]byte
+	skip     int
+	size     int
+	acked    int64
+	inflight []byte // the chunk sendOut is writing
+	orphan   []byte // acknowledged during the write: sendOut recycles it
+	eof      bool   // the job's end is closed
+	broken   bool   // the master wants no more (its reader left): dropped
+	gone     bool   // the job was dropped
+	on       *link
+	sent     int64 // sent on `on`
+	closed   bool  // EOF sent on `on`
+}
+
+func (ob *outBuf) signalLocked() {
+	close(ob.changed)
+	ob.changed = make(chan struct{})
+}
+
+func (ob *outBuf) end() int64 { return ob.acked + int64(ob.size) }
+
+// bigRead is the read size from which a pooled buffer becomes a chunk
+// as it is; smaller reads are copied so that lines do not pin megabytes.
+const bigRead = 256 << 10
+
+func (ob *outBuf) push(b []byte) {
+	ob.chunks = append(ob.chunks, b)
+	ob.size += len(b)
+}
+
+// at returns the kept bytes from offset off (acked <= off < end) to the
+// end of their chunk, and that chunk.
+func (ob *outBuf) at(off int64) (rest, chunk []byte) {
+	k := int(off-ob.acked) + ob.skip
+	for _, c := range ob.chunks {
+		if k < len(c) {
+			return c[k:], c
+		}
+		k -= len(c)
+	}
+	return nil, nil
+}
+
+// dropTo forgets the bytes below off (acked < off <= end).
+func (ob *outBuf) dropTo(off int64) {
+	k := int(off - ob.acked)
+	ob.acked, ob.size = off, ob.size-k
+	for k > 0 {
+		c := ob.chunks[0]
+		if rem := len(c) - ob.skip; k < rem {
+			ob.skip += k
+			break
+		} else {
+			k -= rem
+		}
+		ob.chunks[0] = nil
+		ob.chunks = ob.chunks[1:]
+		ob.skip = 0
+		if sameChunk(c, ob.inflight) {
+			ob.orphan = c
+		} else {
+			recycle(c)
+		}
+	}
+	if len(ob.chunks) == 0 {
+		ob.chunks = nil
+	}
+}
+
+// clear forgets everything kept (not recycled: a write may use it).
+func (ob *outBuf) clear() {
+	ob.acked += int64(ob.size)
+	ob.chunks, ob.skip, ob.size = nil, 0, 0
+}
+
+func sameChunk(a, b []byte) bool {
+	return len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
+}
+
+func recycle(c []byte) {
+	if cap(c) == ioBuf {
+		c = c[:cap(c)]
+		bufs.Put(&c)
+	}
+}
+
+// settled: nothing more to send for it (the job's end closed and all of it
+// sent and closed on the master l, or nothing ever written).
+func (ob *outBuf) settled(l *link) bool {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	return ob.eof && (ob.broken || ob.end() == 0 || (ob.on == l && ob.closed))
+}
+
+func (s *Slave) ensureJobs() {
+	s.jmu.Lock()
+	if s.jobs == nil {
+		s.jobs = map[int]*running{}
+		s.curCh = make(chan struct{})
+	}
+	s.jmu.Unlock()
+}
+
+// link returns the current link (nil: none) and a channel closed when it
+// changes.
+func (s *Slave) link() (*link, <-chan struct{}) {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	return s.cur, s.curCh
+}
+
+func (s *Slave) setLinkLocked(l *link) {
+	s.cur = l
+	close(s.curCh)
+	s.curCh = make(chan struct{})
+}
+
+func (s *Slave) job(pid int) *running {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	return s.jobs[pid]
+}
+
+// fill reads the job's output into its buffer, waiting while it is full.
+func (s *Slave) fill(j *running, ob *outBuf) {
+	defer ob.r.Close()
+	bp := bufs.Get().(*[]byte)
+	defer func() { bufs.Put(bp) }()
+	for {
+		buf := *bp
+		ob.mu.Lock()
+		for ob.size >= outLimit && !ob.gone && !ob.broken {
+			ch := ob.changed
+			ob.mu.Unlock()
+			<-ch
+			ob.mu.Lock()
+		}
+		stop, room := ob.gone || ob.broken, outLimit-ob.size
+		ob.mu.Unlock()
+		if stop {
+			return
+		}
+		n, err := ob.r.Read(buf[:min(room, len(buf))])
+		ob.mu.Lock()
+		if n > 0 && !ob.broken && !ob.gone {
+			if n >= bigRead {
+				ob.push(buf[:n])
+				bp = bufs.Get().(*[]byte)
+			} else {
+				ob.push(append([]byte(nil), buf[:n]...))
+			}
+		}
+		if err != nil {
+			ob.eof = true
+		}
+		ob.signalLocked()
+		ob.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// sendOut sends a stream's unsent bytes to the current master, from the
+// first unacknowledged one after a new link, and closes it there once the
+// job's end is closed.
+func (s *Slave) sendOut(j *running, ob *outBuf) {
+	var f io.WriteCloser
+	var fOn *link
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	// waitLink waits for another link (or the job's end) after a failure
+	// on l.
+	waitLink := func(l *link) {
+		for {
+			cur, ch := s.link()
+			if cur != l {
+				return
+			}
+			select {
+			case <-ch:
+			case <-j.gone:
+				return
+			}
+		}
+	}
+	for {
+		l, lch := s.link()
+		ob.mu.Lock()
+		if ob.gone {
+			ob.mu.Unlock()
+			return
+		}
+		if l != ob.on {
+			ob.on, ob.sent, ob.closed = l, ob.acked, false
+		}
+		end := ob.end()
+		start := max(ob.sent, ob.acked)
+		var chunk []byte
+		if l != nil && start < end && !ob.broken {
+			chunk, ob.inflight = ob.at(start)
+		}
+		finish := l != nil && chunk == nil && ob.eof && !ob.closed && end > 0 && !ob.broken
+		ch := ob.changed
+		ob.mu.Unlock()
+		if f != nil && fOn != l {
+			f.Close()
+			f = nil
+		}
+		if chunk == nil && !finish {
+			select {
+			case <-ch:
+			case <-lch:
+			}
+			continue
+		}
+		if f == nil {
+			nf, err := l.tree.Open(ob.path, os.O_WRONLY)
+			if err != nil {
+				s.logf("job %d: opening %s: %v", j.pid, ob.name, err)
+				waitLink(l)
+				continue
+			}
+			f, fOn = nf, l
+		}
+		if chunk != nil {
+			n, err := f.Write(chunk)
+			ob.mu.Lock()
+			if ob.on == l && start+int64(n) > ob.sent {
+				ob.sent = start + int64(n)
+			}
+			ob.inflight = nil
+			if ob.orphan != nil {
+				recycle(ob.orphan)
+				ob.orphan = nil
+			}
+			if err != nil && refused(err) {
+				// The master refuses more (the reader is gone: EPIPE):
+				// the pipe closes here, and the job meets EPIPE or SIGPIPE
+				// on its next write, as with a local pipe whose reader
+				// went away.
+				ob.broken = true
+				ob.clear()
+				ob.r.Close()
+			}
+			ob.signalLocked()
+			ob.mu.Unlock()
+			if err != nil {
+				s.logf("job %d: %s: %v", j.pid, ob.name, err)
+				f.Close()
+				f = nil
+				if !refused(err) {
+					waitLink(l)
+				}
+				s.maybeRetire(j)
+			}
+			continue
+		}
+		err := f.Close()
+		f = nil
+		ob.mu.Lock()
+		if ob.on == l && err == nil {
+			ob.closed = true
+		}
+		ob.signalLocked()
+		ob.mu.Unlock()
+		if err != nil {
+			waitLink(l)
+		}
+		s.maybeRetire(j)
+	}
+}
+
+// ack forgets what the master has taken of a job's stream.
+func (s *Slave) ack(pid int, stream string, off int64) {
+	j := s.job(pid)
+	if j == nil {
+		return
+	}
+	for _, ob := range j.out {
+		if ob.name != stream {
+			continue
+		}
+		ob.mu.Lock()
+		if off > ob.acked && off <= ob.end() {
+			ob.dropTo(off)
+			ob.signalLocked()
+		}
+		ob.mu.Unlock()
+	}
+	s.maybeRetire(j)
+}
+
+// ended reports a job's end: after its output (for at most 2 s: a daemon
+// may keep the pipes open), on the current link, or on the next one.
+func (s *Slave) ended(ctx context.Context, j *running, status string) {
+	s.jmu.Lock()
+	j.status = status
+	s.jmu.Unlock()
+	deadline := time.After(2 * time.Second)
+	for drained := false; !drained; {
+		l, lch := s.link()
+		drained = l != nil && j.out[0].settled(l) && j.out[1].settled(l)
+		if drained {
+			break
+		}
+		j.out[0].mu.Lock()
+		ch0 := j.out[0].changed
+		j.out[0].mu.Unlock()
+		j.out[1].mu.Lock()
+		ch1 := j.out[1].changed
+		j.out[1].mu.Unlock()
+		select {
+		case <-ch0:
+		case <-ch1:
+		case <-lch:
+		case <-deadline:
+			drained = true
+		case <-j.gone:
+			return
+		}
+	}
+	for {
+		l, lch := s.link()
+		s.jmu.Lock()
+		done := j.reported != nil && j.reported == l
+		s.jmu.Unlock()
+		if done {
+			break
+		}
+		if l != nil {
+			// Streams that ended empty are closed in the same write as
+			// the exit.
+			var lines []string
+			for _, ob := range j.out {
+				ob.mu.Lock()
+				if ob.eof && ob.end() == 0 {
+					lines = append(lines, "eof "+ob.name)
+				}
+				ob.mu.Unlock()
+			}
+			err := s.report(l, j.pid, append(lines, status)...)
+			if err == nil {
+				s.jmu.Lock()
+				j.reported = l
+				s.jmu.Unlock()
+				break
+			}
+			if errors.Is(err, syscall.ESRCH) {
+				// The master gave up on it (a start it abandoned): no
+				// master will ever ask for it.
+				s.drop(j)
+				return
+			}
+		}
+		select {
+		case <-lch:
+		case <-j.gone:
+			return
+		}
+	}
+	s.maybeRetire(j)
+}
+
+// maybeRetire drops a job that has nothing left for any master: it ended,
+// its status is reported, and all its output is acknowledged.
+func (s *Slave) maybeRetire(j *running) {
+	s.jmu.Lock()
+	reported := j.status != "" && j.reported != nil && j.reported == s.cur
+	s.jmu.Unlock()
+	if !reported {
+		return
+	}
+	for _, ob := range j.out {
+		ob.mu.Lock()
+		done := ob.eof && (ob.broken || ob.end() == 0 || (ob.size == 0 && ob.closed))
+		ob.mu.Unlock()
+		if !done {
+			return
+		}
+	}
+	s.drop(j)
+}
+
+// drop forgets a job (it must have ended or be killed): its goroutines end.
+func (s *Slave) drop(j *running) {
+	s.jmu.Lock()
+	if s.jobs[j.pid] == j {
+		delete(s.jobs, j.pid)
+	}
+	s.jmu.Unlock()
+	j.goneOnce.Do(func() { close(j.gone) })
+	for _, ob := range j.out {
+		ob.mu.Lock()
+		ob.gone = true
+		ob.clear()
+		ob.signalLocked()
+		ob.mu.Unlock()
+	}
+}
+
+// kill ends a job and drops it.
+func (s *Slave) kill(j *running) {
+	s.jmu.Lock()
+	live := j.status == ""
+	s.jmu.Unlock()
+	if live {
+		syscall.Kill(-j.pgid, syscall.SIGKILL)
+	}
+	s.drop(j)
+}
+
+func (s *Slave) killAll() {
+	s.jmu.Lock()
+	var all []*running
+	for _, j := range s.jobs {
+		all = append(all, j)
+	}
+	if s.graceT != nil {
+		s.graceT.Stop()
+		s.graceT = nil
+	}
+	s.jmu.Unlock()
+	for _, j := range all {
+		s.kill(j)
+	}
+}
+
+// linkLost is the end of link l: the jobs wait for the next master, for
+// the grace period, or die now.
+func (s *Slave) linkLost(l *link) {
+	s.jmu.Lock()
+	if s.cur == l {
+		s.setLinkLocked(nil)
+	}
+	keep := s.KeepJobs && s.grace > 0
+	n, grace := len(s.jobs), s.grace
+	if keep && n > 0 && s.graceT == nil && s.cur == nil {
+		s.graceT = time.AfterFunc(grace, s.graceOver)
+	}
+	s.jmu.Unlock()
+	if !keep {
+		s.killAll()
+	} else if n > 0 {
+		s.logf("lost the master: keeping %d jobs for %v", n, grace)
+	}
+}
+
+func (s *Slave) graceOver() {
+	s.jmu.Lock()
+	s.graceT = nil
+	back := s.cur != nil
+	n := len(s.jobs)
+	s.jmu.Unlock()
+	if back {
+		return
+	}
+	s.logf("no master for the grace period: killing %d jobs", n)
+	s.killAll()
+}
+
+// handOver gives the master of the new link l the jobs kept without one,
+// then makes l the jobs' link; grace is how long they may outlive it.
+func (s *Slave) handOver(l *link, grace time.Duration) {
+	s.jmu.Lock()
+	s.grace = grace
+	var kept []*running
+	for _, j := range s.jobs {
+		kept = append(kept, j)
+	}
+	s.jmu.Unlock()
+	sort.Slice(kept, func(a, b int) bool { return kept[a].pid < kept[b].pid })
+	var f io.WriteCloser
+	if len(kept) > 0 {
+		var err error
+		if f, err = l.tree.Open("slave/adopt", os.O_WRONLY); err != nil {
+			s.logf("the master takes no jobs back (%v): killing %d", err, len(kept))
+		}
+	}
+	for _, j := range kept {
+		rec := s.record(j)
+		b, err := json.Marshal(rec)
+		if err == nil && f != nil {
+			s.trace("-> adopt %s", b)
+			_, err = f.Write(b)
+		}
+		if f == nil || err != nil {
+			if f != nil {
+				s.logf("job %d: the master refused it (%v): killing it", j.pid, err)
+			}
+			s.kill(j)
+			continue
+		}
+		s.logf("job %d: adopted by the master (%s)", j.pid, rec.State)
+		if rec.Status != "" {
+			s.jmu.Lock()
+			j.reported = l
+			s.jmu.Unlock()
+		}
+	}
+	if f != nil {
+		f.Close()
+	}
+	s.jmu.Lock()
+	if s.graceT != nil {
+		s.graceT.Stop()
+		s.graceT = nil
+	}
+	s.setLinkLocked(l)
+	s.jmu.Unlock()
+	for _, j := range kept {
+		s.maybeRetire(j)
+	}
+}
+
+// record is job j as a new master is told of it.
+func (s *Slave) record(j *running) *fs.Adopt {
+	s.jmu.Lock()
+	a := &fs.Adopt{Pid: j.pid, Uid: j.uid, Gid: j.gid, Argv: j.argv, Attached: j.attached, State: "running", Status: j.status}
+	if j.stopped {
+		a.State = "stopped"
+	}
+	if j.status != "" {
+		a.State = "exited"
+	}
+	s.jmu.Unlock()
+	for i, ob := range j.out {
+		ob.mu.Lock()
+		st := fs.AdoptedAhead{Off: ob.acked, Done: ob.eof && (ob.broken || ob.size == 0)}
+		ob.mu.Unlock()
+		if i == 0 {
+			a.Stdout = st
+		} else {
+			a.Stderr = st
+		}
+	}
+	return a
+}
+
+// feedStdin copies what users write to proc/PID/stdin into the job, from
+// each new master in turn (what the old one held is lost with it), until
+// a master closes it.
+func (s *Slave) feedStdin(j *running, w *os.File) {
+	defer w.Close()
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	path := fmt.Sprintf("slave/proc/%d/stdin", j.pid)
+	var last *link
+	for {
+		l, lch := s.link()
+		if l == nil || l == last {
+			select {
+			case <-lch:
+				continue
+			case <-j.gone:
+				return
+			}
+		}
+		last = l
+		src, err := l.tree.Open(path, os.O_RDONLY)
+		if err != nil {
+			s.logf("job %d: opening stdin: %v", j.pid, err)
+			continue
+		}
+		_, err = io.CopyBuffer(onlyWriter{w}, onlyReader{src}, *bp)
+		src.Close()
+		if err == nil || refused(err) {
+			return // EOF from the master, or the job's end
+		}
+	}
+}
+
+// refused tells the master's answer (an errno it sent, as EPIPE when a
+// stream's reader left) from a broken link (ENOTCONN, or no errno at all),
+// after which the next master gets the data.
+func refused(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && errno != syscall.ENOTCONN && errno != syscall.ECONNRESET && errno != syscall.EINTR
+}
