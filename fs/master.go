@@ -48,6 +48,7 @@ type Master struct {
 	nextPid int
 	slaves  map[context.Context]*slaveConn
 	bins    binCache
+	ctr     counters // monitoring: job events, bytes streamed (snapshot.go)
 
 	root Dir
 }
@@ -506,6 +507,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		sc.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
+	m.ctr.job(n.num, "started")
 	return p.pid, nil
 }
 

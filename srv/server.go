@@ -41,6 +41,7 @@ type Server struct {
 	// Plain turns off sealing after the handshake, for a trusted cluster
 	// network where throughput matters more (bpmaster's "seal no").
 	Plain bool
+	Stats *Stats // monitoring counters (stats.go); nil: none
 }
 
 // connSet is the set of live connections of one Serve call.
@@ -138,6 +139,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		case hsSlots <- struct{}{}:
 		default:
 			s.logf("9p: %v: too many handshakes in progress, dropping", c.RemoteAddr())
+			s.Stats.refuse(RefusedBusy)
 			c.Close()
 			continue
 		}
@@ -172,8 +174,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, hsSlots chan struct{
 	<-hsSlots
 	if err != nil {
 		s.logf("9p: %v", err)
+		s.Stats.refuse(refusalCause(err))
 		return
 	}
+	defer s.Stats.connect(h.Role)()
 	addr := c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host
