@@ -346,5 +346,3 @@ func TestReadToken(t *testing.T) {
 		}
 	}
 }
-
-
