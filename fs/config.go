@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,6 +25,8 @@ import (
 //	pwroff /sbin/poweroff
 //	statsfile /var/shm/beostat        # recvstats's shm file, shown as node/N/stats/
 //	seal no                           # 9P in the clear after the handshake (trusted network)
+//	http 127.0.0.1:2224               # /metrics and the web view (off when absent)
+//	httptoken /etc/bproc/http.token   # required off localhost: the token, or a file holding it
 type Config struct {
 	Port        int
 	PingTimeout time.Duration
@@ -31,6 +34,8 @@ type Config struct {
 	Mount       string
 	StatsFile   string
 	Plain       bool              // "seal no": no sealing after the handshake
+	HTTP        string            // host:port of /metrics and the web view; "": off
+	HTTPToken   string            // the token the web side requires, or an absolute path to a file holding it
 	Nodes       map[int]string    // node number -> address
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
@@ -89,6 +94,14 @@ var configKeywords = []configKeyword{
 		}
 		return nil
 	}},
+	{"http", 1, 1, func(c *Config, a []string) error {
+		if _, _, err := net.SplitHostPort(a[0]); err != nil {
+			return fmt.Errorf("bad address %q (want host:port): %w", a[0], err)
+		}
+		c.HTTP = a[0]
+		return nil
+	}},
+	{"httptoken", 1, 1, func(c *Config, a []string) error { c.HTTPToken = a[0]; return nil }},
 	{"node", 2, 2, func(c *Config, a []string) error {
 		n, err := strconv.Atoi(a[0])
 		if err != nil || n < 0 {
