@@ -84,7 +84,25 @@ func Handler(src Source, token string) http.Handler {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
 		w.Write(indexHTML)
 	})
-	return authorize(token, mux)
+	return limit(maxRequests, authorize(token, mux))
+}
+
+// maxRequests bounds the requests served at once: each one reads the
+// master's state under its lock, and the pages must not starve it.
+const maxRequests = 8
+
+func limit(n int, next http.Handler) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "bproc: too many requests at once", http.StatusServiceUnavailable)
+		}
+	})
 }
 
 //go:embed index.html

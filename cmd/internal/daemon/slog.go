@@ -71,7 +71,11 @@ func PrintfTo(l *slog.Logger, level slog.Level) Logf {
 			if i < 0 {
 				continue
 			}
-			if n := verbsBefore(format[:i+len(f.prefix)]) - 1; n >= 0 && n < len(args) {
+			n := verbsBefore(format[:i+len(f.prefix)]) - 1
+			if n < 0 || n >= len(args) {
+				continue
+			}
+			if _, isErr := args[n].(error); !isErr { // an error is the message, not a field
 				attrs = append(attrs, slog.Any(f.key, args[n]))
 			}
 		}

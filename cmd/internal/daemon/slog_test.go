@@ -20,7 +20,7 @@ func TestPrintfToFields(t *testing.T) {
 	want := []string{
 		`level=INFO msg="node 3 down: no ping for 2s" node=3`,
 		`level=INFO msg="9p: 10.77.0.13 connected: slave uid 0" peer=10.77.0.13`,
-		`level=WARN msg="9p: handshake with 10.77.0.13:1234: cluster key mismatch" peer="handshake with 10.77.0.13:1234: cluster key mismatch"`,
+		`level=WARN msg="9p: handshake with 10.77.0.13:1234: cluster key mismatch"`,
 		`level=INFO msg="exec of process 42 on node 7: 100% done" node=7 pid=42`,
 	}
 	got := strings.Split(strings.TrimSpace(buf.String()), "\n")
