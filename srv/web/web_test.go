@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"bproc/beostat"
 	"bproc/fs"
 	"bproc/job"
 	"bproc/srv"
@@ -343,6 +345,44 @@ func TestReadToken(t *testing.T) {
 	for _, p := range []string{open, empty, filepath.Join(dir, "missing")} {
 		if _, err := ReadToken(p); err == nil {
 			t.Errorf("ReadToken(%s) succeeded", p)
+		}
+	}
+}
+
+// Node statistics reach the page and /metrics when recvstats has them.
+func TestNodeStats(t *testing.T) {
+	c := startCluster(t, "")
+	c.handler = Handler(Source{Master: c.m, NodeStats: func() []beostat.Row {
+		return []beostat.Row{{Node: 0, Load1: 0.25, MemUsed: 1 << 20, MemTotal: 4 << 20}}
+	}}, "")
+	var s stateView
+	if err := json.Unmarshal(c.get(t, "/state.json").Body.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	n0, n1 := s.Nodes[0], s.Nodes[1]
+	if n0.Load == nil || *n0.Load != 0.25 || n0.MemUsed != 1<<20 || n0.MemTotal != 4<<20 || n1.Load != nil || n1.MemTotal != 0 {
+		t.Errorf("state.json nodes = %+v", s.Nodes)
+	}
+	mfs := c.metrics(t)
+	want(t, mfs, 0.25, "bproc_node_load1", "node", "0")
+	want(t, mfs, 4<<20, "bproc_node_memory_total_bytes", "node", "0")
+	if _, ok := value(mfs, "bproc_node_load1", "node", "1"); ok {
+		t.Error("a load for node 1, which sent no statistics")
+	}
+}
+
+// BenchmarkScrape1000: /metrics of a master with 1000 configured nodes.
+func BenchmarkScrape1000(b *testing.B) {
+	cfg := fs.DefaultConfig()
+	for i := 0; i < 1000; i++ {
+		cfg.Nodes[i] = fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)
+	}
+	h := Handler(Source{Master: fs.NewMaster(cfg), Server: &srv.Stats{}}, "")
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		if w.Code != 200 {
+			b.Fatal(w.Code)
 		}
 	}
 }
