@@ -5,7 +5,7 @@ package web
 
 import (
 	"crypto/subtle"
-	"embed"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,16 +105,10 @@ func limit(n int, next http.Handler) http.Handler {
 	})
 }
 
+// indexHTML is the page, with its CSS and JavaScript inline.
+//
 //go:embed index.html
-var page embed.FS
-
-var indexHTML = func() []byte {
-	b, err := page.ReadFile("index.html")
-	if err != nil {
-		panic(err) // embedded at build time: cannot happen
-	}
-	return b
-}()
+var indexHTML []byte
 
 func authorize(token string, next http.Handler) http.Handler {
 	if token == "" {
