@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -27,16 +28,20 @@ import (
 //	maxprocs 1024                     # live processes per user (0: no limit; root has none)
 //	grace 300                         # jobs of a -r slave outlive a lost master this long (seconds)
 //	statedir /var/lib/bproc           # what survives a restart (the pid high-water mark)
+//	http 127.0.0.1:2224               # /metrics and the web view (off when absent)
+//	httptoken /etc/bproc/http.token   # required off localhost: the token, or a file holding it
 type Config struct {
 	Port        int
 	PingTimeout time.Duration
 	KeyFile     string
 	Mount       string
 	StatsFile   string
-	Plain       bool          // "seal no": no sealing after the handshake
-	MaxProcs    int           // live processes a non-root uid may have; 0: no limit
-	Grace       time.Duration // how long a -r slave keeps its jobs without a master
-	StateDir    string
+	Plain       bool              // "seal no": no sealing after the handshake
+	MaxProcs    int               // live processes a non-root uid may have; 0: no limit
+	Grace       time.Duration     // how long a -r slave keeps its jobs without a master
+	StateDir    string            // what survives a restart
+	HTTP        string            // host:port of /metrics and the web view; "": off
+	HTTPToken   string            // the token the web side requires, or an absolute path to a file holding it
 	Nodes       map[int]string    // node number -> address
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
@@ -121,6 +126,14 @@ var configKeywords = []configKeyword{
 		c.MaxProcs = n
 		return nil
 	}},
+	{"http", 1, 1, func(c *Config, a []string) error {
+		if _, _, err := net.SplitHostPort(a[0]); err != nil {
+			return fmt.Errorf("bad address %q (want host:port): %w", a[0], err)
+		}
+		c.HTTP = a[0]
+		return nil
+	}},
+	{"httptoken", 1, 1, func(c *Config, a []string) error { c.HTTPToken = a[0]; return nil }},
 	{"node", 2, 2, func(c *Config, a []string) error {
 		n, err := strconv.Atoi(a[0])
 		if err != nil || n < 0 {

@@ -51,6 +51,7 @@ type Master struct {
 	pids    pidState // the pid high-water mark on disk (state.go)
 	slaves  map[context.Context]*slaveConn
 	bins    binCache
+	ctr     counters // monitoring: job events, bytes streamed (snapshot.go)
 
 	root Dir
 }
@@ -564,6 +565,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		sc.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
+	m.ctr.job(n.num, "started")
 	return p.pid, nil
 }
 

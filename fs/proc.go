@@ -22,6 +22,7 @@ type Proc struct {
 	argv     []string
 	attached bool
 	conn     *slaveConn
+	ctr      *counters // the master's, counting how the process ends
 	ring     *Ring
 
 	stdout, stderr, stdin *Stream
@@ -46,6 +47,7 @@ func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attac
 		started: make(chan error, 1),
 		done:    make(chan struct{}),
 		state:   "starting",
+		ctr:     &m.ctr,
 	}
 	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
@@ -69,6 +71,7 @@ func (p *Proc) finish(status string) {
 		p.mu.Unlock()
 		return
 	}
+	p.ctr.ended(p.node, p.state, status)
 	p.status = status
 	p.state = "exited"
 	p.exitedAt = time.Now()

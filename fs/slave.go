@@ -116,11 +116,11 @@ func (m *Master) slaveProcFiles(p *Proc) Dir {
 			if !p.attached {
 				w.tee = func(b []byte) { p.ring.Write(p.uid, b) }
 			}
-			return w, nil
+			return m.ctr.counted(streamName(p, s), w), nil
 		}}
 	}
 	stdin := &openFile{ino: NewIno(), mode: 0o400, open: func(*Caller, int) (Handle, error) {
-		return &streamReader{s: p.stdin}, nil
+		return m.ctr.counted("stdin", &streamReader{s: p.stdin}), nil
 	}}
 	return newDir(staticEntries("stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
 }

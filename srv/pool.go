@@ -1,9 +1,7 @@
 package srv
 
 import (
-	"errors"
 	"net"
-	"os"
 	"sync"
 	"time"
 )
@@ -111,17 +109,14 @@ func (p *pool) pending() int {
 	return p.n
 }
 
-// handshakeFailure names the kind of a failed handshake, for the
-// rate-limited log.
-func handshakeFailure(err error, evicted bool) string {
-	var ne net.Error
-	switch {
-	case evicted:
-		return "connections evicted (handshake pool full)"
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		return "failed handshakes (timed out)"
-	case errors.Is(err, ErrBadKey):
-		return "failed handshakes (cluster key mismatch)"
-	}
-	return "failed handshakes (closed, or not a bproc client)"
+// refusalKinds name each refusal cause in the rate-limited log, which
+// counts events by these names.
+var refusalKinds = map[string]string{
+	RefusedBusy:     "connections evicted (handshake pool full)",
+	RefusedTimeout:  "failed handshakes (timed out)",
+	RefusedKey:      "failed handshakes (cluster key mismatch)",
+	RefusedGreeting: "failed handshakes (closed, or not a bproc client)",
+	RefusedHello:    "failed handshakes (closed, or not a bproc client)",
+	RefusedClosed:   "failed handshakes (closed, or not a bproc client)",
+	RefusedOther:    "failed handshakes (closed, or not a bproc client)",
 }

@@ -44,6 +44,7 @@ type Server struct {
 	// DefaultMaxPending. When full, a new connection evicts the oldest
 	// pending one of the source address with the most (see pool).
 	MaxPending int
+	Stats      *Stats // monitoring counters (stats.go); nil: none
 
 	rl *rateLog
 }
@@ -188,13 +189,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendi
 	h, sess, err := ServerHandshake(c, s.Key, s.Plain)
 	evicted := pool.done(p)
 	if err != nil {
-		kind := handshakeFailure(err, evicted)
+		cause := refusalCause(err, evicted)
 		if evicted {
 			err = fmt.Errorf("handshake with %v: evicted, %d connections in the handshake", c.RemoteAddr(), pool.max)
 		}
-		s.event(kind, "9p: %v", err)
+		s.event(refusalKinds[cause], "9p: %v", err)
+		s.Stats.refuse(cause)
 		return
 	}
+	defer s.Stats.connect(h.Role)()
 	addr := c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host

@@ -662,7 +662,7 @@ cluster_up() {
 		echo "mount $BPROC"
 		echo "pingtimeout 2"
 		echo "keyfile $KEY"
-		echo "statedir $T/state"
+		echo "statedir $T/.state"
 		for i in "$@"; do echo "$i"; done
 	} >"$CONF"
 	master_start || return 1

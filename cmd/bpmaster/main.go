@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -63,18 +63,23 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.Fail(err)
 	}
+	httpd, err := bindHTTP(cfg.HTTP, cfg.HTTPToken)
+	if err != nil {
+		return c.Fail(err)
+	}
 	if !*debug {
-		if err := daemon.Detach(ln); err != nil {
+		if err := daemon.Detach(append([]net.Listener{ln}, httpd.listeners()...)...); err != nil {
 			return c.Fail(err)
 		}
 	}
-	logger := daemon.Logger("bpmaster", *debug, "daemon")
+	slogger := daemon.Slog("bpmaster", *debug, *verbose, "daemon")
+	logger := daemon.PrintfTo(slogger, slog.LevelInfo)
 	tracer, err := daemon.OpenTrace(*trace)
 	if err != nil {
 		logger.Printf("%v", err)
 		return cli.ExitFail
 	}
-	if err := serve(cfg, k, ln, logger, tracer, *verbose, *config, configGiven); err != nil {
+	if err := serve(cfg, k, ln, httpd, slogger, tracer, *verbose, *config, configGiven); err != nil {
 		logger.Printf("%v", err)
 		return cli.ExitFail
 	}
@@ -97,7 +102,8 @@ func loadConfig(path string, required bool) (*fs.Config, error) {
 	return cfg, nil
 }
 
-func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *slog.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+	logger, trace := daemon.PrintfTo(slogger, slog.LevelInfo), traceTo(tracer, slogger, verbose)
 	// For developers: BPROC_CPUPROFILE=FILE profiles the master until it exits.
 	if path := os.Getenv("BPROC_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -110,7 +116,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 
 	m := fs.NewMaster(cfg)
 	m.Logf = logger.Printf
-	m.Trace = tracer.Printf
+	m.Trace = trace
 	// Before serving: the slaves' surviving jobs keep their pids, new
 	// jobs get pids above every earlier master's.
 	if err := m.UseStateDir(cfg.StateDir); err != nil {
@@ -119,7 +125,8 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 	m.Stats, m.StatsFiles = statsFiles(cfg.StatsFile), mcast.FileNames
 	go m.Run(ctx)
 
-	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf, Plain: cfg.Plain}
+	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf, Plain: cfg.Plain, Stats: &srv.Stats{}}
+	httpd.serve(ctx, webSource(m, server, cfg), logger.Printf)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, ln) }()
 	logger.Printf("serving 9P on %s", ln.Addr())
@@ -127,7 +134,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 	// The master is node -1: it runs its jobs with the slave code, in-process.
 	host, _ := os.Hostname()
 	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
+	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: trace, Reaper: true}
 	defer slave.Close()
 	go func() {
 		if err := slave.Run(ctx); err != nil && ctx.Err() == nil {
@@ -178,8 +185,9 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
 				continue
 			}
-			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile || newCfg.StateDir != cfg.StateDir {
-				logger.Printf("SIGHUP: bprocport, mount, statsfile, seal and statedir changes take effect at restart")
+			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile ||
+				newCfg.StateDir != cfg.StateDir || newCfg.HTTP != cfg.HTTP || newCfg.HTTPToken != cfg.HTTPToken {
+				logger.Printf("SIGHUP: bprocport, mount, statsfile, seal, statedir, http and httptoken changes take effect at restart")
 			}
 			newCfg.KeyFile = cfg.KeyFile
 			m.SetConfig(newCfg)

@@ -1,0 +1,135 @@
+package web
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"bproc/fs"
+	"bproc/srv"
+)
+
+// The metrics, read from a snapshot of the master at every scrape (no
+// gauges to keep in sync). Migrations are not counted: bproc has none yet.
+var (
+	descNodeState = prometheus.NewDesc("bproc_node_state",
+		"1 for the state a node is in, 0 for the others (node -1 is the master).", []string{"node", "state"}, nil)
+	descNodes = prometheus.NewDesc("bproc_nodes",
+		"Compute nodes in each state (the master, node -1, is not counted).", []string{"state"}, nil)
+	descProcs = prometheus.NewDesc("bproc_processes",
+		"Processes in the process space (proc/) by state; exited ones stay 10 minutes.", []string{"state"}, nil)
+	descUserProcs = prometheus.NewDesc("bproc_user_processes",
+		"Live (not exited) processes by user.", []string{"user"}, nil)
+	descJobs = map[string]*prometheus.Desc{
+		"started": prometheus.NewDesc("bproc_jobs_started_total", "Jobs started on a node.", []string{"node"}, nil),
+		"exited":  prometheus.NewDesc("bproc_jobs_exited_total", "Jobs that ended on a node by exit or signal.", []string{"node"}, nil),
+		"failed":  prometheus.NewDesc("bproc_jobs_failed_total", "Jobs that a node could not start.", []string{"node"}, nil),
+		"lost":    prometheus.NewDesc("bproc_jobs_lost_total", "Jobs lost because their node went down.", []string{"node"}, nil),
+	}
+	descStreamed = prometheus.NewDesc("bproc_streamed_bytes_total",
+		"Bytes of process output (stdout, stderr) and input (stdin) that passed through the master.", []string{"stream"}, nil)
+	descClients = prometheus.NewDesc("bproc_9p_clients",
+		"9P clients connected now, by the role their handshake claimed.", []string{"role"}, nil)
+	descRefused = prometheus.NewDesc("bproc_handshakes_refused_total",
+		"9P connections refused at the handshake, by cause.", []string{"cause"}, nil)
+	descLoad = prometheus.NewDesc("bproc_node_load1",
+		"A node's 1-minute load average, from its statistics (absent when none arrived).", []string{"node"}, nil)
+	descMemUsed = prometheus.NewDesc("bproc_node_memory_used_bytes",
+		"A node's memory in use, from its statistics.", []string{"node"}, nil)
+	descMemTotal = prometheus.NewDesc("bproc_node_memory_total_bytes",
+		"A node's memory, from its statistics.", []string{"node"}, nil)
+)
+
+var (
+	procStates = []string{"starting", "running", "stopped", "exited"}
+	jobEvents  = []string{"started", "exited", "failed", "lost"}
+	streams    = []string{"stdout", "stderr", "stdin"}
+	refusals   = []string{srv.RefusedKey, srv.RefusedGreeting, srv.RefusedHello, srv.RefusedTimeout,
+		srv.RefusedClosed, srv.RefusedBusy, srv.RefusedOther}
+)
+
+type collector struct {
+	src   Source
+	users *userNames
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNodeState, descNodes, descProcs, descUserProcs, descStreamed,
+		descClients, descRefused, descLoad, descMemUsed, descMemTotal} {
+		ch <- d
+	}
+	for _, d := range descJobs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	s := c.src.Master.Snapshot()
+
+	perState := map[string]int{}
+	for _, n := range s.Nodes {
+		num := strconv.Itoa(n.Num)
+		for _, st := range fs.NodeStates {
+			gauge(descNodeState, b2f(n.State == st), num, st)
+		}
+		if n.Num >= 0 {
+			perState[n.State]++
+		}
+		// Every node gets every job series, zero included, so that
+		// rate() and alerts work from the first job on.
+		for _, ev := range jobEvents {
+			counter(descJobs[ev], float64(s.Jobs[fs.JobKey{Node: n.Num, Event: ev}]), num)
+		}
+	}
+	for _, st := range fs.NodeStates {
+		gauge(descNodes, float64(perState[st]), st)
+	}
+
+	byState, byUser := map[string]int{}, map[string]int{}
+	for _, p := range s.Procs {
+		byState[p.State]++
+		if p.State != "exited" {
+			byUser[c.users.name(p.Uid)]++
+		}
+	}
+	for _, st := range procStates {
+		gauge(descProcs, float64(byState[st]), st)
+	}
+	for u, n := range byUser {
+		gauge(descUserProcs, float64(n), u)
+	}
+	for _, name := range streams {
+		counter(descStreamed, float64(s.Streamed[name]), name)
+	}
+
+	if c.src.Server != nil {
+		for role, n := range c.src.Server.Connected() {
+			gauge(descClients, float64(n), role)
+		}
+		refused := c.src.Server.Refused()
+		for _, cause := range refusals {
+			counter(descRefused, float64(refused[cause]), cause)
+		}
+	}
+	if c.src.NodeStats != nil {
+		for _, r := range c.src.NodeStats() {
+			num := strconv.Itoa(r.Node)
+			gauge(descLoad, r.Load1, num)
+			gauge(descMemUsed, float64(r.MemUsed), num)
+			gauge(descMemTotal, float64(r.MemTotal), num)
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
