@@ -9,4 +9,10 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require github.com/u-root/uio v0.0.0-20230305220412-3e8cd9d6bf63 // indirect
+require (
+	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	github.com/u-root/uio v0.0.0-20230305220412-3e8cd9d6bf63 // indirect
+)
+
+tool github.com/cpuguy83/go-md2man/v2

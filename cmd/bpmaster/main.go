@@ -138,6 +138,9 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 		}
 		logger.Printf("tree mounted at %s", cfg.Mount)
 	}
+	// Only now is the master of use to anyone: systemd may start what
+	// waits for it.
+	notifyLog(logger.Printf, "READY=1", "STATUS=serving 9P on "+ln.Addr().String())
 	// Shut down in order: first stop serving 9P, so no slave registers with
 	// a master that is going away; then end blocked readers, without which
 	// the unmount cannot finish.
@@ -166,11 +169,14 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
 				logger.Printf("%v: shutting down", sig)
+				notifyLog(logger.Printf, "STOPPING=1")
 				return shutdown()
 			}
+			notifyLog(logger.Printf, "RELOADING=1", monotonicUsec())
 			newCfg, err := loadConfig(cfgPath, cfgGiven)
 			if err != nil {
 				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
+				notifyLog(logger.Printf, "READY=1", "STATUS=SIGHUP: kept the old configuration")
 				continue
 			}
 			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile {
@@ -179,6 +185,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 			newCfg.KeyFile = cfg.KeyFile
 			m.SetConfig(newCfg)
 			logger.Printf("SIGHUP: configuration re-read")
+			notifyLog(logger.Printf, "READY=1", "STATUS=serving 9P on "+ln.Addr().String())
 		}
 	}
 }
