@@ -30,7 +30,7 @@ NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DEB_ARCH   ?= $(shell $(GO) env GOARCH)
 DEB_VERSION ?= $(shell git log -1 --format=0.1~git%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0.1)
 
-.PHONY: all build deps test unit e2e bench demo vet fmt clean man install deb
+.PHONY: all build deps test unit e2e bench demo vet fmt clean man install deb nfpm
 
 all: build
 
@@ -88,7 +88,11 @@ install: build man
 	# libbproc (a later issue): its shared library goes to $(PREFIX)/lib
 	# and its header to $(PREFIX)/include here.
 
-deb:
+# nfpm itself, built once into the go tool's cache.
+nfpm:
+	$(NFPM) --version >/dev/null
+
+deb: nfpm
 	rm -rf $(BUILD)/deb $(BUILD)/*.deb
 	$(MAKE) install DESTDIR=$(BUILD)/deb PREFIX=/usr
 	DEB_VERSION=$(DEB_VERSION) DEB_ARCH=$(DEB_ARCH) $(NFPM) package -f dist/nfpm.yaml -p deb -t $(BUILD)/

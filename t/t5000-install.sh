@@ -115,44 +115,6 @@ test_expect_success 'the systemd units verify clean (paths into the DESTDIR, man
 	test_grep "Failed to parse service type" out
 '
 
-test_expect_success 'make deb: a package with the files of make install, under /usr' '
-	make -s -C "$BPROC_ROOT" deb >out 2>&1 &&
-	deb=$(ls "$BPROC_ROOT"/build/bproc_*.deb) &&
-	echo "$deb" >debfile &&
-	dpkg-deb -f "$deb" Package Architecture >ctl &&
-	test_grep "^Package: bproc$" ctl &&
-	dpkg-deb -c "$deb" | awk "\$1 !~ /^d/ { print \$6 }" | sort >debfiles &&
-	sed "s|^\./usr/local/|./usr/|" files | sort >want &&
-	test_cmp want debfiles &&
-	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles >conffiles &&
-	printf "%s\n" /etc/bproc/config.example /etc/default/bpslave /etc/default/recvstats >want &&
-	test_cmp want conffiles
-'
-
-test_expect_success 'the package installs into a scratch root, and removes and purges cleanly' '
-	deb=$(cat debfile) &&
-	R=$T/root &&
-	mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" &&
-	: >"$R/var/lib/dpkg/status" &&
-	dpkg --root="$R" --force-script-chrootless -i "$deb" >out 2>&1 &&
-	st=$(dpkg-query --root="$R" -W -f="\${Status}" bproc) &&
-	test "$st" = "install ok installed" &&
-	for c in $CMDS; do
-		test -x "$R/usr/bin/$c" || return 1
-	done &&
-	test -f "$R/usr/lib/systemd/system/bpmaster.service" &&
-	test -f "$R/usr/share/man/man7/bproc.7" &&
-	test_grep "^ExecStart=/usr/bin/bpmaster -d$" "$R/usr/lib/systemd/system/bpmaster.service" &&
-	v=$("$R/usr/bin/bpsh" -V) && test "${v%% *}" = bpsh &&
-	dpkg --root="$R" --force-script-chrootless -r bproc >out 2>&1 &&
-	! test -e "$R/usr/bin/bpsh" &&
-	test -f "$R/etc/default/bpslave" &&
-	mkdir -p "$R/var/lib/bproc" && : >"$R/etc/bproc/cluster.key" &&
-	dpkg --root="$R" --force-script-chrootless -P bproc >out 2>&1 &&
-	left=$(cd "$R" && find . ! -path "./var/lib/dpkg*" ! -path . ! -path ./var ! -path ./var/lib) &&
-	test -z "$left"
-'
-
 test_setup 'a 2-node cluster comes up' cluster_up 2
 
 test_expect_success 'completion: node numbers from the tree, then the commands' '
@@ -241,6 +203,48 @@ test_expect_success 'bpmaster -d under NOTIFY_SOCKET: READY=1 only once the tree
 	wait_gone "$rp" &&
 	test_grep "^STOPPING=1 " notify.out &&
 	! mountpoint -q m2
+'
+
+# nfpm is built by the go tool the first time (minutes on a fresh machine;
+# cached after), outside the tests' time limit.
+test_setup 'nfpm, the package builder, builds' make -s -C "$BPROC_ROOT" nfpm
+
+test_expect_success 'make deb: a package with the files of make install, under /usr' '
+	make -s -C "$BPROC_ROOT" deb >out 2>&1 &&
+	deb=$(ls "$BPROC_ROOT"/build/bproc_*.deb) &&
+	echo "$deb" >debfile &&
+	dpkg-deb -f "$deb" Package Architecture >ctl &&
+	test_grep "^Package: bproc$" ctl &&
+	dpkg-deb -c "$deb" | awk "\$1 !~ /^d/ { print \$6 }" | sort >debfiles &&
+	sed "s|^\./usr/local/|./usr/|" files | sort >want &&
+	test_cmp want debfiles &&
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles >conffiles &&
+	printf "%s\n" /etc/bproc/config.example /etc/default/bpslave /etc/default/recvstats >want &&
+	test_cmp want conffiles
+'
+
+test_expect_success 'the package installs into a scratch root, and removes and purges cleanly' '
+	deb=$(cat debfile) &&
+	R=$T/root &&
+	mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" &&
+	: >"$R/var/lib/dpkg/status" &&
+	dpkg --root="$R" --force-script-chrootless -i "$deb" >out 2>&1 &&
+	st=$(dpkg-query --root="$R" -W -f="\${Status}" bproc) &&
+	test "$st" = "install ok installed" &&
+	for c in $CMDS; do
+		test -x "$R/usr/bin/$c" || return 1
+	done &&
+	test -f "$R/usr/lib/systemd/system/bpmaster.service" &&
+	test -f "$R/usr/share/man/man7/bproc.7" &&
+	test_grep "^ExecStart=/usr/bin/bpmaster -d$" "$R/usr/lib/systemd/system/bpmaster.service" &&
+	v=$("$R/usr/bin/bpsh" -V) && test "${v%% *}" = bpsh &&
+	dpkg --root="$R" --force-script-chrootless -r bproc >out 2>&1 &&
+	! test -e "$R/usr/bin/bpsh" &&
+	test -f "$R/etc/default/bpslave" &&
+	mkdir -p "$R/var/lib/bproc" && : >"$R/etc/bproc/cluster.key" &&
+	dpkg --root="$R" --force-script-chrootless -P bproc >out 2>&1 &&
+	left=$(cd "$R" && find . ! -path "./var/lib/dpkg*" ! -path . ! -path ./var ! -path ./var/lib) &&
+	test -z "$left"
 '
 
 test_done
