@@ -66,6 +66,12 @@ $(BUILD)/man/%: doc/man/%.md
 	@mkdir -p $(dir $@)
 	$(GO) tool go-md2man -in $< -out $@
 
+# The units run the programs where this install puts them (@BINDIR@); the
+# services' settings in /etc/default are the admin's, never overwritten;
+# completion is one file with a name per command for bash-completion's
+# loader.
+# libbproc (a later issue): its shared library goes to $(PREFIX)/lib and
+# its header to $(PREFIX)/include, at the end of this recipe.
 install: build man
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(COMPDIR) $(DESTDIR)$(SYSCONFDIR)/bproc $(DESTDIR)$(SYSCONFDIR)/default
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
@@ -73,20 +79,15 @@ install: build man
 		d=$(DESTDIR)$(MANDIR)/man$${p##*.}; \
 		install -d $$d && install -m 0644 $$p $$d/ || exit 1; \
 	done
-	# The units run the programs where this install puts them.
 	for u in dist/systemd/*.service; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
 	done
 	install -m 0644 dist/config.example $(DESTDIR)$(SYSCONFDIR)/bproc/config.example
-	# The services' settings are the admin's: never overwritten.
 	for f in bpslave recvstats; do \
 		test -e $(DESTDIR)$(SYSCONFDIR)/default/$$f || install -m 0644 dist/$$f.default $(DESTDIR)$(SYSCONFDIR)/default/$$f || exit 1; \
 	done
-	# Completion: one file, a name per command for bash-completion's loader.
 	install -m 0644 dist/completion/bproc.bash $(DESTDIR)$(COMPDIR)/bproc
 	for c in $(CMDS); do ln -sf bproc $(DESTDIR)$(COMPDIR)/$$c || exit 1; done
-	# libbproc (a later issue): its shared library goes to $(PREFIX)/lib
-	# and its header to $(PREFIX)/include here.
 
 # nfpm itself, built once into the go tool's cache.
 nfpm:

@@ -129,6 +129,8 @@ test_expect_success 'completion: node numbers from the tree, then the commands' 
 	test_grep "^hostname$" got &&
 	complete_words bpsh -a hostnam >got &&
 	test_grep "^hostname$" got &&
+	complete_words bpsh -1 hostnam >got &&
+	test_grep "^hostname$" got &&
 	complete_words bpcp "" >got &&
 	test_grep "^0:$" got &&
 	test_grep "^-1:$" got &&

@@ -101,6 +101,7 @@ _bproc() {
 		case $w in
 		--) ;;
 		--*=*) ;;
+		-1) pos+=("$w") ;; # the master, as a nodespec
 		-?*)
 			[[ $cmd == bpsh && ( $w == -a || $w == --all || $w == -A || $w == --all-notdown ) ]] && all=1
 			[[ " $_bproc_a " == *" $w "* || $cmd:$w == vmadump:-flags ]] && prev=$w
