@@ -61,7 +61,7 @@ test_expect_success 'make install again keeps what the admin wrote in /etc/defau
 	test_cmp want "$INST/etc/default/bpslave"
 '
 
-test_expect_success 'every man page renders without a warning' '
+test_expect_success 'every man page renders without a warning, and man finds them' '
 	n=0 &&
 	for p in "$MAN"/man?/*; do
 		groff -ww -z -man "$p" 2>err &&
@@ -72,7 +72,11 @@ test_expect_success 'every man page renders without a warning' '
 		test_grep "^NAME" out &&
 		n=$((n + 1)) || { echo "$p:"; cat err; return 1; }
 	done &&
-	test "$n" = 12
+	test "$n" = 12 &&
+	for p in bpsh.1 bpmaster.8 bproc-config.5 bproc.7; do
+		w=$(MANPATH=$MAN man -w "${p##*.}" "${p%.*}") &&
+		test "$w" = "$MAN/man${p##*.}/$p" || return 1
+	done
 '
 
 test_expect_success 'every option a command -h lists is in its man page' '
