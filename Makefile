@@ -7,7 +7,30 @@ BIN    := $(CURDIR)/bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build deps test unit e2e fuzz bench demo vet fmt clean
+# make install: the usual places under PREFIX, configuration under
+# SYSCONFDIR (/etc, whatever PREFIX is), everything below DESTDIR.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+COMPDIR    ?= $(PREFIX)/share/bash-completion/completions
+# The programs: every folder of cmd/ but the shared code.
+CMDS       := $(filter-out internal,$(notdir $(wildcard cmd/*)))
+BUILD      := $(CURDIR)/build
+# Man pages, from Markdown (doc/man/NAME.SECTION.md) by go-md2man, a tool
+# pinned in go.mod.
+MANSRC     := $(wildcard doc/man/*.md)
+MANPAGES   := $(patsubst doc/man/%.md,$(BUILD)/man/%,$(MANSRC))
+# The Debian package: nfpm, pinned here, built by the go tool (cached
+# after the first time), from the files make install puts under build/deb
+# (dist/nfpm.yaml names them so).
+NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_ARCH   ?= $(shell $(GO) env GOARCH)
+DEB_VERSION ?= $(shell git log -1 --format=0.1~git%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0.1)
+
+.PHONY: all build deps test unit e2e fuzz bench demo vet fmt clean man install deb nfpm
 
 all: build
 
@@ -43,5 +66,44 @@ bench: deps build
 demo: deps build
 	@sh t/demo.sh
 
+man: $(MANPAGES)
+
+$(BUILD)/man/%: doc/man/%.md
+	@mkdir -p $(dir $@)
+	$(GO) tool go-md2man -in $< -out $@
+
+# The units run the programs where this install puts them (@BINDIR@); the
+# services' settings in /etc/default are the admin's, never overwritten;
+# completion is one file with a name per command for bash-completion's
+# loader.
+# libbproc (a later issue): its shared library goes to $(PREFIX)/lib and
+# its header to $(PREFIX)/include, at the end of this recipe.
+install: build man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(COMPDIR) $(DESTDIR)$(SYSCONFDIR)/bproc $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
+	for p in $(MANPAGES); do \
+		d=$(DESTDIR)$(MANDIR)/man$${p##*.}; \
+		install -d $$d && install -m 0644 $$p $$d/ || exit 1; \
+	done
+	for u in dist/systemd/*.service; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 dist/config.example $(DESTDIR)$(SYSCONFDIR)/bproc/config.example
+	for f in bpslave recvstats; do \
+		test -e $(DESTDIR)$(SYSCONFDIR)/default/$$f || install -m 0644 dist/$$f.default $(DESTDIR)$(SYSCONFDIR)/default/$$f || exit 1; \
+	done
+	install -m 0644 dist/completion/bproc.bash $(DESTDIR)$(COMPDIR)/bproc
+	for c in $(CMDS); do ln -sf bproc $(DESTDIR)$(COMPDIR)/$$c || exit 1; done
+
+# nfpm itself, built once into the go tool's cache.
+nfpm:
+	$(NFPM) --version >/dev/null
+
+deb: nfpm
+	rm -rf $(BUILD)/deb $(BUILD)/*.deb
+	$(MAKE) install DESTDIR=$(BUILD)/deb PREFIX=/usr
+	DEB_VERSION=$(DEB_VERSION) DEB_ARCH=$(DEB_ARCH) $(NFPM) package -f dist/nfpm.yaml -p deb -t $(BUILD)/
+	@ls $(BUILD)/*.deb
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(BUILD)

@@ -2,7 +2,7 @@
 # Installs the system packages the tests and benchmarks need (Debian).
 # Idempotent and quiet when everything is already there.
 need=""
-for p in gcc:gcc ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux setsid:util-linux mountpoint:util-linux timeout:coreutils sha256sum:coreutils python3:python3 perl:perl chromium:chromium; do
+for p in gcc:gcc ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux setsid:util-linux mountpoint:util-linux timeout:coreutils sha256sum:coreutils python3:python3 perl:perl chromium:chromium man:man-db groff:groff-base col:bsdextrautils systemd-analyze:systemd dpkg-deb:dpkg; do
 	cmd=${p%%:*}; pkg=${p#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done

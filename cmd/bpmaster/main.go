@@ -150,6 +150,9 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *
 		}
 		logger.Printf("tree mounted at %s", cfg.Mount)
 	}
+	// Only now is the master of use to anyone: systemd may start what
+	// waits for it.
+	notifyLog(logger.Printf, "READY=1", "STATUS=serving 9P on "+ln.Addr().String())
 	// Shut down in order: first stop serving 9P, so no slave registers with
 	// a master that is going away; then end blocked readers, without which
 	// the unmount cannot finish.
@@ -178,11 +181,14 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
 				logger.Printf("%v: shutting down", sig)
+				notifyLog(logger.Printf, "STOPPING=1")
 				return shutdown()
 			}
+			notifyLog(logger.Printf, "RELOADING=1", monotonicUsec())
 			newCfg, err := loadConfig(cfgPath, cfgGiven)
 			if err != nil {
 				logger.Printf("SIGHUP: keeping the old configuration: %v", err)
+				notifyLog(logger.Printf, "READY=1", "STATUS=SIGHUP: kept the old configuration")
 				continue
 			}
 			if newCfg.Port != cfg.Port || newCfg.Mount != cfg.Mount || newCfg.Plain != cfg.Plain || newCfg.StatsFile != cfg.StatsFile ||
@@ -192,6 +198,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *
 			newCfg.KeyFile = cfg.KeyFile
 			m.SetConfig(newCfg)
 			logger.Printf("SIGHUP: configuration re-read")
+			notifyLog(logger.Printf, "READY=1", "STATUS=serving 9P on "+ln.Addr().String())
 		}
 	}
 }
