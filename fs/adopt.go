@@ -2,82 +2,21 @@ package fs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
+
+	"bproc/fs/slaveproto"
 )
 
 // Jobs outlive their master. A slave that lost its master keeps its jobs
 // for the grace period the master's hello gave it, and keeps every byte of
 // their output the master has not acknowledged. When it registers again it
-// writes one Adopt record per job to slave/adopt; the new master gives the
+// writes one slaveproto.Adopt record per job to slave/adopt; the new master gives the
 // process back its pid, owner, command and state, and the slave sends the
 // output again from the first unacknowledged byte. The master acknowledges
 // output once it has left proc/PID/stdout's queue (read, or dropped by a
 // stream nobody reads), with "ack" messages giving the stream's offset.
-
-// Adopt is a slave's account of a job it kept while it had no master.
-type Adopt struct {
-	Pid      int          `json:"pid"`
-	Uid      uint32       `json:"uid"`
-	Gid      uint32       `json:"gid"`
-	Argv     []string     `json:"argv"`
-	Attached bool         `json:"attached,omitempty"`
-	State    string       `json:"state"`            // running, stopped, exited
-	Status   string       `json:"status,omitempty"` // when exited: "exit N" or "signal N", as reported
-	Stdout   AdoptedAhead `json:"stdout"`
-	Stderr   AdoptedAhead `json:"stderr"`
-}
-
-// AdoptedAhead is where an output stream stands: Off is the offset of the
-// first byte the master has not acknowledged (what the slave sends next),
-// Done that the stream has ended with nothing left to send.
-type AdoptedAhead struct {
-	Off  int64 `json:"off"`
-	Done bool  `json:"done,omitempty"`
-}
-
-// maxAdoptRecord bounds one record (argv included).
-const maxAdoptRecord = 1 << 20
-
-// ParseAdopt decodes and checks one record from a slave.
-func ParseAdopt(b []byte) (*Adopt, error) {
-	if len(b) > maxAdoptRecord {
-		return nil, fmt.Errorf("adopt record of %d bytes: %w", len(b), syscall.E2BIG)
-	}
-	var a Adopt
-	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("bad adopt record: %v: %w", err, syscall.EINVAL)
-	}
-	switch {
-	case a.Pid <= 0:
-		return nil, fmt.Errorf("adopt record: bad pid %d: %w", a.Pid, syscall.EINVAL)
-	case len(a.Argv) == 0:
-		return nil, fmt.Errorf("adopt record %d: no argv: %w", a.Pid, syscall.EINVAL)
-	case a.Stdout.Off < 0 || a.Stderr.Off < 0:
-		return nil, fmt.Errorf("adopt record %d: negative output offset: %w", a.Pid, syscall.EINVAL)
-	}
-	switch a.State {
-	case "running", "stopped":
-		if a.Status != "" {
-			return nil, fmt.Errorf("adopt record %d: %s with a status: %w", a.Pid, a.State, syscall.EINVAL)
-		}
-	case "exited":
-		f := strings.Fields(a.Status)
-		if len(f) != 2 || (f[0] != "exit" && f[0] != "signal") {
-			return nil, fmt.Errorf("adopt record %d: bad status %q: %w", a.Pid, a.Status, syscall.EINVAL)
-		}
-		if n, err := strconv.Atoi(f[1]); err != nil || n < 0 || n > 255 || strconv.Itoa(n) != f[1] {
-			return nil, fmt.Errorf("adopt record %d: bad status %q: %w", a.Pid, a.Status, syscall.EINVAL)
-		}
-	default:
-		return nil, fmt.Errorf("adopt record %d: bad state %q: %w", a.Pid, a.State, syscall.EINVAL)
-	}
-	return &a, nil
-}
 
 // adoptHandle is slave/adopt: one record per write.
 type adoptHandle struct {
@@ -88,7 +27,7 @@ type adoptHandle struct {
 }
 
 func (h *adoptHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
-	a, err := ParseAdopt(b)
+	a, err := slaveproto.ParseAdopt(b)
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +44,7 @@ func (h *adoptHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
 // Only pids an earlier master issued qualify: a pid of this master's that
 // it no longer runs was declared lost when its node went down, and its
 // waiters were told so.
-func (m *Master) adopt(sc *slaveConn, a *Adopt) error {
+func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 	n := sc.node
 	p := &Proc{
 		pid: a.Pid, node: n.num, uid: a.Uid, gid: a.Gid, argv: a.Argv, attached: a.Attached, conn: sc, ring: n.ring,
@@ -175,7 +114,7 @@ func (m *Master) watchOutput(p *Proc) {
 			}
 			mu.Unlock()
 			if send {
-				p.conn.sendIfAlive(m, &Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
+				p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
 			}
 		}
 	}
@@ -183,7 +122,7 @@ func (m *Master) watchOutput(p *Proc) {
 
 // sendIfAlive sends msg unless the slave is gone (its output no longer
 // matters to anyone) or there never was one.
-func (sc *slaveConn) sendIfAlive(m *Master, msg *Msg) {
+func (sc *slaveConn) sendIfAlive(m *Master, msg *slaveproto.Msg) {
 	if sc == nil {
 		return
 	}

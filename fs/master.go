@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"bproc/fs/slaveproto"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -134,7 +136,7 @@ func (m *Master) nodeLocked(num int) *node {
 
 // numberFor picks the node number for a slave connecting from addr.
 func (m *Master) numberFor(addr string) int {
-	if addr == LocalAddr {
+	if addr == slaveproto.LocalAddr {
 		return -1
 	}
 	for _, num := range sortedInts(m.cfg.Nodes) {
@@ -178,7 +180,7 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 	n.conn = sc
 	n.state = "up"
 	n.host = c.Host
-	if c.Addr != LocalAddr {
+	if c.Addr != slaveproto.LocalAddr {
 		n.addr = c.Addr
 	}
 	ping, grace := m.cfg.PingTimeout, m.cfg.Grace
@@ -187,7 +189,7 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 		m.dropSlave(old, "replaced by a new connection")
 	}
 	m.Logf("node %d up: slave %s (%s)", num, c.Addr, c.Host)
-	if err := sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds()}); err != nil {
+	if err := sc.send(m, &slaveproto.Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds()}); err != nil {
 		m.dropSlave(sc, err.Error()) // a slave without its number cannot serve
 		return nil, err
 	}
@@ -231,7 +233,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 	}
 }
 
-func (sc *slaveConn) send(m *Master, msg *Msg) error {
+func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
@@ -328,7 +330,7 @@ func (m *Master) sweep(now time.Time) {
 	trimExited(exited)
 	// The slave may drop what it kept for them (unread output).
 	for _, p := range forgotten {
-		p.conn.sendIfAlive(m, &Msg{Op: "forget", Pid: p.pid})
+		p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "forget", Pid: p.pid})
 	}
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
@@ -539,7 +541,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if err != nil {
 		return 0, err
 	}
-	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
+	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)
@@ -561,7 +563,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		p.finish("exit 127")
 		// It may have started all the same (the report crossed the
 		// interrupt): nobody could see or stop it, so it goes.
-		sc.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
+		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
 	return p.pid, nil
@@ -619,7 +621,7 @@ func (m *Master) setState(c *Caller, n *node, state string) error {
 	m.mu.Unlock()
 	m.Logf("node %d: state %s", n.num, state)
 	if sc != nil && (state == "reboot" || state == "halt" || state == "pwroff") {
-		return sc.send(m, &Msg{Op: "state", State: state, Command: cmd})
+		return sc.send(m, &slaveproto.Msg{Op: "state", State: state, Command: cmd})
 	}
 	return nil
 }

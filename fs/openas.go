@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"bproc/fs/slaveproto"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -151,11 +153,7 @@ func searchPath(name, path, cwd string, c *Caller) (string, error) {
 	return "", fmt.Errorf("%s: not found in PATH: %w", name, syscall.ENOENT)
 }
 
-// MaxBinary bounds what a user can make the master read and ship (the
-// whole binary is held in memory) and what a slave accepts.
-const MaxBinary = 256 << 20
-
-const maxBinary = MaxBinary
+const maxBinary = slaveproto.MaxBinary
 
 // openExecutable opens path as caller c and checks that it is a regular
 // file c may execute. The open file pins it: what is read afterwards is

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"bproc/fs"
+	"bproc/fs/slaveproto"
 )
 
 // startMaster runs a master whose node -1 is served in-process by Slave,
@@ -22,7 +23,7 @@ func startMaster(t *testing.T) (*fs.Master, *fs.Local) {
 	t.Cleanup(cancel)
 	go m.Run(ctx)
 	host, _ := os.Hostname()
-	sc := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
+	sc := &fs.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
 	s := &Slave{Tree: &fs.Local{Root: m.Root(), Caller: sc}}
 	go s.Run(ctx)
 	t.Cleanup(func() { s.Close() })

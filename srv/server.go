@@ -13,13 +13,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hugelgupf/p9/p9"
-
 	"bproc/fs"
+	"bproc/fs/slaveproto"
+
+	"github.com/hugelgupf/p9/p9"
 )
 
-// DefaultPort is bpmaster's 9P port, fs.DefaultPort.
-var DefaultPort = strconv.Itoa(fs.DefaultPort)
+// DefaultPort is bpmaster's 9P port, slaveproto.DefaultPort.
+var DefaultPort = strconv.Itoa(slaveproto.DefaultPort)
 
 // DefaultMaxMessage is the 9P msize the server allows and Dial asks for.
 const DefaultMaxMessage = 1 << 20

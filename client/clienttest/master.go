@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"bproc/fs"
+	"bproc/fs/slaveproto"
 	"bproc/job"
 	"bproc/key"
 	"bproc/srv"
@@ -50,7 +51,7 @@ func Start(t testing.TB) *Master {
 	}
 	server := &srv.Server{Key: k, Root: m.Root(), Logf: func(string, ...any) {}}
 	go server.Serve(ctx, ln)
-	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: "master", Conn: ctx}
+	local := &fs.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: "master", Conn: ctx}
 	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: t.Logf}
 	go slave.Run(ctx)
 	t.Cleanup(func() {

@@ -19,6 +19,7 @@ import (
 	"bproc/cmd/internal/cli"
 	"bproc/cmd/internal/daemon"
 	"bproc/fs"
+	"bproc/fs/slaveproto"
 	"bproc/job"
 	"bproc/key"
 	"bproc/mcast"
@@ -126,7 +127,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 
 	// The master is node -1: it runs its jobs with the slave code, in-process.
 	host, _ := os.Hostname()
-	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
+	local := &fs.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
 	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
 	defer slave.Close()
 	go func() {
