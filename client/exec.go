@@ -12,9 +12,9 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"bproc/fs/synth"
 
-	bfs "bproc/fs"
+	"golang.org/x/sys/unix"
 )
 
 // ExecOptions tunes Exec.
@@ -92,7 +92,7 @@ func Strerror(e syscall.Errno) string {
 
 // ErrnoOf extracts the errno from err, EIO when it carries none: the
 // errno the master's tree reports for it (fs.Errno).
-func ErrnoOf(err error) syscall.Errno { return bfs.Errno(err) }
+func ErrnoOf(err error) syscall.Errno { return synth.Errno(err) }
 
 // ErrText formats err for users: a bare errno in C wording, otherwise the
 // error itself.
@@ -133,21 +133,21 @@ func ExecCommand(path string, argv []string, dir string, env []string, argv0 str
 	}
 	if dir != "" {
 		b.WriteString(" -c ")
-		b.WriteString(bfs.Quote(dir))
+		b.WriteString(synth.Quote(dir))
 	}
 	for _, e := range env {
 		b.WriteString(" -e ")
-		b.WriteString(bfs.Quote(e))
+		b.WriteString(synth.Quote(e))
 	}
 	if argv0 != "" && argv0 != path {
 		b.WriteString(" -a ")
-		b.WriteString(bfs.Quote(argv0))
+		b.WriteString(synth.Quote(argv0))
 	}
 	b.WriteString(" -- ")
-	b.WriteString(bfs.Quote(path))
+	b.WriteString(synth.Quote(path))
 	for _, a := range argv[1:] {
 		b.WriteByte(' ')
-		b.WriteString(bfs.Quote(a))
+		b.WriteString(synth.Quote(a))
 	}
 	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 )
 
 // Jobs outlive their master. A slave that lost its master keeps its jobs
@@ -20,8 +21,8 @@ import (
 
 // adoptHandle is slave/adopt: one record per write.
 type adoptHandle struct {
-	noRead
-	noClose
+	synth.NoRead
+	synth.NoClose
 	m  *Master
 	sc *slaveConn
 }
@@ -48,9 +49,9 @@ func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 	n := sc.node
 	p := &Proc{
 		pid: a.Pid, node: n.num, uid: a.Uid, gid: a.Gid, argv: a.Argv, attached: a.Attached, conn: sc, ring: n.ring,
-		stdout:  NewStream(streamSize, !a.Attached),
-		stderr:  NewStream(streamSize, !a.Attached),
-		stdin:   NewStream(streamSize, false),
+		stdout:  synth.NewStream(streamSize, !a.Attached),
+		stderr:  synth.NewStream(streamSize, !a.Attached),
+		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
 		done:    make(chan struct{}),
 		state:   a.State,
@@ -58,7 +59,8 @@ func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 	if a.State == "exited" {
 		p.state = "running" // until finish, below
 	}
-	p.stdout.out, p.stderr.out = a.Stdout.Off, a.Stderr.Off
+	p.stdout.StartAt(a.Stdout.Off)
+	p.stderr.StartAt(a.Stderr.Off)
 	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
 	m.mu.Lock()
@@ -101,12 +103,12 @@ const ackEvery = 256 << 10
 func (m *Master) watchOutput(p *Proc) {
 	for _, o := range []struct {
 		name string
-		s    *Stream
+		s    *synth.Stream
 	}{{"stdout", p.stdout}, {"stderr", p.stderr}} {
 		var mu sync.Mutex
-		acked := o.s.out
+		acked := o.s.Out()
 		name := o.name
-		o.s.onOut = func(out int64, empty bool) {
+		o.s.OnOut(func(out int64, empty bool) {
 			mu.Lock()
 			send := out > acked && (empty || out-acked >= ackEvery)
 			if send {
@@ -116,7 +118,7 @@ func (m *Master) watchOutput(p *Proc) {
 			if send {
 				p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
 			}
-		}
+		})
 	}
 }
 
@@ -132,15 +134,4 @@ func (sc *slaveConn) sendIfAlive(m *Master, msg *slaveproto.Msg) {
 	if !dead {
 		sc.send(m, msg)
 	}
-}
-
-// outChanged tells onOut where the stream stands; called without s.mu.
-func (s *Stream) outChanged() {
-	if s.onOut == nil {
-		return
-	}
-	s.mu.Lock()
-	out, empty := s.out, s.size == 0
-	s.mu.Unlock()
-	s.onOut(out, empty)
 }

@@ -6,10 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"bproc/fs/synth"
 )
 
 func TestStatePidsNeverReused(t *testing.T) {
@@ -18,7 +19,7 @@ func TestStatePidsNeverReused(t *testing.T) {
 	if err := m.UseStateDir(dir); err != nil {
 		t.Fatal(err)
 	}
-	c := &Caller{}
+	c := &synth.Caller{}
 	n := m.nodes[-1]
 	var last int
 	for i := 0; i < pidBlock+10; i++ { // across a block boundary
@@ -47,31 +48,6 @@ func TestStatePidsNeverReused(t *testing.T) {
 
 // A stream reports every byte leaving it (read or dropped) as an offset
 // from its first byte, base included.
-func TestStreamCountsWhatLeaves(t *testing.T) {
-	s := NewStream(10, true)
-	s.out = 100
-	var mu sync.Mutex
-	var got []int64
-	s.onOut = func(out int64, empty bool) { mu.Lock(); got = append(got, out); mu.Unlock() }
-	ctx := context.Background()
-	s.Write(ctx, []byte("0123456789abc")) // unattended: 3 dropped
-	s.Attach()
-	buf := make([]byte, 4)
-	s.Read(ctx, buf)
-	s.Read(ctx, buf)
-	mu.Lock()
-	defer mu.Unlock()
-	want := []int64{103, 107, 111}
-	if len(got) != len(want) {
-		t.Fatalf("offsets %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("offsets %v, want %v", got, want)
-		}
-	}
-}
-
 // Only one slave holds a node: a second claim is refused while the first
 // is connected, and succeeds once it is gone.
 func TestSecondSlaveRefused(t *testing.T) {
@@ -80,8 +56,8 @@ func TestSecondSlaveRefused(t *testing.T) {
 	defer cancel1()
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	c1 := &Caller{Slave: true, Addr: "10.0.0.5", Conn: ctx1}
-	c2 := &Caller{Slave: true, Addr: "10.0.0.5", Conn: ctx2}
+	c1 := &synth.Caller{Slave: true, Addr: "10.0.0.5", Conn: ctx1}
+	c2 := &synth.Caller{Slave: true, Addr: "10.0.0.5", Conn: ctx2}
 	if _, err := m.register(c1); err != nil {
 		t.Fatal(err)
 	}

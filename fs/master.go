@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,7 +55,7 @@ type Master struct {
 	slaves  map[context.Context]*slaveConn
 	bins    binCache
 
-	root Dir
+	root synth.Dir
 }
 
 type node struct {
@@ -64,14 +65,14 @@ type node struct {
 	mode       iofs.FileMode
 	uid, gid   uint32
 	conn       *slaveConn
-	ring       *Ring
+	ring       *synth.Ring
 	dir        *nodeDir
 }
 
 type slaveConn struct {
 	key      context.Context
 	node     *node
-	jobs     *Stream
+	jobs     *synth.Stream
 	mu       sync.Mutex
 	lastPing time.Time
 	dead     bool
@@ -96,7 +97,7 @@ func NewMaster(cfg *Config) *Master {
 }
 
 // Root is the tree.
-func (m *Master) Root() Dir { return m.root }
+func (m *Master) Root() synth.Dir { return m.root }
 
 // PingTimeout is the configured ping timeout.
 func (m *Master) PingTimeout() time.Duration {
@@ -124,7 +125,7 @@ func (m *Master) SetConfig(cfg *Config) {
 func (m *Master) nodeLocked(num int) *node {
 	n := m.nodes[num]
 	if n == nil {
-		n = &node{num: num, state: "down", mode: 0o111, ring: NewRing(ioRingSize)}
+		n = &node{num: num, state: "down", mode: 0o111, ring: synth.NewRing(ioRingSize)}
 		if num == -1 {
 			n.addr = "-"
 		}
@@ -162,7 +163,7 @@ func (m *Master) numberFor(addr string) int {
 // its slave is connected and pinging, a second one claiming the node is
 // refused (EBUSY) and the first keeps working; a slave that went silent
 // loses the node after pingtimeout, and its successor gets it.
-func (m *Master) register(c *Caller) (*slaveConn, error) {
+func (m *Master) register(c *synth.Caller) (*slaveConn, error) {
 	if !c.Slave || c.Conn == nil {
 		return nil, fmt.Errorf("only slaves may open jobs: %w", syscall.EPERM)
 	}
@@ -175,7 +176,7 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 		m.Logf("node %d: refusing a second slave from %s (%s): the node's slave is connected", num, c.Addr, c.Host)
 		return nil, fmt.Errorf("node %d already has a connected slave: %w", num, syscall.EBUSY)
 	}
-	sc := &slaveConn{key: c.Conn, node: n, jobs: NewStream(jobsQueueSize, false), lastPing: time.Now()}
+	sc := &slaveConn{key: c.Conn, node: n, jobs: synth.NewStream(jobsQueueSize, false), lastPing: time.Now()}
 	m.slaves[c.Conn] = sc
 	n.conn = sc
 	n.state = "up"
@@ -335,7 +336,7 @@ func (m *Master) sweep(now time.Time) {
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
 	}
-	ReleaseMemory()
+	synth.ReleaseMemory()
 }
 
 // trimExited holds the output exited processes keep, all together, to
@@ -348,7 +349,7 @@ func trimExited(exited []*Proc) {
 	}
 	total := 0
 	for _, p := range exited {
-		for _, s := range []*Stream{p.stdout, p.stderr} {
+		for _, s := range []*synth.Stream{p.stdout, p.stderr} {
 			size, _ := s.Retained()
 			total += size
 		}
@@ -357,7 +358,7 @@ func trimExited(exited []*Proc) {
 		if total <= exitedKeepTotal {
 			return
 		}
-		for _, s := range []*Stream{p.stdout, p.stderr} {
+		for _, s := range []*synth.Stream{p.stdout, p.stderr} {
 			before, _ := s.Retained()
 			s.Trim(0)
 			after, _ := s.Retained()
@@ -367,7 +368,7 @@ func trimExited(exited []*Proc) {
 }
 
 // slaveFor returns the live slave connection of caller c.
-func (m *Master) slaveFor(c *Caller) (*slaveConn, error) {
+func (m *Master) slaveFor(c *synth.Caller) (*slaveConn, error) {
 	if !c.Slave || c.Conn == nil {
 		return nil, fmt.Errorf("not a slave: %w", syscall.EPERM)
 	}
@@ -382,12 +383,12 @@ func (m *Master) slaveFor(c *Caller) (*slaveConn, error) {
 
 // mayRun applies a node's permission bits: root always; else the owner,
 // group or other execute bit.
-func mayRun(c *Caller, mode iofs.FileMode, uid, gid uint32) bool {
+func mayRun(c *synth.Caller, mode iofs.FileMode, uid, gid uint32) bool {
 	return c.Root() || execBit(c, uint32(mode.Perm()), uid, gid)
 }
 
 // execBit is the execute bit of the class (owner, group, other) c is in.
-func execBit(c *Caller, perm, uid, gid uint32) bool {
+func execBit(c *synth.Caller, perm, uid, gid uint32) bool {
 	switch {
 	case c.Uid == uid:
 		return perm&0o100 != 0
@@ -456,7 +457,7 @@ func parseExec(args []string) (*execOpts, []string, error) {
 
 // callerEnv is the writer's environment and cwd, read from /proc for FUSE
 // callers; 9P callers get a minimal one.
-func callerEnv(c *Caller) (env []string, cwd string) {
+func callerEnv(c *synth.Caller) (env []string, cwd string) {
 	// Only from the caller's own process: a pid reused since the open
 	// would hand another user's environment to this job.
 	var st syscall.Stat_t
@@ -479,7 +480,7 @@ func callerEnv(c *Caller) (env []string, cwd string) {
 // lookPath finds the binary as the writer would: a name with a slash
 // relative to the writer's working directory (none over 9P: refused
 // rather than taken against the master's), others in PATH.
-func lookPath(name, dir string, env []string, c *Caller) (string, error) {
+func lookPath(name, dir string, env []string, c *synth.Caller) (string, error) {
 	if strings.Contains(name, "/") {
 		if !strings.HasPrefix(name, "/") {
 			if dir == "" {
@@ -500,7 +501,7 @@ func lookPath(name, dir string, env []string, c *Caller) (string, error) {
 
 // exec starts args on node n for caller c and returns the new pid once the
 // slave reports the process started.
-func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (int, error) {
+func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []string) (int, error) {
 	o, argv, err := parseExec(args)
 	if err != nil {
 		return 0, err
@@ -571,13 +572,13 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 
 // underLimit refuses a new process past the config's maxprocs live
 // processes of the caller's uid (root is not limited).
-func (m *Master) underLimit(c *Caller) error {
+func (m *Master) underLimit(c *synth.Caller) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.underLimitLocked(c)
 }
 
-func (m *Master) underLimitLocked(c *Caller) error {
+func (m *Master) underLimitLocked(c *synth.Caller) error {
 	limit := m.cfg.MaxProcs
 	if c.Root() || limit <= 0 {
 		return nil
@@ -603,7 +604,7 @@ func (m *Master) forget(p *Proc) {
 }
 
 // setState is `state STATE` on node n.
-func (m *Master) setState(c *Caller, n *node, state string) error {
+func (m *Master) setState(c *synth.Caller, n *node, state string) error {
 	if !c.Root() {
 		return fmt.Errorf("only root may change node state: %w", syscall.EPERM)
 	}
@@ -627,7 +628,7 @@ func (m *Master) setState(c *Caller, n *node, state string) error {
 }
 
 // signalNode is `kill SIG` on node n: every process of the caller's there.
-func (m *Master) signalNode(c *Caller, n *node, sig syscall.Signal) (int, error) {
+func (m *Master) signalNode(c *synth.Caller, n *node, sig syscall.Signal) (int, error) {
 	m.mu.Lock()
 	var targets []*Proc
 	for _, p := range m.procs {

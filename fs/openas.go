@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +20,7 @@ import (
 // filesystem credentials, so every directory on the way is searched as the
 // caller would search it. The master is root; without this a user could
 // run, and so read, files behind directories closed to them.
-func openAs(path string, c *Caller) (*os.File, error) {
+func openAs(path string, c *synth.Caller) (*os.File, error) {
 	var fd int
 	err := asCaller(c, func() (err error) {
 		fd, err = openPath(path)
@@ -61,7 +62,7 @@ func viaProc(path string) bool {
 
 // asCaller runs fn with the caller's filesystem credentials: on a thread
 // of its own for a user, as is for root.
-func asCaller(c *Caller, fn func() error) error {
+func asCaller(c *synth.Caller, fn func() error) error {
 	if c.Root() {
 		return fn()
 	}
@@ -81,7 +82,7 @@ func asCaller(c *Caller, fn func() error) error {
 
 // setCreds changes this thread's groups and fsuid/fsgid only: raw
 // setgroups, since Go's syscall.Setgroups changes every thread.
-func setCreds(c *Caller) error {
+func setCreds(c *synth.Caller) error {
 	groups := c.Groups
 	var gp unsafe.Pointer
 	if len(groups) > 0 {
@@ -104,7 +105,7 @@ func setCreds(c *Caller) error {
 // what is in it, and an entry found but not executable (EACCES) does not
 // end the search; EACCES is the answer only when nothing else is found.
 // Relative entries are taken against cwd (skipped without one).
-func searchPath(name, path, cwd string, c *Caller) (string, error) {
+func searchPath(name, path, cwd string, c *synth.Caller) (string, error) {
 	var found string
 	var denied error
 	err := asCaller(c, func() error {
@@ -158,7 +159,7 @@ const maxBinary = slaveproto.MaxBinary
 // openExecutable opens path as caller c and checks that it is a regular
 // file c may execute. The open file pins it: what is read afterwards is
 // what was checked, whatever a symlink swap does to the name meanwhile.
-func openExecutable(path string, c *Caller) (*os.File, binID, error) {
+func openExecutable(path string, c *synth.Caller) (*os.File, binID, error) {
 	f, err := openAs(path, c)
 	if err != nil {
 		return nil, binID{}, err

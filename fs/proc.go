@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,9 +24,9 @@ type Proc struct {
 	argv     []string
 	attached bool
 	conn     *slaveConn
-	ring     *Ring
+	ring     *synth.Ring
 
-	stdout, stderr, stdin *Stream
+	stdout, stderr, stdin *synth.Stream
 	started               chan error // the slave's "started" or "failed"
 	done                  chan struct{}
 
@@ -38,12 +39,12 @@ type Proc struct {
 	dir *procDir
 }
 
-func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
+func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
 	p := &Proc{
 		node: n.num, uid: c.Uid, gid: c.Gid, argv: argv, attached: attached, conn: sc, ring: n.ring,
-		stdout:  NewStream(streamSize, !attached),
-		stderr:  NewStream(streamSize, !attached),
-		stdin:   NewStream(streamSize, false),
+		stdout:  synth.NewStream(streamSize, !attached),
+		stderr:  synth.NewStream(streamSize, !attached),
+		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
 		done:    make(chan struct{}),
 		state:   "starting",
@@ -96,7 +97,7 @@ func (p *Proc) statusLine() string {
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
-	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(JoinCommand(p.argv)))
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(synth.JoinCommand(p.argv)))
 }
 
 // escapeBytes shows control characters and bytes that are not UTF-8 as
@@ -208,7 +209,7 @@ type binary struct {
 }
 
 // load reads path for caller c, who must be allowed to execute it.
-func (b *binCache) load(path string, c *Caller) (*binary, error) {
+func (b *binCache) load(path string, c *synth.Caller) (*binary, error) {
 	f, id, err := openExecutable(path, c)
 	if err != nil {
 		return nil, err
@@ -257,7 +258,7 @@ func (b *binCache) get(hash string) *binary {
 
 // mayExecFile is the kernel's execute check for a regular file: root
 // needs some execute bit, others their class's.
-func mayExecFile(c *Caller, mode uint32, uid, gid uint32) bool {
+func mayExecFile(c *synth.Caller, mode uint32, uid, gid uint32) bool {
 	if c.Root() {
 		return mode&0o111 != 0
 	}

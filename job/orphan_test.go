@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"bproc/fs"
+	"bproc/fs/synth"
 )
 
 // cluster is a master with one compute node (node 0) whose slave runs
@@ -21,7 +22,7 @@ type cluster struct {
 	grace time.Duration
 	slave *Slave
 	m     *fs.Master
-	user  *fs.Local
+	user  *synth.Local
 	stop  context.CancelFunc
 	ran   chan struct{}
 }
@@ -41,7 +42,7 @@ func (c *cluster) startMaster() {
 	if err := c.m.UseStateDir(c.state); err != nil {
 		c.t.Fatal(err)
 	}
-	c.user = &fs.Local{Root: c.m.Root(), Caller: &fs.Caller{}}
+	c.user = &synth.Local{Root: c.m.Root(), Caller: &synth.Caller{}}
 }
 
 // connect runs the slave against the current master until crash.
@@ -49,7 +50,7 @@ func (c *cluster) connect() {
 	ctx, cancel := context.WithCancel(context.Background())
 	go c.m.Run(ctx)
 	c.stop, c.ran = cancel, make(chan struct{})
-	c.slave.Tree = &fs.Local{Root: c.m.Root(), Caller: &fs.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
+	c.slave.Tree = &synth.Local{Root: c.m.Root(), Caller: &synth.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
 	go func() { defer close(c.ran); c.slave.Run(ctx) }()
 	c.waitFor("node 0 up", func() bool {
 		return c.exists("node/0/status") && strings.Contains(readAll(c.t, c.user, "node/0/status"), " up ")

@@ -15,6 +15,7 @@ import (
 
 	"bproc/fs"
 	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 	"bproc/job"
 	"bproc/key"
 	"bproc/srv"
@@ -51,8 +52,8 @@ func Start(t testing.TB) *Master {
 	}
 	server := &srv.Server{Key: k, Root: m.Root(), Logf: func(string, ...any) {}}
 	go server.Serve(ctx, ln)
-	local := &fs.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: "master", Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: t.Logf}
+	local := &synth.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: "master", Conn: ctx}
+	slave := &job.Slave{Tree: &synth.Local{Root: m.Root(), Caller: local}, Logf: t.Logf}
 	go slave.Run(ctx)
 	t.Cleanup(func() {
 		cancel()
@@ -76,7 +77,7 @@ func Start(t testing.TB) *Master {
 
 // nodeUp reads node/-1/status straight from the tree.
 func nodeUp(m *fs.Master) bool {
-	f, err := (&fs.Local{Root: m.Root(), Caller: &fs.Caller{}}).Open("node/-1/status", os.O_RDONLY)
+	f, err := (&synth.Local{Root: m.Root(), Caller: &synth.Caller{}}).Open("node/-1/status", os.O_RDONLY)
 	if err != nil {
 		return false
 	}

@@ -20,6 +20,7 @@ import (
 	"bproc/cmd/internal/daemon"
 	"bproc/fs"
 	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 	"bproc/job"
 	"bproc/key"
 	"bproc/mcast"
@@ -127,8 +128,8 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 
 	// The master is node -1: it runs its jobs with the slave code, in-process.
 	host, _ := os.Hostname()
-	local := &fs.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
+	local := &synth.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
+	slave := &job.Slave{Tree: &synth.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true}
 	defer slave.Close()
 	go func() {
 		if err := slave.Run(ctx); err != nil && ctx.Err() == nil {
@@ -191,7 +192,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 
 // mount mounts the tree at dir (fusemount clears a stale mount left by a
 // master that died).
-func mount(dir string, root fs.Dir, debug bool) (*fusemount.Mounted, error) {
+func mount(dir string, root synth.Dir, debug bool) (*fusemount.Mounted, error) {
 	mnt, err := fusemount.Mount(dir, root, fusemount.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"})
 	if err != nil {
 		return nil, fmt.Errorf("mounting the tree at %s: %w", dir, err)

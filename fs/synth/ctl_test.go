@@ -1,4 +1,4 @@
-package fs
+package synth
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 // recordingCtl is a ctl file whose "run" command records its arguments
 // and "fail" fails: what ran, and with which words, is what the tests check.
-func recordingCtl() (*ctlFile, *[][]string) {
+func recordingCtl() (*CtlFile, *[][]string) {
 	var ran [][]string
-	cmds := []command{
+	cmds := []Command{
 		{"run", 0, -1, "run [ARG...]", func(_ context.Context, _ *Caller, _ any, args []string) (string, error) {
 			ran = append(ran, args)
 			return fmt.Sprintf("ran %d\n", len(ran)), nil
@@ -23,11 +23,11 @@ func recordingCtl() (*ctlFile, *[][]string) {
 			return "", fmt.Errorf("failing as asked: %w", syscall.EIO)
 		}},
 	}
-	f := &ctlFile{ino: NewIno(), owner: func() (uint32, uint32) { return 0, 0 }, mode: 0o666, cmds: cmds}
+	f := &CtlFile{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Cmds: cmds}
 	return f, &ran
 }
 
-func openCtl(t *testing.T, f *ctlFile) *ctlHandle {
+func openCtl(t *testing.T, f *CtlFile) *ctlHandle {
 	t.Helper()
 	h, err := f.Open(&Caller{}, 0)
 	if err != nil {
