@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/fs/synth"
 )
 
@@ -21,7 +21,7 @@ type cluster struct {
 	state string
 	grace time.Duration
 	slave *Slave
-	m     *fs.Master
+	m     *pspace.Master
 	user  *synth.Local
 	stop  context.CancelFunc
 	ran   chan struct{}
@@ -36,9 +36,9 @@ func newCluster(t *testing.T, grace time.Duration) *cluster {
 }
 
 func (c *cluster) startMaster() {
-	cfg := fs.DefaultConfig()
+	cfg := pspace.DefaultConfig()
 	cfg.Grace = c.grace
-	c.m = fs.NewMaster(cfg)
+	c.m = pspace.NewMaster(cfg)
 	if err := c.m.UseStateDir(c.state); err != nil {
 		c.t.Fatal(err)
 	}

@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 )
 
 // startMaster runs a master whose node -1 is served in-process by Slave,
 // and returns a root user's view of its tree.
-func startMaster(t *testing.T) (*fs.Master, *synth.Local) {
+func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
 	t.Helper()
-	m := fs.NewMaster(fs.DefaultConfig())
+	m := pspace.NewMaster(pspace.DefaultConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go m.Run(ctx)

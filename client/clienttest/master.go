@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 	"bproc/job"
@@ -25,7 +25,7 @@ import (
 type Master struct {
 	Addr    string // host:port of its 9P service
 	KeyFile string // the cluster key to dial it with
-	M       *fs.Master
+	M       *pspace.Master
 }
 
 // Start runs a master until the test ends and waits for node -1 to be up.
@@ -43,7 +43,7 @@ func Start(t testing.TB) *Master {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := fs.NewMaster(fs.DefaultConfig())
+	m := pspace.NewMaster(pspace.DefaultConfig())
 	go m.Run(ctx)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +76,7 @@ func Start(t testing.TB) *Master {
 }
 
 // nodeUp reads node/-1/status straight from the tree.
-func nodeUp(m *fs.Master) bool {
+func nodeUp(m *pspace.Master) bool {
 	f, err := (&synth.Local{Root: m.Root(), Caller: &synth.Caller{}}).Open("node/-1/status", os.O_RDONLY)
 	if err != nil {
 		return false

@@ -18,7 +18,7 @@ import (
 
 	"bproc/cmd/internal/cli"
 	"bproc/cmd/internal/daemon"
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 	"bproc/job"
@@ -83,23 +83,23 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
-func loadConfig(path string, required bool) (*fs.Config, error) {
+func loadConfig(path string, required bool) (*pspace.Config, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) && !required {
-		return fs.DefaultConfig(), nil
+		return pspace.DefaultConfig(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	cfg, err := fs.ParseConfig(f)
+	cfg, err := pspace.ParseConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+func serve(cfg *pspace.Config, k []byte, ln net.Listener, logger *log.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
 	// For developers: BPROC_CPUPROFILE=FILE profiles the master until it exits.
 	if path := os.Getenv("BPROC_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -110,7 +110,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, logger *log.Logger, tracer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	m := fs.NewMaster(cfg)
+	m := pspace.NewMaster(cfg)
 	m.Logf = logger.Printf
 	m.Trace = tracer.Printf
 	// Before serving: the slaves' surviving jobs keep their pids, new

@@ -1,4 +1,10 @@
-package fs
+// Package pspace is bpmaster's cluster-wide process space: the Master
+// with its nodes, their slaves and the processes running on them, the
+// /bproc tree it serves (node/N, proc/PID, status and the slaves' slave/),
+// its configuration file, the pid state that survives a restart, and the
+// adoption of jobs a slave kept across a lost master. The tree is built
+// with fs/synth; the slaves' messages are fs/slaveproto.
+package pspace
 
 import (
 	"context"
