@@ -91,7 +91,7 @@ func Strerror(e syscall.Errno) string {
 }
 
 // ErrnoOf extracts the errno from err, EIO when it carries none: the
-// errno the master's tree reports for it (fs.Errno).
+// errno the master's tree reports for it (synth.Errno).
 func ErrnoOf(err error) syscall.Errno { return synth.Errno(err) }
 
 // ErrText formats err for users: a bare errno in C wording, otherwise the
@@ -113,7 +113,7 @@ func ErrText(err error) string {
 
 // ExecCommand builds the ctl line that starts argv[0] (already a full path)
 // with argv on a node, every word quoted as the master's splitter reads it
-// back (fs.Quote).
+// back (synth.Quote).
 func ExecCommand(path string, argv []string, dir string, env []string, argv0 string, nullStdin, attached bool) string {
 	var b strings.Builder
 	n := len(path) + len(dir) + 32
@@ -181,7 +181,7 @@ func ResolvePath(name string) (string, error) {
 	return p, nil
 }
 
-// maxCommand is the longest ctl command the tree takes (fs.MaxCommand,
+// maxCommand is the longest ctl command the tree takes (synth.MaxCommand,
 // 2 MiB), less the newline that ends it.
 const maxCommand = 2<<20 - 1
 
