@@ -137,7 +137,7 @@ func (m *Master) newNodeDir(n *node) *nodeDir {
 		m.mu.Unlock()
 		return []byte(shot.statusLine()), nil
 	})
-	ctl := &synth.CtlFile{Ino: synth.NewIno(), Owner: nd.owner, Mode: 0o666, Cmds: nodeCommands, Target: nd}
+	ctl := &synth.CtlFile[*nodeDir]{Ino: synth.NewIno(), Owner: nd.owner, Mode: 0o666, Table: nodeCommands, Target: nd}
 	io := &ioFile{ino: synth.NewIno(), n: n}
 	stats := m.newStatsDir(n)
 	base := synth.StaticEntries("ctl", ctl, "io", io, "status", status)
@@ -181,22 +181,20 @@ func (nd *nodeDir) Setattr(c *synth.Caller, mode *iofs.FileMode, uid, gid *uint3
 	return nil
 }
 
-var nodeCommands = []synth.Command{
+// nodeCommands are node/N/ctl's commands, run on the node's directory.
+var nodeCommands = synth.Table[*nodeDir]{
 	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
-		Run: func(ctx context.Context, c *synth.Caller, t any, args []string) (string, error) {
-			nd := t.(*nodeDir)
+		Run: func(ctx context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 			pid, err := nd.m.exec(ctx, c, nd.n, args)
 			if err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("%d\n", pid), nil
 		}},
-	{Name: "state", MinArgs: 1, MaxArgs: 1, Usage: "state STATE", Run: func(_ context.Context, c *synth.Caller, t any, args []string) (string, error) {
-		nd := t.(*nodeDir)
+	{Name: "state", MinArgs: 1, MaxArgs: 1, Usage: "state STATE", Run: func(_ context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 		return "", nd.m.setState(c, nd.n, args[0])
 	}},
-	{Name: "kill", MinArgs: 1, MaxArgs: 1, Usage: "kill SIG", Run: func(_ context.Context, c *synth.Caller, t any, args []string) (string, error) {
-		nd := t.(*nodeDir)
+	{Name: "kill", MinArgs: 1, MaxArgs: 1, Usage: "kill SIG", Run: func(_ context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 		sig, err := parseSignal(args[0])
 		if err != nil {
 			return "", err
@@ -206,9 +204,9 @@ var nodeCommands = []synth.Command{
 	}},
 }
 
-var procCommands = []synth.Command{
-	{Name: "kill", MinArgs: 0, MaxArgs: 1, Usage: "kill [SIG]", Run: func(_ context.Context, c *synth.Caller, t any, args []string) (string, error) {
-		pd := t.(*procDir)
+// procCommands are proc/PID/ctl's commands, run on the process's directory.
+var procCommands = synth.Table[*procDir]{
+	{Name: "kill", MinArgs: 0, MaxArgs: 1, Usage: "kill [SIG]", Run: func(_ context.Context, c *synth.Caller, pd *procDir, args []string) (string, error) {
 		sig := syscall.SIGTERM
 		if len(args) == 1 {
 			var err error
@@ -218,12 +216,10 @@ var procCommands = []synth.Command{
 		}
 		return "", pd.p.signal(pd.m, sig)
 	}},
-	{Name: "stop", MinArgs: 0, MaxArgs: 0, Usage: "stop", Run: func(_ context.Context, c *synth.Caller, t any, _ []string) (string, error) {
-		pd := t.(*procDir)
+	{Name: "stop", MinArgs: 0, MaxArgs: 0, Usage: "stop", Run: func(_ context.Context, c *synth.Caller, pd *procDir, _ []string) (string, error) {
 		return "", pd.p.signal(pd.m, syscall.SIGSTOP)
 	}},
-	{Name: "cont", MinArgs: 0, MaxArgs: 0, Usage: "cont", Run: func(_ context.Context, c *synth.Caller, t any, _ []string) (string, error) {
-		pd := t.(*procDir)
+	{Name: "cont", MinArgs: 0, MaxArgs: 0, Usage: "cont", Run: func(_ context.Context, c *synth.Caller, pd *procDir, _ []string) (string, error) {
 		return "", pd.p.signal(pd.m, syscall.SIGCONT)
 	}},
 }
@@ -263,7 +259,7 @@ func (m *Master) newProcDir(p *Proc) *procDir {
 	}
 	status := synth.NewText(func(*synth.Caller) ([]byte, error) { return []byte(p.statusLine()), nil })
 	status.AttrFunc = func() synth.Attr { return synth.Attr{Mode: 0o444, Uid: p.uid, Gid: p.gid, Mtime: synth.StartTime} }
-	ctl := &synth.CtlFile{Ino: synth.NewIno(), Owner: owner, Mode: 0o200, Cmds: procCommands, Target: pd, Check: own}
+	ctl := &synth.CtlFile[*procDir]{Ino: synth.NewIno(), Owner: owner, Mode: 0o200, Table: procCommands, Target: pd, Check: own}
 	mk := func(mode iofs.FileMode, open func(c *synth.Caller, flags int) (synth.Handle, error)) *synth.FuncFile {
 		return &synth.FuncFile{Ino: synth.NewIno(), Mode: mode, Owner: owner, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {
 			if err := own(c); err != nil {

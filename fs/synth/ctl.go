@@ -12,48 +12,83 @@ import (
 	"syscall"
 )
 
-// Command is one row of a ctl table, as in Plan 9's devproc: a name, the
-// number of arguments and the function; it returns the text readable
-// afterwards on the same open file.
-type Command struct {
+// A ctl file takes commands, one per line, and runs each from its
+// Table: a row names a command, bounds its arguments and runs it on the
+// file's target, typed as the table is (as Plan 9's devproc.c runs its
+// commands on the Proc *p of the file), so a row needs no type assertion.
+// The rules for lines (quoting, length, a line in pieces) are the same for
+// every ctl file, and live in ctlHandle.
+
+// Command is one row of a Table: a name, the number of arguments and the
+// function; it returns the text readable afterwards on the same open file.
+type Command[T any] struct {
 	Name    string
 	MinArgs int
 	MaxArgs int // -1: any
 	Usage   string
-	Run     func(ctx context.Context, c *Caller, target any, args []string) (string, error)
+	Run     func(ctx context.Context, c *Caller, target T, args []string) (string, error)
 }
 
-// CtlFile takes one command per write; reading the same open file returns
-// the result of the last command (or its error text).
-type CtlFile struct {
+// Table is the commands of one kind of ctl file, run on a target of type T.
+type Table[T any] []Command[T]
+
+// Run splits line into words and runs the command they name on target.
+func (t Table[T]) Run(ctx context.Context, c *Caller, target T, line string) (string, error) {
+	words, err := SplitCommand(line)
+	if err != nil {
+		return "", err
+	}
+	if len(words) == 0 {
+		return "", fmt.Errorf("empty command: %w", syscall.EINVAL)
+	}
+	var names []string
+	for _, cmd := range t {
+		names = append(names, cmd.Name)
+		if cmd.Name != words[0] {
+			continue
+		}
+		args := words[1:]
+		if len(args) < cmd.MinArgs || (cmd.MaxArgs >= 0 && len(args) > cmd.MaxArgs) {
+			return "", fmt.Errorf("usage: %s: %w", cmd.Usage, syscall.EINVAL)
+		}
+		return cmd.Run(ctx, c, target, args)
+	}
+	return "", fmt.Errorf("unknown command %q (commands: %s): %w", words[0], strings.Join(names, ", "), syscall.EINVAL)
+}
+
+// CtlFile takes one command per write, from Table, run on Target; reading
+// the same open file returns the result of the last command (or its error
+// text).
+type CtlFile[T any] struct {
 	Ino    uint64
 	Owner  func() (uint32, uint32)
 	Mode   iofs.FileMode
-	Cmds   []Command
-	Target any
+	Table  Table[T]
+	Target T
 	Check  func(c *Caller) error // permission to open, nil: anyone
 }
 
-func (f *CtlFile) Attr() Attr {
+func (f *CtlFile[T]) Attr() Attr {
 	uid, gid := f.Owner()
 	return Attr{Ino: f.Ino, Mode: f.Mode, Uid: uid, Gid: gid, Mtime: StartTime}
 }
 
-func (f *CtlFile) Open(c *Caller, flags int) (Handle, error) {
+func (f *CtlFile[T]) Open(c *Caller, flags int) (Handle, error) {
 	if f.Check != nil {
 		if err := f.Check(c); err != nil {
 			return nil, err
 		}
 	}
-	return &ctlHandle{f: f, c: c}, nil
+	run := func(ctx context.Context, line string) (string, error) { return f.Table.Run(ctx, c, f.Target, line) }
+	return &ctlHandle{c: c, run: run}, nil
 }
 
 // ctlHandle buffers what is written until a whole command (a line) is
 // there: a shell writes a long line in 4 KiB pieces and FUSE splits a
 // write beyond 1 MiB, and a piece must never run as a command of its own.
 type ctlHandle struct {
-	f *CtlFile
-	c *Caller
+	c   *Caller
+	run func(ctx context.Context, line string) (string, error) // a whole line, from the file's table
 
 	// wmu orders commands: a line runs only after the one before it.
 	wmu     sync.Mutex
@@ -248,26 +283,3 @@ func (h *ctlHandle) Unfinished() bool {
 // Close runs what is still unfinished: the last close (9P clunk, FUSE
 // release) ends the line.
 func (h *ctlHandle) Close() error { return h.Flush(context.Background()) }
-
-func (h *ctlHandle) run(ctx context.Context, line string) (string, error) {
-	words, err := SplitCommand(line)
-	if err != nil {
-		return "", err
-	}
-	if len(words) == 0 {
-		return "", fmt.Errorf("empty command: %w", syscall.EINVAL)
-	}
-	var names []string
-	for _, cmd := range h.f.Cmds {
-		names = append(names, cmd.Name)
-		if cmd.Name != words[0] {
-			continue
-		}
-		args := words[1:]
-		if len(args) < cmd.MinArgs || (cmd.MaxArgs >= 0 && len(args) > cmd.MaxArgs) {
-			return "", fmt.Errorf("usage: %s: %w", cmd.Usage, syscall.EINVAL)
-		}
-		return cmd.Run(ctx, h.c, h.f.Target, args)
-	}
-	return "", fmt.Errorf("unknown command %q (commands: %s): %w", words[0], strings.Join(names, ", "), syscall.EINVAL)
-}
