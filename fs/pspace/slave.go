@@ -11,7 +11,7 @@ import (
 	"bproc/fs/synth"
 )
 
-// The slave/ directory: what a bpslave reads and writes (see proto.go).
+// The slave/ directory: what a bpslave reads and writes (see fs/slaveproto).
 
 func (m *Master) newSlaveDir() synth.Dir {
 	jobs := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {

@@ -20,7 +20,7 @@ import (
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
-//	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go)
+//	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go; the master's side in fs/pspace)
 //
 // The master runs node -1 with the same code over an in-process opener.
 
