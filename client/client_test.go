@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	bfs "bproc/fs"
+	"bproc/fs/synth"
 )
 
 func cluster(states ...string) []NodeStatus {
@@ -216,7 +216,7 @@ func TestQuoteRoundTrip(t *testing.T) {
 		"tab\there", "new\nline", "-c", "--", "*?[]", "ünïcode", "semi;colon|pipe&", "  lead", "trail  ",
 	}
 	for _, a := range args {
-		words, err := bfs.SplitCommand("x " + bfs.Quote(a) + " y")
+		words, err := synth.SplitCommand("x " + synth.Quote(a) + " y")
 		if err != nil {
 			t.Errorf("%q: %v", a, err)
 			continue
@@ -226,7 +226,7 @@ func TestQuoteRoundTrip(t *testing.T) {
 		}
 	}
 	cmd := ExecCommand("/bin/echo", append([]string{"echo"}, args...), "/my dir", []string{"A=1", "B=x y'z"}, "echo", true, true)
-	words, err := bfs.SplitCommand(cmd)
+	words, err := synth.SplitCommand(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestQuoteRoundTrip(t *testing.T) {
 		t.Errorf("command splits as\n%q\nwant\n%q", words, want)
 	}
 	// argv0 equal to the path and detached mode leave their options out.
-	words, _ = bfs.SplitCommand(ExecCommand("/bin/true", []string{"/bin/true"}, "", nil, "/bin/true", false, false))
+	words, _ = synth.SplitCommand(ExecCommand("/bin/true", []string{"/bin/true"}, "", nil, "/bin/true", false, false))
 	if !reflect.DeepEqual(words, []string{"exec", "--", "/bin/true"}) {
 		t.Errorf("minimal command: %q", words)
 	}

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"bproc/fs/synth"
 
-	bfs "bproc/fs"
+	"golang.org/x/sys/unix"
 )
 
 // ExecOptions tunes Exec.
@@ -91,8 +91,8 @@ func Strerror(e syscall.Errno) string {
 }
 
 // ErrnoOf extracts the errno from err, EIO when it carries none: the
-// errno the master's tree reports for it (fs.Errno).
-func ErrnoOf(err error) syscall.Errno { return bfs.Errno(err) }
+// errno the master's tree reports for it (synth.Errno).
+func ErrnoOf(err error) syscall.Errno { return synth.Errno(err) }
 
 // ErrText formats err for users: a bare errno in C wording, otherwise the
 // error itself.
@@ -113,7 +113,7 @@ func ErrText(err error) string {
 
 // ExecCommand builds the ctl line that starts argv[0] (already a full path)
 // with argv on a node, every word quoted as the master's splitter reads it
-// back (fs.Quote).
+// back (synth.Quote).
 func ExecCommand(path string, argv []string, dir string, env []string, argv0 string, nullStdin, attached bool) string {
 	var b strings.Builder
 	n := len(path) + len(dir) + 32
@@ -133,21 +133,21 @@ func ExecCommand(path string, argv []string, dir string, env []string, argv0 str
 	}
 	if dir != "" {
 		b.WriteString(" -c ")
-		b.WriteString(bfs.Quote(dir))
+		b.WriteString(synth.Quote(dir))
 	}
 	for _, e := range env {
 		b.WriteString(" -e ")
-		b.WriteString(bfs.Quote(e))
+		b.WriteString(synth.Quote(e))
 	}
 	if argv0 != "" && argv0 != path {
 		b.WriteString(" -a ")
-		b.WriteString(bfs.Quote(argv0))
+		b.WriteString(synth.Quote(argv0))
 	}
 	b.WriteString(" -- ")
-	b.WriteString(bfs.Quote(path))
+	b.WriteString(synth.Quote(path))
 	for _, a := range argv[1:] {
 		b.WriteByte(' ')
-		b.WriteString(bfs.Quote(a))
+		b.WriteString(synth.Quote(a))
 	}
 	return b.String()
 }
@@ -181,7 +181,7 @@ func ResolvePath(name string) (string, error) {
 	return p, nil
 }
 
-// maxCommand is the longest ctl command the tree takes (fs.MaxCommand,
+// maxCommand is the longest ctl command the tree takes (synth.MaxCommand,
 // 2 MiB), less the newline that ends it.
 const maxCommand = 2<<20 - 1
 

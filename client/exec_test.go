@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	bfs "bproc/fs"
+	"bproc/fs/synth"
 )
 
 // fakeTree answers ctl, wait and stdout like the master does, and records
@@ -54,7 +54,7 @@ func (t *fakeTree) Open(name string, flag int) (File, error) {
 }
 
 func (f *fakeFile) Write(p []byte) (int, error) {
-	words, err := bfs.SplitCommand(string(p))
+	words, err := synth.SplitCommand(string(p))
 	if err != nil {
 		f.result = []byte("error: " + err.Error() + "\n")
 		return 0, syscall.EINVAL

@@ -8,14 +8,14 @@ import (
 	"strconv"
 	"strings"
 
-	bfs "bproc/fs"
+	"bproc/fs/pspace"
 )
 
 // Master is the master's node number.
 const Master = -1
 
 // States are BProc's node states, in its order.
-var States = bfs.NodeStates
+var States = pspace.NodeStates
 
 // ValidState reports whether s is one of States.
 func ValidState(s string) bool {

@@ -15,13 +15,13 @@ import (
 	"syscall"
 	"time"
 
-	bfs "bproc/fs"
+	"bproc/fs/slaveproto"
 
 	"golang.org/x/sys/unix"
 )
 
 // maxBinary is the largest binary a master ships (fs refuses larger ones).
-const maxBinary = bfs.MaxBinary
+const maxBinary = slaveproto.MaxBinary
 
 // binCache keeps shipped binaries on the node, each fetched once, as
 // DIR/HASH/NAME: NAME is the master's file name, so ps and pkill show the
@@ -184,7 +184,7 @@ func (c *binCache) ensureDir(want string) error {
 }
 
 // get returns the path of the job's binary, fetching it if need be.
-func (c *binCache) get(tree Opener, want string, m *bfs.Msg) (string, error) {
+func (c *binCache) get(tree Opener, want string, m *slaveproto.Msg) (string, error) {
 	hash, name, err := cacheName(m.Hash, m.Path)
 	if err != nil {
 		return "", err
@@ -236,7 +236,7 @@ func (c *binCache) get(tree Opener, want string, m *bfs.Msg) (string, error) {
 
 // fill makes DIR/HASH/NAME a checked copy of the binary: the file already
 // there, the same content under another name (a link), or a fetch.
-func fill(tree Opener, dir, hash, name string, m *bfs.Msg) (fileKey, error) {
+func fill(tree Opener, dir, hash, name string, m *slaveproto.Msg) (fileKey, error) {
 	hdir := filepath.Join(dir, hash)
 	if err := hashDir(hdir); err != nil {
 		return fileKey{}, err

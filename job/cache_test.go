@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/slaveproto"
 )
 
 // binTree serves slave/bin/HASH from a map and counts fetches. A hash with
@@ -75,8 +75,8 @@ func (t *binTree) count(h string) int {
 	return t.fetches[h]
 }
 
-func msgFor(h string, data []byte, path string) *fs.Msg {
-	return &fs.Msg{Hash: h, Size: int64(len(data)), Path: path}
+func msgFor(h string, data []byte, path string) *slaveproto.Msg {
+	return &slaveproto.Msg{Hash: h, Size: int64(len(data)), Path: path}
 }
 
 func TestBinCache(t *testing.T) {
@@ -84,7 +84,7 @@ func TestBinCache(t *testing.T) {
 	c := &binCache{}
 	script := []byte("#!/bin/sh\necho hi\n")
 	h := tree.add(script)
-	p, err := c.get(tree, "", &fs.Msg{Hash: h, Size: 18, Path: "/usr/bin/greet", Public: true})
+	p, err := c.get(tree, "", &slaveproto.Msg{Hash: h, Size: 18, Path: "/usr/bin/greet", Public: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,12 +98,12 @@ func TestBinCache(t *testing.T) {
 		t.Errorf("cache directory mode %v, want 0711 (not listable)", st.Mode().Perm())
 	}
 	// The same content under another name: no second fetch.
-	p2, err := c.get(tree, "", &fs.Msg{Hash: h, Size: 18, Path: "/tmp/copy"})
+	p2, err := c.get(tree, "", &slaveproto.Msg{Hash: h, Size: 18, Path: "/tmp/copy"})
 	if err != nil || tree.count(h) != 1 || filepath.Base(p2) != "copy" {
 		t.Errorf("second name: %s, %v, %d fetches", p2, err, tree.count(h))
 	}
 	secret := tree.add([]byte("secret binary"))
-	p3, err := c.get(tree, "", &fs.Msg{Hash: secret, Size: 13, Path: "/opt/x"})
+	p3, err := c.get(tree, "", &slaveproto.Msg{Hash: secret, Size: 13, Path: "/opt/x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +112,10 @@ func TestBinCache(t *testing.T) {
 	}
 	bad := tree.add([]byte("x"))
 	tree.bins[bad] = []byte("tampered")
-	if _, err := c.get(tree, "", &fs.Msg{Hash: bad, Size: 1, Path: "/x"}); err == nil {
+	if _, err := c.get(tree, "", &slaveproto.Msg{Hash: bad, Size: 1, Path: "/x"}); err == nil {
 		t.Error("a binary whose hash does not match was accepted")
 	}
-	for _, m := range []*fs.Msg{{Hash: "../../etc", Path: "/x"}, {Hash: h, Size: -1, Path: "/x"}, {Hash: h, Size: maxBinary + 1, Path: "/x"}} {
+	for _, m := range []*slaveproto.Msg{{Hash: "../../etc", Path: "/x"}, {Hash: h, Size: -1, Path: "/x"}, {Hash: h, Size: maxBinary + 1, Path: "/x"}} {
 		if _, err := c.get(tree, "", m); err == nil {
 			t.Errorf("%+v accepted", m)
 		}

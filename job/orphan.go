@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/slaveproto"
 )
 
 // Jobs outlive a lost master. The jobs belong to the Slave, not to one
@@ -20,7 +20,7 @@ import (
 // outLimit per stream; then the job blocks, as on a full pipe). When the
 // link to the master ends, a KeepJobs slave keeps them for the grace period
 // the master's hello gave; the next master it registers with gets an
-// fs.Adopt record per job on slave/adopt, and the slave sends each stream
+// slaveproto.Adopt record per job on slave/adopt, and the slave sends each stream
 // again from its first unacknowledged byte, reports what ended meanwhile
 // and reads stdin anew. Jobs the master refuses, or still without a master
 // when the grace ends, are killed.
@@ -56,7 +56,7 @@ type running struct {
 	reported *link  // the link whose master has the status
 }
 
-func newRunning(m *fs.Msg) *running {
+func newRunning(m *slaveproto.Msg) *running {
 	j := &running{pid: m.Pid, uid: m.Uid, gid: m.Gid, argv: m.Argv, attached: m.Attached, gone: make(chan struct{})}
 	for i, name := range []string{"stdout", "stderr"} {
 		j.out[i] = &outBuf{name: name, path: fmt.Sprintf("slave/proc/%d/%s", m.Pid, name), changed: make(chan struct{})}
@@ -594,9 +594,9 @@ func (s *Slave) handOver(l *link, grace time.Duration) {
 }
 
 // record is job j as a new master is told of it.
-func (s *Slave) record(j *running) *fs.Adopt {
+func (s *Slave) record(j *running) *slaveproto.Adopt {
 	s.jmu.Lock()
-	a := &fs.Adopt{Pid: j.pid, Uid: j.uid, Gid: j.gid, Argv: j.argv, Attached: j.attached, State: "running", Status: j.status}
+	a := &slaveproto.Adopt{Pid: j.pid, Uid: j.uid, Gid: j.gid, Argv: j.argv, Attached: j.attached, State: "running", Status: j.status}
 	if j.stopped {
 		a.State = "stopped"
 	}
@@ -606,7 +606,7 @@ func (s *Slave) record(j *running) *fs.Adopt {
 	s.jmu.Unlock()
 	for i, ob := range j.out {
 		ob.mu.Lock()
-		st := fs.AdoptedAhead{Off: ob.acked, Done: ob.eof && (ob.broken || ob.size == 0)}
+		st := slaveproto.AdoptedAhead{Off: ob.acked, Done: ob.eof && (ob.broken || ob.size == 0)}
 		ob.mu.Unlock()
 		if i == 0 {
 			a.Stdout = st

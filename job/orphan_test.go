@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
+	"bproc/fs/synth"
 )
 
 // cluster is a master with one compute node (node 0) whose slave runs
@@ -20,8 +21,8 @@ type cluster struct {
 	state string
 	grace time.Duration
 	slave *Slave
-	m     *fs.Master
-	user  *fs.Local
+	m     *pspace.Master
+	user  *synth.Local
 	stop  context.CancelFunc
 	ran   chan struct{}
 }
@@ -35,13 +36,13 @@ func newCluster(t *testing.T, grace time.Duration) *cluster {
 }
 
 func (c *cluster) startMaster() {
-	cfg := fs.DefaultConfig()
+	cfg := pspace.DefaultConfig()
 	cfg.Grace = c.grace
-	c.m = fs.NewMaster(cfg)
+	c.m = pspace.NewMaster(cfg)
 	if err := c.m.UseStateDir(c.state); err != nil {
 		c.t.Fatal(err)
 	}
-	c.user = &fs.Local{Root: c.m.Root(), Caller: &fs.Caller{}}
+	c.user = &synth.Local{Root: c.m.Root(), Caller: &synth.Caller{}}
 }
 
 // connect runs the slave against the current master until crash.
@@ -49,7 +50,7 @@ func (c *cluster) connect() {
 	ctx, cancel := context.WithCancel(context.Background())
 	go c.m.Run(ctx)
 	c.stop, c.ran = cancel, make(chan struct{})
-	c.slave.Tree = &fs.Local{Root: c.m.Root(), Caller: &fs.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
+	c.slave.Tree = &synth.Local{Root: c.m.Root(), Caller: &synth.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
 	go func() { defer close(c.ran); c.slave.Run(ctx) }()
 	c.waitFor("node 0 up", func() bool {
 		return c.exists("node/0/status") && strings.Contains(readAll(c.t, c.user, "node/0/status"), " up ")

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/slaveproto"
 
 	"golang.org/x/sys/unix"
 )
@@ -147,7 +147,7 @@ func (s *Slave) Run(ctx context.Context) error {
 			return fmt.Errorf("reading jobs: %w", err)
 		}
 		s.trace("<- %s", line)
-		var m fs.Msg
+		var m slaveproto.Msg
 		if err := json.Unmarshal(line, &m); err != nil {
 			s.logf("bad job message %q: %v", line, err)
 			continue
@@ -241,7 +241,7 @@ func (s *Slave) signal(pid int, sig syscall.Signal) {
 	}
 }
 
-func (s *Slave) runStateCommand(m *fs.Msg) {
+func (s *Slave) runStateCommand(m *slaveproto.Msg) {
 	if m.Command == "" {
 		s.logf("state %s: no command configured", m.State)
 		return
@@ -254,7 +254,7 @@ func (s *Slave) runStateCommand(m *fs.Msg) {
 }
 
 // start runs one job and reports it on slave/report.
-func (s *Slave) start(ctx context.Context, l *link, m *fs.Msg) {
+func (s *Slave) start(ctx context.Context, l *link, m *slaveproto.Msg) {
 	report := func(lines ...string) bool { return s.report(l, m.Pid, lines...) == nil }
 	fail := func(err error) {
 		var errno syscall.Errno

@@ -10,23 +10,25 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 )
 
 // startMaster runs a master whose node -1 is served in-process by Slave,
 // and returns a root user's view of its tree.
-func startMaster(t *testing.T) (*fs.Master, *fs.Local) {
+func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
 	t.Helper()
-	m := fs.NewMaster(fs.DefaultConfig())
+	m := pspace.NewMaster(pspace.DefaultConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go m.Run(ctx)
 	host, _ := os.Hostname()
-	sc := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
-	s := &Slave{Tree: &fs.Local{Root: m.Root(), Caller: sc}}
+	sc := &synth.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
+	s := &Slave{Tree: &synth.Local{Root: m.Root(), Caller: sc}}
 	go s.Run(ctx)
 	t.Cleanup(func() { s.Close() })
-	user := &fs.Local{Root: m.Root(), Caller: &fs.Caller{Uid: 0, Gid: 0}}
+	user := &synth.Local{Root: m.Root(), Caller: &synth.Caller{Uid: 0, Gid: 0}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		st := readAll(t, user, "node/-1/status")
@@ -41,7 +43,7 @@ func startMaster(t *testing.T) (*fs.Master, *fs.Local) {
 	return m, user
 }
 
-func readAll(t *testing.T, l *fs.Local, name string) string {
+func readAll(t *testing.T, l *synth.Local, name string) string {
 	t.Helper()
 	f, err := l.Open(name, os.O_RDONLY)
 	if err != nil {
@@ -56,7 +58,7 @@ func readAll(t *testing.T, l *fs.Local, name string) string {
 }
 
 // execOn writes an exec command to a node's ctl and returns the pid text.
-func execOn(t *testing.T, l *fs.Local, node, cmd string) (string, error) {
+func execOn(t *testing.T, l *synth.Local, node, cmd string) (string, error) {
 	t.Helper()
 	f, err := l.Open("node/"+node+"/ctl", os.O_RDWR)
 	if err != nil {

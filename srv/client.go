@@ -15,11 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"bproc/fs/synth"
+
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
 	"golang.org/x/sys/unix"
-
-	"bproc/fs"
 )
 
 // Client is a 9P connection to a served tree. Its methods may be used
@@ -295,7 +295,7 @@ func (c *Client) Open(name string, flag int) (*File, error) {
 	return &File{c: c, f: f, name: name}, nil
 }
 
-// Stat describes name. Its Sys() is a *fs.Attr (inode, owner, group).
+// Stat describes name. Its Sys() is a *synth.Attr (inode, owner, group).
 func (c *Client) Stat(name string) (iofs.FileInfo, error) {
 	_, f, _, attr, err := c.root.WalkGetAttr(splitName(name))
 	if err != nil {
@@ -307,8 +307,8 @@ func (c *Client) Stat(name string) (iofs.FileInfo, error) {
 }
 
 func fileInfo(name string, a p9.Attr) *FileInfo {
-	return &FileInfo{name: name, attr: fs.Attr{
-		Mode:  fs.FromUnixMode(uint32(a.Mode)),
+	return &FileInfo{name: name, attr: synth.Attr{
+		Mode:  synth.FromUnixMode(uint32(a.Mode)),
 		Uid:   uint32(a.UID),
 		Gid:   uint32(a.GID),
 		Size:  int64(a.Size),
@@ -316,10 +316,10 @@ func fileInfo(name string, a p9.Attr) *FileInfo {
 	}}
 }
 
-// FileInfo describes a file on a Client; Sys returns *fs.Attr.
+// FileInfo describes a file on a Client; Sys returns *synth.Attr.
 type FileInfo struct {
 	name string
-	attr fs.Attr
+	attr synth.Attr
 }
 
 func (fi *FileInfo) Name() string                 { return fi.name }
@@ -394,7 +394,7 @@ func (c *Client) setattr(op, name string, valid p9.SetAttrMask, attr p9.SetAttr)
 
 // Chmod changes name's permission bits.
 func (c *Client) Chmod(name string, mode iofs.FileMode) error {
-	return c.setattr("chmod", name, p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(fs.UnixPerm(mode))})
+	return c.setattr("chmod", name, p9.SetAttrMask{Permissions: true}, p9.SetAttr{Permissions: p9.FileMode(synth.UnixPerm(mode))})
 }
 
 // Chown changes name's owner and group; -1 leaves one unchanged.

@@ -1,9 +1,9 @@
-// Package srv serves the bproc tree (an fs.Dir) over 9P2000.L to slaves
+// Package srv serves the bproc tree (a synth.Dir) over 9P2000.L to slaves
 // and remote tools, mounts the same tree with FUSE, and dials a served tree.
 //
 // Every 9P connection starts with a handshake proving both ends hold the
 // cluster key (p9 has no usable Tauth); the client's claimed identity
-// (Hello) is bound into its proof and becomes the fs.Caller of every
+// (Hello) is bound into its proof and becomes the synth.Caller of every
 // operation on that connection. Each connection gets its own p9 server, so
 // one client's locks and blocked requests never stall another; when a
 // connection ends, its Caller.Conn context is cancelled and reads or writes

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"bproc/fs/synth"
+
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
-
-	"bproc/fs"
 )
 
 // served starts a Server for tree on loopback and returns its address and
@@ -222,7 +222,7 @@ func TestWalkReadWriteStat(t *testing.T) {
 	if fi.Name() != "hello" || fi.Size() != 13 || fi.Mode() != 0o444 || fi.IsDir() {
 		t.Errorf("stat hello: %v", fi)
 	}
-	if a, ok := fi.Sys().(*fs.Attr); !ok || a.Uid != 0 {
+	if a, ok := fi.Sys().(*synth.Attr); !ok || a.Uid != 0 {
 		t.Errorf("stat hello Sys: %#v", fi.Sys())
 	}
 	fi, err = c.Stat("sub")
@@ -310,7 +310,7 @@ func TestChmodChown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o711 || fi.Sys().(*fs.Attr).Uid != 1000 || fi.Sys().(*fs.Attr).Gid != 50 {
+	if fi.Mode().Perm() != 0o711 || fi.Sys().(*synth.Attr).Uid != 1000 || fi.Sys().(*synth.Attr).Gid != 50 {
 		t.Errorf("stat after chmod: %v %+v", fi, fi.Sys())
 	}
 	if err := root.Chmod("hello", 0o600); !errors.Is(err, syscall.EPERM) {
@@ -634,7 +634,7 @@ func TestReadDirLarge(t *testing.T) {
 	const n = 50000
 	big := &testDir{ino: 1, mode: 0o755}
 	for i := 0; i < n; i++ {
-		big.ents = append(big.ents, fs.Dirent{Name: fmt.Sprintf("entry%05d", i), Node: &textFile{ino: uint64(10 + i)}})
+		big.ents = append(big.ents, synth.Dirent{Name: fmt.Sprintf("entry%05d", i), Node: &textFile{ino: uint64(10 + i)}})
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,41 +8,41 @@ import (
 	"sync"
 	"syscall"
 
+	"bproc/fs/synth"
+
 	"github.com/hugelgupf/p9/fsimpl/templatefs"
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
-
-	"bproc/fs"
 )
 
 // session is what every file of one 9P connection shares.
 type session struct {
-	caller *fs.Caller      // read-only after the handshake
+	caller *synth.Caller   // read-only after the handshake
 	ctx    context.Context // done when the connection ends
 }
 
 // attacher hands out the root of the tree to one connection.
 type attacher struct {
 	s    *session
-	root fs.Dir
+	root synth.Dir
 }
 
 func (a *attacher) Attach() (p9.File, error) {
 	return &p9file{s: a.s, node: a.root}, nil
 }
 
-// p9file adapts one fs.Node, reached through one fid, to p9.File.
+// p9file adapts one synth.Node, reached through one fid, to p9.File.
 type p9file struct {
 	templatefs.XattrUnimplemented
 	templatefs.NotLockable
 	templatefs.NoopRenamed
 
 	s    *session
-	node fs.Node
+	node synth.Node
 
 	mu   sync.Mutex
-	h    fs.Handle   // set by Open on files
-	ents []fs.Dirent // directory snapshot for Readdir
+	h    synth.Handle   // set by Open on files
+	ents []synth.Dirent // directory snapshot for Readdir
 }
 
 var _ p9.File = (*p9file)(nil)
@@ -52,14 +52,14 @@ func errno(err error) error {
 	if err == nil {
 		return nil
 	}
-	return linux.Errno(fs.Errno(err))
+	return linux.Errno(synth.Errno(err))
 }
 
-func qidOf(a fs.Attr) p9.QID {
+func qidOf(a synth.Attr) p9.QID {
 	return p9.QID{Type: p9Mode(a.Mode).QIDType(), Path: a.Ino}
 }
 
-func attrOf(a fs.Attr) (p9.AttrMask, p9.Attr) {
+func attrOf(a synth.Attr) (p9.AttrMask, p9.Attr) {
 	nlink := p9.NLink(1)
 	if a.Mode.IsDir() {
 		nlink = 2
@@ -92,12 +92,12 @@ func attrOf(a fs.Attr) (p9.AttrMask, p9.Attr) {
 		}
 }
 
-func (f *p9file) walk(names []string) (fs.Node, error) {
+func (f *p9file) walk(names []string) (synth.Node, error) {
 	switch len(names) {
 	case 0:
 		return f.node, nil
 	case 1:
-		d, ok := f.node.(fs.Dir)
+		d, ok := f.node.(synth.Dir)
 		if !ok {
 			return nil, linux.ENOTDIR
 		}
@@ -114,7 +114,7 @@ func (f *p9file) walk(names []string) (fs.Node, error) {
 	return nil, linux.EINVAL
 }
 
-// Walk implements p9.File.Walk through fs.Dir.Lookup.
+// Walk implements p9.File.Walk through synth.Dir.Lookup.
 func (f *p9file) Walk(names []string) ([]p9.QID, p9.File, error) {
 	n, err := f.walk(names)
 	if err != nil {
@@ -149,7 +149,7 @@ func (f *p9file) GetAttr(req p9.AttrMask) (p9.QID, p9.AttrMask, p9.Attr, error) 
 	return qidOf(a), mask, attr, nil
 }
 
-// SetAttr implements chmod/chown/chgrp through fs.Setattrer. Truncation
+// SetAttr implements chmod/chown/chgrp through synth.Setattrer. Truncation
 // to zero is accepted and ignored (an O_TRUNC open of a synthetic file);
 // anything else is refused.
 func (f *p9file) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) error {
@@ -162,14 +162,14 @@ func (f *p9file) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) error {
 	if !valid.Permissions && !valid.UID && !valid.GID {
 		return nil
 	}
-	sa, ok := f.node.(fs.Setattrer)
+	sa, ok := f.node.(synth.Setattrer)
 	if !ok {
 		return linux.EPERM
 	}
 	var mode *os.FileMode
 	var uid, gid *uint32
 	if valid.Permissions {
-		m := fs.FromUnixPerm(uint32(attr.Permissions))
+		m := synth.FromUnixPerm(uint32(attr.Permissions))
 		mode = &m
 	}
 	if valid.UID && attr.UID.Ok() {
@@ -193,11 +193,11 @@ func openFlags(o p9.OpenFlags) int {
 }
 
 // Open implements p9.File.Open: directories are snapshotted for Readdir,
-// files are opened through fs.File.Open with the connection's Caller.
+// files are opened through synth.File.Open with the connection's Caller.
 func (f *p9file) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 	a := f.node.Attr()
 	switch n := f.node.(type) {
-	case fs.Dir:
+	case synth.Dir:
 		ents, err := n.List(f.s.caller)
 		if err != nil {
 			return p9.QID{}, 0, errno(err)
@@ -205,7 +205,7 @@ func (f *p9file) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 		f.mu.Lock()
 		f.ents = ents
 		f.mu.Unlock()
-	case fs.File:
+	case synth.File:
 		h, err := n.Open(f.s.caller, openFlags(mode))
 		if err != nil {
 			return p9.QID{}, 0, errno(err)
@@ -222,11 +222,11 @@ func (f *p9file) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 	return qidOf(a), 0, nil
 }
 
-func (f *p9file) handle() (fs.Handle, error) {
+func (f *p9file) handle() (synth.Handle, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.h == nil {
-		if _, ok := f.node.(fs.Dir); ok {
+		if _, ok := f.node.(synth.Dir); ok {
 			return nil, linux.EISDIR
 		}
 		return nil, linux.EBADF
@@ -270,7 +270,7 @@ func (f *p9file) WriteAt(p []byte, off int64) (int, error) {
 // fits in count are dropped by the encoder; the client resumes from the
 // last offset it received.
 func (f *p9file) Readdir(offset uint64, count uint32) (p9.Dirents, error) {
-	d, ok := f.node.(fs.Dir)
+	d, ok := f.node.(synth.Dir)
 	if !ok {
 		return nil, linux.ENOTDIR
 	}

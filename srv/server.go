@@ -13,13 +13,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hugelgupf/p9/p9"
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 
-	"bproc/fs"
+	"github.com/hugelgupf/p9/p9"
 )
 
-// DefaultPort is bpmaster's 9P port, fs.DefaultPort.
-var DefaultPort = strconv.Itoa(fs.DefaultPort)
+// DefaultPort is bpmaster's 9P port, slaveproto.DefaultPort.
+var DefaultPort = strconv.Itoa(slaveproto.DefaultPort)
 
 // DefaultMaxMessage is the 9P msize the server allows and Dial asks for.
 const DefaultMaxMessage = 1 << 20
@@ -34,7 +35,7 @@ const DefaultMaxPending = 1024
 // Server serves a tree over 9P2000.L to clients that pass the handshake.
 type Server struct {
 	Key        []byte
-	Root       fs.Dir // the tree; the same one FUSE serves
+	Root       synth.Dir // the tree; the same one FUSE serves
 	Logf       func(format string, args ...any)
 	MaxMessage uint32 // msize to allow; default 1 MiB (p9 allows up to 4 MiB)
 	// Plain turns off sealing after the handshake, for a trusted cluster
@@ -204,7 +205,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendi
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	caller := &fs.Caller{
+	caller := &synth.Caller{
 		Uid:    h.Uid,
 		Gid:    h.Gid,
 		Groups: h.Groups,

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/synth"
 )
 
 // A small tree exercising every kind of node the real tree has:
@@ -34,16 +34,16 @@ type testDir struct {
 	mode iofs.FileMode
 	uid  uint32
 	gid  uint32
-	ents []fs.Dirent
+	ents []synth.Dirent
 }
 
-func (d *testDir) Attr() fs.Attr {
+func (d *testDir) Attr() synth.Attr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return fs.Attr{Ino: d.ino, Mode: iofs.ModeDir | d.mode, Uid: d.uid, Gid: d.gid}
+	return synth.Attr{Ino: d.ino, Mode: iofs.ModeDir | d.mode, Uid: d.uid, Gid: d.gid}
 }
 
-func (d *testDir) Lookup(c *fs.Caller, name string) (fs.Node, error) {
+func (d *testDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	for _, e := range d.ents {
 		if e.Name == name {
 			return e.Node, nil
@@ -52,11 +52,11 @@ func (d *testDir) Lookup(c *fs.Caller, name string) (fs.Node, error) {
 	return nil, fmt.Errorf("lookup %q: %w", name, syscall.ENOENT)
 }
 
-func (d *testDir) List(c *fs.Caller) ([]fs.Dirent, error) {
-	return append([]fs.Dirent(nil), d.ents...), nil
+func (d *testDir) List(c *synth.Caller) ([]synth.Dirent, error) {
+	return append([]synth.Dirent(nil), d.ents...), nil
 }
 
-func (d *testDir) Setattr(c *fs.Caller, mode *iofs.FileMode, uid, gid *uint32) error {
+func (d *testDir) Setattr(c *synth.Caller, mode *iofs.FileMode, uid, gid *uint32) error {
 	if !c.Root() {
 		return fmt.Errorf("setattr by uid %d: %w", c.Uid, syscall.EPERM)
 	}
@@ -78,14 +78,14 @@ func (d *testDir) Setattr(c *fs.Caller, mode *iofs.FileMode, uid, gid *uint32) e
 type textFile struct {
 	ino  uint64
 	text string
-	fn   func(c *fs.Caller) string
+	fn   func(c *synth.Caller) string
 }
 
-func (f *textFile) Attr() fs.Attr {
-	return fs.Attr{Ino: f.ino, Mode: 0o444, Size: int64(len(f.text))}
+func (f *textFile) Attr() synth.Attr {
+	return synth.Attr{Ino: f.ino, Mode: 0o444, Size: int64(len(f.text))}
 }
 
-func (f *textFile) Open(c *fs.Caller, flags int) (fs.Handle, error) {
+func (f *textFile) Open(c *synth.Caller, flags int) (synth.Handle, error) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, fmt.Errorf("open read-only file for writing: %w", syscall.EACCES)
 	}
@@ -111,7 +111,7 @@ func (h *textHandle) Write(ctx context.Context, p []byte, off int64) (int, error
 func (h *textHandle) Close() error { return nil }
 
 // describe renders a Caller for the "who" file.
-func describe(c *fs.Caller) string {
+func describe(c *synth.Caller) string {
 	return fmt.Sprintf("pid=%d uid=%d gid=%d groups=%v slave=%v addr=%s host=%s conn=%v\n",
 		c.Pid, c.Uid, c.Gid, c.Groups, c.Slave, c.Addr, c.Host, c.Conn != nil)
 }
@@ -123,9 +123,9 @@ type ctlFile struct {
 	writes []string
 }
 
-func (f *ctlFile) Attr() fs.Attr { return fs.Attr{Ino: f.ino, Mode: 0o666} }
+func (f *ctlFile) Attr() synth.Attr { return synth.Attr{Ino: f.ino, Mode: 0o666} }
 
-func (f *ctlFile) Open(c *fs.Caller, flags int) (fs.Handle, error) {
+func (f *ctlFile) Open(c *synth.Caller, flags int) (synth.Handle, error) {
 	return &ctlHandle{f: f}, nil
 }
 
@@ -176,9 +176,9 @@ func newStream(ino uint64) *streamFile {
 	return &streamFile{ino: ino, data: make(chan []byte, 16)}
 }
 
-func (f *streamFile) Attr() fs.Attr { return fs.Attr{Ino: f.ino, Mode: 0o444} }
+func (f *streamFile) Attr() synth.Attr { return synth.Attr{Ino: f.ino, Mode: 0o444} }
 
-func (f *streamFile) Open(c *fs.Caller, flags int) (fs.Handle, error) {
+func (f *streamFile) Open(c *synth.Caller, flags int) (synth.Handle, error) {
 	f.opened.Add(1)
 	return &streamHandle{f: f}, nil
 }
@@ -221,9 +221,9 @@ type bigFile struct {
 	payload []byte
 }
 
-func (f *bigFile) Attr() fs.Attr { return fs.Attr{Ino: f.ino, Mode: 0o444} }
+func (f *bigFile) Attr() synth.Attr { return synth.Attr{Ino: f.ino, Mode: 0o444} }
 
-func (f *bigFile) Open(c *fs.Caller, flags int) (fs.Handle, error) {
+func (f *bigFile) Open(c *synth.Caller, flags int) (synth.Handle, error) {
 	return &bigHandle{rest: f.payload}, nil
 }
 
@@ -284,10 +284,10 @@ func newTestTree() *testTree {
 	t.ctl = &ctlFile{ino: next()}
 	t.stream = newStream(next())
 	t.sink = &sinkFile{ino: next(), sum: sha256.New()}
-	t.sub = &testDir{ino: next(), mode: 0o755, ents: []fs.Dirent{
+	t.sub = &testDir{ino: next(), mode: 0o755, ents: []synth.Dirent{
 		{Name: "leaf", Node: &textFile{ino: next(), text: "leaf\n"}},
 	}}
-	t.root = &testDir{ino: next(), mode: 0o755, ents: []fs.Dirent{
+	t.root = &testDir{ino: next(), mode: 0o755, ents: []synth.Dirent{
 		{Name: "hello", Node: &textFile{ino: next(), text: "hello, world\n"}},
 		{Name: "who", Node: &textFile{ino: next(), fn: describe}},
 		{Name: "ctl", Node: t.ctl},
@@ -319,9 +319,9 @@ type sinkFile struct {
 	sum   hash.Hash
 }
 
-func (f *sinkFile) Attr() fs.Attr { return fs.Attr{Ino: f.ino, Mode: 0o222} }
+func (f *sinkFile) Attr() synth.Attr { return synth.Attr{Ino: f.ino, Mode: 0o222} }
 
-func (f *sinkFile) Open(c *fs.Caller, flags int) (fs.Handle, error) {
+func (f *sinkFile) Open(c *synth.Caller, flags int) (synth.Handle, error) {
 	return &sinkHandle{f: f}, nil
 }
 

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 	"bproc/job"
 	"bproc/key"
 	"bproc/srv"
@@ -23,7 +25,7 @@ import (
 type Master struct {
 	Addr    string // host:port of its 9P service
 	KeyFile string // the cluster key to dial it with
-	M       *fs.Master
+	M       *pspace.Master
 }
 
 // Start runs a master until the test ends and waits for node -1 to be up.
@@ -41,7 +43,7 @@ func Start(t testing.TB) *Master {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := fs.NewMaster(fs.DefaultConfig())
+	m := pspace.NewMaster(pspace.DefaultConfig())
 	go m.Run(ctx)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,8 +52,8 @@ func Start(t testing.TB) *Master {
 	}
 	server := &srv.Server{Key: k, Root: m.Root(), Logf: func(string, ...any) {}}
 	go server.Serve(ctx, ln)
-	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: "master", Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: t.Logf}
+	local := &synth.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: "master", Conn: ctx}
+	slave := &job.Slave{Tree: &synth.Local{Root: m.Root(), Caller: local}, Logf: t.Logf}
 	go slave.Run(ctx)
 	t.Cleanup(func() {
 		cancel()
@@ -74,8 +76,8 @@ func Start(t testing.TB) *Master {
 }
 
 // nodeUp reads node/-1/status straight from the tree.
-func nodeUp(m *fs.Master) bool {
-	f, err := (&fs.Local{Root: m.Root(), Caller: &fs.Caller{}}).Open("node/-1/status", os.O_RDONLY)
+func nodeUp(m *pspace.Master) bool {
+	f, err := (&synth.Local{Root: m.Root(), Caller: &synth.Caller{}}).Open("node/-1/status", os.O_RDONLY)
 	if err != nil {
 		return false
 	}

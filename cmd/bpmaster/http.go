@@ -10,7 +10,7 @@ import (
 
 	"bproc/beostat"
 	"bproc/cmd/internal/daemon"
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/srv"
 	"bproc/srv/web"
 )
@@ -83,6 +83,6 @@ func nodeStats(path string) func() []beostat.Row {
 
 // webSource is what the web side reads: the master's state, the 9P
 // server's counters, the node statistics.
-func webSource(m *fs.Master, s *srv.Server, cfg *fs.Config) web.Source {
+func webSource(m *pspace.Master, s *srv.Server, cfg *pspace.Config) web.Source {
 	return web.Source{Master: m, Server: s.Stats, NodeStats: nodeStats(cfg.StatsFile)}
 }

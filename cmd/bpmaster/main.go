@@ -18,7 +18,9 @@ import (
 
 	"bproc/cmd/internal/cli"
 	"bproc/cmd/internal/daemon"
-	"bproc/fs"
+	"bproc/fs/pspace"
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 	"bproc/job"
 	"bproc/key"
 	"bproc/mcast"
@@ -86,23 +88,23 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
-func loadConfig(path string, required bool) (*fs.Config, error) {
+func loadConfig(path string, required bool) (*pspace.Config, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) && !required {
-		return fs.DefaultConfig(), nil
+		return pspace.DefaultConfig(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	cfg, err := fs.ParseConfig(f)
+	cfg, err := pspace.ParseConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *slog.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
+func serve(cfg *pspace.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *slog.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
 	logger, trace := daemon.PrintfTo(slogger, slog.LevelInfo), traceTo(tracer, slogger, verbose)
 	// For developers: BPROC_CPUPROFILE=FILE profiles the master until it exits.
 	if path := os.Getenv("BPROC_CPUPROFILE"); path != "" {
@@ -114,7 +116,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	m := fs.NewMaster(cfg)
+	m := pspace.NewMaster(cfg)
 	m.Logf = logger.Printf
 	m.Trace = trace
 	// Before serving: the slaves' surviving jobs keep their pids, new
@@ -133,8 +135,8 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *
 
 	// The master is node -1: it runs its jobs with the slave code, in-process.
 	host, _ := os.Hostname()
-	local := &fs.Caller{Slave: true, Addr: fs.LocalAddr, Host: host, Conn: ctx}
-	slave := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: trace, Reaper: true}
+	local := &synth.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
+	slave := &job.Slave{Tree: &synth.Local{Root: m.Root(), Caller: local}, Logf: logger.Printf, Trace: trace, Reaper: true}
 	defer slave.Close()
 	go func() {
 		if err := slave.Run(ctx); err != nil && ctx.Err() == nil {
@@ -205,7 +207,7 @@ func serve(cfg *fs.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *
 
 // mount mounts the tree at dir (fusemount clears a stale mount left by a
 // master that died).
-func mount(dir string, root fs.Dir, debug bool) (*fusemount.Mounted, error) {
+func mount(dir string, root synth.Dir, debug bool) (*fusemount.Mounted, error) {
 	mnt, err := fusemount.Mount(dir, root, fusemount.MountOptions{AllowOther: true, Debug: debug, Name: "bproc"})
 	if err != nil {
 		return nil, fmt.Errorf("mounting the tree at %s: %w", dir, err)

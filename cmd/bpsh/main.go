@@ -103,26 +103,26 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"lost with its node, or could not start; 1 for a usage error.\n" +
 		"The tree is the mount at $BPROC_MOUNT (default /bproc), else 9P to $BPROC_MASTER."
 	c.VersionV() // BProc's bpsh -v
-	fs := c.FlagSet
-	fs.SetInterspersed(false) // options after the nodespec belong to the command
-	fs.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
-	fs.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
-	fs.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
-	fs.BoolVarP(&o.noIO, "no-io", "N", false, "no I/O forwarding (output goes to the node's io file)")
-	fs.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
-	fs.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
-	fs.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
-	fs.BoolVarP(&o.divider, "divider", "d", false, "print a divider line between the nodes' output (implies -s)")
-	fs.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
-	fs.StringVarP(&o.inFile, "input", "I", "", "take stdin from `file`")
-	fs.StringVarP(&o.outFile, "output", "O", "", "write stdout to `file`")
-	fs.StringVarP(&o.errFile, "error", "E", "", "write stderr to `file`")
-	fs.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
-	fs.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	flags := c.FlagSet
+	flags.SetInterspersed(false) // options after the nodespec belong to the command
+	flags.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
+	flags.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
+	flags.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
+	flags.BoolVarP(&o.noIO, "no-io", "N", false, "no I/O forwarding (output goes to the node's io file)")
+	flags.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
+	flags.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
+	flags.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
+	flags.BoolVarP(&o.divider, "divider", "d", false, "print a divider line between the nodes' output (implies -s)")
+	flags.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
+	flags.StringVarP(&o.inFile, "input", "I", "", "take stdin from `file`")
+	flags.StringVarP(&o.outFile, "output", "O", "", "write stdout to `file`")
+	flags.StringVarP(&o.errFile, "error", "E", "", "write stderr to `file`")
+	flags.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
+	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
 	if code, done := c.Parse(args); done {
 		return code
 	}
-	rest := fs.Args()
+	rest := flags.Args()
 	spec := ""
 	switch {
 	case o.allUp && o.allNotDown:

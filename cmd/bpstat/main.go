@@ -47,17 +47,17 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	var o options
 	c := cli.New("bpstat", "[options] [nodespec...]", "Show the nodes of the bproc cluster (default: a compact table).", stdout, stderr)
-	fs := c.FlagSet
-	fs.BoolVarP(&o.long, "long", "l", false, "long listing: one line per node with its address")
-	fs.BoolVarP(&o.addr, "address", "a", false, "print each node's address")
-	fs.BoolVarP(&o.state, "status", "s", false, "print each node's state")
-	fs.BoolVarP(&o.count, "number", "n", false, "print the number of nodes")
-	fs.BoolVarP(&o.total, "total", "t", false, "print the number of nodes in each state")
-	fs.BoolVarP(&o.procs, "pid", "p", false, "list remote processes: PID and node")
-	fs.BoolVarP(&o.update, "update", "U", false, "keep the display up to date (redraw when it changes)")
-	fs.BoolVarP(&o.master, "master", "M", false, "include the master (node -1)")
-	fs.DurationVar(&o.interval, "interval", time.Second, "poll interval of -U")
-	fs.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	flags := c.FlagSet
+	flags.BoolVarP(&o.long, "long", "l", false, "long listing: one line per node with its address")
+	flags.BoolVarP(&o.addr, "address", "a", false, "print each node's address")
+	flags.BoolVarP(&o.state, "status", "s", false, "print each node's state")
+	flags.BoolVarP(&o.count, "number", "n", false, "print the number of nodes")
+	flags.BoolVarP(&o.total, "total", "t", false, "print the number of nodes in each state")
+	flags.BoolVarP(&o.procs, "pid", "p", false, "list remote processes: PID and node")
+	flags.BoolVarP(&o.update, "update", "U", false, "keep the display up to date (redraw when it changes)")
+	flags.BoolVarP(&o.master, "master", "M", false, "include the master (node -1)")
+	flags.DurationVar(&o.interval, "interval", time.Second, "poll interval of -U")
+	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
 	if code, done := c.Parse(args); done {
 		return code
 	}
@@ -74,7 +74,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		o.interval = 100 * time.Millisecond
 	}
 	var specs []client.NodeSpec
-	for _, a := range fs.Args() {
+	for _, a := range flags.Args() {
 		ns, err := client.ParseNodeSpec(a)
 		if err != nil {
 			return c.Usage("%v", err)

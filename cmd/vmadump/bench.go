@@ -25,11 +25,11 @@ import (
 )
 
 func bench(c *cli.Command, args []string) int {
-	fs := newFlags("bench")
-	prog := fs.String("prog", "", "the memhog test program (vmadump/testdata/memhog.c, compiled)")
-	sizes := fs.String("sizes", "1,64,512", "dirty memory sizes in MB")
-	runs := fs.Int("runs", 5, "runs per size (the median is reported)")
-	if err := parse(fs, args); err != nil {
+	flags := newFlags("bench")
+	prog := flags.String("prog", "", "the memhog test program (vmadump/testdata/memhog.c, compiled)")
+	sizes := flags.String("sizes", "1,64,512", "dirty memory sizes in MB")
+	runs := flags.Int("runs", 5, "runs per size (the median is reported)")
+	if err := parse(flags, args); err != nil {
 		return c.Usage("%v", err)
 	}
 	if *prog == "" || *runs < 1 {

@@ -74,12 +74,12 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 // newFlags returns a flag set that also accepts BProc's single-dash long
 // options (-leave as --leave).
 func newFlags(name string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
+	flags := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	return flags
 }
 
-func parse(fs *pflag.FlagSet, args []string) error {
+func parse(flags *pflag.FlagSet, args []string) error {
 	var out []string
 	for i, a := range args {
 		if a == "--" {
@@ -88,39 +88,39 @@ func parse(fs *pflag.FlagSet, args []string) error {
 		}
 		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
 			name, _, _ := strings.Cut(a[1:], "=")
-			if fs.Lookup(name) != nil {
+			if flags.Lookup(name) != nil {
 				a = "-" + a
 			}
 		}
 		out = append(out, a)
 	}
-	return fs.Parse(out)
+	return flags.Parse(out)
 }
 
 func dump(c *cli.Command, args []string) int {
-	fs := newFlags("dump")
-	leave := fs.BoolP("leave", "l", false, "leave the process running after the dump")
-	flagStr := fs.StringP("flags", "f", "none", "file-backed regions that travel in the image: libs,exec,other, all or none")
-	if err := parse(fs, args); err != nil {
+	flags := newFlags("dump")
+	leave := flags.BoolP("leave", "l", false, "leave the process running after the dump")
+	flagStr := flags.StringP("flags", "f", "none", "file-backed regions that travel in the image: libs,exec,other, all or none")
+	if err := parse(flags, args); err != nil {
 		return c.Usage("%v", err)
 	}
-	if fs.NArg() != 2 {
+	if flags.NArg() != 2 {
 		return c.Usage("dump takes PID and FILE (or - for stdout)")
 	}
-	pid, err := strconv.Atoi(fs.Arg(0))
+	pid, err := strconv.Atoi(flags.Arg(0))
 	if err != nil || pid <= 0 {
-		return c.Usage("bad pid %q", fs.Arg(0))
+		return c.Usage("bad pid %q", flags.Arg(0))
 	}
-	flags, err := vmadump.ParseFlags(*flagStr)
+	regions, err := vmadump.ParseFlags(*flagStr)
 	if err != nil {
 		return c.Usage("%v", err)
 	}
-	opts := vmadump.DumpOptions{Flags: flags, Leave: *leave}
+	opts := vmadump.DumpOptions{Flags: regions, Leave: *leave}
 	out := os.Stdout
-	if fs.Arg(1) != "-" {
+	if flags.Arg(1) != "-" {
 		// A fifo, a device or a socket is written as it is.
-		if fi, err := os.Stat(fs.Arg(1)); err == nil && !fi.Mode().IsRegular() {
-			if out, err = os.OpenFile(fs.Arg(1), os.O_WRONLY, 0); err != nil {
+		if fi, err := os.Stat(flags.Arg(1)); err == nil && !fi.Mode().IsRegular() {
+			if out, err = os.OpenFile(flags.Arg(1), os.O_WRONLY, 0); err != nil {
 				return c.Fail(fmt.Errorf("opening image: %w", err))
 			}
 			defer out.Close()
@@ -140,7 +140,7 @@ func dump(c *cli.Command, args []string) int {
 	}
 	// Write beside the target and rename, so a failed dump leaves no
 	// half image under the final name.
-	path := fs.Arg(1)
+	path := flags.Arg(1)
 	f, err := os.CreateTemp(filepath.Dir(path), ".vmadump-*")
 	if err != nil {
 		return c.Fail(fmt.Errorf("creating image: %w", err))
@@ -177,20 +177,20 @@ func openImage(name string) (io.ReadCloser, error) {
 }
 
 func restore(c *cli.Command, args []string) int {
-	fs := newFlags("restore")
-	detach := fs.BoolP("detach", "d", false, "leave the restored process running on its own and print its pid")
-	if err := parse(fs, args); err != nil {
+	flags := newFlags("restore")
+	detach := flags.BoolP("detach", "d", false, "leave the restored process running on its own and print its pid")
+	if err := parse(flags, args); err != nil {
 		return c.Usage("%v", err)
 	}
-	if fs.NArg() != 1 {
+	if flags.NArg() != 1 {
 		return c.Usage("restore takes FILE (or - for stdin)")
 	}
-	rc, err := openImage(fs.Arg(0))
+	rc, err := openImage(flags.Arg(0))
 	if err != nil {
 		return c.Fail(err)
 	}
 	var r io.Reader = rc
-	if fs.Arg(0) != "-" {
+	if flags.Arg(0) != "-" {
 		r = bufio.NewReaderSize(rc, 1<<20)
 	}
 	// Signals meant for the restored process while vmadump waits for it.
@@ -221,15 +221,15 @@ func restore(c *cli.Command, args []string) int {
 }
 
 func info(c *cli.Command, args []string) int {
-	fs := newFlags("info")
-	asJSON := fs.Bool("json", false, "print the image's metadata as JSON")
-	if err := parse(fs, args); err != nil {
+	flags := newFlags("info")
+	asJSON := flags.Bool("json", false, "print the image's metadata as JSON")
+	if err := parse(flags, args); err != nil {
 		return c.Usage("%v", err)
 	}
-	if fs.NArg() != 1 {
+	if flags.NArg() != 1 {
 		return c.Usage("info takes FILE (or - for stdin)")
 	}
-	rc, err := openImage(fs.Arg(0))
+	rc, err := openImage(flags.Arg(0))
 	if err != nil {
 		return c.Fail(err)
 	}

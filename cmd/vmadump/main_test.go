@@ -22,26 +22,26 @@ func TestParseSingleDash(t *testing.T) {
 		{[]string{"12", "--", "-x"}, false, "none", []string{"12", "-x"}},
 	}
 	for _, c := range cases {
-		fs := newFlags("dump")
-		leave := fs.BoolP("leave", "l", false, "")
-		flags := fs.StringP("flags", "f", "none", "")
-		if err := parse(fs, c.args); err != nil {
+		flags := newFlags("dump")
+		leave := flags.BoolP("leave", "l", false, "")
+		regions := flags.StringP("flags", "f", "none", "")
+		if err := parse(flags, c.args); err != nil {
 			t.Errorf("%v: %v", c.args, err)
 			continue
 		}
-		if *leave != c.leave || *flags != c.flags || len(fs.Args()) != len(c.rest) {
-			t.Errorf("%v: leave=%v flags=%q args=%q", c.args, *leave, *flags, fs.Args())
+		if *leave != c.leave || *regions != c.flags || len(flags.Args()) != len(c.rest) {
+			t.Errorf("%v: leave=%v flags=%q args=%q", c.args, *leave, *regions, flags.Args())
 			continue
 		}
 		for i := range c.rest {
-			if fs.Arg(i) != c.rest[i] {
-				t.Errorf("%v: args %q, want %q", c.args, fs.Args(), c.rest)
+			if flags.Arg(i) != c.rest[i] {
+				t.Errorf("%v: args %q, want %q", c.args, flags.Args(), c.rest)
 			}
 		}
 	}
-	fs := newFlags("dump")
-	fs.Bool("leave", false, "")
-	if err := parse(fs, []string{"-bogus"}); err == nil {
+	flags := newFlags("dump")
+	flags.Bool("leave", false, "")
+	if err := parse(flags, []string{"-bogus"}); err == nil {
 		t.Error("unknown option accepted")
 	}
 }

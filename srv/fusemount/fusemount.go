@@ -18,11 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"bproc/fs/synth"
+
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
-
-	"bproc/fs"
 )
 
 // fuseMaxIO is the largest read or write the kernel may send in one
@@ -48,7 +48,7 @@ type Mounted struct {
 // operation against the calling process. Nothing is cached: entries and
 // attributes expire at once and files use direct I/O, so what a reader
 // sees is always the live state.
-func Mount(dir string, root fs.Dir, o MountOptions) (*Mounted, error) {
+func Mount(dir string, root synth.Dir, o MountOptions) (*Mounted, error) {
 	if root == nil {
 		return nil, errors.New("mount: no root")
 	}
@@ -184,16 +184,16 @@ type fuseNode struct {
 	gofs.Inode
 	fsType string // "fuse." and the mount's name, as mountinfo shows it
 	mu     sync.Mutex
-	node   fs.Node
+	node   synth.Node
 }
 
-func (n *fuseNode) get() fs.Node {
+func (n *fuseNode) get() synth.Node {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.node
 }
 
-func (n *fuseNode) set(x fs.Node) {
+func (n *fuseNode) set(x synth.Node) {
 	n.mu.Lock()
 	n.node = x
 	n.mu.Unlock()
@@ -218,8 +218,8 @@ var (
 
 // fuseCaller builds the tree's Caller for a FUSE request. Supplementary
 // groups cost a /proc read, so only operations that need them ask.
-func fuseCaller(ctx context.Context, groups bool) *fs.Caller {
-	c := &fs.Caller{Uid: ^uint32(0), Gid: ^uint32(0)}
+func fuseCaller(ctx context.Context, groups bool) *synth.Caller {
+	c := &synth.Caller{Uid: ^uint32(0), Gid: ^uint32(0)}
 	if fc, ok := fuse.FromContext(ctx); ok {
 		c.Pid = int(fc.Pid)
 		c.Uid = fc.Uid
@@ -259,12 +259,12 @@ func toErrno(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
-	return fs.Errno(err)
+	return synth.Errno(err)
 }
 
-func fillAttr(a fs.Attr, out *fuse.Attr) {
+func fillAttr(a synth.Attr, out *fuse.Attr) {
 	out.Ino = a.Ino
-	out.Mode = fs.UnixMode(a.Mode)
+	out.Mode = synth.UnixMode(a.Mode)
 	out.Owner = fuse.Owner{Uid: a.Uid, Gid: a.Gid}
 	out.Nlink = 1
 	if a.Mode.IsDir() {
@@ -280,9 +280,9 @@ func fillAttr(a fs.Attr, out *fuse.Attr) {
 	}
 }
 
-// Lookup implements gofs.NodeLookuper through fs.Dir.Lookup.
+// Lookup implements gofs.NodeLookuper through synth.Dir.Lookup.
 func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	d, ok := n.get().(fs.Dir)
+	d, ok := n.get().(synth.Dir)
 	if !ok {
 		return nil, syscall.ENOTDIR
 	}
@@ -297,7 +297,7 @@ func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	fillAttr(a, &out.Attr)
 	out.SetEntryTimeout(0)
 	out.SetAttrTimeout(0)
-	st := gofs.StableAttr{Mode: fs.UnixType(a.Mode), Ino: a.Ino}
+	st := gofs.StableAttr{Mode: synth.UnixType(a.Mode), Ino: a.Ino}
 	if old := n.GetChild(name); old != nil && old.StableAttr() == st {
 		if fn, ok := old.Operations().(*fuseNode); ok {
 			fn.set(child)
@@ -308,17 +308,17 @@ func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	return n.NewInode(ctx, fn, st), 0
 }
 
-// Opendir lets anyone list; fs.Dir.List decides what they see.
+// Opendir lets anyone list; synth.Dir.List decides what they see.
 func (n *fuseNode) Opendir(ctx context.Context) syscall.Errno {
-	if _, ok := n.get().(fs.Dir); !ok {
+	if _, ok := n.get().(synth.Dir); !ok {
 		return syscall.ENOTDIR
 	}
 	return 0
 }
 
-// Readdir implements gofs.NodeReaddirer from fs.Dir.List.
+// Readdir implements gofs.NodeReaddirer from synth.Dir.List.
 func (n *fuseNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	d, ok := n.get().(fs.Dir)
+	d, ok := n.get().(synth.Dir)
 	if !ok {
 		return nil, syscall.ENOTDIR
 	}
@@ -332,7 +332,7 @@ func (n *fuseNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 			continue
 		}
 		a := e.Node.Attr()
-		out = append(out, fuse.DirEntry{Name: e.Name, Ino: a.Ino, Mode: fs.UnixMode(a.Mode)})
+		out = append(out, fuse.DirEntry{Name: e.Name, Ino: a.Ino, Mode: synth.UnixMode(a.Mode)})
 	}
 	return gofs.NewListDirStream(out), 0
 }
@@ -344,7 +344,7 @@ func (n *fuseNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
-// Setattr implements chmod, chown and chgrp through fs.Setattrer.
+// Setattr implements chmod, chown and chgrp through synth.Setattrer.
 // Truncating to 0 (an O_TRUNC open, `echo x > file`) is accepted and
 // ignored; time changes are ignored too, so touch works; other sizes fail.
 func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
@@ -355,7 +355,7 @@ func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	var mode *os.FileMode
 	var uid, gid *uint32
 	if m, ok := in.GetMode(); ok {
-		p := fs.FromUnixPerm(m)
+		p := synth.FromUnixPerm(m)
 		mode = &p
 	}
 	if u, ok := in.GetUID(); ok {
@@ -365,7 +365,7 @@ func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 		gid = &g
 	}
 	if mode != nil || uid != nil || gid != nil {
-		sa, ok := node.(fs.Setattrer)
+		sa, ok := node.(synth.Setattrer)
 		if !ok {
 			return syscall.EPERM
 		}
@@ -419,13 +419,13 @@ func (n *fuseNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 // openFlagMask keeps the open(2) flags the tree may care about.
 const openFlagMask = syscall.O_ACCMODE | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_NONBLOCK
 
-// Open implements gofs.NodeOpener through fs.File.Open, always with
+// Open implements gofs.NodeOpener through synth.File.Open, always with
 // direct I/O: synthetic files have no meaningful size or page cache.
 func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	node := n.get()
-	f, ok := node.(fs.File)
+	f, ok := node.(synth.File)
 	if !ok {
-		if _, isDir := node.(fs.Dir); isDir {
+		if _, isDir := node.(synth.Dir); isDir {
 			return nil, 0, syscall.EISDIR
 		}
 		return nil, 0, syscall.EINVAL
@@ -443,7 +443,7 @@ func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 // fuseHandle is one open file on the mount.
 type fuseHandle struct {
 	n    *fuseNode
-	h    fs.Handle
+	h    synth.Handle
 	once sync.Once
 	// writer is the pid of the last write: only its close flushes, not
 	// that of a child that merely inherited the descriptor.
@@ -482,7 +482,7 @@ func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 // inherited it) or of one of several (a shell's `printf ... >&3` closes
 // a dup) leaves the line to go on.
 func (fh *fuseHandle) Flush(ctx context.Context) syscall.Errno {
-	fl, ok := fh.h.(fs.Flusher)
+	fl, ok := fh.h.(synth.Flusher)
 	if !ok || !fl.Unfinished() {
 		return 0
 	}

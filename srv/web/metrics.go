@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/srv"
 )
 
@@ -75,7 +75,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	perState := map[string]int{}
 	for _, n := range s.Nodes {
 		num := strconv.Itoa(n.Num)
-		for _, st := range fs.NodeStates {
+		for _, st := range pspace.NodeStates {
 			gauge(descNodeState, b2f(n.State == st), num, st)
 		}
 		if n.Num >= 0 {
@@ -84,10 +84,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		// Every node gets every job series, zero included, so that
 		// rate() and alerts work from the first job on.
 		for _, ev := range jobEvents {
-			counter(descJobs[ev], float64(s.Jobs[fs.JobKey{Node: n.Num, Event: ev}]), num)
+			counter(descJobs[ev], float64(s.Jobs[pspace.JobKey{Node: n.Num, Event: ev}]), num)
 		}
 	}
-	for _, st := range fs.NodeStates {
+	for _, st := range pspace.NodeStates {
 		gauge(descNodes, float64(perState[st]), st)
 	}
 

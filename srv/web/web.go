@@ -22,13 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"bproc/beostat"
-	"bproc/fs"
+	"bproc/fs/pspace"
 	"bproc/srv"
 )
 
 // Source is what the pages read, at request time.
 type Source struct {
-	Master *fs.Master
+	Master *pspace.Master
 	Server *srv.Stats // nil: no 9P counters
 	// NodeStats returns recvstats's figures per node (beostat's table);
 	// nil, or no row for a node, when none arrived.

@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/common/model"
 
 	"bproc/beostat"
-	"bproc/fs"
+	"bproc/fs/pspace"
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 	"bproc/job"
 	"bproc/srv"
 )
@@ -26,30 +28,30 @@ import (
 // cluster is a real master with node -1 and node 0 served in-process by
 // the slave code bpslave runs; node 1 is configured but never connects.
 type cluster struct {
-	m       *fs.Master
-	root    *fs.Local
+	m       *pspace.Master
+	root    *synth.Local
 	stop0   context.CancelFunc // node 0's connection ends
 	handler http.Handler
 }
 
 func startCluster(t *testing.T, token string) *cluster {
 	t.Helper()
-	cfg := fs.DefaultConfig()
+	cfg := pspace.DefaultConfig()
 	cfg.Nodes = map[int]string{0: "10.0.0.10", 1: "10.0.0.11"}
-	m := fs.NewMaster(cfg)
+	m := pspace.NewMaster(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go m.Run(ctx)
 	ctx0, stop0 := context.WithCancel(ctx)
-	for _, c := range []*fs.Caller{
-		{Slave: true, Addr: fs.LocalAddr, Host: "master", Conn: ctx},
+	for _, c := range []*synth.Caller{
+		{Slave: true, Addr: slaveproto.LocalAddr, Host: "master", Conn: ctx},
 		{Slave: true, Addr: "10.0.0.10", Host: "n0", Conn: ctx0},
 	} {
-		s := &job.Slave{Tree: &fs.Local{Root: m.Root(), Caller: c}}
+		s := &job.Slave{Tree: &synth.Local{Root: m.Root(), Caller: c}}
 		go s.Run(c.Conn)
 		t.Cleanup(func() { s.Close() })
 	}
-	cl := &cluster{m: m, root: &fs.Local{Root: m.Root(), Caller: &fs.Caller{}}, stop0: stop0,
+	cl := &cluster{m: m, root: &synth.Local{Root: m.Root(), Caller: &synth.Caller{}}, stop0: stop0,
 		handler: Handler(Source{Master: m, Server: &srv.Stats{}}, token)}
 	cl.waitFor(t, "nodes -1 and 0 up", func() bool {
 		return strings.Contains(cl.read(t, "node/-1/status"), " up ") && strings.Contains(cl.read(t, "node/0/status"), " up ")
@@ -202,7 +204,7 @@ func TestMetricsMatchTheTree(t *testing.T) {
 	perState := map[string]float64{}
 	for _, n := range []string{"-1", "0", "1"} {
 		state := strings.Fields(c.read(t, "node/"+n+"/status"))[1]
-		for _, s := range fs.NodeStates {
+		for _, s := range pspace.NodeStates {
 			want(t, mfs, b2f(s == state), "bproc_node_state", "node", n, "state", s)
 		}
 	}
@@ -212,15 +214,15 @@ func TestMetricsMatchTheTree(t *testing.T) {
 	if perState["down"] != 2 || perState["up"] != 0 {
 		t.Fatalf("status shows %v, want nodes 0 and 1 down", perState)
 	}
-	for _, s := range fs.NodeStates {
+	for _, s := range pspace.NodeStates {
 		want(t, mfs, perState[s], "bproc_nodes", "state", s)
 	}
 	// Processes by state and by user, against proc/*/status.
-	ents, err := c.m.Root().Lookup(&fs.Caller{}, "proc")
+	ents, err := c.m.Root().Lookup(&synth.Caller{}, "proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := ents.(fs.Dir).List(&fs.Caller{})
+	list, err := ents.(synth.Dir).List(&synth.Caller{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,11 +375,11 @@ func TestNodeStats(t *testing.T) {
 
 // BenchmarkScrape1000: /metrics of a master with 1000 configured nodes.
 func BenchmarkScrape1000(b *testing.B) {
-	cfg := fs.DefaultConfig()
+	cfg := pspace.DefaultConfig()
 	for i := 0; i < 1000; i++ {
 		cfg.Nodes[i] = fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)
 	}
-	h := Handler(Source{Master: fs.NewMaster(cfg), Server: &srv.Stats{}}, "")
+	h := Handler(Source{Master: pspace.NewMaster(cfg), Server: &srv.Stats{}}, "")
 	for b.Loop() {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))

@@ -74,13 +74,13 @@ type Command struct {
 
 // New starts the options of command name, with -h and -V.
 func New(name, synopsis, summary string, stdout, stderr io.Writer) *Command {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SortFlags = false
-	fs.Usage = func() {}
-	fs.SetOutput(io.Discard)
-	c := &Command{FlagSet: fs, Name: name, Synopsis: synopsis, Summary: summary, Stdout: stdout, Stderr: stderr}
-	c.help = fs.BoolP("help", "h", false, "show this help and exit")
-	c.version = fs.BoolP("version", "V", false, "print the version and exit")
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SortFlags = false
+	flags.Usage = func() {}
+	flags.SetOutput(io.Discard)
+	c := &Command{FlagSet: flags, Name: name, Synopsis: synopsis, Summary: summary, Stdout: stdout, Stderr: stderr}
+	c.help = flags.BoolP("help", "h", false, "show this help and exit")
+	c.version = flags.BoolP("version", "V", false, "print the version and exit")
 	return c
 }
 

@@ -1,4 +1,4 @@
-package fs
+package pspace
 
 import (
 	"context"
@@ -7,47 +7,49 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"bproc/fs/synth"
 )
 
-// The slave/ directory: what a bpslave reads and writes (see proto.go).
+// The slave/ directory: what a bpslave reads and writes (see fs/slaveproto).
 
-func (m *Master) newSlaveDir() Dir {
-	jobs := &openFile{ino: NewIno(), mode: 0o400, open: func(c *Caller, flags int) (Handle, error) {
+func (m *Master) newSlaveDir() synth.Dir {
+	jobs := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {
 		sc, err := m.register(c)
 		if err != nil {
 			return nil, err
 		}
-		return &streamReader{s: sc.jobs}, nil
+		return synth.NewStreamReader(sc.jobs), nil
 	}}
-	ping := &openFile{ino: NewIno(), mode: 0o200, open: func(c *Caller, flags int) (Handle, error) {
+	ping := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {
 		sc, err := m.slaveFor(c)
 		if err != nil {
 			return nil, err
 		}
 		return &pingHandle{sc: sc}, nil
 	}}
-	report := &openFile{ino: NewIno(), mode: 0o200, open: func(c *Caller, flags int) (Handle, error) {
+	report := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {
 		sc, err := m.slaveFor(c)
 		if err != nil {
 			return nil, err
 		}
 		return &reportHandle{m: m, sc: sc}, nil
 	}}
-	adopt := &openFile{ino: NewIno(), mode: 0o200, open: func(c *Caller, flags int) (Handle, error) {
+	adopt := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {
 		sc, err := m.slaveFor(c)
 		if err != nil {
 			return nil, err
 		}
 		return &adoptHandle{m: m, sc: sc}, nil
 	}}
-	bins := &slaveBinDir{m: m, ino: NewIno()}
-	procs := &slaveProcDir{m: m, ino: NewIno()}
-	return newDir(staticEntries("adopt", adopt, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
+	bins := &slaveBinDir{m: m, ino: synth.NewIno()}
+	procs := &slaveProcDir{m: m, ino: synth.NewIno()}
+	return synth.NewDir(synth.StaticEntries("adopt", adopt, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
 }
 
 type pingHandle struct {
-	noRead
-	noClose
+	synth.NoRead
+	synth.NoClose
 	sc *slaveConn
 }
 
@@ -64,11 +66,11 @@ type slaveBinDir struct {
 	ino uint64
 }
 
-func (d *slaveBinDir) Attr() Attr { return Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
+func (d *slaveBinDir) Attr() synth.Attr { return synth.Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
 
-func (d *slaveBinDir) List(*Caller) ([]Dirent, error) { return nil, nil }
+func (d *slaveBinDir) List(*synth.Caller) ([]synth.Dirent, error) { return nil, nil }
 
-func (d *slaveBinDir) Lookup(c *Caller, name string) (Node, error) {
+func (d *slaveBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	if _, err := d.m.slaveFor(c); err != nil {
 		return nil, err
 	}
@@ -76,8 +78,8 @@ func (d *slaveBinDir) Lookup(c *Caller, name string) (Node, error) {
 	if bin == nil {
 		return nil, fmt.Errorf("binary %s: %w", name, syscall.ENOENT)
 	}
-	return &openFile{ino: NewIno(), mode: 0o400, open: func(*Caller, int) (Handle, error) {
-		return &bytesHandle{data: bin.data}, nil
+	return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
+		return &synth.BytesHandle{Data: bin.data}, nil
 	}}, nil
 }
 
@@ -87,11 +89,11 @@ type slaveProcDir struct {
 	ino uint64
 }
 
-func (d *slaveProcDir) Attr() Attr { return Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
+func (d *slaveProcDir) Attr() synth.Attr { return synth.Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
 
-func (d *slaveProcDir) List(*Caller) ([]Dirent, error) { return nil, nil }
+func (d *slaveProcDir) List(*synth.Caller) ([]synth.Dirent, error) { return nil, nil }
 
-func (d *slaveProcDir) Lookup(c *Caller, name string) (Node, error) {
+func (d *slaveProcDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	sc, err := d.m.slaveFor(c)
 	if err != nil {
 		return nil, err
@@ -109,28 +111,28 @@ func (d *slaveProcDir) Lookup(c *Caller, name string) (Node, error) {
 	return d.m.slaveProcFiles(p), nil
 }
 
-func (m *Master) slaveProcFiles(p *Proc) Dir {
-	out := func(s *Stream) *openFile {
-		return &openFile{ino: NewIno(), mode: 0o200, open: func(*Caller, int) (Handle, error) {
-			w := &streamWriter{s: s}
+func (m *Master) slaveProcFiles(p *Proc) synth.Dir {
+	out := func(s *synth.Stream) *synth.FuncFile {
+		return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
+			var tee func([]byte)
 			if !p.attached {
-				w.tee = func(b []byte) { p.ring.Write(p.uid, b) }
+				tee = func(b []byte) { p.ring.Write(p.uid, b) }
 			}
-			return m.ctr.counted(streamName(p, s), w), nil
+			return m.ctr.counted(streamName(p, s), synth.NewStreamWriter(s, tee)), nil
 		}}
 	}
-	stdin := &openFile{ino: NewIno(), mode: 0o400, open: func(*Caller, int) (Handle, error) {
-		return m.ctr.counted("stdin", &streamReader{s: p.stdin}), nil
+	stdin := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
+		return m.ctr.counted("stdin", synth.NewStreamReader(p.stdin)), nil
 	}}
-	return newDir(staticEntries("stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
+	return synth.NewDir(synth.StaticEntries("stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
 }
 
 // reportHandle takes a slave's reports, one per line: "PID started OSPID",
 // "PID failed ERRNO TEXT", "PID exit N", "PID signal N". One file per
 // connection keeps a job's start to a single round trip.
 type reportHandle struct {
-	noRead
-	noClose
+	synth.NoRead
+	synth.NoClose
 	m  *Master
 	sc *slaveConn
 }

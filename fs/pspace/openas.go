@@ -1,4 +1,4 @@
-package fs
+package pspace
 
 import (
 	"errors"
@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"unsafe"
 
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -17,7 +20,7 @@ import (
 // filesystem credentials, so every directory on the way is searched as the
 // caller would search it. The master is root; without this a user could
 // run, and so read, files behind directories closed to them.
-func openAs(path string, c *Caller) (*os.File, error) {
+func openAs(path string, c *synth.Caller) (*os.File, error) {
 	var fd int
 	err := asCaller(c, func() (err error) {
 		fd, err = openPath(path)
@@ -59,7 +62,7 @@ func viaProc(path string) bool {
 
 // asCaller runs fn with the caller's filesystem credentials: on a thread
 // of its own for a user, as is for root.
-func asCaller(c *Caller, fn func() error) error {
+func asCaller(c *synth.Caller, fn func() error) error {
 	if c.Root() {
 		return fn()
 	}
@@ -79,7 +82,7 @@ func asCaller(c *Caller, fn func() error) error {
 
 // setCreds changes this thread's groups and fsuid/fsgid only: raw
 // setgroups, since Go's syscall.Setgroups changes every thread.
-func setCreds(c *Caller) error {
+func setCreds(c *synth.Caller) error {
 	groups := c.Groups
 	var gp unsafe.Pointer
 	if len(groups) > 0 {
@@ -102,7 +105,7 @@ func setCreds(c *Caller) error {
 // what is in it, and an entry found but not executable (EACCES) does not
 // end the search; EACCES is the answer only when nothing else is found.
 // Relative entries are taken against cwd (skipped without one).
-func searchPath(name, path, cwd string, c *Caller) (string, error) {
+func searchPath(name, path, cwd string, c *synth.Caller) (string, error) {
 	var found string
 	var denied error
 	err := asCaller(c, func() error {
@@ -151,16 +154,12 @@ func searchPath(name, path, cwd string, c *Caller) (string, error) {
 	return "", fmt.Errorf("%s: not found in PATH: %w", name, syscall.ENOENT)
 }
 
-// MaxBinary bounds what a user can make the master read and ship (the
-// whole binary is held in memory) and what a slave accepts.
-const MaxBinary = 256 << 20
-
-const maxBinary = MaxBinary
+const maxBinary = slaveproto.MaxBinary
 
 // openExecutable opens path as caller c and checks that it is a regular
 // file c may execute. The open file pins it: what is read afterwards is
 // what was checked, whatever a symlink swap does to the name meanwhile.
-func openExecutable(path string, c *Caller) (*os.File, binID, error) {
+func openExecutable(path string, c *synth.Caller) (*os.File, binID, error) {
 	f, err := openAs(path, c)
 	if err != nil {
 		return nil, binID{}, err

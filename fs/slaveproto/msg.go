@@ -1,4 +1,9 @@
-package fs
+// Package slaveproto holds the slave protocol's messages, which bpmaster
+// and bpslave (package job) both speak: the job messages a slave reads
+// from slave/jobs (Msg, byte-exact), the report lines it writes to
+// slave/report (ParseReport), the Adopt records of jobs kept across a lost
+// master, and the constants both sides share.
+package slaveproto
 
 import (
 	"encoding/json"
@@ -15,7 +20,7 @@ import (
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
-//	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go)
+//	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go; the master's side in fs/pspace)
 //
 // The master runs node -1 with the same code over an in-process opener.
 
@@ -58,6 +63,13 @@ type Msg struct {
 
 // LocalAddr is the Caller.Addr of the master's own in-process slave (node -1).
 const LocalAddr = "local"
+
+// DefaultPort is bpmaster's 9P port, which slaves dial.
+const DefaultPort = 2223
+
+// MaxBinary bounds what a user can make the master read and ship (the
+// whole binary is held in memory) and what a slave accepts.
+const MaxBinary = 256 << 20
 
 // The job message is JSON, but encoding/json rewrites invalid UTF-8 as
 // U+FFFD, and argv, environment and paths are bytes (file names in Latin-1

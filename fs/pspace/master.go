@@ -1,4 +1,10 @@
-package fs
+// Package pspace is bpmaster's cluster-wide process space: the Master
+// with its nodes, their slaves and the processes running on them, the
+// /bproc tree it serves (node/N, proc/PID, status and the slaves' slave/),
+// its configuration file, the pid state that survives a restart, and the
+// adoption of jobs a slave kept across a lost master. The tree is built
+// with fs/synth; the slaves' messages are fs/slaveproto.
+package pspace
 
 import (
 	"context"
@@ -11,6 +17,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,7 +62,7 @@ type Master struct {
 	bins    binCache
 	ctr     counters // monitoring: job events, bytes streamed (snapshot.go)
 
-	root Dir
+	root synth.Dir
 }
 
 type node struct {
@@ -63,14 +72,14 @@ type node struct {
 	mode       iofs.FileMode
 	uid, gid   uint32
 	conn       *slaveConn
-	ring       *Ring
+	ring       *synth.Ring
 	dir        *nodeDir
 }
 
 type slaveConn struct {
 	key      context.Context
 	node     *node
-	jobs     *Stream
+	jobs     *synth.Stream
 	mu       sync.Mutex
 	lastPing time.Time
 	dead     bool
@@ -95,7 +104,7 @@ func NewMaster(cfg *Config) *Master {
 }
 
 // Root is the tree.
-func (m *Master) Root() Dir { return m.root }
+func (m *Master) Root() synth.Dir { return m.root }
 
 // PingTimeout is the configured ping timeout.
 func (m *Master) PingTimeout() time.Duration {
@@ -123,7 +132,7 @@ func (m *Master) SetConfig(cfg *Config) {
 func (m *Master) nodeLocked(num int) *node {
 	n := m.nodes[num]
 	if n == nil {
-		n = &node{num: num, state: "down", mode: 0o111, ring: NewRing(ioRingSize)}
+		n = &node{num: num, state: "down", mode: 0o111, ring: synth.NewRing(ioRingSize)}
 		if num == -1 {
 			n.addr = "-"
 		}
@@ -135,7 +144,7 @@ func (m *Master) nodeLocked(num int) *node {
 
 // numberFor picks the node number for a slave connecting from addr.
 func (m *Master) numberFor(addr string) int {
-	if addr == LocalAddr {
+	if addr == slaveproto.LocalAddr {
 		return -1
 	}
 	for _, num := range sortedInts(m.cfg.Nodes) {
@@ -161,7 +170,7 @@ func (m *Master) numberFor(addr string) int {
 // its slave is connected and pinging, a second one claiming the node is
 // refused (EBUSY) and the first keeps working; a slave that went silent
 // loses the node after pingtimeout, and its successor gets it.
-func (m *Master) register(c *Caller) (*slaveConn, error) {
+func (m *Master) register(c *synth.Caller) (*slaveConn, error) {
 	if !c.Slave || c.Conn == nil {
 		return nil, fmt.Errorf("only slaves may open jobs: %w", syscall.EPERM)
 	}
@@ -174,12 +183,12 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 		m.Logf("node %d: refusing a second slave from %s (%s): the node's slave is connected", num, c.Addr, c.Host)
 		return nil, fmt.Errorf("node %d already has a connected slave: %w", num, syscall.EBUSY)
 	}
-	sc := &slaveConn{key: c.Conn, node: n, jobs: NewStream(jobsQueueSize, false), lastPing: time.Now()}
+	sc := &slaveConn{key: c.Conn, node: n, jobs: synth.NewStream(jobsQueueSize, false), lastPing: time.Now()}
 	m.slaves[c.Conn] = sc
 	n.conn = sc
 	n.state = "up"
 	n.host = c.Host
-	if c.Addr != LocalAddr {
+	if c.Addr != slaveproto.LocalAddr {
 		n.addr = c.Addr
 	}
 	ping, grace := m.cfg.PingTimeout, m.cfg.Grace
@@ -188,7 +197,7 @@ func (m *Master) register(c *Caller) (*slaveConn, error) {
 		m.dropSlave(old, "replaced by a new connection")
 	}
 	m.Logf("node %d up: slave %s (%s)", num, c.Addr, c.Host)
-	if err := sc.send(m, &Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds()}); err != nil {
+	if err := sc.send(m, &slaveproto.Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds()}); err != nil {
 		m.dropSlave(sc, err.Error()) // a slave without its number cannot serve
 		return nil, err
 	}
@@ -232,7 +241,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 	}
 }
 
-func (sc *slaveConn) send(m *Master, msg *Msg) error {
+func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
@@ -329,12 +338,12 @@ func (m *Master) sweep(now time.Time) {
 	trimExited(exited)
 	// The slave may drop what it kept for them (unread output).
 	for _, p := range forgotten {
-		p.conn.sendIfAlive(m, &Msg{Op: "forget", Pid: p.pid})
+		p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "forget", Pid: p.pid})
 	}
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
 	}
-	ReleaseMemory()
+	synth.ReleaseMemory()
 }
 
 // trimExited holds the output exited processes keep, all together, to
@@ -347,7 +356,7 @@ func trimExited(exited []*Proc) {
 	}
 	total := 0
 	for _, p := range exited {
-		for _, s := range []*Stream{p.stdout, p.stderr} {
+		for _, s := range []*synth.Stream{p.stdout, p.stderr} {
 			size, _ := s.Retained()
 			total += size
 		}
@@ -356,7 +365,7 @@ func trimExited(exited []*Proc) {
 		if total <= exitedKeepTotal {
 			return
 		}
-		for _, s := range []*Stream{p.stdout, p.stderr} {
+		for _, s := range []*synth.Stream{p.stdout, p.stderr} {
 			before, _ := s.Retained()
 			s.Trim(0)
 			after, _ := s.Retained()
@@ -366,7 +375,7 @@ func trimExited(exited []*Proc) {
 }
 
 // slaveFor returns the live slave connection of caller c.
-func (m *Master) slaveFor(c *Caller) (*slaveConn, error) {
+func (m *Master) slaveFor(c *synth.Caller) (*slaveConn, error) {
 	if !c.Slave || c.Conn == nil {
 		return nil, fmt.Errorf("not a slave: %w", syscall.EPERM)
 	}
@@ -381,12 +390,12 @@ func (m *Master) slaveFor(c *Caller) (*slaveConn, error) {
 
 // mayRun applies a node's permission bits: root always; else the owner,
 // group or other execute bit.
-func mayRun(c *Caller, mode iofs.FileMode, uid, gid uint32) bool {
+func mayRun(c *synth.Caller, mode iofs.FileMode, uid, gid uint32) bool {
 	return c.Root() || execBit(c, uint32(mode.Perm()), uid, gid)
 }
 
 // execBit is the execute bit of the class (owner, group, other) c is in.
-func execBit(c *Caller, perm, uid, gid uint32) bool {
+func execBit(c *synth.Caller, perm, uid, gid uint32) bool {
 	switch {
 	case c.Uid == uid:
 		return perm&0o100 != 0
@@ -455,7 +464,7 @@ func parseExec(args []string) (*execOpts, []string, error) {
 
 // callerEnv is the writer's environment and cwd, read from /proc for FUSE
 // callers; 9P callers get a minimal one.
-func callerEnv(c *Caller) (env []string, cwd string) {
+func callerEnv(c *synth.Caller) (env []string, cwd string) {
 	// Only from the caller's own process: a pid reused since the open
 	// would hand another user's environment to this job.
 	var st syscall.Stat_t
@@ -478,7 +487,7 @@ func callerEnv(c *Caller) (env []string, cwd string) {
 // lookPath finds the binary as the writer would: a name with a slash
 // relative to the writer's working directory (none over 9P: refused
 // rather than taken against the master's), others in PATH.
-func lookPath(name, dir string, env []string, c *Caller) (string, error) {
+func lookPath(name, dir string, env []string, c *synth.Caller) (string, error) {
 	if strings.Contains(name, "/") {
 		if !strings.HasPrefix(name, "/") {
 			if dir == "" {
@@ -499,7 +508,7 @@ func lookPath(name, dir string, env []string, c *Caller) (string, error) {
 
 // exec starts args on node n for caller c and returns the new pid once the
 // slave reports the process started.
-func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (int, error) {
+func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []string) (int, error) {
 	o, argv, err := parseExec(args)
 	if err != nil {
 		return 0, err
@@ -540,7 +549,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 	if err != nil {
 		return 0, err
 	}
-	msg := &Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
+	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)
@@ -562,7 +571,7 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 		p.finish("exit 127")
 		// It may have started all the same (the report crossed the
 		// interrupt): nobody could see or stop it, so it goes.
-		sc.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
+		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
 		return 0, fmt.Errorf("exec %s: %w", path, err)
 	}
 	m.ctr.job(n.num, "started")
@@ -571,13 +580,13 @@ func (m *Master) exec(ctx context.Context, c *Caller, n *node, args []string) (i
 
 // underLimit refuses a new process past the config's maxprocs live
 // processes of the caller's uid (root is not limited).
-func (m *Master) underLimit(c *Caller) error {
+func (m *Master) underLimit(c *synth.Caller) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.underLimitLocked(c)
 }
 
-func (m *Master) underLimitLocked(c *Caller) error {
+func (m *Master) underLimitLocked(c *synth.Caller) error {
 	limit := m.cfg.MaxProcs
 	if c.Root() || limit <= 0 {
 		return nil
@@ -603,7 +612,7 @@ func (m *Master) forget(p *Proc) {
 }
 
 // setState is `state STATE` on node n.
-func (m *Master) setState(c *Caller, n *node, state string) error {
+func (m *Master) setState(c *synth.Caller, n *node, state string) error {
 	if !c.Root() {
 		return fmt.Errorf("only root may change node state: %w", syscall.EPERM)
 	}
@@ -621,13 +630,13 @@ func (m *Master) setState(c *Caller, n *node, state string) error {
 	m.mu.Unlock()
 	m.Logf("node %d: state %s", n.num, state)
 	if sc != nil && (state == "reboot" || state == "halt" || state == "pwroff") {
-		return sc.send(m, &Msg{Op: "state", State: state, Command: cmd})
+		return sc.send(m, &slaveproto.Msg{Op: "state", State: state, Command: cmd})
 	}
 	return nil
 }
 
 // signalNode is `kill SIG` on node n: every process of the caller's there.
-func (m *Master) signalNode(c *Caller, n *node, sig syscall.Signal) (int, error) {
+func (m *Master) signalNode(c *synth.Caller, n *node, sig syscall.Signal) (int, error) {
 	m.mu.Lock()
 	var targets []*Proc
 	for _, p := range m.procs {

@@ -1,4 +1,4 @@
-package fs
+package slaveproto
 
 import (
 	"encoding/json"
@@ -72,13 +72,4 @@ func FuzzMsgDecode(f *testing.F) {
 			t.Fatalf("%q decoded and encoded to %q, then to %q (%v)", b, out, out2, err)
 		}
 	})
-}
-
-func TestStatusLineEscapesBytes(t *testing.T) {
-	p := &Proc{pid: 5, node: 1, state: "running", uid: 4242, gid: 4242,
-		argv: []string{"/bin/echo", "\xff\xfe", "two\nlines", `back\slash`, "café"}}
-	want := `5 1 running 4242 4242 /bin/echo '\xff\xfe' 'two\x0alines' 'back\\slash' 'café'` + "\n"
-	if got := p.statusLine(); got != want {
-		t.Errorf("status line\n got %q\nwant %q", got, want)
-	}
 }

@@ -1,10 +1,12 @@
-package fs
+package pspace
 
 import (
 	"context"
 	"sort"
 	"strings"
 	"sync"
+
+	"bproc/fs/synth"
 )
 
 // Snapshot is a consistent read of the master's state for monitoring
@@ -127,12 +129,12 @@ func (c *counters) read() (map[JobKey]uint64, map[string]uint64) {
 
 // counted wraps a slave's handle on a process stream so the bytes that
 // pass count toward Snapshot.Streamed under name.
-func (c *counters) counted(name string, h Handle) Handle {
+func (c *counters) counted(name string, h synth.Handle) synth.Handle {
 	return &countedHandle{Handle: h, c: c, name: name}
 }
 
 type countedHandle struct {
-	Handle
+	synth.Handle
 	c    *counters
 	name string
 }
@@ -149,7 +151,7 @@ func (h *countedHandle) Write(ctx context.Context, p []byte, off int64) (int, er
 	return n, err
 }
 
-func streamName(p *Proc, s *Stream) string {
+func streamName(p *Proc, s *synth.Stream) string {
 	if s == p.stderr {
 		return "stderr"
 	}

@@ -1,4 +1,4 @@
-package fs
+package pspace
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"bproc/fs/synth"
 )
 
 func TestOpenExecutableAsCaller(t *testing.T) {
@@ -25,7 +27,7 @@ func TestOpenExecutableAsCaller(t *testing.T) {
 	os.Symlink(prog, filepath.Join(dir, "link"))
 	noexec := filepath.Join(dir, "noexec")
 	os.WriteFile(noexec, []byte("data"), 0o644)
-	user := &Caller{Uid: 4242, Gid: 4242}
+	user := &synth.Caller{Uid: 4242, Gid: 4242}
 
 	if f, _, err := openExecutable(open, user); err != nil {
 		t.Errorf("a user's executable: %v", err)
@@ -44,7 +46,7 @@ func TestOpenExecutableAsCaller(t *testing.T) {
 			}
 		}
 	}
-	if f, _, err := openExecutable(prog, &Caller{}); err != nil {
+	if f, _, err := openExecutable(prog, &synth.Caller{}); err != nil {
 		t.Errorf("root: %v", err)
 	} else {
 		f.Close()
@@ -74,7 +76,7 @@ func TestOpenRefusesProcMagicLinks(t *testing.T) {
 	paths := []string{"/proc/self/exe", "/proc/thread-self/exe", filepath.Join(dir, "exe"), filepath.Join(dir, "exe2"),
 		filepath.Join(dir, "self/exe"), filepath.Join(dir, "self/cwd/x"), "/proc/self/root/bin/true",
 		"/proc/self/fd/" + itoa(int(f.Fd()))}
-	for _, c := range []*Caller{{Uid: 4242, Gid: 4242}, {}} {
+	for _, c := range []*synth.Caller{{Uid: 4242, Gid: 4242}, {}} {
 		for _, p := range paths {
 			f, _, err := openExecutable(p, c)
 			if err == nil {
@@ -89,10 +91,10 @@ func TestOpenRefusesProcMagicLinks(t *testing.T) {
 	}
 	os.Symlink("b", filepath.Join(dir, "a"))
 	os.Symlink("a", filepath.Join(dir, "b"))
-	if _, _, err := openExecutable(filepath.Join(dir, "a"), &Caller{}); !errors.Is(err, syscall.ELOOP) || strings.Contains(err.Error(), "magic") {
+	if _, _, err := openExecutable(filepath.Join(dir, "a"), &synth.Caller{}); !errors.Is(err, syscall.ELOOP) || strings.Contains(err.Error(), "magic") {
 		t.Errorf("a symlink loop: %v, want a plain ELOOP", err)
 	}
-	if f, _, err := openExecutable("/bin/true", &Caller{Uid: 4242, Gid: 4242}); err != nil {
+	if f, _, err := openExecutable("/bin/true", &synth.Caller{Uid: 4242, Gid: 4242}); err != nil {
 		t.Errorf("/bin/true: %v", err)
 	} else {
 		f.Close()
@@ -119,7 +121,7 @@ func TestSearchPathAsCaller(t *testing.T) {
 	noexec := mk("noexec", 0o755, 0o644)
 	open := mk("open", 0o755, 0o755)
 	empty := mk("empty", 0o755, 0)
-	user := &Caller{Uid: 4242, Gid: 4242}
+	user := &synth.Caller{Uid: 4242, Gid: 4242}
 	for _, tc := range []struct {
 		path  string
 		want  string
@@ -139,7 +141,7 @@ func TestSearchPathAsCaller(t *testing.T) {
 	if got, err := searchPath("prog", "open", dir, user); got != dir+"/open/prog" || err != nil {
 		t.Errorf("a relative PATH entry against the writer's cwd: %q, %v", got, err)
 	}
-	if got, err := searchPath("prog", closed+":"+open, "", &Caller{}); got != closed+"/prog" || err != nil {
+	if got, err := searchPath("prog", closed+":"+open, "", &synth.Caller{}); got != closed+"/prog" || err != nil {
 		t.Errorf("root: %q, %v", got, err)
 	}
 }

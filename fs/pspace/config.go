@@ -1,4 +1,4 @@
-package fs
+package pspace
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"bproc/fs/slaveproto"
 )
 
 // Config is bpmaster's configuration file, BProc style: one keyword per
@@ -46,9 +48,6 @@ type Config struct {
 	Commands    map[string]string // reboot/halt/pwroff -> shell command
 }
 
-// DefaultPort is bpmaster's 9P port (srv.DefaultPort as a string).
-const DefaultPort = 2223
-
 // DefaultMaxProcs is the default per-user limit on live processes: with
 // 1 MiB per unread output stream, what one user may make the master hold.
 const DefaultMaxProcs = 1024
@@ -56,7 +55,7 @@ const DefaultMaxProcs = 1024
 // DefaultConfig is what bpmaster serves with no config file.
 func DefaultConfig() *Config {
 	return &Config{
-		Port:        DefaultPort,
+		Port:        slaveproto.DefaultPort,
 		PingTimeout: 5 * time.Second,
 		KeyFile:     "/etc/bproc/cluster.key",
 		Mount:       "/bproc",

@@ -1,4 +1,4 @@
-package fs
+package synth
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 // recordingCtl is a ctl file whose "run" command records its arguments
 // and "fail" fails: what ran, and with which words, is what the tests check.
-func recordingCtl() (*ctlFile, *[][]string) {
+func recordingCtl() (*CtlFile[any], *[][]string) {
 	var ran [][]string
-	cmds := []command{
+	cmds := Table[any]{
 		{"run", 0, -1, "run [ARG...]", func(_ context.Context, _ *Caller, _ any, args []string) (string, error) {
 			ran = append(ran, args)
 			return fmt.Sprintf("ran %d\n", len(ran)), nil
@@ -23,11 +23,11 @@ func recordingCtl() (*ctlFile, *[][]string) {
 			return "", fmt.Errorf("failing as asked: %w", syscall.EIO)
 		}},
 	}
-	f := &ctlFile{ino: NewIno(), owner: func() (uint32, uint32) { return 0, 0 }, mode: 0o666, cmds: cmds}
+	f := &CtlFile[any]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: cmds}
 	return f, &ran
 }
 
-func openCtl(t *testing.T, f *ctlFile) *ctlHandle {
+func openCtl(t *testing.T, f *CtlFile[any]) *ctlHandle {
 	t.Helper()
 	h, err := f.Open(&Caller{}, 0)
 	if err != nil {
@@ -268,5 +268,52 @@ func TestCtlUnfinishedLinesBoundedPerUser(t *testing.T) {
 	// The closes ran the lines held, not the refused one; then root's and the last.
 	if n, want := len(*ran), len(hs)-1+2; n != want {
 		t.Errorf("ran %d commands, want %d", n, want)
+	}
+}
+
+// A table's rows get the file's target as the table's type, and the
+// table checks a command's name and argument count before running it.
+func TestTableRunsOnItsTarget(t *testing.T) {
+	type counter struct{ n int }
+	table := Table[*counter]{
+		{Name: "add", MinArgs: 1, MaxArgs: 1, Usage: "add N", Run: func(_ context.Context, _ *Caller, c *counter, args []string) (string, error) {
+			c.n += len(args[0])
+			return fmt.Sprintf("%d\n", c.n), nil
+		}},
+		{Name: "reset", MinArgs: 0, MaxArgs: 0, Usage: "reset", Run: func(_ context.Context, _ *Caller, c *counter, _ []string) (string, error) {
+			c.n = 0
+			return "", nil
+		}},
+	}
+	target := &counter{}
+	f := &CtlFile[*counter]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: table, Target: target}
+	h, err := f.Open(&Caller{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, line := range []string{"add xyz\n", "add 'a b'\n"} {
+		if _, err := h.Write(ctx, []byte(line), 0); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+	}
+	if target.n != 6 {
+		t.Errorf("target counted %d, want 6", target.n)
+	}
+	if got := readCtl(t, h.(*ctlHandle)); got != "6\n" {
+		t.Errorf("result %q, want \"6\\n\"", got)
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"add\n", "usage: add N"},
+		{"reset now\n", "usage: reset"},
+		{"mul 2\n", `unknown command "mul" (commands: add, reset)`},
+	} {
+		_, err := h.Write(ctx, []byte(tc.line), 0)
+		if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want EINVAL with %q", tc.line, err, tc.want)
+		}
+	}
+	if target.n != 6 {
+		t.Errorf("a refused command changed the target: %d", target.n)
 	}
 }

@@ -1,15 +1,17 @@
-package fs
+package pspace
 
 import (
 	"errors"
 	"strings"
 	"syscall"
 	"testing"
+
+	"bproc/fs/synth"
 )
 
 func newTestProc() *Proc {
 	return &Proc{pid: 1, state: "starting",
-		stdout: NewStream(streamSize, true), stderr: NewStream(streamSize, true), stdin: NewStream(streamSize, false),
+		stdout: synth.NewStream(streamSize, true), stderr: synth.NewStream(streamSize, true), stdin: synth.NewStream(streamSize, false),
 		started: make(chan error, 1), done: make(chan struct{})}
 }
 
@@ -73,7 +75,7 @@ func FuzzSlaveReport(f *testing.F) {
 		}
 		select {
 		case serr := <-p.started:
-			if serr != nil && Errno(serr) == 0 {
+			if serr != nil && synth.Errno(serr) == 0 {
 				t.Fatalf("%q: a failed start with errno 0", line)
 			}
 		default:

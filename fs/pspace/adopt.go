@@ -1,94 +1,34 @@
-package fs
+package pspace
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
+
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 )
 
 // Jobs outlive their master. A slave that lost its master keeps its jobs
 // for the grace period the master's hello gave it, and keeps every byte of
 // their output the master has not acknowledged. When it registers again it
-// writes one Adopt record per job to slave/adopt; the new master gives the
+// writes one slaveproto.Adopt record per job to slave/adopt; the new master gives the
 // process back its pid, owner, command and state, and the slave sends the
 // output again from the first unacknowledged byte. The master acknowledges
 // output once it has left proc/PID/stdout's queue (read, or dropped by a
 // stream nobody reads), with "ack" messages giving the stream's offset.
 
-// Adopt is a slave's account of a job it kept while it had no master.
-type Adopt struct {
-	Pid      int          `json:"pid"`
-	Uid      uint32       `json:"uid"`
-	Gid      uint32       `json:"gid"`
-	Argv     []string     `json:"argv"`
-	Attached bool         `json:"attached,omitempty"`
-	State    string       `json:"state"`            // running, stopped, exited
-	Status   string       `json:"status,omitempty"` // when exited: "exit N" or "signal N", as reported
-	Stdout   AdoptedAhead `json:"stdout"`
-	Stderr   AdoptedAhead `json:"stderr"`
-}
-
-// AdoptedAhead is where an output stream stands: Off is the offset of the
-// first byte the master has not acknowledged (what the slave sends next),
-// Done that the stream has ended with nothing left to send.
-type AdoptedAhead struct {
-	Off  int64 `json:"off"`
-	Done bool  `json:"done,omitempty"`
-}
-
-// maxAdoptRecord bounds one record (argv included).
-const maxAdoptRecord = 1 << 20
-
-// ParseAdopt decodes and checks one record from a slave.
-func ParseAdopt(b []byte) (*Adopt, error) {
-	if len(b) > maxAdoptRecord {
-		return nil, fmt.Errorf("adopt record of %d bytes: %w", len(b), syscall.E2BIG)
-	}
-	var a Adopt
-	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("bad adopt record: %v: %w", err, syscall.EINVAL)
-	}
-	switch {
-	case a.Pid <= 0:
-		return nil, fmt.Errorf("adopt record: bad pid %d: %w", a.Pid, syscall.EINVAL)
-	case len(a.Argv) == 0:
-		return nil, fmt.Errorf("adopt record %d: no argv: %w", a.Pid, syscall.EINVAL)
-	case a.Stdout.Off < 0 || a.Stderr.Off < 0:
-		return nil, fmt.Errorf("adopt record %d: negative output offset: %w", a.Pid, syscall.EINVAL)
-	}
-	switch a.State {
-	case "running", "stopped":
-		if a.Status != "" {
-			return nil, fmt.Errorf("adopt record %d: %s with a status: %w", a.Pid, a.State, syscall.EINVAL)
-		}
-	case "exited":
-		f := strings.Fields(a.Status)
-		if len(f) != 2 || (f[0] != "exit" && f[0] != "signal") {
-			return nil, fmt.Errorf("adopt record %d: bad status %q: %w", a.Pid, a.Status, syscall.EINVAL)
-		}
-		if n, err := strconv.Atoi(f[1]); err != nil || n < 0 || n > 255 || strconv.Itoa(n) != f[1] {
-			return nil, fmt.Errorf("adopt record %d: bad status %q: %w", a.Pid, a.Status, syscall.EINVAL)
-		}
-	default:
-		return nil, fmt.Errorf("adopt record %d: bad state %q: %w", a.Pid, a.State, syscall.EINVAL)
-	}
-	return &a, nil
-}
-
 // adoptHandle is slave/adopt: one record per write.
 type adoptHandle struct {
-	noRead
-	noClose
+	synth.NoRead
+	synth.NoClose
 	m  *Master
 	sc *slaveConn
 }
 
 func (h *adoptHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
-	a, err := ParseAdopt(b)
+	a, err := slaveproto.ParseAdopt(b)
 	if err != nil {
 		return 0, err
 	}
@@ -105,13 +45,13 @@ func (h *adoptHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
 // Only pids an earlier master issued qualify: a pid of this master's that
 // it no longer runs was declared lost when its node went down, and its
 // waiters were told so.
-func (m *Master) adopt(sc *slaveConn, a *Adopt) error {
+func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 	n := sc.node
 	p := &Proc{
 		pid: a.Pid, node: n.num, uid: a.Uid, gid: a.Gid, argv: a.Argv, attached: a.Attached, conn: sc, ring: n.ring,
-		stdout:  NewStream(streamSize, !a.Attached),
-		stderr:  NewStream(streamSize, !a.Attached),
-		stdin:   NewStream(streamSize, false),
+		stdout:  synth.NewStream(streamSize, !a.Attached),
+		stderr:  synth.NewStream(streamSize, !a.Attached),
+		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
 		done:    make(chan struct{}),
 		state:   a.State,
@@ -119,7 +59,8 @@ func (m *Master) adopt(sc *slaveConn, a *Adopt) error {
 	if a.State == "exited" {
 		p.state = "running" // until finish, below
 	}
-	p.stdout.out, p.stderr.out = a.Stdout.Off, a.Stderr.Off
+	p.stdout.StartAt(a.Stdout.Off)
+	p.stderr.StartAt(a.Stderr.Off)
 	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
 	m.mu.Lock()
@@ -162,12 +103,12 @@ const ackEvery = 256 << 10
 func (m *Master) watchOutput(p *Proc) {
 	for _, o := range []struct {
 		name string
-		s    *Stream
+		s    *synth.Stream
 	}{{"stdout", p.stdout}, {"stderr", p.stderr}} {
 		var mu sync.Mutex
-		acked := o.s.out
+		acked := o.s.Out()
 		name := o.name
-		o.s.onOut = func(out int64, empty bool) {
+		o.s.OnOut(func(out int64, empty bool) {
 			mu.Lock()
 			send := out > acked && (empty || out-acked >= ackEvery)
 			if send {
@@ -175,15 +116,15 @@ func (m *Master) watchOutput(p *Proc) {
 			}
 			mu.Unlock()
 			if send {
-				p.conn.sendIfAlive(m, &Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
+				p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
 			}
-		}
+		})
 	}
 }
 
 // sendIfAlive sends msg unless the slave is gone (its output no longer
 // matters to anyone) or there never was one.
-func (sc *slaveConn) sendIfAlive(m *Master, msg *Msg) {
+func (sc *slaveConn) sendIfAlive(m *Master, msg *slaveproto.Msg) {
 	if sc == nil {
 		return
 	}
@@ -193,15 +134,4 @@ func (sc *slaveConn) sendIfAlive(m *Master, msg *Msg) {
 	if !dead {
 		sc.send(m, msg)
 	}
-}
-
-// outChanged tells onOut where the stream stands; called without s.mu.
-func (s *Stream) outChanged() {
-	if s.onOut == nil {
-		return
-	}
-	s.mu.Lock()
-	out, empty := s.out, s.size == 0
-	s.mu.Unlock()
-	s.onOut(out, empty)
 }

@@ -1,4 +1,4 @@
-package fs
+package synth
 
 import (
 	"context"
@@ -35,7 +35,8 @@ type Stream struct {
 	waiting *parked
 	// out counts the bytes that left the queue (read, dropped, discarded)
 	// since the stream's first byte; onOut, set before first use, hears
-	// of it (how a slave learns which output it may forget, adopt.go).
+	// of it (how a slave learns which output it may forget, pspace's
+	// adopt.go).
 	out   int64
 	onOut func(out int64, empty bool)
 }
@@ -50,6 +51,23 @@ type parked struct {
 func NewStream(limit int, lossy bool) *Stream {
 	return &Stream{limit: limit, lossy: lossy, changed: make(chan struct{})}
 }
+
+// StartAt makes the count of bytes that left the stream start at off (an
+// adopted job's output goes on from where its slave stands); call it
+// before first use.
+func (s *Stream) StartAt(off int64) { s.out = off }
+
+// Out is the count of bytes that have left the stream (read, dropped or
+// discarded) since its first byte.
+func (s *Stream) Out() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out
+}
+
+// OnOut makes f hear, after every change, that count and whether the
+// stream is empty; set it before first use.
+func (s *Stream) OnOut(f func(out int64, empty bool)) { s.onOut = f }
 
 // signal wakes every waiter; called with mu held.
 func (s *Stream) signal() {
@@ -462,4 +480,15 @@ func (rr *RingReader) Read(ctx context.Context, p []byte) (int, error) {
 			return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
 		}
 	}
+}
+
+// outChanged tells onOut where the stream stands; called without s.mu.
+func (s *Stream) outChanged() {
+	if s.onOut == nil {
+		return
+	}
+	s.mu.Lock()
+	out, empty := s.out, s.size == 0
+	s.mu.Unlock()
+	s.onOut(out, empty)
 }

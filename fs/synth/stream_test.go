@@ -1,4 +1,4 @@
-package fs
+package synth
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -178,37 +179,27 @@ func TestStreamRetainedMemory(t *testing.T) {
 	}
 }
 
-// All exited processes together keep at most exitedKeepTotal of output
-// nobody read; the oldest lose theirs first.
-func TestExitedOutputBoundedInTotal(t *testing.T) {
-	m := NewMaster(DefaultConfig())
-	n := m.nodes[-1]
-	chunk := make([]byte, exitedKeepBytes)
-	count := 2 * exitedKeepTotal / exitedKeepBytes // twice what may stay
-	for i := 0; i < count; i++ {
-		p, err := m.newProc(&Caller{Uid: 4242, Gid: 4242}, n, nil, []string{"x"}, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.stdout.Write(context.Background(), chunk)
-		p.finish("exit 0")
+func TestStreamCountsWhatLeaves(t *testing.T) {
+	s := NewStream(10, true)
+	s.StartAt(100)
+	var mu sync.Mutex
+	var got []int64
+	s.OnOut(func(out int64, empty bool) { mu.Lock(); got = append(got, out); mu.Unlock() })
+	ctx := context.Background()
+	s.Write(ctx, []byte("0123456789abc")) // unattended: 3 dropped
+	s.Attach()
+	buf := make([]byte, 4)
+	s.Read(ctx, buf)
+	s.Read(ctx, buf)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []int64{103, 107, 111}
+	if len(got) != len(want) {
+		t.Fatalf("offsets %v, want %v", got, want)
 	}
-	m.sweep(time.Now())
-	total, oldest, newest := 0, 0, 0
-	for pid, p := range m.procs {
-		size, capacity := p.stdout.Retained()
-		total += capacity
-		if pid == 1 {
-			oldest = size
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("offsets %v, want %v", got, want)
 		}
-		if pid == count {
-			newest = size
-		}
-	}
-	if total > exitedKeepTotal {
-		t.Errorf("%d exited processes keep %d bytes of buffers, more than %d", count, total, exitedKeepTotal)
-	}
-	if oldest != 0 || newest != exitedKeepBytes {
-		t.Errorf("the oldest keeps %d bytes, the newest %d; want 0 and %d", oldest, newest, exitedKeepBytes)
 	}
 }

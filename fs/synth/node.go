@@ -1,7 +1,11 @@
-// Package fs defines the synthetic bproc tree once, independent of the
-// protocol that serves it: srv adapts these nodes to 9P2000.L (for slaves and
-// remote tools) and to FUSE (the /bproc mount on the master).
-package fs
+// Package synth is the toolkit of synthetic file trees, independent of
+// the protocol that serves them: nodes and handles computed from live state
+// (Node, Dir, File, Handle), small templates for them, bounded byte
+// streams and rings, ctl files run from typed command tables, the ctl line
+// rules, and an in-process opener (Local). srv adapts such a tree to
+// 9P2000.L (for slaves and remote tools) and srv/fusemount to FUSE (the
+// /bproc mount on the master); pspace builds bproc's tree from it.
+package synth
 
 import (
 	"context"

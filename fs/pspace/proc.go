@@ -1,15 +1,17 @@
-package fs
+package pspace
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,9 +25,9 @@ type Proc struct {
 	attached bool
 	conn     *slaveConn
 	ctr      *counters // the master's, counting how the process ends
-	ring     *Ring
+	ring     *synth.Ring
 
-	stdout, stderr, stdin *Stream
+	stdout, stderr, stdin *synth.Stream
 	started               chan error // the slave's "started" or "failed"
 	done                  chan struct{}
 
@@ -38,12 +40,12 @@ type Proc struct {
 	dir *procDir
 }
 
-func (m *Master) newProc(c *Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
+func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
 	p := &Proc{
 		node: n.num, uid: c.Uid, gid: c.Gid, argv: argv, attached: attached, conn: sc, ring: n.ring,
-		stdout:  NewStream(streamSize, !attached),
-		stderr:  NewStream(streamSize, !attached),
-		stdin:   NewStream(streamSize, false),
+		stdout:  synth.NewStream(streamSize, !attached),
+		stderr:  synth.NewStream(streamSize, !attached),
+		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
 		done:    make(chan struct{}),
 		state:   "starting",
@@ -98,7 +100,7 @@ func (p *Proc) statusLine() string {
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
-	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(JoinCommand(p.argv)))
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(synth.JoinCommand(p.argv)))
 }
 
 // escapeBytes shows control characters and bytes that are not UTF-8 as
@@ -131,7 +133,7 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 		return fmt.Errorf("process %d has exited: %w", p.pid, syscall.ESRCH)
 	default:
 	}
-	if err := p.conn.send(m, &Msg{Op: "signal", Pid: p.pid, Sig: int(sig)}); err != nil {
+	if err := p.conn.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(sig)}); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -147,58 +149,15 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 	return nil
 }
 
-// report is one parsed line of slave/report, after its pid.
-type report struct {
-	kind string // started, failed, exit, signal, eof
-	n    int    // the OS pid, errno, exit status or signal number
-	what string // failed: the text; eof: stdout or stderr
-}
-
-// reportKinds bound each report's number: a slave's word must not become
-// an errno of 0 (a failed start that looks like success) or out of range.
-var reportKinds = map[string]struct{ lo, hi int }{
-	"started": {1, 1<<31 - 1},
-	"failed":  {1, 4095},
-	"exit":    {0, 255},
-	"signal":  {1, 64},
-}
-
-// parseReport reads "started OSPID", "failed ERRNO TEXT", "exit N",
-// "signal N" or "eof stdout|stderr".
-func parseReport(line string) (report, error) {
-	f := strings.Fields(line)
-	if len(f) < 2 {
-		return report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
-	}
-	if f[0] == "eof" { // an output stream ended without a byte
-		if len(f) != 2 || (f[1] != "stdout" && f[1] != "stderr") {
-			return report{}, fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
-		}
-		return report{kind: "eof", what: f[1]}, nil
-	}
-	bounds, ok := reportKinds[f[0]]
-	if !ok {
-		return report{}, fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
-	}
-	n, err := strconv.Atoi(f[1])
-	if err != nil || n < bounds.lo || n > bounds.hi {
-		return report{}, fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
-	}
-	if f[0] != "failed" && len(f) != 2 {
-		return report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
-	}
-	return report{kind: f[0], n: n, what: strings.Join(f[2:], " ")}, nil
-}
-
 // slaveReport applies a line a slave wrote to slave/report for this process.
 func (p *Proc) slaveReport(line string) error {
-	r, err := parseReport(line)
+	r, err := slaveproto.ParseReport(line)
 	if err != nil {
 		return err
 	}
-	switch r.kind {
+	switch r.Kind {
 	case "eof":
-		if r.what == "stdout" {
+		if r.What == "stdout" {
 			p.stdout.CloseWrite()
 		} else {
 			p.stderr.CloseWrite()
@@ -206,25 +165,25 @@ func (p *Proc) slaveReport(line string) error {
 	case "started", "failed":
 		p.mu.Lock()
 		starting := p.state == "starting"
-		if starting && r.kind == "started" {
-			p.ospid, p.state = r.n, "running"
+		if starting && r.Kind == "started" {
+			p.ospid, p.state = r.N, "running"
 		}
 		p.mu.Unlock()
 		if !starting {
 			return fmt.Errorf("process %d is not starting: %w", p.pid, syscall.EINVAL)
 		}
 		var err error
-		if r.kind == "failed" {
-			err = fmt.Errorf("%s: %w", r.what, syscall.Errno(r.n))
+		if r.Kind == "failed" {
+			err = fmt.Errorf("%s: %w", r.What, syscall.Errno(r.N))
 		}
 		select { // a repeated report must not block the slave's report file
 		case p.started <- err:
 		default:
 		}
 	case "exit":
-		p.finish(fmt.Sprintf("exit %d", r.n))
+		p.finish(fmt.Sprintf("exit %d", r.N))
 	case "signal":
-		p.finish(fmt.Sprintf("signal %d %s", r.n, unix.SignalName(syscall.Signal(r.n))))
+		p.finish(fmt.Sprintf("signal %d %s", r.N, unix.SignalName(syscall.Signal(r.N))))
 	}
 	return nil
 }
@@ -253,7 +212,7 @@ type binary struct {
 }
 
 // load reads path for caller c, who must be allowed to execute it.
-func (b *binCache) load(path string, c *Caller) (*binary, error) {
+func (b *binCache) load(path string, c *synth.Caller) (*binary, error) {
 	f, id, err := openExecutable(path, c)
 	if err != nil {
 		return nil, err
@@ -302,7 +261,7 @@ func (b *binCache) get(hash string) *binary {
 
 // mayExecFile is the kernel's execute check for a regular file: root
 // needs some execute bit, others their class's.
-func mayExecFile(c *Caller, mode uint32, uid, gid uint32) bool {
+func mayExecFile(c *synth.Caller, mode uint32, uid, gid uint32) bool {
 	if c.Root() {
 		return mode&0o111 != 0
 	}

@@ -1,0 +1,51 @@
+package slaveproto
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Report is one parsed line of slave/report, after its pid.
+type Report struct {
+	Kind string // started, failed, exit, signal, eof
+	N    int    // the OS pid, errno, exit status or signal number
+	What string // failed: the text; eof: stdout or stderr
+}
+
+// reportKinds bound each report's number: a slave's word must not become
+// an errno of 0 (a failed start that looks like success) or out of range.
+var reportKinds = map[string]struct{ lo, hi int }{
+	"started": {1, 1<<31 - 1},
+	"failed":  {1, 4095},
+	"exit":    {0, 255},
+	"signal":  {1, 64},
+}
+
+// ParseReport reads "started OSPID", "failed ERRNO TEXT", "exit N",
+// "signal N" or "eof stdout|stderr".
+func ParseReport(line string) (Report, error) {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return Report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+	}
+	if f[0] == "eof" { // an output stream ended without a byte
+		if len(f) != 2 || (f[1] != "stdout" && f[1] != "stderr") {
+			return Report{}, fmt.Errorf("bad stream in report %q: %w", line, syscall.EINVAL)
+		}
+		return Report{Kind: "eof", What: f[1]}, nil
+	}
+	bounds, ok := reportKinds[f[0]]
+	if !ok {
+		return Report{}, fmt.Errorf("unknown report %q: %w", f[0], syscall.EINVAL)
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil || n < bounds.lo || n > bounds.hi {
+		return Report{}, fmt.Errorf("bad number in report %q: %w", line, syscall.EINVAL)
+	}
+	if f[0] != "failed" && len(f) != 2 {
+		return Report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+	}
+	return Report{Kind: f[0], N: n, What: strings.Join(f[2:], " ")}, nil
+}

@@ -1,0 +1,285 @@
+package synth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// A ctl file takes commands, one per line, and runs each from its
+// Table: a row names a command, bounds its arguments and runs it on the
+// file's target, typed as the table is (as Plan 9's devproc.c runs its
+// commands on the Proc *p of the file), so a row needs no type assertion.
+// The rules for lines (quoting, length, a line in pieces) are the same for
+// every ctl file, and live in ctlHandle.
+
+// Command is one row of a Table: a name, the number of arguments and the
+// function; it returns the text readable afterwards on the same open file.
+type Command[T any] struct {
+	Name    string
+	MinArgs int
+	MaxArgs int // -1: any
+	Usage   string
+	Run     func(ctx context.Context, c *Caller, target T, args []string) (string, error)
+}
+
+// Table is the commands of one kind of ctl file, run on a target of type T.
+type Table[T any] []Command[T]
+
+// Run splits line into words and runs the command they name on target.
+func (t Table[T]) Run(ctx context.Context, c *Caller, target T, line string) (string, error) {
+	words, err := SplitCommand(line)
+	if err != nil {
+		return "", err
+	}
+	if len(words) == 0 {
+		return "", fmt.Errorf("empty command: %w", syscall.EINVAL)
+	}
+	var names []string
+	for _, cmd := range t {
+		names = append(names, cmd.Name)
+		if cmd.Name != words[0] {
+			continue
+		}
+		args := words[1:]
+		if len(args) < cmd.MinArgs || (cmd.MaxArgs >= 0 && len(args) > cmd.MaxArgs) {
+			return "", fmt.Errorf("usage: %s: %w", cmd.Usage, syscall.EINVAL)
+		}
+		return cmd.Run(ctx, c, target, args)
+	}
+	return "", fmt.Errorf("unknown command %q (commands: %s): %w", words[0], strings.Join(names, ", "), syscall.EINVAL)
+}
+
+// CtlFile takes one command per write, from Table, run on Target; reading
+// the same open file returns the result of the last command (or its error
+// text).
+type CtlFile[T any] struct {
+	Ino    uint64
+	Owner  func() (uint32, uint32)
+	Mode   iofs.FileMode
+	Table  Table[T]
+	Target T
+	Check  func(c *Caller) error // permission to open, nil: anyone
+}
+
+func (f *CtlFile[T]) Attr() Attr {
+	uid, gid := f.Owner()
+	return Attr{Ino: f.Ino, Mode: f.Mode, Uid: uid, Gid: gid, Mtime: StartTime}
+}
+
+func (f *CtlFile[T]) Open(c *Caller, flags int) (Handle, error) {
+	if f.Check != nil {
+		if err := f.Check(c); err != nil {
+			return nil, err
+		}
+	}
+	run := func(ctx context.Context, line string) (string, error) { return f.Table.Run(ctx, c, f.Target, line) }
+	return &ctlHandle{c: c, run: run}, nil
+}
+
+// ctlHandle buffers what is written until a whole command (a line) is
+// there: a shell writes a long line in 4 KiB pieces and FUSE splits a
+// write beyond 1 MiB, and a piece must never run as a command of its own.
+type ctlHandle struct {
+	c   *Caller
+	run func(ctx context.Context, line string) (string, error) // a whole line, from the file's table
+
+	// wmu orders commands: a line runs only after the one before it.
+	wmu     sync.Mutex
+	pending []byte // the unfinished line
+	scan    lineScanner
+	refused error        // the unfinished line was refused (too long): dropped up to its newline
+	failed  *failedWrite // the last write, which failed a command begun before it
+
+	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
+	result []byte
+	pos    int // read position in result: every command rewinds it, whatever the file offset
+}
+
+// Read runs an unfinished line first (`printf cmd >&3; read r <&3`), then
+// returns the last command's result or its error text.
+func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
+	h.wmu.Lock()
+	if len(h.pending) > 0 || h.refused != nil {
+		h.scan = lineScanner{}
+		h.runPending(ctx)
+	}
+	h.wmu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos >= len(h.result) {
+		return 0, io.EOF
+	}
+	n := copy(p, h.result[h.pos:])
+	h.pos += n
+	return n, nil
+}
+
+// Write buffers p and runs every command it completes, in order. A write
+// that completes a command returns that command's error (and nothing
+// after a failed command runs); one that only adds to an unfinished line
+// succeeds.
+func (h *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if f := h.failed; f != nil && off == f.off && len(p) >= f.n && sha256.Sum256(p[:f.n]) == f.sum {
+		// The writer retries the rest of a write(2) whose first pieces
+		// the kernel reported taken (FUSE splits big writes, and counts
+		// what went before a failed piece): that rest is the command
+		// that failed, and fails with it, rather than run as another.
+		if len(p) == f.n {
+			return 0, f.err
+		}
+		p = p[f.n:]
+	}
+	h.failed = nil
+	began := len(h.pending) > 0 || h.refused != nil // the first line began in an earlier write
+	rest := p
+	for len(rest) > 0 {
+		end := h.scan.scan(rest)
+		piece := rest
+		if end >= 0 {
+			piece = rest[:end]
+		}
+		if h.refused == nil {
+			if err := h.hold(len(piece)); err != nil {
+				h.refused = err
+				h.drop()
+			} else {
+				h.pending = append(h.pending, piece...)
+			}
+		}
+		if end < 0 {
+			break
+		}
+		rest = rest[end+1:]
+		if err := h.runPending(ctx); err != nil {
+			// What followed the failed command is dropped with it.
+			h.scan = lineScanner{}
+			if began && len(rest)+end+1 == len(p) {
+				h.failed = &failedWrite{err: err, off: off, n: len(p), sum: sha256.Sum256(p)}
+			}
+			return 0, err
+		}
+	}
+	if h.refused != nil {
+		// Refused as soon as it is too long, not only at its newline: the
+		// writer learns at once, and later pieces are dropped.
+		return 0, h.refusal(h.refused)
+	}
+	return len(p), nil
+}
+
+// failedWrite identifies a write that failed the command it ended: at
+// offset off, n bytes with that checksum.
+type failedWrite struct {
+	err error
+	off int64
+	n   int
+	sum [sha256.Size]byte
+}
+
+func (h *ctlHandle) refusal(err error) error {
+	h.setResult("", err)
+	return err
+}
+
+// hold admits n more bytes into the unfinished line: at most MaxCommand
+// in a line, and ctlHeldMax for all the unfinished lines of a user (a
+// user may open many ctl files; root is not limited).
+func (h *ctlHandle) hold(n int) error {
+	if len(h.pending)+n > MaxCommand {
+		return fmt.Errorf("command longer than %d bytes: %w", MaxCommand, syscall.E2BIG)
+	}
+	if h.c.Root() || n == 0 {
+		return nil
+	}
+	ctlHeld.mu.Lock()
+	defer ctlHeld.mu.Unlock()
+	if ctlHeld.bytes[h.c.Uid]+n > ctlHeldMax {
+		return fmt.Errorf("uid %d has %d bytes of unfinished ctl commands, the most there may be: %w",
+			h.c.Uid, ctlHeld.bytes[h.c.Uid], syscall.ENOBUFS)
+	}
+	if ctlHeld.bytes == nil {
+		ctlHeld.bytes = map[uint32]int{}
+	}
+	ctlHeld.bytes[h.c.Uid] += n
+	return nil
+}
+
+// drop lets go of the unfinished line.
+func (h *ctlHandle) drop() {
+	if !h.c.Root() && len(h.pending) > 0 {
+		ctlHeld.mu.Lock()
+		if ctlHeld.bytes[h.c.Uid] -= len(h.pending); ctlHeld.bytes[h.c.Uid] <= 0 {
+			delete(ctlHeld.bytes, h.c.Uid)
+		}
+		ctlHeld.mu.Unlock()
+	}
+	h.pending = nil
+}
+
+// ctlHeldMax bounds the unfinished ctl lines one user makes the master hold.
+const ctlHeldMax = 64 << 20
+
+var ctlHeld struct {
+	mu    sync.Mutex
+	bytes map[uint32]int // by uid
+}
+
+// runPending runs the buffered line (called with wmu held) and records
+// its result for readers.
+func (h *ctlHandle) runPending(ctx context.Context) error {
+	line, refused := h.pending, h.refused
+	h.drop()
+	h.refused = nil
+	if refused != nil {
+		return h.refusal(refused)
+	}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil // a blank line, as in a shell script
+	}
+	out, err := h.run(ctx, string(line))
+	h.setResult(out, err)
+	return err
+}
+
+func (h *ctlHandle) setResult(out string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pos = 0
+	if err != nil {
+		h.result = []byte("error: " + err.Error() + "\n")
+		return
+	}
+	h.result = []byte(out)
+}
+
+// Flush runs an unfinished line (`printf cmd > ctl`) when its writer
+// closes the file; the command's error is what close(2) returns.
+func (h *ctlHandle) Flush(ctx context.Context) error {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if len(h.pending) == 0 && h.refused == nil {
+		return nil
+	}
+	h.scan = lineScanner{}
+	return h.runPending(ctx)
+}
+
+// Unfinished reports whether a line waits for its end.
+func (h *ctlHandle) Unfinished() bool {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	return len(h.pending) > 0 || h.refused != nil
+}
+
+// Close runs what is still unfinished: the last close (9P clunk, FUSE
+// release) ends the line.
+func (h *ctlHandle) Close() error { return h.Flush(context.Background()) }
