@@ -94,7 +94,7 @@ test_expect_success 'every option a command -h lists is in its man page' '
 '
 
 test_expect_success 'the example config and bproc-config(5) name every keyword bpmaster knows' '
-	sed -n "s/^	{\"\([a-z]*\)\", [0-9].*/\1/p" "$BPROC_ROOT/fs/config.go" >keywords &&
+	sed -n "s/^	{\"\([a-z]*\)\", [0-9].*/\1/p" "$BPROC_ROOT/fs/pspace/config.go" >keywords &&
 	n=$(wc -l <keywords) && test "$n" -ge 11 &&
 	render "$MAN/man5/bproc-config.5" >page &&
 	while read -r k; do
