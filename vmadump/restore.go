@@ -185,6 +185,9 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 		rs = &restorer{pid: cmd.Process.Pid, pt: pt}
 		return rs.restore(r)
 	})
+	if err == nil && rs == nil {
+		err = errors.New("restore: Spawn returned without tracing the stub")
+	}
 	if err != nil {
 		if cmd.Process == nil {
 			return nil, fmt.Errorf("starting restore stub: %w", err)
@@ -192,9 +195,6 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 		return nil, err
-	}
-	if rs == nil {
-		return nil, errors.New("restore: Spawn returned without tracing the stub")
 	}
 	p := &Process{Pid: rs.pid, Meta: rs.m, proc: cmd.Process}
 	if opts.Detach {
