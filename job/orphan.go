@@ -242,54 +242,26 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 // first unacknowledged one after a new link, and closes it there once the
 // job's end is closed.
 func (s *Slave) sendOut(j *running, ob *outBuf) {
-	var f io.WriteCloser
+	var f io.WriteCloser // the stream's file on fOn
 	var fOn *link
 	defer func() {
 		if f != nil {
 			f.Close()
 		}
 	}()
-	// waitLink waits for another link (or the job's end) after a failure
-	// on l.
-	waitLink := func(l *link) {
-		for {
-			cur, ch := s.link()
-			if cur != l {
-				return
-			}
-			select {
-			case <-ch:
-			case <-j.gone:
-				return
-			}
-		}
-	}
 	for {
 		l, lch := s.link()
-		ob.mu.Lock()
-		if ob.gone {
-			ob.mu.Unlock()
+		st := ob.next(l)
+		if st.gone {
 			return
 		}
-		if l != ob.on {
-			ob.on, ob.sent, ob.closed = l, ob.acked, false
-		}
-		end := ob.end()
-		start := max(ob.sent, ob.acked)
-		var chunk []byte
-		if l != nil && start < end && !ob.broken {
-			chunk, ob.inflight = ob.at(start)
-		}
-		finish := l != nil && chunk == nil && ob.eof && !ob.closed && end > 0 && !ob.broken
-		ch := ob.changed
-		ob.mu.Unlock()
 		if f != nil && fOn != l {
 			f.Close()
 			f = nil
 		}
-		if chunk == nil && !finish {
+		if st.chunk == nil && !st.finish {
 			select {
-			case <-ch:
+			case <-st.changed:
 			case <-lch:
 			}
 			continue
@@ -298,56 +270,115 @@ func (s *Slave) sendOut(j *running, ob *outBuf) {
 			nf, err := l.tree.Open(ob.path, os.O_WRONLY)
 			if err != nil {
 				s.logf("job %d: opening %s: %v", j.pid, ob.name, err)
-				waitLink(l)
+				s.waitLink(j, l)
 				continue
 			}
 			f, fOn = nf, l
 		}
-		if chunk != nil {
-			n, err := f.Write(chunk)
-			ob.mu.Lock()
-			if ob.on == l && start+int64(n) > ob.sent {
-				ob.sent = start + int64(n)
+		if st.chunk != nil {
+			err := ob.write(l, f, st.start, st.chunk)
+			if err == nil {
+				continue
 			}
-			ob.inflight = nil
-			if ob.orphan != nil {
-				recycle(ob.orphan)
-				ob.orphan = nil
+			s.logf("job %d: %s: %v", j.pid, ob.name, err)
+			f.Close()
+			f = nil
+			if !refused(err) {
+				s.waitLink(j, l)
 			}
-			if err != nil && refused(err) {
-				// The master refuses more (the reader is gone: EPIPE):
-				// the pipe closes here, and the job meets EPIPE or SIGPIPE
-				// on its next write, as with a local pipe whose reader
-				// went away.
-				ob.broken = true
-				ob.clear()
-				ob.r.Close()
-			}
-			ob.signalLocked()
-			ob.mu.Unlock()
+		} else {
+			err := ob.finish(l, f)
+			f = nil
 			if err != nil {
-				s.logf("job %d: %s: %v", j.pid, ob.name, err)
-				f.Close()
-				f = nil
-				if !refused(err) {
-					waitLink(l)
-				}
-				s.maybeRetire(j)
+				s.waitLink(j, l)
 			}
-			continue
-		}
-		err := f.Close()
-		f = nil
-		ob.mu.Lock()
-		if ob.on == l && err == nil {
-			ob.closed = true
-		}
-		ob.signalLocked()
-		ob.mu.Unlock()
-		if err != nil {
-			waitLink(l)
 		}
 		s.maybeRetire(j)
+	}
+}
+
+// sendStep is what sendOut does next on a link: write chunk (the kept
+// bytes from offset start), or finish (close the stream there), or else
+// wait for changed; gone: the job was dropped.
+type sendStep struct {
+	chunk   []byte
+	start   int64
+	finish  bool
+	changed chan struct{}
+	gone    bool
+}
+
+// next is sendOut's next step on link l (nil: none); a chunk it returns is
+// in flight until write.
+func (ob *outBuf) next(l *link) sendStep {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	if ob.gone {
+		return sendStep{gone: true}
+	}
+	if l != ob.on {
+		ob.on, ob.sent, ob.closed = l, ob.acked, false
+	}
+	end := ob.end()
+	st := sendStep{start: max(ob.sent, ob.acked), changed: ob.changed}
+	if l != nil && st.start < end && !ob.broken {
+		st.chunk, ob.inflight = ob.at(st.start)
+	}
+	st.finish = l != nil && st.chunk == nil && ob.eof && !ob.closed && end > 0 && !ob.broken
+	return st
+}
+
+// write sends chunk, the bytes from offset start, on f, the stream's file
+// on l.
+func (ob *outBuf) write(l *link, f io.Writer, start int64, chunk []byte) error {
+	n, err := f.Write(chunk)
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	if ob.on == l && start+int64(n) > ob.sent {
+		ob.sent = start + int64(n)
+	}
+	ob.inflight = nil
+	if ob.orphan != nil {
+		recycle(ob.orphan)
+		ob.orphan = nil
+	}
+	if err != nil && refused(err) {
+		// The master refuses more (the reader is gone: EPIPE): the pipe
+		// closes here, and the job meets EPIPE or SIGPIPE on its next
+		// write, as with a local pipe whose reader went away.
+		ob.broken = true
+		ob.clear()
+		ob.r.Close()
+	}
+	ob.signalLocked()
+	return err
+}
+
+// finish closes f, the stream's file on l: its end, there.
+func (ob *outBuf) finish(l *link, f io.Closer) error {
+	err := f.Close()
+	ob.mu.Lock()
+	if ob.on == l && err == nil {
+		ob.closed = true
+	}
+	ob.signalLocked()
+	ob.mu.Unlock()
+	return err
+}
+
+// waitLink waits for another link than l (or the job's end), after a
+// failure on l.
+func (s *Slave) waitLink(j *running, l *link) {
+	for {
+		cur, ch := s.link()
+		if cur != l {
+			return
+		}
+		select {
+		case <-ch:
+		case <-j.gone:
+			return
+		}
 	}
 }
 

@@ -14,15 +14,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"bproc/fs/slaveproto"
-
-	"golang.org/x/sys/unix"
 )
 
 // Opener opens a file of the master's tree by slash-separated path.
@@ -253,125 +250,119 @@ func (s *Slave) runStateCommand(m *slaveproto.Msg) {
 	}
 }
 
-// start runs one job and reports it on slave/report.
+// start runs one job: it fetches the binary, then spawns and supervises
+// the process (run), reporting each step on slave/report.
 func (s *Slave) start(ctx context.Context, l *link, m *slaveproto.Msg) {
-	report := func(lines ...string) bool { return s.report(l, m.Pid, lines...) == nil }
-	fail := func(err error) {
-		var errno syscall.Errno
-		if !errors.As(err, &errno) {
-			errno = syscall.EIO
-		}
-		// One line: a path in the text may hold a newline.
-		report(fmt.Sprintf("failed %d %s", int(errno), strings.ReplaceAll(err.Error(), "\n", `\n`)))
-	}
-
 	bin, err := s.cache.get(l.tree, s.CacheDir, m)
 	if err != nil {
-		fail(fmt.Errorf("fetching %s: %w", m.Path, err))
+		s.fail(l, m.Pid, fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
 	}
-	cmd := &exec.Cmd{Path: bin, Args: m.Argv, Env: m.Env, Dir: m.Dir}
-	if st, err := os.Stat(m.Dir); m.Dir == "" || err != nil || !st.IsDir() {
-		cmd.Dir = "/"
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:    true,
-		Credential: &syscall.Credential{Uid: m.Uid, Gid: m.Gid, Groups: m.Groups},
-		Pdeathsig:  syscall.SIGKILL,
-	}
+	s.run(ctx, l, m, execSpawn(bin, m.Argv, m.Env, m.Dir))
+}
 
+// run prepares job m's I/O, spawns its process with spawn and supervises
+// it to its end.
+func (s *Slave) run(ctx context.Context, l *link, m *slaveproto.Msg, spawn spawnFunc) {
 	j := newRunning(m)
-	var closeAfterStart []*os.File
-	pipeOut := func(ob *outBuf) (*os.File, error) {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("pipe: %w", err)
-		}
-		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
-		closeAfterStart = append(closeAfterStart, w)
-		ob.r = r
-		return w, nil
-	}
-	if cmd.Stdout, err = pipeOut(j.out[0]); err == nil {
-		cmd.Stderr, err = pipeOut(j.out[1])
-	}
-	var stdinW *os.File
-	if err == nil && !m.Null {
-		var r *os.File
-		if r, stdinW, err = os.Pipe(); err == nil {
-			cmd.Stdin = r
-			closeAfterStart = append(closeAfterStart, r)
-		}
-	}
-	closeReaders := func() {
-		for _, ob := range j.out {
-			if ob.r != nil {
-				ob.r.Close()
-			}
-		}
-	}
+	f, err := openFiles(j, m.Null)
 	if err != nil {
-		for _, f := range closeAfterStart {
-			f.Close()
-		}
-		closeReaders()
-		fail(err)
+		s.fail(l, m.Pid, err)
 		return
 	}
+	p, err := s.spawn(l, j, m, f, spawn)
+	if err != nil {
+		f.close(j)
+		s.fail(l, m.Pid, err)
+		return
+	}
+	f.closeChild()
+	s.supervise(ctx, l, j, p, f.stdinW)
+}
 
+var errLinkGone = fmt.Errorf("the connection to the master is gone: %w", syscall.ENOTCONN)
+
+// spawn starts j's process on the job spawner, as m's user, and registers
+// it: in the slave's table, unless the link it came on is gone meanwhile
+// (then it is killed), and its process group with the reaper.
+func (s *Slave) spawn(l *link, j *running, m *slaveproto.Msg, f *jobFiles, spawn spawnFunc) (*proc, error) {
+	if cur, _ := s.link(); cur != l {
+		return nil, errLinkGone
+	}
+	// Not under jmu: a restore holds the spawner for a while, and the
+	// jobs' I/O and signals need the table meanwhile.
+	p, err := spawn(&jobSpawner, &syscall.Credential{Uid: m.Uid, Gid: m.Gid, Groups: m.Groups}, f)
+	if err != nil {
+		return nil, err
+	}
 	s.jmu.Lock()
-	if s.cur != l {
-		err = fmt.Errorf("the connection to the master is gone: %w", syscall.ENOTCONN)
-	} else if err = startOnSpawner(cmd); err == nil {
-		j.pgid = cmd.Process.Pid
+	lost := s.cur != l
+	if !lost {
+		j.pgid = p.pid
 		s.jobs[m.Pid] = j
 	}
 	s.jmu.Unlock()
-	if err == nil && s.Reaper {
-		if rerr := s.reaper.note('+', cmd.Process.Pid); rerr != nil {
-			s.logf("job %d: %v (its processes may outlive this slave)", m.Pid, rerr)
+	if lost {
+		// As if it had started just before the link went: killed with
+		// the link's other jobs, and nobody is told.
+		syscall.Kill(-p.pid, syscall.SIGKILL)
+		p.wait()
+		return nil, errLinkGone
+	}
+	if s.Reaper {
+		if err := s.reaper.note('+', p.pid); err != nil {
+			s.logf("job %d: %v (its processes may outlive this slave)", m.Pid, err)
 		}
 	}
-	for _, f := range closeAfterStart {
-		f.Close()
-	}
-	if err != nil {
-		if stdinW != nil {
-			stdinW.Close()
-		}
-		closeReaders()
-		fail(err)
-		return
-	}
+	return p, nil
+}
+
+// supervise streams j's output, feeds its stdin, reports it started and,
+// once it ends, how.
+func (s *Slave) supervise(ctx context.Context, l *link, j *running, p *proc, stdinW *os.File) {
 	for _, ob := range j.out {
 		go s.fill(j, ob)
 		go s.sendOut(j, ob)
 	}
-	if !report(fmt.Sprintf("started %d", cmd.Process.Pid)) {
+	if s.report(l, j.pid, fmt.Sprintf("started %d", p.pid)) != nil {
 		// The master gave up on this start (the writer was interrupted,
 		// or it timed out): nobody can see or wait for the process.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		syscall.Kill(-p.pid, syscall.SIGKILL)
 	}
 	if stdinW != nil {
 		go s.feedStdin(j, stdinW)
 	}
-
-	err = cmd.Wait()
+	st, err := p.wait()
 	if s.Reaper {
-		s.reaper.note('-', cmd.Process.Pid)
+		s.reaper.note('-', p.pid)
 	}
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	var status string
+	s.ended(ctx, j, s.exitStatus(j, st, err))
+}
+
+// exitStatus is how a job's process ended, as the master reports it.
+func (s *Slave) exitStatus(j *running, st *os.ProcessState, err error) string {
+	var ws syscall.WaitStatus
+	if st != nil {
+		ws, _ = st.Sys().(syscall.WaitStatus)
+	}
 	switch {
-	case ws.Signaled():
-		status = fmt.Sprintf("signal %d", int(ws.Signal()))
-	case ws.Exited():
-		status = fmt.Sprintf("exit %d", ws.ExitStatus())
-	default:
-		status = "exit 255"
-		s.logf("job %d: odd wait status: %v", m.Pid, err)
+	case st != nil && ws.Signaled():
+		return fmt.Sprintf("signal %d", int(ws.Signal()))
+	case st != nil && ws.Exited():
+		return fmt.Sprintf("exit %d", ws.ExitStatus())
 	}
-	s.ended(ctx, j, status)
+	s.logf("job %d: odd wait status: %v", j.pid, err)
+	return "exit 255"
+}
+
+// fail reports that job pid did not start, with err's errno (EIO if none).
+func (s *Slave) fail(l *link, pid int, err error) {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		errno = syscall.EIO
+	}
+	// One line: a path in the text may hold a newline.
+	s.report(l, pid, fmt.Sprintf("failed %d %s", int(errno), strings.ReplaceAll(err.Error(), "\n", `\n`)))
 }
 
 // report sends lines about job pid on l's report file, in one write.
@@ -400,33 +391,3 @@ func (s *Slave) report(l *link, pid int, lines ...string) error {
 // large buffer instead of a splice path with small chunks.
 type onlyReader struct{ io.Reader }
 type onlyWriter struct{ io.Writer }
-
-// Every job is forked from one OS thread that never exits. The job's
-// Pdeathsig fires when the thread that forked it exits, not the process,
-// and Go ends any thread a goroutine leaves locked (credential changes,
-// ptrace, blocked signals): a job forked on such a thread would be killed
-// at random.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func startOnSpawner(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // for good: this thread is the jobs' parent
-			for r := range spawnReqs {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnReqs <- spawnReq{cmd, done}
-	return <-done
-}

@@ -24,7 +24,11 @@
 // a goroutine may still be blocked reading r: close it. With Detach it gets
 // a session of its own and is let go. Every Restore and Dump call locks its
 // goroutine to an OS thread for its ptrace sequence; concurrent calls are
-// fine.
+// fine. RestoreOptions.Spawn hands the stub's start and that sequence to
+// the caller's own thread instead (a parent-death signal follows the
+// forking thread, and the tracer must be the thread that forked the
+// stub): bproc's slave forks and traces it on the thread that forks all
+// its jobs, with the job's credentials and process group.
 //
 // # What travels
 //

@@ -27,6 +27,20 @@ type RestoreOptions struct {
 	// Detach puts the process in a session of its own and lets go of it:
 	// Process.Wait is then unavailable.
 	Detach bool
+	// Spawn, when set, starts the restore's stub for the caller, who may
+	// give it what its processes get (credentials, a process group, a
+	// parent-death signal: any SysProcAttr but Ptrace, which must stay).
+	// It must call cmd.Start and then traced, which rebuilds the process,
+	// on the same OS thread, locked from before the Start until traced
+	// returns: the stub asks to be traced (PTRACE_TRACEME), which makes
+	// the thread that forked it its tracer, and ptrace(2) takes requests
+	// from the tracer thread only. If that thread ends while traced runs,
+	// the stub is killed (PTRACE_O_EXITKILL); once traced returns the
+	// process is let go, but its parent is still that thread, which its
+	// Pdeathsig, if set, follows. Spawn returns Start's error or traced's;
+	// if the stub started, Restore kills it on error. Without Spawn,
+	// Restore starts the stub itself, locked to the calling thread.
+	Spawn func(cmd *exec.Cmd, traced func() error) error
 }
 
 // Process is a restored, running process.
@@ -151,8 +165,6 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	// The stub starts while the image's metadata is still on its way: for a
 	// small process that is a good part of a migration's latency.
 	cmd := &exec.Cmd{
@@ -163,43 +175,64 @@ func Restore(r io.Reader, opts RestoreOptions) (*Process, error) {
 		Stderr:      orFile(opts.Stderr, os.Stderr),
 		SysProcAttr: &syscall.SysProcAttr{Ptrace: true, Setsid: opts.Detach},
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting restore stub: %w", err)
+	spawn := opts.Spawn
+	if spawn == nil {
+		spawn = spawnLocked
 	}
-	pid := cmd.Process.Pid
-	pt.mark("start stub")
-	rs := &restorer{pid: pid, pt: pt}
-	err = func() error {
-		if err := rs.attach(); err != nil {
-			return err
-		}
-		ir, err := openImage(r)
-		if err != nil {
-			return err
-		}
-		pt.mark("meta")
-		rs.m, rs.ir = ir.Meta, ir
-		if err := checkHost(rs.m); err != nil {
-			return err
-		}
-		if err := checkFiles(rs.m); err != nil {
-			return err
-		}
-		pt.mark("checks")
-		return rs.run()
-	}()
+	var rs *restorer
+	err = spawn(cmd, func() error {
+		pt.mark("start stub")
+		rs = &restorer{pid: cmd.Process.Pid, pt: pt}
+		return rs.restore(r)
+	})
+	if err == nil && rs == nil {
+		err = errors.New("restore: Spawn returned without tracing the stub")
+	}
 	if err != nil {
+		if cmd.Process == nil {
+			return nil, fmt.Errorf("starting restore stub: %w", err)
+		}
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 		return nil, err
 	}
-	m := rs.m
-	p := &Process{Pid: pid, Meta: m, proc: cmd.Process}
+	p := &Process{Pid: rs.pid, Meta: rs.m, proc: cmd.Process}
 	if opts.Detach {
 		_ = cmd.Process.Release()
 		p.proc = nil
 	}
 	return p, nil
+}
+
+// spawnLocked is Restore's own Spawn: the calling thread forks and traces.
+func spawnLocked(cmd *exec.Cmd, traced func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return traced()
+}
+
+// restore rebuilds the image read from r in the stub, on the tracer thread.
+func (rs *restorer) restore(r io.Reader) error {
+	if err := rs.attach(); err != nil {
+		return err
+	}
+	ir, err := openImage(r)
+	if err != nil {
+		return err
+	}
+	rs.pt.mark("meta")
+	rs.m, rs.ir = ir.Meta, ir
+	if err := checkHost(rs.m); err != nil {
+		return err
+	}
+	if err := checkFiles(rs.m); err != nil {
+		return err
+	}
+	rs.pt.mark("checks")
+	return rs.run()
 }
 
 func orFile(f, def *os.File) *os.File {
