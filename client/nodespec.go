@@ -219,6 +219,18 @@ func nodeNum(s string) (int, error) {
 	return v, nil
 }
 
+// HasHostnames reports whether an element names a node by hostname or
+// address (commands where a name may also be a local file tell them
+// apart with it).
+func (ns NodeSpec) HasHostnames() bool {
+	for _, e := range ns {
+		if e.kind == elemHost {
+			return true
+		}
+	}
+	return false
+}
+
 // NeedsList reports whether expanding the spec needs the cluster's node
 // list (state sets, open ranges, hostnames); plain numbers do not.
 func (ns NodeSpec) NeedsList() bool {
