@@ -1,9 +1,9 @@
 #!/bin/sh
 # Installs the system packages the tests and benchmarks need (Debian).
-# (pdsh and mpich: t6000 drives them over bprsh, as a cluster's users do.)
+# (pdsh, clustershell and mpich: t6000 drives them over bprsh, as a cluster's users do.)
 # Idempotent and quiet when everything is already there.
 need=""
-for p in gcc:gcc ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux setsid:util-linux mountpoint:util-linux timeout:coreutils sha256sum:coreutils python3:python3 perl:perl pdsh:pdsh mpiexec.hydra:mpich; do
+for p in gcc:gcc ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux setsid:util-linux mountpoint:util-linux timeout:coreutils sha256sum:coreutils python3:python3 perl:perl pdsh:pdsh clush:clustershell mpiexec.hydra:mpich; do
 	cmd=${p%%:*}; pkg=${p#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done

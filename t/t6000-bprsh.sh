@@ -1,8 +1,9 @@
 #!/bin/sh
 # bprsh, the rsh/ssh-compatible agent: shell semantics for the command
 # words, HOST in every form a launcher may pass, ssh's exit statuses, the
-# options launchers add; then real launchers over it: pdsh (-R exec) and
-# MPICH's hydra (-launcher rsh -launcher-exec bprsh) with a real MPI job.
+# options launchers add; then real launchers over it: pdsh (-R exec),
+# ClusterShell (-R exec and its ssh worker), and MPICH's hydra (-launcher
+# rsh -launcher-exec bprsh) with a real MPI job.
 . "$(dirname "$0")/lib.sh"
 
 test_setup 'a 2-node cluster comes up' cluster_up 2
@@ -85,6 +86,20 @@ test_expect_success 'pdsh -R exec over bprsh runs on every node' '
 	printf "node0: node0\nnode1: node1\n" >expect && test_cmp expect sorted &&
 	{ st=0; pdsh -S -R exec -w node1 bprsh %h "exit 3" || st=$?; } &&
 	test "$st" = 3
+'
+
+if command -v clush >/dev/null 2>&1; then test_set_prereq CLUSH; fi
+
+test_expect_success 'ClusterShell over bprsh: clush -R exec, and its ssh worker with ssh_path' '
+	test_have_prereq CLUSH || { echo "skip: clustershell is not installed (t/deps.sh installs it)"; return 0; } &&
+	clush -R exec -w "node[0-1]" bprsh %h hostname >out &&
+	sort out >sorted &&
+	printf "node0: node0\nnode1: node1\n" >expect && test_cmp expect sorted &&
+	printf "[Main]\nssh_path: bprsh\nssh_options:\n" >clush.conf &&
+	mkdir -p cs && mv clush.conf cs/ &&
+	CLUSTERSHELL_CFGDIR=$PWD/cs clush -w "node[0-1]" -b "echo \$((6 * 7))" >out &&
+	test_grep "^node\[0-1\] (2)$" out &&
+	test_grep "^42$" out
 '
 
 # write_hello: an MPI program whose ranks talk to each other (Allreduce).
