@@ -144,9 +144,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return c.Usage("-x: %v", err)
 		}
 	}
-	if _, err := client.BecomeUser(o.user); err != nil {
-		fmt.Fprintf(stderr, "bpsh: %v\n", err)
-		return failStatus
+	if o.user != "" { // looked up only when asked: a launch stays cheap
+		if _, err := client.BecomeUser(o.user); err != nil {
+			fmt.Fprintf(stderr, "bpsh: %v\n", err)
+			return failStatus
+		}
 	}
 
 	tracef("parsed")
