@@ -339,3 +339,20 @@ func TestMasterArg(t *testing.T) {
 		}
 	}
 }
+
+// Nodespecs come from users' command lines and scripts: whatever the
+// bytes, parsing and resolving end in nodes or an error, never a panic.
+func FuzzNodeSpec(f *testing.F) {
+	for _, s := range []string{"3", "n[0-3,7]", "0-7,^3", "2-&allup", ".4", "node3", "10.0.0.12", "n[", "^", "&", "n[]", "a,,b", "allnot", "-1,0-3", "n[1-2]&^n1"} {
+		f.Add(s)
+	}
+	c := cluster("up", "down", "up")
+	f.Fuzz(func(t *testing.T, s string) {
+		ns, err := ParseNodeSpec(s)
+		if err != nil {
+			return
+		}
+		ns.Resolve(c)
+		ns.NeedsList()
+	})
+}
