@@ -93,7 +93,7 @@ func parse(args []string, stdout, stderr io.Writer) (o options, code int, done b
 		}
 		if len(a) < 2 || a[0] != '-' || strings.HasPrefix(a, "--") {
 			if strings.HasPrefix(a, "--") {
-				return o, usage(stderr, "unknown option: %s", a), true
+				return o, usage(stderr, "unknown flag: %s", a), true
 			}
 			break
 		}
@@ -124,7 +124,7 @@ func parse(args []string, stdout, stderr io.Writer) (o options, code int, done b
 				}
 				j = len(a)
 			default:
-				return o, usage(stderr, "unknown option: -%c", c), true
+				return o, usage(stderr, "unknown shorthand flag: '%c' in %s", c, a), true
 			}
 		}
 	}
