@@ -130,6 +130,14 @@ test_expect_success 'bpcp FILE NODESET:/dst copies to every node of the set' '
 	in_node 3 cmp data /tmp/data2
 '
 
+test_expect_success 'bpcp to a node set on a terminal: a progress line for a large copy' '
+	head -c $((20 << 20)) /dev/zero >big &&
+	script -qec "bpcp big n[0-1]:/tmp/big" typescript >/dev/null &&
+	test_grep "bpcp: 40 of 40 MiB (100%)" typescript &&
+	bpcp big "n[0-1]:/tmp/big" 2>err &&
+	! test -s err
+'
+
 test_expect_success 'bpcp NODESET:/src dst gathers into dst.NODE' '
 	bpsh 0-3 sh -c "hostname >/tmp/name" &&
 	bpcp "n[0-2]:/tmp/name" name &&

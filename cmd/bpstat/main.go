@@ -114,7 +114,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		}
 		if text != last {
 			if tty {
-				text = "\033[H\033[2J" + text
+				text = "\033[H\033[2J" + fit(text, o.width)
 			}
 			if _, err := io.WriteString(stdout, text); err != nil {
 				return c.Fail(err)
@@ -166,6 +166,17 @@ func termWidth(w io.Writer) int {
 		}
 	}
 	return 80
+}
+
+// fit cuts every line of text to the terminal's width.
+func fit(text string, width int) string {
+	lines := strings.SplitAfter(text, "\n")
+	for i, l := range lines {
+		if w := width - 1; w > 0 && len(strings.TrimSuffix(l, "\n")) > w {
+			lines[i] = l[:w] + "\n"
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // printHost is -A: the node number of a hostname or address.

@@ -180,3 +180,9 @@ func TestLive(t *testing.T) {
 		t.Errorf("bpstat -p: %d %q", code, out.String())
 	}
 }
+
+func TestFit(t *testing.T) {
+	if got := fit("abcdef\nab\nabcde", 5); got != "abcd\nab\nabcd\n" {
+		t.Errorf("got %q", got)
+	}
+}
