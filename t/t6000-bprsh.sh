@@ -138,4 +138,19 @@ test_expect_success 'MPICH hydra over bprsh: its proxies start on the nodes, a r
 	test_cmp expect sorted
 '
 
+if command -v mpirun.openmpi >/dev/null 2>&1 && command -v mpicc.openmpi >/dev/null 2>&1; then
+	test_set_prereq OPENMPI
+fi
+
+test_expect_success 'Open MPI over bprsh (plm_rsh_agent): orted starts on the nodes, a real MPI job runs' '
+	test_have_prereq OPENMPI || { echo "skip: Open MPI is not installed (t/deps.sh installs it)"; return 0; } &&
+	write_hello >hello.c &&
+	mpicc.openmpi -o hello-ompi hello.c &&
+	in_master timeout 60 mpirun.openmpi --allow-run-as-root --mca plm_rsh_agent bprsh \
+		-H node0,node1 -np 2 ./hello-ompi >out 2>err &&
+	sort out >sorted &&
+	printf "rank 0 of 2 on node0 sum 1\nrank 1 of 2 on node1 sum 1\n" >expect &&
+	test_cmp expect sorted
+'
+
 test_done
