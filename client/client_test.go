@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"reflect"
 	"strings"
@@ -15,7 +16,7 @@ func cluster(states ...string) []NodeStatus {
 	var out []NodeStatus
 	out = append(out, NodeStatus{Node: -1, State: "up"})
 	for i, s := range states {
-		out = append(out, NodeStatus{Node: i, State: s})
+		out = append(out, NodeStatus{Node: i, State: s, Host: fmt.Sprintf("node%d.cluster", i), Addr: fmt.Sprintf("10.0.0.%d", 10+i)})
 	}
 	return out
 }
@@ -43,6 +44,15 @@ func TestNodeSpecExpand(t *testing.T) {
 		{"9", []int{9}}, // unknown nodes are kept for the caller to report
 		{"7-", nil},     // open range past the last node is empty
 		{" 1 , 2 ", []int{1, 2}},
+		{".3", []int{3}}, // Scyld
+		{"n[0-2,5]", []int{0, 1, 2, 5}},
+		{"n[4],n[0-1]", []int{4, 0, 1}},
+		{"0-5,^3", []int{0, 1, 2, 4, 5}},
+		{"all,^n[0-3]", []int{4, 5}},
+		{"1-&allup", []int{2, 4}},
+		{"allup&^0", []int{2, 4}},
+		{"node2", []int{2}},
+		{"node2.cluster,10.0.0.14", []int{2, 4}},
 	}
 	for _, tc := range tests {
 		got, err := ExpandNodeSpec(tc.spec, c)
@@ -59,14 +69,18 @@ func TestNodeSpecExpand(t *testing.T) {
 func TestNodeSpecErrors(t *testing.T) {
 	for _, tc := range []struct{ spec, token string }{
 		{"", ""},
-		{"x", `"x"`},
+		{"x!", `"x!"`},
+		{"^3", `"^3"`},
+		{"&allup", `"&allup"`},
+		{"n[1-]", `"n[1-]"`},
+		{"n[a]", `"n[a]"`},
 		{"1,,2", `""`},
 		{"3-1", `"3-1"`},
 		{"-2", `"-2"`},
 		{"allsleepy", `"allsleepy"`},
 		{"n", `"n"`},
 		{"1-x", `"1-x"`},
-		{"2,foo", `"foo"`},
+		{"2,fo/o", `"fo/o"`},
 		{"1.5", `"1.5"`},
 	} {
 		_, err := ParseNodeSpec(tc.spec)
@@ -80,8 +94,34 @@ func TestNodeSpecErrors(t *testing.T) {
 	}
 }
 
+func TestNodeSpecUnknownHost(t *testing.T) {
+	got, err := ExpandNodeSpec("1,nosuchhost", cluster("up", "up"))
+	if err == nil || !strings.Contains(err.Error(), `"nosuchhost"`) {
+		t.Errorf("error %v does not name the host", err)
+	}
+	if !reflect.DeepEqual(got, []int{1}) {
+		t.Errorf("got %v, want [1]", got)
+	}
+}
+
+func TestFoldNodes(t *testing.T) {
+	for _, tc := range []struct {
+		in   []int
+		want string
+	}{
+		{[]int{3}, "n3"},
+		{[]int{3, 0, 1, 2, 7}, "n[0-3,7]"},
+		{[]int{-1, 2}, "master,n2"},
+		{[]int{-1}, "master"},
+	} {
+		if got := FoldNodes(tc.in); got != tc.want {
+			t.Errorf("%v: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestNeedsList(t *testing.T) {
-	for spec, want := range map[string]bool{"1,2": false, "0-3": false, "2-": true, "allup": true, "master": false} {
+	for spec, want := range map[string]bool{"1,2": false, "0-3": false, "2-": true, "allup": true, "master": false, "n[0-3]": false, "node3": true} {
 		ns, err := ParseNodeSpec(spec)
 		if err != nil {
 			t.Fatal(err)
@@ -298,4 +338,21 @@ func TestMasterArg(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", in, got, want)
 		}
 	}
+}
+
+// Nodespecs come from users' command lines and scripts: whatever the
+// bytes, parsing and resolving end in nodes or an error, never a panic.
+func FuzzNodeSpec(f *testing.F) {
+	for _, s := range []string{"3", "n[0-3,7]", "0-7,^3", "2-&allup", ".4", "node3", "10.0.0.12", "n[", "^", "&", "n[]", "a,,b", "allnot", "-1,0-3", "n[1-2]&^n1"} {
+		f.Add(s)
+	}
+	c := cluster("up", "down", "up")
+	f.Fuzz(func(t *testing.T, s string) {
+		ns, err := ParseNodeSpec(s)
+		if err != nil {
+			return
+		}
+		ns.Resolve(c)
+		ns.NeedsList()
+	})
 }

@@ -1,15 +1,22 @@
 package client
 
 import (
+	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
 
-// NodeSpec is a parsed BProc node specification: comma-separated elements,
-// each a node (`3`, `n3`), a range (`0-7`, `5-` up to the last node), the
-// master (`master`, `-1`), or a state set (`all`, `allup`, `allnotdown`,
-// and generally `allSTATE` / `allnotSTATE` for any BProc state).
+// NodeSpec is a parsed node specification: elements separated by commas,
+// each a node (`3`, `n3`, Scyld's `.3`), a range (`0-7`, `5-` up to the
+// last node), a node set (`n[0-3,7]`, as pdsh and ClusterShell write
+// them), the master (`master`, `-1`), a state set (`all`, `allup`,
+// `allnotdown`, and generally `allSTATE` / `allnotSTATE` for any BProc
+// state), or a node's hostname or address as it reported them. An element
+// written `^E` removes E's nodes from what comes before it, `&E`
+// (ClusterShell's operator) keeps only those also in E: `2-&allup` is the
+// up nodes from 2 on, `0-7,^3` nodes 0 to 7 but 3.
 type NodeSpec []specElem
 
 type elemKind int
@@ -18,14 +25,28 @@ const (
 	elemNode  elemKind = iota // lo
 	elemRange                 // lo..hi, or lo.. when open
 	elemAll                   // every compute node, optionally filtered by state
+	elemHost                  // a hostname or address, resolved against the list
+	elemSet                   // n[...]: the union of sub
+)
+
+// elemOp is how an element combines with the nodes before it.
+type elemOp int
+
+const (
+	opAdd elemOp = iota // union (,)
+	opSub               // exclusion (^)
+	opAnd               // intersection (&)
 )
 
 type specElem struct {
 	kind   elemKind
+	op     elemOp
 	lo, hi int
 	open   bool
-	state  string // elemAll: "" for all, else the state
-	not    bool   // elemAll: every compute node NOT in state
+	state  string     // elemAll: "" for all, else the state
+	not    bool       // elemAll: every compute node NOT in state
+	host   string     // elemHost
+	sub    []specElem // elemSet
 }
 
 // ParseNodeSpec parses spec; errors name the offending element.
@@ -34,14 +55,49 @@ func ParseNodeSpec(spec string) (NodeSpec, error) {
 		return nil, fmt.Errorf("empty node spec")
 	}
 	var ns NodeSpec
-	for _, tok := range strings.Split(spec, ",") {
-		e, err := parseElem(strings.TrimSpace(tok))
-		if err != nil {
-			return nil, fmt.Errorf("bad node spec %q: %q: %s", spec, tok, err)
+	for _, t := range splitSpec(spec) {
+		tok := strings.TrimSpace(t.text)
+		op := t.op
+		if strings.HasPrefix(tok, "^") {
+			op, tok = opSub, strings.TrimSpace(tok[1:])
 		}
+		if op != opAdd && len(ns) == 0 {
+			return nil, fmt.Errorf("bad node spec %q: %q: nothing before it to take nodes from", spec, t.text)
+		}
+		e, err := parseElem(tok)
+		if err != nil {
+			return nil, fmt.Errorf("bad node spec %q: %q: %s", spec, t.text, err)
+		}
+		e.op = op
 		ns = append(ns, e)
 	}
 	return ns, nil
+}
+
+type specTok struct {
+	text string
+	op   elemOp
+}
+
+// splitSpec cuts spec at commas and ampersands outside brackets.
+func splitSpec(spec string) []specTok {
+	var out []specTok
+	depth, start, op := 0, 0, opAdd
+	for i := 0; i < len(spec); i++ {
+		switch c := spec[i]; {
+		case c == '[':
+			depth++
+		case c == ']' && depth > 0:
+			depth--
+		case (c == ',' || c == '&') && depth == 0:
+			out = append(out, specTok{spec[start:i], op})
+			start, op = i+1, opAdd
+			if c == '&' {
+				op = opAnd
+			}
+		}
+	}
+	return append(out, specTok{spec[start:], op})
 }
 
 func parseElem(tok string) (specElem, error) {
@@ -65,7 +121,33 @@ func parseElem(tok string) (specElem, error) {
 			return e, nil
 		}
 		return specElem{}, fmt.Errorf("unknown node state %q (want all, all<state> or allnot<state>; states: %s)", rest, strings.Join(States, " "))
+	case strings.HasPrefix(tok, "n[") && strings.HasSuffix(tok, "]"):
+		return parseSet(tok[2 : len(tok)-1])
+	case len(tok) > 1 && tok[0] == '.' && allDigits(tok[1:]): // Scyld's .3
+		return parseElem(tok[1:])
+	case isHostName(tok):
+		return specElem{kind: elemHost, host: tok}, nil
 	}
+	return parseRange(tok)
+}
+
+// parseSet reads the inside of n[...]: numbers and ranges, comma-separated.
+func parseSet(in string) (specElem, error) {
+	e := specElem{kind: elemSet}
+	for _, p := range strings.Split(in, ",") {
+		r, err := parseRange(strings.TrimSpace(p))
+		if err != nil {
+			return specElem{}, err
+		}
+		if r.open {
+			return specElem{}, fmt.Errorf("open range in a node set")
+		}
+		e.sub = append(e.sub, r)
+	}
+	return e, nil
+}
+
+func parseRange(tok string) (specElem, error) {
 	lo, hi, isRange := strings.Cut(tok, "-")
 	a, err := nodeNum(lo)
 	if err != nil {
@@ -87,16 +169,48 @@ func parseElem(tok string) (specElem, error) {
 	return specElem{kind: elemRange, lo: a, hi: b}, nil
 }
 
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isHostName tells a hostname or address from the number forms: a name
+// starts with a letter and is not n<digits> (nor a range of those); an
+// IPv4 address has four dotted numbers, an IPv6 one a colon.
+func isHostName(s string) bool {
+	if strings.Contains(s, ":") {
+		return true
+	}
+	if p := strings.Split(s, "."); len(p) == 4 && allDigits(strings.Join(p, "")) {
+		return true
+	}
+	c := s[0]
+	if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		return false
+	}
+	if lo, hi, _ := strings.Cut(s, "-"); lo[0] == 'n' && (lo == "n" || allDigits(lo[1:])) && (hi == "" || allDigits(strings.TrimPrefix(hi, "n"))) {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // nodeNum reads `3` or `n3`.
 func nodeNum(s string) (int, error) {
 	d := strings.TrimPrefix(s, "n")
 	if d == "" {
 		return 0, fmt.Errorf("not a node number")
 	}
-	for _, c := range d {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("not a node number, range, all, allup, allnotdown or master")
-		}
+	if !allDigits(d) {
+		return 0, fmt.Errorf("not a node number, range, node set, hostname, all, allup, allnotdown or master")
 	}
 	v, err := strconv.Atoi(d)
 	if err != nil || v > 1<<24 {
@@ -105,11 +219,23 @@ func nodeNum(s string) (int, error) {
 	return v, nil
 }
 
+// HasHostnames reports whether an element names a node by hostname or
+// address (commands where a name may also be a local file tell them
+// apart with it).
+func (ns NodeSpec) HasHostnames() bool {
+	for _, e := range ns {
+		if e.kind == elemHost {
+			return true
+		}
+	}
+	return false
+}
+
 // NeedsList reports whether expanding the spec needs the cluster's node
-// list (state sets and open ranges); plain numbers do not.
+// list (state sets, open ranges, hostnames); plain numbers do not.
 func (ns NodeSpec) NeedsList() bool {
 	for _, e := range ns {
-		if e.kind == elemAll || (e.kind == elemRange && e.open) {
+		if e.kind == elemAll || e.kind == elemHost || (e.kind == elemRange && e.open) {
 			return true
 		}
 	}
@@ -117,47 +243,109 @@ func (ns NodeSpec) NeedsList() bool {
 }
 
 // Expand lists the nodes the spec names, in the spec's order without
-// duplicates. nodes is the cluster (ListNodes); explicit numbers are kept
-// even when the cluster does not list them, so the caller reports them.
+// duplicates; hostnames the list does not know are left out (Resolve
+// reports them).
 func (ns NodeSpec) Expand(nodes []NodeStatus) []int {
-	seen := map[int]bool{}
+	out, _ := ns.Resolve(nodes)
+	return out
+}
+
+// Resolve lists the nodes the spec names, in the spec's order without
+// duplicates. nodes is the cluster (ListNodes, or ListComputeNodes when no
+// hostname names the master); explicit numbers are kept even when the
+// cluster does not list them, so the caller reports them. A hostname or
+// address no node has is an error.
+func (ns NodeSpec) Resolve(nodes []NodeStatus) ([]int, error) {
 	var out []int
-	add := func(n int) {
+	var bad []string
+	for _, e := range ns {
+		set, err := e.nodes(nodes)
+		if err != nil {
+			bad = append(bad, err.Error())
+		}
+		switch e.op {
+		case opAdd:
+			out = append(out, set...)
+		case opSub, opAnd:
+			in := map[int]bool{}
+			for _, n := range set {
+				in[n] = true
+			}
+			kept := out[:0]
+			for _, n := range out {
+				if in[n] == (e.op == opAnd) {
+					kept = append(kept, n)
+				}
+			}
+			out = kept
+		}
+	}
+	out = dedup(out)
+	if len(bad) > 0 {
+		return out, errors.New(strings.Join(bad, "; "))
+	}
+	return out, nil
+}
+
+func dedup(ns []int) []int {
+	seen := map[int]bool{}
+	out := ns[:0:0]
+	for _, n := range ns {
 		if !seen[n] {
 			seen[n] = true
 			out = append(out, n)
 		}
 	}
-	last := -1
-	for _, n := range nodes {
-		if n.Node > last {
-			last = n.Node
-		}
-	}
-	for _, e := range ns {
-		switch e.kind {
-		case elemNode:
-			add(e.lo)
-		case elemRange:
-			hi := e.hi
-			if e.open {
-				hi = last
-			}
-			for n := e.lo; n <= hi; n++ {
-				add(n)
-			}
-		case elemAll:
-			for _, n := range nodes {
-				if n.Node < 0 {
-					continue
-				}
-				if e.state == "" || (n.State == e.state) != e.not {
-					add(n.Node)
-				}
-			}
-		}
-	}
 	return out
+}
+
+// nodes is the element's nodes, in order.
+func (e specElem) nodes(cluster []NodeStatus) ([]int, error) {
+	var out []int
+	switch e.kind {
+	case elemNode:
+		out = append(out, e.lo)
+	case elemRange:
+		hi := e.hi
+		if e.open {
+			hi = -1
+			for _, n := range cluster {
+				hi = max(hi, n.Node)
+			}
+		}
+		for n := e.lo; n <= hi; n++ {
+			out = append(out, n)
+		}
+	case elemSet:
+		for _, s := range e.sub {
+			sn, _ := s.nodes(cluster)
+			out = append(out, sn...)
+		}
+	case elemAll:
+		for _, n := range cluster {
+			if n.Node >= 0 && (e.state == "" || (n.State == e.state) != e.not) {
+				out = append(out, n.Node)
+			}
+		}
+	case elemHost:
+		n, ok := HostNode(cluster, e.host)
+		if !ok {
+			return nil, fmt.Errorf("no node has hostname or address %q", e.host)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// HostNode finds the node whose reported hostname or address is host
+// (the hostname without its domain matches too).
+func HostNode(cluster []NodeStatus, host string) (int, bool) {
+	for _, n := range cluster {
+		if (n.Host != "-" && (n.Host == host || strings.Split(n.Host, ".")[0] == host)) || (n.Addr != "-" && n.Addr == host) {
+			return n.Node, true
+		}
+	}
+	return 0, false
 }
 
 // ExpandNodeSpec parses and expands spec in one step.
@@ -166,7 +354,27 @@ func ExpandNodeSpec(spec string, nodes []NodeStatus) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ns.Expand(nodes), nil
+	return ns.Resolve(nodes)
+}
+
+// FoldNodes writes node numbers as a ClusterShell node set: "n[0-3,7]",
+// "n5" for one node, "master" for the master, sorted.
+func FoldNodes(nodes []int) string {
+	s := append([]int(nil), nodes...)
+	sort.Ints(s)
+	var parts []string
+	if len(s) > 0 && s[0] == Master {
+		parts = append(parts, "master")
+		s = s[1:]
+	}
+	switch len(s) {
+	case 0:
+	case 1:
+		parts = append(parts, fmt.Sprintf("n%d", s[0]))
+	default:
+		parts = append(parts, "n["+FormatRanges(s)+"]")
+	}
+	return strings.Join(parts, ",")
 }
 
 // FormatRanges writes node numbers compactly ("0-3,5,7-8"), in the given

@@ -7,7 +7,7 @@
 test_setup 'a 1-node cluster comes up' cluster_up 1
 
 test_expect_success 'every command: -h on stdout, -V the version, a bad option exits 1' '
-	for c in bpmaster bpslave bpsh bpstat bpctl bpcp vmadump beostat sendstats recvstats; do
+	for c in bpmaster bpslave bpsh bprsh bpstat bpctl bpcp vmadump beostat sendstats recvstats; do
 		$c -h >out 2>err &&
 		test_grep "^Usage: $c " out &&
 		! test -s err &&

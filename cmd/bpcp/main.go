@@ -4,8 +4,10 @@
 //
 //	bpcp [-p] [-r] src... dst
 //
-// A name `N:path` is on node N (3:/tmp/x, n3:/tmp/x, master:/x); any other
-// name is local. -p keeps modes and modification times, -r copies
+// A name `N:path` is on node N (3:/tmp/x, n3:/tmp/x, master:/x), and
+// `NODESET:path` on every node of a node set (n[0-3]:/tmp/x, 0-7:/x,
+// allup:/x): copies to it go to all those nodes at once (pdcp's job),
+// copies from it gather into dst.NODE (rpdcp's). Any other name is local. -p keeps modes and modification times, -r copies
 // directories (with tar on both sides).
 package main
 
@@ -87,6 +89,92 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		defer t.Close()
 	}
 	c := &copier{t: t, o: &o}
+	if dst.spec != "" {
+		for _, s := range srcs {
+			if s.spec != "" {
+				return fset.Usage("copies from a node set go to one destination, not to %s", dst)
+			}
+		}
+		return c.toNodes(fset, srcs, dst)
+	}
+	return c.fromNodes(fset, srcs, dst)
+}
+
+// parallel is how many nodes a copy to or from a node set works on at once.
+const parallel = 16
+
+// expand lists a node set endpoint's nodes.
+func (c *copier) expand(e endpoint) ([]int, error) {
+	ns, err := client.ParseNodeSpec(e.spec)
+	if err != nil {
+		return nil, err
+	}
+	var cluster []client.NodeStatus
+	if ns.NeedsList() {
+		if cluster, err = client.ListComputeNodes(c.t); err != nil {
+			return nil, err
+		}
+	}
+	nodes, err := ns.Resolve(cluster)
+	if err == nil && len(nodes) == 0 {
+		err = fmt.Errorf("no nodes in %q", e.spec)
+	}
+	return nodes, err
+}
+
+// eachNode runs f for every node, parallel at a time, and returns
+// whether all succeeded.
+func eachNode(nodes []int, f func(n int) bool) bool {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := true
+	sem := make(chan struct{}, parallel)
+	for _, n := range nodes {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(n int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if !f(n) {
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+			}
+		}(n)
+	}
+	wg.Wait()
+	return ok
+}
+
+// toNodes copies the sources to dst's path on every node of its set.
+func (c *copier) toNodes(fset *cli.Command, srcs []endpoint, dst endpoint) int {
+	nodes, err := c.expand(dst)
+	if err != nil {
+		return fset.Errorf("%s: %v", dst, err)
+	}
+	c.startProgress(fset.Stderr, srcs, len(nodes))
+	defer c.stopProgress()
+	var mu sync.Mutex
+	ok := eachNode(nodes, func(n int) bool {
+		d := endpoint{remote: true, node: n, path: dst.path}
+		return c.copyAll(srcs, d, "", func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			c.clearProgress()
+			fset.Fail(err)
+		})
+	})
+	if !ok {
+		return cli.ExitFail
+	}
+	return 0
+}
+
+// fromNodes copies the sources to dst; a source on a node set is fetched
+// from every node of it, into dst.NODE (dst/NAME.NODE when dst is a
+// directory).
+func (c *copier) fromNodes(fset *cli.Command, srcs []endpoint, dst endpoint) int {
+	fail := func(err error) { c.clearProgress(); fset.Fail(err) }
 	if len(srcs) > 1 {
 		isDir, err := c.isDir(dst)
 		if err != nil {
@@ -96,13 +184,69 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return fset.Errorf("%s: not a directory (copying several files)", dst)
 		}
 	}
+	c.startProgress(fset.Stderr, srcs, 1)
+	defer c.stopProgress()
 	code := 0
 	for _, s := range srcs {
-		if err := c.copy(s, dst); err != nil {
-			code = fset.Fail(err)
+		if s.spec == "" {
+			if !c.copyAll([]endpoint{s}, dst, "", fail) {
+				code = cli.ExitFail
+			}
+			continue
+		}
+		nodes, err := c.expand(s)
+		if err != nil {
+			code = fset.Errorf("%s: %v", s, err)
+			continue
+		}
+		isDir, err := c.isDir(dst)
+		if err != nil {
+			code = fset.Errorf("%s: %v", dst, err)
+			continue
+		}
+		var mu sync.Mutex
+		ok := eachNode(nodes, func(n int) bool {
+			src := endpoint{remote: true, node: n, path: s.path}
+			d, suffix := dst, "."+strconv.Itoa(n)
+			if !isDir {
+				d.path += suffix
+				suffix = ""
+			}
+			return c.copyAll([]endpoint{src}, d, suffix, func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				fail(err)
+			})
+		})
+		if !ok {
+			code = cli.ExitFail
 		}
 	}
 	return code
+}
+
+// copyAll copies srcs to dst (into it, when several), reporting each
+// failure; suffix goes after the name a copy takes in a directory.
+func (c *copier) copyAll(srcs []endpoint, dst endpoint, suffix string, fail func(error)) bool {
+	if len(srcs) > 1 {
+		isDir, err := c.isDir(dst)
+		if err != nil {
+			fail(fmt.Errorf("%s: %v", dst, err))
+			return false
+		}
+		if !isDir {
+			fail(fmt.Errorf("%s: not a directory (copying several files)", dst))
+			return false
+		}
+	}
+	ok := true
+	for _, s := range srcs {
+		if err := c.copy(s, dst, suffix); err != nil {
+			fail(err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // endpoint is a file name, local or on a node.
@@ -110,9 +254,13 @@ type endpoint struct {
 	remote bool
 	node   int
 	path   string
+	spec   string // a node set: the endpoint is on each of its nodes
 }
 
 func (e endpoint) String() string {
+	if e.spec != "" {
+		return e.spec + ":" + e.path
+	}
 	if e.remote {
 		return fmt.Sprintf("%d:%s", e.node, e.path)
 	}
@@ -121,6 +269,7 @@ func (e endpoint) String() string {
 
 var (
 	remoteRe = regexp.MustCompile(`^(-1|n?[0-9]+|master):(.*)$`)
+	setRe    = regexp.MustCompile(`^[-0-9a-z\[\],^&.]+$`)
 	// shPrefix is what dash puts before its messages ("sh: 2: ").
 	shPrefix = regexp.MustCompile(`(?m)^sh: [0-9]+: `)
 )
@@ -132,6 +281,16 @@ func parseEndpoint(s string) (endpoint, error) {
 	if m == nil {
 		if s == "" {
 			return endpoint{}, fmt.Errorf("empty file name")
+		}
+		if set, p, ok := strings.Cut(s, ":"); ok && setRe.MatchString(set) {
+			// A node set; hostnames are not taken, so that a local
+			// name with a colon stays local.
+			if ns, err := client.ParseNodeSpec(set); err == nil && !ns.HasHostnames() {
+				if p == "" {
+					return endpoint{}, fmt.Errorf("%q: empty path after the nodes", s)
+				}
+				return endpoint{remote: true, spec: set, path: p}, nil
+			}
 		}
 		return endpoint{path: s}, nil
 	}
@@ -153,6 +312,7 @@ func parseEndpoint(s string) (endpoint, error) {
 type copier struct {
 	t client.Tree
 	o *options
+	progress
 }
 
 // meta is what -p keeps.
@@ -192,7 +352,7 @@ func (c *copier) isDir(e endpoint) (bool, error) {
 // is written under a temporary name beside its destination and renamed
 // over it only once the whole source has arrived and its reader has ended
 // well: a failed copy leaves the destination as it was.
-func (c *copier) copy(src, dst endpoint) error {
+func (c *copier) copy(src, dst endpoint, suffix string) error {
 	kind, m, r, done, err := c.openSource(src)
 	if err != nil {
 		return fmt.Errorf("%s: %v", src, err)
@@ -202,8 +362,8 @@ func (c *copier) copy(src, dst endpoint) error {
 		done()
 		return fmt.Errorf("%s: is a directory (use -r)", src)
 	}
-	base := path.Base(strings.TrimRight(src.path, "/"))
-	cs := &checkedSource{r: r, done: done}
+	base := path.Base(strings.TrimRight(src.path, "/")) + suffix
+	cs := &checkedSource{r: c.counted(r), done: done}
 	werr := c.writeDest(dst, base, kind, m, cs)
 	if werr != nil {
 		// Nobody reads the rest: stop the source instead of leaving it

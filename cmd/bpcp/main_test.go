@@ -27,13 +27,19 @@ func TestParseEndpoint(t *testing.T) {
 		{"3x:/y", endpoint{path: "3x:/y"}},
 		{"plain", endpoint{path: "plain"}},
 		{"3:a:b", endpoint{remote: true, node: 3, path: "a:b"}},
+		{"n[0-3,7]:/x", endpoint{remote: true, spec: "n[0-3,7]", path: "/x"}},
+		{"0-3:/x", endpoint{remote: true, spec: "0-3", path: "/x"}},
+		{"allup,^2:/x", endpoint{remote: true, spec: "allup,^2", path: "/x"}},
+		{"all:rel", endpoint{remote: true, spec: "all", path: "rel"}},
+		{"node3:/x", endpoint{path: "node3:/x"}}, // hostnames stay local names
+		{"a.b:/x", endpoint{path: "a.b:/x"}},
 	} {
 		got, err := parseEndpoint(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("%q: got %+v %v, want %+v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "3:", "n4:"} {
+	for _, bad := range []string{"", "3:", "n4:", "n[0-1]:"} {
 		if _, err := parseEndpoint(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

@@ -83,11 +83,14 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	defer t.Close()
 	var cluster []client.NodeStatus
 	if ns.NeedsList() {
-		if cluster, err = client.ListComputeNodes(t); err != nil {
+		if cluster, err = client.ListNodes(t); err != nil {
 			return fset.Fail(err)
 		}
 	}
-	nodes := ns.Expand(cluster)
+	nodes, err := ns.Resolve(cluster)
+	if err != nil {
+		return fset.Usage("%s: %v", spec, err) // an unknown hostname, as an unknown word
+	}
 	if len(nodes) == 0 {
 		return fset.Errorf("no nodes in %q", spec)
 	}

@@ -24,7 +24,7 @@ func TestPrologue(t *testing.T) {
 		[]string{"-S", "1", "-g", "no-such-group-bproc"},
 		[]string{"-S", "1", "-R", "-H"},
 		[]string{"-S", "1", "-s", "up", "-P"},
-		[]string{"-S", "x", "-s", "up"},
+		[]string{"-S", "x!", "-s", "up"},
 		[]string{"-S", "1", "-s", "up", "extra"},
 	)
 }

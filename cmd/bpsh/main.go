@@ -1,7 +1,7 @@
 // Command bpsh runs a program on one or more nodes of a bproc cluster,
 // forwarding stdin to it and its stdout and stderr back, like rsh.
 //
-//	bpsh [-a|-A] [-n] [-N] [-L] [-p] [-s] [-d] [-b size] [-I file] [-O file] [-E file] [-t] nodespec command [args]
+//	bpsh [-a|-A] [-n] [-N] [-L] [-p] [-s] [-d] [-g] [-u secs] [-x nodeset] [-l user] [-b size] [-I file] [-O file] [-E file] [-t] nodespec [options] command [args]
 //
 // The exit status is the highest exit status of the remote processes, or
 // 255 when one ended abnormally (signal, lost node) or could not start;
@@ -14,8 +14,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,10 +36,12 @@ type options struct {
 	nullIn, noIO      bool
 	lineBuf, prefix   bool
 	seq, divider      bool
-	report            bool
+	report, gather    bool
 	bufSize           int
+	timeout           int
 	inFile, outFile   string
 	errFile, keyFile  string
+	user, exclude     string
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
@@ -90,39 +95,19 @@ func fixMasterSpec(args []string) []string {
 }
 
 // Options that take a value, for fixMasterSpec.
-const valueShort = "bIOEk"
+const valueShort = "bIOEkulx"
 
-var valueLong = map[string]bool{"buffer": true, "input": true, "output": true, "error": true, "key": true}
+var valueLong = map[string]bool{"buffer": true, "input": true, "output": true, "error": true, "key": true,
+	"stdin": true, "stdout": true, "stderr": true, "timeout": true, "user": true, "exclude": true}
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	args = fixMasterSpec(args)
 	var o options
-	c := cli.New("bpsh", "[options] nodespec command [args...]\n-a|-A [options] command [args...]",
-		"Run command on the nodes of nodespec (3, n3, 0-7, 1,3,5-, all, allup, allnotdown, master, -1).", stdout, stderr)
-	c.Footer = "Exit status: the highest exit status of the processes; 255 when one was killed,\n" +
-		"lost with its node, or could not start; 1 for a usage error.\n" +
-		"The tree is the mount at $BPROC_MOUNT (default /bproc), else 9P to $BPROC_MASTER."
-	c.VersionV() // BProc's bpsh -v
-	flags := c.FlagSet
-	flags.SetInterspersed(false) // options after the nodespec belong to the command
-	flags.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
-	flags.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
-	flags.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
-	flags.BoolVarP(&o.noIO, "no-io", "N", false, "no I/O forwarding (output goes to the node's io file)")
-	flags.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
-	flags.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
-	flags.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
-	flags.BoolVarP(&o.divider, "divider", "d", false, "print a divider line between the nodes' output (implies -s)")
-	flags.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
-	flags.StringVarP(&o.inFile, "input", "I", "", "take stdin from `file`")
-	flags.StringVarP(&o.outFile, "output", "O", "", "write stdout to `file`")
-	flags.StringVarP(&o.errFile, "error", "E", "", "write stderr to `file`")
-	flags.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
-	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	c := newCommand(&o, stdout, stderr)
 	if code, done := c.Parse(args); done {
 		return code
 	}
-	rest := flags.Args()
+	rest := c.Args()
 	spec := ""
 	switch {
 	case o.allUp && o.allNotDown:
@@ -135,26 +120,35 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if len(rest) == 0 {
 			return c.Usage("missing nodespec and command")
 		}
-		spec, rest = rest[0], rest[1:]
-		if len(rest) > 0 && rest[0] == "--" { // "bpsh 3 -- cmd": the usual end of options
-			rest = rest[1:]
+		// BProc's getopt loop took options after the nodespec too
+		// ("bpsh 3 -n cmd"); the command's own options stay its own.
+		spec = rest[0]
+		if code, done := c.Parse(rest[1:]); done {
+			return code
 		}
+		rest = c.Args()
 	}
 	if len(rest) == 0 {
 		return c.Usage("missing command")
 	}
-	if o.bufSize < 0 || o.bufSize > 64<<20 {
-		return c.Usage("-b %d: buffer size must be between 1 and 64 MiB", o.bufSize)
-	}
-	if o.nullIn && o.inFile != "" {
-		return c.Usage("-n and -I exclude each other")
-	}
-	if o.divider {
-		o.seq = true
+	if code := checkOptions(c, &o); code != 0 {
+		return code
 	}
 	ns, err := client.ParseNodeSpec(spec)
 	if err != nil {
 		return c.Usage("%v", err)
+	}
+	var xs client.NodeSpec
+	if o.exclude != "" {
+		if xs, err = client.ParseNodeSpec(o.exclude); err != nil {
+			return c.Usage("-x: %v", err)
+		}
+	}
+	if o.user != "" { // looked up only when asked: a launch stays cheap
+		if _, err := client.BecomeUser(o.user); err != nil {
+			fmt.Fprintf(stderr, "bpsh: %v\n", err)
+			return failStatus
+		}
 	}
 
 	tracef("parsed")
@@ -165,17 +159,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer t.Close()
 	tracef("connected")
-	var cluster []client.NodeStatus
-	if ns.NeedsList() {
-		if cluster, err = client.ListComputeNodes(t); err != nil {
-			fmt.Fprintf(stderr, "bpsh: %v\n", err)
-			return failStatus
-		}
-	}
-	nodes := ns.Expand(cluster)
-	if len(nodes) == 0 {
-		fmt.Fprintf(stderr, "bpsh: no nodes in %q\n", spec)
-		return failStatus
+	nodes, code := selectNodes(c, t, spec, ns, xs)
+	if code != 0 {
+		return code
 	}
 	if o.bufSize == 0 {
 		o.bufSize = 1 << 20
@@ -186,84 +172,227 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return runJobs(t, nodes, rest, &o, stdin, stdout, stderr)
 }
 
+// newCommand declares bpsh's options.
+func newCommand(o *options, stdout, stderr io.Writer) *cli.Command {
+	c := cli.New("bpsh", "[options] nodespec [options] command [args...]\n-a|-A [options] command [args...]",
+		"Run command on the nodes of nodespec (3, n3, .3, 0-7, 1,3,5-, n[0-3,7], node3, 10.0.0.3,\n"+
+			"all, allup, allnotdown, master, -1; ^E excludes E, &E keeps only E: 2-&allup).", stdout, stderr)
+	c.Footer = "Each process gets BPROC_RANK (its index in the node list), BPROC_NODE and BPROC_NPROCS.\n" +
+		"Exit status: the highest exit status of the processes; 255 when one was killed,\n" +
+		"lost with its node, or could not start; at least 124 when -u timed one out;\n" +
+		"1 for a usage error.\n" +
+		"The tree is the mount at $BPROC_MOUNT (default /bproc), else 9P to $BPROC_MASTER."
+	c.VersionV() // BProc's bpsh -v
+	flags := c.FlagSet
+	flags.SetInterspersed(false) // options after the command belong to the command
+	flags.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
+	flags.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
+	flags.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
+	flags.BoolVarP(&o.noIO, "no-io", "N", false, "no I/O forwarding (output goes to the node's io file)")
+	flags.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
+	flags.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
+	flags.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
+	flags.BoolVarP(&o.divider, "divider", "d", false, "print a divider line before each node's output (implies -s)")
+	flags.BoolVarP(&o.gather, "gather", "g", false, "gather identical output: each distinct output once, under its folded node set")
+	flags.IntVarP(&o.timeout, "timeout", "u", envInt("BPSH_TIMEOUT"), "kill the command on nodes where it runs longer than `secs` (default $BPSH_TIMEOUT, 0: none)")
+	flags.StringVarP(&o.exclude, "exclude", "x", "", "leave out the nodes of `nodeset`")
+	flags.StringVarP(&o.user, "user", "l", "", "run as `user`: the caller (root: anyone), for rsh compatibility")
+	flags.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
+	flags.StringVarP(&o.inFile, "stdin", "I", "", "take stdin from `file` (also --input)")
+	flags.StringVarP(&o.outFile, "stdout", "O", "", "write stdout to `file` (also --output)")
+	flags.StringVarP(&o.errFile, "stderr", "E", "", "write stderr to `file` (also --error)")
+	flags.StringVar(&o.inFile, "input", "", "")
+	flags.StringVar(&o.outFile, "output", "", "")
+	flags.StringVar(&o.errFile, "error", "", "")
+	for _, n := range []string{"input", "output", "error"} {
+		flags.MarkHidden(n)
+	}
+	flags.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
+	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	return c
+}
+
+// envInt reads a number from the environment; a bad one is -1, which
+// checkOptions reports.
+func envInt(name string) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// checkOptions refuses contradictory or out-of-range options.
+func checkOptions(c *cli.Command, o *options) int {
+	switch {
+	case o.bufSize < 0 || o.bufSize > 64<<20:
+		return c.Usage("-b %d: buffer size must be between 1 and 64 MiB", o.bufSize)
+	case o.nullIn && o.inFile != "":
+		return c.Usage("-n and -I exclude each other")
+	case o.timeout < 0:
+		return c.Usage("-u or $BPSH_TIMEOUT: the timeout must be a whole number of seconds")
+	case o.gather && (o.seq || o.divider || o.noIO):
+		return c.Usage("-g excludes -s, -d and -N")
+	}
+	if o.divider {
+		o.seq = true
+	}
+	return 0
+}
+
+// selectNodes expands the nodespec, less -x's nodes. A hostname no node
+// has is a usage error, as an unknown word is.
+func selectNodes(c *cli.Command, t client.Tree, spec string, ns, xs client.NodeSpec) ([]int, int) {
+	var cluster []client.NodeStatus
+	if ns.NeedsList() || xs.NeedsList() {
+		var err error
+		if cluster, err = client.ListNodes(t); err != nil {
+			fmt.Fprintf(c.Stderr, "bpsh: %v\n", err)
+			return nil, failStatus
+		}
+	}
+	nodes, err := ns.Resolve(cluster)
+	if err != nil {
+		return nil, c.Usage("%s: %v", spec, err)
+	}
+	if xs != nil {
+		drop, err := xs.Resolve(cluster)
+		if err != nil {
+			return nil, c.Usage("-x %v", err)
+		}
+		out := nodes[:0]
+		for _, n := range nodes {
+			if !slices.Contains(drop, n) {
+				out = append(out, n)
+			}
+		}
+		nodes = out
+	}
+	if len(nodes) == 0 {
+		fmt.Fprintf(c.Stderr, "bpsh: no nodes in %q\n", spec)
+		return nil, failStatus
+	}
+	return nodes, 0
+}
+
 // job is the command on one node.
 type job struct {
-	k     *killer
-	idx   int
-	node  int
-	proc  *client.Proc
-	err   error
-	st    client.Status
-	werr  error
-	start time.Time
-	end   time.Time
+	k        *killer
+	idx      int
+	node     int
+	proc     *client.Proc
+	err      error
+	st       client.Status
+	werr     error
+	start    time.Time
+	end      time.Time
+	timedOut atomic.Bool
 }
+
+// Exit status when -u killed a command (timeout(1)'s).
+const timeoutStatus = 124
 
 // runJobs runs argv on the nodes; stdin is forwarded when it is a file
 // worth reading (see usableStdin), stderr gets bpsh's own messages.
 func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
 	msgs := stderr
-	// Where stdin comes from; nil means /dev/null.
-	var in *os.File
+	in, stdout, stderr, closeAll, err := openIO(o, stdin, stdout, stderr)
+	defer closeAll()
+	if err != nil {
+		fmt.Fprintf(msgs, "bpsh: %s\n", client.ErrText(err))
+		return failStatus
+	}
+	// EPIPE instead of death on a closed stdout, so the remote side is
+	// told (below) instead of running on unread.
+	signal.Ignore(syscall.SIGPIPE)
+
+	k := newKiller()
+	defer k.stop()
+	jobs := make([]*job, len(nodes))
+	for i, n := range nodes {
+		jobs[i] = &job{idx: i, node: n, k: k}
+	}
+	out := newOutput(len(jobs), stdout, stderr, o)
+	out.setNodes(nodes)
+	startJobs(t, jobs, argv, o, in, out)
+	out.finish()
+	return report(jobs, k, o, out, msgs)
+}
+
+// openIO opens -I, -O and -E; in is nil for /dev/null. closeAll closes
+// what it opened.
+func openIO(o *options, stdin io.Reader, stdout, stderr io.Writer) (in *os.File, so, se io.Writer, closeAll func(), err error) {
+	var opened []*os.File
+	closeAll = func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}
+	so, se = stdout, stderr
 	switch {
 	case o.noIO || o.nullIn:
 	case o.inFile != "":
 		f, err := os.Open(o.inFile)
 		if err != nil {
-			fmt.Fprintf(msgs, "bpsh: %s\n", client.ErrText(err))
-			return failStatus
+			return nil, so, se, closeAll, err
 		}
-		defer f.Close()
+		opened = append(opened, f)
 		in = f
 	default:
 		if f, ok := stdin.(*os.File); ok && usableStdin(f) {
 			in = f
 		}
 	}
-	if !o.noIO {
-		for _, s := range []struct {
-			name string
-			w    *io.Writer
-		}{{o.outFile, &stdout}, {o.errFile, &stderr}} {
-			if s.name == "" {
-				continue
-			}
-			f, err := os.Create(s.name)
-			if err != nil {
-				fmt.Fprintf(msgs, "bpsh: %s\n", client.ErrText(err))
-				return failStatus
-			}
-			defer f.Close()
-			*s.w = f
+	if o.noIO {
+		return in, so, se, closeAll, nil
+	}
+	for _, s := range []struct {
+		name string
+		w    *io.Writer
+	}{{o.outFile, &so}, {o.errFile, &se}} {
+		if s.name == "" {
+			continue
+		}
+		f, err := os.Create(s.name)
+		if err != nil {
+			return nil, so, se, closeAll, err
+		}
+		opened = append(opened, f)
+		*s.w = f
+	}
+	return in, so, se, closeAll, nil
+}
+
+// jobEnv is the environment of the process of rank i of n on node: the
+// caller's, with BProc's BPROC_RANK and the node and count beside it.
+func jobEnv(base []string, i, node, n int) []string {
+	env := make([]string, 0, len(base)+3)
+	for _, e := range base {
+		if !strings.HasPrefix(e, "BPROC_RANK=") && !strings.HasPrefix(e, "BPROC_NODE=") && !strings.HasPrefix(e, "BPROC_NPROCS=") {
+			env = append(env, e)
 		}
 	}
-	// EPIPE instead of death on a closed stdout, so the remote side is
-	// told (below) instead of running on unread.
-	signal.Ignore(syscall.SIGPIPE)
+	return append(env, "BPROC_RANK="+strconv.Itoa(i), "BPROC_NODE="+strconv.Itoa(node), "BPROC_NPROCS="+strconv.Itoa(n))
+}
 
-	jobs := make([]*job, len(nodes))
-	for i, n := range nodes {
-		jobs[i] = &job{idx: i, node: n}
-	}
-	ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO}
-
-	k := newKiller()
-	defer k.stop()
-	for _, j := range jobs {
-		j.k = k
-	}
-
-	out := newOutput(len(jobs), stdout, stderr, o)
-	out.setNodes(nodes)
+// startJobs starts every job, forwards stdin once all starts were tried,
+// and returns when every job has ended and its output is copied.
+func startJobs(t client.Tree, jobs []*job, argv []string, o *options, in *os.File, out *output) {
 	var wg, startWG sync.WaitGroup
 	var inputs []*stdinDest
 	var inMu sync.Mutex
+	base := os.Environ()
 	for _, j := range jobs {
 		wg.Add(1)
 		startWG.Add(1)
 		go func(j *job) {
 			defer wg.Done()
 			j.start = time.Now()
+			ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO, Env: jobEnv(base, j.idx, j.node, len(jobs))}
 			p, err := client.Exec(t, j.node, argv, ex)
 			if err != nil {
 				j.err = err
@@ -273,13 +402,20 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 			}
 			j.proc = p
 			tracef("node %d: started pid %d", j.node, p.Pid)
-			k.add(p)
+			j.k.add(p)
 			if in != nil {
 				inMu.Lock()
 				inputs = append(inputs, &stdinDest{proc: p})
 				inMu.Unlock()
 			}
 			startWG.Done()
+			if o.timeout > 0 {
+				tm := time.AfterFunc(time.Duration(o.timeout)*time.Second, func() {
+					j.timedOut.Store(true)
+					p.Kill(syscall.SIGKILL)
+				})
+				defer tm.Stop()
+			}
 			j.attach(out, o)
 			j.end = time.Now()
 		}(j)
@@ -295,9 +431,12 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 		}()
 	}
 	wg.Wait()
-	out.finish()
+}
 
+// report tells how the jobs ended and returns bpsh's exit status.
+func report(jobs []*job, k *killer, o *options, out *output, msgs io.Writer) int {
 	code := 0
+	var timedOut []int
 	for _, j := range jobs {
 		switch {
 		case j.err != nil:
@@ -306,6 +445,9 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 		case j.werr != nil:
 			fmt.Fprintf(msgs, "bpsh: node %d: waiting: %v\n", j.node, client.ErrText(j.werr))
 			code = failStatus
+		case j.timedOut.Load() && j.st.Kind == client.Signaled:
+			timedOut = append(timedOut, j.node)
+			code = max(code, timeoutStatus)
 		default:
 			if o.report {
 				fmt.Fprintf(msgs, "bpsh: node %d: %s (%.3fs)\n", j.node, j.st.Describe(), j.end.Sub(j.start).Seconds())
@@ -318,6 +460,9 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 				code = c
 			}
 		}
+	}
+	if len(timedOut) > 0 {
+		fmt.Fprintf(msgs, "bpsh: %s: command timeout\n", client.FoldNodes(timedOut))
 	}
 	if err := out.err(); err != nil && !errors.Is(err, syscall.EPIPE) {
 		fmt.Fprintf(msgs, "bpsh: writing output: %v\n", client.ErrText(err))

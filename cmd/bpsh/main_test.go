@@ -64,13 +64,13 @@ func TestSequentialOutput(t *testing.T) {
 	o.write(0, 1, []byte("four\n"))
 	o.write(1, 2, []byte("err5\n"))
 	o.done(2) // finishing out of order holds node 6 back
-	if so.String() != "four\n" {
+	if so.String() != divider(4)+"four\n" {
 		t.Fatalf("before node 4 is done: %q", so.String())
 	}
 	o.done(0)
 	o.write(1, 1, []byte("five again\n"))
 	o.done(1)
-	want := "four\n" + divider(5) + "five\nfive again\n" + divider(6) + "six\n"
+	want := divider(4) + "four\n" + divider(5) + "five\nfive again\n" + divider(6) + "six\n"
 	if so.String() != want {
 		t.Errorf("stdout %q, want %q", so.String(), want)
 	}
@@ -83,12 +83,14 @@ func TestSequentialOutput(t *testing.T) {
 }
 
 func TestPrologue(t *testing.T) {
-	clitest.Prologue(t, "bpsh", run, "nodespec command",
+	clitest.Prologue(t, "bpsh", run, "nodespec [options] command",
 		[]string{},
 		[]string{"3"},
 		[]string{"-a"},
 		[]string{"-a", "-A", "true"},
-		[]string{"x", "true"},
+		[]string{"x!", "true"},
+		[]string{"-u", "x", "0", "true"},
+		[]string{"-g", "-s", "0", "true"},
 		[]string{"1,,2", "true"},
 		[]string{"--bogus", "0", "true"},
 		[]string{"-b", "-5", "0", "true"},
@@ -144,7 +146,12 @@ func TestLive(t *testing.T) {
 		{[]string{"-1", "/no/such/program"}, failStatus, "", ""},
 		{[]string{"-n", "-1", "cat"}, 0, "", ""},
 		{[]string{"-I", in, "-1", "cat"}, 0, "line one\nline two\n", ""},
-		{[]string{"-I", in, "-s", "-d", "-p", "master", "wc", "-l"}, 0, " -1: 2\n", ""},
+		{[]string{"-I", in, "-s", "-d", "-p", "master", "wc", "-l"}, 0, divider(-1) + " -1: 2\n", ""},
+		// Options after the nodespec are bpsh's, as in BProc; the command's stay its own.
+		{[]string{"master", "-p", "printf", "x\\n"}, 0, " -1: x\n", ""},
+		{[]string{"-1", "-n", "sh", "-c", "echo $BPROC_RANK $BPROC_NODE $BPROC_NPROCS"}, 0, "0 -1 1\n", ""},
+		{[]string{"-g", "master", "echo", "same"}, 0, "---------------\nmaster (1)\n---------------\nsame\n", ""},
+		{[]string{"-u", "1", "master", "sleep", "30"}, timeoutStatus, "", ""}, // bpsh: master: command timeout, on the real stderr
 		{[]string{"7", "true"}, failStatus, "", ""},
 	} {
 		args := append([]string{"-O", out, "-E", errf}, tc.args...)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"bproc/client"
 )
 
 // output is where the nodes' stdout (fd 1) and stderr (fd 2) go. Every
@@ -20,6 +22,7 @@ type output struct {
 	first   error
 	seq     bool
 	divider bool
+	gather  bool
 	nodes   []int
 	cur     int
 	held    []heldOut
@@ -31,21 +34,29 @@ type heldOut struct {
 }
 
 func newOutput(n int, stdout, stderr io.Writer, o *options) *output {
-	out := &output{w: [3]io.Writer{nil, stdout, stderr}, seq: o.seq, divider: o.divider}
-	if o.seq {
+	out := &output{w: [3]io.Writer{nil, stdout, stderr}, seq: o.seq, divider: o.divider, gather: o.gather}
+	if o.seq || o.gather {
 		out.held = make([]heldOut, n)
 	}
 	return out
 }
 
-// setNodes names the jobs' nodes for the dividers.
-func (o *output) setNodes(nodes []int) { o.nodes = nodes }
+// setNodes names the jobs' nodes for the dividers and gathering; the
+// first node's divider comes before anything it writes, as in BProc.
+func (o *output) setNodes(nodes []int) {
+	o.nodes = nodes
+	if o.divider && len(nodes) > 0 {
+		o.mu.Lock()
+		o.put(1, []byte(divider(nodes[0])))
+		o.mu.Unlock()
+	}
+}
 
 // write sends p from job idx to fd. It fails once fd's reader is gone.
 func (o *output) write(idx, fd int, p []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.seq && idx != o.cur {
+	if o.gather || (o.seq && idx != o.cur) {
 		o.held[idx].buf[fd].Write(p)
 		return nil
 	}
@@ -85,7 +96,7 @@ func (o *output) done(idx int) {
 
 // release writes job idx's held output, after a divider when asked.
 func (o *output) release(idx int) {
-	if o.divider && idx > 0 {
+	if o.divider {
 		node := idx
 		if idx < len(o.nodes) {
 			node = o.nodes[idx]
@@ -107,18 +118,56 @@ func divider(node int) string {
 	return strings.Repeat("-", 10) + label + strings.Repeat("-", 60-len(label)) + "\n"
 }
 
-// finish writes anything still held (jobs that never reported done).
+// finish writes anything still held (jobs that never reported done), or
+// with -g everything, gathered.
 func (o *output) finish() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gather {
+		o.writeGathered()
+		return
+	}
 	if !o.seq {
 		return
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	for o.cur < len(o.held) {
 		o.held[o.cur].done = true
 		o.cur++
 		if o.cur < len(o.held) {
 			o.release(o.cur)
+		}
+	}
+}
+
+// writeGathered writes each distinct output once, stdout and stderr
+// apart, under the folded set of the nodes that wrote it, as clush -b and
+// dshbak -c do; groups come in the order of their first node.
+func (o *output) writeGathered() {
+	for fd := 1; fd <= 2; fd++ {
+		var order []string
+		groups := map[string][]int{}
+		for idx := range o.held {
+			b := o.held[idx].buf[fd].String()
+			if b == "" {
+				continue
+			}
+			if groups[b] == nil {
+				order = append(order, b)
+			}
+			node := idx
+			if idx < len(o.nodes) {
+				node = o.nodes[idx]
+			}
+			groups[b] = append(groups[b], node)
+		}
+		for _, b := range order {
+			nodes := groups[b]
+			rule := strings.Repeat("-", 15) + "\n"
+			o.put(fd, []byte(fmt.Sprintf("%s%s (%d)\n%s", rule, client.FoldNodes(nodes), len(nodes), rule)))
+			if !strings.HasSuffix(b, "\n") {
+				b += "\n"
+			}
+			o.put(fd, []byte(b))
 		}
 	}
 }

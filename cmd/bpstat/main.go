@@ -1,10 +1,10 @@
 // Command bpstat shows the state of a bproc cluster's nodes and where its
 // processes run.
 //
-//	bpstat [-l | -a | -s | -n | -t | -p] [-U] [-M] [nodespec...]
+//	bpstat [-c | -l | -a | -s | -n | -t | -p | -A host] [-R] [-N | -S | -O] [-U] [-L] [-M] [nodespec...]
 //
 // With no option it prints BProc's compact table, nodes with identical
-// fields collapsed into ranges:
+// fields collapsed (sorted by state, as BProc does):
 //
 //	Node(s)     Status       Mode       User       Group
 //	0-3         up           ---x--x--x root       root
@@ -15,71 +15,78 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"sort"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"bproc/client"
 	"bproc/cmd/internal/cli"
 )
 
 type options struct {
-	long, addr, state, count, total, procs bool
-	update, master                         bool
-	keyFile                                string
-	interval                               time.Duration
+	long, compact, addr, state, count, total, procs bool
+	reverse, byNumber, byState, keepOrder           bool
+	update, lock, master                            bool
+	host, keyFile                                   string
+	interval                                        time.Duration
+	width                                           int // of the terminal; 0: no limit
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	// Nodespecs like "-1" are not options; values of -k and --interval
-	// are left alone.
+	// Nodespecs like "-1" are not options; values of -k, -A and
+	// --interval are left alone.
 	args = append([]string(nil), args...)
 	for i := 0; i < len(args); i++ {
 		if args[i] == "--" {
 			break
 		}
-		if args[i] == "-k" || args[i] == "--key" || args[i] == "--interval" {
+		if args[i] == "-k" || args[i] == "--key" || args[i] == "--interval" || args[i] == "-A" {
 			i++
 			continue
 		}
 		args[i], _ = client.MasterArg(args[i])
 	}
 	var o options
-	c := cli.New("bpstat", "[options] [nodespec...]", "Show the nodes of the bproc cluster (default: a compact table).", stdout, stderr)
-	flags := c.FlagSet
-	flags.BoolVarP(&o.long, "long", "l", false, "long listing: one line per node with its address")
-	flags.BoolVarP(&o.addr, "address", "a", false, "print each node's address")
-	flags.BoolVarP(&o.state, "status", "s", false, "print each node's state")
-	flags.BoolVarP(&o.count, "number", "n", false, "print the number of nodes")
-	flags.BoolVarP(&o.total, "total", "t", false, "print the number of nodes in each state")
-	flags.BoolVarP(&o.procs, "pid", "p", false, "list remote processes: PID and node")
-	flags.BoolVarP(&o.update, "update", "U", false, "keep the display up to date (redraw when it changes)")
-	flags.BoolVarP(&o.master, "master", "M", false, "include the master (node -1)")
-	flags.DurationVar(&o.interval, "interval", time.Second, "poll interval of -U")
-	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	c := newCommand(&o, stdout, stderr)
 	if code, done := c.Parse(args); done {
 		return code
 	}
 	modes := 0
-	for _, b := range []bool{o.long, o.addr || o.state, o.count, o.total, o.procs} {
+	for _, b := range []bool{o.long, o.compact, o.addr || o.state, o.count, o.total, o.procs, o.host != ""} {
 		if b {
 			modes++
 		}
 	}
 	if modes > 1 {
-		return c.Usage("-l, -a/-s, -n, -t and -p exclude each other")
+		return c.Usage("-c, -l, -a/-s, -n, -t, -p and -A exclude each other")
+	}
+	if o.byNumber && o.byState || (o.byNumber || o.byState) && o.keepOrder {
+		return c.Usage("-N, -S and -O exclude each other")
 	}
 	if o.interval < 100*time.Millisecond {
 		o.interval = 100 * time.Millisecond
 	}
 	var specs []client.NodeSpec
-	for _, a := range flags.Args() {
+	for _, a := range c.Args() {
 		ns, err := client.ParseNodeSpec(a)
 		if err != nil {
 			return c.Usage("%v", err)
 		}
 		specs = append(specs, ns)
+	}
+	if o.lock {
+		// BProc's "locked" mode for an unattended terminal.
+		signal.Ignore(syscall.SIGINT, syscall.SIGTSTP)
+	}
+	tty := isTerminal(stdout)
+	if tty {
+		o.width = termWidth(stdout)
 	}
 
 	t, err := client.Connect(client.Options{KeyFile: o.keyFile})
@@ -87,6 +94,9 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return c.Fail(err)
 	}
 	defer t.Close()
+	if o.host != "" {
+		return printHost(c, t, o.host)
+	}
 	if !o.update {
 		text, err := render(t, specs, &o)
 		io.WriteString(stdout, text)
@@ -95,7 +105,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	// -U: poll, redraw only on change.
+	// -U: poll, redraw only on change; escapes only for a terminal.
 	last := ""
 	for {
 		text, err := render(t, specs, &o)
@@ -103,11 +113,84 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			text += "bpstat: " + err.Error() + "\n"
 		}
 		if text != last {
-			io.WriteString(stdout, "\033[H\033[2J"+text)
-			last = text
+			if tty {
+				text = "\033[H\033[2J" + fit(text, o.width)
+			}
+			if _, err := io.WriteString(stdout, text); err != nil {
+				return c.Fail(err)
+			}
+			last = strings.TrimPrefix(text, "\033[H\033[2J")
 		}
 		time.Sleep(o.interval)
 	}
+}
+
+func newCommand(o *options, stdout, stderr io.Writer) *cli.Command {
+	c := cli.New("bpstat", "[options] [nodespec...]", "Show the nodes of the bproc cluster (default: a compact table).", stdout, stderr)
+	c.VersionV() // BProc's bpstat -v
+	flags := c.FlagSet
+	flags.BoolVarP(&o.compact, "compact", "c", false, "compact table, nodes with the same fields on one line (the default)")
+	flags.BoolVarP(&o.long, "long", "l", false, "long listing: one line per node with its address")
+	flags.BoolVarP(&o.addr, "address", "a", false, "print each node's address")
+	flags.BoolVarP(&o.state, "status", "s", false, "print each node's state")
+	flags.BoolVarP(&o.count, "number", "n", false, "print the node numbers, one per line")
+	flags.BoolVarP(&o.total, "total", "t", false, "print the total number of nodes")
+	flags.BoolVarP(&o.procs, "pid", "p", false, "list remote processes: PID and node")
+	flags.StringVarP(&o.host, "host", "A", "", "print the node number of `host` (a node's hostname or address)")
+	flags.BoolVarP(&o.reverse, "sort-reverse", "R", false, "reverse the sort order")
+	flags.BoolVarP(&o.byNumber, "sort-number", "N", false, "sort by node number (the default but for the compact table)")
+	flags.BoolVarP(&o.byState, "sort-status", "S", false, "sort by state, then number (the compact table's default)")
+	flags.BoolVarP(&o.keepOrder, "keep-order", "O", false, "keep the nodespecs' order")
+	flags.BoolVarP(&o.update, "update", "U", false, "keep the display up to date (redraw when it changes)")
+	flags.BoolVarP(&o.lock, "lock", "L", false, "locked mode for an unattended terminal: ignore INT and TSTP")
+	flags.BoolVarP(&o.master, "master", "M", false, "include the master (node -1)")
+	flags.DurationVar(&o.interval, "interval", time.Second, "poll interval of -U")
+	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	return c
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// termWidth is the terminal's width, 80 when it does not say.
+func termWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return int(ws.Col)
+		}
+	}
+	return 80
+}
+
+// fit cuts every line of text to the terminal's width.
+func fit(text string, width int) string {
+	lines := strings.SplitAfter(text, "\n")
+	for i, l := range lines {
+		if w := width - 1; w > 0 && len(strings.TrimSuffix(l, "\n")) > w {
+			lines[i] = l[:w] + "\n"
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// printHost is -A: the node number of a hostname or address.
+func printHost(c *cli.Command, t client.Tree, host string) int {
+	all, err := client.ListNodes(t)
+	if err != nil {
+		return c.Fail(err)
+	}
+	n, ok := client.HostNode(all, host)
+	if !ok {
+		return c.Errorf("no node has hostname or address %q", host)
+	}
+	fmt.Fprintln(c.Stdout, n)
+	return 0
 }
 
 // render produces the whole output once.
@@ -124,6 +207,8 @@ func render(t client.Tree, specs []client.NodeSpec, o *options) (string, error) 
 		return "", err
 	}
 	nodes, err := selectNodes(all, specs, o.master)
+	compact := !(o.long || o.addr || o.state || o.count || o.total)
+	sortNodes(nodes, o, compact)
 	var b strings.Builder
 	switch {
 	case o.long:
@@ -131,74 +216,147 @@ func render(t client.Tree, specs []client.NodeSpec, o *options) (string, error) 
 	case o.addr || o.state:
 		b.WriteString(formatFields(nodes, o.addr, o.state))
 	case o.count:
-		fmt.Fprintf(&b, "%d\n", len(nodes))
+		for _, n := range nodes {
+			fmt.Fprintf(&b, "%d\n", n.Node)
+		}
 	case o.total:
-		b.WriteString(formatTotals(nodes))
+		fmt.Fprintf(&b, "%d\n", len(nodes))
 	default:
-		b.WriteString(formatCompact(nodes))
+		b.WriteString(formatCompact(nodes, o.width))
 	}
 	return b.String(), err
 }
 
+// sortNodes orders the nodes as BProc's bpstat: the compact table by
+// state then number, the other listings by number; -S, -N, -O choose,
+// -R reverses.
+func sortNodes(nodes []client.NodeStatus, o *options, compact bool) {
+	if o.keepOrder {
+		if o.reverse {
+			for i, j := 0, len(nodes)-1; i < j; i, j = i+1, j-1 {
+				nodes[i], nodes[j] = nodes[j], nodes[i]
+			}
+		}
+		return
+	}
+	byState := o.byState || (compact && !o.byNumber)
+	sort.SliceStable(nodes, func(i, j int) bool {
+		a, b := nodes[i], nodes[j]
+		if byState && a.State != b.State {
+			return (a.State < b.State) != o.reverse
+		}
+		if byState {
+			return a.Node < b.Node
+		}
+		return (a.Node < b.Node) != o.reverse
+	})
+}
+
 // selectNodes picks the nodes the specs name (default: the compute nodes,
-// plus the master with -M), in ascending order. Named nodes the cluster
-// does not have are an error, after the others.
+// plus the master with -M), in the specs' order, each once. Named nodes
+// the cluster does not have are an error, after the others.
 func selectNodes(all []client.NodeStatus, specs []client.NodeSpec, master bool) ([]client.NodeStatus, error) {
 	byNum := map[int]client.NodeStatus{}
 	for _, n := range all {
 		byNum[n.Node] = n
 	}
-	want := map[int]bool{}
-	var missing []int
+	var out []client.NodeStatus
 	if len(specs) == 0 {
 		for _, n := range all {
 			if n.Node >= 0 || master {
-				want[n.Node] = true
+				out = append(out, n)
 			}
 		}
+		return out, nil
 	}
+	seen := map[int]bool{}
+	var missing []int
+	var bad []string
 	for _, ns := range specs {
-		for _, n := range ns.Expand(all) {
-			if _, ok := byNum[n]; !ok {
-				missing = append(missing, n)
-				continue
-			}
-			want[n] = true
+		nodes, err := ns.Resolve(all)
+		if err != nil {
+			bad = append(bad, err.Error())
 		}
-	}
-	var out []client.NodeStatus
-	for _, n := range all {
-		if want[n.Node] {
-			out = append(out, n)
+		for _, n := range nodes {
+			st, ok := byNum[n]
+			switch {
+			case !ok:
+				missing = append(missing, n)
+			case !seen[n]:
+				seen[n] = true
+				out = append(out, st)
+			}
 		}
 	}
 	if len(missing) > 0 {
-		return out, fmt.Errorf("no such node: %s", client.FormatRanges(missing))
+		bad = append(bad, "no such node: "+client.FormatRanges(missing))
+	}
+	if len(bad) > 0 {
+		return out, fmt.Errorf("%s", strings.Join(bad, "; "))
 	}
 	return out, nil
 }
 
-// formatCompact is BProc's default table: runs of consecutive nodes with
-// the same state, mode, user and group share one line.
-func formatCompact(nodes []client.NodeStatus) string {
-	var b strings.Builder
-	row := func(a, s, m, u, g string) { fmt.Fprintf(&b, "%-11s %-12s %-10s %-10s %s\n", a, s, m, u, g) }
-	row("Node(s)", "Status", "Mode", "User", "Group")
+// execMode is the mode as BProc's bpstat shows it: the execute bits only,
+// the ones that decide who may run work on the node.
+func execMode(n client.NodeStatus) string {
+	b := []byte("---------")
+	for i, bit := range []os.FileMode{0o100, 0o010, 0o001} {
+		if n.Mode&bit != 0 {
+			b[3*i+2] = 'x'
+		}
+	}
+	return "-" + string(b)
+}
+
+// nodeLabel writes numbers as runs ("0-3,5"); the master is never part
+// of a run ("-1,0-3", not "-1-3").
+func nodeLabel(nums []int) string {
+	var parts []string
+	if len(nums) > 0 && nums[0] == client.Master {
+		parts = append(parts, "-1")
+		nums = nums[1:]
+	}
+	if len(nums) > 0 {
+		parts = append(parts, client.FormatRanges(nums))
+	}
+	return strings.Join(parts, ",")
+}
+
+// formatCompact is BProc's default table: nodes next to each other in the
+// (sorted) list with the same state, mode, user and group share one line.
+// width (the terminal's) cuts lines; 0 leaves them whole.
+func formatCompact(nodes []client.NodeStatus, width int) string {
+	type row struct{ label, state, mode, user, group string }
+	rows := []row{{"Node(s)", "Status", "Mode", "User", "Group"}}
+	same := func(x, y client.NodeStatus) bool {
+		return x.State == y.State && execMode(x) == execMode(y) && x.User == y.User && x.Group == y.Group
+	}
 	for i := 0; i < len(nodes); {
 		j := i
-		same := func(x, y client.NodeStatus) bool {
-			return x.State == y.State && x.ModeStr == y.ModeStr && x.User == y.User && x.Group == y.Group
-		}
-		for j+1 < len(nodes) && nodes[j+1].Node == nodes[j].Node+1 && same(nodes[j+1], nodes[i]) {
+		for j < len(nodes) && same(nodes[j], nodes[i]) {
 			j++
 		}
-		label := fmt.Sprint(nodes[i].Node)
-		if j > i {
-			label = fmt.Sprintf("%d-%d", nodes[i].Node, nodes[j].Node)
+		var nums []int
+		for _, n := range nodes[i:j] {
+			nums = append(nums, n.Node)
 		}
+		sort.Ints(nums)
 		n := nodes[i]
-		row(label, n.State, n.ModeStr, n.User, n.Group)
-		i = j + 1
+		rows = append(rows, row{nodeLabel(nums), n.State, execMode(n), n.User, n.Group})
+		i = j
+	}
+	lw := 11
+	for _, r := range rows {
+		lw = max(lw, len(r.label))
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		line := fmt.Sprintf("%-*s %-12s %-10s %-10s %s", lw, r.label, r.state, r.mode, r.user, r.group)
+		if width > 0 && len(line) > width-1 {
+			line = line[:width-1]
+		}
+		b.WriteString(line + "\n")
 	}
 	return b.String()
 }
@@ -211,7 +369,7 @@ func formatLong(nodes []client.NodeStatus) string {
 	}
 	row("Node", "Address", "Status", "Mode", "User", "Group", "Host")
 	for _, n := range nodes {
-		row(fmt.Sprint(n.Node), n.Addr, n.State, n.ModeStr, n.User, n.Group, n.Host)
+		row(fmt.Sprint(n.Node), n.Addr, n.State, execMode(n), n.User, n.Group, n.Host)
 	}
 	return b.String()
 }
@@ -229,31 +387,6 @@ func formatFields(nodes []client.NodeStatus, addr, state bool) string {
 			f = append(f, n.State)
 		}
 		b.WriteString(strings.Join(f, "\t") + "\n")
-	}
-	return b.String()
-}
-
-// formatTotals counts nodes per state, in BProc's state order, leaving out
-// states no node is in.
-func formatTotals(nodes []client.NodeStatus) string {
-	count := map[string]int{}
-	for _, n := range nodes {
-		count[n.State]++
-	}
-	var b strings.Builder
-	seen := map[string]bool{}
-	for _, s := range client.States {
-		if count[s] > 0 {
-			fmt.Fprintf(&b, "%-12s %d\n", s, count[s])
-		}
-		seen[s] = true
-	}
-	// States this version does not know still get counted.
-	for _, n := range nodes {
-		if !seen[n.State] {
-			seen[n.State] = true
-			fmt.Fprintf(&b, "%-12s %d\n", n.State, count[n.State])
-		}
 	}
 	return b.String()
 }

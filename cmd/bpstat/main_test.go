@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -36,20 +37,65 @@ func TestCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := formatCompact(nodes)
+	sortNodes(nodes, &options{}, true)
+	got := formatCompact(nodes, 0)
+	// BProc's order: by state, then number; runs of one state share a line.
 	want := "" +
 		"Node(s)     Status       Mode       User       Group\n" +
+		"4-5         down         ---------- root       root\n" +
 		"0-2         up           ---x--x--x root       root\n" +
 		"3           up           ---x--x--x any        any\n" +
-		"4-5         down         ---------- root       root\n" +
 		"6           up           ---x--x--x root       root\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
-	// A gap in the numbering splits a run even when the fields agree.
+	// A gap in the numbering is a comma, not a range.
 	gap := parse(t, "0 up - ---x--x--x root root a\n2 up - ---x--x--x root root b\n")
-	if got := formatCompact(gap); !strings.Contains(got, "\n0 ") || !strings.Contains(got, "\n2 ") {
-		t.Errorf("gap collapsed:\n%s", got)
+	if got := formatCompact(gap, 0); !strings.Contains(got, "\n0,2 ") {
+		t.Errorf("gap:\n%s", got)
+	}
+	// Only the execute bits show; the master is never part of a run.
+	m := parse(t, "-1 up - -rwxr-x--x root root m\n0 up - -rwxr-x--x root root a\n1 up - ---x--x--x root root b\n")
+	if got := formatCompact(m, 0); !strings.Contains(got, "\n-1,0-1      up           ---x--x--x root") {
+		t.Errorf("master or mode:\n%s", got)
+	}
+	// A terminal's width cuts lines.
+	if got := formatCompact(nodes, 30); strings.Contains(got, "root       root") || len(strings.Split(got, "\n")[1]) != 29 {
+		t.Errorf("width 30:\n%s", got)
+	}
+}
+
+func TestSort(t *testing.T) {
+	all := parse(t, sample)
+	order := func(o options, compact bool) string {
+		nodes, _ := selectNodes(all, nil, false)
+		sortNodes(nodes, &o, compact)
+		var s []string
+		for _, n := range nodes {
+			s = append(s, fmt.Sprint(n.Node))
+		}
+		return strings.Join(s, " ")
+	}
+	for _, tc := range []struct {
+		o       options
+		compact bool
+		want    string
+	}{
+		{options{}, false, "0 1 2 3 4 5 6"},
+		{options{}, true, "4 5 0 1 2 3 6"},
+		{options{byNumber: true}, true, "0 1 2 3 4 5 6"},
+		{options{reverse: true}, false, "6 5 4 3 2 1 0"},
+		{options{byState: true, reverse: true}, false, "0 1 2 3 6 4 5"},
+	} {
+		if got := order(tc.o, tc.compact); got != tc.want {
+			t.Errorf("%+v compact %v: %s, want %s", tc.o, tc.compact, got, tc.want)
+		}
+	}
+	spec, _ := client.ParseNodeSpec("5,1,3")
+	nodes, _ := selectNodes(all, []client.NodeSpec{spec}, false)
+	sortNodes(nodes, &options{keepOrder: true}, false)
+	if nodes[0].Node != 5 || nodes[1].Node != 1 || nodes[2].Node != 3 {
+		t.Errorf("-O: %v", nodes)
 	}
 }
 
@@ -63,7 +109,7 @@ func TestSelect(t *testing.T) {
 		return ns
 	}
 	nodes, err := selectNodes(all, []client.NodeSpec{spec("5,1"), spec("master")}, false)
-	if err != nil || len(nodes) != 3 || nodes[0].Node != -1 || nodes[1].Node != 1 || nodes[2].Node != 5 {
+	if err != nil || len(nodes) != 3 || nodes[0].Node != 5 || nodes[1].Node != 1 || nodes[2].Node != -1 {
 		t.Errorf("got %v %v", nodes, err)
 	}
 	if nodes, _ := selectNodes(all, nil, true); len(nodes) != 8 {
@@ -84,12 +130,6 @@ func TestFieldsTotalsLong(t *testing.T) {
 	if got := formatFields(nodes[:1], true, true); got != "10.77.0.10\tup\n" {
 		t.Errorf("-a -s: %q", got)
 	}
-	if got := formatTotals(nodes); got != "down         2\nup           5\n" && got != "up           5\ndown         2\n" {
-		t.Errorf("-t: %q", got)
-	}
-	if got := formatTotals(nodes); !strings.HasPrefix(got, "down") {
-		t.Errorf("-t not in BProc state order: %q", got)
-	}
 	long := formatLong(nodes)
 	lines := strings.Split(strings.TrimSpace(long), "\n")
 	if len(lines) != 8 || !strings.HasPrefix(lines[0], "Node") || !strings.Contains(lines[1], "10.77.0.10") || !strings.HasSuffix(lines[1], "n0") {
@@ -106,7 +146,7 @@ func TestProcs(t *testing.T) {
 }
 
 func TestPrologue(t *testing.T) {
-	clitest.Prologue(t, "bpstat", run, "--long", []string{"-l", "-t"}, []string{"-p", "-n"}, []string{"x"})
+	clitest.Prologue(t, "bpstat", run, "--long", []string{"-l", "-t"}, []string{"-p", "-n"}, []string{"x!"}, []string{"-N", "-S"})
 }
 
 func TestLive(t *testing.T) {
@@ -124,8 +164,12 @@ func TestLive(t *testing.T) {
 		t.Errorf("bpstat -s -1: %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"-n"}, nil, &out, os.Stderr); code != 0 || out.String() != "0\n" {
-		t.Errorf("bpstat -n (no compute nodes): %d %q", code, out.String())
+	if code := run([]string{"-t"}, nil, &out, os.Stderr); code != 0 || out.String() != "0\n" {
+		t.Errorf("bpstat -t (no compute nodes): %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"-n", "-M"}, nil, &out, os.Stderr); code != 0 || out.String() != "-1\n" {
+		t.Errorf("bpstat -n -M: %d %q", code, out.String())
 	}
 	out.Reset()
 	if code := run([]string{"3"}, nil, &out, os.Stderr); code != 1 {
@@ -134,5 +178,11 @@ func TestLive(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"-p"}, nil, &out, os.Stderr); code != 0 || !strings.HasPrefix(out.String(), "PID     Node\n") {
 		t.Errorf("bpstat -p: %d %q", code, out.String())
+	}
+}
+
+func TestFit(t *testing.T) {
+	if got := fit("abcdef\nab\nabcde", 5); got != "abcd\nab\nabcd\n" {
+		t.Errorf("got %q", got)
 	}
 }
