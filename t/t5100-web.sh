@@ -21,7 +21,7 @@ http_get() { in_master python3 "$TEST_DIRECTORY/web-get.py" "$@"; }
 metric() { awk -v k="$1" '$1 == k { print $2; found = 1 } END { exit !found }' "$2"; }
 # wait_metric SAMPLE VALUE: polls /metrics until SAMPLE has VALUE.
 wait_metric() {
-	wait_for "http_get http://$HTTP/metrics >scrape && test \"\$(metric '$1' scrape)\" = '$2'" 10
+	wait_for "http_get http://$HTTP/metrics >scrape && test \"\$(metric '$1' scrape)\" = '$2'" 30
 }
 # expected_cells: what a row through the cells must show, from the tree:
 # one 64-pixel run per node, in its state's colour, by node number.
@@ -50,7 +50,7 @@ test_expect_success 'jobs of every kind: exited, running, failed to start, lost 
 	echo "exec -n /bin/sleep 300" >$BPROC/node/3/ctl &&
 	slave_kill 3 &&
 	wait_node_state 3 down &&
-	wait_for "grep -q \" 3 exited \" $BPROC/proc/*/status" 5
+	wait_for "grep -q \" 3 exited \" $BPROC/proc/*/status" 30
 '
 
 test_expect_success '/metrics: each node in exactly the state node/N/status shows, counts as in status' '
@@ -150,7 +150,7 @@ test_expect_success 'off localhost with a token file: refused without it, served
 	test_when_finished "bg_kill master-env" &&
 	url=http://$MASTER_ADDR:2225 &&
 	tok=$(cat $T/http.token) &&
-	wait_for "in_node 0 python3 $TEST_DIRECTORY/web-get.py $url/metrics 2>&1 | grep -q \"HTTP 401\"" 5 &&
+	wait_for "in_node 0 python3 $TEST_DIRECTORY/web-get.py $url/metrics 2>&1 | grep -q \"HTTP 401\"" 30 &&
 	! in_node 0 python3 $TEST_DIRECTORY/web-get.py $url/metrics "Authorization: Bearer wrong$tok" 2>err &&
 	test_grep "HTTP 401" err &&
 	! in_node 0 python3 $TEST_DIRECTORY/web-get.py "$url/?token=x$tok" 2>err &&
