@@ -255,7 +255,7 @@ func (s *Slave) runStateCommand(m *slaveproto.Msg) {
 
 // start runs one job and reports it on slave/report.
 func (s *Slave) start(ctx context.Context, l *link, m *slaveproto.Msg) {
-	report := func(lines ...string) bool { return s.report(l, m.Pid, lines...) == nil }
+	report := func(lines ...string) bool { return s.report(l, m.Pid, m.Inc, lines...) == nil }
 	fail := func(err error) {
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
@@ -374,11 +374,12 @@ func (s *Slave) start(ctx context.Context, l *link, m *slaveproto.Msg) {
 	s.ended(ctx, j, status)
 }
 
-// report sends lines about job pid on l's report file, in one write.
-func (s *Slave) report(l *link, pid int, lines ...string) error {
+// report sends lines about incarnation inc of job pid on l's report
+// file, in one write.
+func (s *Slave) report(l *link, pid, inc int, lines ...string) error {
 	var b []byte
 	for _, line := range lines {
-		b = fmt.Appendf(b, "%d %s\n", pid, line)
+		b = fmt.Appendf(b, "%s %s\n", slaveproto.FormatRef(pid, inc), line)
 	}
 	s.trace("-> %s", b)
 	l.reportMu.Lock()
@@ -388,8 +389,9 @@ func (s *Slave) report(l *link, pid int, lines ...string) error {
 		s.logf("job %d: reporting %q: %v", pid, b, err)
 		// The master not knowing the process is its answer to a start
 		// it gave up on; anything else means the link is broken, and
-		// a fresh connection is the way out.
-		if !errors.Is(err, syscall.ESRCH) {
+		// a fresh connection is the way out. A stale incarnation
+		// (the process moved on) is no fault of the link either.
+		if !errors.Is(err, syscall.ESRCH) && !errors.Is(err, syscall.ESTALE) {
 			l.fail(fmt.Errorf("reporting to the master: %w", err))
 		}
 	}
