@@ -42,6 +42,7 @@ type jobsState struct {
 
 type running struct {
 	pid      int
+	inc      int // the incarnation its start message gave, echoed in reports
 	pgid     int
 	uid, gid uint32
 	argv     []string
@@ -57,7 +58,7 @@ type running struct {
 }
 
 func newRunning(m *slaveproto.Msg) *running {
-	j := &running{pid: m.Pid, uid: m.Uid, gid: m.Gid, argv: m.Argv, attached: m.Attached, gone: make(chan struct{})}
+	j := &running{pid: m.Pid, inc: m.Inc, uid: m.Uid, gid: m.Gid, argv: m.Argv, attached: m.Attached, gone: make(chan struct{})}
 	for i, name := range []string{"stdout", "stderr"} {
 		j.out[i] = &outBuf{name: name, path: fmt.Sprintf("slave/proc/%d/%s", m.Pid, name), changed: make(chan struct{})}
 	}
@@ -450,7 +451,7 @@ func (s *Slave) ended(ctx context.Context, j *running, status string) {
 				}
 				ob.mu.Unlock()
 			}
-			err := s.report(l, j.pid, append(lines, status)...)
+			err := s.report(l, j.pid, j.inc, append(lines, status)...)
 			if err == nil {
 				s.jmu.Lock()
 				j.reported = l
@@ -627,7 +628,7 @@ func (s *Slave) handOver(l *link, grace time.Duration) {
 // record is job j as a new master is told of it.
 func (s *Slave) record(j *running) *slaveproto.Adopt {
 	s.jmu.Lock()
-	a := &slaveproto.Adopt{Pid: j.pid, Uid: j.uid, Gid: j.gid, Argv: j.argv, Attached: j.attached, State: "running", Status: j.status}
+	a := &slaveproto.Adopt{Pid: j.pid, Inc: j.inc, Uid: j.uid, Gid: j.gid, Argv: j.argv, Attached: j.attached, State: "running", Status: j.status}
 	if j.stopped {
 		a.State = "stopped"
 	}

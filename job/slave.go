@@ -255,7 +255,7 @@ func (s *Slave) runStateCommand(m *slaveproto.Msg) {
 func (s *Slave) start(ctx context.Context, l *link, m *slaveproto.Msg) {
 	bin, err := s.cache.get(l.tree, s.CacheDir, m)
 	if err != nil {
-		s.fail(l, m.Pid, fmt.Errorf("fetching %s: %w", m.Path, err))
+		s.fail(l, m, fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
 	}
 	s.run(ctx, l, m, execSpawn(bin, m.Argv, m.Env, m.Dir))
@@ -267,13 +267,13 @@ func (s *Slave) run(ctx context.Context, l *link, m *slaveproto.Msg, spawn spawn
 	j := newRunning(m)
 	f, err := openFiles(j, m.Null)
 	if err != nil {
-		s.fail(l, m.Pid, err)
+		s.fail(l, m, err)
 		return
 	}
 	p, err := s.spawn(l, j, m, f, spawn)
 	if err != nil {
 		f.close(j)
-		s.fail(l, m.Pid, err)
+		s.fail(l, m, err)
 		return
 	}
 	f.closeChild()
@@ -324,7 +324,7 @@ func (s *Slave) supervise(ctx context.Context, l *link, j *running, p *proc, std
 		go s.fill(j, ob)
 		go s.sendOut(j, ob)
 	}
-	if s.report(l, j.pid, fmt.Sprintf("started %d", p.pid)) != nil {
+	if s.report(l, j.pid, j.inc, fmt.Sprintf("started %d", p.pid)) != nil {
 		// The master gave up on this start (the writer was interrupted,
 		// or it timed out): nobody can see or wait for the process.
 		syscall.Kill(-p.pid, syscall.SIGKILL)
@@ -355,21 +355,22 @@ func (s *Slave) exitStatus(j *running, st *os.ProcessState, err error) string {
 	return "exit 255"
 }
 
-// fail reports that job pid did not start, with err's errno (EIO if none).
-func (s *Slave) fail(l *link, pid int, err error) {
+// fail reports that job m did not start, with err's errno (EIO if none).
+func (s *Slave) fail(l *link, m *slaveproto.Msg, err error) {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		errno = syscall.EIO
 	}
 	// One line: a path in the text may hold a newline.
-	s.report(l, pid, fmt.Sprintf("failed %d %s", int(errno), strings.ReplaceAll(err.Error(), "\n", `\n`)))
+	s.report(l, m.Pid, m.Inc, fmt.Sprintf("failed %d %s", int(errno), strings.ReplaceAll(err.Error(), "\n", `\n`)))
 }
 
-// report sends lines about job pid on l's report file, in one write.
-func (s *Slave) report(l *link, pid int, lines ...string) error {
+// report sends lines about incarnation inc of job pid on l's report
+// file, in one write.
+func (s *Slave) report(l *link, pid, inc int, lines ...string) error {
 	var b []byte
 	for _, line := range lines {
-		b = fmt.Appendf(b, "%d %s\n", pid, line)
+		b = fmt.Appendf(b, "%s %s\n", slaveproto.FormatRef(pid, inc), line)
 	}
 	s.trace("-> %s", b)
 	l.reportMu.Lock()
@@ -379,8 +380,9 @@ func (s *Slave) report(l *link, pid int, lines ...string) error {
 		s.logf("job %d: reporting %q: %v", pid, b, err)
 		// The master not knowing the process is its answer to a start
 		// it gave up on; anything else means the link is broken, and
-		// a fresh connection is the way out.
-		if !errors.Is(err, syscall.ESRCH) {
+		// a fresh connection is the way out. A stale incarnation
+		// (the process moved on) is no fault of the link either.
+		if !errors.Is(err, syscall.ESRCH) && !errors.Is(err, syscall.ESTALE) {
 			l.fail(fmt.Errorf("reporting to the master: %w", err))
 		}
 	}

@@ -48,13 +48,14 @@ func (h *adoptHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
 func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 	n := sc.node
 	p := &Proc{
-		pid: a.Pid, node: n.num, uid: a.Uid, gid: a.Gid, argv: a.Argv, attached: a.Attached, conn: sc, ring: n.ring,
+		pid: a.Pid, inc: a.Inc, node: n.num, uid: a.Uid, gid: a.Gid, argv: a.Argv, attached: a.Attached, conn: sc, ring: n.ring,
 		stdout:  synth.NewStream(streamSize, !a.Attached),
 		stderr:  synth.NewStream(streamSize, !a.Attached),
 		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
 		done:    make(chan struct{}),
 		state:   a.State,
+		ev:      &m.ev,
 	}
 	if a.State == "exited" {
 		p.state = "running" // until finish, below
@@ -81,6 +82,9 @@ func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 		m.pidIssuedLocked()
 	}
 	m.mu.Unlock()
+	p.mu.Lock() // its events begin here, for this master's subscribers
+	p.ev.publish(Event{Kind: Started, Pid: p.pid, Node: n.num, Inc: p.inc})
+	p.mu.Unlock()
 	if a.Stdout.Done {
 		p.stdout.CloseWrite()
 	}
@@ -116,7 +120,8 @@ func (m *Master) watchOutput(p *Proc) {
 			}
 			mu.Unlock()
 			if send {
-				p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
+				_, sc, _ := p.place()
+				sc.sendIfAlive(m, &slaveproto.Msg{Op: "ack", Pid: p.pid, Stream: name, Off: out})
 			}
 		})
 	}

@@ -61,6 +61,7 @@ type Master struct {
 	slaves  map[context.Context]*slaveConn
 	bins    binCache
 	ctr     counters // monitoring: job events, bytes streamed (snapshot.go)
+	ev      events   // process events for subscribers (events.go)
 
 	root synth.Dir
 }
@@ -230,14 +231,14 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 	}
 	var lost []*Proc
 	for _, p := range m.procs {
-		if p.conn == sc {
+		if _, cur, _ := p.place(); cur == sc {
 			lost = append(lost, p)
 		}
 	}
 	m.mu.Unlock()
 	m.Logf("node %d down: %s", n.num, why)
 	for _, p := range lost {
-		p.finish(fmt.Sprintf("lost node %d down", n.num))
+		p.lose(sc, fmt.Sprintf("lost node %d down", n.num)) // unless it moved meanwhile
 	}
 }
 
@@ -338,7 +339,8 @@ func (m *Master) sweep(now time.Time) {
 	trimExited(exited)
 	// The slave may drop what it kept for them (unread output).
 	for _, p := range forgotten {
-		p.conn.sendIfAlive(m, &slaveproto.Msg{Op: "forget", Pid: p.pid})
+		_, sc, _ := p.place()
+		sc.sendIfAlive(m, &slaveproto.Msg{Op: "forget", Pid: p.pid})
 	}
 	for _, sc := range silent {
 		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
@@ -549,7 +551,7 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 	if err != nil {
 		return 0, err
 	}
-	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
+	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)
@@ -640,7 +642,7 @@ func (m *Master) signalNode(c *synth.Caller, n *node, sig syscall.Signal) (int, 
 	m.mu.Lock()
 	var targets []*Proc
 	for _, p := range m.procs {
-		if p.node == n.num && (c.Root() || p.uid == c.Uid) {
+		if node, _, _ := p.place(); node == n.num && (c.Root() || p.uid == c.Uid) {
 			targets = append(targets, p)
 		}
 	}

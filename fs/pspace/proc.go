@@ -19,20 +19,28 @@ import (
 // Proc is one process of the cluster-wide process space.
 type Proc struct {
 	pid      int
-	node     int
 	uid, gid uint32
 	argv     []string
 	attached bool
-	conn     *slaveConn
 	ctr      *counters // the master's, counting how the process ends
-	ring     *synth.Ring
+	ev       *events   // the master's, telling subscribers of its life
 
 	stdout, stderr, stdin *synth.Stream
 	started               chan error // the slave's "started" or "failed"
 	done                  chan struct{}
 
-	mu       sync.Mutex
-	state    string // starting, running, stopped, exited
+	// reports serialises what checks where the process is against what
+	// changes it (a slave's report, a move, a lost slave), so that a
+	// report is applied to the incarnation it was checked against.
+	reports sync.Mutex
+
+	mu sync.Mutex
+	// Where it runs; a move changes all four (place, move).
+	node     int
+	conn     *slaveConn
+	ring     *synth.Ring // its node's io, for output nobody attached to
+	inc      int         // its incarnation: 0, one more each move
+	state    string      // starting, running, stopped, exited
 	ospid    int
 	status   string // the wait line, once done
 	exitedAt time.Time
@@ -50,6 +58,7 @@ func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string,
 		done:    make(chan struct{}),
 		state:   "starting",
 		ctr:     &m.ctr,
+		ev:      &m.ev,
 	}
 	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
@@ -74,6 +83,9 @@ func (p *Proc) finish(status string) {
 		return
 	}
 	p.ctr.ended(p.node, p.state, status)
+	if p.state != "starting" { // a start that failed was never news
+		p.ev.publish(Event{Kind: Exited, Pid: p.pid, Node: p.node, Inc: p.inc, Status: status})
+	}
 	p.status = status
 	p.state = "exited"
 	p.exitedAt = time.Now()
@@ -90,6 +102,66 @@ func (p *Proc) finish(status string) {
 	close(p.done)
 }
 
+// place is where the process runs now: its node, that node's slave and
+// its incarnation there.
+func (p *Proc) place() (node int, sc *slaveConn, inc int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.node, p.conn, p.inc
+}
+
+// outRing is the io ring of the process's node, now.
+func (p *Proc) outRing() *synth.Ring {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ring
+}
+
+// move places the process on node n, served by slave sc, as its next
+// incarnation: from then on reports naming an earlier incarnation are
+// refused, and the slave of the node it left going down does not end
+// it. It returns the new incarnation, which n's start message carries.
+// Process migration (dump here, restore there) is its user.
+func (p *Proc) move(n *node, sc *slaveConn) (int, error) {
+	p.reports.Lock()
+	defer p.reports.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status != "" {
+		return 0, fmt.Errorf("process %d has exited: %w", p.pid, syscall.ESRCH)
+	}
+	from := p.node
+	p.node, p.conn, p.ring = n.num, sc, n.ring
+	p.inc++
+	p.ev.publish(Event{Kind: Moved, Pid: p.pid, Node: n.num, From: from, Inc: p.inc})
+	return p.inc, nil
+}
+
+// lose ends the process as lost, with status, if slave sc still runs it.
+func (p *Proc) lose(sc *slaveConn, status string) {
+	p.reports.Lock()
+	defer p.reports.Unlock()
+	if _, cur, _ := p.place(); cur == sc {
+		p.finish(status)
+	}
+}
+
+// fromSlave applies a report line about incarnation inc from slave sc:
+// only the current incarnation's slave may change the process.
+func (p *Proc) fromSlave(sc *slaveConn, inc int, line string) error {
+	p.reports.Lock()
+	defer p.reports.Unlock()
+	node, cur, curInc := p.place()
+	switch {
+	case inc != curInc:
+		return fmt.Errorf("report for process %d incarnation %d, but it is incarnation %d on node %d now: %w",
+			p.pid, inc, curInc, node, syscall.ESTALE)
+	case cur != sc:
+		return fmt.Errorf("report for process %d, which does not run there: %w", p.pid, syscall.ESRCH)
+	}
+	return p.slaveReport(line)
+}
+
 func (p *Proc) exitTime() (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -98,9 +170,9 @@ func (p *Proc) exitTime() (time.Time, bool) {
 
 func (p *Proc) statusLine() string {
 	p.mu.Lock()
-	state := p.state
+	node, state := p.node, p.state
 	p.mu.Unlock()
-	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, p.node, state, p.uid, p.gid, escapeBytes(synth.JoinCommand(p.argv)))
+	return fmt.Sprintf("%d %d %s %d %d %s\n", p.pid, node, state, p.uid, p.gid, escapeBytes(synth.JoinCommand(p.argv)))
 }
 
 // escapeBytes shows control characters and bytes that are not UTF-8 as
@@ -133,7 +205,8 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 		return fmt.Errorf("process %d has exited: %w", p.pid, syscall.ESRCH)
 	default:
 	}
-	if err := p.conn.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(sig)}); err != nil {
+	_, sc, _ := p.place()
+	if err := sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(sig)}); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -167,6 +240,7 @@ func (p *Proc) slaveReport(line string) error {
 		starting := p.state == "starting"
 		if starting && r.Kind == "started" {
 			p.ospid, p.state = r.N, "running"
+			p.ev.publish(Event{Kind: Started, Pid: p.pid, Node: p.node, Inc: p.inc})
 		}
 		p.mu.Unlock()
 		if !starting {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 )
 
@@ -105,7 +106,10 @@ func (d *slaveProcDir) Lookup(c *synth.Caller, name string) (synth.Node, error) 
 	d.m.mu.Lock()
 	p := d.m.procs[pid]
 	d.m.mu.Unlock()
-	if p == nil || p.conn != sc {
+	if p == nil {
+		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
+	}
+	if _, cur, _ := p.place(); cur != sc {
 		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
 	}
 	return d.m.slaveProcFiles(p), nil
@@ -116,7 +120,7 @@ func (m *Master) slaveProcFiles(p *Proc) synth.Dir {
 		return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
 			var tee func([]byte)
 			if !p.attached {
-				tee = func(b []byte) { p.ring.Write(p.uid, b) }
+				tee = func(b []byte) { p.outRing().Write(p.uid, b) }
 			}
 			return m.ctr.counted(streamName(p, s), synth.NewStreamWriter(s, tee)), nil
 		}}
@@ -128,7 +132,9 @@ func (m *Master) slaveProcFiles(p *Proc) synth.Dir {
 }
 
 // reportHandle takes a slave's reports, one per line: "PID started OSPID",
-// "PID failed ERRNO TEXT", "PID exit N", "PID signal N". One file per
+// "PID failed ERRNO TEXT", "PID exit N", "PID signal N", PID being
+// "PID.INC" for a moved process (slaveproto.FormatRef). A report from an
+// incarnation the process has left is refused (ESTALE). One file per
 // connection keeps a job's start to a single round trip.
 type reportHandle struct {
 	synth.NoRead
@@ -140,18 +146,18 @@ type reportHandle struct {
 func (h *reportHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		h.m.Trace("node %d -> %s", h.sc.node.num, line)
-		pidText, rest, _ := strings.Cut(line, " ")
-		pid, err := strconv.Atoi(pidText)
+		ref, rest, _ := strings.Cut(line, " ")
+		pid, inc, err := slaveproto.ParseRef(ref)
 		if err != nil {
-			return 0, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
+			return 0, fmt.Errorf("bad report %q: %w", line, err)
 		}
 		h.m.mu.Lock()
 		p := h.m.procs[pid]
 		h.m.mu.Unlock()
-		if p == nil || p.conn != h.sc {
+		if p == nil {
 			return 0, fmt.Errorf("report for unknown process %d: %w", pid, syscall.ESRCH)
 		}
-		if err := p.slaveReport(rest); err != nil {
+		if err := p.fromSlave(h.sc, inc, rest); err != nil {
 			return 0, err
 		}
 	}

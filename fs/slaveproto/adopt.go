@@ -15,6 +15,7 @@ import (
 // Adopt is a slave's account of a job it kept while it had no master.
 type Adopt struct {
 	Pid      int          `json:"pid"`
+	Inc      int          `json:"inc,omitempty"` // the incarnation its start message gave
 	Uid      uint32       `json:"uid"`
 	Gid      uint32       `json:"gid"`
 	Argv     []string     `json:"argv"`
@@ -48,6 +49,8 @@ func ParseAdopt(b []byte) (*Adopt, error) {
 	switch {
 	case a.Pid <= 0:
 		return nil, fmt.Errorf("adopt record: bad pid %d: %w", a.Pid, syscall.EINVAL)
+	case a.Inc < 0:
+		return nil, fmt.Errorf("adopt record %d: bad incarnation %d: %w", a.Pid, a.Inc, syscall.EINVAL)
 	case len(a.Argv) == 0:
 		return nil, fmt.Errorf("adopt record %d: no argv: %w", a.Pid, syscall.EINVAL)
 	case a.Stdout.Off < 0 || a.Stderr.Off < 0:

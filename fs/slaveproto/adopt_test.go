@@ -18,6 +18,8 @@ func TestParseAdopt(t *testing.T) {
 		{`{"pid":7,"argv":["a"],"state":"exited","status":"signal 9"}`, ""},
 		{`{"pid":0,"argv":["a"],"state":"running"}`, "bad pid"},
 		{`{"pid":-3,"argv":["a"],"state":"running"}`, "bad pid"},
+		{`{"pid":7,"inc":2,"argv":["a"],"state":"running"}`, ""},
+		{`{"pid":7,"inc":-1,"argv":["a"],"state":"running"}`, "bad incarnation"},
 		{`{"pid":7,"state":"running"}`, "no argv"},
 		{`{"pid":7,"argv":["a"],"state":"zombie"}`, "bad state"},
 		{`{"pid":7,"argv":["a"],"state":"running","status":"exit 1"}`, "with a status"},
@@ -54,7 +56,7 @@ func FuzzParseAdopt(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if a.Pid <= 0 || len(a.Argv) == 0 || a.Stdout.Off < 0 || a.Stderr.Off < 0 {
+		if a.Pid <= 0 || a.Inc < 0 || len(a.Argv) == 0 || a.Stdout.Off < 0 || a.Stderr.Off < 0 {
 			t.Fatalf("accepted %q as %+v", b, a)
 		}
 		if (a.State == "exited") != (a.Status != "") {

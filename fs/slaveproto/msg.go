@@ -16,7 +16,8 @@ import (
 //	slave/jobs            read: JSON messages, one per line, for this node (opening it registers the node)
 //	slave/ping            write: anything; proves the slave is alive
 //	slave/bin/HASH        read: the binary with that sha256, shipped from the master
-//	slave/report          write: "PID started OSPID" | "PID failed ERRNO TEXT" | "PID exit N" | "PID signal N" | "PID eof stdout|stderr" (ended empty)
+//	slave/report          write: "PID started OSPID" | "PID failed ERRNO TEXT" | "PID exit N" | "PID signal N" | "PID eof stdout|stderr" (ended empty);
+//	                      PID is "PID.INC" for a process's incarnation INC > 0 (report.go)
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
@@ -40,7 +41,10 @@ type Msg struct {
 	Off    int64  `json:"off,omitempty"`
 
 	// start, signal
-	Pid    int      `json:"pid,omitempty"`
+	Pid int `json:"pid,omitempty"`
+	// start: the process's incarnation, which every report about it
+	// names (FormatRef); 0 until it moves
+	Inc    int      `json:"inc,omitempty"`
 	Hash   string   `json:"hash,omitempty"`
 	Size   int64    `json:"size,omitempty"`
 	Path   string   `json:"path,omitempty"`   // the master's path: its name names the job's binary

@@ -7,6 +7,43 @@ import (
 	"syscall"
 )
 
+// A report line begins with the process it is about: "PID" for the
+// process's first incarnation (0), "PID.INC" for a later one. A process
+// that moves to another node gets the next incarnation, and the master
+// refuses reports naming an older one, so the node it left cannot end it.
+// A slave that knows nothing of incarnations writes "PID", which stands
+// for incarnation 0 and is refused once the process has moved.
+
+// FormatRef is the start of a report line about incarnation inc of pid.
+func FormatRef(pid, inc int) string {
+	if inc == 0 {
+		return strconv.Itoa(pid)
+	}
+	return strconv.Itoa(pid) + "." + strconv.Itoa(inc)
+}
+
+// ParseRef reads what FormatRef writes, and only that: no signs, no
+// leading zeros, no ".0" (one spelling per incarnation).
+func ParseRef(s string) (pid, inc int, err error) {
+	pidText, incText, dotted := strings.Cut(s, ".")
+	pid, ok := canonical(pidText)
+	if !ok || pid <= 0 {
+		return 0, 0, fmt.Errorf("bad pid %q in report: %w", s, syscall.EINVAL)
+	}
+	if dotted {
+		if inc, ok = canonical(incText); !ok || inc <= 0 {
+			return 0, 0, fmt.Errorf("bad incarnation %q in report: %w", s, syscall.EINVAL)
+		}
+	}
+	return pid, inc, nil
+}
+
+// canonical parses a decimal number without sign or leading zeros.
+func canonical(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && strconv.Itoa(n) == s
+}
+
 // Report is one parsed line of slave/report, after its pid.
 type Report struct {
 	Kind string // started, failed, exit, signal, eof
