@@ -361,6 +361,9 @@ func spoolDir(dir string) error {
 	if !st.IsDir() {
 		return fmt.Errorf("binary spool %s: not a directory", dir)
 	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != uint32(os.Geteuid()) {
+		return fmt.Errorf("binary spool %s: owned by uid %d, not the master's", dir, uid)
+	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("binary spool: %w", err)
 	}

@@ -401,6 +401,26 @@ func TestBinSpoolCleanup(t *testing.T) {
 	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
 		t.Errorf("spool mode %v", st.Mode())
 	}
+	// Not a directory of the master's: refused, nothing removed.
+	for _, tc := range []struct{ name, want string }{{"link", "not a directory"}, {"theirs", "owned by uid 4242"}} {
+		if tc.name == "theirs" && os.Geteuid() != 0 {
+			continue // only root can give it away
+		}
+		other := t.TempDir()
+		p := filepath.Join(other, "binspool")
+		if tc.name == "link" {
+			os.Symlink(dir, p)
+		} else {
+			os.Mkdir(p, 0o700)
+			os.Chown(p, 4242, 4242)
+		}
+		if err := NewMaster(DefaultConfig()).UseStateDir(other); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("a spool that is a %s: %v", tc.name, err)
+		}
+	}
+	if got := spooled(t, dir); len(got) != 1 {
+		t.Errorf("the spool holds %v", got)
+	}
 	l, err := m.bins.load(context.Background(), program(t, "p", 10, 'p'), root)
 	if err != nil {
 		t.Fatal(err)
