@@ -29,7 +29,8 @@ import (
 //	seal no                           # 9P in the clear after the handshake (trusted network)
 //	maxprocs 1024                     # live processes per user (0: no limit; root has none)
 //	grace 300                         # jobs of a -r slave outlive a lost master this long (seconds)
-//	statedir /var/lib/bproc           # what survives a restart (the pid high-water mark)
+//	statedir /var/lib/bproc           # what survives a restart (the pid high-water mark); binspool/ in it
+//	bincache 512M                     # bytes on disk of shipped binaries the master spools (K, M, G: KiB...)
 //	http 127.0.0.1:2224               # /metrics and the web view (off when absent)
 //	httptoken /etc/bproc/http.token   # required off localhost: the token, or a file holding it
 type Config struct {
@@ -42,6 +43,7 @@ type Config struct {
 	MaxProcs    int               // live processes a non-root uid may have; 0: no limit
 	Grace       time.Duration     // how long a -r slave keeps its jobs without a master
 	StateDir    string            // what survives a restart
+	BinCache    int64             // bytes on disk the spool of shipped binaries may take
 	HTTP        string            // host:port of /metrics and the web view; "": off
 	HTTPToken   string            // the token the web side requires, or an absolute path to a file holding it
 	Nodes       map[int]string    // node number -> address
@@ -63,6 +65,7 @@ func DefaultConfig() *Config {
 		MaxProcs:    DefaultMaxProcs,
 		Grace:       5 * time.Minute,
 		StateDir:    "/var/lib/bproc",
+		BinCache:    DefaultBinCache,
 		Nodes:       map[int]string{},
 		Commands:    map[string]string{},
 	}
@@ -103,6 +106,7 @@ var configKeywords = []configKeyword{
 		return nil
 	}},
 	{"statedir", 1, 1, func(c *Config, a []string) error { c.StateDir = a[0]; return nil }},
+	{"bincache", 1, 1, func(c *Config, a []string) (err error) { c.BinCache, err = parseBytes(a[0]); return err }},
 	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
 	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
 	{"statsfile", 1, 1, func(c *Config, a []string) error { c.StatsFile = a[0]; return nil }},

@@ -56,6 +56,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("iprange 0 0.0.0.0 255.255.255.255\n")
 	f.Add("pingtimeout 1e308\npingtimeout NaN\n")
 	f.Add("node 1 ::1 # comment\n\x00\n")
+	f.Add("bincache 512M\nbincache 1\nbincache 1024G\nbincache 1025G\nbincache 0\nbincache -1k\nbincache M\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		c, err := ParseConfig(strings.NewReader(text))
 		if err != nil {
@@ -64,7 +65,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if c.Port <= 0 || c.Port > 65535 || c.PingTimeout <= 0 || c.MaxProcs < 0 {
+		if c.Port <= 0 || c.Port > 65535 || c.PingTimeout <= 0 || c.MaxProcs < 0 || c.BinCache <= 0 {
 			t.Fatalf("accepted %q as %+v", text, c)
 		}
 	})

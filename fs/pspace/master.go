@@ -97,7 +97,6 @@ func NewMaster(cfg *Config) *Master {
 		nextPid: 1,
 		slaves:  map[context.Context]*slaveConn{},
 	}
-	m.bins.limit = 512 << 20
 	m.SetConfig(cfg)
 	m.nodeLocked(-1) // the master itself
 	m.root = m.newRoot()
@@ -117,6 +116,7 @@ func (m *Master) PingTimeout() time.Duration {
 // SetConfig installs a (re-read) configuration: configured nodes appear,
 // pingtimeout and node commands change at once.
 func (m *Master) SetConfig(cfg *Config) {
+	m.bins.setLimit(cfg.BinCache)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.cfg = cfg
@@ -289,6 +289,7 @@ func (m *Master) Shutdown() {
 	for _, sc := range slaves {
 		m.dropSlave(sc, "master shutting down")
 	}
+	m.bins.close()
 }
 
 // Run sweeps for silent slaves and old exited processes until ctx ends.
@@ -539,10 +540,11 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 	if err != nil {
 		return 0, err
 	}
-	bin, err := m.bins.load(path, c)
+	bin, err := m.bins.load(ctx, path, c)
 	if err != nil {
 		return 0, err
 	}
+	defer m.bins.release(bin) // the slave has fetched it once the job starts, or failed
 	if o.argv0 != "" {
 		argv[0] = o.argv0
 	}
@@ -551,7 +553,7 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 	if err != nil {
 		return 0, err
 	}
-	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: int64(len(bin.data)), Path: path, Public: bin.public,
+	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: bin.size, Path: path, Public: bin.public,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)

@@ -1,6 +1,8 @@
 package pspace
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -184,20 +186,40 @@ func openExecutable(path string, c *synth.Caller) (*os.File, binID, error) {
 	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Mode & 0o7777}, nil
 }
 
-// readPinned reads, as root, the file f pins (an O_PATH descriptor cannot
-// be read itself), at most maxBinary bytes.
-func readPinned(f *os.File) ([]byte, error) {
+// copyPinned copies, as root, the file f pins (an O_PATH descriptor cannot
+// be read itself) into a new 0600 file in dir through a sha256 writer, and
+// returns the copy's name and the content's hash. The file must still hold
+// the size bytes it was checked with: one that changed meanwhile is refused
+// (what was checked is what is shipped).
+func copyPinned(f *os.File, dir string, size int64) (tmp, sum string, err error) {
 	r, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
 	if err != nil {
-		return nil, fmt.Errorf("reopening %s: %w", f.Name(), err)
+		return "", "", fmt.Errorf("reopening %s: %w", f.Name(), err)
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxBinary+1))
+	w, err := os.CreateTemp(dir, spoolTemp+"*")
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+		return "", "", fmt.Errorf("binary spool: %w", err)
 	}
-	if len(data) > maxBinary {
-		return nil, fmt.Errorf("%s: grew past %d bytes: %w", f.Name(), maxBinary, syscall.EFBIG)
+	defer func() {
+		if cerr := w.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("binary spool: %w", cerr)
+		}
+		if err != nil {
+			os.Remove(w.Name())
+		}
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, size+1))
+	if err != nil {
+		return "", "", fmt.Errorf("copying %s: %w", f.Name(), err)
 	}
-	return data, nil
+	if n != size {
+		var st syscall.Stat_t
+		if syscall.Fstat(int(r.Fd()), &st) == nil && st.Size > maxBinary {
+			return "", "", fmt.Errorf("%s: grew past %d bytes: %w", f.Name(), maxBinary, syscall.EFBIG)
+		}
+		return "", "", fmt.Errorf("%s: changed while being read (%d bytes, not %d): %w", f.Name(), n, size, syscall.EAGAIN)
+	}
+	return w.Name(), hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -1,8 +1,6 @@
 package pspace
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -260,77 +258,6 @@ func (p *Proc) slaveReport(line string) error {
 		p.finish(fmt.Sprintf("signal %d %s", r.N, unix.SignalName(syscall.Signal(r.N))))
 	}
 	return nil
-}
-
-// binCache keeps shipped binaries by file identity, so a binary is read
-// and hashed once while it is unchanged.
-type binCache struct {
-	mu     sync.Mutex
-	limit  int
-	size   int
-	byID   map[binID]*binary
-	byHash map[string]*binary
-	order  []binID
-}
-
-type binID struct {
-	dev, ino    uint64
-	size, mtime int64
-	mode        uint32 // permission bits: whether others may read it travels too
-}
-
-type binary struct {
-	hash   string
-	data   []byte
-	public bool // readable by everyone on the master, so it may be on the node
-}
-
-// load reads path for caller c, who must be allowed to execute it.
-func (b *binCache) load(path string, c *synth.Caller) (*binary, error) {
-	f, id, err := openExecutable(path, c)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b.mu.Lock()
-	if bin := b.byID[id]; bin != nil {
-		b.mu.Unlock()
-		return bin, nil
-	}
-	b.mu.Unlock()
-	data, err := readPinned(f)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(data)
-	bin := &binary{hash: hex.EncodeToString(sum[:]), data: data, public: id.mode&0o444 == 0o444}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.byID == nil {
-		b.byID, b.byHash = map[binID]*binary{}, map[string]*binary{}
-	}
-	b.byID[id] = bin
-	b.byHash[bin.hash] = bin
-	b.order = append(b.order, id)
-	b.size += len(data)
-	for b.size > b.limit && len(b.order) > 1 {
-		old := b.byID[b.order[0]]
-		delete(b.byID, b.order[0])
-		if old != nil {
-			b.size -= len(old.data)
-			if b.byHash[old.hash] == old {
-				delete(b.byHash, old.hash)
-			}
-		}
-		b.order = b.order[1:]
-	}
-	return bin, nil
-}
-
-func (b *binCache) get(hash string) *binary {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.byHash[hash]
 }
 
 // mayExecFile is the kernel's execute check for a regular file: root

@@ -75,12 +75,11 @@ func (d *slaveBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	if _, err := d.m.slaveFor(c); err != nil {
 		return nil, err
 	}
-	bin := d.m.bins.get(name)
-	if bin == nil {
+	if !d.m.bins.has(name) {
 		return nil, fmt.Errorf("binary %s: %w", name, syscall.ENOENT)
 	}
 	return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
-		return &synth.BytesHandle{Data: bin.data}, nil
+		return d.m.bins.open(name) // read from the spool at each offset
 	}}, nil
 }
 

@@ -30,6 +30,9 @@ func (m *Master) UseStateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	if err := m.bins.useDir(filepath.Join(dir, "binspool")); err != nil {
+		return err
+	}
 	path := filepath.Join(dir, "nextpid")
 	next := 1
 	b, err := os.ReadFile(path)
