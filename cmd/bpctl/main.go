@@ -187,24 +187,34 @@ func actions(o *options) ([]action, error) {
 
 // lookupUser takes a user name or a number.
 func lookupUser(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
-	}
-	u, err := user.Lookup(s)
-	if err != nil {
-		return 0, fmt.Errorf("unknown user %q", s)
-	}
-	return strconv.Atoi(u.Uid)
+	return lookupID(s, "user", func(s string) (string, error) {
+		u, err := user.Lookup(s)
+		if err != nil {
+			return "", err
+		}
+		return u.Uid, nil
+	})
 }
 
 // lookupGroup takes a group name or a number.
 func lookupGroup(s string) (int, error) {
+	return lookupID(s, "group", func(s string) (string, error) {
+		g, err := user.LookupGroup(s)
+		if err != nil {
+			return "", err
+		}
+		return g.Gid, nil
+	})
+}
+
+// lookupID takes a number as it is and looks anything else up by name.
+func lookupID(s, what string, byName func(string) (string, error)) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
 		return n, nil
 	}
-	g, err := user.LookupGroup(s)
+	id, err := byName(s)
 	if err != nil {
-		return 0, fmt.Errorf("unknown group %q", s)
+		return 0, fmt.Errorf("unknown %s %q", what, s)
 	}
-	return strconv.Atoi(g.Gid)
+	return strconv.Atoi(id)
 }
