@@ -187,34 +187,22 @@ func actions(o *options) ([]action, error) {
 
 // lookupUser takes a user name or a number.
 func lookupUser(s string) (int, error) {
-	return lookupID(s, "user", func(s string) (string, error) {
-		u, err := user.Lookup(s)
-		if err != nil {
-			return "", err
-		}
-		return u.Uid, nil
-	})
+	return lookupID(s, "user", user.Lookup, func(u *user.User) string { return u.Uid })
 }
 
 // lookupGroup takes a group name or a number.
 func lookupGroup(s string) (int, error) {
-	return lookupID(s, "group", func(s string) (string, error) {
-		g, err := user.LookupGroup(s)
-		if err != nil {
-			return "", err
-		}
-		return g.Gid, nil
-	})
+	return lookupID(s, "group", user.LookupGroup, func(g *user.Group) string { return g.Gid })
 }
 
 // lookupID takes a number as it is and looks anything else up by name.
-func lookupID(s, what string, byName func(string) (string, error)) (int, error) {
+func lookupID[T any](s, what string, byName func(string) (*T, error), id func(*T) string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
 		return n, nil
 	}
-	id, err := byName(s)
+	v, err := byName(s)
 	if err != nil {
 		return 0, fmt.Errorf("unknown %s %q", what, s)
 	}
-	return strconv.Atoi(id)
+	return strconv.Atoi(id(v))
 }
