@@ -63,6 +63,20 @@ func listen(ifname, addr string) (*net.UDPConn, error) {
 	return c, nil
 }
 
+// sendSocket resolves the address addr packets go to and opens the socket
+// they leave by (see dialer).
+func sendSocket(ifname, addr string) (*net.UDPConn, *net.UDPAddr, error) {
+	dst, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("address %s: %w", addr, err)
+	}
+	out, err := dialer(ifname)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, dst, nil
+}
+
 // dialer opens the socket packets are sent from, with multicast going out
 // of interface ifname (TTL 1: stats never leave the cluster network).
 func dialer(ifname string) (*net.UDPConn, error) {

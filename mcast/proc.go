@@ -381,6 +381,17 @@ func parseU32(s string) uint32 {
 	return uint32(v)
 }
 
+// statScalars are the /proc/stat lines of one number that Stat keeps, by
+// the line's name.
+var statScalars = map[string]func(*Stat) *uint64{
+	"intr":          func(st *Stat) *uint64 { return &st.Intr },
+	"ctxt":          func(st *Stat) *uint64 { return &st.Ctxt },
+	"btime":         func(st *Stat) *uint64 { return &st.BootTime },
+	"processes":     func(st *Stat) *uint64 { return &st.Procs },
+	"procs_running": func(st *Stat) *uint64 { return &st.Running },
+	"procs_blocked": func(st *Stat) *uint64 { return &st.Blocked },
+}
+
 // ParseStat reads /proc/stat. Lines with fewer time fields (old kernels)
 // leave the rest zero.
 func ParseStat(b []byte) (Stat, error) {
@@ -428,19 +439,8 @@ func ParseStat(b []byte) (Stat, error) {
 			if err != nil {
 				continue // a line bproc does not use, or a future format
 			}
-			switch name {
-			case "intr":
-				st.Intr = v
-			case "ctxt":
-				st.Ctxt = v
-			case "btime":
-				st.BootTime = v
-			case "processes":
-				st.Procs = v
-			case "procs_running":
-				st.Running = v
-			case "procs_blocked":
-				st.Blocked = v
+			if field := statScalars[name]; field != nil {
+				*field(&st) = v
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -280,5 +281,16 @@ func TestRealProc(t *testing.T) {
 	}
 	if v, ok := s.Mem.Get(MemTotal); !ok || v == 0 {
 		t.Error("no MemTotal in /proc/meminfo")
+	}
+}
+
+func TestStatScalars(t *testing.T) {
+	st, err := ParseStat([]byte("cpu  1 2 3 4\nintr 11 0 1\nctxt 12\nbtime 13\nprocesses 14\nprocs_running 15\nprocs_blocked 16\nsoftirq 99 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []uint64{st.Intr, st.Ctxt, st.BootTime, st.Procs, st.Running, st.Blocked}
+	if want := []uint64{11, 12, 13, 14, 15, 16}; !slices.Equal(got, want) {
+		t.Errorf("intr ctxt btime processes procs_running procs_blocked: %v, want %v", got, want)
 	}
 }

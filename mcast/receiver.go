@@ -105,11 +105,7 @@ func RunReceiver(ctx context.Context, cfg ReceiverConfig) error {
 		return fmt.Errorf("recvstats: %w", err)
 	}
 	defer unix.Close(in)
-	reqDst, err := net.ResolveUDPAddr("udp4", cfg.RequestAddr)
-	if err != nil {
-		return fmt.Errorf("recvstats: request address: %w", err)
-	}
-	out, err := dialer(cfg.Iface)
+	out, reqDst, err := sendSocket(cfg.Iface, cfg.RequestAddr)
 	if err != nil {
 		return fmt.Errorf("recvstats: %w", err)
 	}

@@ -28,6 +28,19 @@ func freeAddr(t *testing.T) string {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
+// tempShm creates a shm file "beostat" in a fresh temporary directory,
+// closed when the test ends.
+func tempShm(t *testing.T) (dir string, w *ShmWriter) {
+	t.Helper()
+	dir = t.TempDir()
+	w, err := CreateShm(filepath.Join(dir, "beostat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return dir, w
+}
+
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -276,12 +289,7 @@ func TestHostilePackets(t *testing.T) {
 // Over its CPU share the files writer defers ordinary refreshes but not
 // urgent ones (a node appearing or going stale).
 func TestFilesBudget(t *testing.T) {
-	dir := t.TempDir()
-	w, err := CreateShm(filepath.Join(dir, "beostat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	dir, w := tempShm(t)
 	set := func(node int, load float64) {
 		w.Update(node, func(r *Record) { r.Flags = RecPresent; r.Updated = time.Now().UnixNano(); r.Load[0] = load })
 	}
@@ -314,12 +322,7 @@ func TestFilesBudget(t *testing.T) {
 
 // A refresh that keeps failing is logged once, not at every packet.
 func TestFilesErrorLoggedOnce(t *testing.T) {
-	dir := t.TempDir()
-	w, err := CreateShm(filepath.Join(dir, "beostat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	dir, w := tempShm(t)
 	w.Update(0, func(r *Record) { r.Flags = RecPresent; r.Updated = time.Now().UnixNano() })
 	os.MkdirAll(filepath.Join(dir, "d"), 0o755)
 	os.WriteFile(filepath.Join(dir, "d", "0"), nil, 0o644) // a file where node 0's directory goes

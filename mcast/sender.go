@@ -66,11 +66,7 @@ func RunSender(ctx context.Context, cfg SenderConfig) error {
 	if err := cfg.defaults(); err != nil {
 		return err
 	}
-	dst, err := net.ResolveUDPAddr("udp4", cfg.StatsAddr)
-	if err != nil {
-		return fmt.Errorf("sendstats: stats address: %w", err)
-	}
-	out, err := dialer(cfg.Iface)
+	out, dst, err := sendSocket(cfg.Iface, cfg.StatsAddr)
 	if err != nil {
 		return fmt.Errorf("sendstats: %w", err)
 	}

@@ -3,7 +3,6 @@ package mcast
 import (
 	"context"
 	"fmt"
-	"net"
 	"time"
 )
 
@@ -24,11 +23,7 @@ func Simulate(ctx context.Context, cfg SenderConfig, count int) error {
 	if err != nil {
 		return err
 	}
-	dst, err := net.ResolveUDPAddr("udp4", cfg.StatsAddr)
-	if err != nil {
-		return fmt.Errorf("simulate: stats address: %w", err)
-	}
-	out, err := dialer(cfg.Iface)
+	out, dst, err := sendSocket(cfg.Iface, cfg.StatsAddr)
 	if err != nil {
 		return fmt.Errorf("simulate: %w", err)
 	}

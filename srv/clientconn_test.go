@@ -9,25 +9,9 @@ import (
 	"testing"
 )
 
-// tcpPair is a connected pair of TCP connections on loopback.
+// tcpPair is pair's two ends as TCP connections.
 func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); acc <- c }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-acc
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
+	c, s := pair(t)
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 

@@ -15,9 +15,7 @@ func TestConcurrentConnections(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
 		for i := 0; i < 8; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				c, err := Dial(ctx, sv.addr, testKey, toolHello)
@@ -38,7 +36,7 @@ func TestConcurrentConnections(t *testing.T) {
 					}
 					f.Close()
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		close(errs)

@@ -45,10 +45,7 @@ test_expect_success 'echo exec /usr/bin/hostname > node/2/ctl; io shows node2' '
 '
 
 test_expect_success 'reading ctl after exec gives the pid, and proc/PID/status describes it' '
-	exec 3<>$BPROC/node/1/ctl &&
-	echo "exec /bin/sleep 30" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 1 "/bin/sleep 30") &&
 	case "$pid" in "" | *[!0-9]*) fail "ctl said: $pid" ;; esac &&
 	read -r p node state uid gid cmd <$BPROC/proc/$pid/status &&
 	test "$p $node $uid $gid" = "$pid 1 0 0" &&
@@ -60,10 +57,7 @@ test_expect_success 'reading ctl after exec gives the pid, and proc/PID/status d
 '
 
 test_expect_success 'kill through proc/PID/ctl with a signal name; wait says which' '
-	exec 3<>$BPROC/node/0/ctl &&
-	echo "exec /bin/sleep 30" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 0 "/bin/sleep 30") &&
 	echo "kill KILL" >$BPROC/proc/$pid/ctl &&
 	timeout 5 cat $BPROC/proc/$pid/wait >wait &&
 	test_grep "^signal 9 " wait &&
@@ -72,28 +66,19 @@ test_expect_success 'kill through proc/PID/ctl with a signal name; wait says whi
 '
 
 test_expect_success 'a plain exit shows in wait' '
-	exec 3<>$BPROC/node/0/ctl &&
-	echo "exec /bin/sh -c \"exit 3\"" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 0 "/bin/sh -c \"exit 3\"") &&
 	out=$(timeout 5 cat $BPROC/proc/$pid/wait) && test "$out" = "exit 3"
 '
 
 test_expect_success 'proc/PID/stdin feeds the process; closing it gives EOF' '
-	exec 3<>$BPROC/node/1/ctl &&
-	echo "exec /usr/bin/wc -l" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 1 "/usr/bin/wc -l") &&
 	printf "one\ntwo\nthree\n" >$BPROC/proc/$pid/stdin &&
 	out=$(timeout 5 cat $BPROC/proc/$pid/wait) && test "$out" = "exit 0" &&
 	out=$(timeout 5 cat $BPROC/proc/$pid/stdout) && test "$out" = 3
 '
 
 test_expect_success 'proc/PID/stdout and stderr are separate streams' '
-	exec 3<>$BPROC/node/2/ctl &&
-	echo "exec -n /bin/sh -c \"echo out; echo err >&2\"" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 2 "-n /bin/sh -c \"echo out; echo err >&2\"") &&
 	out=$(timeout 5 cat $BPROC/proc/$pid/stdout) && test "$out" = out &&
 	out=$(timeout 5 cat $BPROC/proc/$pid/stderr) && test "$out" = err
 '
@@ -263,10 +248,7 @@ test_expect_success BPSTAT 'bpstat -l, -a, -n, -t' '
 '
 
 test_expect_success BPSTAT 'bpstat -p lists a running remote process on its node' '
-	exec 3<>$BPROC/node/2/ctl &&
-	echo "exec /bin/sleep 30" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 2 "/bin/sleep 30") &&
 	test_when_finished "echo kill >$BPROC/proc/$pid/ctl" &&
 	bpstat -p >out &&
 	grep -E "^$pid +2\$" out

@@ -13,10 +13,7 @@ nprocs() { ls "$BPROC/proc" | wc -l; }
 test_expect_success 'a ctl line longer than 4 KiB runs once, whole' '
 	long=$(head -c 12000 /dev/zero | tr "\0" x) &&
 	before=$(nprocs) &&
-	exec 3<>$BPROC/node/0/ctl &&
-	echo "exec /bin/echo $long /KEEP-THIS-WHOLE-NAME" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 0 "/bin/echo $long /KEEP-THIS-WHOLE-NAME") &&
 	after=$(nprocs) &&
 	test "$after" = $((before + 1)) &&
 	cat $BPROC/proc/$pid/stdout >out &&
@@ -103,20 +100,14 @@ test_expect_success 'environment, a Latin-1 binary name and cwd arrive byte-exac
 	name=$(printf "caf\351") &&
 	cp /bin/sh "$T/$name" &&
 	mkdir -p "$T/d$name" &&
-	exec 3<>$BPROC/node/0/ctl &&
-	echo "exec -c $T/d$name -e V=$name -- $T/$name -c '"'"'printf \"%s|%s|%s\" \"\$0\" \"\$V\" \"\$PWD\" | od -An -tx1'"'"'" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 0 "-c $T/d$name -e V=$name -- $T/$name -c '"'"'printf \"%s|%s|%s\" \"\$0\" \"\$V\" \"\$PWD\" | od -An -tx1'"'"'") &&
 	cat $BPROC/proc/$pid/stdout >out &&
 	printf "%s|%s|%s" "$T/$name" "$name" "$T/d$name" | od -An -tx1 >expect &&
 	test_cmp expect out
 '
 
 test_expect_success 'proc status shows such bytes escaped' '
-	exec 3<>$BPROC/node/0/ctl &&
-	printf "exec /bin/sleep 30 \377\n" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 0 "/bin/sleep 30 $(printf "\377")") &&
 	test_when_finished "echo kill KILL >$BPROC/proc/$pid/ctl" &&
 	cat $BPROC/proc/$pid/status >st &&
 	test_grep "sleep 30 .\\\\xff" st

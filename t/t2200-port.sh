@@ -49,6 +49,27 @@ relay_start() {
 		wait_for "in_node 2 ss -Htln \"( sport = :$port )\" | grep -q ." 5
 }
 
+# relayed_bpsh_fails PORT: bpsh through the relay at 127.0.0.1:PORT fails,
+# and not by timing out (its stderr is shown).
+relayed_bpsh_fails() {
+	local st=0
+	MASTER_AT=127.0.0.1:$1 net_bpsh 0 hostname 2>err || st=$?
+	cat err &&
+		test $st -ne 0 && test $st -ne 124
+}
+
+# serves_on_after REASON NODE: the master logged node 2's connection ending
+# with REASON (a pattern), and after the relay is gone still runs a job on
+# NODE, with both nodes up.
+serves_on_after() {
+	local out n
+	wait_for "grep -q \"10.77.0.12: p9.recv: $1\" $MASTER_LOG" 5 &&
+		bg_kill node2-porttool &&
+		out=$(net_bpsh $2 hostname) &&
+		test "$out" = node$2 &&
+		n=$(nodes_up) && test "$n" = 2
+}
+
 # log_lines: lines in the master's log so far.
 log_lines() { wc -l <$MASTER_LOG; }
 
@@ -110,27 +131,15 @@ test_expect_success 'a recorded handshake replayed to the master is refused' '
 
 test_expect_success 'a bit flipped in a sealed frame ends that connection; the master serves on' '
 	relay_start 2301 -corrupt flip &&
-	st=0 && MASTER_AT=127.0.0.1:2301 net_bpsh 0 hostname 2>err || st=$? &&
-	cat err &&
-	test $st -ne 0 && test $st -ne 124 &&
+	relayed_bpsh_fails 2301 &&
 	test_grep "flipped a bit" $T/relay.log &&
-	wait_for "grep -q \"10.77.0.12: p9.recv: sealed frame does not authenticate\" $MASTER_LOG" 5 &&
-	bg_kill node2-porttool &&
-	out=$(net_bpsh 1 hostname) &&
-	test "$out" = node1 &&
-	n=$(nodes_up) && test "$n" = 2
+	serves_on_after "sealed frame does not authenticate" 1
 '
 
 test_expect_success 'a sealed frame cut short ends that connection; the master serves on' '
 	relay_start 2302 -corrupt truncate &&
-	st=0 && MASTER_AT=127.0.0.1:2302 net_bpsh 0 hostname 2>err || st=$? &&
-	cat err &&
-	test $st -ne 0 && test $st -ne 124 &&
-	wait_for "grep -q \"10.77.0.12: p9.recv: sealed frame of [0-9]* bytes cut short\" $MASTER_LOG" 5 &&
-	bg_kill node2-porttool &&
-	out=$(net_bpsh 0 hostname) &&
-	test "$out" = node0 &&
-	n=$(nodes_up) && test "$n" = 2
+	relayed_bpsh_fails 2302 &&
+	serves_on_after "sealed frame of [0-9]* bytes cut short" 0
 '
 
 test_expect_success 'broken 9P from a key holder: garbage, a 4 GiB message, tag games and a second Tversion' '

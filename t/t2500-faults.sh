@@ -6,10 +6,7 @@
 test_setup 'a 2-node cluster comes up' cluster_up 2
 
 test_expect_success 'a node partitioned past pingtimeout goes down, its jobs are lost (and killed), then it comes back up' '
-	exec 3<>$BPROC/node/1/ctl &&
-	echo "exec /bin/sh -c \"echo \\\$\\\$ >$T/pid1; exec sleep 300\"" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 1 "/bin/sh -c \"echo \\\$\\\$ >$T/pid1; exec sleep 300\"") &&
 	wait_for "test -s $T/pid1" &&
 	ospid=$(cat $T/pid1) &&
 	test_when_finished "ip -n $(ns_node 1) link set eth0 up" &&

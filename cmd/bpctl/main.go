@@ -190,24 +190,22 @@ func actions(o *options) ([]action, error) {
 
 // lookupUser takes a user name or a number.
 func lookupUser(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
-	}
-	u, err := user.Lookup(s)
-	if err != nil {
-		return 0, fmt.Errorf("unknown user %q", s)
-	}
-	return strconv.Atoi(u.Uid)
+	return lookupID(s, "user", user.Lookup, func(u *user.User) string { return u.Uid })
 }
 
 // lookupGroup takes a group name or a number.
 func lookupGroup(s string) (int, error) {
+	return lookupID(s, "group", user.LookupGroup, func(g *user.Group) string { return g.Gid })
+}
+
+// lookupID takes a number as it is and looks anything else up by name.
+func lookupID[T any](s, what string, byName func(string) (*T, error), id func(*T) string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
 		return n, nil
 	}
-	g, err := user.LookupGroup(s)
+	v, err := byName(s)
 	if err != nil {
-		return 0, fmt.Errorf("unknown group %q", s)
+		return 0, fmt.Errorf("unknown %s %q", what, s)
 	}
-	return strconv.Atoi(g.Gid)
+	return strconv.Atoi(id(v))
 }

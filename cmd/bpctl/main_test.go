@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -45,8 +46,19 @@ func TestActions(t *testing.T) {
 	if len(acts) != 1 || acts[0].what != "chgrp" {
 		t.Errorf("group only: %+v", acts)
 	}
-	if _, err := lookupUser("root"); err != nil {
-		t.Errorf("root: %v", err)
+	for _, c := range []struct {
+		lookup   func(string) (int, error)
+		s        string
+		id       int
+		errorSay string
+	}{
+		{lookupUser, "root", 0, ""}, {lookupUser, "4321", 4321, ""}, {lookupUser, "no-such-user-x", 0, `unknown user "no-such-user-x"`},
+		{lookupGroup, "root", 0, ""}, {lookupGroup, "77", 77, ""}, {lookupGroup, "no-such-group-x", 0, `unknown group "no-such-group-x"`},
+	} {
+		id, err := c.lookup(c.s)
+		if got := fmt.Sprint(err); (c.errorSay == "" && err != nil) || (c.errorSay != "" && got != c.errorSay) || id != c.id {
+			t.Errorf("%q: %d, %v; want %d, %q", c.s, id, err, c.id, c.errorSay)
+		}
 	}
 }
 

@@ -163,6 +163,22 @@ func dump(c *cli.Command, args []string) int {
 	return 0
 }
 
+// parseImage parses the options of restore or info and opens their one
+// argument, the image; when done is set the subcommand ends with code.
+func parseImage(c *cli.Command, flags *pflag.FlagSet, args []string) (rc io.ReadCloser, code int, done bool) {
+	if err := parse(flags, args); err != nil {
+		return nil, c.Usage("%v", err), true
+	}
+	if flags.NArg() != 1 {
+		return nil, c.Usage("%s takes FILE (or - for stdin)", flags.Name()), true
+	}
+	rc, err := openImage(flags.Arg(0))
+	if err != nil {
+		return nil, c.Fail(err), true
+	}
+	return rc, 0, false
+}
+
 func openImage(name string) (io.ReadCloser, error) {
 	if name == "-" {
 		// Unbuffered on purpose: the decoder reads exactly the image, so
@@ -179,15 +195,9 @@ func openImage(name string) (io.ReadCloser, error) {
 func restore(c *cli.Command, args []string) int {
 	flags := newFlags("restore")
 	detach := flags.BoolP("detach", "d", false, "leave the restored process running on its own and print its pid")
-	if err := parse(flags, args); err != nil {
-		return c.Usage("%v", err)
-	}
-	if flags.NArg() != 1 {
-		return c.Usage("restore takes FILE (or - for stdin)")
-	}
-	rc, err := openImage(flags.Arg(0))
-	if err != nil {
-		return c.Fail(err)
+	rc, code, done := parseImage(c, flags, args)
+	if done {
+		return code
 	}
 	var r io.Reader = rc
 	if flags.Arg(0) != "-" {
@@ -223,15 +233,9 @@ func restore(c *cli.Command, args []string) int {
 func info(c *cli.Command, args []string) int {
 	flags := newFlags("info")
 	asJSON := flags.Bool("json", false, "print the image's metadata as JSON")
-	if err := parse(flags, args); err != nil {
-		return c.Usage("%v", err)
-	}
-	if flags.NArg() != 1 {
-		return c.Usage("info takes FILE (or - for stdin)")
-	}
-	rc, err := openImage(flags.Arg(0))
-	if err != nil {
-		return c.Fail(err)
+	rc, code, done := parseImage(c, flags, args)
+	if done {
+		return code
 	}
 	defer rc.Close()
 	inf, err := vmadump.ReadInfo(bufio.NewReaderSize(rc, 1<<20))

@@ -55,6 +55,11 @@ func TestPrologue(t *testing.T) {
 			t.Errorf("vmadump %q: exit %d, %q", args, code, out)
 		}
 	}
+	for _, sub := range []string{"restore", "info"} {
+		if code, _, errs := clitest.Call(run, sub, "a", "b"); code != 1 || !strings.HasPrefix(errs, "vmadump: "+sub+" takes FILE") {
+			t.Errorf("%s with two files: exit %d, %q, want 1 and what %s takes", sub, code, errs, sub)
+		}
+	}
 	if code, _, errs := clitest.Call(run, "info", "/nonexistent/image"); code != 1 || !strings.Contains(errs, "vmadump: opening image") {
 		t.Errorf("info of a missing file: exit %d, %q, want 1", code, errs)
 	}

@@ -12,32 +12,22 @@ import (
 // The metrics, read from a snapshot of the master at every scrape (no
 // gauges to keep in sync). Migrations are not counted: bproc has none yet.
 var (
-	descNodeState = prometheus.NewDesc("bproc_node_state",
-		"1 for the state a node is in, 0 for the others (node -1 is the master).", []string{"node", "state"}, nil)
-	descNodes = prometheus.NewDesc("bproc_nodes",
-		"Compute nodes in each state (the master, node -1, is not counted).", []string{"state"}, nil)
-	descProcs = prometheus.NewDesc("bproc_processes",
-		"Processes in the process space (proc/) by state; exited ones stay 10 minutes.", []string{"state"}, nil)
-	descUserProcs = prometheus.NewDesc("bproc_user_processes",
-		"Live (not exited) processes by user.", []string{"user"}, nil)
-	descJobs = map[string]*prometheus.Desc{
-		"started": prometheus.NewDesc("bproc_jobs_started_total", "Jobs started on a node.", []string{"node"}, nil),
-		"exited":  prometheus.NewDesc("bproc_jobs_exited_total", "Jobs that ended on a node by exit or signal.", []string{"node"}, nil),
-		"failed":  prometheus.NewDesc("bproc_jobs_failed_total", "Jobs that a node could not start.", []string{"node"}, nil),
-		"lost":    prometheus.NewDesc("bproc_jobs_lost_total", "Jobs lost because their node went down.", []string{"node"}, nil),
+	descNodeState = desc("bproc_node_state", "1 for the state a node is in, 0 for the others (node -1 is the master).", "node", "state")
+	descNodes     = desc("bproc_nodes", "Compute nodes in each state (the master, node -1, is not counted).", "state")
+	descProcs     = desc("bproc_processes", "Processes in the process space (proc/) by state; exited ones stay 10 minutes.", "state")
+	descUserProcs = desc("bproc_user_processes", "Live (not exited) processes by user.", "user")
+	descJobs      = map[string]*prometheus.Desc{
+		"started": desc("bproc_jobs_started_total", "Jobs started on a node.", "node"),
+		"exited":  desc("bproc_jobs_exited_total", "Jobs that ended on a node by exit or signal.", "node"),
+		"failed":  desc("bproc_jobs_failed_total", "Jobs that a node could not start.", "node"),
+		"lost":    desc("bproc_jobs_lost_total", "Jobs lost because their node went down.", "node"),
 	}
-	descStreamed = prometheus.NewDesc("bproc_streamed_bytes_total",
-		"Bytes of process output (stdout, stderr) and input (stdin) that passed through the master.", []string{"stream"}, nil)
-	descClients = prometheus.NewDesc("bproc_9p_clients",
-		"9P clients connected now, by the role their handshake claimed.", []string{"role"}, nil)
-	descRefused = prometheus.NewDesc("bproc_handshakes_refused_total",
-		"9P connections refused at the handshake, by cause.", []string{"cause"}, nil)
-	descLoad = prometheus.NewDesc("bproc_node_load1",
-		"A node's 1-minute load average, from its statistics (absent when none arrived).", []string{"node"}, nil)
-	descMemUsed = prometheus.NewDesc("bproc_node_memory_used_bytes",
-		"A node's memory in use, from its statistics.", []string{"node"}, nil)
-	descMemTotal = prometheus.NewDesc("bproc_node_memory_total_bytes",
-		"A node's memory, from its statistics.", []string{"node"}, nil)
+	descStreamed = desc("bproc_streamed_bytes_total", "Bytes of process output (stdout, stderr) and input (stdin) that passed through the master.", "stream")
+	descClients  = desc("bproc_9p_clients", "9P clients connected now, by the role their handshake claimed.", "role")
+	descRefused  = desc("bproc_handshakes_refused_total", "9P connections refused at the handshake, by cause.", "cause")
+	descLoad     = desc("bproc_node_load1", "A node's 1-minute load average, from its statistics (absent when none arrived).", "node")
+	descMemUsed  = desc("bproc_node_memory_used_bytes", "A node's memory in use, from its statistics.", "node")
+	descMemTotal = desc("bproc_node_memory_total_bytes", "A node's memory, from its statistics.", "node")
 )
 
 var (
@@ -53,12 +43,17 @@ type collector struct {
 	users *userNames
 }
 
+// descs are all the metrics, as desc defines them, for Describe.
+var descs []*prometheus.Desc
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	d := prometheus.NewDesc(name, help, labels, nil)
+	descs = append(descs, d)
+	return d
+}
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodeState, descNodes, descProcs, descUserProcs, descStreamed,
-		descClients, descRefused, descLoad, descMemUsed, descMemTotal} {
-		ch <- d
-	}
-	for _, d := range descJobs {
+	for _, d := range descs {
 		ch <- d
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"bproc/fs/pspace"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 	"bproc/job"
 	"bproc/srv"
 )
@@ -61,16 +62,7 @@ func startCluster(t *testing.T, token string) *cluster {
 
 func (c *cluster) read(t *testing.T, name string) string {
 	t.Helper()
-	f, err := c.root.Open(name, os.O_RDONLY)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
+	return treetest.Read(t, c.root.Open, name)
 }
 
 func (c *cluster) exec(t *testing.T, node, cmd string) (string, error) {

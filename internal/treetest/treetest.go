@@ -1,0 +1,25 @@
+// Package treetest has the helpers tests share for reading a bproc tree,
+// whichever way they reach it: a synth.Local, a 9P srv.Client, a mount.
+package treetest
+
+import (
+	"io"
+	"os"
+	"testing"
+)
+
+// Read returns the whole of file name, opened read-only by open (a tree's
+// Open method); it ends the test when the file cannot be opened or read.
+func Read[F io.ReadCloser](t testing.TB, open func(name string, flag int) (F, error), name string) string {
+	t.Helper()
+	f, err := open(name, os.O_RDONLY)
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	return string(b)
+}
