@@ -278,13 +278,13 @@ func procEnv(pid int, uid uint32) (env []string, cwd string, ok bool) {
 	if syscall.Stat(proc, &st) != nil || st.Uid != uid {
 		return nil, "", false
 	}
-	b, err := os.ReadFile(proc + "/environ")
-	if err != nil {
-		return nil, "", false
-	}
-	for _, kv := range strings.Split(string(b), "\x00") {
-		if kv != "" {
-			env = append(env, kv)
+	// Either may be missing (a process exiting): the caller falls back
+	// to a minimal environment, or to none for the cwd.
+	if b, err := os.ReadFile(proc + "/environ"); err == nil {
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if kv != "" {
+				env = append(env, kv)
+			}
 		}
 	}
 	cwd, _ = os.Readlink(proc + "/cwd")
