@@ -287,12 +287,11 @@ func (c *Client) Open(name string, flag int) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	const pass = syscall.O_ACCMODE | syscall.O_TRUNC | syscall.O_APPEND
-	if _, _, err := f.Open(p9.OpenFlags(flag & pass)); err != nil {
+	if _, _, err := f.Open(p9.OpenFlags(synth.OpenFlags(flag))); err != nil {
 		f.Close()
 		return nil, c.pathErr("open", name, err)
 	}
-	return &File{c: c, f: f, name: name}, nil
+	return &File{c: c, f: f, name: name, mode: flag & syscall.O_ACCMODE}, nil
 }
 
 // Stat describes name. Its Sys() is a *synth.Attr (inode, owner, group).
@@ -422,6 +421,7 @@ type File struct {
 	f    p9.File
 	name string
 	off  int64
+	mode int // O_RDONLY, O_WRONLY or O_RDWR
 }
 
 // maxIO is the largest payload sent in one request: one 9P message. A Read
@@ -432,6 +432,10 @@ func (f *File) maxIO() int { return int(f.c.msize) - 4096 }
 // Read reads at the file's offset and advances it. It returns io.EOF at
 // end of file.
 func (f *File) Read(p []byte) (int, error) {
+	if f.mode == syscall.O_WRONLY {
+		// As a kernel would (the p9 server says EPERM).
+		return 0, &iofs.PathError{Op: "read", Path: f.name, Err: syscall.EBADF}
+	}
 	if len(p) > f.maxIO() {
 		p = p[:f.maxIO()]
 	}
@@ -449,6 +453,9 @@ func (f *File) Read(p []byte) (int, error) {
 // Write writes at the file's offset and advances it; writes larger than
 // one message are split.
 func (f *File) Write(p []byte) (int, error) {
+	if f.mode == syscall.O_RDONLY {
+		return 0, &iofs.PathError{Op: "write", Path: f.name, Err: syscall.EBADF}
+	}
 	total := 0
 	for len(p) > 0 || total == 0 {
 		chunk := p

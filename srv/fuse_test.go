@@ -1,6 +1,7 @@
 package srv
 
 import (
+	"bproc/fs/synth"
 	"bproc/srv/fusemount"
 
 	"bytes"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,18 +22,24 @@ import (
 // mountTree mounts a fresh test tree, or skips saying why it cannot.
 func mountTree(t *testing.T) (*testTree, string) {
 	t.Helper()
+	tree := newTestTree()
+	return tree, mountRoot(t, tree.root)
+}
+
+// mountRoot mounts root, or skips saying why it cannot.
+func mountRoot(t *testing.T, root synth.Dir) string {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("no FUSE here: %v", err)
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("FUSE tests mount directly and need root")
 	}
-	tree := newTestTree()
 	dir := t.TempDir()
 	// Other users (setpriv below) must reach the mount point.
 	os.Chmod(filepath.Dir(dir), 0o755)
 	os.Chmod(dir, 0o755)
-	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{AllowOther: true, Name: "bproctest"})
+	m, err := fusemount.Mount(dir, root, fusemount.MountOptions{AllowOther: true, Name: "bproctest"})
 	if err != nil {
 		t.Skipf("cannot mount FUSE here: %v", err)
 	}
@@ -41,7 +49,7 @@ func mountTree(t *testing.T) (*testTree, string) {
 		}
 		m.Wait()
 	})
-	return tree, dir
+	return dir
 }
 
 // asUser runs a command as uid/gid 1000 with supplementary groups 5 and 6.
@@ -338,5 +346,32 @@ func TestFuseUnmountWithNamespaceCopy(t *testing.T) {
 	}
 	if err := cp.Wait(); err == nil {
 		t.Error("cat in the other namespace succeeded; want an error after abort")
+	}
+}
+
+// One node reached under two names, handed out as a fresh object on every
+// lookup (as the master's tree does): go-fuse finds its inode by number
+// and drops the new object, so the inode must take the new one over, or
+// the second name serves the state of the first lookup.
+func TestFuseLookupSameNodeTwoNames(t *testing.T) {
+	var gen atomic.Int32
+	fresh := func(*synth.Caller, string) synth.Node {
+		g := gen.Add(1)
+		return &synth.FuncFile{Ino: 4242, Mode: 0o444, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
+			return &synth.BytesHandle{Data: []byte(strconv.Itoa(int(g)))}, nil
+		}}
+	}
+	a, b := synth.NewDir(nil), synth.NewDir(nil)
+	a.LookupFunc, b.LookupFunc = fresh, fresh
+	dir := mountRoot(t, synth.NewDir(synth.StaticEntries("a", a, "b", b)))
+	for _, name := range []string{"a/x", "b/x", "a/x"} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each open follows a lookup of its own: it must see that one.
+		if want := strconv.Itoa(int(gen.Load())); string(got) != want {
+			t.Errorf("read %s = %q, want %q (the object of the latest lookup)", name, got, want)
+		}
 	}
 }

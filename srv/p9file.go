@@ -2,11 +2,7 @@ package srv
 
 import (
 	"context"
-	"errors"
-	"io"
-	"os"
 	"sync"
-	"syscall"
 
 	"bproc/fs/synth"
 
@@ -60,29 +56,22 @@ func qidOf(a synth.Attr) p9.QID {
 }
 
 func attrOf(a synth.Attr) (p9.AttrMask, p9.Attr) {
-	nlink := p9.NLink(1)
-	if a.Mode.IsDir() {
-		nlink = 2
-	}
+	u := a.Unix()
 	sec, nsec := uint64(0), uint64(0)
-	if !a.Mtime.IsZero() {
-		sec, nsec = uint64(a.Mtime.Unix()), uint64(a.Mtime.Nanosecond())
-	}
-	size := uint64(0)
-	if a.Size > 0 {
-		size = uint64(a.Size)
+	if !u.Time.IsZero() {
+		sec, nsec = uint64(u.Time.Unix()), uint64(u.Time.Nanosecond())
 	}
 	return p9.AttrMask{
 			Mode: true, NLink: true, UID: true, GID: true, RDev: true,
 			ATime: true, MTime: true, CTime: true, INo: true, Size: true, Blocks: true,
 		}, p9.Attr{
-			Mode:             p9Mode(a.Mode),
-			UID:              p9.UID(a.Uid),
-			GID:              p9.GID(a.Gid),
-			NLink:            nlink,
-			Size:             size,
-			BlockSize:        4096,
-			Blocks:           (size + 511) / 512,
+			Mode:             p9.FileMode(u.Mode),
+			UID:              p9.UID(u.Uid),
+			GID:              p9.GID(u.Gid),
+			NLink:            p9.NLink(u.Nlink),
+			Size:             u.Size,
+			BlockSize:        uint64(u.Blksize),
+			Blocks:           u.Blocks,
 			ATimeSeconds:     sec,
 			ATimeNanoSeconds: nsec,
 			MTimeSeconds:     sec,
@@ -149,76 +138,54 @@ func (f *p9file) GetAttr(req p9.AttrMask) (p9.QID, p9.AttrMask, p9.Attr, error) 
 	return qidOf(a), mask, attr, nil
 }
 
-// SetAttr implements chmod/chown/chgrp through synth.Setattrer. Truncation
-// to zero is accepted and ignored (an O_TRUNC open of a synthetic file);
-// anything else is refused.
+// SetAttr translates chmod, chown, truncate and utimes for synth.Setattr,
+// which decides them. 9P sends the truncation of an O_TRUNC open in the
+// open itself, so a setattr of the size is a truncate(2).
 func (f *p9file) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) error {
-	if valid.ATime || valid.MTime || valid.ATimeNotSystemTime || valid.MTimeNotSystemTime {
-		return linux.EPERM
-	}
-	if valid.Size && attr.Size != 0 {
-		return linux.EPERM
-	}
-	if !valid.Permissions && !valid.UID && !valid.GID {
-		return nil
-	}
-	sa, ok := f.node.(synth.Setattrer)
-	if !ok {
-		return linux.EPERM
-	}
-	var mode *os.FileMode
-	var uid, gid *uint32
+	var r synth.SetattrReq
 	if valid.Permissions {
 		m := synth.FromUnixPerm(uint32(attr.Permissions))
-		mode = &m
+		r.Mode = &m
 	}
 	if valid.UID && attr.UID.Ok() {
 		u := uint32(attr.UID)
-		uid = &u
+		r.Uid = &u
 	}
 	if valid.GID && attr.GID.Ok() {
 		g := uint32(attr.GID)
-		gid = &g
+		r.Gid = &g
 	}
-	if mode == nil && uid == nil && gid == nil {
-		return nil
+	if valid.Size {
+		sz := attr.Size
+		r.Size = &sz
 	}
-	return errno(sa.Setattr(f.s.caller, mode, uid, gid))
+	r.Times = valid.ATime || valid.MTime
+	r.TimesGiven = valid.ATimeNotSystemTime || valid.MTimeNotSystemTime
+	return errno(synth.Setattr(f.s.caller, f.node, r))
 }
 
-// openFlags translates 9P2000.L open flags (Linux values) to os.O_* flags.
-func openFlags(o p9.OpenFlags) int {
-	const pass = syscall.O_ACCMODE | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_NONBLOCK
-	return int(uint32(o)) & pass
-}
-
-// Open implements p9.File.Open: directories are snapshotted for Readdir,
-// files are opened through synth.File.Open with the connection's Caller.
+// Open implements p9.File.Open through synth.Open (9P2000.L's open flags
+// are Linux's): directories are snapshotted for Readdir, files keep the
+// tree's handle.
 func (f *p9file) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 	a := f.node.Attr()
-	switch n := f.node.(type) {
-	case synth.Dir:
-		ents, err := n.List(f.s.caller)
+	h, err := synth.Open(f.s.caller, f.node, int(uint32(mode)))
+	if err != nil {
+		return p9.QID{}, 0, errno(err)
+	}
+	if d, ok := f.node.(synth.Dir); ok {
+		ents, err := d.List(f.s.caller)
 		if err != nil {
 			return p9.QID{}, 0, errno(err)
 		}
 		f.mu.Lock()
 		f.ents = ents
 		f.mu.Unlock()
-	case synth.File:
-		h, err := n.Open(f.s.caller, openFlags(mode))
-		if err != nil {
-			return p9.QID{}, 0, errno(err)
-		}
-		if h == nil {
-			return p9.QID{}, 0, linux.EIO
-		}
-		f.mu.Lock()
-		f.h = h
-		f.mu.Unlock()
-	default:
-		return p9.QID{}, 0, linux.EINVAL
+		return qidOf(a), 0, nil
 	}
+	f.mu.Lock()
+	f.h = h
+	f.mu.Unlock()
 	return qidOf(a), 0, nil
 }
 
@@ -241,12 +208,11 @@ func (f *p9file) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := h.Read(f.s.ctx, p, off)
-	if n > 0 || err == nil || errors.Is(err, io.EOF) {
-		// Data first; a lasting error shows up on the next read.
-		return n, nil
+	n, e := synth.ReadResult(h.Read(f.s.ctx, p, off))
+	if e != 0 {
+		return 0, linux.Errno(e)
 	}
-	return 0, errno(err)
+	return n, nil
 }
 
 // WriteAt implements p9.File.WriteAt; errors reach the writer as errnos.
@@ -255,13 +221,12 @@ func (f *p9file) WriteAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := h.Write(f.s.ctx, p, off)
-	if err != nil && n == 0 {
-		return 0, errno(err)
+	// A short count after an error reaches srv.Client as io.ErrShortWrite,
+	// and the caller decides about the rest.
+	n, e := synth.WriteResult(h.Write(f.s.ctx, p, off))
+	if e != 0 {
+		return 0, linux.Errno(e)
 	}
-	// Bytes taken are reported even if an error followed, so nothing is
-	// written twice: srv.Client returns the short count with
-	// io.ErrShortWrite, and the caller decides about the rest.
 	return n, nil
 }
 

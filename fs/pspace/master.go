@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	iofs "io/fs"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -465,21 +464,13 @@ func parseExec(args []string) (*execOpts, []string, error) {
 	return o, args, nil
 }
 
-// callerEnv is the writer's environment and cwd, read from /proc for FUSE
-// callers; 9P callers get a minimal one.
+// callerEnv is the writer's environment and cwd, as its adapter knows
+// them (FUSE: the writing process's); 9P callers get a minimal one.
 func callerEnv(c *synth.Caller) (env []string, cwd string) {
-	// Only from the caller's own process: a pid reused since the open
-	// would hand another user's environment to this job.
-	var st syscall.Stat_t
-	if c.Pid > 0 && syscall.Stat(fmt.Sprintf("/proc/%d", c.Pid), &st) == nil && st.Uid == c.Uid {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.Pid)); err == nil {
-			for _, kv := range strings.Split(string(b), "\x00") {
-				if kv != "" {
-					env = append(env, kv)
-				}
-			}
+	if c.Env != nil {
+		if e, d, ok := c.Env(); ok {
+			env, cwd = e, d
 		}
-		cwd, _ = os.Readlink(fmt.Sprintf("/proc/%d/cwd", c.Pid))
 	}
 	if env == nil {
 		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/"}

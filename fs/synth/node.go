@@ -34,6 +34,11 @@ type Caller struct {
 	// Conn is done when the 9P connection ends (nil for FUSE callers), so
 	// the tree can notice a slave going away at once.
 	Conn context.Context
+	// Env, when set, returns the calling process's environment and
+	// working directory; ok is false when they are unknown. The FUSE
+	// adapter fills it (read from /proc only when called: most requests
+	// never need them); 9P callers have none.
+	Env func() (env []string, cwd string, ok bool)
 }
 
 // Root reports whether the caller is the superuser.
@@ -110,7 +115,8 @@ type Flusher interface {
 }
 
 // Setattrer is implemented by nodes that accept chmod/chown/chgrp.
-// A nil pointer means "unchanged".
+// A nil pointer means "unchanged". Adapters call it through Setattr,
+// which decides truncation and times.
 type Setattrer interface {
 	Setattr(c *Caller, mode *fs.FileMode, uid, gid *uint32) error
 }

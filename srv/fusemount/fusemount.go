@@ -8,15 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"weak"
 
 	"bproc/fs/synth"
 
@@ -65,8 +66,8 @@ func Mount(dir string, root synth.Dir, o MountOptions) (*Mounted, error) {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
 	zero := time.Duration(0)
-	rn := &fuseNode{fsType: "fuse." + name}
-	rn.set(root)
+	mnt := &mount{fsType: "fuse." + name, cells: map[gofs.StableAttr]weak.Pointer[cell]{}}
+	rn := &fuseNode{mnt: mnt, cell: &cell{node: root}}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:    o.AllowOther,
@@ -176,27 +177,60 @@ func (m *Mounted) abort() error {
 // Wait returns when the mount has been unmounted.
 func (m *Mounted) Wait() { m.server.Wait() }
 
-// fuseNode is the go-fuse inode of one tree node. The tree may hand out a
-// new object for the same node (same Ino) on a later lookup: Lookup puts
-// it in when the name leads again to the inode (same Ino and type) it
-// already has there, and makes a new inode otherwise.
-type fuseNode struct {
-	gofs.Inode
+// mount is what the inodes of one mount share.
+type mount struct {
 	fsType string // "fuse." and the mount's name, as mountinfo shows it
 	mu     sync.Mutex
-	node   synth.Node
+	cells  map[gofs.StableAttr]weak.Pointer[cell]
+}
+
+// cell holds the tree's current object for one node. The tree may hand
+// out a new object for the same node (same Ino) on every lookup, and
+// go-fuse keeps one inode per Ino and type, dropping the fuseNode made
+// for a lookup that finds the node known already (under another name, or
+// in a race): so every fuseNode of a node shares its cell, and a lookup
+// puts its object there, whichever fuseNode go-fuse then keeps.
+type cell struct {
+	mu   sync.Mutex
+	node synth.Node
+}
+
+// cell returns the cell of st, shared while any inode holds it.
+func (m *mount) cell(st gofs.StableAttr) *cell {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.cells[st].Value(); c != nil {
+		return c
+	}
+	c := &cell{}
+	m.cells[st] = weak.Make(c)
+	runtime.AddCleanup(c, func(st gofs.StableAttr) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.cells[st].Value() == nil {
+			delete(m.cells, st)
+		}
+	}, st)
+	return c
+}
+
+// fuseNode is the go-fuse inode of one tree node.
+type fuseNode struct {
+	gofs.Inode
+	mnt  *mount
+	cell *cell
 }
 
 func (n *fuseNode) get() synth.Node {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.node
+	n.cell.mu.Lock()
+	defer n.cell.mu.Unlock()
+	return n.cell.node
 }
 
-func (n *fuseNode) set(x synth.Node) {
-	n.mu.Lock()
-	n.node = x
-	n.mu.Unlock()
+func (c *cell) set(x synth.Node) {
+	c.mu.Lock()
+	c.node = x
+	c.mu.Unlock()
 }
 
 var (
@@ -227,8 +261,34 @@ func fuseCaller(ctx context.Context, groups bool) *synth.Caller {
 		if groups && fc.Pid != 0 {
 			c.Groups = procGroups(int(fc.Pid))
 		}
+		if fc.Pid != 0 {
+			pid, uid := int(fc.Pid), fc.Uid
+			c.Env = func() ([]string, string, bool) { return procEnv(pid, uid) }
+		}
 	}
 	return c
+}
+
+// procEnv reads the environment and working directory of pid from /proc,
+// only while pid is still a process of uid: a pid reused since the
+// request by another user would hand that user's environment over.
+func procEnv(pid int, uid uint32) (env []string, cwd string, ok bool) {
+	proc := "/proc/" + strconv.Itoa(pid)
+	var st syscall.Stat_t
+	if syscall.Stat(proc, &st) != nil || st.Uid != uid {
+		return nil, "", false
+	}
+	// Either may be missing (a process exiting): the caller falls back
+	// to a minimal environment, or to none for the cwd.
+	if b, err := os.ReadFile(proc + "/environ"); err == nil {
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if kv != "" {
+				env = append(env, kv)
+			}
+		}
+	}
+	cwd, _ = os.Readlink(proc + "/cwd")
+	return env, cwd, true
 }
 
 // procGroups reads the supplementary groups of pid from /proc.
@@ -263,20 +323,16 @@ func toErrno(err error) syscall.Errno {
 }
 
 func fillAttr(a synth.Attr, out *fuse.Attr) {
-	out.Ino = a.Ino
-	out.Mode = synth.UnixMode(a.Mode)
-	out.Owner = fuse.Owner{Uid: a.Uid, Gid: a.Gid}
-	out.Nlink = 1
-	if a.Mode.IsDir() {
-		out.Nlink = 2
-	}
-	if a.Size > 0 {
-		out.Size = uint64(a.Size)
-	}
-	out.Blksize = 4096
-	out.Blocks = (out.Size + 511) / 512
-	if !a.Mtime.IsZero() {
-		out.SetTimes(&a.Mtime, &a.Mtime, &a.Mtime)
+	u := a.Unix()
+	out.Ino = u.Ino
+	out.Mode = u.Mode
+	out.Owner = fuse.Owner{Uid: u.Uid, Gid: u.Gid}
+	out.Nlink = u.Nlink
+	out.Size = u.Size
+	out.Blksize = u.Blksize
+	out.Blocks = u.Blocks
+	if !u.Time.IsZero() {
+		out.SetTimes(&u.Time, &u.Time, &u.Time)
 	}
 }
 
@@ -298,14 +354,14 @@ func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	out.SetEntryTimeout(0)
 	out.SetAttrTimeout(0)
 	st := gofs.StableAttr{Mode: synth.UnixType(a.Mode), Ino: a.Ino}
+	c := n.mnt.cell(st)
+	c.set(child)
 	if old := n.GetChild(name); old != nil && old.StableAttr() == st {
-		if fn, ok := old.Operations().(*fuseNode); ok {
-			fn.set(child)
+		if fn, ok := old.Operations().(*fuseNode); ok && fn.cell == c {
 			return old, 0
 		}
 	}
-	fn := &fuseNode{node: child, fsType: n.fsType}
-	return n.NewInode(ctx, fn, st), 0
+	return n.NewInode(ctx, &fuseNode{mnt: n.mnt, cell: c}, st), 0
 }
 
 // Opendir lets anyone list; synth.Dir.List decides what they see.
@@ -344,68 +400,43 @@ func (n *fuseNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
-// Setattr implements chmod, chown and chgrp through synth.Setattrer.
-// Truncating to 0 (an O_TRUNC open, `echo x > file`) is accepted and
-// ignored; time changes are ignored too, so touch works; other sizes fail.
+// Setattr translates chmod, chown, truncate and utimes for synth.Setattr,
+// which decides them.
 func (n *fuseNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	node := n.get()
-	if sz, ok := in.GetSize(); ok && sz != 0 {
-		return syscall.EPERM
-	}
-	var mode *os.FileMode
-	var uid, gid *uint32
+	var r synth.SetattrReq
 	if m, ok := in.GetMode(); ok {
 		p := synth.FromUnixPerm(m)
-		mode = &p
+		r.Mode = &p
 	}
 	if u, ok := in.GetUID(); ok {
-		uid = &u
+		r.Uid = &u
 	}
 	if g, ok := in.GetGID(); ok {
-		gid = &g
+		r.Gid = &g
 	}
-	if mode != nil || uid != nil || gid != nil {
-		sa, ok := node.(synth.Setattrer)
-		if !ok {
-			return syscall.EPERM
-		}
-		if err := sa.Setattr(fuseCaller(ctx, true), mode, uid, gid); err != nil {
-			return toErrno(err)
-		}
+	if sz, ok := in.GetSize(); ok {
+		r.Size = &sz
+	}
+	r.Times = in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0
+	r.TimesGiven = in.Valid&fuse.FATTR_ATIME != 0 && in.Valid&fuse.FATTR_ATIME_NOW == 0 ||
+		in.Valid&fuse.FATTR_MTIME != 0 && in.Valid&fuse.FATTR_MTIME_NOW == 0
+	r.Open = f != nil
+	if err := synth.Setattr(fuseCaller(ctx, true), node, r); err != nil {
+		return toErrno(err)
 	}
 	fillAttr(node.Attr(), &out.Attr)
 	out.SetTimeout(0)
 	return 0
 }
 
-// Access implements access(2) from the node's mode with the caller's
-// supplementary groups (the kernel does no checks of its own here).
+// Access implements access(2) through synth.Access (the kernel does no
+// checks of its own on this mount).
 func (n *fuseNode) Access(ctx context.Context, mask uint32) syscall.Errno {
-	mask &= 7
-	if mask == 0 {
+	if mask&7 == 0 {
 		return 0
 	}
-	a := n.get().Attr()
-	perm := uint32(a.Mode.Perm())
-	c := fuseCaller(ctx, true)
-	if c.Root() {
-		// Root may read and write anything, and execute what anyone may.
-		if mask&1 == 0 || perm&0o111 != 0 || a.Mode.IsDir() {
-			return 0
-		}
-		return syscall.EACCES
-	}
-	bits := perm
-	switch {
-	case c.Uid == a.Uid:
-		bits = perm >> 6
-	case c.InGroup(a.Gid):
-		bits = perm >> 3
-	}
-	if bits&mask != mask {
-		return syscall.EACCES
-	}
-	return 0
+	return toErrno(synth.Access(fuseCaller(ctx, true), n.get(), mask))
 }
 
 // Statfs reports neutral figures so df and friends work.
@@ -416,28 +447,18 @@ func (n *fuseNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 	return 0
 }
 
-// openFlagMask keeps the open(2) flags the tree may care about.
-const openFlagMask = syscall.O_ACCMODE | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_NONBLOCK
-
-// Open implements gofs.NodeOpener through synth.File.Open, always with
+// Open implements gofs.NodeOpener through synth.Open, always with
 // direct I/O: synthetic files have no meaningful size or page cache.
 func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	node := n.get()
-	f, ok := node.(synth.File)
-	if !ok {
-		if _, isDir := node.(synth.Dir); isDir {
-			return nil, 0, syscall.EISDIR
-		}
-		return nil, 0, syscall.EINVAL
+	if _, isDir := node.(synth.Dir); isDir {
+		return nil, 0, syscall.EISDIR // the kernel opens directories with Opendir
 	}
-	h, err := f.Open(fuseCaller(ctx, true), int(flags)&openFlagMask)
+	h, err := synth.Open(fuseCaller(ctx, true), node, int(flags))
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	if h == nil {
-		return nil, 0, syscall.EIO
-	}
-	return &fuseHandle{n: n, h: h, fsType: n.fsType}, fuse.FOPEN_DIRECT_IO, 0
+	return &fuseHandle{n: n, h: h, fsType: n.mnt.fsType}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // fuseHandle is one open file on the mount.
@@ -454,11 +475,11 @@ type fuseHandle struct {
 // Read passes the request context, which FUSE_INTERRUPT cancels, so a
 // reader blocked on a stream can be interrupted (Ctrl-C, timeout).
 func (fh *fuseHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := fh.h.Read(ctx, dest, off)
-	if n > 0 || err == nil || errors.Is(err, io.EOF) {
-		return fuse.ReadResultData(dest[:n]), 0
+	n, errno := synth.ReadResult(fh.h.Read(ctx, dest, off))
+	if errno != 0 {
+		return nil, errno
 	}
-	return nil, toErrno(err)
+	return fuse.ReadResultData(dest[:n]), 0
 }
 
 // Write returns the tree's error to the writer synchronously (direct I/O).
@@ -466,13 +487,8 @@ func (fh *fuseHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	if fc, ok := fuse.FromContext(ctx); ok {
 		fh.writer.Store(fc.Pid)
 	}
-	n, err := fh.h.Write(ctx, data, off)
-	if err != nil && n == 0 {
-		return 0, toErrno(err)
-	}
-	// Bytes taken are reported even if an error followed (an interrupt):
-	// the writer retries the rest, and nothing is written twice.
-	return uint32(n), 0
+	n, errno := synth.WriteResult(fh.h.Write(ctx, data, off))
+	return uint32(n), errno
 }
 
 // Flush is called on every close(2) of a descriptor: when the process
