@@ -20,11 +20,11 @@ now_us() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
 case "$1" in
 lat) # lat RUNS CMD...: median wall time of CMD in microseconds.
 	runs=$2; shift 2
-	f=$(mktemp); trap 'rm -f "$f"' EXIT
-	"$@" >/dev/null 2>&1 </dev/null || { echo "failed: $*" >&2; exit 1; }  # warm up
+	f=$(mktemp) e=$(mktemp); trap 'rm -f "$f" "$e"' EXIT
+	"$@" >/dev/null 2>"$e" </dev/null || { echo "failed: $*:" >&2; cat "$e" >&2; exit 1; }  # warm up
 	for ((i = 0; i < runs; i++)); do
 		t0=${EPOCHREALTIME/./}
-		"$@" >/dev/null 2>&1 </dev/null || { echo "failed: $*" >&2; exit 1; }
+		"$@" >/dev/null 2>"$e" </dev/null || { echo "failed (run $i): $*:" >&2; cat "$e" >&2; exit 1; }
 		t1=${EPOCHREALTIME/./}
 		echo $((10#$t1 - 10#$t0)) >>"$f"
 	done
