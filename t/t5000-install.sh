@@ -136,6 +136,11 @@ test_expect_success 'completion: node numbers from the tree, then the commands' 
 	test_grep "^hostname$" got &&
 	complete_words bpsh -1 hostnam >got &&
 	test_grep "^hostname$" got &&
+	complete_words bprsh "" >got &&
+	printf "%s\n" 0 1 master node0 node1 | sort >want &&
+	test_cmp want got &&
+	complete_words bprsh -o BatchMode=yes -p 22 0 hostnam >got &&
+	test_grep "^hostname$" got &&
 	complete_words bpcp "" >got &&
 	test_grep "^0:$" got &&
 	test_grep "^-1:$" got &&
