@@ -6,7 +6,7 @@
 # completion against a real cluster, and bpmaster's sd_notify readiness.
 . "$(dirname "$0")/lib.sh"
 
-CMDS="bpsh bpstat bpctl bpcp beostat vmadump bpmaster bpslave sendstats recvstats"
+CMDS="bpsh bprsh bpstat bpctl bpcp beostat vmadump bpmaster bpslave sendstats recvstats"
 INST=$T/inst
 MAN=$INST/usr/local/share/man
 
@@ -38,7 +38,7 @@ test_expect_success 'make install puts every file in its place' '
 		test -x "$INST/usr/local/bin/$c" &&
 		test -L "$INST/usr/local/share/bash-completion/completions/$c" || return 1
 	done &&
-	for p in man1/bpsh.1 man1/bpstat.1 man1/bpctl.1 man1/bpcp.1 man1/beostat.1 man1/vmadump.1 \
+	for p in man1/bpsh.1 man1/bprsh.1 man1/bpstat.1 man1/bpctl.1 man1/bpcp.1 man1/beostat.1 man1/vmadump.1 \
 		man8/bpmaster.8 man8/bpslave.8 man8/sendstats.8 man8/recvstats.8 \
 		man5/bproc-config.5 man7/bproc.7; do
 		test -f "$MAN/$p" || return 1
@@ -52,7 +52,7 @@ test_expect_success 'make install puts every file in its place' '
 	test -f "$INST/usr/local/share/bash-completion/completions/bproc" &&
 	(cd "$INST" && find . ! -type d) >found &&
 	sort found >files &&
-	n=$(wc -l <files) && test "$n" = 39
+	n=$(wc -l <files) && test "$n" = 42
 '
 
 test_expect_success 'make install again keeps what the admin wrote in /etc/default' '
@@ -73,7 +73,7 @@ test_expect_success 'every man page renders without a warning, and man finds the
 		test_grep "^NAME" out &&
 		n=$((n + 1)) || { echo "$p:"; cat err; return 1; }
 	done &&
-	test "$n" = 12 &&
+	test "$n" = 13 &&
 	for p in bpsh.1 bpmaster.8 bproc-config.5 bproc.7; do
 		w=$(MANPATH=$MAN man -w "${p##*.}" "${p%.*}") &&
 		test "$w" = "$MAN/man${p##*.}/$p" || return 1
@@ -135,6 +135,11 @@ test_expect_success 'completion: node numbers from the tree, then the commands' 
 	complete_words bpsh -a hostnam >got &&
 	test_grep "^hostname$" got &&
 	complete_words bpsh -1 hostnam >got &&
+	test_grep "^hostname$" got &&
+	complete_words bprsh "" >got &&
+	printf "%s\n" 0 1 master node0 node1 | sort >want &&
+	test_cmp want got &&
+	complete_words bprsh -o BatchMode=yes -p 22 0 hostnam >got &&
 	test_grep "^hostname$" got &&
 	complete_words bpcp "" >got &&
 	test_grep "^0:$" got &&

@@ -1,5 +1,5 @@
-# bash completion for bproc's commands: bpsh, bpstat, bpctl, bpcp, beostat,
-# vmadump, bpmaster, bpslave, sendstats, recvstats.
+# bash completion for bproc's commands: bpsh, bprsh, bpstat, bpctl, bpcp,
+# beostat, vmadump, bpmaster, bpslave, sendstats, recvstats.
 #
 # Options come from each command's own -h (so they never go stale); node
 # numbers from the tree at $BPROC_MOUNT (default /bproc). Installed as
@@ -38,6 +38,35 @@ _bproc_nodes() {
 	done
 }
 
+# _bproc_hosts: what bprsh takes as HOST: the node numbers (not -1, ssh's
+# option there), the hostnames the nodes reported, and master.
+_bproc_hosts() {
+	local d=${BPROC_MOUNT:-/bproc}/node n f
+	[[ -d $d ]] || return 0
+	for n in "$d"/*; do
+		[[ -e $n && ${n##*/} != -1 ]] || continue
+		printf '%s\n' "${n##*/}"
+		f=()
+		read -r -a f <"$n/status" 2>/dev/null
+		[[ ${#f[@]} -ge 7 && ${f[6]} != - ]] && printf '%s\n' "${f[6]}"
+	done
+	echo master
+}
+
+# bprsh takes ssh's and rsh's options and ignores them; these take a value.
+_bproc_ssh_valued=BbcDEeFIiJLlmOoPpQRSWw
+
+# _bproc_ssh_takes WORD: whether ssh's option word WORD (-xo, -p) ends with
+# an option whose value is the next word, as bprsh parses them.
+_bproc_ssh_takes() {
+	local w=$1 i
+	[[ $w == --* ]] && return 1
+	for ((i = 1; i < ${#w}; i++)); do
+		[[ $_bproc_ssh_valued == *"${w:i:1}"* ]] && { ((i == ${#w} - 1)); return; }
+	done
+	return 1
+}
+
 # _bproc_commands: the commands matching $cur, once each.
 _bproc_commands() { compgen -c -- "$cur" | sort -u; }
 
@@ -70,6 +99,9 @@ _bproc_value() {
 	bpctl:-u | bpctl:--user) _bproc_reply compgen -u -- "$cur" ;;
 	bpctl:-g | bpctl:--group) _bproc_reply compgen -g -- "$cur" ;;
 	bpctl:-m | bpctl:--mode) ;;
+	bprsh:-*l) _bproc_reply compgen -u -- "$cur" ;;
+	bprsh:-*o) ;; # ssh's -o option: nothing to offer
+	bprsh:-*) _bproc_files ;;
 	beostat:-N | beostat:--node) _bproc_add "$(_bproc_nodes)" ;;
 	beostat:-f | beostat:--file) _bproc_add "cpuinfo meminfo loadavg net stat stamp" ;;
 	vmadump:-flags) _bproc_add "libs exec other all" ;;
@@ -94,6 +126,7 @@ _bproc() {
 		w=${COMP_WORDS[i]}
 		if [[ -n $prev ]]; then prev=; continue; fi
 		if [[ $cmd == bpsh && ${#pos[@]} -ge $((all ? 1 : 2)) ]] ||
+			[[ $cmd == bprsh && ${#pos[@]} -ge 1 ]] ||
 			[[ $cmd == vmadump && ${#pos[@]} -ge 2 ]]; then
 			pos+=("$w")
 			continue
@@ -101,10 +134,11 @@ _bproc() {
 		case $w in
 		--) ;;
 		--*=*) ;;
-		-1) pos+=("$w") ;; # the master, as a nodespec
+		-1) [[ $cmd == bprsh ]] || pos+=("$w") ;; # the master, as a nodespec (ssh's -1 for bprsh)
 		-?*)
 			[[ $cmd == bpsh && ( $w == -a || $w == --all || $w == -A || $w == --all-notdown ) ]] && all=1
 			[[ " $_bproc_a " == *" $w "* || $cmd:$w == vmadump:-flags ]] && prev=$w
+			[[ $cmd == bprsh ]] && _bproc_ssh_takes "$w" && prev=$w
 			;;
 		*) pos+=("$w") ;;
 		esac
@@ -114,7 +148,8 @@ _bproc() {
 		return 0
 	fi
 	local n=${#pos[@]}
-	if [[ $cmd == bpsh && $n -ge $((all ? 1 : 2)) ]]; then
+	if [[ $cmd == bpsh && $n -ge $((all ? 1 : 2)) ]] ||
+		[[ $cmd == bprsh && $n -ge 2 ]]; then
 		compopt -o default 2>/dev/null # the remote command's own arguments
 		return 0
 	fi
@@ -126,6 +161,13 @@ _bproc() {
 	bpsh)
 		if [[ $n == 0 && -z $all ]]; then
 			_bproc_add "$(_bproc_nodes) $_bproc_specs"
+		else
+			_bproc_reply _bproc_commands
+		fi
+		;;
+	bprsh)
+		if [[ $n == 0 ]]; then
+			_bproc_add "$(_bproc_hosts)"
 		else
 			_bproc_reply _bproc_commands
 		fi
@@ -164,4 +206,4 @@ _bproc() {
 	return 0
 }
 
-complete -F _bproc bpsh bpstat bpctl bpcp beostat vmadump bpmaster bpslave sendstats recvstats
+complete -F _bproc bpsh bprsh bpstat bpctl bpcp beostat vmadump bpmaster bpslave sendstats recvstats
