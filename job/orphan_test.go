@@ -12,6 +12,7 @@ import (
 
 	"bproc/fs/pspace"
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 )
 
 // cluster is a master with one compute node (node 0) whose slave runs
@@ -53,7 +54,7 @@ func (c *cluster) connect() {
 	c.slave.Tree = &synth.Local{Root: c.m.Root(), Caller: &synth.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
 	go func() { defer close(c.ran); c.slave.Run(ctx) }()
 	c.waitFor("node 0 up", func() bool {
-		return c.exists("node/0/status") && strings.Contains(readAll(c.t, c.user, "node/0/status"), " up ")
+		return c.exists("node/0/status") && strings.Contains(treetest.Read(c.t, c.user.Open, "node/0/status"), " up ")
 	})
 }
 
@@ -97,19 +98,19 @@ func TestJobSurvivesMasterRestart(t *testing.T) {
 		t.Fatalf("node io: %q, %v", buf[:n], err)
 	}
 	io.Close()
-	before := readAll(t, c.user, "proc/"+pid+"/status")
+	before := treetest.Read(t, c.user.Open, "proc/"+pid+"/status")
 	c.crash()
 	c.startMaster()
 	c.connect()
 	c.waitFor("the job adopted", func() bool { return c.exists("proc/" + pid + "/status") })
-	if after := readAll(t, c.user, "proc/"+pid+"/status"); after != before {
+	if after := treetest.Read(t, c.user.Open, "proc/"+pid+"/status"); after != before {
 		t.Errorf("status %q after the restart, %q before", after, before)
 	}
 	os.WriteFile(gate, nil, 0o600)
-	if got := readAll(t, c.user, "proc/"+pid+"/stdout"); got != "one\ntwo\n" {
+	if got := treetest.Read(t, c.user.Open, "proc/"+pid+"/stdout"); got != "one\ntwo\n" {
 		t.Errorf("stdout %q", got)
 	}
-	if got := readAll(t, c.user, "proc/"+pid+"/wait"); got != "exit 3\n" {
+	if got := treetest.Read(t, c.user.Open, "proc/"+pid+"/wait"); got != "exit 3\n" {
 		t.Errorf("wait %q", got)
 	}
 	next, err := execOn(t, c.user, "0", "exec /bin/true")

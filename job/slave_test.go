@@ -13,6 +13,7 @@ import (
 	"bproc/fs/pspace"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 )
 
 // startMaster runs a master whose node -1 is served in-process by Slave,
@@ -31,7 +32,7 @@ func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
 	user := &synth.Local{Root: m.Root(), Caller: &synth.Caller{Uid: 0, Gid: 0}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st := readAll(t, user, "node/-1/status")
+		st := treetest.Read(t, user.Open, "node/-1/status")
 		if strings.Contains(st, " up ") {
 			break
 		}
@@ -41,20 +42,6 @@ func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return m, user
-}
-
-func readAll(t *testing.T, l *synth.Local, name string) string {
-	t.Helper()
-	f, err := l.Open(name, os.O_RDONLY)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
 }
 
 // execOn writes an exec command to a node's ctl and returns the pid text.
@@ -76,13 +63,13 @@ func TestExecOnMasterNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exec: %v (%s)", err, pid)
 	}
-	if got := readAll(t, u, "proc/"+pid+"/stdout"); got != "out\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stdout"); got != "out\n" {
 		t.Errorf("stdout = %q", got)
 	}
-	if got := readAll(t, u, "proc/"+pid+"/stderr"); got != "err\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stderr"); got != "err\n" {
 		t.Errorf("stderr = %q", got)
 	}
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "exit 7\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "exit 7\n" {
 		t.Errorf("wait = %q", got)
 	}
 }
@@ -99,10 +86,10 @@ func TestStdinAndKill(t *testing.T) {
 	}
 	in.Write([]byte("hello\n"))
 	in.Close()
-	if got := readAll(t, u, "proc/"+pid+"/stdout"); got != "hello\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stdout"); got != "hello\n" {
 		t.Errorf("cat echoed %q", got)
 	}
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "exit 0\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "exit 0\n" {
 		t.Errorf("wait = %q", got)
 	}
 
@@ -118,7 +105,7 @@ func TestStdinAndKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctl.Close()
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "signal 9 SIGKILL\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "signal 9 SIGKILL\n" {
 		t.Errorf("wait = %q", got)
 	}
 }
@@ -176,7 +163,7 @@ func TestReaderGoneGivesSIGPIPE(t *testing.T) {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 	out.Close()
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "signal 13 SIGPIPE\n" {
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "signal 13 SIGPIPE\n" {
 		t.Errorf("wait = %q", got)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
@@ -94,32 +95,18 @@ func dial(t testing.TB, addr string, h Hello) *Client {
 	return c
 }
 
-func readAll(t *testing.T, c *Client, name string) string {
-	t.Helper()
-	f, err := c.Open(name, os.O_RDONLY)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
-}
-
 var toolHello = Hello{Role: RoleTool, Uid: 0, Gid: 0, Host: "master"}
 
 func TestIdentityReachesCaller(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, Hello{Role: RoleSlave, Uid: 1000, Gid: 100, Groups: []uint32{5, 6}, Host: "node7"})
-	got := readAll(t, c, "who")
+	got := treetest.Read(t, c.Open, "who")
 	want := "pid=0 uid=1000 gid=100 groups=[5 6] slave=true addr=127.0.0.1 host=node7 conn=true\n"
 	if got != want {
 		t.Errorf("who = %q, want %q", got, want)
 	}
 	c2 := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 0, Gid: 0, Host: "master"})
-	if got := readAll(t, c2, "who"); !strings.Contains(got, "uid=0 ") || !strings.Contains(got, "slave=false") {
+	if got := treetest.Read(t, c2.Open, "who"); !strings.Contains(got, "uid=0 ") || !strings.Contains(got, "slave=false") {
 		t.Errorf("tool who = %q", got)
 	}
 	// DialFrom binds the source address, which the tree sees as Addr.
@@ -130,7 +117,7 @@ func TestIdentityReachesCaller(t *testing.T) {
 		t.Fatalf("DialFrom: %v", err)
 	}
 	defer c3.Close()
-	if got := readAll(t, c3, "who"); !strings.Contains(got, "addr=127.0.0.2 host=node2") {
+	if got := treetest.Read(t, c3.Open, "who"); !strings.Contains(got, "addr=127.0.0.2 host=node2") {
 		t.Errorf("who via DialFrom = %q", got)
 	}
 	if _, err := DialFrom(ctx, "not-an-ip", sv.addr, testKey, toolHello); err == nil {
@@ -154,7 +141,7 @@ func TestDialWrongKey(t *testing.T) {
 	}
 	// The server keeps serving.
 	c := dial(t, sv.addr, toolHello)
-	if got := readAll(t, c, "hello"); got != "hello, world\n" {
+	if got := treetest.Read(t, c.Open, "hello"); got != "hello, world\n" {
 		t.Errorf("hello = %q", got)
 	}
 }
@@ -179,7 +166,7 @@ func TestGarbageAndSilentPeers(t *testing.T) {
 
 	// Meanwhile a real client is served.
 	c := dial(t, sv.addr, toolHello)
-	if got := readAll(t, c, "hello"); got != "hello, world\n" {
+	if got := treetest.Read(t, c.Open, "hello"); got != "hello, world\n" {
 		t.Errorf("hello = %q", got)
 	}
 	// Both strangers get hung up on, the silent one within the deadline.
@@ -202,10 +189,10 @@ func TestWalkReadWriteStat(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 1000, Gid: 1000, Host: "ws"})
 
-	if got := readAll(t, c, "sub/leaf"); got != "leaf\n" {
+	if got := treetest.Read(t, c.Open, "sub/leaf"); got != "leaf\n" {
 		t.Errorf("sub/leaf = %q", got)
 	}
-	if got := readAll(t, c, "/sub/../hello"); got != "hello, world\n" {
+	if got := treetest.Read(t, c.Open, "/sub/../hello"); got != "hello, world\n" {
 		t.Errorf("/sub/../hello = %q", got)
 	}
 	if _, err := c.Open("nope", os.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
