@@ -107,12 +107,8 @@ func TestJobSurvivesMasterRestart(t *testing.T) {
 		t.Errorf("status %q after the restart, %q before", after, before)
 	}
 	os.WriteFile(gate, nil, 0o600)
-	if got := treetest.Read(t, c.user.Open, "proc/"+pid+"/stdout"); got != "one\ntwo\n" {
-		t.Errorf("stdout %q", got)
-	}
-	if got := treetest.Read(t, c.user.Open, "proc/"+pid+"/wait"); got != "exit 3\n" {
-		t.Errorf("wait %q", got)
-	}
+	treetest.Want(t, c.user.Open, "proc/"+pid+"/stdout", "one\ntwo\n")
+	treetest.Want(t, c.user.Open, "proc/"+pid+"/wait", "exit 3\n")
 	next, err := execOn(t, c.user, "0", "exec /bin/true")
 	if err != nil {
 		t.Fatal(err)

@@ -63,15 +63,9 @@ func TestExecOnMasterNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exec: %v (%s)", err, pid)
 	}
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stdout"); got != "out\n" {
-		t.Errorf("stdout = %q", got)
-	}
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stderr"); got != "err\n" {
-		t.Errorf("stderr = %q", got)
-	}
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "exit 7\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "out\n")
+	treetest.Want(t, u.Open, "proc/"+pid+"/stderr", "err\n")
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 7\n")
 }
 
 func TestStdinAndKill(t *testing.T) {
@@ -86,12 +80,8 @@ func TestStdinAndKill(t *testing.T) {
 	}
 	in.Write([]byte("hello\n"))
 	in.Close()
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stdout"); got != "hello\n" {
-		t.Errorf("cat echoed %q", got)
-	}
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "exit 0\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "hello\n")
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 0\n")
 
 	pid, err = execOn(t, u, "-1", "exec -n /bin/sleep 100")
 	if err != nil {
@@ -105,9 +95,7 @@ func TestStdinAndKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctl.Close()
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "signal 9 SIGKILL\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "signal 9 SIGKILL\n")
 }
 
 func TestBadCommands(t *testing.T) {
@@ -163,7 +151,5 @@ func TestReaderGoneGivesSIGPIPE(t *testing.T) {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 	out.Close()
-	if got := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); got != "signal 13 SIGPIPE\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "signal 13 SIGPIPE\n")
 }

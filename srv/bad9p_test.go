@@ -76,9 +76,7 @@ func TestMalformed9PFromKeyHolder(t *testing.T) {
 				t.Errorf("server answered %x", got)
 			}
 			c := dial(t, sv.addr, toolHello)
-			if got := treetest.Read(t, c.Open, "hello"); got != "hello, world\n" {
-				t.Errorf("other client: hello = %q", got)
-			}
+			treetest.Want(t, c.Open, "hello", "hello, world\n")
 		})
 	}
 	if !sv.logged("malformed 9P") {

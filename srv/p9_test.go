@@ -141,9 +141,7 @@ func TestDialWrongKey(t *testing.T) {
 	}
 	// The server keeps serving.
 	c := dial(t, sv.addr, toolHello)
-	if got := treetest.Read(t, c.Open, "hello"); got != "hello, world\n" {
-		t.Errorf("hello = %q", got)
-	}
+	treetest.Want(t, c.Open, "hello", "hello, world\n")
 }
 
 func TestGarbageAndSilentPeers(t *testing.T) {
@@ -166,9 +164,7 @@ func TestGarbageAndSilentPeers(t *testing.T) {
 
 	// Meanwhile a real client is served.
 	c := dial(t, sv.addr, toolHello)
-	if got := treetest.Read(t, c.Open, "hello"); got != "hello, world\n" {
-		t.Errorf("hello = %q", got)
-	}
+	treetest.Want(t, c.Open, "hello", "hello, world\n")
 	// Both strangers get hung up on, the silent one within the deadline.
 	for name, conn := range map[string]net.Conn{"silent": silent, "garbage": garbage} {
 		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -189,12 +185,8 @@ func TestWalkReadWriteStat(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 1000, Gid: 1000, Host: "ws"})
 
-	if got := treetest.Read(t, c.Open, "sub/leaf"); got != "leaf\n" {
-		t.Errorf("sub/leaf = %q", got)
-	}
-	if got := treetest.Read(t, c.Open, "/sub/../hello"); got != "hello, world\n" {
-		t.Errorf("/sub/../hello = %q", got)
-	}
+	treetest.Want(t, c.Open, "sub/leaf", "leaf\n")
+	treetest.Want(t, c.Open, "/sub/../hello", "hello, world\n")
 	if _, err := c.Open("nope", os.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("open nope: %v, want ENOENT", err)
 	}

@@ -23,3 +23,12 @@ func Read[F io.ReadCloser](t testing.TB, open func(name string, flag int) (F, er
 	}
 	return string(b)
 }
+
+// Want checks that file name, opened by open, reads want; a mismatch
+// fails the test and it goes on.
+func Want[F io.ReadCloser](t testing.TB, open func(name string, flag int) (F, error), name, want string) {
+	t.Helper()
+	if got := Read(t, open, name); got != want {
+		t.Errorf("%s = %q, want %q", name, got, want)
+	}
+}
