@@ -2,6 +2,7 @@ package srv
 
 import (
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 	"bproc/srv/fusemount"
 
 	"bytes"
@@ -79,14 +80,7 @@ func TestFuseReadStatReaddir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "nope")); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("stat nope: %v", err)
 	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
+	names := treetest.DirNames(t, dir)
 	want := []string{"big", "ctl", "hello", "sink", "stream", "sub", "who"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("readdir = %v, want %v", names, want)

@@ -32,3 +32,19 @@ func Want[F io.ReadCloser](t testing.TB, open func(name string, flag int) (F, er
 		t.Errorf("%s = %q, want %q", name, got, want)
 	}
 }
+
+// DirNames lists directory dir of the file system (a mount, a spool),
+// sorted as os.ReadDir returns them; it ends the test when dir cannot be
+// read.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
