@@ -84,10 +84,7 @@ func (c *cluster) exists(name string) bool {
 func TestJobSurvivesMasterRestart(t *testing.T) {
 	c := newCluster(t, time.Minute)
 	gate := filepath.Join(t.TempDir(), "gate")
-	pid, err := execOn(t, c.user, "0", "exec /bin/sh -c 'echo one; while ! test -e "+gate+"; do sleep 0.02; done; echo two; exit 3'")
-	if err != nil {
-		t.Fatalf("exec: %v (%s)", err, pid)
-	}
+	pid := mustExec(t, c.user, "0", "exec /bin/sh -c 'echo one; while ! test -e "+gate+"; do sleep 0.02; done; echo two; exit 3'")
 	// The node's io shows the line without taking it from stdout.
 	io, err := c.user.Open("node/0/io", os.O_RDONLY)
 	if err != nil {
@@ -109,10 +106,7 @@ func TestJobSurvivesMasterRestart(t *testing.T) {
 	os.WriteFile(gate, nil, 0o600)
 	treetest.Want(t, c.user.Open, "proc/"+pid+"/stdout", "one\ntwo\n")
 	treetest.Want(t, c.user.Open, "proc/"+pid+"/wait", "exit 3\n")
-	next, err := execOn(t, c.user, "0", "exec /bin/true")
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := mustExec(t, c.user, "0", "exec /bin/true")
 	if a, b := atoi(t, next), atoi(t, pid); a <= b {
 		t.Errorf("new pid %d after the restart, not above %d", a, b)
 	}
@@ -121,10 +115,7 @@ func TestJobSurvivesMasterRestart(t *testing.T) {
 func TestGraceEndKillsJobs(t *testing.T) {
 	c := newCluster(t, 200*time.Millisecond)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	pid, err := execOn(t, c.user, "0", "exec /bin/sh -c 'echo $$ >"+pidFile+"; exec sleep 300'")
-	if err != nil {
-		t.Fatalf("exec: %v (%s)", err, pid)
-	}
+	pid := mustExec(t, c.user, "0", "exec /bin/sh -c 'echo $$ >"+pidFile+"; exec sleep 300'")
 	var ospid int
 	c.waitFor("the job's pid", func() bool {
 		b, _ := os.ReadFile(pidFile)

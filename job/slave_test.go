@@ -57,12 +57,19 @@ func execOn(t *testing.T, l *synth.Local, node, cmd string) (string, error) {
 	return strings.TrimSpace(string(b)), werr
 }
 
+// mustExec is execOn that ends the test when the command is refused.
+func mustExec(t *testing.T, l *synth.Local, node, cmd string) string {
+	t.Helper()
+	pid, err := execOn(t, l, node, cmd)
+	if err != nil {
+		t.Fatalf("%s on node %s: %v (%s)", cmd, node, err, pid)
+	}
+	return pid
+}
+
 func TestExecOnMasterNode(t *testing.T) {
 	_, u := startMaster(t)
-	pid, err := execOn(t, u, "-1", "exec -i /bin/sh -c 'echo out; echo err >&2; exit 7'")
-	if err != nil {
-		t.Fatalf("exec: %v (%s)", err, pid)
-	}
+	pid := mustExec(t, u, "-1", "exec -i /bin/sh -c 'echo out; echo err >&2; exit 7'")
 	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "out\n")
 	treetest.Want(t, u.Open, "proc/"+pid+"/stderr", "err\n")
 	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 7\n")
@@ -70,10 +77,7 @@ func TestExecOnMasterNode(t *testing.T) {
 
 func TestStdinAndKill(t *testing.T) {
 	_, u := startMaster(t)
-	pid, err := execOn(t, u, "-1", "exec -i /bin/cat")
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
+	pid := mustExec(t, u, "-1", "exec -i /bin/cat")
 	in, err := u.Open("proc/"+pid+"/stdin", os.O_WRONLY)
 	if err != nil {
 		t.Fatal(err)
@@ -83,10 +87,7 @@ func TestStdinAndKill(t *testing.T) {
 	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "hello\n")
 	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 0\n")
 
-	pid, err = execOn(t, u, "-1", "exec -n /bin/sleep 100")
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
+	pid = mustExec(t, u, "-1", "exec -n /bin/sleep 100")
 	ctl, err := u.Open("proc/"+pid+"/ctl", os.O_WRONLY)
 	if err != nil {
 		t.Fatal(err)
@@ -138,10 +139,7 @@ func TestIoRing(t *testing.T) {
 // SIGPIPE instead of blocking forever on a stream nobody will read.
 func TestReaderGoneGivesSIGPIPE(t *testing.T) {
 	_, u := startMaster(t)
-	pid, err := execOn(t, u, "-1", "exec -i -n /usr/bin/yes")
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
+	pid := mustExec(t, u, "-1", "exec -i -n /usr/bin/yes")
 	out, err := u.Open("proc/"+pid+"/stdout", os.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)

@@ -9,14 +9,7 @@ import (
 func TestMsgBytesExact(t *testing.T) {
 	m := &Msg{Op: "start", Pid: 7, Path: "/bin/caf\xe9", Argv: []string{"caf\xe9", "\xff\xfe", "ok", ""},
 		Env: []string{"A=\xff", "B=b"}, Dir: "/tmp/\xe9t\xe9", Uid: 4242, Gid: 4242, Groups: []uint32{1, 2}}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got Msg
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatalf("decoding %s: %v", b, err)
-	}
+	b, got := reencode(t, m)
 	if !reflect.DeepEqual(*m, got) {
 		t.Errorf("round trip through %s:\n got %#v\nwant %#v", b, got, *m)
 	}
