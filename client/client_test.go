@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,7 +74,7 @@ func TestNodeSpecErrors(t *testing.T) {
 		{"2,fo/o", `"fo/o"`},
 	}
 	for _, spec := range []string{"x!", "^3", "&allup", "n[1-]", "n[a]", "3-1", "-2", "allsleepy", "n", "1-x", "1.5"} {
-		tests = append(tests, struct{ spec, token string }{spec, strconv.Quote(spec)})
+		tests = append(tests, struct{ spec, token string }{spec, fmt.Sprintf("%q", spec)})
 	}
 	for _, tc := range tests {
 		_, err := ParseNodeSpec(tc.spec)
