@@ -86,10 +86,7 @@ func TestJobSurvivesMasterRestart(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
 	pid := mustExec(t, c.user, "0", "exec /bin/sh -c 'echo one; while ! test -e "+gate+"; do sleep 0.02; done; echo two; exit 3'")
 	// The node's io shows the line without taking it from stdout.
-	io, err := c.user.Open("node/0/io", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	io := treetest.Open(t, c.user.Open, "node/0/io", os.O_RDONLY)
 	buf := make([]byte, 100)
 	if n, err := io.Read(buf); err != nil || string(buf[:n]) != "one\n" {
 		t.Fatalf("node io: %q, %v", buf[:n], err)

@@ -78,20 +78,14 @@ func TestExecOnMasterNode(t *testing.T) {
 func TestStdinAndKill(t *testing.T) {
 	_, u := startMaster(t)
 	pid := mustExec(t, u, "-1", "exec -i /bin/cat")
-	in, err := u.Open("proc/"+pid+"/stdin", os.O_WRONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := treetest.Open(t, u.Open, "proc/"+pid+"/stdin", os.O_WRONLY)
 	in.Write([]byte("hello\n"))
 	in.Close()
 	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "hello\n")
 	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 0\n")
 
 	pid = mustExec(t, u, "-1", "exec -n /bin/sleep 100")
-	ctl, err := u.Open("proc/"+pid+"/ctl", os.O_WRONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctl := treetest.Open(t, u.Open, "proc/"+pid+"/ctl", os.O_WRONLY)
 	if _, err := ctl.Write([]byte("kill 9")); err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +117,7 @@ func TestIoRing(t *testing.T) {
 	if _, err := execOn(t, u, "-1", "exec /bin/echo ring-text"); err != nil {
 		t.Fatal(err)
 	}
-	f, err := u.Open("node/-1/io", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, u.Open, "node/-1/io", os.O_RDONLY)
 	defer f.Close()
 	buf := make([]byte, 100)
 	n, err := f.Read(buf)
@@ -140,10 +131,7 @@ func TestIoRing(t *testing.T) {
 func TestReaderGoneGivesSIGPIPE(t *testing.T) {
 	_, u := startMaster(t)
 	pid := mustExec(t, u, "-1", "exec -i -n /usr/bin/yes")
-	out, err := u.Open("proc/"+pid+"/stdout", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := treetest.Open(t, u.Open, "proc/"+pid+"/stdout", os.O_RDONLY)
 	buf := make([]byte, 10)
 	if n, err := out.Read(buf); err != nil || string(buf[:n])[:2] != "y\n" {
 		t.Fatalf("read %q, %v", buf[:n], err)

@@ -240,10 +240,7 @@ func TestWalkReadWriteStat(t *testing.T) {
 	}
 
 	// ctl: a good command, its result, then a bad one gives EINVAL.
-	f, err := c.Open("ctl", os.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c.Open, "ctl", os.O_RDWR)
 	if _, err := f.Write([]byte("ok 1\n")); err != nil {
 		t.Fatalf("write ok: %v", err)
 	}
@@ -311,10 +308,7 @@ func TestBlockedReadEndsOnDisconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := c.Open("stream", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c.Open, "stream", os.O_RDONLY)
 	// First a chunk goes through.
 	st.data <- []byte("chunk1")
 	buf := make([]byte, 100)
@@ -377,10 +371,7 @@ func TestClientDoneOnServerExit(t *testing.T) {
 	// A second client is blocked in a stream read: shutting down must
 	// not wait for data that will never come.
 	c2 := dial(t, ln.Addr().String(), toolHello)
-	f, err := c2.Open("stream", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c2.Open, "stream", os.O_RDONLY)
 	go f.Read(make([]byte, 10))
 	if !waitFor(5*time.Second, func() bool { return tree.stream.inRead.Load() == 1 }) {
 		t.Fatal("read never blocked")
@@ -436,10 +427,7 @@ func TestWriteSplitAndBigStream(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, toolHello)
 	// A write larger than msize is split into several Twrites.
-	f, err := c.Open("sink", os.O_WRONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c.Open, "sink", os.O_WRONLY)
 	big := payload()[:3<<20+123]
 	n, err := f.Write(big)
 	if err != nil || n != len(big) {
@@ -459,10 +447,7 @@ func TestWriteSplitAndBigStream(t *testing.T) {
 		}
 	}
 
-	f, err = c.Open("big", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f = treetest.Open(t, c.Open, "big", os.O_RDONLY)
 	defer f.Close()
 	got, el := readStream(t, f)
 	checkPayload(t, got)

@@ -8,14 +8,22 @@ import (
 	"testing"
 )
 
-// Read returns the whole of file name, opened read-only by open (a tree's
-// Open method); it ends the test when the file cannot be opened or read.
-func Read[F io.ReadCloser](t testing.TB, open func(name string, flag int) (F, error), name string) string {
+// Open opens file name with flag by open (a tree's Open method); it ends
+// the test when the file cannot be opened.
+func Open[F io.Closer](t testing.TB, open func(name string, flag int) (F, error), name string, flag int) F {
 	t.Helper()
-	f, err := open(name, os.O_RDONLY)
+	f, err := open(name, flag)
 	if err != nil {
 		t.Fatalf("open %s: %v", name, err)
 	}
+	return f
+}
+
+// Read returns the whole of file name, opened read-only by open; it ends
+// the test when the file cannot be opened or read.
+func Read[F io.ReadCloser](t testing.TB, open func(name string, flag int) (F, error), name string) string {
+	t.Helper()
+	f := Open(t, open, name, os.O_RDONLY)
 	defer f.Close()
 	b, err := io.ReadAll(f)
 	if err != nil {
