@@ -71,16 +71,25 @@ func serveTree(t testing.TB, tree *testTree) *served {
 	go func() { done <- s.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
+		serveReturned(t, done, 10*time.Second, "Serve did not return after cancel")
 	})
 	return sv
+}
+
+// serveReturned waits up to limit for Serve's result on done; an error
+// fails the test, and so does a hang (with hang), reported false.
+func serveReturned(t testing.TB, done <-chan error, limit time.Duration, hang string) bool {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		return true
+	case <-time.After(limit):
+		t.Error(hang)
+		return false
+	}
 }
 
 func dial(t testing.TB, addr string, h Hello) *Client {
@@ -382,13 +391,8 @@ func TestClientDoneOnServerExit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("client Done not closed after the server stopped")
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return with a read blocked in the tree")
+	if !serveReturned(t, done, 5*time.Second, "Serve did not return with a read blocked in the tree") {
+		t.FailNow()
 	}
 	if n := tree.stream.inRead.Load(); n != 0 {
 		t.Errorf("%d reads still blocked after Serve returned", n)
