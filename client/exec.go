@@ -362,24 +362,24 @@ func (s Status) ExitCode() int {
 func (s Status) Success() bool { return s.Kind == Exited && s.Code == 0 }
 
 func (s Status) String() string {
-	switch s.Kind {
-	case Exited:
-		return fmt.Sprintf("exit %d", s.Code)
-	case Signaled:
-		return fmt.Sprintf("signal %d %s", s.Signal, s.Name)
-	}
-	return fmt.Sprintf("lost node %d down", s.Node)
+	return s.format("exit %d", "signal %d %s", "lost node %d down")
 }
 
 // Describe says the end in words for messages ("killed by signal 9 (KILL)").
 func (s Status) Describe() string {
+	return s.format("exited with status %d", "killed by signal %d (%s)", "lost: node %d went down")
+}
+
+// format renders s by the format of its kind: exited's takes the code,
+// signaled's the number and name, lost's the node.
+func (s Status) format(exited, signaled, lost string) string {
 	switch s.Kind {
 	case Exited:
-		return fmt.Sprintf("exited with status %d", s.Code)
+		return fmt.Sprintf(exited, s.Code)
 	case Signaled:
-		return fmt.Sprintf("killed by signal %d (%s)", s.Signal, s.Name)
+		return fmt.Sprintf(signaled, s.Signal, s.Name)
 	}
-	return fmt.Sprintf("lost: node %d went down", s.Node)
+	return fmt.Sprintf(lost, s.Node)
 }
 
 // ParseWait parses a proc/PID/wait line: `exit N`, `signal N NAME`, or

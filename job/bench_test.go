@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"bproc/internal/treetest"
 )
 
 // BenchmarkExecWait is one job's life on the master's own node, in-process:
@@ -17,7 +19,7 @@ func BenchmarkExecWait(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if st := readAll(t, u, "proc/"+pid+"/wait"); st != "exit 0\n" {
+		if st := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); st != "exit 0\n" {
 			b.Fatalf("wait = %q", st)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"bproc/fs/pspace"
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 )
 
 // cluster is a master with one compute node (node 0) whose slave runs
@@ -53,7 +54,7 @@ func (c *cluster) connect() {
 	c.slave.Tree = &synth.Local{Root: c.m.Root(), Caller: &synth.Caller{Slave: true, Addr: "10.0.0.5", Host: "n0", Conn: ctx}}
 	go func() { defer close(c.ran); c.slave.Run(ctx) }()
 	c.waitFor("node 0 up", func() bool {
-		return c.exists("node/0/status") && strings.Contains(readAll(c.t, c.user, "node/0/status"), " up ")
+		return c.exists("node/0/status") && strings.Contains(treetest.Read(c.t, c.user.Open, "node/0/status"), " up ")
 	})
 }
 
@@ -83,39 +84,26 @@ func (c *cluster) exists(name string) bool {
 func TestJobSurvivesMasterRestart(t *testing.T) {
 	c := newCluster(t, time.Minute)
 	gate := filepath.Join(t.TempDir(), "gate")
-	pid, err := execOn(t, c.user, "0", "exec /bin/sh -c 'echo one; while ! test -e "+gate+"; do sleep 0.02; done; echo two; exit 3'")
-	if err != nil {
-		t.Fatalf("exec: %v (%s)", err, pid)
-	}
+	pid := mustExec(t, c.user, "0", "exec /bin/sh -c 'echo one; while ! test -e "+gate+"; do sleep 0.02; done; echo two; exit 3'")
 	// The node's io shows the line without taking it from stdout.
-	io, err := c.user.Open("node/0/io", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	io := treetest.Open(t, c.user.Open, "node/0/io", os.O_RDONLY)
 	buf := make([]byte, 100)
 	if n, err := io.Read(buf); err != nil || string(buf[:n]) != "one\n" {
 		t.Fatalf("node io: %q, %v", buf[:n], err)
 	}
 	io.Close()
-	before := readAll(t, c.user, "proc/"+pid+"/status")
+	before := treetest.Read(t, c.user.Open, "proc/"+pid+"/status")
 	c.crash()
 	c.startMaster()
 	c.connect()
 	c.waitFor("the job adopted", func() bool { return c.exists("proc/" + pid + "/status") })
-	if after := readAll(t, c.user, "proc/"+pid+"/status"); after != before {
+	if after := treetest.Read(t, c.user.Open, "proc/"+pid+"/status"); after != before {
 		t.Errorf("status %q after the restart, %q before", after, before)
 	}
 	os.WriteFile(gate, nil, 0o600)
-	if got := readAll(t, c.user, "proc/"+pid+"/stdout"); got != "one\ntwo\n" {
-		t.Errorf("stdout %q", got)
-	}
-	if got := readAll(t, c.user, "proc/"+pid+"/wait"); got != "exit 3\n" {
-		t.Errorf("wait %q", got)
-	}
-	next, err := execOn(t, c.user, "0", "exec /bin/true")
-	if err != nil {
-		t.Fatal(err)
-	}
+	treetest.Want(t, c.user.Open, "proc/"+pid+"/stdout", "one\ntwo\n")
+	treetest.Want(t, c.user.Open, "proc/"+pid+"/wait", "exit 3\n")
+	next := mustExec(t, c.user, "0", "exec /bin/true")
 	if a, b := atoi(t, next), atoi(t, pid); a <= b {
 		t.Errorf("new pid %d after the restart, not above %d", a, b)
 	}
@@ -124,10 +112,7 @@ func TestJobSurvivesMasterRestart(t *testing.T) {
 func TestGraceEndKillsJobs(t *testing.T) {
 	c := newCluster(t, 200*time.Millisecond)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	pid, err := execOn(t, c.user, "0", "exec /bin/sh -c 'echo $$ >"+pidFile+"; exec sleep 300'")
-	if err != nil {
-		t.Fatalf("exec: %v (%s)", err, pid)
-	}
+	pid := mustExec(t, c.user, "0", "exec /bin/sh -c 'echo $$ >"+pidFile+"; exec sleep 300'")
 	var ospid int
 	c.waitFor("the job's pid", func() bool {
 		b, _ := os.ReadFile(pidFile)

@@ -13,6 +13,7 @@ import (
 	"bproc/fs/pspace"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 )
 
 // startMaster runs a master whose node -1 is served in-process by Slave,
@@ -31,7 +32,7 @@ func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
 	user := &synth.Local{Root: m.Root(), Caller: &synth.Caller{Uid: 0, Gid: 0}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st := readAll(t, user, "node/-1/status")
+		st := treetest.Read(t, user.Open, "node/-1/status")
 		if strings.Contains(st, " up ") {
 			break
 		}
@@ -41,20 +42,6 @@ func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return m, user
-}
-
-func readAll(t *testing.T, l *synth.Local, name string) string {
-	t.Helper()
-	f, err := l.Open(name, os.O_RDONLY)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
 }
 
 // execOn writes an exec command to a node's ctl and returns the pid text.
@@ -70,57 +57,40 @@ func execOn(t *testing.T, l *synth.Local, node, cmd string) (string, error) {
 	return strings.TrimSpace(string(b)), werr
 }
 
+// mustExec is execOn that ends the test when the command is refused.
+func mustExec(t *testing.T, l *synth.Local, node, cmd string) string {
+	t.Helper()
+	pid, err := execOn(t, l, node, cmd)
+	if err != nil {
+		t.Fatalf("%s on node %s: %v (%s)", cmd, node, err, pid)
+	}
+	return pid
+}
+
 func TestExecOnMasterNode(t *testing.T) {
 	_, u := startMaster(t)
-	pid, err := execOn(t, u, "-1", "exec -i /bin/sh -c 'echo out; echo err >&2; exit 7'")
-	if err != nil {
-		t.Fatalf("exec: %v (%s)", err, pid)
-	}
-	if got := readAll(t, u, "proc/"+pid+"/stdout"); got != "out\n" {
-		t.Errorf("stdout = %q", got)
-	}
-	if got := readAll(t, u, "proc/"+pid+"/stderr"); got != "err\n" {
-		t.Errorf("stderr = %q", got)
-	}
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "exit 7\n" {
-		t.Errorf("wait = %q", got)
-	}
+	pid := mustExec(t, u, "-1", "exec -i /bin/sh -c 'echo out; echo err >&2; exit 7'")
+	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "out\n")
+	treetest.Want(t, u.Open, "proc/"+pid+"/stderr", "err\n")
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 7\n")
 }
 
 func TestStdinAndKill(t *testing.T) {
 	_, u := startMaster(t)
-	pid, err := execOn(t, u, "-1", "exec -i /bin/cat")
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
-	in, err := u.Open("proc/"+pid+"/stdin", os.O_WRONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := mustExec(t, u, "-1", "exec -i /bin/cat")
+	in := treetest.Open(t, u.Open, "proc/"+pid+"/stdin", os.O_WRONLY)
 	in.Write([]byte("hello\n"))
 	in.Close()
-	if got := readAll(t, u, "proc/"+pid+"/stdout"); got != "hello\n" {
-		t.Errorf("cat echoed %q", got)
-	}
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "exit 0\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/stdout", "hello\n")
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "exit 0\n")
 
-	pid, err = execOn(t, u, "-1", "exec -n /bin/sleep 100")
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
-	ctl, err := u.Open("proc/"+pid+"/ctl", os.O_WRONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid = mustExec(t, u, "-1", "exec -n /bin/sleep 100")
+	ctl := treetest.Open(t, u.Open, "proc/"+pid+"/ctl", os.O_WRONLY)
 	if _, err := ctl.Write([]byte("kill 9")); err != nil {
 		t.Fatal(err)
 	}
 	ctl.Close()
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "signal 9 SIGKILL\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "signal 9 SIGKILL\n")
 }
 
 func TestBadCommands(t *testing.T) {
@@ -147,10 +117,7 @@ func TestIoRing(t *testing.T) {
 	if _, err := execOn(t, u, "-1", "exec /bin/echo ring-text"); err != nil {
 		t.Fatal(err)
 	}
-	f, err := u.Open("node/-1/io", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, u.Open, "node/-1/io", os.O_RDONLY)
 	defer f.Close()
 	buf := make([]byte, 100)
 	n, err := f.Read(buf)
@@ -163,20 +130,12 @@ func TestIoRing(t *testing.T) {
 // SIGPIPE instead of blocking forever on a stream nobody will read.
 func TestReaderGoneGivesSIGPIPE(t *testing.T) {
 	_, u := startMaster(t)
-	pid, err := execOn(t, u, "-1", "exec -i -n /usr/bin/yes")
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
-	out, err := u.Open("proc/"+pid+"/stdout", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := mustExec(t, u, "-1", "exec -i -n /usr/bin/yes")
+	out := treetest.Open(t, u.Open, "proc/"+pid+"/stdout", os.O_RDONLY)
 	buf := make([]byte, 10)
 	if n, err := out.Read(buf); err != nil || string(buf[:n])[:2] != "y\n" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 	out.Close()
-	if got := readAll(t, u, "proc/"+pid+"/wait"); got != "signal 13 SIGPIPE\n" {
-		t.Errorf("wait = %q", got)
-	}
+	treetest.Want(t, u.Open, "proc/"+pid+"/wait", "signal 13 SIGPIPE\n")
 }

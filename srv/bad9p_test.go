@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"bproc/internal/treetest"
 )
 
 // msg9P is one 9P message: size[4] type[1] tag[2] body.
@@ -74,9 +76,7 @@ func TestMalformed9PFromKeyHolder(t *testing.T) {
 				t.Errorf("server answered %x", got)
 			}
 			c := dial(t, sv.addr, toolHello)
-			if got := readAll(t, c, "hello"); got != "hello, world\n" {
-				t.Errorf("other client: hello = %q", got)
-			}
+			treetest.Want(t, c.Open, "hello", "hello, world\n")
 		})
 	}
 	if !sv.logged("malformed 9P") {

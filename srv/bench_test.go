@@ -1,8 +1,6 @@
 package srv
 
 import (
-	"bproc/srv/fusemount"
-
 	"io"
 	"os"
 	"path/filepath"
@@ -40,15 +38,7 @@ func BenchmarkP9Stat(b *testing.B) {
 
 // BenchmarkFuseReadSmall measures open/read/close of a small file on the mount.
 func BenchmarkFuseReadSmall(b *testing.B) {
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		b.Skip("needs /dev/fuse and root")
-	}
-	tree := newTestTree()
-	dir := b.TempDir()
-	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{})
-	if err != nil {
-		b.Skip(err)
-	}
+	_, dir, m := mountPrivate(b)
 	defer func() { m.Unmount(); m.Wait() }()
 	p := filepath.Join(dir, "hello")
 	b.ResetTimer()

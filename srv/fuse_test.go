@@ -2,6 +2,7 @@ package srv
 
 import (
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 	"bproc/srv/fusemount"
 
 	"bytes"
@@ -52,6 +53,23 @@ func mountRoot(t *testing.T, root synth.Dir) string {
 	return dir
 }
 
+// mountPrivate mounts a fresh test tree with the default options (only
+// root reaches it), or skips saying why it cannot; the caller unmounts,
+// as what it measures may be the unmount.
+func mountPrivate(tb testing.TB) (*testTree, string, *fusemount.Mounted) {
+	tb.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		tb.Skip("needs /dev/fuse and root")
+	}
+	tree := newTestTree()
+	dir := tb.TempDir()
+	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{})
+	if err != nil {
+		tb.Skipf("cannot mount: %v", err)
+	}
+	return tree, dir, m
+}
+
 // asUser runs a command as uid/gid 1000 with supplementary groups 5 and 6.
 func asUser(args ...string) *exec.Cmd {
 	return exec.Command("setpriv", append([]string{"--reuid=1000", "--regid=1000", "--groups=5,6", "--"}, args...)...)
@@ -79,14 +97,7 @@ func TestFuseReadStatReaddir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "nope")); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("stat nope: %v", err)
 	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
+	names := treetest.DirNames(t, dir)
 	want := []string{"big", "ctl", "hello", "sink", "stream", "sub", "who"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("readdir = %v, want %v", names, want)
@@ -310,15 +321,7 @@ func TestFuseUnmountWithNamespaceCopy(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Skip("no unshare")
 	}
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs /dev/fuse and root")
-	}
-	tree := newTestTree()
-	dir := t.TempDir()
-	m, err := fusemount.Mount(dir, tree.root, fusemount.MountOptions{})
-	if err != nil {
-		t.Skipf("cannot mount: %v", err)
-	}
+	tree, dir, m := mountPrivate(t)
 	// The copy reads the stream, so it holds the connection busy too.
 	cp := exec.Command("unshare", "-m", "--propagation", "private", "cat", filepath.Join(dir, "stream"))
 	if err := cp.Start(); err != nil {

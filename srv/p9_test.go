@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
@@ -70,16 +71,25 @@ func serveTree(t testing.TB, tree *testTree) *served {
 	go func() { done <- s.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
+		serveReturned(t, done, 10*time.Second, "Serve did not return after cancel")
 	})
 	return sv
+}
+
+// serveReturned waits up to limit for Serve's result on done; an error
+// fails the test, and so does a hang (with hang), reported false.
+func serveReturned(t testing.TB, done <-chan error, limit time.Duration, hang string) bool {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		return true
+	case <-time.After(limit):
+		t.Error(hang)
+		return false
+	}
 }
 
 func dial(t testing.TB, addr string, h Hello) *Client {
@@ -94,32 +104,18 @@ func dial(t testing.TB, addr string, h Hello) *Client {
 	return c
 }
 
-func readAll(t *testing.T, c *Client, name string) string {
-	t.Helper()
-	f, err := c.Open(name, os.O_RDONLY)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
-}
-
 var toolHello = Hello{Role: RoleTool, Uid: 0, Gid: 0, Host: "master"}
 
 func TestIdentityReachesCaller(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, Hello{Role: RoleSlave, Uid: 1000, Gid: 100, Groups: []uint32{5, 6}, Host: "node7"})
-	got := readAll(t, c, "who")
+	got := treetest.Read(t, c.Open, "who")
 	want := "pid=0 uid=1000 gid=100 groups=[5 6] slave=true addr=127.0.0.1 host=node7 conn=true\n"
 	if got != want {
 		t.Errorf("who = %q, want %q", got, want)
 	}
 	c2 := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 0, Gid: 0, Host: "master"})
-	if got := readAll(t, c2, "who"); !strings.Contains(got, "uid=0 ") || !strings.Contains(got, "slave=false") {
+	if got := treetest.Read(t, c2.Open, "who"); !strings.Contains(got, "uid=0 ") || !strings.Contains(got, "slave=false") {
 		t.Errorf("tool who = %q", got)
 	}
 	// DialFrom binds the source address, which the tree sees as Addr.
@@ -130,7 +126,7 @@ func TestIdentityReachesCaller(t *testing.T) {
 		t.Fatalf("DialFrom: %v", err)
 	}
 	defer c3.Close()
-	if got := readAll(t, c3, "who"); !strings.Contains(got, "addr=127.0.0.2 host=node2") {
+	if got := treetest.Read(t, c3.Open, "who"); !strings.Contains(got, "addr=127.0.0.2 host=node2") {
 		t.Errorf("who via DialFrom = %q", got)
 	}
 	if _, err := DialFrom(ctx, "not-an-ip", sv.addr, testKey, toolHello); err == nil {
@@ -154,9 +150,7 @@ func TestDialWrongKey(t *testing.T) {
 	}
 	// The server keeps serving.
 	c := dial(t, sv.addr, toolHello)
-	if got := readAll(t, c, "hello"); got != "hello, world\n" {
-		t.Errorf("hello = %q", got)
-	}
+	treetest.Want(t, c.Open, "hello", "hello, world\n")
 }
 
 func TestGarbageAndSilentPeers(t *testing.T) {
@@ -179,9 +173,7 @@ func TestGarbageAndSilentPeers(t *testing.T) {
 
 	// Meanwhile a real client is served.
 	c := dial(t, sv.addr, toolHello)
-	if got := readAll(t, c, "hello"); got != "hello, world\n" {
-		t.Errorf("hello = %q", got)
-	}
+	treetest.Want(t, c.Open, "hello", "hello, world\n")
 	// Both strangers get hung up on, the silent one within the deadline.
 	for name, conn := range map[string]net.Conn{"silent": silent, "garbage": garbage} {
 		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -202,12 +194,8 @@ func TestWalkReadWriteStat(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, Hello{Role: RoleTool, Uid: 1000, Gid: 1000, Host: "ws"})
 
-	if got := readAll(t, c, "sub/leaf"); got != "leaf\n" {
-		t.Errorf("sub/leaf = %q", got)
-	}
-	if got := readAll(t, c, "/sub/../hello"); got != "hello, world\n" {
-		t.Errorf("/sub/../hello = %q", got)
-	}
+	treetest.Want(t, c.Open, "sub/leaf", "leaf\n")
+	treetest.Want(t, c.Open, "/sub/../hello", "hello, world\n")
 	if _, err := c.Open("nope", os.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("open nope: %v, want ENOENT", err)
 	}
@@ -261,10 +249,7 @@ func TestWalkReadWriteStat(t *testing.T) {
 	}
 
 	// ctl: a good command, its result, then a bad one gives EINVAL.
-	f, err := c.Open("ctl", os.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c.Open, "ctl", os.O_RDWR)
 	if _, err := f.Write([]byte("ok 1\n")); err != nil {
 		t.Fatalf("write ok: %v", err)
 	}
@@ -332,10 +317,7 @@ func TestBlockedReadEndsOnDisconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := c.Open("stream", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c.Open, "stream", os.O_RDONLY)
 	// First a chunk goes through.
 	st.data <- []byte("chunk1")
 	buf := make([]byte, 100)
@@ -398,10 +380,7 @@ func TestClientDoneOnServerExit(t *testing.T) {
 	// A second client is blocked in a stream read: shutting down must
 	// not wait for data that will never come.
 	c2 := dial(t, ln.Addr().String(), toolHello)
-	f, err := c2.Open("stream", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c2.Open, "stream", os.O_RDONLY)
 	go f.Read(make([]byte, 10))
 	if !waitFor(5*time.Second, func() bool { return tree.stream.inRead.Load() == 1 }) {
 		t.Fatal("read never blocked")
@@ -412,13 +391,8 @@ func TestClientDoneOnServerExit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("client Done not closed after the server stopped")
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return with a read blocked in the tree")
+	if !serveReturned(t, done, 5*time.Second, "Serve did not return with a read blocked in the tree") {
+		t.FailNow()
 	}
 	if n := tree.stream.inRead.Load(); n != 0 {
 		t.Errorf("%d reads still blocked after Serve returned", n)
@@ -457,10 +431,7 @@ func TestWriteSplitAndBigStream(t *testing.T) {
 	sv := serve(t)
 	c := dial(t, sv.addr, toolHello)
 	// A write larger than msize is split into several Twrites.
-	f, err := c.Open("sink", os.O_WRONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := treetest.Open(t, c.Open, "sink", os.O_WRONLY)
 	big := payload()[:3<<20+123]
 	n, err := f.Write(big)
 	if err != nil || n != len(big) {
@@ -480,10 +451,7 @@ func TestWriteSplitAndBigStream(t *testing.T) {
 		}
 	}
 
-	f, err = c.Open("big", os.O_RDONLY)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f = treetest.Open(t, c.Open, "big", os.O_RDONLY)
 	defer f.Close()
 	got, el := readStream(t, f)
 	checkPayload(t, got)

@@ -3,6 +3,7 @@ package srv
 import (
 	"context"
 	"sync"
+	"syscall"
 
 	"bproc/fs/synth"
 
@@ -204,26 +205,28 @@ func (f *p9file) handle() (synth.Handle, error) {
 // ReadAt implements p9.File.ReadAt. A read blocked in a stream returns when
 // the connection ends (the session context is cancelled).
 func (f *p9file) ReadAt(p []byte, off int64) (int, error) {
-	h, err := f.handle()
-	if err != nil {
-		return 0, err
-	}
-	n, e := synth.ReadResult(h.Read(f.s.ctx, p, off))
-	if e != 0 {
-		return 0, linux.Errno(e)
-	}
-	return n, nil
+	return f.transfer(func(h synth.Handle) (int, syscall.Errno) {
+		return synth.ReadResult(h.Read(f.s.ctx, p, off))
+	})
 }
 
 // WriteAt implements p9.File.WriteAt; errors reach the writer as errnos.
+// A short count after an error reaches srv.Client as io.ErrShortWrite,
+// and the caller decides about the rest.
 func (f *p9file) WriteAt(p []byte, off int64) (int, error) {
+	return f.transfer(func(h synth.Handle) (int, syscall.Errno) {
+		return synth.WriteResult(h.Write(f.s.ctx, p, off))
+	})
+}
+
+// transfer is a read or write on the open handle: rw's count, or its
+// errno (synth's policy decided which) as 9P's error.
+func (f *p9file) transfer(rw func(synth.Handle) (int, syscall.Errno)) (int, error) {
 	h, err := f.handle()
 	if err != nil {
 		return 0, err
 	}
-	// A short count after an error reaches srv.Client as io.ErrShortWrite,
-	// and the caller decides about the rest.
-	n, e := synth.WriteResult(h.Write(f.s.ctx, p, off))
+	n, e := rw(h)
 	if e != 0 {
 		return 0, linux.Errno(e)
 	}

@@ -675,6 +675,22 @@ node_exec() (
 	echo "$pid"
 )
 
+# node_ctl_refused N 'LINE' 'ERROR': writes LINE to node N's ctl, which must
+# refuse the write with ERROR (the errno's text, as the writer sees it), and
+# prints the text ctl then answers with on the same open file.
+node_ctl_refused() (
+	exec 3<>"$BPROC/node/$1/ctl" || return 1
+	if err=$(printf '%s\n' "$2" 2>&1 >&3); then
+		echo "node_ctl_refused: node $1's ctl took: $2" >&2
+		return 1
+	fi
+	case $err in
+	*"$3"*) ;;
+	*) echo "node_ctl_refused: $2: got '$err', want '$3'" >&2; return 1 ;;
+	esac
+	cat <&3
+)
+
 # nodes_up: how many nodes $BPROC/status shows up.
 nodes_up() { awk '$2 == "up"' "$BPROC/status" 2>/dev/null | wc -l; }
 

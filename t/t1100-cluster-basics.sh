@@ -102,11 +102,7 @@ test_expect_success 'a bad ctl command fails with EINVAL' '
 '
 
 test_expect_success 'the error text is readable on the same open file' '
-	exec 3<>$BPROC/node/0/ctl &&
-	! echo bogus >&3 2>err &&
-	test_grep "Invalid argument" err &&
-	cat <&3 >text &&
-	exec 3>&- &&
+	node_ctl_refused 0 bogus "Invalid argument" >text &&
 	test -s text &&
 	cat text
 '

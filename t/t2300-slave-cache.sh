@@ -68,11 +68,7 @@ test_expect_success 'a binary larger than the cache disk: ENOSPC with its text, 
 	test $st != 0 &&
 	test_grep "No space left on device" err &&
 	cat err &&
-	exec 3<>$BPROC/node/1/ctl &&
-	! echo "exec $T/big" >&3 2>err &&
-	test_grep "No space left on device" err &&
-	cat <&3 >text &&
-	exec 3>&- &&
+	node_ctl_refused 1 "exec $T/big" "No space left on device" >text &&
 	test_grep "storing 3000000 bytes: no space left on device" text &&
 	in_node 1 ls -A /tmp/small/cache >left &&
 	! grep -v "^[0-9a-f]\{64\}\$" left &&

@@ -58,11 +58,7 @@ test_expect_success 'past bincache, the binary nobody holds is evicted from the 
 
 test_expect_success 'a binary larger than bincache is refused with its text, the spool as it was' '
 	truncate -s 210M "$T/huge" && chmod 755 "$T/huge" &&
-	exec 3<>$BPROC/node/0/ctl &&
-	! echo "exec $T/huge" >&3 2>err &&
-	test_grep "File too large" err &&
-	cat <&3 >text &&
-	exec 3>&- &&
+	node_ctl_refused 0 "exec $T/huge" "File too large" >text &&
 	test_grep "more than the master.s binary cache holds (bincache 209715200)" text &&
 	ls -A "$SPOOL" >got && test_cmp want got
 '

@@ -77,13 +77,20 @@ test_expect_success 'a signal to bprsh reaches the remote command' '
 	test_grep "^signal 15 " $BPROC/proc/$pid/wait
 '
 
+# hostname_on_each LAUNCHER: LAUNCHER -R exec runs hostname through bprsh
+# on both nodes, and each answers with its own name.
+hostname_on_each() {
+	"$1" -R exec -w "node[0-1]" bprsh %h hostname >out &&
+	sort out >sorted &&
+	printf "node0: node0\nnode1: node1\n" >expect &&
+	test_cmp expect sorted
+}
+
 if command -v pdsh >/dev/null 2>&1; then test_set_prereq PDSH; fi
 
 test_expect_success 'pdsh -R exec over bprsh runs on every node' '
 	test_have_prereq PDSH || { echo "skip: pdsh is not installed (t/deps.sh installs it)"; return 0; } &&
-	pdsh -R exec -w "node[0-1]" bprsh %h hostname >out &&
-	sort out >sorted &&
-	printf "node0: node0\nnode1: node1\n" >expect && test_cmp expect sorted &&
+	hostname_on_each pdsh &&
 	{ st=0; pdsh -S -R exec -w node1 bprsh %h "exit 3" || st=$?; } &&
 	test "$st" = 3
 '
@@ -92,9 +99,7 @@ if command -v clush >/dev/null 2>&1; then test_set_prereq CLUSH; fi
 
 test_expect_success 'ClusterShell over bprsh: clush -R exec, and its ssh worker with ssh_path' '
 	test_have_prereq CLUSH || { echo "skip: clustershell is not installed (t/deps.sh installs it)"; return 0; } &&
-	clush -R exec -w "node[0-1]" bprsh %h hostname >out &&
-	sort out >sorted &&
-	printf "node0: node0\nnode1: node1\n" >expect && test_cmp expect sorted &&
+	hostname_on_each clush &&
 	printf "[Main]\nssh_path: bprsh\nssh_options:\n" >clush.conf &&
 	mkdir -p cs && mv clush.conf cs/ &&
 	CLUSTERSHELL_CFGDIR=$PWD/cs clush -w "node[0-1]" -b "echo \$((6 * 7))" >out &&

@@ -42,7 +42,7 @@ type options struct {
 	keyFile             string
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	// "-1:path" names a file on the master, not an option.

@@ -30,7 +30,7 @@ import (
 
 func main() {
 	job.RunReaperIfAsked() // the binary doubles as the jobs' reaper
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	cli.Main(run)
 }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {

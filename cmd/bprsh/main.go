@@ -20,8 +20,6 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"bproc/client"
 	"bproc/cmd/internal/cli"
 )
@@ -45,7 +43,7 @@ type options struct {
 	command string
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 func usage(stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "bprsh: %s\nTry 'bprsh -h' for help.\n", fmt.Sprintf(format, args...))
@@ -171,7 +169,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return failStatus
 	}
 	var in *os.File
-	if f, ok := stdin.(*os.File); ok && !o.nullIn && usableStdin(f) {
+	if f, ok := stdin.(*os.File); ok && !o.nullIn && cli.UsableStdin(f) {
 		in = f
 	}
 	p, err := client.Exec(t, node, []string{"/bin/sh", "-c", o.command},
@@ -294,26 +292,4 @@ func attach(p *client.Proc, in *os.File, stdout, stderr io.Writer, host string) 
 		fmt.Fprintf(stderr, "bprsh: %s: %s\n", host, st.Describe())
 	}
 	return failStatus
-}
-
-// usableStdin reports whether bprsh should read its stdin f: not when it
-// is /dev/null, nor a terminal whose foreground is another process group
-// (reading would stop us), as bpsh decides.
-func usableStdin(f *os.File) bool {
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	if fi.Mode()&os.ModeCharDevice != 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			var null unix.Stat_t
-			if unix.Stat("/dev/null", &null) == nil && uint64(st.Rdev) == uint64(null.Rdev) {
-				return false
-			}
-		}
-		if pg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP); err == nil && pg != unix.Getpgrp() {
-			return false
-		}
-	}
-	return true
 }

@@ -22,8 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"bproc/client"
 	"bproc/cmd/internal/cli"
 )
@@ -44,7 +42,7 @@ type options struct {
 	user, exclude     string
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 // tracef prints the time since start of each step when $BPSH_TRACE is
 // set, to see where a launch spends its time.
@@ -297,7 +295,7 @@ type job struct {
 const timeoutStatus = 124
 
 // runJobs runs argv on the nodes; stdin is forwarded when it is a file
-// worth reading (see usableStdin), stderr gets bpsh's own messages.
+// worth reading (see cli.UsableStdin), stderr gets bpsh's own messages.
 func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Reader, stdout, stderr io.Writer) int {
 	msgs := stderr
 	in, stdout, stderr, closeAll, err := openIO(o, stdin, stdout, stderr)
@@ -343,7 +341,7 @@ func openIO(o *options, stdin io.Reader, stdout, stderr io.Writer) (in *os.File,
 		opened = append(opened, f)
 		in = f
 	default:
-		if f, ok := stdin.(*os.File); ok && usableStdin(f) {
+		if f, ok := stdin.(*os.File); ok && cli.UsableStdin(f) {
 			in = f
 		}
 	}
@@ -540,28 +538,6 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 	if lw != nil && !broken {
 		lw.flush(func(p []byte) error { return out.write(j.idx, fd, p) })
 	}
-}
-
-// usableStdin reports whether bpsh should read its stdin f: not when it
-// is /dev/null (the node gets -n instead, saving a stream), nor a terminal
-// whose foreground is another process group (reading would stop us).
-func usableStdin(f *os.File) bool {
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	if fi.Mode()&os.ModeCharDevice != 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			var null unix.Stat_t
-			if unix.Stat("/dev/null", &null) == nil && uint64(st.Rdev) == uint64(null.Rdev) {
-				return false
-			}
-		}
-		if pg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP); err == nil && pg != unix.Getpgrp() {
-			return false
-		}
-	}
-	return true
 }
 
 // stdinDest is one process's stdin, opened on the first byte (or EOF) so

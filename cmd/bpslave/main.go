@@ -41,7 +41,7 @@ type options struct {
 
 func main() {
 	job.RunReaperIfAsked() // the binary doubles as the jobs' reaper
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	cli.Main(run)
 }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {

@@ -36,7 +36,7 @@ type options struct {
 	width                                           int // of the terminal; 0: no limit
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	// Nodespecs like "-1" are not options; values of -k, -A and

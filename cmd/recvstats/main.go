@@ -30,7 +30,7 @@ import (
 	"bproc/mcast"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c := cli.New("recvstats", "[options]", "Collect the nodes' statistics into "+mcast.DefaultShmPath+".", stdout, stderr)

@@ -25,7 +25,7 @@ import (
 	"bproc/mcast"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c := cli.New("sendstats", "[options]", "Multicast this node's /proc statistics to recvstats.", stdout, stderr)

@@ -44,7 +44,7 @@ import (
 	"bproc/vmadump"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { cli.Main(run) }
 
 // run dispatches to the subcommand. A subcommand's image on stdin ("-")
 // is read from the process's own standard input (see openImage).

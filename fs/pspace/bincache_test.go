@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"bproc/fs/synth"
+	"bproc/internal/treetest"
 )
 
 var root = &synth.Caller{}
@@ -45,20 +46,6 @@ func program(t *testing.T, name string, n int, first byte) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func spooled(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	return names
 }
 
 func hashOf(t *testing.T, p string) string {
@@ -226,7 +213,7 @@ func TestBinOneCopyInFlight(t *testing.T) {
 	}
 	b.release(l1)
 	b.release(l2)
-	if got := spooled(t, dir); len(got) != 2 {
+	if got := treetest.DirNames(t, dir); len(got) != 2 {
 		t.Errorf("spool holds %v, want the two binaries", got)
 	}
 }
@@ -258,7 +245,7 @@ func TestBinEvictionLRU(t *testing.T) {
 	b.release(load(d)) // a is held, c is being read: b goes
 	want := []string{hashOf(t, a), hashOf(t, c), hashOf(t, d)}
 	sort.Strings(want)
-	if got := spooled(t, dir); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := treetest.DirNames(t, dir); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("after eviction the spool holds %v, want a, c and d", got)
 	}
 	if b.has(hashOf(t, bb)) {
@@ -306,7 +293,7 @@ func TestBinSpoolFullOrTooSmall(t *testing.T) {
 	if _, err := b.load(ctx, program(t, "huge", 9000, 'h'), root); !errors.Is(err, syscall.EFBIG) || !strings.Contains(err.Error(), "bincache 8192") {
 		t.Errorf("a binary larger than the spool: %v, want EFBIG", err)
 	}
-	if got := spooled(t, dir); len(got) != 1 {
+	if got := treetest.DirNames(t, dir); len(got) != 1 {
 		t.Errorf("spool holds %v, want only a", got)
 	}
 }
@@ -346,7 +333,7 @@ func TestBinChangedWhileCopied(t *testing.T) {
 			if err := <-res; !errors.Is(err, tc.want) {
 				t.Errorf("err = %v, want %v", err, tc.want)
 			}
-			if got := spooled(t, dir); len(got) != 0 {
+			if got := treetest.DirNames(t, dir); len(got) != 0 {
 				t.Errorf("spool holds %v", got)
 			}
 			if b.used != 0 {
@@ -376,7 +363,7 @@ func TestBinSameContentTwoFiles(t *testing.T) {
 	}
 	b.release(lp)
 	b.release(lq)
-	if got := spooled(t, dir); len(got) != 1 || b.used != 4096 {
+	if got := treetest.DirNames(t, dir); len(got) != 1 || b.used != 4096 {
 		t.Errorf("spool holds %v, %d bytes", got, b.used)
 	}
 }
@@ -395,7 +382,7 @@ func TestBinSpoolCleanup(t *testing.T) {
 	if err := m.UseStateDir(state); err != nil {
 		t.Fatal(err)
 	}
-	if got := spooled(t, dir); len(got) != 1 || got[0] != "README" {
+	if got := treetest.DirNames(t, dir); len(got) != 1 || got[0] != "README" {
 		t.Errorf("after start the spool holds %v, want only README", got)
 	}
 	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
@@ -418,7 +405,7 @@ func TestBinSpoolCleanup(t *testing.T) {
 			t.Errorf("a spool that is a %s: %v", tc.name, err)
 		}
 	}
-	if got := spooled(t, dir); len(got) != 1 {
+	if got := treetest.DirNames(t, dir); len(got) != 1 {
 		t.Errorf("the spool holds %v", got)
 	}
 	l, err := m.bins.load(context.Background(), program(t, "p", 10, 'p'), root)
@@ -427,7 +414,7 @@ func TestBinSpoolCleanup(t *testing.T) {
 	}
 	m.bins.release(l)
 	m.Shutdown()
-	if got := spooled(t, dir); len(got) != 1 {
+	if got := treetest.DirNames(t, dir); len(got) != 1 {
 		t.Errorf("after shutdown the spool holds %v", got)
 	}
 	if _, err := m.bins.load(context.Background(), program(t, "q", 10, 'q'), root); !errors.Is(err, syscall.ESHUTDOWN) {

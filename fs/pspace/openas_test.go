@@ -12,12 +12,7 @@ import (
 )
 
 func TestOpenExecutableAsCaller(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: checks a user's view from the master's")
-	}
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir makes its parent 0700
+	dir := sharedTempDir(t)
 	priv := filepath.Join(dir, "priv")
 	os.Mkdir(priv, 0o700)
 	prog := filepath.Join(priv, "prog")
@@ -60,12 +55,7 @@ func TestOpenExecutableAsCaller(t *testing.T) {
 }
 
 func TestOpenRefusesProcMagicLinks(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: checks a user's view from the master's")
-	}
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755)
+	dir := sharedTempDir(t)
 	os.Symlink("/proc/self/exe", filepath.Join(dir, "exe"))
 	os.Symlink("/proc/self", filepath.Join(dir, "self"))
 	os.Symlink(filepath.Join(dir, "exe"), filepath.Join(dir, "exe2"))
@@ -103,12 +93,7 @@ func TestOpenRefusesProcMagicLinks(t *testing.T) {
 }
 
 func TestSearchPathAsCaller(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: checks a user's view from the master's")
-	}
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755)
+	dir := sharedTempDir(t)
 	mk := func(sub string, mode os.FileMode, file os.FileMode) string {
 		d := filepath.Join(dir, sub)
 		os.Mkdir(d, 0o755)
@@ -145,4 +130,17 @@ func TestSearchPathAsCaller(t *testing.T) {
 	if got, err := searchPath("prog", closed+":"+open, "", &synth.Caller{}); got != closed+"/prog" || err != nil {
 		t.Errorf("root: %q, %v", got, err)
 	}
+}
+
+// sharedTempDir is a temporary directory other users can search, for a
+// test of a user's view from the master's; it skips unless run as root.
+func sharedTempDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: checks a user's view from the master's")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir makes its parent 0700
+	return dir
 }

@@ -43,8 +43,8 @@ func (m *Master) newSlaveDir() synth.Dir {
 		}
 		return &adoptHandle{m: m, sc: sc}, nil
 	}}
-	bins := &slaveBinDir{m: m, ino: synth.NewIno()}
-	procs := &slaveProcDir{m: m, ino: synth.NewIno()}
+	bins := &slaveBinDir{unlisted{m: m, ino: synth.NewIno()}}
+	procs := &slaveProcDir{unlisted{m: m, ino: synth.NewIno()}}
 	return synth.NewDir(synth.StaticEntries("adopt", adopt, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
 }
 
@@ -61,15 +61,19 @@ func (h *pingHandle) Write(_ context.Context, p []byte, _ int64) (int, error) {
 	return len(p), nil
 }
 
-// slaveBinDir serves shipped binaries by hash; it lists nothing.
-type slaveBinDir struct {
+// unlisted is a slave directory that lists nothing (mode --x--x--x):
+// its entries are found by name only.
+type unlisted struct {
 	m   *Master
 	ino uint64
 }
 
-func (d *slaveBinDir) Attr() synth.Attr { return synth.Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
+func (d *unlisted) Attr() synth.Attr { return synth.Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
 
-func (d *slaveBinDir) List(*synth.Caller) ([]synth.Dirent, error) { return nil, nil }
+func (d *unlisted) List(*synth.Caller) ([]synth.Dirent, error) { return nil, nil }
+
+// slaveBinDir serves shipped binaries by hash.
+type slaveBinDir struct{ unlisted }
 
 func (d *slaveBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	if _, err := d.m.slaveFor(c); err != nil {
@@ -84,14 +88,7 @@ func (d *slaveBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 }
 
 // slaveProcDir gives a slave the write side of its own processes.
-type slaveProcDir struct {
-	m   *Master
-	ino uint64
-}
-
-func (d *slaveProcDir) Attr() synth.Attr { return synth.Attr{Ino: d.ino, Mode: iofs.ModeDir | 0o111} }
-
-func (d *slaveProcDir) List(*synth.Caller) ([]synth.Dirent, error) { return nil, nil }
+type slaveProcDir struct{ unlisted }
 
 func (d *slaveProcDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	sc, err := d.m.slaveFor(c)

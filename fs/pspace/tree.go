@@ -18,40 +18,8 @@ import (
 
 func (m *Master) newRoot() synth.Dir {
 	status := synth.NewText(func(*synth.Caller) ([]byte, error) { return m.statusText(false), nil })
-	nodes := synth.NewDir(func(*synth.Caller) []synth.Dirent {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		var ents []synth.Dirent
-		for _, num := range sortedInts(m.nodes) {
-			ents = append(ents, synth.Dirent{Name: itoa(num), Node: m.nodes[num].dir})
-		}
-		return ents
-	})
-	procs := synth.NewDir(func(*synth.Caller) []synth.Dirent {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		var ents []synth.Dirent
-		for _, pid := range sortedInts(m.procs) {
-			ents = append(ents, synth.Dirent{Name: itoa(pid), Node: m.procs[pid].dir})
-		}
-		return ents
-	})
-	procs.LookupFunc = func(_ *synth.Caller, name string) synth.Node {
-		return lookupNumber(m, name, func(pid int) synth.Node {
-			if p := m.procs[pid]; p != nil {
-				return p.dir
-			}
-			return nil
-		})
-	}
-	nodes.LookupFunc = func(_ *synth.Caller, name string) synth.Node {
-		return lookupNumber(m, name, func(num int) synth.Node {
-			if n := m.nodes[num]; n != nil {
-				return n.dir
-			}
-			return nil
-		})
-	}
+	nodes := numberedDir(m, m.nodes, func(n *node) synth.Node { return n.dir })
+	procs := numberedDir(m, m.procs, func(p *Proc) synth.Node { return p.dir })
 	slave := m.newSlaveDir()
 	public := []synth.Dirent{{Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
 	withSlave := append(append([]synth.Dirent(nil), public...), synth.Dirent{Name: "slave", Node: slave})
@@ -63,16 +31,32 @@ func (m *Master) newRoot() synth.Dir {
 	})
 }
 
-// lookupNumber finds a directory named by a number in canonical form
-// ("7", "-1"; not "07"), calling get with m.mu held.
-func lookupNumber(m *Master, name string, get func(int) synth.Node) synth.Node {
-	num, err := strconv.Atoi(name)
-	if err != nil || itoa(num) != name {
+// numberedDir is node/ or proc/: m's table under m.mu, listed in
+// order, an entry looked up by its number in canonical form ("7", "-1";
+// not "07").
+func numberedDir[V any](m *Master, table map[int]V, dir func(V) synth.Node) *synth.FuncDir {
+	d := synth.NewDir(func(*synth.Caller) []synth.Dirent {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var ents []synth.Dirent
+		for _, num := range sortedInts(table) {
+			ents = append(ents, synth.Dirent{Name: itoa(num), Node: dir(table[num])})
+		}
+		return ents
+	})
+	d.LookupFunc = func(_ *synth.Caller, name string) synth.Node {
+		num, err := strconv.Atoi(name)
+		if err != nil || itoa(num) != name {
+			return nil
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if v, ok := table[num]; ok {
+			return dir(v)
+		}
 		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return get(num)
+	return d
 }
 
 // statusText is /bproc/status: one line per compute node (all, with -1,

@@ -110,24 +110,14 @@ func (s *exact) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func exacts(ss []string) []exact {
-	if ss == nil {
+// convert turns []string into []exact or back, nil staying nil.
+func convert[To, From ~string](in []From) []To {
+	if in == nil {
 		return nil
 	}
-	out := make([]exact, len(ss))
-	for i, s := range ss {
-		out[i] = exact(s)
-	}
-	return out
-}
-
-func strs(es []exact) []string {
-	if es == nil {
-		return nil
-	}
-	out := make([]string, len(es))
-	for i, e := range es {
-		out[i] = string(e)
+	out := make([]To, len(in))
+	for i, s := range in {
+		out[i] = To(s)
 	}
 	return out
 }
@@ -147,7 +137,7 @@ type wireMsg struct {
 // MarshalJSON encodes m with its argv, environment and paths byte-exact.
 func (m Msg) MarshalJSON() ([]byte, error) {
 	return json.Marshal(wireMsg{msgFields: (*msgFields)(&m),
-		Path: exact(m.Path), Argv: exacts(m.Argv), Env: exacts(m.Env), Dir: exact(m.Dir)})
+		Path: exact(m.Path), Argv: convert[exact](m.Argv), Env: convert[exact](m.Env), Dir: exact(m.Dir)})
 }
 
 // UnmarshalJSON decodes what MarshalJSON encodes.
@@ -158,6 +148,6 @@ func (m *Msg) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*m = Msg(f)
-	m.Path, m.Argv, m.Env, m.Dir = string(w.Path), strs(w.Argv), strs(w.Env), string(w.Dir)
+	m.Path, m.Argv, m.Env, m.Dir = string(w.Path), convert[string](w.Argv), convert[string](w.Env), string(w.Dir)
 	return nil
 }

@@ -9,14 +9,7 @@ import (
 func TestMsgBytesExact(t *testing.T) {
 	m := &Msg{Op: "start", Pid: 7, Path: "/bin/caf\xe9", Argv: []string{"caf\xe9", "\xff\xfe", "ok", ""},
 		Env: []string{"A=\xff", "B=b"}, Dir: "/tmp/\xe9t\xe9", Uid: 4242, Gid: 4242, Groups: []uint32{1, 2}}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got Msg
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatalf("decoding %s: %v", b, err)
-	}
+	b, got := reencode(t, m)
 	if !reflect.DeepEqual(*m, got) {
 		t.Errorf("round trip through %s:\n got %#v\nwant %#v", b, got, *m)
 	}
@@ -31,18 +24,26 @@ func FuzzMsgRoundTrip(f *testing.F) {
 	f.Add("\x00", "{\"b64\":\"AA==\"}", "\u2028", "\"\\")
 	f.Fuzz(func(t *testing.T, path, arg, env, dir string) {
 		m := Msg{Op: "start", Path: path, Argv: []string{path, arg, arg + env}, Env: []string{env}, Dir: dir}
-		b, err := json.Marshal(&m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got Msg
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatalf("decoding %q: %v", b, err)
-		}
+		b, got := reencode(t, &m)
 		if !reflect.DeepEqual(m, got) {
 			t.Fatalf("round trip through %q:\n got %#v\nwant %#v", b, got, m)
 		}
 	})
+}
+
+// reencode encodes m and decodes the bytes again, ending the test on an
+// error either way.
+func reencode(t *testing.T, m *Msg) ([]byte, Msg) {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Msg
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("decoding %q: %v", b, err)
+	}
+	return b, got
 }
 
 // FuzzMsgDecode: the slave's decoder meets bytes from the wire; it must
@@ -59,14 +60,7 @@ func FuzzMsgDecode(f *testing.F) {
 		if json.Unmarshal(b, &m) != nil {
 			return
 		}
-		out, err := json.Marshal(&m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var again Msg
-		if err := json.Unmarshal(out, &again); err != nil {
-			t.Fatalf("re-decoding %q: %v", out, err)
-		}
+		out, again := reencode(t, &m)
 		out2, err := json.Marshal(&again)
 		if err != nil || string(out2) != string(out) {
 			t.Fatalf("%q decoded and encoded to %q, then to %q (%v)", b, out, out2, err)

@@ -10,31 +10,27 @@ func TestParseRef(t *testing.T) {
 	for _, tc := range []struct {
 		ref      string
 		pid, inc int
-		ok       bool
 	}{
-		{"7", 7, 0, true},
-		{"7.1", 7, 1, true},
-		{"123.45", 123, 45, true},
-		{"7.0", 0, 0, false}, // incarnation 0 is spelled "7"
-		{"7.", 0, 0, false},
-		{".1", 0, 0, false},
-		{"0", 0, 0, false},
-		{"-7", 0, 0, false},
-		{"+7", 0, 0, false},
-		{"07", 0, 0, false},
-		{"7.01", 0, 0, false},
-		{"7.-1", 0, 0, false},
-		{"7.1.2", 0, 0, false},
-		{"7.x", 0, 0, false},
-		{"99999999999999999999", 0, 0, false},
-		{"", 0, 0, false},
+		{"7", 7, 0},
+		{"7.1", 7, 1},
+		{"123.45", 123, 45},
 	} {
 		pid, inc, err := ParseRef(tc.ref)
-		if (err == nil) != tc.ok || pid != tc.pid || inc != tc.inc {
-			t.Errorf("%q: %d, %d, %v; want %d, %d, ok=%v", tc.ref, pid, inc, err, tc.pid, tc.inc, tc.ok)
+		if err != nil || pid != tc.pid || inc != tc.inc {
+			t.Errorf("%q: %d, %d, %v; want %d, %d", tc.ref, pid, inc, err, tc.pid, tc.inc)
+		}
+	}
+	for _, ref := range []string{
+		"7.0", // incarnation 0 is spelled "7"
+		"7.", ".1", "0", "-7", "+7", "07", "7.01", "7.-1", "7.1.2", "7.x",
+		"99999999999999999999", "",
+	} {
+		pid, inc, err := ParseRef(ref)
+		if err == nil || pid != 0 || inc != 0 {
+			t.Errorf("%q: %d, %d, %v; want 0, 0 and an error", ref, pid, inc, err)
 		}
 		if err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("%q: %v, want EINVAL", tc.ref, err)
+			t.Errorf("%q: %v, want EINVAL", ref, err)
 		}
 	}
 }

@@ -4,13 +4,14 @@ package clitest
 
 import (
 	"bytes"
-	"io"
 	"strings"
 	"testing"
+
+	"bproc/cmd/internal/cli"
 )
 
-// Run is a command's run(args, stdin, stdout, stderr) exit code.
-type Run func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+// Run is a command's run function, as cli.Main takes it.
+type Run = cli.Run
 
 // Call runs args through run and returns its exit code and output.
 func Call(run Run, args ...string) (code int, stdout, stderr string) {
