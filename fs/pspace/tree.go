@@ -44,7 +44,14 @@ func (m *Master) newRoot() synth.Dir {
 			return nil
 		})
 	}
+	// node/self is the caller's node, for libbproc's bproc_currnode: -1
+	// for everyone today (only the master mounts the tree). It is found
+	// by name but not listed, so node/* stays the nodes.
+	self := synth.NewText(func(*synth.Caller) ([]byte, error) { return []byte("-1\n"), nil })
 	nodes.LookupFunc = func(_ *synth.Caller, name string) synth.Node {
+		if name == "self" {
+			return self
+		}
 		return lookupNumber(m, name, func(num int) synth.Node {
 			if n := m.nodes[num]; n != nil {
 				return n.dir
