@@ -50,9 +50,12 @@ test_expect_success 'make install puts every file in its place' '
 	test -f "$INST/etc/default/bpslave" &&
 	test -f "$INST/etc/default/recvstats" &&
 	test -f "$INST/usr/local/share/bash-completion/completions/bproc" &&
+	test -f "$INST/usr/local/include/sys/bproc.h" &&
+	test -f "$INST/usr/local/lib/libbproc.so" &&
+	test -f "$INST/usr/local/lib/libbproc.a" &&
 	(cd "$INST" && find . ! -type d) >found &&
 	sort found >files &&
-	n=$(wc -l <files) && test "$n" = 39
+	n=$(wc -l <files) && test "$n" = 42
 '
 
 test_expect_success 'make install again keeps what the admin wrote in /etc/default' '

@@ -1,0 +1,152 @@
+/* bpt: libbproc's calls from the shell, for t7000. `bpt CALL ARGS...`
+ * prints what the call returned; a failed call prints "-1 ERRNONAME". */
+#define _POSIX_C_SOURCE 200809L
+#include <sys/bproc.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const struct {
+	int e;
+	const char *name;
+} names[] = {
+	{EBUSY, "EBUSY"}, {EACCES, "EACCES"}, {EPERM, "EPERM"}, {EINVAL, "EINVAL"},
+	{ENOTSUP, "ENOTSUP"}, {ENOENT, "ENOENT"}, {BE_INVALIDNODE, "BE_INVALIDNODE"},
+	{BE_NODEDOWN, "BE_NODEDOWN"}, {BE_INVALIDPROC, "BE_INVALIDPROC"},
+};
+
+static int failed(const char *call)
+{
+	int e = errno;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (names[i].e == e) {
+			printf("%s: -1 %s\n", call, names[i].name);
+			return 1;
+		}
+	printf("%s: -1 errno %d\n", call, e);
+	return 1;
+}
+
+static int num(const char *s) { return (int)strtol(s, NULL, 0); }
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: bpt CALL ARGS...\n");
+		return 2;
+	}
+	const char *c = argv[1];
+	int a = argc > 2 ? num(argv[2]) : 0, r;
+	if (!strcmp(c, "numnodes")) {
+		if ((r = bproc_numnodes()) < 0)
+			return failed(c);
+		printf("%d\n", r);
+	} else if (!strcmp(c, "currnode")) {
+		printf("%d\n", bproc_currnode());
+	} else if (!strcmp(c, "nodestatus")) {
+		if ((r = bproc_nodestatus(a)) < 0)
+			return failed(c);
+		printf("%d\n", r);
+	} else if (!strcmp(c, "nodeaddr")) {
+		struct sockaddr_in in;
+		int size = sizeof in;
+		char buf[INET_ADDRSTRLEN];
+		if (bproc_nodeaddr(a, (struct sockaddr *)&in, &size) < 0)
+			return failed(c);
+		printf("%s\n", inet_ntop(AF_INET, &in.sin_addr, buf, sizeof buf));
+	} else if (!strcmp(c, "nodelist")) {
+		struct bproc_node_info_t *l;
+		if ((r = bproc_nodelist(&l)) < 0)
+			return failed(c);
+		for (int i = 0; i < r; i++) {
+			char buf[INET_ADDRSTRLEN] = "-";
+			if (l[i].addr.sa_family == AF_INET)
+				inet_ntop(AF_INET, &((struct sockaddr_in *)&l[i].addr)->sin_addr, buf, sizeof buf);
+			printf("%d %d %o %u %u %s\n", l[i].node, l[i].status, l[i].mode, l[i].user, l[i].group, buf);
+		}
+		free(l);
+	} else if (!strcmp(c, "getnodebyname")) {
+		printf("%d\n", bproc_getnodebyname(argv[2]));
+	} else if (!strcmp(c, "pidnode")) {
+		errno = 0;
+		r = bproc_pidnode(a);
+		if (r == -1 && errno)
+			return failed(c);
+		printf("%d\n", r);
+	} else if (!strcmp(c, "proclist")) {
+		struct bproc_proc_info_t *l;
+		if ((r = bproc_proclist(a, &l)) < 0)
+			return failed(c);
+		for (int i = 0; i < r; i++)
+			printf("%d %d\n", l[i].pid, l[i].node);
+		free(l);
+	} else if (!strcmp(c, "access")) {
+		if (bproc_access(a, BPROC_X_OK) < 0)
+			return failed(c);
+		printf("0\n");
+	} else if (!strcmp(c, "chmod") || !strcmp(c, "chown") || !strcmp(c, "chgrp")) {
+		int v = num(argv[3]);
+		r = c[2] == 'm' ? bproc_chmod(a, v) : c[2] == 'o' ? bproc_chown(a, v) : bproc_chgrp(a, v);
+		if (r < 0)
+			return failed(c);
+		printf("0\n");
+	} else if (!strcmp(c, "setstatus")) {
+		if (bproc_nodesetstatus(a, num(argv[3])) < 0)
+			return failed(c);
+		printf("0\n");
+	} else if (!strcmp(c, "notifier")) {
+		/* Prints "ready", then "changed" once the fd is readable (or
+		 * "timeout" after 60 s). */
+		int fd = bproc_notifier();
+		if (fd < 0)
+			return failed(c);
+		printf("ready\n");
+		fflush(stdout);
+		struct pollfd p = {fd, POLLIN, 0};
+		r = poll(&p, 1, 60000);
+		printf(r == 1 && (p.revents & POLLIN) ? "changed\n" : "timeout\n");
+	} else if (!strcmp(c, "rexec")) {
+		bproc_rexec(a, argv[3], argv + 3, NULL);
+		return failed(c);
+	} else if (!strcmp(c, "rfork")) {
+		/* rfork to node a: the child exits 7, the parent waits for it. */
+		pid_t p = bproc_rfork(a);
+		if (p == 0)
+			_exit(7);
+		if (p < 0) {
+			failed(c);
+			printf("alive\n");
+			return 0;
+		}
+		int st;
+		if (waitpid(p, &st, 0) != p)
+			return failed("waitpid");
+		printf("child exit %d\n", WEXITSTATUS(st));
+	} else if (!strcmp(c, "rfork-threaded")) {
+		if (bproc_notifier() < 0)
+			return failed("notifier");
+		pid_t p = bproc_rfork(a);
+		if (p == 0)
+			_exit(7);
+		if (p < 0)
+			return failed(c);
+		printf("%d\n", (int)p);
+	} else if (!strcmp(c, "move")) {
+		if (bproc_move(a) < 0)
+			return failed(c);
+		printf("0\n");
+	} else if (!strcmp(c, "strerror")) {
+		printf("%s\n", bproc_strerror(a));
+	} else {
+		fprintf(stderr, "bpt: unknown call %s\n", c);
+		return 2;
+	}
+	return 0;
+}
