@@ -29,13 +29,15 @@ test_setup 'make install PREFIX=$T/inst, the library under ASan' \
 test_setup 'bpt builds against the installed header and library, -Wall -Wextra -Werror' \
 	cc_bproc "$T/bpt" "$TEST_DIRECTORY/t7000/bpt.c"
 
-test_expect_success 'installed: sys/bproc.h, libbproc.so, libbproc.a' '
+test_expect_success 'installed: sys/bproc.h, libbproc.so (only the API exported, under ASan), libbproc.a' '
 	test -f "$INST/include/sys/bproc.h" &&
 	test -f "$INST/lib/libbproc.so" &&
 	test -f "$INST/lib/libbproc.a" &&
 	nm -D --defined-only "$INST/lib/libbproc.so" >syms &&
 	test_grep " T bproc_numnodes$" syms &&
-	! grep " T bp_" syms
+	! grep " T bp_" syms &&
+	nm -D --undefined-only "$INST/lib/libbproc.so" >undef &&
+	test_grep "__asan_report" undef
 '
 
 test_expect_success 'numnodes, currnode (-1 on the master), nodestatus of up and down nodes' '
@@ -110,6 +112,10 @@ test_expect_success 'rexec runs the program on the node: its output, its exit st
 	printf "out\nnode0\n" >expect && test_cmp expect out &&
 	echo err >expect && test_cmp expect err &&
 	out=$(echo from-stdin | ./bpt rexec 1 /bin/cat) && test "$out" = from-stdin &&
+	./bpt rexec 1 /bin/printf "[%s]\\n" "it'"'"'s" "two
+lines" "\$HOME" >out &&
+	printf "[it'"'"'s]\n[two\nlines]\n[\$HOME]\n" >expect && test_cmp expect out &&
+	out=$(./bpt rexec-env 0 GREETING=hello /usr/bin/env) && test "$out" = GREETING=hello &&
 	{ st=0; out=$(./bpt rexec 2 /bin/true) || st=$?; } &&
 	test "$st" = 1 && test "$out" = "rexec: -1 BE_NODEDOWN"
 '

@@ -49,7 +49,10 @@ int main(int argc, char **argv)
 			return failed(c);
 		printf("%d\n", r);
 	} else if (!strcmp(c, "currnode")) {
-		printf("%d\n", bproc_currnode());
+		errno = 0;
+		if ((r = bproc_currnode()) == -1 && errno)
+			return failed(c);
+		printf("%d\n", r);
 	} else if (!strcmp(c, "nodestatus")) {
 		if ((r = bproc_nodestatus(a)) < 0)
 			return failed(c);
@@ -114,6 +117,12 @@ int main(int argc, char **argv)
 		printf(r == 1 && (p.revents & POLLIN) ? "changed\n" : "timeout\n");
 	} else if (!strcmp(c, "rexec")) {
 		bproc_rexec(a, argv[3], argv + 3, NULL);
+		return failed(c);
+	} else if (!strcmp(c, "rexec-env")) {
+		/* rexec-env NODE NAME=VALUE CMD ARGS...: the job's environment is
+		 * exactly NAME=VALUE. */
+		char *env[] = {argv[3], NULL};
+		bproc_rexec(a, argv[4], argv + 4, env);
 		return failed(c);
 	} else if (!strcmp(c, "rfork")) {
 		/* rfork to node a: the child exits 7, the parent waits for it. */
