@@ -267,7 +267,8 @@ int bp_each_node(int (*fn)(const struct status_line *, void *), void *arg)
 	if (!b)
 		return -1;
 	int r = 0;
-	for (char *l = strtok(b, "\n"); l && r == 0; l = strtok(NULL, "\n")) {
+	char *save;
+	for (char *l = strtok_r(b, "\n", &save); l && r == 0; l = strtok_r(NULL, "\n", &save)) {
 		struct status_line s;
 		if ((r = bp_parse_status(l, &s)) == 0)
 			r = fn(&s, arg);
@@ -341,7 +342,8 @@ int bproc_getnodebyname(const char *name)
 	if (!b)
 		return BPROC_NODE_NONE;
 	int found = BPROC_NODE_NONE;
-	for (char *line = strtok(b, "\n"); line; line = strtok(NULL, "\n")) {
+	char *save;
+	for (char *line = strtok_r(b, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		struct status_line s;
 		if (bp_parse_status(line, &s) == 0 && strcmp(s.host, name) == 0) {
 			found = s.node;
@@ -471,6 +473,11 @@ int bproc4_nodesetstatus(int node, char *status)
 int bproc_nodereboot(int node) { return set_state(node, "reboot"); }
 int bproc_nodehalt(int node) { return set_state(node, "halt"); }
 int bproc_nodepwroff(int node) { return set_state(node, "pwroff"); }
+/* The tree's state command returns once the state is set; the slave runs
+ * the configured command on its own, so the _async forms are the same. */
+int bproc_nodereboot_async(int node) { return bproc_nodereboot(node); }
+int bproc_nodehalt_async(int node) { return bproc_nodehalt(node); }
+int bproc_nodepwroff_async(int node) { return bproc_nodepwroff(node); }
 
 /*------------------------------------------------------------ processes */
 

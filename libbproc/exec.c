@@ -336,16 +336,26 @@ int bproc_move_io(int node, struct bproc_io_t *io, int iolen)
 int _bproc_move(int node, int flags) { return _bproc_move_io(node, NULL, 0, flags); }
 int bproc_move(int node) { return _bproc_move(node, BPROC_DUMP_EXEC | BPROC_DUMP_OTHER); }
 
+/* Each child returns its rank, the parent nnodes; pids[i] is the child's
+ * pid or -errno for a node where it could not start. */
 int _bproc_vrfork(int nnodes, int *nodes, int *pids, int flags)
+{
+	return _bproc_vrfork_io(nnodes, nodes, pids, NULL, 0, flags);
+}
+
+int bproc_vrfork(int nnodes, int *nodes, int *pids)
+{
+	return _bproc_vrfork(nnodes, nodes, pids, BPROC_DUMP_EXEC | BPROC_DUMP_OTHER);
+}
+
+int _bproc_vrfork_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen, int flags)
 {
 	if (nnodes < 0 || (nnodes && (!nodes || !pids))) {
 		errno = EINVAL;
 		return -1;
 	}
-	/* Each child returns its rank, the parent nnodes; pids[i] is the
-	 * child's pid or -errno for a node where it could not start. */
 	for (int i = 0; i < nnodes; i++) {
-		int p = _bproc_rfork(nodes[i], flags);
+		int p = _bproc_rfork_io(nodes[i], io, iolen, flags);
 		if (p == 0)
 			return i;
 		pids[i] = p < 0 ? -errno : p;
@@ -353,9 +363,9 @@ int _bproc_vrfork(int nnodes, int *nodes, int *pids, int flags)
 	return nnodes;
 }
 
-int bproc_vrfork(int nnodes, int *nodes, int *pids)
+int bproc_vrfork_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen)
 {
-	return _bproc_vrfork(nnodes, nodes, pids, BPROC_DUMP_EXEC | BPROC_DUMP_OTHER);
+	return _bproc_vrfork_io(nnodes, nodes, pids, io, iolen, BPROC_DUMP_EXEC | BPROC_DUMP_OTHER);
 }
 
 /* execmove: move, then exec the program where the process now is. */
@@ -378,22 +388,32 @@ int bproc_execmove(int node, const char *cmd, char *const argv[], char *const en
 	return bproc_execmove_io(node, NULL, 0, cmd, argv, envp);
 }
 
+int bproc_vexecmove_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen,
+		       const char *cmd, char *const argv[], char *const envp[])
+{
+	int r = bproc_vrfork_io(nnodes, nodes, pids, io, iolen);
+	if (r >= 0 && r < nnodes) {
+		/* a child, on its node */
+		execve(cmd, argv, envp);
+		_exit(127);
+	}
+	if (r < 0)
+		return -1;
+	int ok = 0;
+	for (int i = 0; i < nnodes; i++)
+		ok += pids[i] > 0;
+	return ok;
+}
+
 int bproc_vexecmove(int nnodes, int *nodes, int *pids, const char *cmd,
 		    char *const argv[], char *const envp[])
 {
-	if (nnodes < 0 || (nnodes && (!nodes || !pids))) {
-		errno = EINVAL;
-		return -1;
-	}
-	int ok = 0;
-	for (int i = 0; i < nnodes; i++) {
-		int p = bproc_rfork(nodes[i]);
-		if (p == 0) {
-			execve(cmd, argv, envp);
-			_exit(127);
-		}
-		pids[i] = p < 0 ? -errno : p;
-		ok += p > 0;
-	}
-	return ok;
+	return bproc_vexecmove_io(nnodes, nodes, pids, NULL, 0, cmd, argv, envp);
+}
+
+/* bproc_execve: BProc's exec of a binary from the front end; on the node the
+ * process is on, that is execve. */
+int bproc_execve(const char *cmd, char *const argv[], char *const envp[])
+{
+	return execve(cmd, argv, envp);
 }

@@ -120,10 +120,14 @@ lines" "\$HOME" >out &&
 	test "$st" = 1 && test "$out" = "rexec: -1 BE_NODEDOWN"
 '
 
-test_expect_success 'rfork to the current node forks, waitpid works; move to it returns 0' '
+test_expect_success 'rfork to the current node forks (with I/O redirections, vrfork), waitpid works; move to it returns 0' '
 	out=$(./bpt rfork -1) && test "$out" = "child exit 7" &&
 	out=$(./bpt rfork -2) && test "$out" = "child exit 7" &&
-	out=$(./bpt move -1) && test "$out" = 0
+	out=$(./bpt move -1) && test "$out" = 0 &&
+	out=$(./bpt rfork-io -1 "$T/child.out") && test "$out" = "child exit 0" &&
+	echo "in the child" >expect && test_cmp expect child.out &&
+	./bpt vrfork -1 -2 0 >out &&
+	printf "rank 0 exit 0\nrank 1 exit 1\nvrfork: -1 EINVAL\n" >expect && test_cmp expect out
 '
 
 test_expect_success 'rfork with no tree mounted: EBUSY' '

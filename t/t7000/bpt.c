@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -138,6 +139,51 @@ int main(int argc, char **argv)
 		if (waitpid(p, &st, 0) != p)
 			return failed("waitpid");
 		printf("child exit %d\n", WEXITSTATUS(st));
+	} else if (!strcmp(c, "rfork-io")) {
+		/* rfork-io NODE FILE: the child's stdout goes to FILE. */
+		struct bproc_io_t io;
+		memset(&io, 0, sizeof io);
+		io.fd = 1;
+		io.type = BPROC_IO_FILE;
+		io.d.file.flags = O_WRONLY | O_CREAT | O_TRUNC;
+		io.d.file.mode = 0644;
+		snprintf(io.d.file.name, sizeof io.d.file.name, "%s", argv[3]);
+		pid_t p = bproc_rfork_io(a, &io, 1);
+		if (p == 0) {
+			printf("in the child\n");
+			fflush(stdout);
+			_exit(0);
+		}
+		if (p < 0)
+			return failed(c);
+		int st;
+		if (waitpid(p, &st, 0) != p)
+			return failed("waitpid");
+		printf("child exit %d\n", WEXITSTATUS(st));
+	} else if (!strcmp(c, "vrfork")) {
+		/* vrfork NODE...: child i exits i; the parent prints each
+		 * child's status or errno. */
+		int n = argc - 2, nodes[16], pids[16];
+		if (n > 16)
+			return 2;
+		for (int i = 0; i < n; i++)
+			nodes[i] = num(argv[i + 2]);
+		r = bproc_vrfork(n, nodes, pids);
+		if (r < 0)
+			return failed(c);
+		if (r < n)
+			_exit(r);
+		for (int i = 0; i < n; i++) {
+			int st;
+			if (pids[i] < 0) {
+				errno = -pids[i];
+				failed("vrfork");
+			} else if (waitpid(pids[i], &st, 0) != pids[i]) {
+				return failed("waitpid");
+			} else {
+				printf("rank %d exit %d\n", i, WEXITSTATUS(st));
+			}
+		}
 	} else if (!strcmp(c, "rfork-threaded")) {
 		if (bproc_notifier() < 0)
 			return failed("notifier");

@@ -175,6 +175,9 @@ int bproc_proclist(int node, struct bproc_proc_info_t **list);
 int bproc_nodereboot(int node);
 int bproc_nodehalt(int node);
 int bproc_nodepwroff(int node);
+int bproc_nodereboot_async(int node);
+int bproc_nodehalt_async(int node);
+int bproc_nodepwroff_async(int node);
 
 const char *bproc_strerror(int err);
 int bproc_version(struct bproc_version_t *vers);
@@ -194,6 +197,8 @@ int _bproc_rfork(int node, int flags);
 int bproc_rfork(int node);
 int _bproc_vrfork(int nnodes, int *nodes, int *pids, int flags);
 int bproc_vrfork(int nnodes, int *nodes, int *pids);
+int _bproc_vrfork_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen, int flags);
+int bproc_vrfork_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen);
 int _bproc_execmove_io(int node, struct bproc_io_t *io, int iolen, int flags,
 		       const char *cmd, char *const argv[], char *const envp[]);
 int bproc_execmove_io(int node, struct bproc_io_t *io, int iolen, const char *cmd,
@@ -201,6 +206,9 @@ int bproc_execmove_io(int node, struct bproc_io_t *io, int iolen, const char *cm
 int bproc_execmove(int node, const char *cmd, char *const argv[], char *const envp[]);
 int bproc_vexecmove(int nnodes, int *nodes, int *pids, const char *cmd,
 		    char *const argv[], char *const envp[]);
+int bproc_vexecmove_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen,
+		       const char *cmd, char *const argv[], char *const envp[]);
+int bproc_execve(const char *cmd, char *const argv[], char *const envp[]);
 
 #ifdef __cplusplus
 }
