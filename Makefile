@@ -30,9 +30,31 @@ NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DEB_ARCH   ?= $(shell $(GO) env GOARCH)
 DEB_VERSION ?= $(shell git log -1 --format=0.1~git%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0.1)
 
-.PHONY: all build deps test unit e2e fuzz bench demo vet fmt clean man install deb nfpm
+# libbproc: the C library over the tree (libbproc/), C99, no cgo.
+INCLUDEDIR ?= $(PREFIX)/include
+LIBDIR     ?= $(PREFIX)/lib
+LIBBPROC_CFLAGS := -std=c99 -Wall -Wextra -Werror -O2 -g -fPIC -pthread -Ilibbproc/include
+LIBBPROC_SRC := $(wildcard libbproc/*.c)
+LIBBPROC_OBJ := $(patsubst libbproc/%.c,$(BUILD)/libbproc/%.o,$(LIBBPROC_SRC))
+LIBBPROC_HDR := libbproc/include/sys/bproc.h libbproc/internal.h
 
-all: build
+.PHONY: all build deps test unit e2e fuzz bench demo vet fmt clean man install deb nfpm libbproc
+
+all: build libbproc
+
+libbproc: $(BUILD)/lib/libbproc.so $(BUILD)/lib/libbproc.a
+
+$(BUILD)/libbproc/%.o: libbproc/%.c $(LIBBPROC_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBBPROC_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/lib/libbproc.so: $(LIBBPROC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -pthread -Wl,-soname,libbproc.so -o $@ $^ $(LDFLAGS)
+
+$(BUILD)/lib/libbproc.a: $(LIBBPROC_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
 
 build:
 	@mkdir -p $(BIN)
@@ -58,7 +80,7 @@ fuzz:
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) sh t/fuzz.sh
 
 # All tests: unit tests of every package, then the end-to-end suite in t/.
-test: deps build vet unit e2e
+test: deps build libbproc vet unit e2e
 
 bench: deps build
 	@sh t/bench
@@ -76,9 +98,9 @@ $(BUILD)/man/%: doc/man/%.md
 # services' settings in /etc/default are the admin's, never overwritten;
 # completion is one file with a name per command for bash-completion's
 # loader.
-# libbproc (a later issue): its shared library goes to $(PREFIX)/lib and
-# its header to $(PREFIX)/include, at the end of this recipe.
-install: build man
+# libbproc: its libraries go to $(LIBDIR), its header to
+# $(INCLUDEDIR)/sys, at the end of this recipe.
+install: build man libbproc
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(COMPDIR) $(DESTDIR)$(SYSCONFDIR)/bproc $(DESTDIR)$(SYSCONFDIR)/default
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
 	for p in $(MANPAGES); do \
@@ -94,6 +116,10 @@ install: build man
 	done
 	install -m 0644 dist/completion/bproc.bash $(DESTDIR)$(COMPDIR)/bproc
 	for c in $(CMDS); do ln -sf bproc $(DESTDIR)$(COMPDIR)/$$c || exit 1; done
+	install -d $(DESTDIR)$(INCLUDEDIR)/sys $(DESTDIR)$(LIBDIR)
+	install -m 0644 libbproc/include/sys/bproc.h $(DESTDIR)$(INCLUDEDIR)/sys/bproc.h
+	install -m 0755 $(BUILD)/lib/libbproc.so $(DESTDIR)$(LIBDIR)/libbproc.so
+	install -m 0644 $(BUILD)/lib/libbproc.a $(DESTDIR)$(LIBDIR)/libbproc.a
 
 # nfpm itself, built once into the go tool's cache.
 nfpm:

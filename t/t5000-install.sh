@@ -40,7 +40,7 @@ test_expect_success 'make install puts every file in its place' '
 	done &&
 	for p in man1/bpsh.1 man1/bprsh.1 man1/bpstat.1 man1/bpctl.1 man1/bpcp.1 man1/beostat.1 man1/vmadump.1 \
 		man8/bpmaster.8 man8/bpslave.8 man8/sendstats.8 man8/recvstats.8 \
-		man5/bproc-config.5 man7/bproc.7; do
+		man5/bproc-config.5 man7/bproc.7 man3/bproc.3; do
 		test -f "$MAN/$p" || return 1
 	done &&
 	for u in bpmaster bpslave recvstats; do
@@ -50,9 +50,12 @@ test_expect_success 'make install puts every file in its place' '
 	test -f "$INST/etc/default/bpslave" &&
 	test -f "$INST/etc/default/recvstats" &&
 	test -f "$INST/usr/local/share/bash-completion/completions/bproc" &&
+	test -f "$INST/usr/local/include/sys/bproc.h" &&
+	test -f "$INST/usr/local/lib/libbproc.so" &&
+	test -f "$INST/usr/local/lib/libbproc.a" &&
 	(cd "$INST" && find . ! -type d) >found &&
 	sort found >files &&
-	n=$(wc -l <files) && test "$n" = 42
+	n=$(wc -l <files) && test "$n" = 46
 '
 
 test_expect_success 'make install again keeps what the admin wrote in /etc/default' '
@@ -73,8 +76,8 @@ test_expect_success 'every man page renders without a warning, and man finds the
 		test_grep "^NAME" out &&
 		n=$((n + 1)) || { echo "$p:"; cat err; return 1; }
 	done &&
-	test "$n" = 13 &&
-	for p in bpsh.1 bpmaster.8 bproc-config.5 bproc.7; do
+	test "$n" = 14 &&
+	for p in bpsh.1 bpmaster.8 bproc-config.5 bproc.7 bproc.3; do
 		w=$(MANPATH=$MAN man -w "${p##*.}" "${p%.*}") &&
 		test "$w" = "$MAN/man${p##*.}/$p" || return 1
 	done
