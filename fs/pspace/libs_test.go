@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"bproc/fs/slaveproto"
@@ -183,4 +184,17 @@ func FuzzReadDeps(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		readDeps(bytes.NewReader(b))
 	})
+}
+
+func TestLibCacheKeyword(t *testing.T) {
+	for _, tc := range []struct {
+		in  string
+		off bool
+		ok  bool
+	}{{"", false, true}, {"libcache yes", false, true}, {"libcache no", true, true}, {"libcache maybe", false, false}, {"libcache", false, false}} {
+		c, err := ParseConfig(strings.NewReader(tc.in))
+		if (err == nil) != tc.ok || (err == nil && c.NoLibCache != tc.off) {
+			t.Errorf("%q: %+v, %v", tc.in, c, err)
+		}
+	}
 }
