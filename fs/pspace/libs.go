@@ -312,7 +312,8 @@ func resolveLibs(path, spooled string, env []string, c *synth.Caller) ([]slavepr
 	return libs, err
 }
 
-// openReadable opens a library as caller c: a regular file c may read.
+// openReadable opens a library as caller c: a regular file c may read,
+// and for a user's job one everyone may read.
 func openReadable(path string, c *synth.Caller) (*os.File, binID, error) {
 	f, err := openAs(path, c)
 	if err != nil {
@@ -328,6 +329,11 @@ func openReadable(path string, c *synth.Caller) (*os.File, binID, error) {
 		err = fmt.Errorf("%s: not a regular file: %w", path, syscall.EACCES)
 	case !c.Root() && !readBit(c, st.Mode, st.Uid, st.Gid):
 		err = fmt.Errorf("%s: %w", path, syscall.EACCES)
+	case !c.Root() && st.Mode&0o444 != 0o444:
+		// The node's cache is shared by its users: a library not
+		// everyone may read is kept there 0711, which the dynamic linker
+		// (reading it as the job's user) cannot load. Root's jobs can.
+		err = fmt.Errorf("%s: not readable by everyone, so not shipped for a user's job: %w", path, syscall.EACCES)
 	case st.Size > maxBinary:
 		err = fmt.Errorf("%s: %d bytes, more than the %d a job may ship: %w", path, st.Size, maxBinary, syscall.EFBIG)
 	}

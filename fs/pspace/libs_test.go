@@ -149,6 +149,7 @@ func TestLoadLibs(t *testing.T) {
 	cc(t, filepath.Join(dir, "libx.so"), "int x(void) { return 1; }\n", "-shared", "-fPIC")
 	exe := filepath.Join(dir, "prog")
 	cc(t, exe, "int x(void); int main(void) { return x(); }\n", "-L"+dir, "-lx", "-Wl,-rpath,"+dir)
+	os.Chmod(filepath.Dir(dir), 0o755)
 	m := NewMaster(DefaultConfig())
 	m.UseStateDir(t.TempDir())
 	t.Cleanup(m.Shutdown)
@@ -162,6 +163,24 @@ func TestLoadLibs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.bins.releaseAll(leases)
+	if !slices.Contains(libPaths(libs), filepath.Join(dir, "libx.so")) {
+		t.Fatalf("libs %q lack libx.so", libPaths(libs))
+	}
+	// A library only its owner may read goes with root's jobs only: the
+	// node's cache could not give it to that user's job alone.
+	os.Chown(filepath.Join(dir, "libx.so"), 4242, 4242)
+	os.Chmod(filepath.Join(dir, "libx.so"), 0o600)
+	user := &synth.Caller{Uid: 4242, Gid: 4242}
+	for _, tc := range []struct {
+		c    *synth.Caller
+		want bool
+	}{{user, false}, {root, true}} {
+		got, ls, err := m.loadLibs(context.Background(), exe, bin, nil, tc.c)
+		m.bins.releaseAll(ls)
+		if err != nil || slices.Contains(libPaths(got), filepath.Join(dir, "libx.so")) != tc.want {
+			t.Errorf("a private library for uid %d: %q, %v; shipped: want %v", tc.c.Uid, libPaths(got), err, tc.want)
+		}
+	}
 	i := slices.IndexFunc(libs, func(l slaveproto.Lib) bool { return l.Path == filepath.Join(dir, "libx.so") })
 	if i < 0 || len(leases) != len(libs) {
 		t.Fatalf("libs %+v, %d leases", libs, len(leases))
