@@ -48,6 +48,10 @@ const maxLocalHashes = 4096
 // its content. The file is opened as ld.so would open it (symlinks
 // followed) and hashed through that descriptor.
 func sameOnNode(l *slaveproto.Lib) bool {
+	// Only a regular file is opened: opening a device can do things.
+	if st, err := os.Stat(l.Path); err != nil || !st.Mode().IsRegular() || st.Size() != l.Size {
+		return false
+	}
 	f, err := os.OpenFile(l.Path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
