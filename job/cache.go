@@ -185,17 +185,24 @@ func (c *binCache) ensureDir(want string) error {
 
 // get returns the path of the job's binary, fetching it if need be.
 func (c *binCache) get(tree Opener, want string, m *slaveproto.Msg) (string, error) {
+	p, _, err := c.fetch(tree, want, m)
+	return p, err
+}
+
+// fetch is get, also saying whether this call fetched the file from the
+// master (libs.go logs those).
+func (c *binCache) fetch(tree Opener, want string, m *slaveproto.Msg) (string, bool, error) {
 	hash, name, err := cacheName(m.Hash, m.Path)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if m.Size < 0 || m.Size > maxBinary {
-		return "", fmt.Errorf("binary of %d bytes: %w", m.Size, syscall.EFBIG)
+		return "", false, fmt.Errorf("binary of %d bytes: %w", m.Size, syscall.EFBIG)
 	}
 	c.mu.Lock()
 	if err := c.ensureDir(want); err != nil {
 		c.mu.Unlock()
-		return "", err
+		return "", false, err
 	}
 	dir := c.dir
 	p := filepath.Join(dir, hash, name)
@@ -203,7 +210,7 @@ func (c *binCache) get(tree Opener, want string, m *slaveproto.Msg) (string, err
 		if k, ok := c.verified[p]; ok {
 			if now, err := keyOf(p); err == nil && now == k {
 				c.mu.Unlock()
-				return p, nil
+				return p, false, nil
 			}
 			delete(c.verified, p)
 		}
@@ -219,7 +226,7 @@ func (c *binCache) get(tree Opener, want string, m *slaveproto.Msg) (string, err
 	c.inflight[hash] = f
 	c.mu.Unlock()
 
-	k, err := fill(tree, dir, hash, name, m)
+	k, fetched, err := fill(tree, dir, hash, name, m)
 
 	c.mu.Lock()
 	delete(c.inflight, hash)
@@ -229,35 +236,35 @@ func (c *binCache) get(tree Opener, want string, m *slaveproto.Msg) (string, err
 	c.mu.Unlock()
 	close(f.done)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return p, nil
+	return p, fetched, nil
 }
 
 // fill makes DIR/HASH/NAME a checked copy of the binary: the file already
 // there, the same content under another name (a link), or a fetch.
-func fill(tree Opener, dir, hash, name string, m *slaveproto.Msg) (fileKey, error) {
+func fill(tree Opener, dir, hash, name string, m *slaveproto.Msg) (fileKey, bool, error) {
 	hdir := filepath.Join(dir, hash)
 	if err := hashDir(hdir); err != nil {
-		return fileKey{}, err
+		return fileKey{}, false, err
 	}
 	p := filepath.Join(hdir, name)
 	k, err := verifyFile(p, hash, m.Size)
 	if err == nil {
-		return k, nil
+		return k, false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		// Not what it claims to be: planted, or damaged. Fetch it anew.
 		if err := os.RemoveAll(p); err != nil {
-			return fileKey{}, fmt.Errorf("binary cache: %w", err)
+			return fileKey{}, false, fmt.Errorf("binary cache: %w", err)
 		}
 	}
 	if linked, err := linkSibling(hdir, p, hash, m.Size); err != nil {
-		return fileKey{}, err
+		return fileKey{}, false, err
 	} else if linked {
 		// Linked, or another slave sharing the directory got there first.
 		if k, err := verifyFile(p, hash, m.Size); err == nil {
-			return k, nil
+			return k, false, nil
 		}
 		os.RemoveAll(p)
 	}
@@ -265,7 +272,8 @@ func fill(tree Opener, dir, hash, name string, m *slaveproto.Msg) (fileKey, erro
 	if m.Public {
 		mode = 0o755
 	}
-	return fetchInto(tree, dir, hash, m.Size, mode, p)
+	k, err = fetchInto(tree, dir, hash, m.Size, mode, p)
+	return k, err == nil, err
 }
 
 // hashDir makes DIR/HASH a directory of ours, replacing anything else.

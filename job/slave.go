@@ -258,7 +258,12 @@ func (s *Slave) start(ctx context.Context, l *link, m *slaveproto.Msg) {
 		s.fail(l, m, fmt.Errorf("fetching %s: %w", m.Path, err))
 		return
 	}
-	s.run(ctx, l, m, execSpawn(bin, m.Argv, m.Env, m.Dir))
+	prog, argv, env, err := s.withLibs(l.tree, m, bin)
+	if err != nil {
+		s.fail(l, m, fmt.Errorf("the libraries of %s: %w", m.Path, err))
+		return
+	}
+	s.run(ctx, l, m, execSpawn(prog, argv, env, m.Dir))
 }
 
 // run prepares job m's I/O, spawns its process with spawn and supervises

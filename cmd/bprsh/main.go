@@ -172,8 +172,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if f, ok := stdin.(*os.File); ok && !o.nullIn && cli.UsableStdin(f) {
 		in = f
 	}
-	p, err := client.Exec(t, node, []string{"/bin/sh", "-c", o.command},
-		client.ExecOptions{Dir: home, NullStdin: in == nil, NoLookPath: true})
+	opts := client.ExecOptions{Dir: home, NullStdin: in == nil, NoLookPath: true}
+	var p *client.Proc
+	if words := directWords(o.command); words != nil {
+		p, err = client.Exec(t, node, words, opts) // direct.go; the shell if it fails
+	}
+	if p == nil {
+		p, err = client.Exec(t, node, []string{"/bin/sh", "-c", o.command}, opts)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "bprsh: %s: %v\n", o.host, err)
 		return failStatus

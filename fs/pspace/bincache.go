@@ -94,7 +94,13 @@ const binWait = startTimeout
 // load copies path into the spool for caller c, who must be allowed to
 // execute it, unless it is there already; the lease must be released.
 func (b *binCache) load(ctx context.Context, path string, c *synth.Caller) (*binLease, error) {
-	f, id, err := openExecutable(path, c)
+	return b.loadWith(ctx, path, c, openExecutable)
+}
+
+// loadWith is load with the check open makes (libs.go: a library needs
+// reading, not executing).
+func (b *binCache) loadWith(ctx context.Context, path string, c *synth.Caller, open func(string, *synth.Caller) (*os.File, binID, error)) (*binLease, error) {
+	f, id, err := open(path, c)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ import (
 //	grace 300                         # jobs of a -r slave outlive a lost master this long (seconds)
 //	statedir /var/lib/bproc           # what survives a restart (the pid high-water mark); binspool/ in it
 //	bincache 512M                     # bytes on disk of shipped binaries the master spools (K, M, G: KiB...)
+//	libcache yes                      # ship a dynamic binary's shared libraries the node lacks
 //	http 127.0.0.1:2224               # /metrics and the web view (off when absent)
 //	httptoken /etc/bproc/http.token   # required off localhost: the token, or a file holding it
 type Config struct {
@@ -44,6 +45,7 @@ type Config struct {
 	Grace       time.Duration     // how long a -r slave keeps its jobs without a master
 	StateDir    string            // what survives a restart
 	BinCache    int64             // bytes on disk the spool of shipped binaries may take
+	NoLibCache  bool              // "libcache no": ship the binary alone, not the libraries it needs
 	HTTP        string            // host:port of /metrics and the web view; "": off
 	HTTPToken   string            // the token the web side requires, or an absolute path to a file holding it
 	Nodes       map[int]string    // node number -> address
@@ -107,6 +109,17 @@ var configKeywords = []configKeyword{
 	}},
 	{"statedir", 1, 1, func(c *Config, a []string) error { c.StateDir = a[0]; return nil }},
 	{"bincache", 1, 1, func(c *Config, a []string) (err error) { c.BinCache, err = parseBytes(a[0]); return err }},
+	{"libcache", 1, 1, func(c *Config, a []string) error {
+		switch a[0] {
+		case "yes":
+			c.NoLibCache = false
+		case "no":
+			c.NoLibCache = true
+		default:
+			return fmt.Errorf("want yes or no, not %q", a[0])
+		}
+		return nil
+	}},
 	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
 	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
 	{"statsfile", 1, 1, func(c *Config, a []string) error { c.StatsFile = a[0]; return nil }},

@@ -536,6 +536,17 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 		return 0, err
 	}
 	defer m.bins.release(bin) // the slave has fetched it once the job starts, or failed
+	m.mu.Lock()
+	libcache := !m.cfg.NoLibCache
+	m.mu.Unlock()
+	var libs []slaveproto.Lib
+	if libcache {
+		var leases []*binLease
+		if libs, leases, err = m.loadLibs(ctx, path, bin, env, c); err != nil {
+			return 0, err
+		}
+		defer m.bins.releaseAll(leases)
+	}
 	if o.argv0 != "" {
 		argv[0] = o.argv0
 	}
@@ -544,7 +555,7 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 	if err != nil {
 		return 0, err
 	}
-	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: bin.size, Path: path, Public: bin.public,
+	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: bin.size, Path: path, Public: bin.public, Libs: libs,
 		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
 	if err := sc.send(m, msg); err != nil {
 		m.forget(p)

@@ -60,6 +60,11 @@ type Msg struct {
 	Attached bool `json:"attached,omitempty"`
 	Sig      int  `json:"sig,omitempty"`
 
+	// start: what the binary needs to run (its interpreter and shared
+	// libraries) as the master resolved them, for the slave to fetch
+	// those the node lacks (job/libs.go); absent with libcache off
+	Libs []Lib `json:"libs,omitempty"`
+
 	// state
 	State   string `json:"state,omitempty"`
 	Command string `json:"command,omitempty"`

@@ -53,6 +53,7 @@ func FuzzMsgDecode(f *testing.F) {
 	f.Add([]byte(`{"op":"hello","node":3,"ping_ms":5000,"uid":0,"gid":0}`))
 	f.Add([]byte(`{"op":"start","pid":1,"path":"/bin/true","argv":["true",{"b64":"//4="}],"env":[{"b64":""}],"dir":{"b64":"L3RtcA=="},"uid":4242,"gid":4242}`))
 	f.Add([]byte(`{"op":"start","argv":[{"b64":1}]}`))
+	f.Add([]byte(`{"op":"start","pid":2,"libs":[{"path":"/lib64/ld-linux-x86-64.so.2","hash":"ab","size":9,"public":true,"interp":true},{"path":{"b64":"L2xpYi/p"},"hash":"cd","size":1}],"uid":0,"gid":0}`))
 	f.Add([]byte(`{"argv":null,"path":null}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
