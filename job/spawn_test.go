@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -245,6 +246,12 @@ func TestRestoreSpawnGuarantees(t *testing.T) {
 	killed(t, p, "after the reaper's pipe closed")
 	waitFor(t, "the reaper killing the restored job's child", func() bool { return !alive(child) })
 }
+
+// The main goroutine keeps the main thread: a goroutine that ends locked
+// to the main thread wedges it instead of ending it, and then a spawner
+// that happened to run there (TestRestoreSpawnPdeathsig) never ends and
+// its jobs never get their parent-death signal.
+func init() { runtime.LockOSThread() }
 
 // A restored job's parent-death signal follows the thread that forked it:
 // when that spawner's thread ends, the job is killed.
