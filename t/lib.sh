@@ -80,6 +80,13 @@ if [ -d "$BPROC_ROOT/bin" ]; then
 	cp -a "$BPROC_ROOT/bin" "$T/bin" || exit 1
 	PATH=$T/bin:$PATH
 fi
+# And the suite's helper files, for the same reason, when the checkout is
+# under /tmp: tests hand them to nodes by $TEST_DIRECTORY.
+case "$TEST_DIRECTORY/" in /tmp/*)
+	cp -a "$TEST_DIRECTORY" "$T/t" || exit 1
+	TEST_DIRECTORY=$T/t
+	;;
+esac
 BP_ID=${BPROC_TEST_ID:-$$}
 NS_HUB=bp${BP_ID}hub
 NS_MASTER=bp${BP_ID}m
