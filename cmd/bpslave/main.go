@@ -7,7 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -55,7 +55,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c.StringVarP(&o.cacheDir, "cache", "c", "", "cache shipped binaries by content in dir")
 	c.StringVarP(&o.port, "port", "p", srv.DefaultPort, "master's port")
 	c.StringVarP(&o.trace, "trace", "m", "", "trace every message to this file")
-	c.BoolVarP(&o.verbose, "verbose", "v", false, "log more")
+	c.BoolVarP(&o.verbose, "verbose", "v", false, "log more: level DEBUG, with the traces of messages")
 	c.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key file")
 	c.BoolVar(&o.noStats, "no-stats", false, "do not multicast node statistics (sendstats)")
 	c.StringVar(&o.statsIface, "stats-interface", "", "interface for node statistics multicast (default: the route's)")
@@ -89,7 +89,8 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return c.Fail(err)
 		}
 	}
-	logger := daemon.Logger("bpslave", *debug, *facility)
+	slogger := daemon.Slog("bpslave", *debug, o.verbose, *facility)
+	logger := newSlaveLog(slogger, net.JoinHostPort(o.master, o.port))
 	tracer, err := daemon.OpenTrace(o.trace)
 	if err != nil {
 		logger.Printf("%v", err)
@@ -105,7 +106,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // serve serves the master, reconnecting with backoff when -r is given.
-func serve(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer *daemon.Tracer) error {
+func serve(ctx context.Context, o *options, k []byte, logger *slaveLog, tracer *daemon.Tracer) error {
 	host, _ := os.Hostname()
 	hello := srv.Hello{Role: "slave", Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid()), Host: host}
 	addr := net.JoinHostPort(o.master, o.port)
@@ -118,7 +119,8 @@ func serve(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer
 	// outlives a reconnect.
 	// With -r its jobs also outlive a lost master, for the grace period
 	// the master gave, so that a restarted master can take them back.
-	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf, Trace: tracer.Printf, Reaper: true, KeepJobs: o.reconnect}
+	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf,
+		Trace: daemon.TraceTo(tracer, logger.Debugf, o.verbose), Reaper: true, KeepJobs: o.reconnect}
 	defer s.Close()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
@@ -144,7 +146,7 @@ func serve(ctx context.Context, o *options, k []byte, logger *log.Logger, tracer
 	}
 }
 
-func serveOnce(ctx context.Context, s *job.Slave, o *options, addr string, k []byte, hello srv.Hello, logger *log.Logger) error {
+func serveOnce(ctx context.Context, s *job.Slave, o *options, addr string, k []byte, hello srv.Hello, logger *slaveLog) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	c, err := srv.DialFrom(dctx, o.source, addr, k, hello)
 	cancel()
@@ -166,19 +168,22 @@ func serveOnce(ctx context.Context, s *job.Slave, o *options, addr string, k []b
 		}
 	}()
 	s.Tree = opener{c}
-	s.OnHello = nil
-	if !o.noStats {
+	s.OnHello = func(node int) {
+		logger.setNode(node)
+		if o.noStats {
+			return
+		}
 		// Once the master has told us our node number, multicast this
 		// node's statistics under it for as long as the connection lasts.
-		s.OnHello = func(node int) {
-			go func() {
-				err := mcast.RunSender(sctx, mcast.SenderConfig{Node: node, Iface: o.statsIface,
-					Interval: o.statsInterval, Key: k, Procfs: o.procfs, Log: logger})
-				if err != nil && sctx.Err() == nil {
-					logger.Printf("sendstats: %v", err)
-				}
-			}()
-		}
+		// The sender logs only its failures (and their end): at Warn.
+		slogger := slog.NewLogLogger(logger.logger("").Handler(), slog.LevelWarn)
+		go func() {
+			err := mcast.RunSender(sctx, mcast.SenderConfig{Node: node, Iface: o.statsIface,
+				Interval: o.statsInterval, Key: k, Procfs: o.procfs, Log: slogger})
+			if err != nil && sctx.Err() == nil {
+				logger.Printf("sendstats: %v", err)
+			}
+		}()
 	}
 	err = s.Run(sctx)
 	if ctx.Err() != nil {

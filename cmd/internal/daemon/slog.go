@@ -55,6 +55,7 @@ var logFields = []struct{ prefix, key string }{
 	{"node %d", "node"},
 	{"process %d", "pid"},
 	{"pid %d", "pid"},
+	{"job %d", "pid"}, // the slave's name for the master's process
 	{"9p: %s", "peer"},
 	{"9p: %v", "peer"},
 }
@@ -105,4 +106,16 @@ func verbsBefore(s string) int {
 		}
 	}
 	return n
+}
+
+// TraceTo is where a daemon's traces of messages go: the -m file t, and
+// with -v (verbose) debug too, the log at level Debug.
+func TraceTo(t *Tracer, debug Logf, verbose bool) Logf {
+	if !verbose {
+		return t.Printf
+	}
+	return func(format string, args ...any) {
+		t.Printf(format, args...)
+		debug(format, args...)
+	}
 }

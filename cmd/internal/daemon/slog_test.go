@@ -16,12 +16,14 @@ func TestPrintfToFields(t *testing.T) {
 	logf("9p: %s connected: %s uid %d", "10.77.0.13", "slave", 0)
 	logf("9p: %v", errors.New("handshake with 10.77.0.13:1234: cluster key mismatch"))
 	logf("exec of process %d on node %d: 100%% done", 42, 7)
+	logf("signal %d to job %d: %v", 9, 42, "no such process")
 	PrintfTo(l, slog.LevelDebug)("node %d <- %s", 1, "{}")
 	want := []string{
 		`level=INFO msg="node 3 down: no ping for 2s" node=3`,
 		`level=INFO msg="9p: 10.77.0.13 connected: slave uid 0" peer=10.77.0.13`,
 		`level=WARN msg="9p: handshake with 10.77.0.13:1234: cluster key mismatch"`,
 		`level=INFO msg="exec of process 42 on node 7: 100% done" node=7 pid=42`,
+		`level=INFO msg="signal 9 to job 42: no such process" pid=42`,
 	}
 	got := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
