@@ -111,6 +111,16 @@ fail:;
 	return NULL;
 }
 
+/* bp_read_tree reads the tree's file rel whole: NULL with EBUSY when the
+ * tree is not mounted. */
+char *bp_read_tree(const char *rel)
+{
+	char p[PATHLEN];
+	if (bp_mounted() < 0 || bp_tree_path(p, "%s", rel) < 0)
+		return NULL;
+	return bp_read_all(p);
+}
+
 int bp_parse_status(const char *line, struct status_line *s)
 {
 	char mode[16], user[64], group[64];
@@ -176,10 +186,7 @@ int bp_node_attrs(int node, unsigned int *mode, unsigned int *user, unsigned int
 
 int bproc_currnode(void)
 {
-	char p[PATHLEN];
-	if (bp_mounted() < 0 || bp_tree_path(p, "node/self") < 0)
-		return -1;
-	char *b = bp_read_all(p);
+	char *b = bp_read_tree("node/self");
 	if (!b)
 		return -1;
 	int n = atoi(b);
@@ -200,10 +207,7 @@ int bp_resolve_node(int node)
 
 int bproc_numnodes(void)
 {
-	char p[PATHLEN];
-	if (bp_mounted() < 0 || bp_tree_path(p, "status") < 0)
-		return -1;
-	char *b = bp_read_all(p);
+	char *b = bp_read_tree("status");
 	if (!b)
 		return -1;
 	int max = -1;
@@ -260,10 +264,7 @@ int bproc_nodeaddr(int node, struct sockaddr *sa, int *size)
 /* each_node calls fn for every line of the tree's status file. */
 int bp_each_node(int (*fn)(const struct status_line *, void *), void *arg)
 {
-	char p[PATHLEN];
-	if (bp_mounted() < 0 || bp_tree_path(p, "status") < 0)
-		return -1;
-	char *b = bp_read_all(p);
+	char *b = bp_read_tree("status");
 	if (!b)
 		return -1;
 	int r = 0;
@@ -335,10 +336,7 @@ int bproc_getnodebyname(const char *name)
 	if (*name && !*end && errno == 0 && n >= -1 && n <= 0x7fffffff)
 		return (int)n;
 	/* A hostname the node reported ("node3"). */
-	char p[PATHLEN];
-	if (bp_mounted() < 0 || bp_tree_path(p, "status") < 0)
-		return BPROC_NODE_NONE;
-	char *b = bp_read_all(p);
+	char *b = bp_read_tree("status");
 	if (!b)
 		return BPROC_NODE_NONE;
 	int found = BPROC_NODE_NONE;

@@ -23,6 +23,7 @@ const char *bp_mount_point(void);
 int bp_tree_path(char *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int bp_mounted(void);
 char *bp_read_all(const char *path);
+char *bp_read_tree(const char *rel);
 int bp_parse_status(const char *line, struct status_line *s);
 int bp_state_number(const char *name);
 int bp_resolve_node(int node);

@@ -109,31 +109,11 @@ var configKeywords = []configKeyword{
 	}},
 	{"statedir", 1, 1, func(c *Config, a []string) error { c.StateDir = a[0]; return nil }},
 	{"bincache", 1, 1, func(c *Config, a []string) (err error) { c.BinCache, err = parseBytes(a[0]); return err }},
-	{"libcache", 1, 1, func(c *Config, a []string) error {
-		switch a[0] {
-		case "yes":
-			c.NoLibCache = false
-		case "no":
-			c.NoLibCache = true
-		default:
-			return fmt.Errorf("want yes or no, not %q", a[0])
-		}
-		return nil
-	}},
+	{"libcache", 1, 1, func(c *Config, a []string) error { return setNo(&c.NoLibCache, a[0]) }},
 	{"keyfile", 1, 1, func(c *Config, a []string) error { c.KeyFile = a[0]; return nil }},
 	{"mount", 1, 1, func(c *Config, a []string) error { c.Mount = a[0]; return nil }},
 	{"statsfile", 1, 1, func(c *Config, a []string) error { c.StatsFile = a[0]; return nil }},
-	{"seal", 1, 1, func(c *Config, a []string) error {
-		switch a[0] {
-		case "yes":
-			c.Plain = false
-		case "no":
-			c.Plain = true
-		default:
-			return fmt.Errorf("want yes or no, not %q", a[0])
-		}
-		return nil
-	}},
+	{"seal", 1, 1, func(c *Config, a []string) error { return setNo(&c.Plain, a[0]) }},
 	{"maxprocs", 1, 1, func(c *Config, a []string) error {
 		n, err := strconv.Atoi(a[0])
 		if err != nil || n < 0 {
@@ -222,4 +202,18 @@ func ParseConfig(r io.Reader) (*Config, error) {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	return c, nil
+}
+
+// setNo sets *off from a yes/no directive whose field is the negation
+// (libcache no sets NoLibCache); anything else is an error and leaves it.
+func setNo(off *bool, v string) error {
+	switch v {
+	case "yes":
+		*off = false
+	case "no":
+		*off = true
+	default:
+		return fmt.Errorf("want yes or no, not %q", v)
+	}
+	return nil
 }

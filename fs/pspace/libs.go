@@ -315,44 +315,19 @@ func resolveLibs(path, spooled string, env []string, c *synth.Caller) ([]slavepr
 // openReadable opens a library as caller c: a regular file c may read,
 // and for a user's job one everyone may read.
 func openReadable(path string, c *synth.Caller) (*os.File, binID, error) {
-	f, err := openAs(path, c)
-	if err != nil {
-		return nil, binID{}, err
-	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, binID{}, fmt.Errorf("%s: %w", path, err)
-	}
-	switch {
-	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
-		err = fmt.Errorf("%s: not a regular file: %w", path, syscall.EACCES)
-	case !c.Root() && !readBit(c, st.Mode, st.Uid, st.Gid):
-		err = fmt.Errorf("%s: %w", path, syscall.EACCES)
-	case !c.Root() && st.Mode&0o444 != 0o444:
-		// The node's cache is shared by its users: a library not
-		// everyone may read is kept there 0711, which the dynamic linker
-		// (reading it as the job's user) cannot load. Root's jobs can.
-		err = fmt.Errorf("%s: not readable by everyone, so not shipped for a user's job: %w", path, syscall.EACCES)
-	case st.Size > maxBinary:
-		err = fmt.Errorf("%s: %d bytes, more than the %d a job may ship: %w", path, st.Size, maxBinary, syscall.EFBIG)
-	}
-	if err != nil {
-		f.Close()
-		return nil, binID{}, err
-	}
-	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Mode & 0o7777}, nil
-}
-
-func readBit(c *synth.Caller, perm, uid, gid uint32) bool {
-	switch {
-	case c.Uid == uid:
-		return perm&0o400 != 0
-	case c.InGroup(gid):
-		return perm&0o040 != 0
-	default:
-		return perm&0o004 != 0
-	}
+	return openShippable(path, c, func(st *syscall.Stat_t) error {
+		switch {
+		case !c.Root() && !readBit(c, st.Mode, st.Uid, st.Gid):
+			return fmt.Errorf("%s: %w", path, syscall.EACCES)
+		case !c.Root() && st.Mode&0o444 != 0o444:
+			// The node's cache is shared by its users: a library not
+			// everyone may read is kept there 0711, which the dynamic
+			// linker (reading it as the job's user) cannot load. Root's
+			// jobs can.
+			return fmt.Errorf("%s: not readable by everyone, so not shipped for a user's job: %w", path, syscall.EACCES)
+		}
+		return nil
+	})
 }
 
 // spooledPath is where the spool keeps the binary with that hash.

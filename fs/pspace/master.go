@@ -398,13 +398,24 @@ func mayRun(c *synth.Caller, mode iofs.FileMode, uid, gid uint32) bool {
 
 // execBit is the execute bit of the class (owner, group, other) c is in.
 func execBit(c *synth.Caller, perm, uid, gid uint32) bool {
+	return classPerm(c, perm, uid, gid)&0o1 != 0
+}
+
+// readBit is the read bit of the class c is in.
+func readBit(c *synth.Caller, perm, uid, gid uint32) bool {
+	return classPerm(c, perm, uid, gid)&0o4 != 0
+}
+
+// classPerm is the rwx triple (0-7) of perm for the class (owner,
+// group, other) c is in: like the kernel, only that one class counts.
+func classPerm(c *synth.Caller, perm, uid, gid uint32) uint32 {
 	switch {
 	case c.Uid == uid:
-		return perm&0o100 != 0
+		return perm >> 6 & 0o7
 	case c.InGroup(gid):
-		return perm&0o010 != 0
+		return perm >> 3 & 0o7
 	default:
-		return perm&0o001 != 0
+		return perm & 0o7
 	}
 }
 

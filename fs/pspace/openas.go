@@ -162,6 +162,18 @@ const maxBinary = slaveproto.MaxBinary
 // file c may execute. The open file pins it: what is read afterwards is
 // what was checked, whatever a symlink swap does to the name meanwhile.
 func openExecutable(path string, c *synth.Caller) (*os.File, binID, error) {
+	return openShippable(path, c, func(st *syscall.Stat_t) error {
+		if !mayExecFile(c, st.Mode, st.Uid, st.Gid) {
+			return fmt.Errorf("%s: %w", path, syscall.EACCES)
+		}
+		return nil
+	})
+}
+
+// openShippable opens path as caller c and checks what is open: a
+// regular file that allowed accepts, of a size a job may ship. It
+// returns the file with its identity, or closes it and says why not.
+func openShippable(path string, c *synth.Caller, allowed func(*syscall.Stat_t) error) (*os.File, binID, error) {
 	f, err := openAs(path, c)
 	if err != nil {
 		return nil, binID{}, err
@@ -171,12 +183,9 @@ func openExecutable(path string, c *synth.Caller) (*os.File, binID, error) {
 		f.Close()
 		return nil, binID{}, fmt.Errorf("%s: %w", path, err)
 	}
-	switch {
-	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		err = fmt.Errorf("%s: not a regular file: %w", path, syscall.EACCES)
-	case !mayExecFile(c, st.Mode, st.Uid, st.Gid):
-		err = fmt.Errorf("%s: %w", path, syscall.EACCES)
-	case st.Size > maxBinary:
+	} else if err = allowed(&st); err == nil && st.Size > maxBinary {
 		err = fmt.Errorf("%s: %d bytes, more than the %d a job may ship: %w", path, st.Size, maxBinary, syscall.EFBIG)
 	}
 	if err != nil {

@@ -7,11 +7,18 @@ import (
 )
 
 func TestMsgBytesExact(t *testing.T) {
-	m := &Msg{Op: "start", Pid: 7, Path: "/bin/caf\xe9", Argv: []string{"caf\xe9", "\xff\xfe", "ok", ""},
-		Env: []string{"A=\xff", "B=b"}, Dir: "/tmp/\xe9t\xe9", Uid: 4242, Gid: 4242, Groups: []uint32{1, 2}}
-	b, got := reencode(t, m)
-	if !reflect.DeepEqual(*m, got) {
-		t.Errorf("round trip through %s:\n got %#v\nwant %#v", b, got, *m)
+	for _, m := range []Msg{
+		{Op: "start", Pid: 7, Path: "/bin/caf\xe9", Argv: []string{"caf\xe9", "\xff\xfe", "ok", ""},
+			Env: []string{"A=\xff", "B=b"}, Dir: "/tmp/\xe9t\xe9", Uid: 4242, Gid: 4242, Groups: []uint32{1, 2}},
+		{Op: "start", Pid: 3, Path: "/tmp/prog", Uid: 1, Gid: 1, Libs: []Lib{
+			{Path: "/lib64/ld-linux-x86-64.so.2", Hash: "aa", Size: 10, Public: true, Interp: true},
+			{Path: "/opt/caf\xe9/libx.so", Hash: "bb", Size: 20},
+		}},
+	} {
+		b, got := reencode(t, &m)
+		if !reflect.DeepEqual(m, got) {
+			t.Errorf("round trip through %s:\n got %#v\nwant %#v", b, got, m)
+		}
 	}
 }
 
