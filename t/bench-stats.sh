@@ -129,7 +129,7 @@ GEN=$(bg_pid node0-sendstats)
 SND=$(bg_pid node1-sendstats)
 # bg_pid is nsenter's pid until it execs; it execs the program itself.
 
-echo "# $NODES simulated nodes at 1 Hz + 1 real node; $RUNS windows of ${WINDOW}s; medians"
+echo "# $NODES simulated nodes at 1 Hz + 1 real node; $RUNS windows of ${WINDOW}s; medians${BENCH_QUICK:+ (quick)}"
 # tx_bytes I: bytes node I has sent on eth0.
 tx_bytes() { in_node "$1" cat /proc/net/dev | sed 's/:/ /' | awk '$1 == "eth0" { print $10 }'; }
 pct() { awk -v d="$1" -v s="$WINDOW" 'BEGIN { printf "%.3f", d / (s * 1e9) * 100 }'; }
