@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -80,7 +81,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return c.Fail(err)
 		}
 	}
-	logger := daemon.Logger("recvstats", *debug, "daemon")
+	logf, mlog := loggers(*debug)
 	// One goroutine does the work; more Ps only add scheduler spinning
 	// at every wake-up (measured: a fifth of recvstats' CPU).
 	if os.Getenv("GOMAXPROCS") == "" {
@@ -90,23 +91,32 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg := mcast.ReceiverConfig{Iface: *iface, Key: k, ShmPath: *shm, FilesDir: *files, FilesCPU: *filesCPU / 100,
-		RequestEvery: *requestEvery, ForgetAfter: *forget, Log: logger}
+		RequestEvery: *requestEvery, ForgetAfter: *forget, Log: mlog}
 	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(*port)
 	if ln != nil {
-		cfg.Ready = func() { go serveMetrics(ctx, ln, *shm, logger) }
+		cfg.Ready = func() { go serveMetrics(ctx, ln, *shm, logf) }
 	}
 	if err := mcast.RunReceiver(ctx, cfg); err != nil {
-		logger.Print(strings.TrimPrefix(err.Error(), "recvstats: ")) // the logger says who
+		logf("%v", errors.New(strings.TrimPrefix(err.Error(), "recvstats: "))) // the log says who; an error: at Warn
 		return 1
 	}
 	return 0
 }
 
+// loggers are recvstats's logs, as bpmaster's and bpslave's (daemon.Slog):
+// logf for its own messages, and the one mcast's receiver takes. The
+// receiver logs only failures and their end, so at Warn. -v is the
+// version here (as BProc's), so there is no verbose: nothing logs at Debug.
+func loggers(debug bool) (daemon.Logf, *log.Logger) {
+	l := daemon.Slog("recvstats", debug, false, "daemon")
+	return daemon.PrintfTo(l, slog.LevelInfo), slog.NewLogLogger(l.Handler(), slog.LevelWarn)
+}
+
 // serveMetrics answers GET /metrics with the table in Prometheus format.
-func serveMetrics(ctx context.Context, ln net.Listener, shm string, logger *log.Logger) {
+func serveMetrics(ctx context.Context, ln net.Listener, shm string, logf daemon.Logf) {
 	r, err := beostat.Open(shm)
 	if err != nil {
-		logger.Printf("metrics: %v", err)
+		logf("metrics: %v", err)
 		ln.Close()
 		return
 	}
@@ -119,6 +129,6 @@ func serveMetrics(ctx context.Context, ln net.Listener, shm string, logger *log.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		logger.Printf("metrics: %v", err)
+		logf("metrics: %v", err)
 	}
 }

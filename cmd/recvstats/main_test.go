@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,4 +41,54 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("recvstats %v: rc %d (want %d), out %q, err %q", tt.args, rc, tt.rc, out.String(), errb.String())
 		}
 	}
+}
+
+// recvstats logs as bpmaster and bpslave do: key=value lines with a level
+// and a time, but no time of its own under systemd's journal, which stamps
+// each line. The receiver's failures are at WARN.
+func TestLogLines(t *testing.T) {
+	for _, tc := range []struct {
+		journal string
+		time    bool
+	}{
+		{"", true},
+		{"8:12345", false},
+	} {
+		t.Setenv("JOURNAL_STREAM", tc.journal)
+		logged := stderrOf(t, func() {
+			logf, mlog := loggers(true)
+			logf("metrics: %v", errors.New("listener closed"))
+			mlog.Printf("recvstats: reading: %v", errors.New("socket closed"))
+		})
+		lines := strings.Split(strings.TrimSpace(logged), "\n")
+		want := []string{`level=WARN msg="metrics: listener closed"`, `level=WARN msg="recvstats: reading: socket closed"`}
+		if len(lines) != len(want) {
+			t.Fatalf("JOURNAL_STREAM=%q: logged %d lines, want %d:\n%s", tc.journal, len(lines), len(want), logged)
+		}
+		for i, l := range lines {
+			if !strings.Contains(l, want[i]) || strings.HasPrefix(l, "time=") != tc.time || strings.Contains(l, "time=") != tc.time {
+				t.Errorf("JOURNAL_STREAM=%q: line %q, want %q and time= %v", tc.journal, l, want[i], tc.time)
+			}
+		}
+	}
+}
+
+// stderrOf runs f and returns what it wrote to os.Stderr, where a daemon
+// run with -d logs.
+func stderrOf(t *testing.T, f func()) string {
+	t.Helper()
+	file, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	saved := os.Stderr
+	os.Stderr = file
+	defer func() { os.Stderr = saved }()
+	f()
+	b, err := os.ReadFile(file.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

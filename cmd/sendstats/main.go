@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"bproc/cmd/internal/cli"
+	"bproc/cmd/internal/daemon"
 	"bproc/key"
 	"bproc/mcast"
 )
@@ -49,7 +51,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.Fail(err)
 	}
-	cfg.Log = log.New(stderr, "", log.LstdFlags)
+	cfg.Log = senderLog()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *simulate > 0 {
@@ -63,6 +65,14 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// senderLog is sendstats's log on its own, as bpslave's (daemon.Slog, to
+// stderr: it stays in the foreground): key=value with a level, no time of
+// its own under systemd's journal. The sender logs only its failures and
+// their end, so at Warn, as under bpslave.
+func senderLog() *log.Logger {
+	return slog.NewLogLogger(daemon.Slog("sendstats", true, false, "daemon").Handler(), slog.LevelWarn)
 }
 
 // config checks the options before anything starts, so mistakes are

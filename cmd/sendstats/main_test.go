@@ -50,3 +50,32 @@ func nanRate() float64 { z := 0.0; return z / z }
 func TestPrologue(t *testing.T) {
 	clitest.Prologue(t, "sendstats", run, "--procfs", []string{"extra"})
 }
+
+// sendstats on its own logs as bpslave does: a level and a time, no time
+// of its own under systemd's journal.
+func TestLogLines(t *testing.T) {
+	for _, tc := range []struct {
+		journal string
+		time    bool
+	}{{"", true}, {"8:12345", false}} {
+		t.Setenv("JOURNAL_STREAM", tc.journal)
+		file, err := os.CreateTemp(t.TempDir(), "stderr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := os.Stderr
+		os.Stderr = file
+		senderLog().Printf("sendstats: node %d: %s", 3, "sending: network is unreachable")
+		os.Stderr = saved
+		file.Close()
+		b, err := os.ReadFile(file.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := strings.TrimSpace(string(b))
+		if !strings.Contains(l, `level=WARN msg="sendstats: node 3: sending: network is unreachable"`) ||
+			strings.Contains(l, "\n") || strings.HasPrefix(l, "time=") != tc.time {
+			t.Errorf("JOURNAL_STREAM=%q: logged %q, want one WARN line, time= %v", tc.journal, l, tc.time)
+		}
+	}
+}
