@@ -6,7 +6,6 @@ package daemon
 import (
 	"fmt"
 	"io"
-	"log"
 	"log/syslog"
 	"net"
 	"os"
@@ -102,17 +101,6 @@ func CheckFacility(name string) error {
 		return fmt.Errorf("unknown log facility %q", name)
 	}
 	return nil
-}
-
-// Logger logs to stderr when debug is set, else to syslog with facility
-// (falling back to stderr when there is no syslog daemon).
-func Logger(tag string, debug bool, facility string) *log.Logger {
-	if !debug {
-		if w, err := syslog.New(facilities[strings.ToLower(facility)]|syslog.LOG_INFO, tag); err == nil {
-			return log.New(w, "", 0)
-		}
-	}
-	return log.New(os.Stderr, tag+": ", log.LstdFlags|log.Lmicroseconds)
 }
 
 // Tracer writes timestamped message traces to a file (-m).
