@@ -65,16 +65,6 @@ func (pl *placed) status() string {
 	return pl.p.state + " " + pl.p.status
 }
 
-// waitFor polls cond for up to 5 seconds.
-func waitFor(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 func nextEvent(t *testing.T, ch <-chan Event) Event {
 	t.Helper()
 	select {
