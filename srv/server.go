@@ -206,6 +206,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendi
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	caller := &synth.Caller{
+		Node:   synth.NodeUnknown,
 		Uid:    h.Uid,
 		Gid:    h.Gid,
 		Groups: h.Groups,

@@ -20,10 +20,10 @@ func (m *Master) newRoot() synth.Dir {
 	status := synth.NewText(func(*synth.Caller) ([]byte, error) { return m.statusText(false), nil })
 	nodes := numberedDir(m, m.nodes, func(n *node) synth.Node { return n.dir })
 	procs := numberedDir(m, m.procs, func(p *Proc) synth.Node { return p.dir })
-	// node/self is the caller's node, for libbproc's bproc_currnode: -1
-	// for everyone today (only the master mounts the tree). It is found
-	// by name but not listed, so node/* stays the nodes.
-	self := synth.NewText(func(*synth.Caller) ([]byte, error) { return []byte("-1\n"), nil })
+	// node/self is the caller's node (Caller.Node), for libbproc's
+	// bproc_currnode. It is found by name but not listed, so node/*
+	// stays the nodes.
+	self := synth.NewText(func(c *synth.Caller) ([]byte, error) { return []byte(itoa(c.Node) + "\n"), nil })
 	byNumber := nodes.LookupFunc
 	nodes.LookupFunc = func(c *synth.Caller, name string) synth.Node {
 		if name == "self" {

@@ -22,7 +22,12 @@ const NoNode = -2
 // Caller is who performs an operation. FUSE fills it from the request
 // (pid, uid, gid of the calling process); 9P from the attach (uid, gid; pid 0).
 type Caller struct {
-	Pid    int      // 0 when unknown (9P)
+	Pid int // 0 when unknown (9P)
+	// Node is where the calling process runs, and Pid its pid there: -1
+	// (the master) for the master's FUSE mount, N for a request from node
+	// N's mount, NodeUnknown for other 9P clients. A zero Caller is on
+	// node 0: makers of Callers set it.
+	Node   int
 	Uid    uint32   // effective uid
 	Gid    uint32   // effective gid
 	Groups []uint32 // supplementary groups, when known
@@ -40,6 +45,10 @@ type Caller struct {
 	// never need them); 9P callers have none.
 	Env func() (env []string, cwd string, ok bool)
 }
+
+// NodeUnknown is Caller.Node for a caller whose process is not known to
+// run anywhere in the cluster (BProc's BPROC_NODE_NONE).
+const NodeUnknown = -3
 
 // Root reports whether the caller is the superuser.
 func (c *Caller) Root() bool { return c.Uid == 0 }

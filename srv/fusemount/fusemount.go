@@ -253,7 +253,7 @@ var (
 // fuseCaller builds the tree's Caller for a FUSE request. Supplementary
 // groups cost a /proc read, so only operations that need them ask.
 func fuseCaller(ctx context.Context, groups bool) *synth.Caller {
-	c := &synth.Caller{Uid: ^uint32(0), Gid: ^uint32(0)}
+	c := &synth.Caller{Node: -1, Uid: ^uint32(0), Gid: ^uint32(0)} // the master's mount
 	if fc, ok := fuse.FromContext(ctx); ok {
 		c.Pid = int(fc.Pid)
 		c.Uid = fc.Uid
