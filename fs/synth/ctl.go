@@ -99,7 +99,40 @@ type ctlHandle struct {
 
 	mu     sync.Mutex // FUSE and 9P may run requests on one open file at once
 	result []byte
-	pos    int // read position in result: every command rewinds it, whatever the file offset
+	pos    int           // read position in result: every command rewinds it, whatever the file offset
+	later  chan struct{} // open while a Later result is awaited; closed once it is set
+}
+
+// laterKey carries a command's way to defer its result (Later).
+type laterKey struct{}
+
+// Later lets the command running with ctx set its result after it has
+// returned: a command whose write must return before the work can be
+// done (a process asking to move cannot be stopped while its write(2) is
+// in the kernel) returns at once and sets the result with the returned
+// function, once. Until then a read of the open file waits for it. It
+// returns nil outside a ctl command.
+func Later(ctx context.Context) func(out string, err error) {
+	h, _ := ctx.Value(laterKey{}).(*ctlHandle)
+	if h == nil {
+		return nil
+	}
+	ch := make(chan struct{})
+	h.mu.Lock()
+	h.later = ch
+	h.mu.Unlock()
+	var once sync.Once
+	return func(out string, err error) {
+		once.Do(func() {
+			h.mu.Lock()
+			if h.later == ch { // no later command has replaced it
+				h.storeLocked(out, err)
+				h.later = nil
+			}
+			h.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // Read runs an unfinished line first (`printf cmd >&3; read r <&3`), then
@@ -113,6 +146,17 @@ func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
 	h.wmu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for h.later != nil {
+		ch := h.later
+		h.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			h.mu.Lock()
+			return 0, fmt.Errorf("waiting for the command's result: %w", syscall.EINTR)
+		}
+		h.mu.Lock()
+	}
 	if h.pos >= len(h.result) {
 		return 0, io.EOF
 	}
@@ -245,14 +289,26 @@ func (h *ctlHandle) runPending(ctx context.Context) error {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil // a blank line, as in a shell script
 	}
-	out, err := h.run(ctx, string(line))
-	h.setResult(out, err)
+	h.mu.Lock()
+	h.later = nil // a new command: an old Later result no longer lands here
+	h.mu.Unlock()
+	out, err := h.run(context.WithValue(ctx, laterKey{}, h), string(line))
+	h.mu.Lock()
+	if h.later == nil || err != nil {
+		h.storeLocked(out, err)
+		h.later = nil // a failed command has no later result
+	}
+	h.mu.Unlock()
 	return err
 }
 
 func (h *ctlHandle) setResult(out string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.storeLocked(out, err)
+}
+
+func (h *ctlHandle) storeLocked(out string, err error) {
 	h.pos = 0
 	if err != nil {
 		h.result = []byte("error: " + err.Error() + "\n")

@@ -317,3 +317,56 @@ func TestTableRunsOnItsTarget(t *testing.T) {
 		t.Errorf("a refused command changed the target: %d", target.n)
 	}
 }
+
+// A command that sets its result Later returns from the write at once; a
+// read of the same open file waits for the result, and a later command
+// takes the file's result back.
+func TestCtlLaterResult(t *testing.T) {
+	set := make(chan func(string, error), 1)
+	cmds := Table[any]{
+		{"later", 0, 0, "later", func(ctx context.Context, _ *Caller, _ any, _ []string) (string, error) {
+			set <- Later(ctx)
+			return "", nil
+		}},
+		{"now", 0, 0, "now", func(context.Context, *Caller, any, []string) (string, error) { return "now\n", nil }},
+	}
+	f := &CtlFile[any]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: cmds}
+	h := openCtl(t, f)
+	if _, err := h.Write(context.Background(), []byte("later\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	resolve := <-set
+	got := make(chan string)
+	go func() { got <- readCtl(t, h) }()
+	select {
+	case s := <-got:
+		t.Fatalf("read returned %q before the result was set", s)
+	default:
+	}
+	resolve("1234\n", nil)
+	if s := <-got; s != "1234\n" {
+		t.Errorf("later result %q, want 1234", s)
+	}
+	// An interrupted read gives EINTR, not a result.
+	if _, err := h.Write(context.Background(), []byte("later\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	resolve = <-set
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Read(ctx, make([]byte, 10), 0); !errors.Is(err, syscall.EINTR) {
+		t.Errorf("interrupted read: %v, want EINTR", err)
+	}
+	// A new command replaces the awaited result; the old one lands nowhere.
+	if _, err := h.Write(context.Background(), []byte("now\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	resolve("stale\n", nil)
+	if s := readCtl(t, h); s != "now\n" {
+		t.Errorf("after a new command: %q, want now", s)
+	}
+	// Outside a ctl command there is nothing to defer.
+	if Later(context.Background()) != nil {
+		t.Error("Later outside a command is not nil")
+	}
+}
