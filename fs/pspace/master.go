@@ -61,6 +61,8 @@ type Master struct {
 	bins    binCache
 	ctr     counters // monitoring: job events, bytes streamed (snapshot.go)
 	ev      events   // process events for subscribers (events.go)
+	migs    map[int]*migration
+	nextMig int
 
 	root synth.Dir
 }
@@ -511,25 +513,33 @@ func lookPath(name, dir string, env []string, c *synth.Caller) (string, error) {
 	return searchPath(name, path, dir, c)
 }
 
-// exec starts args on node n for caller c and returns the new pid once the
-// slave reports the process started.
-func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []string) (int, error) {
+// execJob is an exec command made ready to send: the binary loaded and
+// leased (release lets go once the slave has it), its libraries, argv,
+// environment and working directory.
+type execJob struct {
+	o       *execOpts
+	path    string
+	bin     *binLease
+	libs    []slaveproto.Lib
+	argv    []string
+	env     []string
+	cwd     string
+	c       *synth.Caller
+	release func()
+}
+
+// prepareExec parses an exec command of caller c for node n and loads
+// what it runs; the caller must call job.release.
+func (m *Master) prepareExec(ctx context.Context, c *synth.Caller, n *node, args []string) (*execJob, error) {
 	o, argv, err := parseExec(args)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	m.mu.Lock()
-	state, sc := n.state, n.conn
-	permitted := mayRun(c, n.mode, n.uid, n.gid)
-	m.mu.Unlock()
-	if !permitted {
-		return 0, fmt.Errorf("node %d: %w", n.num, syscall.EACCES)
-	}
-	if sc == nil || !(state == "up" || (state == "unavailable" && c.Root())) {
-		return 0, fmt.Errorf("node %d is %s: %w", n.num, state, syscall.EHOSTDOWN)
+	if _, err := m.runnable(c, n); err != nil {
+		return nil, err
 	}
 	if err := m.underLimit(c); err != nil {
-		return 0, err // before any work: reading and shipping the binary
+		return nil, err // before any work: reading and shipping the binary
 	}
 	env, cwd := callerEnv(c)
 	if o.env != nil {
@@ -540,35 +550,58 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 	}
 	path, err := lookPath(argv[0], cwd, env, c)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	bin, err := m.bins.load(ctx, path, c)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer m.bins.release(bin) // the slave has fetched it once the job starts, or failed
+	job := &execJob{o: o, path: path, bin: bin, argv: argv, env: env, cwd: cwd, c: c, release: func() { m.bins.release(bin) }}
 	m.mu.Lock()
 	libcache := !m.cfg.NoLibCache
 	m.mu.Unlock()
-	var libs []slaveproto.Lib
 	if libcache {
-		var leases []*binLease
-		if libs, leases, err = m.loadLibs(ctx, path, bin, env, c); err != nil {
-			return 0, err
+		libs, leases, err := m.loadLibs(ctx, path, bin, env, c)
+		if err != nil {
+			job.release()
+			return nil, err
 		}
-		defer m.bins.releaseAll(leases)
+		job.libs = libs
+		job.release = func() { m.bins.releaseAll(leases); m.bins.release(bin) }
 	}
 	if o.argv0 != "" {
 		argv[0] = o.argv0
 	}
+	return job, nil
+}
 
-	p, err := m.newProc(c, n, sc, argv, o.attached)
+// msg is the start message of job as process p.
+func (job *execJob) msg(p *Proc) *slaveproto.Msg {
+	c, o, bin := job.c, job.o, job.bin
+	return &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: bin.size, Path: job.path, Public: bin.public, Libs: job.libs,
+		Argv: job.argv, Env: job.env, Dir: job.cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
+}
+
+// exec starts args on node n for caller c and returns the new pid once the
+// slave reports the process started.
+func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []string) (int, error) {
+	job, err := m.prepareExec(ctx, c, n, args)
 	if err != nil {
 		return 0, err
 	}
-	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: p.inc, Hash: bin.hash, Size: bin.size, Path: path, Public: bin.public, Libs: libs,
-		Argv: argv, Env: env, Dir: cwd, Uid: c.Uid, Gid: c.Gid, Groups: c.Groups, Null: o.null, Attached: o.attached}
-	if err := sc.send(m, msg); err != nil {
+	defer job.release() // the slave has fetched it once the job starts, or failed
+	m.mu.Lock()
+	sc := n.conn
+	m.mu.Unlock()
+	if sc == nil {
+		return 0, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
+	}
+	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
+	if err != nil {
+		return 0, err
+	}
+	path := job.path
+	if err := sc.send(m, job.msg(p)); err != nil {
 		m.forget(p)
 		return 0, err
 	}

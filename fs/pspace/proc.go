@@ -18,8 +18,14 @@ import (
 type Proc struct {
 	pid      int
 	uid, gid uint32
+	groups   []uint32
 	argv     []string
 	attached bool
+	// ghost is where the process's ghost is (nil for a process started
+	// through exec, whose stand-in is the tree); onEnd tells it, once,
+	// how the process ended.
+	ghost *ghostRef
+	onEnd func(status string)
 	ctr      *counters // the master's, counting how the process ends
 	ev       *events   // the master's, telling subscribers of its life
 
@@ -42,13 +48,38 @@ type Proc struct {
 	ospid    int
 	status   string // the wait line, once done
 	exitedAt time.Time
+	pending  *pendingMove // its next incarnation while it moves (migrate.go)
 
 	dir *procDir
 }
 
 func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
+	p := m.makeProc(c, n, sc, argv, attached)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.underLimitLocked(c); err != nil {
+		return nil, err
+	}
+	m.allocPidLocked(p)
+	m.procs[p.pid] = p
+	return p, nil
+}
+
+// allocPidLocked gives p the next free pid: a moved process's ghost may
+// have taken one ahead (its pid is the ghost's).
+func (m *Master) allocPidLocked(p *Proc) {
+	for m.procs[m.nextPid] != nil {
+		m.nextPid++
+	}
+	p.pid = m.nextPid
+	m.nextPid++
+	m.pidIssuedLocked()
+}
+
+// makeProc is a process of caller c on node n, not yet in the table.
+func (m *Master) makeProc(c *synth.Caller, n *node, sc *slaveConn, argv []string, attached bool) *Proc {
 	p := &Proc{
-		node: n.num, uid: c.Uid, gid: c.Gid, argv: argv, attached: attached, conn: sc, ring: n.ring,
+		node: n.num, uid: c.Uid, gid: c.Gid, groups: c.Groups, argv: argv, attached: attached, conn: sc, ring: n.ring,
 		stdout:  synth.NewStream(streamSize, !attached),
 		stderr:  synth.NewStream(streamSize, !attached),
 		stdin:   synth.NewStream(streamSize, false),
@@ -60,16 +91,7 @@ func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string,
 	}
 	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.underLimitLocked(c); err != nil {
-		return nil, err
-	}
-	p.pid = m.nextPid
-	m.nextPid++
-	m.pidIssuedLocked()
-	m.procs[p.pid] = p
-	return p, nil
+	return p
 }
 
 // finish records how the process ended, once; its output streams end
@@ -98,6 +120,9 @@ func (p *Proc) finish(status string) {
 	p.stdout.Trim(exitedKeepBytes)
 	p.stderr.Trim(exitedKeepBytes)
 	close(p.done)
+	if p.onEnd != nil {
+		p.onEnd(status)
+	}
 }
 
 // place is where the process runs now: its node, that node's slave and
@@ -150,7 +175,12 @@ func (p *Proc) fromSlave(sc *slaveConn, inc int, line string) error {
 	p.reports.Lock()
 	defer p.reports.Unlock()
 	node, cur, curInc := p.place()
+	p.mu.Lock()
+	pm := p.pending
+	p.mu.Unlock()
 	switch {
+	case pm != nil && inc == pm.inc && sc == pm.sc:
+		return p.fromPending(pm, line)
 	case inc != curInc:
 		return fmt.Errorf("report for process %d incarnation %d, but it is incarnation %d on node %d now: %w",
 			p.pid, inc, curInc, node, syscall.ESTALE)
@@ -208,15 +238,23 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 		return err
 	}
 	p.mu.Lock()
+	mirror := ""
 	switch sig {
 	case syscall.SIGSTOP, syscall.SIGTSTP:
 		p.state = "stopped"
+		mirror = fmt.Sprintf("stopped %d", sig)
 	case syscall.SIGCONT:
 		if p.state == "stopped" {
 			p.state = "running"
 		}
+		mirror = "continued"
 	}
 	p.mu.Unlock()
+	if p.ghost != nil && mirror != "" {
+		// Its ghost stops and continues with it, for its parent's
+		// waitpid(WUNTRACED|WCONTINUED).
+		p.ghost.sc.sendIfAlive(m, &slaveproto.Msg{Op: "ghost", Pid: p.pid, State: mirror})
+	}
 	return nil
 }
 

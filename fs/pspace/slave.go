@@ -45,7 +45,10 @@ func (m *Master) newSlaveDir() synth.Dir {
 	}}
 	bins := &slaveBinDir{unlisted{m: m, ino: synth.NewIno()}}
 	procs := &slaveProcDir{unlisted{m: m, ino: synth.NewIno()}}
-	return synth.NewDir(synth.StaticEntries("adopt", adopt, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
+	migs := &slaveMigDir{unlisted{m: m, ino: synth.NewIno()}}
+	ghosts := &slaveGhostDir{unlisted{m: m, ino: synth.NewIno()}}
+	return synth.NewDir(synth.StaticEntries("adopt", adopt, "bin", bins, "ghost", ghosts, "jobs", jobs, "mig", migs,
+		"ping", ping, "proc", procs, "report", report))
 }
 
 type pingHandle struct {
@@ -105,26 +108,49 @@ func (d *slaveProcDir) Lookup(c *synth.Caller, name string) (synth.Node, error) 
 	if p == nil {
 		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
 	}
-	if _, cur, _ := p.place(); cur != sc {
+	_, cur, inc := p.place()
+	p.mu.Lock()
+	if pm := p.pending; pm != nil && pm.sc == sc {
+		cur, inc = sc, pm.inc // the node it moves to: its output comes from there
+	}
+	p.mu.Unlock()
+	if cur != sc {
 		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
 	}
-	return d.m.slaveProcFiles(p), nil
+	return d.m.slaveProcFiles(p, inc), nil
 }
 
-func (m *Master) slaveProcFiles(p *Proc) synth.Dir {
+// slaveProcFiles are the files of incarnation inc of p for its slave.
+func (m *Master) slaveProcFiles(p *Proc, inc int) synth.Dir {
 	out := func(s *synth.Stream) *synth.FuncFile {
 		return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
 			var tee func([]byte)
 			if !p.attached {
 				tee = func(b []byte) { p.outRing().Write(p.uid, b) }
 			}
-			return m.ctr.counted(streamName(p, s), synth.NewStreamWriter(s, tee)), nil
+			w := &incWriter{StreamWriter: synth.NewStreamWriter(s, tee), p: p, inc: inc}
+			return m.ctr.counted(streamName(p, s), w), nil
 		}}
 	}
 	stdin := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
 		return m.ctr.counted("stdin", synth.NewStreamReader(p.stdin)), nil
 	}}
 	return synth.NewDir(synth.StaticEntries("stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
+}
+
+// incWriter is an output stream's writer for one incarnation: when the
+// node a process has left closes it, the stream goes on for the next.
+type incWriter struct {
+	*synth.StreamWriter
+	p   *Proc
+	inc int
+}
+
+func (w *incWriter) Close() error {
+	if _, _, cur := w.p.place(); cur != w.inc {
+		return nil
+	}
+	return w.StreamWriter.Close()
 }
 
 // reportHandle takes a slave's reports, one per line: "PID started OSPID",

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 )
 
@@ -186,6 +187,9 @@ var nodeCommands = synth.Table[*nodeDir]{
 			}
 			return fmt.Sprintf("%d\n", pid), nil
 		}},
+	migCommand(slaveproto.MigMove, "move [FLAGS]", 0, 1),
+	migCommand(slaveproto.MigRfork, "rfork [FLAGS]", 0, 1),
+	migCommand(slaveproto.MigExecmove, "execmove [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]", 1, -1),
 	{Name: "state", MinArgs: 1, MaxArgs: 1, Usage: "state STATE", Run: func(_ context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 		return "", nd.m.setState(c, nd.n, args[0])
 	}},

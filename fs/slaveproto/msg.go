@@ -22,12 +22,17 @@ import (
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
 //	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go; the master's side in fs/pspace)
+//	slave/mig/MIG/ctl     write: the source's MigReport lines about migration MIG (migrate.go)
+//	slave/mig/MIG/image   write (the source): the process's vmadump image; read (the destination): the same bytes
+//	slave/ghost/PID/ctl   write: "signal N", a signal sent to the ghost of PID, for the process
+//	slave/ghost/PID/stdout, stderr  read: the moved process's output, for its ghost's descriptors
+//	slave/ghost/PID/stdin write: what the ghost's stdin gives, for the moved process
 //
 // The master runs node -1 with the same code over an in-process opener.
 
 // Msg is one message from the master to a slave.
 type Msg struct {
-	Op string `json:"op"` // "hello", "start", "signal", "state", "ack", "forget"
+	Op string `json:"op"` // "hello", "start", "signal", "state", "ack", "forget", "seize", "migrated", "ghost"
 
 	// hello
 	Node        int   `json:"node,omitempty"`
@@ -65,9 +70,24 @@ type Msg struct {
 	// those the node lacks (job/libs.go); absent with libcache off
 	Libs []Lib `json:"libs,omitempty"`
 
-	// state
+	// state: the node's new state and its command; ghost: what became
+	// of the process a ghost stands for ("exit N", "signal N NAME",
+	// "lost ...", "stopped N", "continued")
 	State   string `json:"state,omitempty"`
 	Command string `json:"command,omitempty"`
+
+	// Migration (migrate.go). seize: stop process OSPid of the node for
+	// migration Mig of Kind, its image to carry Flags; start: with Mig,
+	// restore the process from slave/mig/MIG/image rather than run a
+	// binary; migrated: the outcome, Errno 0 for success, and whether
+	// the stopped process becomes the ghost of Pid.
+	Mig   int    `json:"mig,omitempty"`
+	OSPid int    `json:"ospid,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+	Flags uint32 `json:"flags,omitempty"`
+	Errno int    `json:"errno,omitempty"`
+	Text  string `json:"text,omitempty"`
+	Ghost bool   `json:"ghost,omitempty"`
 }
 
 // LocalAddr is the Caller.Addr of the master's own in-process slave (node -1).
