@@ -26,8 +26,8 @@ type Proc struct {
 	// how the process ended.
 	ghost *ghostRef
 	onEnd func(status string)
-	ctr      *counters // the master's, counting how the process ends
-	ev       *events   // the master's, telling subscribers of its life
+	ctr   *counters // the master's, counting how the process ends
+	ev    *events   // the master's, telling subscribers of its life
 
 	stdout, stderr, stdin *synth.Stream
 	started               chan error // the slave's "started" or "failed"
