@@ -458,9 +458,10 @@ func (s *Slave) ended(ctx context.Context, j *running, status string) {
 				s.jmu.Unlock()
 				break
 			}
-			if errors.Is(err, syscall.ESRCH) {
-				// The master gave up on it (a start it abandoned): no
-				// master will ever ask for it.
+			if errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ESTALE) {
+				// The master gave up on it (a start it abandoned), or
+				// it moved on to another node: no master will ever ask
+				// for it here.
 				s.drop(j)
 				return
 			}

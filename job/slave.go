@@ -47,6 +47,7 @@ type Slave struct {
 	mu     sync.Mutex
 	cache  *binCache
 	reaper reaper
+	mig    migState // migrations and ghosts (migrate.go)
 
 	jobsState // orphan.go
 }
@@ -158,7 +159,17 @@ func (s *Slave) Run(ctx context.Context) error {
 				s.OnHello(m.Node)
 			}
 		case "start":
-			go s.start(ctx, l, &m)
+			if m.Mig != 0 && m.Hash == "" {
+				go s.restoreJob(ctx, l, &m)
+			} else {
+				go s.start(ctx, l, &m)
+			}
+		case "seize":
+			go s.seize(l, &m)
+		case "migrated":
+			go s.migrated(l, &m)
+		case "ghost":
+			s.ghostNews(&m)
 		case "signal":
 			s.signal(m.Pid, syscall.Signal(m.Sig))
 		case "ack":
