@@ -86,6 +86,12 @@ func (m *Master) migrate(ctx context.Context, c *synth.Caller, n *node, kind str
 	if err != nil {
 		return err
 	}
+	ok := false
+	defer func() {
+		if job != nil && !ok {
+			job.release()
+		}
+	}()
 	if c.Node == synth.NodeUnknown || c.Pid <= 0 {
 		return fmt.Errorf("%s acts on the writing process, which this connection does not name (write it through a mount): %w", kind, syscall.EINVAL)
 	}
@@ -133,6 +139,7 @@ func (m *Master) migrate(ctx context.Context, c *synth.Caller, n *node, kind str
 		return fmt.Errorf("%s: %w", kind, err)
 	}
 	later := synth.Later(ctx)
+	ok = true // the job is runMigration's now
 	go func() {
 		err := m.runMigration(mig, c, n, p, job, later)
 		if err != nil {
@@ -215,6 +222,9 @@ func (mig *migration) await(ctx context.Context, ev string, timeout time.Duratio
 // restores (or, for execmove, runs) it, and the source learns the outcome.
 func (m *Master) runMigration(mig *migration, c *synth.Caller, n *node, p *Proc, job *execJob, later func(string, error)) (err error) {
 	defer m.endMigration(mig)
+	if job != nil {
+		defer job.release() // the destination has fetched the binary by its start
+	}
 	var child *Proc // the process space's new process, if the migration makes one
 	var result string
 	defer func() {
