@@ -95,7 +95,24 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 		return err
 	}
 	pt.mark("stop")
-	if err := threadCheck(pid); err != nil {
+	d.pt = pt
+	if err := d.write(w); err != nil {
+		return err
+	}
+	if !opts.Leave {
+		d.kill()
+	}
+	pt.mark("end")
+	return nil
+}
+
+// write checks, gathers and writes the image of the stopped process.
+func (d *dumper) write(w io.Writer) error {
+	if d.pt == nil {
+		d.pt = newPhaseTimer("dump")
+	}
+	pt := d.pt
+	if err := threadCheck(d.pid); err != nil {
 		return err
 	}
 	if err := d.gather(); err != nil {
@@ -114,17 +131,11 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 		return err
 	}
 	pt.mark("pages")
-	if err := enc.end(); err != nil {
-		return err
-	}
-	if !opts.Leave {
-		d.kill()
-	}
-	pt.mark("end")
-	return nil
+	return enc.end()
 }
 
 type dumper struct {
+	pt      *phaseTimer
 	pid     int
 	opts    DumpOptions
 	regs    unix.PtraceRegs // as stopped, restored before detaching
