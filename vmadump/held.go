@@ -244,6 +244,9 @@ func (h *Held) Dump(w io.Writer, opts DumpOptions) error {
 	if err := h.ready(); err != nil {
 		return err
 	}
+	if err := opts.check(); err != nil {
+		return err
+	}
 	return h.tr.do(func() error {
 		d := &dumper{pid: h.Pid, opts: opts, pending: append([]int(nil), h.pending...)}
 		defer func() {

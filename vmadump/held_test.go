@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -284,3 +286,50 @@ func TestHeldTakeFile(t *testing.T) {
 func bufioReader(f *os.File) *bufio.Reader { return bufio.NewReader(f) }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// Dump's Stdio and Mem options: restored, fd 10 is the restorer's stdout
+// and fd 11 a memfd with the given content, close-on-exec as fd 11 was.
+func TestDumpStdioMem(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "fdopts.c"))
+	var img bytes.Buffer
+	opts := DumpOptions{Stdio: map[int]int{10: 1}, Mem: map[int][]byte{11: []byte("4242\n")}}
+	if err := Dump(p.cmd.Process.Pid, &img, opts); err != nil {
+		t.Fatalf("Dump: %v", err)
+	}
+	info, err := ReadInfo(bytes.NewReader(img.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := info.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"dup of the restorer's stdout", "memfd of 5 bytes"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("info does not say %q:\n%s", want, text.String())
+		}
+	}
+	r, err := restoreImage(t, img.Bytes())
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if _, err := r.in.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	out, code := r.output(t, 10*time.Second)
+	if code != 0 || out != "VIA10\nMEM 5 4242 cloexec 1 rdwr 1\n" {
+		t.Fatalf("restored with fd options: exit %d, output %q", code, out)
+	}
+}
+
+func TestDumpOptionsRefused(t *testing.T) {
+	for _, o := range []DumpOptions{
+		{Stdio: map[int]int{10: 3}}, {Stdio: map[int]int{-1: 1}},
+		{Stdio: map[int]int{5: 1}, Mem: map[int][]byte{5: nil}}, {Mem: map[int][]byte{5: make([]byte, maxMemFD+1)}},
+	} {
+		if err := Dump(1, io.Discard, o); !errors.Is(err, unix.EINVAL) {
+			t.Errorf("Dump with %+v: %v, want EINVAL", o, err)
+		}
+	}
+}
