@@ -24,26 +24,36 @@ import (
 // attached then is detached by the kernel (or killed, with EXITKILL).
 type tracer struct {
 	reqs chan func()
+	quit chan struct{} // closed when the thread is gone
 	mu   sync.Mutex
 	refs int
 }
 
 func newTracer() *tracer {
-	tr := &tracer{reqs: make(chan func()), refs: 1}
+	tr := &tracer{reqs: make(chan func()), quit: make(chan struct{}), refs: 1}
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
 		for f := range tr.reqs {
+			if f == nil {
+				close(tr.quit)
+				return
+			}
 			f()
 		}
 	}()
 	return tr
 }
 
-// do runs f on the tracer thread and returns its error.
+// do runs f on the tracer thread and returns its error (errReleased if
+// the thread is gone). f must not call do or release.
 func (tr *tracer) do(f func() error) error {
 	done := make(chan error, 1)
-	tr.reqs <- func() { done <- f() }
-	return <-done
+	select {
+	case tr.reqs <- func() { done <- f() }:
+		return <-done
+	case <-tr.quit:
+		return errReleased
+	}
 }
 
 func (tr *tracer) hold() {
@@ -52,12 +62,13 @@ func (tr *tracer) hold() {
 	tr.mu.Unlock()
 }
 
+// release drops a reference; the last one ends the thread.
 func (tr *tracer) release() {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	tr.refs--
 	if tr.refs == 0 {
-		close(tr.reqs)
+		go func() { tr.reqs <- nil }()
 	}
 }
 
@@ -70,6 +81,7 @@ type Held struct {
 	mu       sync.Mutex
 	stopped  bool
 	released bool
+	gone     bool            // it ended while we waited
 	regs     unix.PtraceRegs // as it stopped; put back before it runs
 	sysAddr  uint64          // a syscall instruction in its [vdso]
 	pending  []int           // signals that arrived while held, re-sent on Resume
@@ -125,6 +137,10 @@ func (h *Held) Wait(ctx context.Context) error {
 	delay := 50 * time.Microsecond
 	for !h.stopped {
 		if err := h.tr.do(h.poll); err != nil {
+			if h.gone {
+				h.released = true
+				h.tr.release()
+			}
 			return err
 		}
 		if h.stopped {
@@ -155,8 +171,7 @@ func (h *Held) poll() error {
 			return nil
 		}
 		if !ws.Stopped() {
-			h.released = true
-			h.tr.release()
+			h.gone = true
 			return fmt.Errorf("process %d ended while being stopped (%s)", h.Pid, describeWait(ws))
 		}
 		if uint32(ws)>>16 == unix.PTRACE_EVENT_STOP {
