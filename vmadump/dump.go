@@ -28,6 +28,32 @@ type DumpOptions struct {
 	// killed once the image is complete (BProc's migration semantics).
 	// On any error the process is left running.
 	Leave bool
+	// Stdio makes fd (any number, open or not) a dup of the restorer's
+	// stdin, stdout or stderr (0, 1, 2) on restore, whatever it is now:
+	// for I/O forwarding beyond fds 0-2. nil keeps the rule for 0-2.
+	Stdio map[int]int
+	// Mem makes fd a memfd holding the given bytes at offset 0 on
+	// restore, readable and writable, with the fd's close-on-exec flag
+	// (e.g. what a read of a ctl file must give the restored process).
+	Mem map[int][]byte
+}
+
+// check refuses options that cannot be recorded.
+func (o DumpOptions) check() error {
+	for fd, from := range o.Stdio {
+		if fd < 0 || fd > 1<<20 || from < 0 || from > 2 {
+			return fmt.Errorf("dump option Stdio %d -> %d: want fd >= 0 -> 0, 1 or 2: %w", fd, from, unix.EINVAL)
+		}
+		if _, ok := o.Mem[fd]; ok {
+			return fmt.Errorf("dump options: fd %d in both Stdio and Mem: %w", fd, unix.EINVAL)
+		}
+	}
+	for fd, b := range o.Mem {
+		if fd < 0 || fd > 1<<20 || len(b) > maxMemFD {
+			return fmt.Errorf("dump option Mem fd %d (%d bytes): want fd >= 0 and at most %d bytes: %w", fd, len(b), maxMemFD, unix.EINVAL)
+		}
+	}
+	return nil
 }
 
 // ErrThreaded is returned for a multi-threaded process.
@@ -75,6 +101,9 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 	if pid <= 0 || pid == os.Getpid() {
 		return fmt.Errorf("cannot dump process %d", pid)
 	}
+	if err := opts.check(); err != nil {
+		return err
+	}
 	if err := threadCheck(pid); err != nil {
 		return err
 	}
@@ -95,7 +124,24 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 		return err
 	}
 	pt.mark("stop")
-	if err := threadCheck(pid); err != nil {
+	d.pt = pt
+	if err := d.write(w); err != nil {
+		return err
+	}
+	if !opts.Leave {
+		d.kill()
+	}
+	pt.mark("end")
+	return nil
+}
+
+// write checks, gathers and writes the image of the stopped process.
+func (d *dumper) write(w io.Writer) error {
+	if d.pt == nil {
+		d.pt = newPhaseTimer("dump")
+	}
+	pt := d.pt
+	if err := threadCheck(d.pid); err != nil {
 		return err
 	}
 	if err := d.gather(); err != nil {
@@ -114,17 +160,11 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (err error) {
 		return err
 	}
 	pt.mark("pages")
-	if err := enc.end(); err != nil {
-		return err
-	}
-	if !opts.Leave {
-		d.kill()
-	}
-	pt.mark("end")
-	return nil
+	return enc.end()
 }
 
 type dumper struct {
+	pt      *phaseTimer
 	pid     int
 	opts    DumpOptions
 	regs    unix.PtraceRegs // as stopped, restored before detaching
@@ -410,8 +450,35 @@ func (d *dumper) fds() error {
 		}
 		d.meta.FDs = append(d.meta.FDs, f)
 	}
+	d.optionFDs()
 	sort.Slice(d.meta.FDs, func(i, j int) bool { return d.meta.FDs[i].FD < d.meta.FDs[j].FD })
 	return nil
+}
+
+// optionFDs applies DumpOptions.Stdio and Mem to the recorded fds: each
+// replaces the fd it names (keeping its path, for info, and its
+// close-on-exec flag) or is added.
+func (d *dumper) optionFDs() {
+	at := map[int]int{}
+	for i, f := range d.meta.FDs {
+		at[f.FD] = i
+	}
+	set := func(f FD) {
+		if i, ok := at[f.FD]; ok {
+			old := d.meta.FDs[i]
+			f.Path, f.Flags = old.Path, old.Flags&unix.O_CLOEXEC
+			d.meta.FDs[i] = f
+			return
+		}
+		at[f.FD] = len(d.meta.FDs)
+		d.meta.FDs = append(d.meta.FDs, f)
+	}
+	for fd, from := range d.opts.Stdio {
+		set(FD{FD: fd, Kind: FDRestorer, From: from})
+	}
+	for fd, b := range d.opts.Mem {
+		set(FD{FD: fd, Kind: FDMem, Data: append([]byte{}, b...)})
+	}
 }
 
 // isLib tells shared libraries (BPROC_DUMP_LIBS) from other mapped files.

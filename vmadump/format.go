@@ -172,7 +172,15 @@ const (
 	FDDir    = "dir"    // reopened by path
 	FDStdio  = "stdio"  // pipe, socket or terminal at 0-2: the restorer's own
 	FDClosed = "closed" // cannot travel: closed in the restored process
+	// FDRestorer is a dup of the restorer's stdin, stdout or stderr (FD.From)
+	// at this fd number: DumpOptions.Stdio, the hook for forwarding any fd.
+	FDRestorer = "restorer"
+	// FDMem is a memfd holding FD.Data at offset 0 (DumpOptions.Mem).
+	FDMem = "memfd"
 )
+
+// maxMemFD bounds the content of one FDMem descriptor.
+const maxMemFD = 1 << 20
 
 // FD is one open file descriptor of the dumped process.
 type FD struct {
@@ -181,6 +189,8 @@ type FD struct {
 	Path  string `json:"path"` // the /proc/PID/fd link target
 	Flags int    `json:"flags,omitempty"`
 	Pos   int64  `json:"pos,omitempty"`
+	From  int    `json:"from,omitempty"` // FDRestorer: the restorer's fd (0, 1 or 2)
+	Data  []byte `json:"data,omitempty"` // FDMem: the content
 }
 
 // Sigaction is a kernel struct sigaction (x86_64).
@@ -306,16 +316,29 @@ func (m *Meta) validate() error {
 			return fmt.Errorf("invalid pending signal %d", s)
 		}
 	}
+	seenFD := map[int]bool{}
 	for _, f := range m.FDs {
 		if f.FD < 0 || f.FD > 1<<20 {
 			return fmt.Errorf("invalid fd %d", f.FD)
 		}
+		if seenFD[f.FD] {
+			return fmt.Errorf("fd %d listed twice", f.FD)
+		}
+		seenFD[f.FD] = true
 		switch f.Kind {
 		case FDFile, FDDir:
 			if f.Path == "" || f.Path[0] != '/' || strings.IndexByte(f.Path, 0) >= 0 {
 				return fmt.Errorf("fd %d: path %q is not absolute", f.FD, f.Path)
 			}
 		case FDStdio, FDClosed:
+		case FDRestorer:
+			if f.From < 0 || f.From > 2 {
+				return fmt.Errorf("fd %d: dup of the restorer's fd %d (want 0, 1 or 2)", f.FD, f.From)
+			}
+		case FDMem:
+			if len(f.Data) > maxMemFD {
+				return fmt.Errorf("fd %d: memfd of %d bytes (at most %d)", f.FD, len(f.Data), maxMemFD)
+			}
 		default:
 			return fmt.Errorf("fd %d: unknown kind %q", f.FD, f.Kind)
 		}

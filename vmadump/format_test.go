@@ -15,7 +15,8 @@ func synthImage(t testing.TB) []byte {
 	m := &Meta{
 		Arch: "x86_64", Kernel: "test", Comm: "synth", Exe: "/bin/synth", Cwd: "/",
 		Auxv: make([]byte, 32), XState: make([]byte, 64),
-		FDs: []FD{{FD: 0, Kind: FDStdio, Path: "pipe:[1]"}, {FD: 3, Kind: FDFile, Path: "/etc/hostname", Pos: 3}},
+		FDs: []FD{{FD: 0, Kind: FDStdio, Path: "pipe:[1]"}, {FD: 3, Kind: FDFile, Path: "/etc/hostname", Pos: 3},
+			{FD: 10, Kind: FDRestorer, From: 1, Path: "/bproc/node/3/ctl"}, {FD: 11, Kind: FDMem, Path: "pipe:[2]", Data: []byte("0\n")}},
 		Regions: []Region{
 			{Start: 0x400000, End: 0x402000, Perms: "r-xp", Path: "/bin/synth", Kind: KindFile, Class: "exec", Travel: TravelFile, File: &FileID{Size: 8192}},
 			{Start: 0x600000, End: 0x604000, Perms: "rw-p", Kind: KindAnon, Travel: TravelImage},
@@ -122,6 +123,9 @@ func TestMetaValidate(t *testing.T) {
 		{"sig", func(m *Meta) { m.Sigaction = []Sigaction{{Sig: 9}} }},
 		{"fd", func(m *Meta) { m.FDs = []FD{{FD: 3, Kind: FDFile, Path: "relative"}} }},
 		{"xstate", func(m *Meta) { m.XState = make([]byte, maxXState+1) }},
+		{"fd-twice", func(m *Meta) { m.FDs = []FD{{FD: 3, Kind: FDClosed}, {FD: 3, Kind: FDClosed}} }},
+		{"restorer-fd", func(m *Meta) { m.FDs = []FD{{FD: 3, Kind: FDRestorer, From: 3}} }},
+		{"memfd-size", func(m *Meta) { m.FDs = []FD{{FD: 3, Kind: FDMem, Data: make([]byte, maxMemFD+1)}} }},
 	}
 	if err := base().validate(); err != nil {
 		t.Fatalf("valid meta rejected: %v", err)

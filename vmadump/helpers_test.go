@@ -86,12 +86,20 @@ type prog struct {
 	cmd *exec.Cmd
 	out *bufio.Reader
 	in  io.WriteCloser
+	raw *os.File // under out
 }
 
 // startProg runs path and waits until it prints a line starting with ready.
 func startProg(t testing.TB, ready string, path string, args ...string) *prog {
 	t.Helper()
-	cmd := exec.Command(path, args...)
+	return startCmd(t, ready, exec.Command(path, args...))
+}
+
+// startCmd starts cmd with its stdin and stdout as pipes and waits until
+// it prints a line starting with ready.
+func startCmd(t testing.TB, ready string, cmd *exec.Cmd) *prog {
+	t.Helper()
+	path := cmd.Path
 	cmd.Env = append(os.Environ(), "VMADT_ENV=hello")
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -105,7 +113,7 @@ func startProg(t testing.TB, ready string, path string, args ...string) *prog {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &prog{cmd: cmd, out: bufio.NewReader(stdout), in: stdin}
+	p := &prog{cmd: cmd, out: bufio.NewReader(stdout), in: stdin, raw: stdout.(*os.File)}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()

@@ -113,6 +113,7 @@ func (info *Info) WriteText(w io.Writer) error {
 		what := map[string]string{
 			FDFile: fmt.Sprintf("reopened, offset %d", f.Pos), FDDir: "reopened",
 			FDStdio: "connected to the restorer's", FDClosed: "closed on restore",
+			FDRestorer: "dup of the restorer's " + stdioName(f.From), FDMem: fmt.Sprintf("memfd of %d bytes", len(f.Data)),
 		}[f.Kind]
 		fmt.Fprintf(&b, "  %3d %-6s %s  (%s)\n", f.FD, f.Kind, f.Path, what)
 	}
@@ -133,4 +134,11 @@ func (info *Info) WriteText(w io.Writer) error {
 		len(m.Regions), human(mapped), info.Pages, human(info.Pages*pageSize), human(uint64(info.Bytes)))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func stdioName(fd int) string {
+	if fd >= 0 && fd <= 2 {
+		return []string{"stdin", "stdout", "stderr"}[fd]
+	}
+	return fmt.Sprintf("fd %d", fd)
 }

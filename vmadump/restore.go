@@ -617,16 +617,52 @@ func (rs *restorer) pages() error {
 
 // files recreates the descriptors: regular files and directories are
 // reopened at the same number, flags and offset; stdio ones are the stub's
-// (the restorer's); everything else is closed.
+// (the restorer's); restorer ones dups of the stub's 0-2; memfd ones
+// created with their content; everything else is closed.
 func (rs *restorer) files() error {
 	t := rs.t
 	have := map[int]FD{}
+	top := 2
 	for _, f := range rs.m.FDs {
 		have[f.FD] = f
+		top = max(top, f.FD)
+	}
+	// The stub's 0-2 that restorer fds dup are set aside first, above
+	// every fd of the image, since 0-2 themselves may be replaced.
+	aside := map[int]uint64{}
+	for _, f := range rs.m.FDs {
+		if _, ok := aside[f.From]; f.Kind != FDRestorer || ok {
+			continue
+		}
+		fd, err := t.check(fmt.Sprintf("fcntl F_DUPFD_CLOEXEC %d", f.From), unix.SYS_FCNTL, uint64(f.From), unix.F_DUPFD_CLOEXEC, uint64(top+1))
+		if err != nil {
+			return err
+		}
+		aside[f.From] = fd
 	}
 	for fd := 0; fd <= 2; fd++ {
 		if f, ok := have[fd]; !ok || f.Kind != FDStdio {
 			if _, err := t.check("close stdio", unix.SYS_CLOSE, uint64(fd)); err != nil && !errors.Is(err, unix.EBADF) {
+				return err
+			}
+		}
+	}
+	for _, f := range rs.m.FDs {
+		if f.Kind != FDRestorer {
+			continue
+		}
+		if _, err := t.check(fmt.Sprintf("dup3 fd %d", f.FD), unix.SYS_DUP3, aside[f.From], uint64(f.FD), uint64(f.Flags&unix.O_CLOEXEC)); err != nil {
+			return err
+		}
+	}
+	for _, fd := range aside {
+		if _, err := t.check("close", unix.SYS_CLOSE, fd); err != nil {
+			return err
+		}
+	}
+	for _, f := range rs.m.FDs {
+		if f.Kind == FDMem {
+			if err := rs.memFD(f); err != nil {
 				return err
 			}
 		}
@@ -660,6 +696,47 @@ func (rs *restorer) files() error {
 		}
 	}
 	return nil
+}
+
+// memFD creates f's memfd in the target, writes its content and puts it
+// at its number.
+func (rs *restorer) memFD(f FD) error {
+	t := rs.t
+	name, err := rs.put(0, cstring(fmt.Sprintf("vmadump-fd%d", f.FD)))
+	if err != nil {
+		return err
+	}
+	got, err := t.check("memfd_create", unix.SYS_MEMFD_CREATE, name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	const chunk = scratchCode / 2
+	for off := 0; off < len(f.Data); off += chunk {
+		b := f.Data[off:min(off+chunk, len(f.Data))]
+		a, err := rs.put(0, b)
+		if err != nil {
+			return err
+		}
+		n, err := t.check("pwrite memfd", unix.SYS_PWRITE64, got, a, uint64(len(b)), uint64(off))
+		if err != nil {
+			return err
+		}
+		if n != uint64(len(b)) {
+			return fmt.Errorf("pwrite memfd fd %d: %d of %d bytes", f.FD, n, len(b))
+		}
+	}
+	cloexec := uint64(f.Flags & unix.O_CLOEXEC)
+	if got == uint64(f.FD) {
+		if cloexec == 0 {
+			_, err = t.check("fcntl F_SETFD", unix.SYS_FCNTL, got, unix.F_SETFD, 0)
+		}
+		return err
+	}
+	if _, err := t.check(fmt.Sprintf("dup3 memfd to %d", f.FD), unix.SYS_DUP3, got, uint64(f.FD), cloexec); err != nil {
+		return err
+	}
+	_, err = t.check("close", unix.SYS_CLOSE, got)
+	return err
 }
 
 // mmState sets cwd, the mm layout (brk, args, env, auxv, exe) and comm.

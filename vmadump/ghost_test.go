@@ -1,0 +1,267 @@
+package vmadump
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// heldParent starts ghostparent and holds it in its read of stdin.
+func heldParent(t *testing.T) (*prog, *Held) {
+	t.Helper()
+	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_READ)
+	h, err := Seize(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	waitHeld(t, h)
+	return p, h
+}
+
+// forkGhost makes a ghost child of a held ghostparent, lets the parent
+// run on and has it wait for the ghost.
+func forkGhost(t *testing.T, opts GhostOptions) (*prog, *Ghost) {
+	t.Helper()
+	p, h := heldParent(t)
+	c, err := h.Fork()
+	if err != nil {
+		t.Fatalf("Fork: %v", err)
+	}
+	if nr, fd, ret := c.Syscall(); nr != unix.SYS_READ || fd != 0 || ret != -errRestartSys {
+		t.Fatalf("child's Syscall() = %d, %d, %d; want the parent's read of fd 0", nr, fd, ret)
+	}
+	if st, err := readStatus(c.Pid); err != nil || st.ppid != h.Pid {
+		t.Fatalf("forked %d: parent %d (%v), want %d", c.Pid, st.ppid, err, h.Pid)
+	}
+	g, err := c.Ghost(opts)
+	if err != nil {
+		t.Fatalf("Ghost: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Kill(g.Pid, unix.SIGKILL) })
+	if err := h.Resume(nil); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if _, err := fmt.Fprintf(p.in, "wait %d\n", g.Pid); err != nil {
+		t.Fatal(err)
+	}
+	return p, g
+}
+
+func ended(t *testing.T, g *Ghost) {
+	t.Helper()
+	select {
+	case <-g.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed")
+	}
+}
+
+// Exit(7): the parent's waitpid gets exit status 7 and one SIGCHLD, and
+// nothing is left to reap.
+func TestGhostExit(t *testing.T) {
+	needRoot(t)
+	p, g := forkGhost(t, GhostOptions{})
+	if err := g.Exit(7); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	expectLine(t, p, "EXITED 7")
+	ended(t, g)
+	if g.Killed() {
+		t.Error("Killed() after Exit")
+	}
+	if _, err := p.in.Write([]byte("check\n")); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, p, "CHECK -1 10 sigchld 1")
+	if err := g.Exit(1); err == nil {
+		t.Error("Exit of an ended ghost did not fail")
+	}
+}
+
+// Kill(sig): the parent sees the ghost killed by sig, without a core.
+func TestGhostKill(t *testing.T) {
+	needRoot(t)
+	for _, sig := range []syscall.Signal{unix.SIGTERM, unix.SIGQUIT} {
+		p, g := forkGhost(t, GhostOptions{})
+		if err := g.Kill(sig); err != nil {
+			t.Fatalf("Kill(%v): %v", sig, err)
+		}
+		expectLine(t, p, fmt.Sprintf("SIGNALED %d core 0", sig))
+		ended(t, g)
+		if g.Killed() {
+			t.Errorf("Killed() after Kill(%v)", sig)
+		}
+	}
+	_, g := forkGhost(t, GhostOptions{})
+	if err := g.Kill(unix.SIGCHLD); err == nil {
+		t.Error("Kill(SIGCHLD) accepted")
+	}
+}
+
+// Stop and Cont are what the parent's waitpid(WUNTRACED|WCONTINUED) sees.
+func TestGhostStopCont(t *testing.T) {
+	needRoot(t)
+	p, g := forkGhost(t, GhostOptions{})
+	for i := 0; i < 2; i++ {
+		if err := g.Stop(unix.SIGSTOP); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		expectLine(t, p, "STOPPED 19")
+		if st := procState(t, g.Pid); st != "T" && st != "t" {
+			t.Errorf("stopped ghost in state %s", st)
+		}
+		if err := g.Cont(); err != nil {
+			t.Fatalf("Cont: %v", err)
+		}
+		expectLine(t, p, "CONTINUED")
+	}
+	if err := g.Stop(unix.SIGTERM); err == nil {
+		t.Error("Stop(SIGTERM) accepted")
+	}
+	if err := g.Exit(0); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	expectLine(t, p, "EXITED 0")
+}
+
+// waitState polls until pid is in state st.
+func waitState(t *testing.T, pid int, st string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if procState(t, pid) == st {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("process %d in state %s, want %s", pid, procState(t, pid), st)
+}
+
+// procState is the state letter of /proc/PID/stat.
+func procState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
+}
+
+// Signals sent to a ghost go to GhostOptions.Signal and do nothing
+// locally: it neither dies nor stops. SIGKILL ends it: Killed.
+func TestGhostSignals(t *testing.T) {
+	needRoot(t)
+	got := make(chan syscall.Signal, 16)
+	p, g := forkGhost(t, GhostOptions{Signal: func(s syscall.Signal) { got <- s }})
+	for _, sig := range []syscall.Signal{unix.SIGUSR1, unix.SIGTERM, unix.SIGSTOP, unix.SIGCONT} {
+		if err := unix.Kill(g.Pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			if s != sig {
+				t.Fatalf("Signal(%v), want %v", s, sig)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v sent to the ghost never reached Signal", sig)
+		}
+		waitState(t, g.Pid, "S") // back in pause(2): neither dead nor stopped
+	}
+	if err := unix.Kill(g.Pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ended(t, g)
+	if !g.Killed() {
+		t.Error("Killed() false after kill -9")
+	}
+	expectLine(t, p, "SIGNALED 9 core 0")
+	select {
+	case s := <-got:
+		t.Errorf("Signal(%v) called for nothing", s)
+	default:
+	}
+}
+
+// A 256 MB process's ghost holds at most 1 MiB and keeps its command line.
+func TestGhostMemory(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "memhog.c"), "256")
+	pid := p.cmd.Process.Pid
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Seize(pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	waitHeld(t, h)
+	g, err := h.Ghost(GhostOptions{})
+	if err != nil {
+		t.Fatalf("Ghost: %v", err)
+	}
+	rss := vmRSS(t, pid)
+	t.Logf("ghost of a 256 MB process: VmRSS %d kB", rss)
+	if rss > 1024 {
+		t.Errorf("ghost VmRSS %d kB, want at most 1024", rss)
+	}
+	if now, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !bytes.Equal(now, cmdline) {
+		t.Errorf("ghost cmdline %q (%v), was %q", now, err, cmdline)
+	}
+	if err := g.Exit(3); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	ended(t, g)
+	_ = p.cmd.Wait()
+	if code := p.cmd.ProcessState.ExitCode(); code != 3 {
+		t.Errorf("ghost's exit status %d (%v), want 3", code, p.cmd.ProcessState)
+	}
+}
+
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	kv, err := keyValues(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(kv["VmRSS"]), " kB"), 10, 64)
+	if err != nil {
+		t.Fatalf("VmRSS %q: %v", kv["VmRSS"], err)
+	}
+	return n
+}
+
+// Discard leaves the parent with no zombie and no SIGCHLD.
+func TestDiscard(t *testing.T) {
+	needRoot(t)
+	p, h := heldParent(t)
+	c, err := h.Fork()
+	if err != nil {
+		t.Fatalf("Fork: %v", err)
+	}
+	if err := c.Discard(); err != nil {
+		t.Fatalf("Discard: %v", err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.Pid)); err == nil {
+		t.Errorf("discarded child %d still exists", c.Pid)
+	}
+	if err := h.Resume(nil); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if _, err := p.in.Write([]byte("check\n")); err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, p, "CHECK -1 10 sigchld 0")
+	if err := h.Discard(); err == nil {
+		t.Error("Discard of a process not made by Fork accepted")
+	}
+}
