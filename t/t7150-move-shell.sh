@@ -15,7 +15,7 @@ test_expect_success 'echo move: the rest of the script runs on the node, its exi
 	echo after \$(hostname)
 	exit 3
 	EOF
-	{ st=0; bash "$T/mv.sh" >out 2>err || st=$?; } &&
+	{ st=0; bash "$T/mv.sh" >out 2>err || st=$?; } && cat out err >&2 && echo "st=$st" >&2 &&
 	test "$st" = 3 &&
 	printf "before %s\nafter node1\n" "$(hostname)" >expect &&
 	test_cmp expect out
@@ -27,7 +27,7 @@ test_expect_success 'the moved shell is listed under its own pid on its new node
 	hostname > "$T/where"
 	exec sleep 300
 	EOF
-	bash "$T/mvsleep.sh" &
+	{ bash "$T/mvsleep.sh" & } &&
 	pid=$! &&
 	wait_for "test -s \"$T/where\"" 10 &&
 	out=$(cat "$T/where") && test "$out" = node2 &&
