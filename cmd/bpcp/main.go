@@ -58,7 +58,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fset := cli.New("bpcp", "[-p] [-r] src... dst", "Copy files; NODE:path names a file on a node (3:/tmp/x), other names are local.", stdout, stderr)
 	fset.BoolVarP(&o.preserve, "preserve", "p", false, "keep modes and modification times")
 	fset.BoolVarP(&o.recursive, "recursive", "r", false, "copy directories recursively")
-	fset.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	fset.KeyOption(&o.keyFile)
 	if code, done := fset.Parse(args); done {
 		return code
 	}
