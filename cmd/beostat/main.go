@@ -11,12 +11,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"bproc/beostat"
@@ -99,7 +96,7 @@ func live(r *beostat.Reader, interval time.Duration, count int, stdout io.Writer
 	if interval < 10*time.Millisecond {
 		interval = 10 * time.Millisecond
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := cli.StopContext()
 	defer stop()
 	t := time.NewTicker(interval)
 	defer t.Stop()

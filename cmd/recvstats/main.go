@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
@@ -88,7 +87,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		runtime.GOMAXPROCS(1)
 	}
 	syscall.Umask(0o022) // the stats are for every user to read
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := cli.StopContext()
 	defer stop()
 	cfg := mcast.ReceiverConfig{Iface: *iface, Key: k, ShmPath: *shm, FilesDir: *files, FilesCPU: *filesCPU / 100,
 		RequestEvery: *requestEvery, ForgetAfter: *forget, Log: mlog}

@@ -8,17 +8,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"regexp"
 	"strconv"
-	"syscall"
 	"time"
 
 	"bproc/cmd/internal/cli"
@@ -52,7 +49,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return c.Fail(err)
 	}
 	cfg.Log = senderLog()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := cli.StopContext()
 	defer stop()
 	if *simulate > 0 {
 		if err := mcast.Simulate(ctx, cfg, *simulate); err != nil {
