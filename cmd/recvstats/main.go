@@ -32,12 +32,11 @@ import (
 
 // options are recvstats's command line.
 type options struct {
-	debug                      bool
-	iface, keyFile, shm, files string
-	metrics                    string
-	port                       int
-	filesCPU                   float64
-	forget, requestEvery       time.Duration
+	debug                               bool
+	iface, keyFile, shm, files, metrics string
+	port                                int
+	filesCPU                            float64
+	forget, requestEvery                time.Duration
 }
 
 func main() { cli.Main(run) }
