@@ -58,8 +58,9 @@ func tracef(format string, args ...any) {
 }
 
 // fixMasterSpec rewrites a nodespec "-1..." in the nodespec's position so
-// the option parser leaves it alone; "-1" later on belongs to the command.
-func fixMasterSpec(args []string) []string {
+// the option parser leaves it alone; "-1" later on belongs to the command,
+// as does one that is an option's value (c says which options take one).
+func fixMasterSpec(c *cli.Command, args []string) []string {
 	out := append([]string(nil), args...)
 	for i := 0; i < len(out); i++ {
 		a := out[i]
@@ -76,13 +77,10 @@ func fixMasterSpec(args []string) []string {
 				out[i] = m
 				return out
 			}
-			if strings.HasPrefix(a, "--") {
-				if !strings.Contains(a, "=") && valueLong[a[2:]] {
-					i++
-				}
-			} else if strings.ContainsAny(a[1:], "aA") {
+			if !strings.HasPrefix(a, "--") && strings.ContainsAny(a[1:], "aA") {
 				return out
-			} else if strings.ContainsRune(valueShort, rune(a[len(a)-1])) && !strings.ContainsAny(a[1:len(a)-1], valueShort) {
+			}
+			if c.TakesValue(a) {
 				i++ // "-b" "4096": the value is the next argument
 			}
 		default:
@@ -92,16 +90,10 @@ func fixMasterSpec(args []string) []string {
 	return out
 }
 
-// Options that take a value, for fixMasterSpec.
-const valueShort = "bIOEkulx"
-
-var valueLong = map[string]bool{"buffer": true, "input": true, "output": true, "error": true, "key": true,
-	"stdin": true, "stdout": true, "stderr": true, "timeout": true, "user": true, "exclude": true}
-
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	args = fixMasterSpec(args)
 	var o options
 	c := newCommand(&o, stdout, stderr)
+	args = fixMasterSpec(c, args)
 	if code, done := c.Parse(args); done {
 		return code
 	}

@@ -39,22 +39,9 @@ type options struct {
 func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	// Nodespecs like "-1" are not options; values of -k, -A and
-	// --interval are left alone.
-	args = append([]string(nil), args...)
-	for i := 0; i < len(args); i++ {
-		if args[i] == "--" {
-			break
-		}
-		if args[i] == "-k" || args[i] == "--key" || args[i] == "--interval" || args[i] == "-A" {
-			i++
-			continue
-		}
-		args[i], _ = client.MasterArg(args[i])
-	}
 	var o options
 	c := newCommand(&o, stdout, stderr)
-	if code, done := c.Parse(args); done {
+	if code, done := c.Parse(fixMasterSpecs(c, args)); done {
 		return code
 	}
 	modes := 0
@@ -149,6 +136,23 @@ func newCommand(o *options, stdout, stderr io.Writer) *cli.Command {
 	})
 	c.KeyOption(&o.keyFile)
 	return c
+}
+
+// fixMasterSpecs rewrites nodespecs like "-1" so the option parser takes
+// them for nodespecs, not options; the options' values are left alone.
+func fixMasterSpecs(c *cli.Command, args []string) []string {
+	args = append([]string(nil), args...)
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "--":
+			return args
+		case c.TakesValue(args[i]):
+			i++
+		default:
+			args[i], _ = client.MasterArg(args[i])
+		}
+	}
+	return args
 }
 
 func isTerminal(w io.Writer) bool {

@@ -143,6 +143,27 @@ func TestProcs(t *testing.T) {
 	}
 }
 
+// "-1" is the master where a nodespec stands, and left alone as the value
+// of an option, in any spelling of it.
+func TestFixMasterSpecs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"-1", "master"},
+		{"-l -1,0-3", "-l master,0-3"},
+		{"-A -1", "-A -1"},
+		{"--host -1", "--host -1"},
+		{"-lA -1", "-lA -1"},
+		{"-k -1 -1", "-k -1 master"},
+		{"--interval 1s -U -1", "--interval 1s -U master"},
+		{"-- -1", "-- -1"},
+	} {
+		var help strings.Builder
+		c := newCommand(&options{}, &help, &help)
+		if got := strings.Join(fixMasterSpecs(c, strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestPrologue(t *testing.T) {
 	clitest.Prologue(t, "bpstat", run, "--long", []string{"-l", "-t"}, []string{"-p", "-n"}, []string{"x!"}, []string{"-N", "-S"})
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -38,4 +39,28 @@ func (c *Command) Options(table []Option) {
 // the master when there is no mount (client.Options.KeyFile).
 func (c *Command) KeyOption(p *string) {
 	c.StringVarP(p, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+}
+
+// TakesValue reports whether the option word arg ("-b", "--buffer",
+// "-pb") leaves its value to the next argument, as Parse reads it.
+// Commands whose operands may look like options ("-1", the master) use
+// it to step over the options' values.
+func (c *Command) TakesValue(arg string) bool {
+	if name, ok := strings.CutPrefix(arg, "--"); ok {
+		f := c.Lookup(name)
+		return f != nil && f.NoOptDefVal == ""
+	}
+	if len(arg) < 2 || arg[0] != '-' {
+		return false
+	}
+	for i := 1; i < len(arg); i++ {
+		f := c.ShorthandLookup(arg[i : i+1])
+		if f == nil {
+			return false
+		}
+		if f.NoOptDefVal == "" {
+			return i == len(arg)-1 // else the rest of the word is the value
+		}
+	}
+	return false
 }

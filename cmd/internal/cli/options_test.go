@@ -54,3 +54,30 @@ func TestOptionOfAnotherType(t *testing.T) {
 	var out bytes.Buffer
 	New("x", "", "", &out, &out).Options([]Option{{Long: "rate", Value: &rate}})
 }
+
+func TestTakesValue(t *testing.T) {
+	var (
+		all  bool
+		n    int
+		name string
+	)
+	var out bytes.Buffer
+	c := New("x", "", "", &out, &out)
+	c.Options([]Option{
+		{Short: "a", Long: "all", Value: &all},
+		{Short: "n", Long: "count", Value: &n},
+		{Long: "name", Value: &name},
+	})
+	for _, tc := range []struct {
+		arg  string
+		want bool
+	}{
+		{"-n", true}, {"-an", true}, {"--count", true}, {"--name", true},
+		{"-a", false}, {"--all", false}, {"-n3", false}, {"-na", false}, // -na: n's value is "a"
+		{"--count=3", false}, {"--", false}, {"-", false}, {"-1", false}, {"--nope", false}, {"-z", false}, {"file", false},
+	} {
+		if got := c.TakesValue(tc.arg); got != tc.want {
+			t.Errorf("TakesValue(%q) = %v, want %v", tc.arg, got, tc.want)
+		}
+	}
+}
