@@ -143,27 +143,6 @@ func TestProcs(t *testing.T) {
 	}
 }
 
-// "-1" is the master where a nodespec stands, and left alone as the value
-// of an option, in any spelling of it.
-func TestFixMasterSpecs(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"-1", "master"},
-		{"-l -1,0-3", "-l master,0-3"},
-		{"-A -1", "-A -1"},
-		{"--host -1", "--host -1"},
-		{"-lA -1", "-lA -1"},
-		{"-k -1 -1", "-k -1 master"},
-		{"--interval 1s -U -1", "--interval 1s -U master"},
-		{"-- -1", "-- -1"},
-	} {
-		var help strings.Builder
-		c := newCommand(&options{}, &help, &help)
-		if got := strings.Join(fixMasterSpecs(c, strings.Fields(tc.in)), " "); got != tc.want {
-			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestPrologue(t *testing.T) {
 	clitest.Prologue(t, "bpstat", run, "--long", []string{"-l", "-t"}, []string{"-p", "-n"}, []string{"x!"}, []string{"-N", "-S"})
 }
@@ -189,6 +168,13 @@ func TestLive(t *testing.T) {
 	}
 	if code, out, _ := clitest.Call(run, "3"); code != 1 {
 		t.Errorf("bpstat 3 (missing node): %d %q", code, out)
+	}
+	// "-1" as an option's value is not the master's nodespec: after
+	// --host as after -A it is a host name no node has.
+	for _, opt := range []string{"-A", "--host"} {
+		if code, out, errs := clitest.Call(run, opt, "-1"); code != 1 || !strings.Contains(errs, `no node has hostname or address "-1"`) {
+			t.Errorf("bpstat %s -1: %d %q %q", opt, code, out, errs)
+		}
 	}
 	if code, out, _ := clitest.Call(run, "-p"); code != 0 || !strings.HasPrefix(out, "PID     Node\n") {
 		t.Errorf("bpstat -p: %d %q", code, out)
