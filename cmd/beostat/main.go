@@ -11,12 +11,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"bproc/beostat"
@@ -24,49 +21,59 @@ import (
 	"bproc/mcast"
 )
 
+// options are beostat's command line.
+type options struct {
+	shm                      string
+	watch, metrics, counters bool
+	interval                 time.Duration
+	redraws, node            int
+	names                    []string
+}
+
 func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c := cli.New("beostat", "[options]", "Show the cluster's node statistics (collected by recvstats).", stdout, stderr)
 	c.VersionV()
-	shm := c.String("shm", mcast.DefaultShmPath, "recvstats' shared-memory `file`")
-	watch := c.BoolP("watch", "w", false, "live view: redraw the table every interval until interrupted")
-	interval := c.Duration("interval", time.Second, "redraw interval of -w")
-	count := c.Int("count", 0, "with -w, stop after `N` redraws (0: never)")
-	node := c.IntP("node", "N", -1, "print the stats files of node `NODE`")
+	var o options
+	c.StringVar(&o.shm, "shm", mcast.DefaultShmPath, "recvstats' shared-memory `file`")
+	c.BoolVarP(&o.watch, "watch", "w", false, "live view: redraw the table every interval until interrupted")
+	c.DurationVar(&o.interval, "interval", time.Second, "redraw interval of -w")
+	c.IntVar(&o.redraws, "count", 0, "with -w, stop after `N` redraws (0: never)")
+	c.IntVarP(&o.node, "node", "N", -1, "print the stats files of node `NODE`")
 	c.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
-	names := c.StringArrayP("file", "f", nil, "with -N, only the file `NAME` (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
-	metrics := c.Bool("metrics", false, "print the stats in Prometheus text format")
-	counters := c.Bool("counters", false, "print recvstats' packet counters")
+	c.StringArrayVarP(&o.names, "file", "f", nil, "with -N, only the file `NAME` (repeatable): cpuinfo, meminfo, loadavg, net, stat, stamp")
+	c.BoolVar(&o.metrics, "metrics", false, "print the stats in Prometheus text format")
+	c.BoolVar(&o.counters, "counters", false, "print recvstats' packet counters")
 	if code, done := c.Parse(args); done {
 		return code
 	}
 	if code, done := c.NoArgs(); done {
 		return code
 	}
-	for _, n := range *names {
+	for _, n := range o.names {
 		if !slices.Contains(mcast.FileNames, n) {
 			return c.Usage("no stats file %q (have %v)", n, mcast.FileNames)
 		}
 	}
-	r, err := beostat.Open(*shm)
+	r, err := beostat.Open(o.shm)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v (is recvstats running?)\n", err)
 		return 1
 	}
 	defer r.Close()
 	switch {
-	case *node >= 0:
-		return printFiles(r, *node, *names, stdout, stderr)
-	case *metrics:
+	case o.node >= 0:
+		return printFiles(r, o.node, o.names, stdout, stderr)
+	case o.metrics:
 		r.WriteMetrics(stdout)
-	case *counters:
+	case o.counters:
 		c := r.Counters()
 		for _, name := range mcast.CounterNames {
 			fmt.Fprintf(stdout, "%-14s %d\n", name, c[name])
 		}
-	case *watch:
-		return live(r, *interval, *count, stdout)
+	case o.watch:
+		return live(r, o.interval, o.redraws, stdout)
 	default:
 		beostat.WriteTable(stdout, r.Table())
 	}
@@ -99,7 +106,7 @@ func live(r *beostat.Reader, interval time.Duration, count int, stdout io.Writer
 	if interval < 10*time.Millisecond {
 		interval = 10 * time.Millisecond
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := cli.StopContext()
 	defer stop()
 	t := time.NewTicker(interval)
 	defer t.Stop()

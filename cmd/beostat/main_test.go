@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,10 +50,9 @@ func TestCommand(t *testing.T) {
 		{[]string{"-w", "--count", "2", "--interval", "10ms"}, 0, "\x1b[H"},
 	}
 	for _, tt := range tests {
-		var out, errb bytes.Buffer
-		rc := run(append([]string{"--shm", shm}, tt.args...), nil, &out, &errb)
-		if rc != tt.rc || !strings.Contains(out.String(), tt.want) {
-			t.Errorf("beostat %v: rc %d (want %d), output %q, stderr %q", tt.args, rc, tt.rc, out.String(), errb.String())
+		rc, out, errs := clitest.Call(run, append([]string{"--shm", shm}, tt.args...)...)
+		if rc != tt.rc || !strings.Contains(out, tt.want) {
+			t.Errorf("beostat %v: rc %d (want %d), output %q, stderr %q", tt.args, rc, tt.rc, out, errs)
 		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +58,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fset := cli.New("bpcp", "[-p] [-r] src... dst", "Copy files; NODE:path names a file on a node (3:/tmp/x), other names are local.", stdout, stderr)
 	fset.BoolVarP(&o.preserve, "preserve", "p", false, "keep modes and modification times")
 	fset.BoolVarP(&o.recursive, "recursive", "r", false, "copy directories recursively")
-	fset.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	fset.KeyOption(&o.keyFile)
 	if code, done := fset.Parse(args); done {
 		return code
 	}
@@ -552,10 +551,8 @@ func (c *copier) writeDest(dst endpoint, base string, kind byte, m meta, r io.Re
 	if kind == 'D' {
 		argv = []string{"/bin/sh", "-c", writeDirScript, "sh", dst.path, base}
 	} else {
-		tok, err := commitToken()
-		if err != nil {
-			return err
-		}
+		// What ends the data: 26 random base32 letters and digits.
+		tok := rand.Text()
 		argv = []string{"/bin/sh", "-c", writeScript, "sh", dst.path, base, tok}
 		if c.o.preserve && m.ok {
 			argv = append(argv, fmt.Sprintf("%o %d", m.mode, m.mtime))
@@ -569,15 +566,6 @@ func (c *copier) writeDest(dst endpoint, base string, kind byte, m meta, r io.Re
 		return err
 	}
 	return rp.wait()
-}
-
-// commitToken is what ends a remote file's data: 32 random hex digits.
-func commitToken() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random token: %v", err)
-	}
-	return hex.EncodeToString(b[:]), nil
 }
 
 // writeLocalFile writes r to a temporary file beside the destination and
@@ -641,11 +629,7 @@ func (c *copier) writeLocalFile(dst, base string, m meta, r io.Reader) error {
 func createBeside(target string) (*os.File, error) {
 	dir, name := filepath.Split(target)
 	for {
-		var b [6]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		p := filepath.Join(dir, "."+name+".bpcp-"+hex.EncodeToString(b[:]))
+		p := filepath.Join(dir, "."+name+".bpcp-"+rand.Text())
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 		if !errors.Is(err, fs.ErrExist) {
 			return f, err

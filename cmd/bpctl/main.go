@@ -49,7 +49,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fset.BoolVarP(&o.reboot, "reboot", "R", false, "reboot the node (state reboot)")
 	fset.BoolVarP(&o.halt, "halt", "H", false, "halt the node (state halt)")
 	fset.BoolVarP(&o.power, "pwroff", "P", false, "power the node off (state pwroff)")
-	fset.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	fset.KeyOption(&o.keyFile)
 	if code, done := fset.Parse(args); done {
 		return code
 	}

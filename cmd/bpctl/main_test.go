@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -67,9 +66,8 @@ func TestLive(t *testing.T) {
 		t.Skip("changing nodes needs root")
 	}
 	clienttest.Start(t)
-	var out bytes.Buffer
-	if code := run([]string{"-M", "-m", "0710", "-g", "1"}, nil, &out, os.Stderr); code != 0 {
-		t.Fatalf("chmod/chgrp: exit %d", code)
+	if code, _, errs := clitest.Call(run, "-M", "-m", "0710", "-g", "1"); code != 0 {
+		t.Fatalf("chmod/chgrp: exit %d: %s", code, errs)
 	}
 	tr, err := client.Connect(client.Options{})
 	if err != nil {
@@ -80,14 +78,14 @@ func TestLive(t *testing.T) {
 	if err != nil || st.Mode.Perm() != 0o710 {
 		t.Errorf("after -m 0710: %+v %v", st, err)
 	}
-	if code := run([]string{"-M", "-s", "unavailable"}, nil, &out, os.Stderr); code != 0 {
-		t.Fatalf("state: exit %d", code)
+	if code, _, errs := clitest.Call(run, "-M", "-s", "unavailable"); code != 0 {
+		t.Fatalf("state: exit %d: %s", code, errs)
 	}
 	if st, _ := client.NodeStatusOf(tr, client.Master); st.State != "unavailable" {
 		t.Errorf("state %q after -s unavailable", st.State)
 	}
-	run([]string{"-M", "-s", "up"}, nil, &out, os.Stderr)
-	if code := run([]string{"-S", "5", "-s", "up"}, nil, &out, os.Stderr); code != 1 {
+	clitest.Call(run, "-M", "-s", "up")
+	if code, _, _ := clitest.Call(run, "-S", "5", "-s", "up"); code != 1 {
 		t.Errorf("missing node: exit %d", code)
 	}
 }

@@ -58,8 +58,9 @@ func tracef(format string, args ...any) {
 }
 
 // fixMasterSpec rewrites a nodespec "-1..." in the nodespec's position so
-// the option parser leaves it alone; "-1" later on belongs to the command.
-func fixMasterSpec(args []string) []string {
+// the option parser leaves it alone; "-1" later on belongs to the command,
+// as does one that is an option's value (c says which options take one).
+func fixMasterSpec(c *cli.Command, args []string) []string {
 	out := append([]string(nil), args...)
 	for i := 0; i < len(out); i++ {
 		a := out[i]
@@ -76,13 +77,10 @@ func fixMasterSpec(args []string) []string {
 				out[i] = m
 				return out
 			}
-			if strings.HasPrefix(a, "--") {
-				if !strings.Contains(a, "=") && valueLong[a[2:]] {
-					i++
-				}
-			} else if strings.ContainsAny(a[1:], "aA") {
+			if !strings.HasPrefix(a, "--") && strings.ContainsAny(a[1:], "aA") {
 				return out
-			} else if strings.ContainsRune(valueShort, rune(a[len(a)-1])) && !strings.ContainsAny(a[1:len(a)-1], valueShort) {
+			}
+			if c.TakesValue(a) {
 				i++ // "-b" "4096": the value is the next argument
 			}
 		default:
@@ -92,16 +90,10 @@ func fixMasterSpec(args []string) []string {
 	return out
 }
 
-// Options that take a value, for fixMasterSpec.
-const valueShort = "bIOEkulx"
-
-var valueLong = map[string]bool{"buffer": true, "input": true, "output": true, "error": true, "key": true,
-	"stdin": true, "stdout": true, "stderr": true, "timeout": true, "user": true, "exclude": true}
-
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	args = fixMasterSpec(args)
 	var o options
 	c := newCommand(&o, stdout, stderr)
+	args = fixMasterSpec(c, args)
 	if code, done := c.Parse(args); done {
 		return code
 	}
@@ -183,22 +175,25 @@ func newCommand(o *options, stdout, stderr io.Writer) *cli.Command {
 	c.VersionV() // BProc's bpsh -v
 	flags := c.FlagSet
 	flags.SetInterspersed(false) // options after the command belong to the command
-	flags.BoolVarP(&o.allUp, "all", "a", false, "run on all nodes that are up")
-	flags.BoolVarP(&o.allNotDown, "all-notdown", "A", false, "run on all nodes that are not down")
-	flags.BoolVarP(&o.nullIn, "null", "n", false, "stdin from /dev/null")
-	flags.BoolVarP(&o.noIO, "no-io", "N", false, "no I/O forwarding (output goes to the node's io file)")
-	flags.BoolVarP(&o.lineBuf, "line", "L", false, "line-buffer output (whole lines from each node)")
-	flags.BoolVarP(&o.prefix, "prefix", "p", false, "prefix each output line with the node number")
-	flags.BoolVarP(&o.seq, "sequential", "s", false, "show the output of each node in turn, in node order")
-	flags.BoolVarP(&o.divider, "divider", "d", false, "print a divider line before each node's output (implies -s)")
-	flags.BoolVarP(&o.gather, "gather", "g", false, "gather identical output: each distinct output once, under its folded node set")
-	flags.IntVarP(&o.timeout, "timeout", "u", envInt("BPSH_TIMEOUT"), "kill the command on nodes where it runs longer than `secs` (default $BPSH_TIMEOUT, 0: none)")
-	flags.StringVarP(&o.exclude, "exclude", "x", "", "leave out the nodes of `nodeset`")
-	flags.StringVarP(&o.user, "user", "l", "", "run as `user`: the caller (root: anyone), for rsh compatibility")
-	flags.IntVarP(&o.bufSize, "buffer", "b", 0, "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)")
-	flags.StringVarP(&o.inFile, "stdin", "I", "", "take stdin from `file` (also --input)")
-	flags.StringVarP(&o.outFile, "stdout", "O", "", "write stdout to `file` (also --output)")
-	flags.StringVarP(&o.errFile, "stderr", "E", "", "write stderr to `file` (also --error)")
+	o.timeout = envInt("BPSH_TIMEOUT")
+	c.Options([]cli.Option{
+		{Short: "a", Long: "all", Value: &o.allUp, Usage: "run on all nodes that are up"},
+		{Short: "A", Long: "all-notdown", Value: &o.allNotDown, Usage: "run on all nodes that are not down"},
+		{Short: "n", Long: "null", Value: &o.nullIn, Usage: "stdin from /dev/null"},
+		{Short: "N", Long: "no-io", Value: &o.noIO, Usage: "no I/O forwarding (output goes to the node's io file)"},
+		{Short: "L", Long: "line", Value: &o.lineBuf, Usage: "line-buffer output (whole lines from each node)"},
+		{Short: "p", Long: "prefix", Value: &o.prefix, Usage: "prefix each output line with the node number"},
+		{Short: "s", Long: "sequential", Value: &o.seq, Usage: "show the output of each node in turn, in node order"},
+		{Short: "d", Long: "divider", Value: &o.divider, Usage: "print a divider line before each node's output (implies -s)"},
+		{Short: "g", Long: "gather", Value: &o.gather, Usage: "gather identical output: each distinct output once, under its folded node set"},
+		{Short: "u", Long: "timeout", Value: &o.timeout, Usage: "kill the command on nodes where it runs longer than `secs` (default $BPSH_TIMEOUT, 0: none)"},
+		{Short: "x", Long: "exclude", Value: &o.exclude, Usage: "leave out the nodes of `nodeset`"},
+		{Short: "l", Long: "user", Value: &o.user, Usage: "run as `user`: the caller (root: anyone), for rsh compatibility"},
+		{Short: "b", Long: "buffer", Value: &o.bufSize, Usage: "I/O buffer size in bytes (default 1 MiB, 128 KiB beyond 8 nodes)"},
+		{Short: "I", Long: "stdin", Value: &o.inFile, Usage: "take stdin from `file` (also --input)"},
+		{Short: "O", Long: "stdout", Value: &o.outFile, Usage: "write stdout to `file` (also --output)"},
+		{Short: "E", Long: "stderr", Value: &o.errFile, Usage: "write stderr to `file` (also --error)"},
+	})
 	flags.StringVar(&o.inFile, "input", "", "")
 	flags.StringVar(&o.outFile, "output", "", "")
 	flags.StringVar(&o.errFile, "error", "", "")
@@ -206,7 +201,7 @@ func newCommand(o *options, stdout, stderr io.Writer) *cli.Command {
 		flags.MarkHidden(n)
 	}
 	flags.BoolVarP(&o.report, "time", "t", false, "report each node's end and run time on stderr")
-	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	c.KeyOption(&o.keyFile)
 	return c
 }
 

@@ -116,8 +116,13 @@ func TestFixMasterSpec(t *testing.T) {
 		{"-a ls -1", "-a ls -1"},
 		{"-pa ls -1", "-pa ls -1"},
 		{"-I -1 0 cat", "-I -1 0 cat"}, // a file named -1
+		{"--stdin -1 0 cat", "--stdin -1 0 cat"},
+		{"-t -1 ls", "-t master ls"},
+		{"-u 5 -1 ls", "-u 5 master ls"},
 	} {
-		got := strings.Join(fixMasterSpec(strings.Fields(tc.in)), " ")
+		var help bytes.Buffer
+		c := newCommand(&options{}, &help, &help)
+		got := strings.Join(fixMasterSpec(c, strings.Fields(tc.in)), " ")
 		if got != tc.want {
 			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
 		}

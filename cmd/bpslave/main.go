@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"bproc/cmd/internal/cli"
@@ -96,7 +94,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		logger.Printf("%v", err)
 		return cli.ExitFail
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := cli.StopContext()
 	defer cancel()
 	if err := serve(ctx, &o, k, logger, tracer); err != nil {
 		logger.Printf("%v", err)

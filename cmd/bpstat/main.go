@@ -39,22 +39,9 @@ type options struct {
 func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	// Nodespecs like "-1" are not options; values of -k, -A and
-	// --interval are left alone.
-	args = append([]string(nil), args...)
-	for i := 0; i < len(args); i++ {
-		if args[i] == "--" {
-			break
-		}
-		if args[i] == "-k" || args[i] == "--key" || args[i] == "--interval" || args[i] == "-A" {
-			i++
-			continue
-		}
-		args[i], _ = client.MasterArg(args[i])
-	}
 	var o options
 	c := newCommand(&o, stdout, stderr)
-	if code, done := c.Parse(args); done {
+	if code, done := c.Parse(fixMasterSpecs(c, args)); done {
 		return code
 	}
 	modes := 0
@@ -128,25 +115,44 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 func newCommand(o *options, stdout, stderr io.Writer) *cli.Command {
 	c := cli.New("bpstat", "[options] [nodespec...]", "Show the nodes of the bproc cluster (default: a compact table).", stdout, stderr)
 	c.VersionV() // BProc's bpstat -v
-	flags := c.FlagSet
-	flags.BoolVarP(&o.compact, "compact", "c", false, "compact table, nodes with the same fields on one line (the default)")
-	flags.BoolVarP(&o.long, "long", "l", false, "long listing: one line per node with its address")
-	flags.BoolVarP(&o.addr, "address", "a", false, "print each node's address")
-	flags.BoolVarP(&o.state, "status", "s", false, "print each node's state")
-	flags.BoolVarP(&o.count, "number", "n", false, "print the node numbers, one per line")
-	flags.BoolVarP(&o.total, "total", "t", false, "print the total number of nodes")
-	flags.BoolVarP(&o.procs, "pid", "p", false, "list remote processes: PID and node")
-	flags.StringVarP(&o.host, "host", "A", "", "print the node number of `host` (a node's hostname or address)")
-	flags.BoolVarP(&o.reverse, "sort-reverse", "R", false, "reverse the sort order")
-	flags.BoolVarP(&o.byNumber, "sort-number", "N", false, "sort by node number (the default but for the compact table)")
-	flags.BoolVarP(&o.byState, "sort-status", "S", false, "sort by state, then number (the compact table's default)")
-	flags.BoolVarP(&o.keepOrder, "keep-order", "O", false, "keep the nodespecs' order")
-	flags.BoolVarP(&o.update, "update", "U", false, "keep the display up to date (redraw when it changes)")
-	flags.BoolVarP(&o.lock, "lock", "L", false, "locked mode for an unattended terminal: ignore INT and TSTP")
-	flags.BoolVarP(&o.master, "master", "M", false, "include the master (node -1)")
-	flags.DurationVar(&o.interval, "interval", time.Second, "poll interval of -U")
-	flags.StringVarP(&o.keyFile, "key", "k", "", "cluster key `file` for 9P (default $BPROC_KEY or /etc/bproc/cluster.key)")
+	o.interval = time.Second
+	c.Options([]cli.Option{
+		{Short: "c", Long: "compact", Value: &o.compact, Usage: "compact table, nodes with the same fields on one line (the default)"},
+		{Short: "l", Long: "long", Value: &o.long, Usage: "long listing: one line per node with its address"},
+		{Short: "a", Long: "address", Value: &o.addr, Usage: "print each node's address"},
+		{Short: "s", Long: "status", Value: &o.state, Usage: "print each node's state"},
+		{Short: "n", Long: "number", Value: &o.count, Usage: "print the node numbers, one per line"},
+		{Short: "t", Long: "total", Value: &o.total, Usage: "print the total number of nodes"},
+		{Short: "p", Long: "pid", Value: &o.procs, Usage: "list remote processes: PID and node"},
+		{Short: "A", Long: "host", Value: &o.host, Usage: "print the node number of `host` (a node's hostname or address)"},
+		{Short: "R", Long: "sort-reverse", Value: &o.reverse, Usage: "reverse the sort order"},
+		{Short: "N", Long: "sort-number", Value: &o.byNumber, Usage: "sort by node number (the default but for the compact table)"},
+		{Short: "S", Long: "sort-status", Value: &o.byState, Usage: "sort by state, then number (the compact table's default)"},
+		{Short: "O", Long: "keep-order", Value: &o.keepOrder, Usage: "keep the nodespecs' order"},
+		{Short: "U", Long: "update", Value: &o.update, Usage: "keep the display up to date (redraw when it changes)"},
+		{Short: "L", Long: "lock", Value: &o.lock, Usage: "locked mode for an unattended terminal: ignore INT and TSTP"},
+		{Short: "M", Long: "master", Value: &o.master, Usage: "include the master (node -1)"},
+		{Short: "", Long: "interval", Value: &o.interval, Usage: "poll interval of -U"},
+	})
+	c.KeyOption(&o.keyFile)
 	return c
+}
+
+// fixMasterSpecs rewrites nodespecs like "-1" so the option parser takes
+// them for nodespecs, not options; the options' values are left alone.
+func fixMasterSpecs(c *cli.Command, args []string) []string {
+	args = append([]string(nil), args...)
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "--":
+			return args
+		case c.TakesValue(args[i]):
+			i++
+		default:
+			args[i], _ = client.MasterArg(args[i])
+		}
+	}
+	return args
 }
 
 func isTerminal(w io.Writer) bool {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -151,33 +149,35 @@ func TestPrologue(t *testing.T) {
 
 func TestLive(t *testing.T) {
 	clienttest.Start(t)
-	var out bytes.Buffer
-	if code := run([]string{"-M"}, nil, &out, os.Stderr); code != 0 {
-		t.Fatalf("exit %d", code)
+	code, out, errs := clitest.Call(run, "-M")
+	if code != 0 {
+		t.Fatalf("bpstat -M: exit %d: %s", code, errs)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[1], "-1 ") || !strings.Contains(lines[1], " up ") {
-		t.Errorf("bpstat -M:\n%s", out.String())
+		t.Errorf("bpstat -M:\n%s", out)
 	}
-	out.Reset()
-	if code := run([]string{"-s", "-1"}, nil, &out, os.Stderr); code != 0 || out.String() != "up\n" {
-		t.Errorf("bpstat -s -1: %d %q", code, out.String())
+	if code, out, _ := clitest.Call(run, "-s", "-1"); code != 0 || out != "up\n" {
+		t.Errorf("bpstat -s -1: %d %q", code, out)
 	}
-	out.Reset()
-	if code := run([]string{"-t"}, nil, &out, os.Stderr); code != 0 || out.String() != "0\n" {
-		t.Errorf("bpstat -t (no compute nodes): %d %q", code, out.String())
+	if code, out, _ := clitest.Call(run, "-t"); code != 0 || out != "0\n" {
+		t.Errorf("bpstat -t (no compute nodes): %d %q", code, out)
 	}
-	out.Reset()
-	if code := run([]string{"-n", "-M"}, nil, &out, os.Stderr); code != 0 || out.String() != "-1\n" {
-		t.Errorf("bpstat -n -M: %d %q", code, out.String())
+	if code, out, _ := clitest.Call(run, "-n", "-M"); code != 0 || out != "-1\n" {
+		t.Errorf("bpstat -n -M: %d %q", code, out)
 	}
-	out.Reset()
-	if code := run([]string{"3"}, nil, &out, os.Stderr); code != 1 {
-		t.Errorf("bpstat 3 (missing node): %d %q", code, out.String())
+	if code, out, _ := clitest.Call(run, "3"); code != 1 {
+		t.Errorf("bpstat 3 (missing node): %d %q", code, out)
 	}
-	out.Reset()
-	if code := run([]string{"-p"}, nil, &out, os.Stderr); code != 0 || !strings.HasPrefix(out.String(), "PID     Node\n") {
-		t.Errorf("bpstat -p: %d %q", code, out.String())
+	// "-1" as an option's value is not the master's nodespec: after
+	// --host as after -A it is a host name no node has.
+	for _, opt := range []string{"-A", "--host"} {
+		if code, out, errs := clitest.Call(run, opt, "-1"); code != 1 || !strings.Contains(errs, `no node has hostname or address "-1"`) {
+			t.Errorf("bpstat %s -1: %d %q %q", opt, code, out, errs)
+		}
+	}
+	if code, out, _ := clitest.Call(run, "-p"); code != 0 || !strings.HasPrefix(out, "PID     Node\n") {
+		t.Errorf("bpstat -p: %d %q", code, out)
 	}
 }
 

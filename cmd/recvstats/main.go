@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
@@ -31,21 +30,31 @@ import (
 	"bproc/mcast"
 )
 
+// options are recvstats's command line.
+type options struct {
+	debug                               bool
+	iface, keyFile, shm, files, metrics string
+	port                                int
+	filesCPU                            float64
+	forget, requestEvery                time.Duration
+}
+
 func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c := cli.New("recvstats", "[options]", "Collect the nodes' statistics into "+mcast.DefaultShmPath+".", stdout, stderr)
 	c.VersionV()
-	debug := c.BoolP("debug", "d", false, "stay in the foreground and log to stderr")
-	iface := c.StringP("interface", "i", "", "listen on interface `IF` (should always be given)")
-	port := c.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
-	keyFile := c.StringP("key", "k", key.DefaultPath, "cluster key `file`")
-	shm := c.String("shm", mcast.DefaultShmPath, "the shared-memory stats `file`")
-	files := c.String("files", mcast.DefaultFilesDir, "per-node text files under `DIR` (\"-\": none)")
-	filesCPU := c.Float64("files-cpu", mcast.DefaultFilesCPU*100, "spend at most `PCT` percent of a core rewriting the per-node files (-1: rewrite at every packet); the shm file is always current")
-	metrics := c.String("metrics", "", "serve the stats in Prometheus text format at http://`ADDR`/metrics")
-	forget := c.Duration("forget", time.Hour, "clear a node silent this long (it shows stale long before)")
-	requestEvery := c.Duration("request-every", 30*time.Second, "ask every node for an update this often")
+	var o options
+	c.BoolVarP(&o.debug, "debug", "d", false, "stay in the foreground and log to stderr")
+	c.StringVarP(&o.iface, "interface", "i", "", "listen on interface `IF` (should always be given)")
+	c.IntVarP(&o.port, "port", "p", mcast.DefaultPort, "UDP `port`")
+	c.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key `file`")
+	c.StringVar(&o.shm, "shm", mcast.DefaultShmPath, "the shared-memory stats `file`")
+	c.StringVar(&o.files, "files", mcast.DefaultFilesDir, "per-node text files under `DIR` (\"-\": none)")
+	c.Float64Var(&o.filesCPU, "files-cpu", mcast.DefaultFilesCPU*100, "spend at most `PCT` percent of a core rewriting the per-node files (-1: rewrite at every packet); the shm file is always current")
+	c.StringVar(&o.metrics, "metrics", "", "serve the stats in Prometheus text format at http://`ADDR`/metrics")
+	c.DurationVar(&o.forget, "forget", time.Hour, "clear a node silent this long (it shows stale long before)")
+	c.DurationVar(&o.requestEvery, "request-every", 30*time.Second, "ask every node for an update this often")
 	if code, done := c.Parse(args); done {
 		return code
 	}
@@ -54,47 +63,47 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	// Everything that can be checked is checked before forking, so the
 	// user sees the mistake.
-	if *port <= 0 || *port > 65535 {
-		return c.Usage("port %d: out of range", *port)
+	if o.port <= 0 || o.port > 65535 {
+		return c.Usage("port %d: out of range", o.port)
 	}
-	k, err := key.Load(*keyFile)
+	k, err := key.Load(o.keyFile)
 	if err != nil {
 		return c.Fail(err)
 	}
-	if *iface != "" {
-		if _, err := net.InterfaceByName(*iface); err != nil {
-			return c.Errorf("interface %s: %w", *iface, err)
+	if o.iface != "" {
+		if _, err := net.InterfaceByName(o.iface); err != nil {
+			return c.Errorf("interface %s: %w", o.iface, err)
 		}
 	}
 	// The metrics address is bound before forking, and the daemon
 	// inherits the listener.
 	var ln net.Listener
 	var keep []net.Listener
-	if *metrics != "" {
-		if ln, err = daemon.Listen(0, *metrics); err != nil {
+	if o.metrics != "" {
+		if ln, err = daemon.Listen(0, o.metrics); err != nil {
 			return c.Errorf("metrics: %w", err)
 		}
 		keep = append(keep, ln)
 	}
-	if !*debug {
+	if !o.debug {
 		if err := daemon.Detach(keep...); err != nil {
 			return c.Fail(err)
 		}
 	}
-	logf, mlog := loggers(*debug)
+	logf, mlog := loggers(o.debug)
 	// One goroutine does the work; more Ps only add scheduler spinning
 	// at every wake-up (measured: a fifth of recvstats' CPU).
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
 	syscall.Umask(0o022) // the stats are for every user to read
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := cli.StopContext()
 	defer stop()
-	cfg := mcast.ReceiverConfig{Iface: *iface, Key: k, ShmPath: *shm, FilesDir: *files, FilesCPU: *filesCPU / 100,
-		RequestEvery: *requestEvery, ForgetAfter: *forget, Log: mlog}
-	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(*port)
+	cfg := mcast.ReceiverConfig{Iface: o.iface, Key: k, ShmPath: o.shm, FilesDir: o.files, FilesCPU: o.filesCPU / 100,
+		RequestEvery: o.requestEvery, ForgetAfter: o.forget, Log: mlog}
+	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(o.port)
 	if ln != nil {
-		cfg.Ready = func() { go serveMetrics(ctx, ln, *shm, logf) }
+		cfg.Ready = func() { go serveMetrics(ctx, ln, o.shm, logf) }
 	}
 	if err := mcast.RunReceiver(ctx, cfg); err != nil {
 		logf("%v", errors.New(strings.TrimPrefix(err.Error(), "recvstats: "))) // the log says who; an error: at Warn

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -35,10 +34,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-k", keyFile, "--metrics", "not an address"}, 1, "metrics"},
 	}
 	for _, tt := range tests {
-		var out, errb bytes.Buffer
-		rc := run(tt.args, nil, &out, &errb)
-		if rc != tt.rc || !strings.Contains(out.String()+errb.String(), tt.want) {
-			t.Errorf("recvstats %v: rc %d (want %d), out %q, err %q", tt.args, rc, tt.rc, out.String(), errb.String())
+		rc, out, errs := clitest.Call(run, tt.args...)
+		if rc != tt.rc || !strings.Contains(out+errs, tt.want) {
+			t.Errorf("recvstats %v: rc %d (want %d), out %q, err %q", tt.args, rc, tt.rc, out, errs)
 		}
 	}
 }

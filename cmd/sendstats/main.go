@@ -8,17 +8,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"regexp"
 	"strconv"
-	"syscall"
 	"time"
 
 	"bproc/cmd/internal/cli"
@@ -27,19 +24,27 @@ import (
 	"bproc/mcast"
 )
 
+// options are sendstats's command line.
+type options struct {
+	iface, keyFile, procfs string
+	port, node, simulate   int
+	rate                   float64
+}
+
 func main() { cli.Main(run) }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c := cli.New("sendstats", "[options]", "Multicast this node's /proc statistics to recvstats.", stdout, stderr)
 	c.VersionV()
-	iface := c.StringP("interface", "i", "", "send by (and take requests on) interface `IF` (default: the multicast route)")
-	port := c.IntP("port", "p", mcast.DefaultPort, "UDP `port`")
-	rate := c.Float64P("rate", "r", 1, "samples per second (`RATE` 5 sends every 200 ms)")
-	node := c.IntP("node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
+	var o options
+	c.StringVarP(&o.iface, "interface", "i", "", "send by (and take requests on) interface `IF` (default: the multicast route)")
+	c.IntVarP(&o.port, "port", "p", mcast.DefaultPort, "UDP `port`")
+	c.Float64VarP(&o.rate, "rate", "r", 1, "samples per second (`RATE` 5 sends every 200 ms)")
+	c.IntVarP(&o.node, "node", "n", -1, "this node's `number` (default: the digits ending the hostname, e.g. node12)")
+	c.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key `file`")
+	c.StringVar(&o.procfs, "procfs", "/proc", "read the /proc files from `DIR`")
+	c.IntVar(&o.simulate, "simulate", 0, "load generator: send for `N` simulated nodes numbered from -n")
 	c.Lookup("node").DefValue = "0" // keeps the sentinel -1 out of the help
-	keyFile := c.StringP("key", "k", key.DefaultPath, "cluster key `file`")
-	procfs := c.String("procfs", "/proc", "read the /proc files from `DIR`")
-	simulate := c.Int("simulate", 0, "load generator: send for `N` simulated nodes numbered from -n")
 	c.MarkHidden("simulate")
 	if code, done := c.Parse(args); done {
 		return code
@@ -47,15 +52,15 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if code, done := c.NoArgs(); done {
 		return code
 	}
-	cfg, err := config(*iface, *port, *rate, *node, *keyFile, *procfs)
+	cfg, err := config(o)
 	if err != nil {
 		return c.Fail(err)
 	}
 	cfg.Log = senderLog()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := cli.StopContext()
 	defer stop()
-	if *simulate > 0 {
-		if err := mcast.Simulate(ctx, cfg, *simulate); err != nil {
+	if o.simulate > 0 {
+		if err := mcast.Simulate(ctx, cfg, o.simulate); err != nil {
 			return c.Fail(err)
 		}
 		return 0
@@ -77,14 +82,15 @@ func senderLog() *log.Logger {
 
 // config checks the options before anything starts, so mistakes are
 // reported at once.
-func config(iface string, port int, rate float64, node int, keyFile, procfs string) (mcast.SenderConfig, error) {
+func config(o options) (mcast.SenderConfig, error) {
 	var cfg mcast.SenderConfig
-	if port <= 0 || port > 65535 {
-		return cfg, fmt.Errorf("port %d: out of range", port)
+	if o.port <= 0 || o.port > 65535 {
+		return cfg, fmt.Errorf("port %d: out of range", o.port)
 	}
-	if !(rate > 0 && rate <= 100) {
-		return cfg, fmt.Errorf("rate %v: want 0 < RATE <= 100 samples per second", rate)
+	if !(o.rate > 0 && o.rate <= 100) {
+		return cfg, fmt.Errorf("rate %v: want 0 < RATE <= 100 samples per second", o.rate)
 	}
+	node := o.node
 	if node < 0 {
 		n, err := nodeFromHostname()
 		if err != nil {
@@ -92,16 +98,16 @@ func config(iface string, port int, rate float64, node int, keyFile, procfs stri
 		}
 		node = n
 	}
-	k, err := key.Load(keyFile)
+	k, err := key.Load(o.keyFile)
 	if err != nil {
 		return cfg, err
 	}
-	if _, err := mcast.ReadSample(procfs); err != nil {
+	if _, err := mcast.ReadSample(o.procfs); err != nil {
 		return cfg, err
 	}
-	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(port)
-	cfg.Node, cfg.Iface, cfg.Key, cfg.Procfs = node, iface, k, procfs
-	cfg.Interval = time.Duration(float64(time.Second) / rate)
+	cfg.StatsAddr, cfg.RequestAddr = mcast.GroupAddrs(o.port)
+	cfg.Node, cfg.Iface, cfg.Key, cfg.Procfs = node, o.iface, k, o.procfs
+	cfg.Interval = time.Duration(float64(time.Second) / o.rate)
 	return cfg, nil
 }
 

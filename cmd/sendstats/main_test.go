@@ -17,7 +17,7 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	procfs := "../../mcast/testdata/x86"
-	cfg, err := config("", 3040, 5, 7, keyFile, procfs)
+	cfg, err := config(options{port: 3040, rate: 5, node: 7, keyFile: keyFile, procfs: procfs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,21 +25,22 @@ func TestConfig(t *testing.T) {
 		cfg.StatsAddr != "239.2.11.72:3040" || cfg.RequestAddr != "239.2.11.73:3040" {
 		t.Errorf("config %+v", cfg)
 	}
+	good := options{port: 3040, rate: 1, node: 1, keyFile: keyFile, procfs: procfs}
 	bad := []struct {
-		name       string
-		port       int
-		rate       float64
-		key, procs string
-		want       string
+		name string
+		set  func(*options)
+		want string
 	}{
-		{"port", 70000, 1, keyFile, procfs, "port"},
-		{"rate zero", 3040, 0, keyFile, procfs, "rate"},
-		{"rate NaN", 3040, nanRate(), keyFile, procfs, "rate"},
-		{"no key", 3040, 1, filepath.Join(dir, "none"), procfs, "cluster key"},
-		{"no procfs", 3040, 1, keyFile, filepath.Join(dir, "none"), "cpuinfo"},
+		{"port", func(o *options) { o.port = 70000 }, "port"},
+		{"rate zero", func(o *options) { o.rate = 0 }, "rate"},
+		{"rate NaN", func(o *options) { o.rate = nanRate() }, "rate"},
+		{"no key", func(o *options) { o.keyFile = filepath.Join(dir, "none") }, "cluster key"},
+		{"no procfs", func(o *options) { o.procfs = filepath.Join(dir, "none") }, "cpuinfo"},
 	}
 	for _, b := range bad {
-		if _, err := config("", b.port, b.rate, 1, b.key, b.procs); err == nil || !strings.Contains(err.Error(), b.want) {
+		o := good
+		b.set(&o)
+		if _, err := config(o); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("%s: %v, want an error about %s", b.name, err, b.want)
 		}
 	}

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"os"
+	"os/signal"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +17,13 @@ type Run func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 // Main runs run on the process's arguments and streams and exits with
 // its code: every command's func main.
 func Main(run Run) { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+
+// StopContext is the context a long-running command (a daemon, a live
+// view) runs under: done on SIGINT or SIGTERM, after which the signals
+// act as usual again; stop releases it.
+func StopContext() (ctx context.Context, stop context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
 
 // UsableStdin reports whether a command that forwards its stdin (bpsh,
 // bprsh) should read f: not when it is /dev/null (nothing to forward),
