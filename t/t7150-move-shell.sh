@@ -15,7 +15,7 @@ test_expect_success 'echo move: the rest of the script runs on the node, its exi
 	echo after \$(hostname)
 	exit 3
 	EOF
-	{ st=0; bash "$T/mv.sh" >out 2>err || st=$?; } && cat out err >&2 && echo "st=$st" >&2 &&
+	{ st=0; bash "$T/mv.sh" >out 2>err || st=$?; } &&
 	test "$st" = 3 &&
 	printf "before %s\nafter node1\n" "$(hostname)" >expect &&
 	test_cmp expect out
