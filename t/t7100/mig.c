@@ -325,13 +325,14 @@ int main(int argc, char **argv)
 			printf("%s: %s", i ? "stderr" : "stdout", b);
 		}
 		return child_status(p, "child");
-	} else if (!strcmp(c, "time-rfork")) {
+	} else if (!strcmp(c, "time-rfork") || !strcmp(c, "time-fork")) {
 		/* time-rfork NODE RUNS: microseconds of rfork + child exit +
-		 * waitpid, one line per run (NODE -1 on the master: fork). */
-		int runs = num(argv[3]);
+		 * waitpid, one line per run; time-fork - RUNS: the same with a
+		 * plain fork(), the peer. */
+		int runs = num(argv[3]), local = !strcmp(c, "time-fork");
 		for (int i = 0; i < runs; i++) {
 			double t0 = now_us();
-			pid_t p = bproc_rfork(a);
+			pid_t p = local ? fork() : bproc_rfork(a);
 			if (p == 0)
 				_exit(0);
 			if (p < 0)
@@ -341,6 +342,51 @@ int main(int argc, char **argv)
 				return failed("waitpid");
 			printf("%.0f\n", now_us() - t0);
 		}
+	} else if (!strcmp(c, "tcp-sink")) {
+		/* tcp-sink PORT: the raw-TCP peer of bench-migrate: takes one
+		 * connection, reads it to its end, closes. Prints "ready" once
+		 * listening. */
+		int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons((uint16_t)a);
+		if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+		    bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0)
+			return failed("listen");
+		printf("ready\n");
+		int s = accept(l, NULL, NULL);
+		if (s < 0)
+			return failed("accept");
+		static char b[1 << 20];
+		while (read(s, b, sizeof b) > 0)
+			;
+		close(s);
+	} else if (!strcmp(c, "tcp-send")) {
+		/* tcp-send ADDR PORT MB: microseconds to send MB MiB until the
+		 * sink has read them all (it closes after the end). */
+		size_t n = (size_t)num(argv[4]) << 20;
+		struct sockaddr_in sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons((uint16_t)num(argv[3]));
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		if (s < 0 || inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1 ||
+		    connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
+			return failed("connect");
+		static char b[1 << 20];
+		memset(b, 1, sizeof b);
+		double t0 = now_us();
+		for (size_t off = 0; off < n;) {
+			ssize_t w = write(s, b, n - off < sizeof b ? n - off : sizeof b);
+			if (w < 0)
+				return failed("write");
+			off += (size_t)w;
+		}
+		shutdown(s, SHUT_WR);
+		while (read(s, b, sizeof b) > 0)
+			;
+		printf("%.0f\n", now_us() - t0);
 	} else if (!strcmp(c, "time-move")) {
 		/* time-move NODE MB: microseconds of bproc_move of a process
 		 * with MB of dirty memory; the memory is checked after. */
