@@ -130,9 +130,12 @@ static int port_io(int from, int port, struct bproc_io_t io[3])
 	return 0;
 }
 
-static int check_io(const struct bproc_io_t *io, int iolen)
+/* check_args refuses what no node would take: flags that are not
+ * BProc's, a bad redirection array. */
+static int check_args(int flags, const struct bproc_io_t *io, int iolen)
 {
-	if (iolen < 0 || iolen > BPROC_IO_MAX_LEN || (iolen && !io)) {
+	if ((flags != DEFAULT_FLAGS && (flags & ~BPROC_DUMP_ALL)) || iolen < 0 || iolen > BPROC_IO_MAX_LEN ||
+	    (iolen && !io)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -145,10 +148,6 @@ static int check_io(const struct bproc_io_t *io, int iolen)
  * what the same open file reads: the child's pid, or 0 in the child. */
 static int migrate(const struct target *t, const char *cmd, int flags, int *pid)
 {
-	if (flags & ~BPROC_DUMP_ALL) {
-		errno = EINVAL;
-		return -1;
-	}
 	char line[32], reply[32];
 	snprintf(line, sizeof line, "%s %d\n", cmd, flags);
 	if (bp_ctl_write(t->node, line, pid ? reply : NULL, sizeof reply) < 0) {
@@ -170,7 +169,7 @@ static int migrate(const struct target *t, const char *cmd, int flags, int *pid)
 static int move_(int node, int flags, const struct bproc_io_t *io, int iolen)
 {
 	struct target t;
-	if (check_io(io, iolen) < 0 || check_target(node, &t) < 0)
+	if (check_args(flags, io, iolen) < 0 || check_target(node, &t) < 0)
 		return -1;
 	if (!t.here && (single_threaded() < 0 || migrate(&t, "move", flags_for(&t, flags), NULL) < 0))
 		return -1;
@@ -184,7 +183,7 @@ static int rfork_(int node, int flags, const struct bproc_io_t *io, int iolen, i
 {
 	struct target t;
 	struct bproc_io_t pio[3];
-	if (check_io(io, iolen) < 0 || check_target(node, &t) < 0)
+	if (check_args(flags, io, iolen) < 0 || check_target(node, &t) < 0)
 		return -1;
 	if (port) {
 		if (port_io(t.from, port, pio) < 0)
@@ -208,14 +207,7 @@ static int rfork_(int node, int flags, const struct bproc_io_t *io, int iolen, i
 
 int bproc_rfork(int node) { return rfork_(node, DEFAULT_FLAGS, NULL, 0, 0); }
 int _bproc_rfork(int node, int flags) { return rfork_(node, flags, NULL, 0, 0); }
-int _bproc_rfork_io(int node, int flags, int port)
-{
-	if (port < 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	return rfork_(node, flags, NULL, 0, port);
-}
+int _bproc_rfork_io(int node, int flags, int port) { return rfork_(node, flags, NULL, 0, port); }
 int bproc4__rfork_io(int node, struct bproc_io_t *io, int iolen, int flags)
 {
 	return rfork_(node, flags, io, iolen, 0);
@@ -237,7 +229,7 @@ int _bproc_move_io(int node, struct bproc_io_t *io, int iolen, int flags)
  * pid or -errno for a node where it could not start. */
 static int vrfork_(int nnodes, int *nodes, int *pids, const struct bproc_io_t *io, int iolen, int flags)
 {
-	if (nnodes < 0 || (nnodes && (!nodes || !pids)) || check_io(io, iolen) < 0) {
+	if (nnodes < 0 || (nnodes && (!nodes || !pids)) || check_args(flags, io, iolen) < 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -342,7 +334,7 @@ static int execmove_(int node, const struct bproc_io_t *io, int iolen, int port,
 	struct target t;
 	struct bproc_io_t pio[3];
 	struct saved sv[BPROC_IO_MAX_LEN];
-	if (!cmd || !*cmd || check_io(io, iolen) < 0) {
+	if (!cmd || !*cmd || check_args(DEFAULT_FLAGS, io, iolen) < 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -388,10 +380,6 @@ int bproc_execmove_io(int node, struct bproc_io_t *io, int iolen, const char *cm
 }
 int _bproc_execmove_io(int node, int port, const char *cmd, char *const argv[], char *const envp[])
 {
-	if (port < 0) {
-		errno = EINVAL;
-		return -1;
-	}
 	return execmove_(node, NULL, 0, port, cmd, argv, envp);
 }
 /* The flags are vmadump's, for a process image; execmove ships a binary
@@ -430,7 +418,7 @@ static char **rank_env(char *const envp[], int rank, char *slot, size_t slen)
 static int vexecmove_(int nnodes, int *nodes, int *pids, const struct bproc_io_t *io, int iolen,
 		      const char *cmd, char *const argv[], char *const envp[])
 {
-	if (nnodes < 0 || (nnodes && (!nodes || !pids)) || !cmd || !*cmd || check_io(io, iolen) < 0) {
+	if (nnodes < 0 || (nnodes && (!nodes || !pids)) || !cmd || !*cmd || check_args(DEFAULT_FLAGS, io, iolen) < 0) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -66,9 +66,11 @@ fi
 test_setup 'a test user exists' ensure_user bptest
 test_setup 'make install PREFIX=$T/asan (the library under ASan) and PREFIX=$T/plain' eval \
 	'install_lib "$T/asan" "$SAN" && install_lib "$T/plain" ""'
-test_setup 'mig builds against the installed header and library, -Wall -Wextra -Werror' eval \
+test_setup 'mig, and v4io (-DBPROC_API=4), build against the installed header and library, -Wall -Wextra -Werror' eval \
 	'cc_bproc "$T/asan" "$T/mig-asan" "$TEST_DIRECTORY/t7100/mig.c" $SAN &&
-	cc_bproc "$T/plain" "$T/mig" "$TEST_DIRECTORY/t7100/mig.c"'
+	cc_bproc "$T/plain" "$T/mig" "$TEST_DIRECTORY/t7100/mig.c" &&
+	cc_bproc "$T/asan" "$T/v4io-asan" "$TEST_DIRECTORY/t7100/v4io.c" -DBPROC_API=4 $SAN &&
+	cc_bproc "$T/plain" "$T/v4io" "$TEST_DIRECTORY/t7100/v4io.c" -DBPROC_API=4'
 test_setup 'hello, only in the master'"'"'s /tmp' eval \
 	'mkdir -p "$MTMP" && cc -std=c99 -Wall -Wextra -Werror -o "$MTMP/hello" "$TEST_DIRECTORY/t7100/hello.c"'
 
@@ -121,8 +123,10 @@ test_expect_success 'a caller with two threads: ENOTSUP; flags that are not BPro
 	here=$(hostname) &&
 	./mig-asan threaded 0 >out &&
 	printf "rfork: -1 ENOTSUP\nmove: -1 ENOTSUP\nalive on %s\n" "$here" >expect && test_cmp expect out &&
-	{ st=0; out=$(./mig-asan rfork-flags 0 8) || st=$?; } &&
-	test "$st" = 1 && test "$out" = "rfork-flags: -1 EINVAL"
+	for n in 0 -1; do
+		{ st=0; ./mig-asan rfork-flags $n 8 >out || st=$?; } &&
+		test "$st" = 1 && echo "rfork-flags: -1 EINVAL" >expect && test_cmp expect out || return 1
+	done
 '
 
 test_expect_success 'Python via ctypes: bproc_move to a down node fails with BE_NODEDOWN (301)' '
@@ -134,6 +138,15 @@ test_expect_success 'Python via ctypes: bproc_move to a down node fails with BE_
 test_expect_success 'BProc 3 _bproc_rfork_io with a port, to the master (a fork): stdout, stderr, stdin connect back' '
 	mig rfork-port -1 4711 >out &&
 	printf "stdout: child read ping\nstderr: child on master\nchild exit 0\n" >expect && test_cmp expect out
+'
+
+test_expect_success 'BProc 4 _bproc_rfork_io (struct bproc_io_t) to the master: the file opened in the child' '
+	in_master ./v4io-asan -1 "$T/v4.out" >out &&
+	echo "child exit 0" >expect && test_cmp expect out &&
+	echo "child on master" >expect && test_cmp expect v4.out &&
+	{ st=0; in_master ./v4io-asan 4 "$T/v4.out" >out || st=$?; } &&
+	test "$st" = 1 &&
+	echo "_bproc_rfork_io: -1 Node is down" >expect && test_cmp expect out
 '
 
 # ---------------------------------------------------------------- migration
@@ -204,6 +217,12 @@ test_expect_success 'vexecmove to 4 nodes: the binary runs on each with BPROC_RA
 test_expect_success 'BProc 3 _bproc_rfork_io with a port, to node 2: the child connects back from there' '
 	mig rfork-port 2 4712 >out &&
 	printf "stdout: child read ping\nstderr: child on node2\nchild exit 0\n" >expect && test_cmp expect out
+'
+
+test_expect_success 'BProc 4 _bproc_rfork_io (struct bproc_io_t) to node 3: the file opened there' '
+	in_master ./v4io 3 "$T/v4.out" >out &&
+	echo "child exit 0" >expect && test_cmp expect out &&
+	echo "child on node3" >expect && test_cmp expect v4.out
 '
 
 test_expect_success NODEMOUNT 'rfork from a process on node 1 (started with bpsh) to node 2' '
