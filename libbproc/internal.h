@@ -34,5 +34,18 @@ int bp_node_dir(char *p, int node);
 int bp_ctl_write(int node, const char *line, char *reply, size_t rlen);
 int bp_each_node(int (*fn)(const struct status_line *, void *), void *arg);
 
+/* A growing string for ctl lines; err is set (ENOMEM) once a put failed. */
+struct buf {
+	char *s;
+	size_t n, cap;
+	int err;
+};
+void bp_put(struct buf *b, const char *s, size_t n);
+void bp_puts(struct buf *b, const char *s);
+void bp_word(struct buf *b, const char *w);
+int bp_threads(void);
+int bp_ctl_errno(void);
+int bp_setup_io(const struct bproc_io_t *io, int iolen);
+
 #pragma GCC visibility pop
 #endif

@@ -124,6 +124,8 @@ struct bproc_io_t {
 #define bproc_nodestatus    bproc4_nodestatus
 #define bproc_nodelist      bproc4_nodelist
 #define bproc_nodesetstatus bproc4_nodesetstatus
+#define _bproc_rfork_io     bproc4__rfork_io
+#define _bproc_execmove_io  bproc4__execmove_io
 #define BPROC_EMPTY_NODESET {0, 0, 0}
 #define bproc_node_set_node(ns, nn) (&(ns)->node[(nn)])
 #else
@@ -183,7 +185,8 @@ const char *bproc_strerror(int err);
 int bproc_version(struct bproc_version_t *vers);
 int bproc_notifier(void);
 
-/* Remote execution and migration. */
+/* Remote execution and migration. The caller must be single-threaded
+ * (ENOTSUP otherwise); see bproc(3) for what each call writes. */
 int bproc_rexec_io(int node, struct bproc_io_t *io, int iolen, const char *cmd,
 		   char *const argv[], char *const envp[]);
 int bproc_rexec(int node, const char *cmd, char *const argv[], char *const envp[]);
@@ -191,7 +194,6 @@ int _bproc_move_io(int node, struct bproc_io_t *io, int iolen, int flags);
 int bproc_move_io(int node, struct bproc_io_t *io, int iolen);
 int _bproc_move(int node, int flags);
 int bproc_move(int node);
-int _bproc_rfork_io(int node, struct bproc_io_t *io, int iolen, int flags);
 int bproc_rfork_io(int node, struct bproc_io_t *io, int iolen);
 int _bproc_rfork(int node, int flags);
 int bproc_rfork(int node);
@@ -199,8 +201,6 @@ int _bproc_vrfork(int nnodes, int *nodes, int *pids, int flags);
 int bproc_vrfork(int nnodes, int *nodes, int *pids);
 int _bproc_vrfork_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen, int flags);
 int bproc_vrfork_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen);
-int _bproc_execmove_io(int node, struct bproc_io_t *io, int iolen, int flags,
-		       const char *cmd, char *const argv[], char *const envp[]);
 int bproc_execmove_io(int node, struct bproc_io_t *io, int iolen, const char *cmd,
 		      char *const argv[], char *const envp[]);
 int bproc_execmove(int node, const char *cmd, char *const argv[], char *const envp[]);
@@ -208,6 +208,17 @@ int bproc_vexecmove(int nnodes, int *nodes, int *pids, const char *cmd,
 		    char *const argv[], char *const envp[]);
 int bproc_vexecmove_io(int nnodes, int *nodes, int *pids, struct bproc_io_t *io, int iolen,
 		       const char *cmd, char *const argv[], char *const envp[]);
+/* BProc 4's _io forms (struct bproc_io_t redirections). */
+int bproc4__rfork_io(int node, struct bproc_io_t *io, int iolen, int flags);
+int bproc4__execmove_io(int node, struct bproc_io_t *io, int iolen, int flags,
+			const char *cmd, char *const argv[], char *const envp[]);
+#if BPROC_API != 4
+/* BProc 3's (Scyld): port 0 keeps the I/O where it goes; otherwise the
+ * process connects back to that TCP port three times for stdout, stderr
+ * and stdin. */
+int _bproc_rfork_io(int node, int flags, int port);
+int _bproc_execmove_io(int node, int port, const char *cmd, char *const argv[], char *const envp[]);
+#endif
 int bproc_execve(const char *cmd, char *const argv[], char *const envp[]);
 
 #ifdef __cplusplus
