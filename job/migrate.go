@@ -216,7 +216,7 @@ func (s *Slave) migrated(l *link, m *slaveproto.Msg) {
 		}
 		return
 	}
-	if err := s.hostGhost(l, m.Pid, ghost, o.ctlFd); err != nil {
+	if err := s.hostGhost(l, m.Pid, ghost, o.ctlFd, o.kind == slaveproto.MigExecmove); err != nil {
 		s.logf("migration %d: process %d: %v", o.mig, m.Pid, err)
 	}
 }
@@ -327,9 +327,19 @@ type hostedGhost struct {
 	sigs  chan syscall.Signal
 }
 
-// hostGhost makes h the ghost of process pid and forwards for it.
-func (s *Slave) hostGhost(l *link, pid int, h *vmadump.Held, ctlFd int) error {
+// hostGhost makes h the ghost of process pid and forwards for it. With
+// all (execmove: a new program whose stdio are the job's pipes), every
+// one of the ghost's fds 0-2 is forwarded, regular files too; otherwise
+// only pipes, sockets and terminals (the image reopens files itself).
+func (s *Slave) hostGhost(l *link, pid int, h *vmadump.Held, ctlFd int, all bool) error {
 	_, reps := stdioMap(h.Pid, ctlFd)
+	if all {
+		for k := range reps {
+			if _, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", h.Pid, k)); err == nil && reps[k] < 0 && k != ctlFd {
+				reps[k] = k
+			}
+		}
+	}
 	hg := &hostedGhost{pid: pid, sigs: make(chan syscall.Signal, 64)}
 	for k, fd := range reps {
 		if fd < 0 {
