@@ -2,8 +2,10 @@ package vmadump
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -263,5 +265,78 @@ func TestDiscard(t *testing.T) {
 	expectLine(t, p, "CHECK -1 10 sigchld 0")
 	if err := h.Discard(); err == nil {
 		t.Error("Discard of a process not made by Fork accepted")
+	}
+}
+
+// ghostHelper is the test binary as a ghost's host: it makes a ghost of
+// $VMADT_PID, says GHOSTED and waits to be killed.
+func ghostHelper() int {
+	pid, _ := strconv.Atoi(os.Getenv("VMADT_PID"))
+	h, err := Seize(pid)
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Wait(ctx); err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	if _, err := h.Ghost(GhostOptions{}); err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	fmt.Println("GHOSTED")
+	select {}
+}
+
+// If the ghost's host dies, the ghost dies with SIGKILL (EXITKILL): it
+// never runs on without its memory.
+func TestGhostDiesWithHost(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	host := exec.Command(os.Args[0])
+	host.Env = append(os.Environ(), "VMADT_HELPER=ghost", fmt.Sprintf("VMADT_PID=%d", p.cmd.Process.Pid))
+	hp := startCmd(t, "GHOSTED", host)
+	if rss := vmRSS(t, p.cmd.Process.Pid); rss > 1024 {
+		t.Fatalf("not a ghost: VmRSS %d kB", rss)
+	}
+	if err := hp.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() || st.Signal() != unix.SIGKILL {
+		t.Fatalf("ghost after its host died: %v, want killed by SIGKILL", p.cmd.ProcessState)
+	}
+}
+
+// rfork's way: the Fork()ed child is dumped with its fd 0 replaced by a
+// memfd (what it reads there), restored elsewhere, and discarded here.
+func TestForkDumpRestore(t *testing.T) {
+	needRoot(t)
+	_, h := heldParent(t)
+	c, err := h.Fork()
+	if err != nil {
+		t.Fatalf("Fork: %v", err)
+	}
+	var img bytes.Buffer
+	if err := c.Dump(&img, DumpOptions{Mem: map[int][]byte{0: []byte("check\n")}}); err != nil {
+		t.Fatalf("Dump of the forked child: %v", err)
+	}
+	if err := c.Discard(); err != nil {
+		t.Fatalf("Discard: %v", err)
+	}
+	if err := h.Resume(nil); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	r, err := restoreImage(t, img.Bytes())
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	// It reads "check" from the memfd, answers, then meets its end: exit 2.
+	out, code := r.output(t, 10*time.Second)
+	if out != "CHECK -1 10 sigchld 0\n" || code != 2 {
+		t.Fatalf("restored child: exit %d, output %q", code, out)
 	}
 }
