@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -332,4 +334,50 @@ func TestDumpOptionsRefused(t *testing.T) {
 			t.Errorf("Dump with %+v: %v, want EINVAL", o, err)
 		}
 	}
+}
+
+// Wait gives up when its context ends; Resume then lets go of a process
+// that never stopped, and its write completes unharmed.
+func TestHeldWaitTimeoutResume(t *testing.T) {
+	needRoot(t)
+	dir, f := mountBlocker(t)
+	p := startProg(t, "READY", buildC(t, false, "writer.c"), filepath.Join(dir, "ctl"))
+	select {
+	case <-f.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never reached the FUSE server")
+	}
+	h, err := Seize(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait: %v, want the deadline", err)
+	}
+	ret := int64(-1)
+	if err := h.Resume(&ret); err == nil {
+		t.Error("Resume applied a return value to a process that never stopped")
+	}
+	waitTracer(t, p.cmd.Process.Pid, 0)
+	f.answer <- struct{}{}
+	expectLine(t, p, "WROTE 5 0")
+}
+
+// waitTracer polls until pid's TracerPid is want.
+func waitTracer(t *testing.T, pid, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		kv, err := keyValues(fmt.Sprintf("/proc/%d/status", pid), "TracerPid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kv["TracerPid"] == strconv.Itoa(want) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("process %d: tracer never became %d", pid, want)
 }
