@@ -69,7 +69,11 @@
 // Exit(code) and Kill(sig) (WIFEXITED/WIFSIGNALED, one SIGCHLD, no core).
 // Done is closed when it has ended, Killed tells an outside SIGKILL. A
 // goroutine waits for each ghost's events (waitid WNOWAIT, one blocked
-// thread per ghost); a process hosting ghosts must not wait4(-1).
+// thread per ghost); a process hosting ghosts must not wait4(-1). A
+// process that holds its own children (the kernel then reports their
+// ptrace stops to its waits as well) waits for them with WaitExit (a
+// pidfd poll) before reaping them with cmd.Wait; a ghost that is its own
+// child is left for it to reap.
 //
 // DumpOptions.Stdio (fd -> 0, 1 or 2) makes any fd a dup of the
 // restorer's stdin, stdout or stderr on restore, and DumpOptions.Mem (fd

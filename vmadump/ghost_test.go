@@ -340,3 +340,50 @@ func TestForkDumpRestore(t *testing.T) {
 		t.Fatalf("restored child: exit %d, output %q", code, out)
 	}
 }
+
+// A parent that holds its own child (as bproc's slave holds its jobs)
+// waits with WaitExit: its wait takes none of the ptrace stops, and gets
+// the ghost's exit status.
+func TestGhostOwnChildWaitExit(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	done := make(chan error, 1)
+	go func() {
+		if err := WaitExit(p.cmd.Process.Pid); err != nil {
+			done <- err
+			return
+		}
+		done <- p.cmd.Wait()
+	}()
+	h, err := Seize(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	waitHeld(t, h)
+	g, err := h.Ghost(GhostOptions{})
+	if err != nil {
+		t.Fatalf("Ghost: %v", err)
+	}
+	if err := g.Stop(unix.SIGSTOP); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := g.Cont(); err != nil {
+		t.Fatalf("Cont: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the parent's wait returned while the ghost lives: %v", err)
+	default:
+	}
+	if err := g.Exit(5); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parent's wait never returned")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 5 {
+		t.Fatalf("exit status %d (%v), want 5", code, p.cmd.ProcessState)
+	}
+}
