@@ -202,17 +202,19 @@ func TestGhostMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Now()
 	h, err := Seize(pid)
 	if err != nil {
 		t.Fatalf("Seize: %v", err)
 	}
 	waitHeld(t, h)
+	t1 := time.Now()
 	g, err := h.Ghost(GhostOptions{})
 	if err != nil {
 		t.Fatalf("Ghost: %v", err)
 	}
 	rss := vmRSS(t, pid)
-	t.Logf("ghost of a 256 MB process: VmRSS %d kB", rss)
+	t.Logf("ghost of a 256 MB process: VmRSS %d kB; seize+wait %v, ghost %v", rss, t1.Sub(t0), time.Since(t1))
 	if rss > 1024 {
 		t.Errorf("ghost VmRSS %d kB, want at most 1024", rss)
 	}
