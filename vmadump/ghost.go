@@ -483,6 +483,12 @@ func (g *Ghost) next(block bool) (bool, error) {
 		if err == unix.EINTR {
 			continue
 		}
+		if err == unix.ECHILD {
+			// Reaped already: by its parent, when that is us (ownChild),
+			// which may beat us to its exit.
+			g.finish(false, 0)
+			return true, nil
+		}
 		if err != nil {
 			g.finish(false, 0)
 			return false, fmt.Errorf("waitid %d: %w", g.Pid, err)
@@ -739,7 +745,9 @@ func (g *Ghost) Kill(sig syscall.Signal) error {
 }
 
 // Done is closed when the ghost has ended: by Exit or Kill, or by a
-// SIGKILL sent to it (Killed), or reaped by someone else.
+// SIGKILL sent to it (Killed), or reaped by someone else (its parent,
+// when that is this process, may reap it before its end is seen here:
+// then Killed is false and the parent's status tells).
 func (g *Ghost) Done() <-chan struct{} { return g.done }
 
 // Killed tells, once Done is closed, whether the ghost ended by a SIGKILL
