@@ -3,6 +3,7 @@ package vmadump
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,10 +16,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// heldParent starts ghostparent and holds it in its read of stdin.
+// heldParent starts ghostparent in a process group of its own (so that
+// SIGTSTP stops it: its parent, the test, is in another group of the same
+// session) and holds it in its read of stdin.
 func heldParent(t *testing.T) (*prog, *Held) {
 	t.Helper()
-	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	return heldParentAttr(t, &syscall.SysProcAttr{Setpgid: true})
+}
+
+func heldParentAttr(t *testing.T, attr *syscall.SysProcAttr) (*prog, *Held) {
+	t.Helper()
+	cmd := exec.Command(buildC(t, false, "ghostparent.c"))
+	cmd.SysProcAttr = attr
+	p := startCmd(t, "READY", cmd)
 	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_READ)
 	h, err := Seize(p.cmd.Process.Pid)
 	if err != nil {
@@ -32,7 +42,12 @@ func heldParent(t *testing.T) (*prog, *Held) {
 // run on and has it wait for the ghost.
 func forkGhost(t *testing.T, opts GhostOptions) (*prog, *Ghost) {
 	t.Helper()
-	p, h := heldParent(t)
+	return forkGhostAttr(t, opts, &syscall.SysProcAttr{Setpgid: true})
+}
+
+func forkGhostAttr(t *testing.T, opts GhostOptions, attr *syscall.SysProcAttr) (*prog, *Ghost) {
+	t.Helper()
+	p, h := heldParentAttr(t, attr)
 	c, err := h.Fork()
 	if err != nil {
 		t.Fatalf("Fork: %v", err)
@@ -112,11 +127,11 @@ func TestGhostKill(t *testing.T) {
 func TestGhostStopCont(t *testing.T) {
 	needRoot(t)
 	p, g := forkGhost(t, GhostOptions{})
-	for i := 0; i < 2; i++ {
-		if err := g.Stop(unix.SIGSTOP); err != nil {
-			t.Fatalf("Stop: %v", err)
+	for _, sig := range []syscall.Signal{unix.SIGSTOP, unix.SIGTSTP, unix.SIGSTOP} {
+		if err := g.Stop(sig); err != nil {
+			t.Fatalf("Stop(%v): %v", sig, err)
 		}
-		expectLine(t, p, "STOPPED 19")
+		expectLine(t, p, fmt.Sprintf("STOPPED %d", sig))
 		if st := procState(t, g.Pid); st != "T" && st != "t" {
 			t.Errorf("stopped ghost in state %s", st)
 		}
@@ -145,6 +160,25 @@ func waitState(t *testing.T, pid int, st string) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("process %d in state %s, want %s", pid, procState(t, pid), st)
+}
+
+// In an orphaned process group (a session of its own) the kernel discards
+// SIGTSTP: Stop says so and the ghost runs on; SIGSTOP still stops it.
+func TestGhostStopOrphaned(t *testing.T) {
+	needRoot(t)
+	p, g := forkGhostAttr(t, GhostOptions{}, &syscall.SysProcAttr{Setsid: true})
+	if err := g.Stop(unix.SIGTSTP); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("Stop(SIGTSTP) in an orphaned group: %v, want EAGAIN", err)
+	}
+	waitState(t, g.Pid, "S")
+	if err := g.Stop(unix.SIGSTOP); err != nil {
+		t.Fatalf("Stop(SIGSTOP): %v", err)
+	}
+	expectLine(t, p, "STOPPED 19")
+	if err := g.Exit(4); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	expectLine(t, p, "EXITED 4")
 }
 
 // procState is the state letter of /proc/PID/stat.
