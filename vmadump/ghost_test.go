@@ -198,7 +198,7 @@ func TestGhostSignals(t *testing.T) {
 	needRoot(t)
 	got := make(chan syscall.Signal, 16)
 	p, g := forkGhost(t, GhostOptions{Signal: func(s syscall.Signal) { got <- s }})
-	for _, sig := range []syscall.Signal{unix.SIGUSR1, unix.SIGTERM, unix.SIGSTOP, unix.SIGCONT} {
+	for _, sig := range []syscall.Signal{unix.SIGUSR1, unix.SIGTERM, unix.SIGTRAP, unix.SIGSTOP, unix.SIGCONT} {
 		if err := unix.Kill(g.Pid, sig); err != nil {
 			t.Fatal(err)
 		}
