@@ -30,6 +30,57 @@
 // stub): bproc's slave forks and traces it on the thread that forks all
 // its jobs, with the job's credentials and process group.
 //
+// # Holding a process: migration and ghosts
+//
+// For migration the dump is split so that the caller decides between
+// steps (all ptrace requests of one Held, and of the children it forks,
+// run on one locked OS thread of its own; methods may be called from any
+// goroutine):
+//
+//	h, err := vmadump.Seize(pid)     // PTRACE_SEIZE + INTERRUPT, returns at once
+//	err = h.Wait(ctx)                // in its ptrace stop (after the call it was in)
+//	nr, fd, ret := h.Syscall()       // the call it stopped after: orig_rax, rdi, rax
+//	err = h.Dump(w, opts)            // image; it stays stopped and held
+//	err = h.Resume(&ret)             // failure: that call returns ret (e.g. -EHOSTDOWN)
+//	c, err := h.Fork()               // rfork: a held child that never ran
+//	g, err := h.Ghost(vmadump.GhostOptions{Signal: forward})
+//
+// A process inside a write(2) to a FUSE file when seized finishes that
+// write (FUSE gets an INTERRUPT request, which the file system must not
+// act on: the wait that follows is killable only) and stops at its return
+// before its next instruction; a write to a pipe is interrupted instead
+// (Syscall's ret is -ERESTARTSYS) and re-issued by Resume(nil). Signals
+// arriving while it is held are kept, recorded in an image and re-sent on
+// Resume. Kill ends a held process, TakeFile duplicates one of its fds
+// (pidfd_getfd). Fork injects fork(2): the child is the process's real
+// child, stopped with the parent's registers; Discard kills it, reaps it
+// through the parent (injected wait4) and eats its SIGCHLD.
+//
+// Ghost leaves of the process only what its parent and ps see: pid,
+// parent, open files, the argv/environ pages (/proc/PID/cmdline), [vdso];
+// everything else is unmapped (resident size a few kB), it runs a pause
+// loop from a page of its own, with default handlers, an empty mask, no
+// timers, rseq or robust list, non-dumpable, PTRACE_O_EXITKILL (if its
+// host dies, it dies with SIGKILL). Every signal sent to it but SIGKILL
+// goes to GhostOptions.Signal (called on the tracer thread: it must not
+// block or call the Ghost) and is suppressed, stop signals and SIGCONT
+// included; the host reports what the process did where it runs with
+// Stop(sig) and Cont (the parent's waitpid sees WIFSTOPPED/WIFCONTINUED),
+// Exit(code) and Kill(sig) (WIFEXITED/WIFSIGNALED, one SIGCHLD, no core).
+// Done is closed when it has ended, Killed tells an outside SIGKILL. A
+// goroutine waits for each ghost's events (waitid WNOWAIT, one blocked
+// thread per ghost); a process hosting ghosts must not wait4(-1). A
+// process that holds its own children (the kernel then reports their
+// ptrace stops to its waits as well) waits for them with WaitExit (a
+// pidfd poll) before reaping them with cmd.Wait; a ghost that is its own
+// child is left for it to reap.
+//
+// DumpOptions.Stdio (fd -> 0, 1 or 2) makes any fd a dup of the
+// restorer's stdin, stdout or stderr on restore, and DumpOptions.Mem (fd
+// -> bytes) a memfd with that content at offset 0, keeping the fd's
+// close-on-exec flag; both are recorded in the image (fd kinds
+// "restorer" and "memfd") and shown by Info.
+//
 // # What travels
 //
 // Registers: the general registers (incl. fs_base, i.e. TLS) and the full

@@ -274,8 +274,9 @@ var errGhostEnded = errors.New("ghost has ended")
 // dropped, and it is made non-dumpable (killed, it writes no core).
 // PTRACE_O_EXITKILL: if this process dies, the ghost dies with SIGKILL.
 // Take its files first (TakeFile) if the host forwards them. The Held is
-// used up, even on error (the process is then killed: it may have lost its
-// memory).
+// used up, also by an error after the first change (the process is then
+// killed: it may have lost its memory); an error before any change leaves
+// the Held as it was, and says so.
 func (h *Held) Ghost(opts GhostOptions) (*Ghost, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -287,26 +288,41 @@ func (h *Held) Ghost(opts GhostOptions) (*Ghost, error) {
 	if st, err := readStatus(h.Pid); err == nil {
 		g.ownChild = st.ppid == os.Getpid()
 	}
+	var changed bool
 	err := h.tr.do(func() error {
-		err := g.hollow(h)
-		if err != nil {
+		var err error
+		changed, err = g.hollow(h)
+		switch {
+		case err != nil && changed:
 			_ = unix.Kill(h.Pid, unix.SIGKILL)
 			if !g.ownChild {
 				reapTracee(h.Pid)
 			}
+		case err != nil:
+			_ = setRegs(h.Pid, &h.regs)
 		}
 		return err
 	})
+	if err != nil && !changed {
+		h.released = false
+		return nil, fmt.Errorf("making a ghost of %d (it is held as it was): %w", h.Pid, err)
+	}
 	if err != nil {
 		h.tr.release()
-		return nil, fmt.Errorf("making a ghost of %d: %w", h.Pid, err)
+		return nil, fmt.Errorf("making a ghost of %d (killed): %w", h.Pid, err)
 	}
 	go g.watch()
 	return g, nil
 }
 
-// hollow does Ghost's work (tracer thread).
-func (g *Ghost) hollow(h *Held) error {
+// hollow does Ghost's work (tracer thread); changed tells whether the
+// process was changed before an error.
+func (g *Ghost) hollow(h *Held) (changed bool, err error) {
+	err = g.hollowing(h, &changed)
+	return changed, err
+}
+
+func (g *Ghost) hollowing(h *Held, changed *bool) error {
 	pid := h.Pid
 	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
 		return fmt.Errorf("ptrace SETOPTIONS %d: %w", pid, err)
@@ -320,6 +336,11 @@ func (g *Ghost) hollow(h *Held) error {
 		return err
 	}
 	t := &tracee{pid: pid, sysAddr: h.sysAddr, base: h.regs}
+	defer func() {
+		if !*changed {
+			h.pending = append(h.pending, t.pending...) // still held: Resume re-sends them
+		}
+	}()
 	page, err := t.check("mmap ghost page", unix.SYS_MMAP, 0, pageSize, unix.PROT_READ|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
@@ -331,8 +352,10 @@ func (g *Ghost) hollow(h *Held) error {
 	}
 	defer mem.Close()
 	if _, err := mem.WriteAt(ghostCode, int64(page)); err != nil {
+		_, _ = t.call(unix.SYS_MUNMAP, page, pageSize)
 		return fmt.Errorf("writing ghost code into %d: %w", pid, err)
 	}
+	*changed = true
 	g.page = page
 	t.sysAddr = page + ghostSyscall
 	zeros := page + ghostZeros
@@ -448,7 +471,7 @@ func (g *Ghost) watch() {
 		ended, handled := false, false
 		_ = g.tr.do(func() error {
 			if err != nil && !g.ended {
-				g.finish(false, 0) // gone without our seeing it (reaped elsewhere)
+				g.finish(false) // gone without our seeing it (reaped elsewhere)
 			}
 			for !g.ended {
 				got, err := g.next(false)
@@ -483,8 +506,14 @@ func (g *Ghost) next(block bool) (bool, error) {
 		if err == unix.EINTR {
 			continue
 		}
+		if err == unix.ECHILD {
+			// Reaped already: by its parent, when that is us (ownChild),
+			// which may beat us to its exit.
+			g.finish(false)
+			return true, nil
+		}
 		if err != nil {
-			g.finish(false, 0)
+			g.finish(false)
 			return false, fmt.Errorf("waitid %d: %w", g.Pid, err)
 		}
 		break
@@ -499,7 +528,7 @@ func (g *Ghost) next(block bool) (bool, error) {
 		if !g.ownChild {
 			reapTracee(g.Pid)
 		}
-		g.finish(info.Code != cldExited && status == int32(unix.SIGKILL), 0)
+		g.finish(info.Code != cldExited && status == int32(unix.SIGKILL))
 		return true, nil
 	}
 	var ws unix.WaitStatus
@@ -518,7 +547,7 @@ const (
 	cldDumped = 3
 )
 
-func (g *Ghost) finish(byKill bool, _ int) {
+func (g *Ghost) finish(byKill bool) {
 	if g.ended {
 		return
 	}
@@ -530,7 +559,7 @@ func (g *Ghost) finish(byKill bool, _ int) {
 // handle reacts to one stop of the ghost (tracer thread).
 func (g *Ghost) handle(ws unix.WaitStatus) {
 	if ws.Exited() || ws.Signaled() {
-		g.finish(ws.Signaled() && ws.Signal() == unix.SIGKILL, 0)
+		g.finish(ws.Signaled() && ws.Signal() == unix.SIGKILL)
 		return
 	}
 	if !ws.Stopped() {
@@ -553,7 +582,7 @@ func (g *Ghost) handle(ws unix.WaitStatus) {
 		_ = ptrace(unix.PTRACE_CONT, g.Pid, 0, 0)
 		return
 	}
-	if ws.TrapCause() > 0 || sig == unix.SIGTRAP {
+	if uint32(ws)>>16 != 0 {
 		_ = ptrace(unix.PTRACE_CONT, g.Pid, 0, 0) // some other event: it runs no code of its own
 		return
 	}
@@ -739,7 +768,9 @@ func (g *Ghost) Kill(sig syscall.Signal) error {
 }
 
 // Done is closed when the ghost has ended: by Exit or Kill, or by a
-// SIGKILL sent to it (Killed), or reaped by someone else.
+// SIGKILL sent to it (Killed), or reaped by someone else (its parent,
+// when that is this process, may reap it before its end is seen here:
+// then Killed is false and the parent's status tells).
 func (g *Ghost) Done() <-chan struct{} { return g.done }
 
 // Killed tells, once Done is closed, whether the ghost ended by a SIGKILL

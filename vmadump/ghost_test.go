@@ -2,8 +2,11 @@ package vmadump
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,10 +16,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// heldParent starts ghostparent and holds it in its read of stdin.
+// heldParent starts ghostparent in a process group of its own (so that
+// SIGTSTP stops it: its parent, the test, is in another group of the same
+// session) and holds it in its read of stdin.
 func heldParent(t *testing.T) (*prog, *Held) {
 	t.Helper()
-	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	return heldParentAttr(t, &syscall.SysProcAttr{Setpgid: true})
+}
+
+func heldParentAttr(t *testing.T, attr *syscall.SysProcAttr) (*prog, *Held) {
+	t.Helper()
+	cmd := exec.Command(buildC(t, false, "ghostparent.c"))
+	cmd.SysProcAttr = attr
+	p := startCmd(t, "READY", cmd)
 	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_READ)
 	h, err := Seize(p.cmd.Process.Pid)
 	if err != nil {
@@ -30,7 +42,12 @@ func heldParent(t *testing.T) (*prog, *Held) {
 // run on and has it wait for the ghost.
 func forkGhost(t *testing.T, opts GhostOptions) (*prog, *Ghost) {
 	t.Helper()
-	p, h := heldParent(t)
+	return forkGhostAttr(t, opts, &syscall.SysProcAttr{Setpgid: true})
+}
+
+func forkGhostAttr(t *testing.T, opts GhostOptions, attr *syscall.SysProcAttr) (*prog, *Ghost) {
+	t.Helper()
+	p, h := heldParentAttr(t, attr)
 	c, err := h.Fork()
 	if err != nil {
 		t.Fatalf("Fork: %v", err)
@@ -110,11 +127,11 @@ func TestGhostKill(t *testing.T) {
 func TestGhostStopCont(t *testing.T) {
 	needRoot(t)
 	p, g := forkGhost(t, GhostOptions{})
-	for i := 0; i < 2; i++ {
-		if err := g.Stop(unix.SIGSTOP); err != nil {
-			t.Fatalf("Stop: %v", err)
+	for _, sig := range []syscall.Signal{unix.SIGSTOP, unix.SIGTSTP, unix.SIGSTOP} {
+		if err := g.Stop(sig); err != nil {
+			t.Fatalf("Stop(%v): %v", sig, err)
 		}
-		expectLine(t, p, "STOPPED 19")
+		expectLine(t, p, fmt.Sprintf("STOPPED %d", sig))
 		if st := procState(t, g.Pid); st != "T" && st != "t" {
 			t.Errorf("stopped ghost in state %s", st)
 		}
@@ -145,6 +162,25 @@ func waitState(t *testing.T, pid int, st string) {
 	t.Fatalf("process %d in state %s, want %s", pid, procState(t, pid), st)
 }
 
+// In an orphaned process group (a session of its own) the kernel discards
+// SIGTSTP: Stop says so and the ghost runs on; SIGSTOP still stops it.
+func TestGhostStopOrphaned(t *testing.T) {
+	needRoot(t)
+	p, g := forkGhostAttr(t, GhostOptions{}, &syscall.SysProcAttr{Setsid: true})
+	if err := g.Stop(unix.SIGTSTP); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("Stop(SIGTSTP) in an orphaned group: %v, want EAGAIN", err)
+	}
+	waitState(t, g.Pid, "S")
+	if err := g.Stop(unix.SIGSTOP); err != nil {
+		t.Fatalf("Stop(SIGSTOP): %v", err)
+	}
+	expectLine(t, p, "STOPPED 19")
+	if err := g.Exit(4); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	expectLine(t, p, "EXITED 4")
+}
+
 // procState is the state letter of /proc/PID/stat.
 func procState(t *testing.T, pid int) string {
 	t.Helper()
@@ -162,7 +198,7 @@ func TestGhostSignals(t *testing.T) {
 	needRoot(t)
 	got := make(chan syscall.Signal, 16)
 	p, g := forkGhost(t, GhostOptions{Signal: func(s syscall.Signal) { got <- s }})
-	for _, sig := range []syscall.Signal{unix.SIGUSR1, unix.SIGTERM, unix.SIGSTOP, unix.SIGCONT} {
+	for _, sig := range []syscall.Signal{unix.SIGUSR1, unix.SIGTERM, unix.SIGTRAP, unix.SIGSTOP, unix.SIGCONT} {
 		if err := unix.Kill(g.Pid, sig); err != nil {
 			t.Fatal(err)
 		}
@@ -200,17 +236,19 @@ func TestGhostMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Now()
 	h, err := Seize(pid)
 	if err != nil {
 		t.Fatalf("Seize: %v", err)
 	}
 	waitHeld(t, h)
+	t1 := time.Now()
 	g, err := h.Ghost(GhostOptions{})
 	if err != nil {
 		t.Fatalf("Ghost: %v", err)
 	}
 	rss := vmRSS(t, pid)
-	t.Logf("ghost of a 256 MB process: VmRSS %d kB", rss)
+	t.Logf("ghost of a 256 MB process: VmRSS %d kB; seize+wait %v, ghost %v", rss, t1.Sub(t0), time.Since(t1))
 	if rss > 1024 {
 		t.Errorf("ghost VmRSS %d kB, want at most 1024", rss)
 	}
@@ -263,5 +301,125 @@ func TestDiscard(t *testing.T) {
 	expectLine(t, p, "CHECK -1 10 sigchld 0")
 	if err := h.Discard(); err == nil {
 		t.Error("Discard of a process not made by Fork accepted")
+	}
+}
+
+// ghostHelper is the test binary as a ghost's host: it makes a ghost of
+// $VMADT_PID, says GHOSTED and waits to be killed.
+func ghostHelper() int {
+	pid, _ := strconv.Atoi(os.Getenv("VMADT_PID"))
+	h, err := Seize(pid)
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Wait(ctx); err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	if _, err := h.Ghost(GhostOptions{}); err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	fmt.Println("GHOSTED")
+	select {}
+}
+
+// If the ghost's host dies, the ghost dies with SIGKILL (EXITKILL): it
+// never runs on without its memory.
+func TestGhostDiesWithHost(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	host := exec.Command(os.Args[0])
+	host.Env = append(os.Environ(), "VMADT_HELPER=ghost", fmt.Sprintf("VMADT_PID=%d", p.cmd.Process.Pid))
+	hp := startCmd(t, "GHOSTED", host)
+	if rss := vmRSS(t, p.cmd.Process.Pid); rss > 1024 {
+		t.Fatalf("not a ghost: VmRSS %d kB", rss)
+	}
+	if err := hp.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() || st.Signal() != unix.SIGKILL {
+		t.Fatalf("ghost after its host died: %v, want killed by SIGKILL", p.cmd.ProcessState)
+	}
+}
+
+// rfork's way: the Fork()ed child is dumped with its fd 0 replaced by a
+// memfd (what it reads there), restored elsewhere, and discarded here.
+func TestForkDumpRestore(t *testing.T) {
+	needRoot(t)
+	_, h := heldParent(t)
+	c, err := h.Fork()
+	if err != nil {
+		t.Fatalf("Fork: %v", err)
+	}
+	var img bytes.Buffer
+	if err := c.Dump(&img, DumpOptions{Mem: map[int][]byte{0: []byte("check\n")}}); err != nil {
+		t.Fatalf("Dump of the forked child: %v", err)
+	}
+	if err := c.Discard(); err != nil {
+		t.Fatalf("Discard: %v", err)
+	}
+	if err := h.Resume(nil); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	r, err := restoreImage(t, img.Bytes())
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	// It reads "check" from the memfd, answers, then meets its end: exit 2.
+	out, code := r.output(t, 10*time.Second)
+	if out != "CHECK -1 10 sigchld 0\n" || code != 2 {
+		t.Fatalf("restored child: exit %d, output %q", code, out)
+	}
+}
+
+// A parent that holds its own child (as bproc's slave holds its jobs)
+// waits with WaitExit: its wait takes none of the ptrace stops, and gets
+// the ghost's exit status.
+func TestGhostOwnChildWaitExit(t *testing.T) {
+	needRoot(t)
+	p := startProg(t, "READY", buildC(t, false, "ghostparent.c"))
+	done := make(chan error, 1)
+	go func() {
+		if err := WaitExit(p.cmd.Process.Pid); err != nil {
+			done <- err
+			return
+		}
+		done <- p.cmd.Wait()
+	}()
+	h, err := Seize(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	waitHeld(t, h)
+	g, err := h.Ghost(GhostOptions{})
+	if err != nil {
+		t.Fatalf("Ghost: %v", err)
+	}
+	if err := g.Stop(unix.SIGSTOP); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := g.Cont(); err != nil {
+		t.Fatalf("Cont: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the parent's wait returned while the ghost lives: %v", err)
+	default:
+	}
+	if err := g.Exit(5); err != nil {
+		t.Fatalf("Exit: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parent's wait never returned")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 5 {
+		t.Fatalf("exit status %d (%v), want 5", code, p.cmd.ProcessState)
 	}
 }

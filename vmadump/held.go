@@ -366,3 +366,32 @@ func takeFile(pid, fd int) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(nfd), fmt.Sprintf("pid %d fd %d", pid, fd)), nil
 }
+
+// WaitExit blocks until pid, a child of this process, has ended, without
+// reaping it or taking any of its stops: it polls a pidfd, which becomes
+// readable only at exit. Then reap it as usual (cmd.Wait). A parent that
+// may hold its own children (bproc's slave, whose jobs move) must wait
+// this way: when the tracer is in the parent's process the kernel reports
+// a traced child's ptrace stops to the parent's wait too, so a cmd.Wait
+// already waiting would take the stop Held.Wait waits for and return
+// "stop signal: trace/breakpoint trap".
+func WaitExit(pid int) error {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pfd)
+	for {
+		fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll pidfd of %d: %w", pid, err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}

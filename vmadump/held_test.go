@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +27,7 @@ type blockFile struct {
 	fs.Inode
 	got    chan []byte
 	answer chan struct{}
+	intr   chan struct{} // the request's context ended (FUSE INTERRUPT)
 }
 
 func (f *blockFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -36,11 +39,17 @@ func (f *blockFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Att
 	return 0
 }
 
-// Write ignores ctx on purpose: the kernel sends FUSE an INTERRUPT when
-// the writer is seized, and the answer must still come.
+// Write answers when told, whatever ctx says: the kernel sends FUSE an
+// INTERRUPT when the writer is seized (go-fuse ends ctx), and the answer
+// must still come, as bproc's ctl must still answer a move.
 func (f *blockFile) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	f.got <- append([]byte(nil), data...)
-	<-f.answer
+	select {
+	case <-ctx.Done():
+		f.intr <- struct{}{}
+		<-f.answer
+	case <-f.answer:
+	}
 	return uint32(len(data)), 0
 }
 
@@ -60,7 +69,7 @@ func mountBlocker(t *testing.T) (string, *blockFile) {
 		t.Skip("skipping: no /dev/fuse")
 	}
 	dir := t.TempDir()
-	f := &blockFile{got: make(chan []byte, 4), answer: make(chan struct{}, 4)}
+	f := &blockFile{got: make(chan []byte, 4), answer: make(chan struct{}, 4), intr: make(chan struct{}, 4)}
 	srv, err := fs.Mount(dir, &blockRoot{f: f}, &fs.Options{MountOptions: fuse.MountOptions{FsName: "vmadt", AllowOther: true, DirectMount: true}})
 	if err != nil {
 		t.Skipf("skipping: cannot mount FUSE: %v", err)
@@ -123,6 +132,12 @@ func TestHeldFUSEWrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Seize: %v", err)
 	}
+	select {
+	case <-f.intr:
+	case <-time.After(10 * time.Second):
+		t.Fatal("seizing the writer did not interrupt its FUSE request")
+	}
+	quiet(t, p)
 	f.answer <- struct{}{}
 	waitHeld(t, h)
 	if nr, fd, ret := h.Syscall(); nr != unix.SYS_WRITE || fd != 3 || ret != 5 {
@@ -332,4 +347,50 @@ func TestDumpOptionsRefused(t *testing.T) {
 			t.Errorf("Dump with %+v: %v, want EINVAL", o, err)
 		}
 	}
+}
+
+// Wait gives up when its context ends; Resume then lets go of a process
+// that never stopped, and its write completes unharmed.
+func TestHeldWaitTimeoutResume(t *testing.T) {
+	needRoot(t)
+	dir, f := mountBlocker(t)
+	p := startProg(t, "READY", buildC(t, false, "writer.c"), filepath.Join(dir, "ctl"))
+	select {
+	case <-f.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never reached the FUSE server")
+	}
+	h, err := Seize(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait: %v, want the deadline", err)
+	}
+	ret := int64(-1)
+	if err := h.Resume(&ret); err == nil {
+		t.Error("Resume applied a return value to a process that never stopped")
+	}
+	waitTracer(t, p.cmd.Process.Pid, 0)
+	f.answer <- struct{}{}
+	expectLine(t, p, "WROTE 5 0")
+}
+
+// waitTracer polls until pid's TracerPid is want.
+func waitTracer(t *testing.T, pid, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		kv, err := keyValues(fmt.Sprintf("/proc/%d/status", pid), "TracerPid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kv["TracerPid"] == strconv.Itoa(want) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("process %d: tracer never became %d", pid, want)
 }

@@ -100,7 +100,7 @@ func startProg(t testing.TB, ready string, path string, args ...string) *prog {
 func startCmd(t testing.TB, ready string, cmd *exec.Cmd) *prog {
 	t.Helper()
 	path := cmd.Path
-	cmd.Env = append(os.Environ(), "VMADT_ENV=hello")
+	cmd.Env = append(cmd.Environ(), "VMADT_ENV=hello")
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -26,6 +26,9 @@ const syscallKILL = syscall.SIGKILL
 // prints the restored process's network namespace, waits for it and exits
 // with its status.
 func helperMain() int {
+	if os.Getenv("VMADT_HELPER") == "ghost" {
+		return ghostHelper()
+	}
 	f, err := os.Open(os.Getenv("VMADT_IMAGE"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
