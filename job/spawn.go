@@ -1,6 +1,7 @@
 package job
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -179,7 +180,9 @@ func execSpawn(bin string, argv, env []string, dir string) spawnFunc {
 		if err := sp.start(cmd, cred, nil); err != nil {
 			return nil, err
 		}
-		return &proc{pid: cmd.Process.Pid, wait: func() (*os.ProcessState, error) {
+		pid := cmd.Process.Pid
+		return &proc{pid: pid, wait: func() (*os.ProcessState, error) {
+			waitExit(pid)
 			err := cmd.Wait()
 			return cmd.ProcessState, err
 		}}, nil
@@ -199,6 +202,22 @@ func restoreSpawn(img io.Reader) spawnFunc {
 		if err != nil {
 			return nil, fmt.Errorf("restoring: %w", err)
 		}
-		return &proc{pid: p.Pid, wait: p.Wait}, nil
+		return &proc{pid: p.Pid, wait: func() (*os.ProcessState, error) {
+			waitExit(p.Pid)
+			return p.Wait()
+		}}, nil
+	}
+}
+
+// waitExit waits until a job's process has exited, before its wait(2):
+// a job that moves is traced by this process (vmadump.Seize), and the
+// wait of a traced child would take its ptrace stops (the tracer's, on
+// another thread of this process) for its end. A pidfd becomes readable
+// only at the exit.
+func waitExit(pid int) {
+	if err := vmadump.WaitExit(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+		// Without a pidfd the plain wait still works for jobs that
+		// never move.
+		_ = err
 	}
 }
