@@ -45,7 +45,8 @@ func (m *Master) newSlaveDir() synth.Dir {
 	}}
 	bins := &slaveBinDir{unlisted{m: m, ino: synth.NewIno()}}
 	procs := &slaveProcDir{unlisted{m: m, ino: synth.NewIno()}}
-	return synth.NewDir(synth.StaticEntries("adopt", adopt, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
+	as := &asDir{unlisted{m: m, ino: synth.NewIno()}} // the node mount's identities (as.go)
+	return synth.NewDir(synth.StaticEntries("adopt", adopt, "as", as, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
 }
 
 type pingHandle struct {
