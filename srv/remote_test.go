@@ -1,0 +1,149 @@
+package srv
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"bproc/fs/pspace"
+	"bproc/fs/synth"
+	"bproc/internal/treetest"
+)
+
+// serveMaster serves a real master's tree on loopback and returns a
+// registered slave connection to it (node 0) and a tool's.
+func serveMaster(t *testing.T) (slave, tool *Client) {
+	t.Helper()
+	m := pspace.NewMaster(pspace.DefaultConfig())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Key: testKey, Root: m.Root()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		serveReturned(t, done, 10*time.Second, "Serve did not return after cancel")
+	})
+	slave = dial(t, ln.Addr().String(), Hello{Role: RoleSlave, Host: "node0"})
+	// Opening slave/jobs registers the connection as node 0's slave.
+	jobs, err := slave.Open("slave/jobs", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { jobs.Close() })
+	return slave, dial(t, ln.Addr().String(), toolHello)
+}
+
+// The remote tree answers as the caller on the slave's node: node/self
+// is the slave's node, whatever the caller; a user's chmod of a node is
+// refused on the master (EPERM) and root's goes through.
+func TestRemoteTreeIsTheCaller(t *testing.T) {
+	slave, tool := serveMaster(t)
+	tree := slave.RemoteTree()
+	user := &synth.Local{Root: tree, Caller: &synth.Caller{Uid: 1000, Gid: 1000, Groups: []uint32{7}, Pid: os.Getpid(),
+		Env: func() ([]string, string, bool) { return nil, "/tmp/a.b c", true }}}
+	treetest.Want(t, user.Open, "node/self", "0\n")
+	n, err := user.Walk("node/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := os.FileMode(0o100)
+	if err := synth.Setattr(user.Caller, n, synth.SetattrReq{Mode: &mode}); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod node/0 as uid 1000: %v, want EPERM", err)
+	}
+	root := &synth.Local{Root: tree, Caller: &synth.Caller{Pid: os.Getpid()}}
+	if n, err = root.Walk("node/0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := synth.Setattr(root.Caller, n, synth.SetattrReq{Mode: &mode}); err != nil {
+		t.Errorf("chmod node/0 as root: %v", err)
+	}
+	if got := n.Attr().Mode.Perm(); got != 0o100 {
+		t.Errorf("node/0 after chmod: mode %v, want 0100", got)
+	}
+	if fi, err := tool.Stat("node/0"); err != nil || fi.Mode().Perm() != 0o100 {
+		t.Errorf("the master's node/0: %v %v, want mode 0100", fi, err)
+	}
+	// The listing is the public tree's: no slave/.
+	d, err := user.Walk("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := d.(synth.Dir).List(user.Caller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name)
+	}
+	if got := strings.Join(names, " "); got != "node proc status" {
+		t.Errorf("root lists %q, want \"node proc status\"", got)
+	}
+}
+
+// A tool's connection (not a slave) gets EPERM from the same walks.
+func TestRemoteTreeRefusedToTools(t *testing.T) {
+	_, tool := serveMaster(t)
+	l := &synth.Local{Root: tool.RemoteTree(), Caller: &synth.Caller{Uid: 0, Pid: 1}}
+	if _, err := l.Open("node/self", os.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
+		// slave/ itself is not there for a tool.
+		t.Errorf("node/self over a tool's remote tree: %v, want ENOENT", err)
+	}
+}
+
+// Mounted with FUSE, the remote tree reports the calling process: a
+// user's shell reads node/self and is refused what the master refuses
+// that user.
+func TestRemoteTreeMounted(t *testing.T) {
+	slave, _ := serveMaster(t)
+	dir := mountRoot(t, slave.RemoteTree())
+	b, err := os.ReadFile(filepath.Join(dir, "node/self"))
+	if err != nil || string(b) != "0\n" {
+		t.Fatalf("node/self through the mount: %q %v, want \"0\\n\"", b, err)
+	}
+	out, err := exec.Command("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
+		"sh", "-c", "chmod 700 "+dir+"/node/0 2>&1; echo rc=$?").CombinedOutput()
+	if err != nil {
+		t.Fatalf("setpriv: %v %s", err, out)
+	}
+	if !strings.Contains(string(out), "Operation not permitted") || !strings.Contains(string(out), "rc=1") {
+		t.Errorf("chmod as uid 1000 through the mount: %q, want EPERM", out)
+	}
+	if err := os.Chmod(filepath.Join(dir, "node/0"), 0o700); err != nil {
+		t.Errorf("chmod as root through the mount: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "node/0"))
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("node/0 after root's chmod: %v %v", fi, err)
+	}
+}
+
+func TestRemoteAsName(t *testing.T) {
+	for _, tc := range []struct {
+		c       synth.Caller
+		withCwd bool
+		want    string
+	}{
+		{synth.Caller{Uid: 1000, Gid: 100, Pid: 42}, false, "1000.100..42"},
+		{synth.Caller{Groups: []uint32{1, 2}, Pid: 7}, false, "0.0.1,2.7"},
+		{synth.Caller{Pid: 7, Env: func() ([]string, string, bool) { return nil, "/tmp", true }}, true, "0.0..7.2f746d70"},
+		{synth.Caller{Pid: 7, Env: func() ([]string, string, bool) { return nil, "/tmp", true }}, false, "0.0..7"},
+		{synth.Caller{Pid: 7, Env: func() ([]string, string, bool) { return nil, "", false }}, true, "0.0..7"},
+		{synth.Caller{Pid: -1}, false, "0.0..0"},
+	} {
+		if got := asName(&tc.c, tc.withCwd); got != tc.want {
+			t.Errorf("asName(%+v, %v) = %q, want %q", tc.c, tc.withCwd, got, tc.want)
+		}
+	}
+}
