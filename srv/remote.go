@@ -226,67 +226,71 @@ type remoteHandle struct {
 	t    *remoteTree
 	path []string
 	f    p9.File
-
-	// A read interrupted while waiting (a stream) leaves its request
-	// running on the master, since p9's client cannot flush one: its
-	// result is kept for the next read, so nothing read is lost.
-	mu      sync.Mutex
-	pending chan readResult
-}
-
-type readResult struct {
-	b   []byte
-	err error
 }
 
 func (h *remoteHandle) max() int { return int(h.t.c.msize) - 4096 }
 
-// Read returns at once with EINTR when ctx ends (FUSE interrupt); see
-// pending.
-func (h *remoteHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	h.mu.Lock()
-	ch := h.pending
-	h.pending = nil
-	if ch == nil {
-		ch = make(chan readResult, 1)
-		buf := make([]byte, min(len(p), h.max()))
-		go func() {
-			n, err := h.f.ReadAt(buf, off)
-			ch <- readResult{buf[:n], err}
-		}()
+// interruptEvery is how often an interrupted request's fid is fsynced
+// again until the request returns: the fsync may reach the master before
+// the request it is to interrupt does.
+const interruptEvery = 20 * time.Millisecond
+
+// interruptible runs op (one read or write on h.f) and returns its
+// result. When ctx ends first (a FUSE interrupt: the caller got a
+// signal), the master is asked to interrupt it (fsync on the fid, see
+// p9file.FSync), and op's result is still what is returned: data read
+// or written before the interrupt is never dropped.
+func (h *remoteHandle) interruptible(ctx context.Context, op func() (int, error)) (int, error) {
+	type result struct {
+		n   int
+		err error
 	}
-	h.mu.Unlock()
+	ch := make(chan result, 1)
+	go func() {
+		n, err := op()
+		ch <- result{n, err}
+	}()
 	select {
 	case r := <-ch:
-		n := copy(p, r.b)
-		if r.err != nil && !errors.Is(r.err, io.EOF) {
-			if n > 0 {
-				return n, nil
-			}
-			return 0, h.t.err(h.path, r.err)
-		}
-		return n, r.err
+		return r.n, r.err
 	case <-ctx.Done():
-		h.mu.Lock()
-		h.pending = ch
-		h.mu.Unlock()
-		return 0, fmt.Errorf("read interrupted: %w", syscall.EINTR)
+	}
+	tick := time.NewTicker(interruptEvery)
+	defer tick.Stop()
+	for {
+		h.f.FSync()
+		select {
+		case r := <-ch:
+			return r.n, r.err
+		case <-tick.C:
+		}
 	}
 }
 
+// Read reads one message's worth at most, so that a stream's read returns
+// what one reply carried.
+func (h *remoteHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	p = p[:min(len(p), h.max())]
+	n, err := h.interruptible(ctx, func() (int, error) { return h.f.ReadAt(p, off) })
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, h.t.err(h.path, err)
+	}
+	return n, err
+}
+
 // Write sends p in messages of at most msize; the master's errno comes
-// back to the writer.
+// back to the writer, and a short count after an interrupt.
 func (h *remoteHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), h.max())]
-		n, err := h.f.WriteAt(chunk, off)
+		n, err := h.interruptible(ctx, func() (int, error) { return h.f.WriteAt(chunk, off) })
 		total += n
 		off += int64(n)
 		if err != nil {
 			return total, h.t.err(h.path, err)
 		}
-		if n < len(chunk) {
+		if n < len(chunk) || ctx.Err() != nil {
 			return total, nil
 		}
 		p = p[n:]

@@ -74,6 +74,15 @@ func TestRemoteTreeIsTheCaller(t *testing.T) {
 	if fi, err := tool.Stat("node/0"); err != nil || fi.Mode().Perm() != 0o100 {
 		t.Errorf("the master's node/0: %v %v, want mode 0100", fi, err)
 	}
+	// The node is now 0100 root: the user may not run there (EACCES).
+	f, err := user.Open("node/0/ctl", os.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("exec /bin/true\n")); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("exec as uid 1000 on a 0100 root node: %v, want EACCES", err)
+	}
+	f.Close()
 	// The listing is the public tree's: no slave/.
 	d, err := user.Walk("")
 	if err != nil {
@@ -145,5 +154,49 @@ func TestRemoteAsName(t *testing.T) {
 		if got := asName(&tc.c, tc.withCwd); got != tc.want {
 			t.Errorf("asName(%+v, %v) = %q, want %q", tc.c, tc.withCwd, got, tc.want)
 		}
+	}
+}
+
+// A read blocked in a stream on the master returns EINTR when the node's
+// reader is interrupted (ctx done: FUSE_INTERRUPT), consuming nothing:
+// what is pushed next goes to the next read.
+func TestRemoteReadInterrupted(t *testing.T) {
+	sv := serve(t)
+	c := dial(t, sv.addr, toolHello)
+	_, f, err := c.root.Walk([]string{"stream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, _, err := f.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	h := &remoteHandle{t: &remoteTree{c: c}, path: []string{"stream"}, f: f}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Read(ctx, make([]byte, 10), 0)
+		done <- err
+	}()
+	if !waitFor(5*time.Second, func() bool { return sv.tree.stream.inRead.Load() == 1 }) {
+		t.Fatal("the read never reached the stream")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, syscall.EINTR) {
+			t.Errorf("interrupted read: %v, want EINTR", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the interrupted read did not return")
+	}
+	if n := sv.tree.stream.intr.Load(); n != 1 {
+		t.Errorf("%d reads ended with EINTR on the master, want 1", n)
+	}
+	sv.tree.stream.data <- []byte("next")
+	buf := make([]byte, 10)
+	n, err := h.Read(context.Background(), buf, 0)
+	if err != nil || string(buf[:n]) != "next" {
+		t.Errorf("read after the interrupt: %q %v, want \"next\"", buf[:n], err)
 	}
 }
