@@ -163,6 +163,11 @@ func (n *remoteNode) Setattr(c *synth.Caller, mode *iofs.FileMode, uid, gid *uin
 
 type remoteDir struct{ remoteNode }
 
+// StableEntry: the master's top directories (node/, proc/) are always
+// there for everyone, so the node's kernel may keep their entries
+// (fusemount.StableEntry); everything below is looked up every time.
+func (d *remoteDir) StableEntry() bool { return len(d.path) == 1 }
+
 // Lookup is one walk (with its attributes); the fid is clunked in the
 // background, off the request's path.
 func (d *remoteDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {

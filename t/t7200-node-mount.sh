@@ -63,7 +63,13 @@ test_expect_success 'a user on a node is that user on the master: the job runs a
 	out=$(user_on_node 1 bpsh 2 id -u) &&
 	test "$out" = "$uid" &&
 	! user_on_node 1 chmod 0700 /bproc/node/2 2>err &&
-	test_grep "Operation not permitted" err
+	test_grep "Operation not permitted" err &&
+	pid=$(node_exec 2 "/bin/sleep 300") &&
+	test_when_finished "echo kill 9 >$BPROC/proc/$pid/ctl" &&
+	! user_on_node 1 bash -c "echo kill 9 >/bproc/proc/$pid/ctl" 2>err &&
+	test_grep "Operation not permitted\|Permission denied" err &&
+	state=$(awk "{ print \$3 }" $BPROC/proc/$pid/status) &&
+	test "$state" = running
 '
 
 test_expect_success 'node permissions hold from a node: 0100 root refuses the user (EACCES), not root' '
