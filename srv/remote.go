@@ -21,23 +21,140 @@ import (
 
 // RemoteTree is the master's public tree, reached over a slave's 9P
 // connection, as a synth.Dir whose every operation runs on the master as
-// its caller: each request walks from slave/as/ID/ (see fs/pspace/as.go),
-// ID naming the caller's uid, gid, groups and pid (and, for opens, its
-// working directory). bpslave mounts it with srv/fusemount, so the FUSE
-// caller the node's kernel reports is who the master sees; the master
-// adds the node's number from the connection. Only a slave connection
-// (RoleSlave, registered) may do this.
+// its caller: each request walks from slave/as/SLOT/ (see
+// fs/pspace/as.go), SLOT standing for the caller's uid, gid, groups and
+// pid (and, for opens, its working directory). bpslave mounts it with
+// srv/fusemount, so the FUSE caller the node's kernel reports is who the
+// master sees; the master adds the node's number from the connection.
+// Only a slave connection (RoleSlave, registered) may do this.
 //
 // Attributes are those of the last lookup; nothing else is cached.
 func (c *Client) RemoteTree() synth.Dir {
-	t := &remoteTree{c: c}
+	t := &remoteTree{c: c, byID: map[string]*asSlot{}}
+	t.cond = sync.NewCond(&t.mu)
 	return &remoteDir{remoteNode{t: t, attr: synth.Attr{Mode: iofs.ModeDir | 0o555, Ino: 1}}}
 }
 
-type remoteTree struct{ c *Client }
+// asSlots is how many identities the master keeps per slave connection
+// (fs/pspace's asSlots).
+const asSlots = 256
 
-// asName is the identity directory for c (fs/pspace parses it); cwd only
-// when asked for (opens: exec resolves relative paths against it).
+type remoteTree struct {
+	c *Client
+
+	// The slots: which identity each stands for on the master. A slot is
+	// set again (for the least recently used identity) only while no walk
+	// through it is in flight.
+	mu    sync.Mutex
+	cond  *sync.Cond
+	byID  map[string]*asSlot
+	slots []*asSlot
+	tick  uint64
+
+	setMu sync.Mutex
+	set   p9.File // slave/as/set, open for writing; nil until needed
+}
+
+type asSlot struct {
+	n     int
+	id    string
+	busy  int  // walks in flight, and a set being written
+	ready bool // the master has the identity
+	last  uint64
+}
+
+// acquire returns the slot standing for id, setting one on the master
+// if needed; the caller releases it once its walk has returned.
+func (t *remoteTree) acquire(id string) (*asSlot, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		if s := t.byID[id]; s != nil {
+			if s.ready {
+				s.busy++
+				return s, nil
+			}
+			t.cond.Wait() // being set by another request
+			continue
+		}
+		s := t.idleSlot()
+		if s == nil {
+			t.cond.Wait()
+			continue
+		}
+		if s.id != "" {
+			delete(t.byID, s.id)
+		}
+		s.id, s.ready, s.busy = id, false, 1
+		t.byID[id] = s
+		t.mu.Unlock()
+		err := t.setSlot(s.n, id)
+		t.mu.Lock()
+		if err != nil {
+			delete(t.byID, id)
+			s.id, s.busy = "", 0
+			t.cond.Broadcast()
+			return nil, err
+		}
+		s.ready = true
+		t.cond.Broadcast()
+		return s, nil
+	}
+}
+
+// idleSlot is a new slot while there are fewer than asSlots, else the
+// least recently used one nobody walks through; nil when all are busy.
+func (t *remoteTree) idleSlot() *asSlot {
+	if len(t.slots) < asSlots {
+		s := &asSlot{n: len(t.slots)}
+		t.slots = append(t.slots, s)
+		return s
+	}
+	var best *asSlot
+	for _, s := range t.slots {
+		if s.busy == 0 && (best == nil || s.last < best.last) {
+			best = s
+		}
+	}
+	return best
+}
+
+func (t *remoteTree) release(s *asSlot) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.busy--
+	t.tick++
+	s.last = t.tick
+	if s.busy == 0 {
+		t.cond.Broadcast()
+	}
+}
+
+// setSlot tells the master whom slot n stands for, on slave/as/set
+// (opened once).
+func (t *remoteTree) setSlot(n int, id string) error {
+	t.setMu.Lock()
+	defer t.setMu.Unlock()
+	if t.set == nil {
+		_, f, err := t.c.root.Walk([]string{"slave", "as", "set"})
+		if err != nil {
+			return t.err([]string{"slave/as/set"}, err)
+		}
+		if _, _, err := f.Open(p9.WriteOnly); err != nil {
+			go f.Close()
+			return t.err([]string{"slave/as/set"}, err)
+		}
+		t.set = f
+	}
+	line := []byte(strconv.Itoa(n) + " " + id + "\n")
+	if _, err := t.set.WriteAt(line, 0); err != nil {
+		return t.err([]string{"slave/as/set"}, err)
+	}
+	return nil
+}
+
+// asName is the identity a slot is set to for c (fs/pspace parses it);
+// cwd only when asked for (opens: exec resolves relative paths against it).
 func asName(c *synth.Caller, withCwd bool) string {
 	var b strings.Builder
 	b.WriteString(strconv.FormatUint(uint64(c.Uid), 10))
@@ -61,17 +178,16 @@ func asName(c *synth.Caller, withCwd bool) string {
 	return b.String()
 }
 
-// names is the walk from the connection's root to path as c.
-func (t *remoteTree) names(c *synth.Caller, path []string, withCwd bool) []string {
-	out := make([]string, 0, 3+len(path))
-	out = append(out, "slave", "as", asName(c, withCwd))
-	return append(out, path...)
-}
-
 // walk walks to path as c and returns the fid and its attributes.
 func (t *remoteTree) walk(c *synth.Caller, path []string, withCwd bool) (p9.File, synth.Attr, error) {
-	names := t.names(c, path, withCwd)
+	slot, err := t.acquire(asName(c, withCwd))
+	if err != nil {
+		return nil, synth.Attr{}, err
+	}
+	names := make([]string, 0, 3+len(path))
+	names = append(append(names, "slave", "as", strconv.Itoa(slot.n)), path...)
 	qids, f, _, a, err := t.c.root.WalkGetAttr(names)
+	t.release(slot)
 	if err != nil {
 		return nil, synth.Attr{}, t.err(path, err)
 	}

@@ -3,11 +3,13 @@ package srv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -198,5 +200,48 @@ func TestRemoteReadInterrupted(t *testing.T) {
 	n, err := h.Read(context.Background(), buf, 0)
 	if err != nil || string(buf[:n]) != "next" {
 		t.Errorf("read after the interrupt: %q %v, want \"next\"", buf[:n], err)
+	}
+}
+
+// More processes than the master keeps slots for, at once: slots are set
+// again for new ones, and each request is still decided as its own
+// caller (a user is refused a node's chmod, root is not).
+func TestRemoteTreeSlotsReused(t *testing.T) {
+	slave, _ := serveMaster(t)
+	tree := slave.RemoteTree()
+	mode := os.FileMode(0o111)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				uid := uint32(1000)
+				if i%2 == 0 {
+					uid = 0
+				}
+				c := &synth.Caller{Uid: uid, Gid: uid, Pid: 10000 + w*1000 + i}
+				n, err := (&synth.Local{Root: tree, Caller: c}).Walk("node/0")
+				if err != nil {
+					errs <- err
+					return
+				}
+				err = synth.Setattr(c, n, synth.SetattrReq{Mode: &mode})
+				if uid == 0 && err != nil || uid != 0 && !errors.Is(err, syscall.EPERM) {
+					errs <- fmt.Errorf("chmod as uid %d pid %d: %v", uid, c.Pid, err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	rt := tree.(*remoteDir).t
+	if n := len(rt.slots); n != asSlots {
+		t.Errorf("%d slots in use after 800 callers, want all %d", n, asSlots)
 	}
 }

@@ -117,6 +117,19 @@ test_expect_success 'a read blocked on the node mount is interrupted by a signal
 	test "$out" = "got hello"
 '
 
+test_expect_success 'libbproc on a node: bproc_currnode() is the node, bproc_numnodes() the cluster.s' '
+	make -s -C "$BPROC_ROOT" install PREFIX="$T/inst" DESTDIR= SYSCONFDIR="$T/etc" BUILD="$T/build" &&
+	cat >cur.py <<-PY &&
+	import ctypes
+	lib = ctypes.CDLL("$T/inst/lib/libbproc.so")
+	print(lib.bproc_currnode(), lib.bproc_numnodes())
+	PY
+	out=$(on_node 1 python3 cur.py) &&
+	test "$out" = "1 3" &&
+	out=$(BPROC_MOUNT=$BPROC python3 cur.py) &&
+	test "$out" = "-1 3"
+'
+
 test_expect_success 'the mount goes with the master and comes back when the slave reconnects' '
 	master_stop &&
 	wait_for "! in_node 1 mountpoint -q /bproc" 10 &&

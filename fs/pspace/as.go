@@ -1,31 +1,103 @@
 package pspace
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	iofs "io/fs"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"bproc/fs/synth"
 )
 
-// slave/as/ID/ is the public tree as seen by a process on the slave's
+// slave/as/SLOT/ is the public tree as seen by a process on the slave's
 // node: bpslave's /bproc mount walks from there for every request, so
 // the tree decides as that process (its uid, gid, groups, pid, and the
 // slave's node). 9P's attach carries no identity per request, and a
 // slave is trusted as BProc trusted its slaves: it holds the cluster
 // key, and its node's kernel vouches for the FUSE caller. Only the slave
 // connection itself may enter; the node number comes from the
-// connection, never from the name.
+// connection, never from the slave's word.
 //
-// ID is UID.GID.GROUPS.PID[.CWD]: GROUPS comma-separated (may be
-// empty), CWD the caller's working directory in hex (exec resolves
-// relative paths and starts jobs there).
+// The slave first writes `SLOT ID` to slave/as/set, naming the process
+// SLOT stands for (0 <= SLOT < asSlots) until it is set again; ID is
+// UID.GID.GROUPS.PID[.CWD]: GROUPS comma-separated (may be empty), CWD
+// the working directory in hex (exec resolves relative paths and starts
+// jobs there). The slave reuses a slot only when no walk through it is
+// in flight; a node found through a slot keeps the identity it was
+// found with. Slots, not identities, are the names walked because the
+// 9P server keeps a node for every name ever walked on a connection: a
+// few hundred slots stay a few hundred names, however many processes
+// come and go on the node.
 
-// asName formats an identity for slave/as/ (the slave's side, in
-// srv.RemoteTree, builds the same string; the test checks both agree).
+// asSlots is how many identities a slave connection may name at once
+// (srv.RemoteTree uses as many).
+const asSlots = 256
+
+// asTables are the slot tables of the live slave connections, by
+// connection: the table goes with its connection.
+var asTables sync.Map // context.Context → *asTable
+
+type asTable struct {
+	mu  sync.Mutex
+	ids [asSlots]*asID
+}
+
+type asID struct {
+	c   synth.Caller
+	cwd string
+}
+
+func tableFor(conn context.Context) *asTable {
+	if t, ok := asTables.Load(conn); ok {
+		return t.(*asTable)
+	}
+	t, loaded := asTables.LoadOrStore(conn, &asTable{})
+	if !loaded {
+		context.AfterFunc(conn, func() { asTables.Delete(conn) })
+	}
+	return t.(*asTable)
+}
+
+// parseAsSet reads one `SLOT ID` line of slave/as/set.
+func parseAsSet(line string) (slot int, id *asID, err error) {
+	s, name, ok := strings.Cut(line, " ")
+	n, nerr := strconv.Atoi(s)
+	if !ok || nerr != nil || strconv.Itoa(n) != s || n < 0 || n >= asSlots {
+		return 0, nil, fmt.Errorf("slave/as/set: %.60q: want SLOT ID, SLOT below %d: %w", line, asSlots, syscall.EINVAL)
+	}
+	c, cwd, err := parseAs(name)
+	if err != nil {
+		return 0, nil, fmt.Errorf("slave/as/set: %w", syscall.EINVAL)
+	}
+	return n, &asID{c: c, cwd: cwd}, nil
+}
+
+// asSetHandle is an open slave/as/set: every write is one `SLOT ID`
+// line (a trailing newline allowed).
+type asSetHandle struct {
+	synth.NoRead
+	synth.NoClose
+	t *asTable
+}
+
+func (h *asSetHandle) Write(_ context.Context, p []byte, _ int64) (int, error) {
+	slot, id, err := parseAsSet(strings.TrimSuffix(string(p), "\n"))
+	if err != nil {
+		return 0, err
+	}
+	h.t.mu.Lock()
+	h.t.ids[slot] = id
+	h.t.mu.Unlock()
+	return len(p), nil
+}
+
+// asName formats an identity for slave/as/set (the slave's side,
+// srv.RemoteTree, builds the same string: both packages' tests hold it
+// to the same examples).
 func asName(uid, gid uint32, groups []uint32, pid int, cwd string) string {
 	gs := make([]string, len(groups))
 	for i, g := range groups {
@@ -86,24 +158,49 @@ func parseAs(name string) (c synth.Caller, cwd string, err error) {
 	return synth.Caller{Uid: uint32(uid), Gid: uint32(gid), Groups: groups, Pid: int(pid)}, cwd, nil
 }
 
-// asDir is slave/as/: it lists nothing and finds identities by name.
-type asDir struct{ unlisted }
+// asDir is slave/as/: it lists nothing and finds set and the slots by
+// name, for the slave connection only.
+type asDir struct {
+	unlisted
+	set *synth.FuncFile
+}
+
+func (m *Master) newAsDir() *asDir {
+	return &asDir{unlisted: unlisted{m: m, ino: synth.NewIno()},
+		set: &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o200, OpenFunc: func(c *synth.Caller, flags int) (synth.Handle, error) {
+			if _, err := m.slaveFor(c); err != nil {
+				return nil, fmt.Errorf("slave/as/set: %w", syscall.EPERM)
+			}
+			return &asSetHandle{t: tableFor(c.Conn)}, nil
+		}}}
+}
 
 func (d *asDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 	sc, err := d.m.slaveFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("slave/as: %w", syscall.EPERM)
 	}
-	id, cwd, err := parseAs(name)
-	if err != nil {
-		return nil, err
+	if name == "set" {
+		return d.set, nil
 	}
+	t := tableFor(c.Conn)
+	slot, err := strconv.Atoi(name)
+	if err != nil || strconv.Itoa(slot) != name || slot < 0 || slot >= asSlots {
+		return nil, fmt.Errorf("slave/as/%.20q: no such slot: %w", name, syscall.ENOENT)
+	}
+	t.mu.Lock()
+	set := t.ids[slot]
+	t.mu.Unlock()
+	if set == nil {
+		return nil, fmt.Errorf("slave/as/%d: slot not set: %w", slot, syscall.ENOENT)
+	}
+	id := set.c // a copy: the slot may be set again, this walk keeps who it was
 	d.m.mu.Lock()
 	id.Node = sc.node.num
 	d.m.mu.Unlock()
 	// Not a slave: the process sees the public tree, as a user would.
 	id.Addr, id.Host, id.Conn = c.Addr, c.Host, c.Conn
-	if cwd != "" {
+	if cwd := set.cwd; cwd != "" {
 		id.Env = func() ([]string, string, bool) { return nil, cwd, true }
 	}
 	return wrapAs(d.m.root, &id), nil

@@ -26,7 +26,22 @@ func asSlave(t *testing.T, m *Master, addr string) (*synth.Caller, int) {
 	return c, sc.node.num
 }
 
-// A slave's slave/as/ID/ is the public tree seen by the process ID names
+// setAs names the identity of slot through slave/as/set and returns the
+// slot's directory.
+func setAs(t *testing.T, l *synth.Local, slot int, id string) string {
+	t.Helper()
+	f, err := l.Open("slave/as/set", syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte(itoa(slot) + " " + id + "\n")); err != nil {
+		t.Fatalf("setting slot %d to %q: %v", slot, id, err)
+	}
+	return "slave/as/" + itoa(slot) + "/"
+}
+
+// A slave's slave/as/SLOT/ is the public tree seen by the process ID names
 // on the slave's node: node/self is the slave's node, uid and groups are
 // those of the name, and slave/ is not there.
 func TestAsSubstitutesCaller(t *testing.T) {
@@ -34,7 +49,7 @@ func TestAsSubstitutesCaller(t *testing.T) {
 	_, _ = asSlave(t, m, "10.0.0.5")
 	slave, num := asSlave(t, m, "10.0.0.6")
 	l := &synth.Local{Root: m.Root(), Caller: slave}
-	id := "slave/as/" + asName(1000, 1000, []uint32{5, 6}, 42, "") + "/"
+	id := setAs(t, l, 0, asName(1000, 1000, []uint32{5, 6}, 42, ""))
 	if got, want := treetest.Read(t, l.Open, id+"node/self"), itoa(num)+"\n"; got != want {
 		t.Errorf("node/self through the slave's mount = %q, want %q", got, want)
 	}
@@ -46,7 +61,7 @@ func TestAsSubstitutesCaller(t *testing.T) {
 		uid  uint32
 		want error
 	}{{1000, syscall.EPERM}, {0, nil}} {
-		n, err := l.Walk("slave/as/" + asName(tc.uid, tc.uid, nil, 42, "") + "/node/" + itoa(num))
+		n, err := l.Walk(setAs(t, l, 1, asName(tc.uid, tc.uid, nil, 42, "")) + "node/" + itoa(num))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,12 +99,13 @@ func TestAsWrapperCallers(t *testing.T) {
 	m.root = synth.NewDir(synth.StaticEntries("d", dir, "slave", m.newSlaveDir()))
 	slave, num := asSlave(t, m, "10.0.0.5")
 	l := &synth.Local{Root: m.root, Caller: slave}
-	f, err := l.Open("slave/as/"+asName(7, 8, []uint32{9}, 1234, "/tmp/a b")+"/d/f", syscall.O_RDONLY)
+	slot := setAs(t, l, 255, asName(7, 8, []uint32{9}, 1234, "/tmp/a b"))
+	f, err := l.Open(slot+"d/f", syscall.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	n, err := l.Walk("slave/as/" + asName(7, 8, []uint32{9}, 1234, "/tmp/a b") + "/d")
+	n, err := l.Walk(slot + "d")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +138,8 @@ func TestAsRefusedToOthers(t *testing.T) {
 	m := NewMaster(DefaultConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d := &asDir{unlisted{m: m, ino: synth.NewIno()}}
-	name := asName(0, 0, nil, 1, "")
+	d := m.newAsDir()
+	name := "0"
 	for what, c := range map[string]*synth.Caller{
 		"a tool":                  {Uid: 0, Conn: ctx, Node: synth.NodeUnknown},
 		"the master's mount":      {Uid: 0, Node: -1, Pid: 1},
@@ -133,11 +149,54 @@ func TestAsRefusedToOthers(t *testing.T) {
 		if _, err := d.Lookup(c, name); !errors.Is(err, syscall.EPERM) {
 			t.Errorf("%s: %v, want EPERM", what, err)
 		}
+		if _, err := d.set.Open(c, syscall.O_WRONLY); !errors.Is(err, syscall.EPERM) {
+			t.Errorf("%s opening slave/as/set: %v, want EPERM", what, err)
+		}
 	}
 	// And the root shows slave/ to slaves only.
 	l := &synth.Local{Root: m.Root(), Caller: &synth.Caller{Uid: 0, Node: -1}}
 	if _, err := l.Walk("slave/as/" + name); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("slave/as from the master's mount: %v, want ENOENT", err)
+	}
+}
+
+// A slot names one identity until it is set again; what was found
+// through it keeps the identity it was found with. Unset slots, slots out
+// of range and bad lines are refused.
+func TestAsSlots(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	slave, num := asSlave(t, m, "10.0.0.5")
+	l := &synth.Local{Root: m.Root(), Caller: slave}
+	for _, name := range []string{"slave/as/0/status", "slave/as/256/status", "slave/as/-1/status", "slave/as/00/status", "slave/as/x/status"} {
+		if _, err := l.Walk(name); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("%s: %v, want ENOENT", name, err)
+		}
+	}
+	dir := setAs(t, l, 0, asName(1000, 1000, nil, 42, ""))
+	n, err := l.Walk(dir + "node/" + itoa(num))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setAs(t, l, 0, asName(0, 0, nil, 43, ""))
+	mode := iofs.FileMode(0o100)
+	if err := synth.Setattr(slave, n, synth.SetattrReq{Mode: &mode}); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod through a node found as uid 1000, slot since set to root: %v, want EPERM", err)
+	}
+	f, err := l.Open("slave/as/set", syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, line := range []string{"", "0", "256 0.0..1", "-1 0.0..1", "00 0.0..1", "0  0.0..1", "0 0.0.1", "0 0.0..1\n\n", "1 0.0..1 x"} {
+		if _, err := f.Write([]byte(line)); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("set %q: %v, want EINVAL", line, err)
+		}
+	}
+	// Another slave's slots are its own.
+	other, _ := asSlave(t, m, "10.0.0.6")
+	lo := &synth.Local{Root: m.Root(), Caller: other}
+	if _, err := lo.Walk("slave/as/0/status"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("another slave's slot 0: %v, want ENOENT", err)
 	}
 }
 
@@ -189,22 +248,23 @@ func TestParseAs(t *testing.T) {
 	}
 }
 
-// FuzzParseAs: whatever a slave sends as an identity is refused cleanly
-// or reads back to the same name.
-func FuzzParseAs(f *testing.F) {
-	for _, s := range []string{"1000.100..42", "0.0.1,2,3.1", "1.2.3.4.2f746d70", "1.2..3.", "01.2..3", "1.2.,.3"} {
+// FuzzParseAsSet: whatever a slave writes to slave/as/set is refused
+// cleanly (EINVAL) or reads back to the same line.
+func FuzzParseAsSet(f *testing.F) {
+	for _, s := range []string{"0 1000.100..42", "255 0.0.1,2,3.1", "7 1.2.3.4.2f746d70", "1 1.2..3.", "01 1.2..3", "3 1.2.,.3", "256 0.0..1", "0"} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, name string) {
-		c, cwd, err := parseAs(name)
+	f.Fuzz(func(t *testing.T, line string) {
+		slot, id, err := parseAsSet(line)
 		if err != nil {
-			if !errors.Is(err, syscall.ENOENT) {
-				t.Fatalf("parseAs(%q): %v, not ENOENT", name, err)
+			if !errors.Is(err, syscall.EINVAL) {
+				t.Fatalf("parseAsSet(%q): %v, not EINVAL", line, err)
 			}
 			return
 		}
-		if back := asName(c.Uid, c.Gid, c.Groups, c.Pid, cwd); back != name {
-			t.Fatalf("asName(parseAs(%q)) = %q", name, back)
+		c := id.c
+		if back := itoa(slot) + " " + asName(c.Uid, c.Gid, c.Groups, c.Pid, id.cwd); back != line {
+			t.Fatalf("parseAsSet(%q) reads back as %q", line, back)
 		}
 	})
 }

@@ -45,7 +45,7 @@ func (m *Master) newSlaveDir() synth.Dir {
 	}}
 	bins := &slaveBinDir{unlisted{m: m, ino: synth.NewIno()}}
 	procs := &slaveProcDir{unlisted{m: m, ino: synth.NewIno()}}
-	as := &asDir{unlisted{m: m, ino: synth.NewIno()}} // the node mount's identities (as.go)
+	as := m.newAsDir() // the node mount's identities (as.go)
 	return synth.NewDir(synth.StaticEntries("adopt", adopt, "as", as, "bin", bins, "jobs", jobs, "ping", ping, "proc", procs, "report", report))
 }
 
