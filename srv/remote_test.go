@@ -22,13 +22,54 @@ import (
 // serveMaster serves a real master's tree on loopback and returns a
 // registered slave connection to it (node 0) and a tool's.
 func serveMaster(t *testing.T) (slave, tool *Client) {
+	slave, tool, _ = serveMasterNames(t)
+	return slave, tool
+}
+
+// asNames records the names looked up in slave/as/ on the master.
+type asNames struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (a *asNames) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.names)
+}
+
+// recDir passes a directory through, recording the names looked up
+// depth levels below the root (2: slave/as/NAME).
+type recDir struct {
+	synth.Dir
+	depth int
+	rec   *asNames
+}
+
+func (d *recDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
+	n, err := d.Dir.Lookup(c, name)
+	if d.depth == 2 {
+		d.rec.mu.Lock()
+		d.rec.names[name] = true
+		d.rec.mu.Unlock()
+		return n, err
+	}
+	if sub, ok := n.(synth.Dir); ok && err == nil {
+		return &recDir{sub, d.depth + 1, d.rec}, nil
+	}
+	return n, err
+}
+
+// serveMasterNames is serveMaster recording the names walked in slave/as/.
+func serveMasterNames(t *testing.T) (slave, tool *Client, rec *asNames) {
 	t.Helper()
 	m := pspace.NewMaster(pspace.DefaultConfig())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Key: testKey, Root: m.Root()}
+	rec = &asNames{names: map[string]bool{}}
+	s := &Server{Key: testKey, Root: &recDir{m.Root(), 0, rec}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -43,7 +84,7 @@ func serveMaster(t *testing.T) (slave, tool *Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { jobs.Close() })
-	return slave, dial(t, ln.Addr().String(), toolHello)
+	return slave, dial(t, ln.Addr().String(), toolHello), rec
 }
 
 // The remote tree answers as the caller on the slave's node: node/self
@@ -206,8 +247,12 @@ func TestRemoteReadInterrupted(t *testing.T) {
 // More processes than the master keeps slots for, at once: slots are set
 // again for new ones, and each request is still decided as its own
 // caller (a user is refused a node's chmod, root is not).
+//
+// The names walked in slave/as/ stay the slots' (and set): the 9P server
+// keeps a node for every name a connection ever walked, so a name per
+// process would grow the master with every process on the node.
 func TestRemoteTreeSlotsReused(t *testing.T) {
-	slave, _ := serveMaster(t)
+	slave, _, rec := serveMasterNames(t)
 	tree := slave.RemoteTree()
 	mode := os.FileMode(0o111)
 	var wg sync.WaitGroup
@@ -243,5 +288,8 @@ func TestRemoteTreeSlotsReused(t *testing.T) {
 	rt := tree.(*remoteDir).t
 	if n := len(rt.slots); n != asSlots {
 		t.Errorf("%d slots in use after 800 callers, want all %d", n, asSlots)
+	}
+	if n := rec.count(); n > asSlots+1 {
+		t.Errorf("%d names walked in slave/as/ for 800 callers, want at most %d", n, asSlots+1)
 	}
 }
