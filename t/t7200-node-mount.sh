@@ -51,6 +51,24 @@ test_expect_success 'bpsh on node 1 runs a job on node 2: output and exit status
 	echo err >expect && test_cmp expect err
 '
 
+test_expect_success 'an attached job keeps all its output for a reader that comes after it exited' '
+	pid=$(node_exec 2 "-i /usr/bin/head -c 300000 /dev/urandom") &&
+	wait_for "grep -q exited $BPROC/proc/$pid/status" 10 &&
+	n=$(wc -c <$BPROC/proc/$pid/stdout) &&
+	test "$n" = 300000
+'
+
+test_expect_success 'bpcp on node 1 copies a file to node 2 and back' '
+	head -c 300000 /dev/urandom >data &&
+	in_node 1 cp "$T/data" /tmp/data &&
+	on_node 1 bpcp /tmp/data 2:/tmp/copy &&
+	on_node 1 bpcp 2:/tmp/copy /tmp/back &&
+	in_node 1 cat /tmp/back >back &&
+	test_cmp data back &&
+	in_node 2 cat /tmp/copy >copy &&
+	test_cmp data copy
+'
+
 test_expect_success 'bpstat on a node lists what the master does' '
 	on_node 1 bpstat >node-out &&
 	bpstat >master-out &&
