@@ -170,7 +170,7 @@ func asName(c *synth.Caller, withCwd bool) string {
 	b.WriteByte('.')
 	b.WriteString(strconv.Itoa(max(c.Pid, 0)))
 	if withCwd && c.Env != nil {
-		if _, cwd, ok := c.Env(); ok && strings.HasPrefix(cwd, "/") && !strings.ContainsRune(cwd, 0) {
+		if _, cwd, ok := c.Env(); ok && strings.HasPrefix(cwd, "/") && len(cwd) <= 4096 && !strings.ContainsRune(cwd, 0) {
 			b.WriteByte('.')
 			b.WriteString(hex.EncodeToString([]byte(cwd)))
 		}

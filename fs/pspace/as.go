@@ -114,6 +114,9 @@ func asName(uid, gid uint32, groups []uint32, pid int, cwd string) string {
 // NGROUPS_MAX is 65536; the kernel's FUSE caller has far fewer).
 const maxAsGroups = 1024
 
+// maxAsCwd is Linux's PATH_MAX: a working directory is never longer.
+const maxAsCwd = 4096
+
 // parseAs reads an identity name; only the canonical form is accepted,
 // so one identity has one name.
 func parseAs(name string) (c synth.Caller, cwd string, err error) {
@@ -149,6 +152,9 @@ func parseAs(name string) (c synth.Caller, cwd string, err error) {
 		}
 	}
 	if len(f) == 5 {
+		if len(f[4]) > 2*maxAsCwd {
+			return c, "", bad("working directory longer than PATH_MAX")
+		}
 		b, err := hex.DecodeString(f[4])
 		if err != nil || len(b) == 0 || b[0] != '/' || hex.EncodeToString(b) != f[4] || strings.IndexByte(string(b), 0) >= 0 {
 			return c, "", bad("bad working directory")

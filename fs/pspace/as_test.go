@@ -227,6 +227,8 @@ func TestParseAs(t *testing.T) {
 		{"+1.2..3", false, synth.Caller{}, ""},
 		{"1.2.3 .4", false, synth.Caller{}, ""},
 		{"1.2." + strings.Repeat("1,", maxAsGroups) + "1.4", false, synth.Caller{}, ""},
+		{"1.2..4." + strings.Repeat("2f", maxAsCwd+1), false, synth.Caller{}, ""},
+		{"1.2..4." + strings.Repeat("2f", maxAsCwd), true, synth.Caller{Uid: 1, Gid: 2, Pid: 4}, strings.Repeat("/", maxAsCwd)},
 	} {
 		c, cwd, err := parseAs(tc.name)
 		if (err == nil) != tc.ok {
