@@ -4,7 +4,8 @@
 # (its uid, gid, groups and pid; the node's number).
 . "$(dirname "$0")/lib.sh"
 
-test_setup 'a 3-node cluster' cluster_up 3
+# The iprange covers a node 3 that only the stacking test brings up.
+test_setup 'a 3-node cluster' eval 'CLUSTER_RANGE=4 cluster_up 3'
 test_setup 'a test user exists' ensure_user bptest
 
 # on_node I CMD...: CMD on node I with the node's own /bproc as the tree
@@ -135,7 +136,7 @@ test_expect_success 'a read blocked on the node mount is interrupted by a signal
 	test "$out" = "got hello"
 '
 
-test_expect_success 'libbproc on a node: bproc_currnode() is the node, bproc_numnodes() the cluster.s' '
+test_expect_success 'libbproc on a node: bproc_currnode() is the node, bproc_numnodes() the cluster.s (4 configured)' '
 	make -s -C "$BPROC_ROOT" install PREFIX="$T/inst" DESTDIR= SYSCONFDIR="$T/etc" BUILD="$T/build" &&
 	cat >cur.py <<-PY &&
 	import ctypes
@@ -143,9 +144,9 @@ test_expect_success 'libbproc on a node: bproc_currnode() is the node, bproc_num
 	print(lib.bproc_currnode(), lib.bproc_numnodes())
 	PY
 	out=$(on_node 1 python3 cur.py) &&
-	test "$out" = "1 3" &&
+	test "$out" = "1 4" &&
 	out=$(BPROC_MOUNT=$BPROC python3 cur.py) &&
-	test "$out" = "-1 3"
+	test "$out" = "-1 4"
 '
 
 test_expect_success 'the mount goes with the master and comes back when the slave reconnects' '
@@ -158,6 +159,18 @@ test_expect_success 'the mount goes with the master and comes back when the slav
 	test "$out" = 1 &&
 	out=$(on_node 1 bpsh 0 hostname) &&
 	test "$out" = node0
+'
+
+test_expect_success 'a second slave on the host (-s) leaves the tree mounted there alone' '
+	in_node 0 ip addr add $(node_addr 3)/24 dev eth0 &&
+	bg_node 0 "$T/slave3.log" bpslave -d -k "$KEY" -s $(node_addr 3) --no-stats "$MASTER_ADDR" &&
+	test_when_finished "bg_kill node0-bpslave.2" &&
+	wait_node_state 3 up 20 &&
+	wait_for "grep -q \"already has one\" $T/slave3.log" 10 &&
+	out=$(in_node 0 cat /bproc/node/self) &&
+	test "$out" = 0 &&
+	n=$(in_node 0 awk "\$2 == \"/bproc\"" /proc/self/mounts | wc -l) &&
+	test "$n" = 1
 '
 
 test_expect_success '--no-mount leaves the node without the tree; --mount PATH makes and uses PATH; exit unmounts' '
