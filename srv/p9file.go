@@ -40,6 +40,33 @@ type p9file struct {
 	mu   sync.Mutex
 	h    synth.Handle   // set by Open on files
 	ents []synth.Dirent // directory snapshot for Readdir
+
+	// io is the context of the fid's reads and writes, under mu: FSync
+	// cancels it, which interrupts a read or write blocked in a stream
+	// (p9's Tflush only waits for the request), and the next read gets
+	// a fresh one. bpslave's node mount does this on a FUSE interrupt.
+	io       context.Context
+	ioCancel context.CancelFunc
+}
+
+// ioContext is the context for one read or write on the fid.
+func (f *p9file) ioContext() context.Context {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.io == nil {
+		f.io, f.ioCancel = context.WithCancel(f.s.ctx)
+	}
+	return f.io
+}
+
+// interrupt ends the reads and writes in progress on the fid.
+func (f *p9file) interrupt() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ioCancel != nil {
+		f.ioCancel()
+		f.io, f.ioCancel = nil, nil
+	}
 }
 
 var _ p9.File = (*p9file)(nil)
@@ -203,10 +230,11 @@ func (f *p9file) handle() (synth.Handle, error) {
 }
 
 // ReadAt implements p9.File.ReadAt. A read blocked in a stream returns when
-// the connection ends (the session context is cancelled).
+// the connection ends (the session context is cancelled) or the fid is
+// fsynced (interrupt).
 func (f *p9file) ReadAt(p []byte, off int64) (int, error) {
 	return f.transfer(func(h synth.Handle) (int, syscall.Errno) {
-		return synth.ReadResult(h.Read(f.s.ctx, p, off))
+		return synth.ReadResult(h.Read(f.ioContext(), p, off))
 	})
 }
 
@@ -215,7 +243,7 @@ func (f *p9file) ReadAt(p []byte, off int64) (int, error) {
 // and the caller decides about the rest.
 func (f *p9file) WriteAt(p []byte, off int64) (int, error) {
 	return f.transfer(func(h synth.Handle) (int, syscall.Errno) {
-		return synth.WriteResult(h.Write(f.s.ctx, p, off))
+		return synth.WriteResult(h.Write(f.ioContext(), p, off))
 	})
 }
 
@@ -268,6 +296,7 @@ func (f *p9file) Readdir(offset uint64, count uint32) (p9.Dirents, error) {
 // Close implements p9.File.Close: it runs once the fid is clunked and no
 // request uses it any more.
 func (f *p9file) Close() error {
+	f.interrupt() // nothing is running on the fid any more: frees the context
 	f.mu.Lock()
 	h := f.h
 	f.h = nil
@@ -284,8 +313,13 @@ func (f *p9file) StatFS() (p9.FSStat, error) {
 	return p9.FSStat{Type: 0x01021997, BlockSize: 4096, NameLength: 255}, nil
 }
 
-// FSync is a no-op: nothing is cached.
-func (f *p9file) FSync() error { return nil }
+// FSync interrupts the reads and writes blocked on the fid (they return
+// EINTR, having consumed nothing); nothing is cached, so there is nothing
+// else to sync.
+func (f *p9file) FSync() error {
+	f.interrupt()
+	return nil
+}
 
 // Readlink: there are no symlinks in the tree.
 func (f *p9file) Readlink() (string, error) { return "", linux.EINVAL }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -35,6 +36,9 @@ type options struct {
 	statsIface    string
 	statsInterval time.Duration
 	procfs        string
+
+	mount   string // where to mount the master's tree on this node
+	noMount bool
 }
 
 func main() {
@@ -43,7 +47,7 @@ func main() {
 }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	c := cli.New("bpslave", "[-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] masterhost [port]", "Connect this node to the master and run the jobs it sends.", stdout, stderr)
+	c := cli.New("bpslave", "[-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] [--mount path] [--no-mount] masterhost [port]", "Connect this node to the master and run the jobs it sends.", stdout, stderr)
 	var o options
 	facility := c.StringP("log-facility", "l", "daemon", "syslog facility")
 	c.BoolVarP(&o.reconnect, "reconnect", "r", false, "reconnect on error or lost connection")
@@ -59,6 +63,8 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c.StringVar(&o.statsIface, "stats-interface", "", "interface for node statistics multicast (default: the route's)")
 	c.DurationVar(&o.statsInterval, "stats-interval", time.Second, "node statistics interval")
 	c.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
+	c.StringVar(&o.mount, "mount", "/bproc", "mount the master's tree at this path on the node")
+	c.BoolVar(&o.noMount, "no-mount", false, "do not mount the master's tree on the node")
 	if code, done := c.Parse(args); done {
 		return code
 	}
@@ -74,6 +80,9 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	if o.source != "" && net.ParseIP(o.source) == nil {
 		return c.Usage("-s %q is not an IP address", o.source)
+	}
+	if !o.noMount && !filepath.IsAbs(o.mount) {
+		return c.Usage("--mount %q is not an absolute path", o.mount)
 	}
 	if err := daemon.CheckFacility(*facility); err != nil {
 		return c.Usage("%v", err)
@@ -145,6 +154,10 @@ func serve(ctx context.Context, o *options, k []byte, logger *slaveLog, tracer *
 }
 
 func serveOnce(ctx context.Context, s *job.Slave, o *options, addr string, k []byte, hello srv.Hello, logger *slaveLog) error {
+	// Unmounted last, once the connection is closed: requests still in
+	// flight on the mount have failed by then, and it is not busy.
+	nm := &nodeMount{dir: o.mount, logf: logger.Printf}
+	defer nm.unmount()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	c, err := srv.DialFrom(dctx, o.source, addr, k, hello)
 	cancel()
@@ -168,6 +181,9 @@ func serveOnce(ctx context.Context, s *job.Slave, o *options, addr string, k []b
 	s.Tree = opener{c}
 	s.OnHello = func(node int) {
 		logger.setNode(node)
+		if !o.noMount {
+			nm.mount(c) // once registered: the master answers for the node's processes only then
+		}
 		if o.noStats {
 			return
 		}

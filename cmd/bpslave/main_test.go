@@ -13,5 +13,6 @@ func TestPrologue(t *testing.T) {
 		[]string{"master", "0"},
 		[]string{"-p", "x", "master"},
 		[]string{"-s", "not-an-ip", "master"},
-		[]string{"-l", "nosuchfacility", "master"})
+		[]string{"-l", "nosuchfacility", "master"},
+		[]string{"--mount", "relative", "master"})
 }

@@ -116,9 +116,14 @@ func (p *Proc) finish(status string) {
 	}
 	p.stdin.Break(fmt.Errorf("process has exited: %w", syscall.EPIPE))
 	// Nobody has asked for this output yet: keep its tail, not a megabyte
-	// per stream for every exited process.
-	p.stdout.Trim(exitedKeepBytes)
-	p.stderr.Trim(exitedKeepBytes)
+	// per stream for every exited process. An attached process's (-i)
+	// reader is on its way (it opens stdout once exec answered the pid,
+	// a few round trips from a node): its output stays whole, within
+	// trimExited's bound.
+	if !p.attached {
+		p.stdout.Trim(exitedKeepBytes)
+		p.stderr.Trim(exitedKeepBytes)
+	}
 	close(p.done)
 	if p.onEnd != nil {
 		p.onEnd(status)

@@ -47,7 +47,8 @@ func (m *Master) newSlaveDir() synth.Dir {
 	procs := &slaveProcDir{unlisted{m: m, ino: synth.NewIno()}}
 	migs := &slaveMigDir{unlisted{m: m, ino: synth.NewIno()}}
 	ghosts := &slaveGhostDir{unlisted{m: m, ino: synth.NewIno()}}
-	return synth.NewDir(synth.StaticEntries("adopt", adopt, "bin", bins, "ghost", ghosts, "jobs", jobs, "mig", migs,
+	as := m.newAsDir() // the node mount's identities (as.go)
+	return synth.NewDir(synth.StaticEntries("adopt", adopt, "as", as, "bin", bins, "ghost", ghosts, "jobs", jobs, "mig", migs,
 		"ping", ping, "proc", procs, "report", report))
 }
 

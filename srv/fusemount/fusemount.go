@@ -214,6 +214,17 @@ func (m *mount) cell(st gofs.StableAttr) *cell {
 	return c
 }
 
+// StableEntry is implemented by nodes whose name always leads to them,
+// whoever asks (the tree's top directories): the kernel may then keep
+// the name's entry (not the attributes) for stableEntryTimeout, sparing a
+// lookup per path, which counts when every lookup is a round trip to the
+// master (bpslave's node mount).
+type StableEntry interface {
+	StableEntry() bool
+}
+
+const stableEntryTimeout = time.Minute
+
 // fuseNode is the go-fuse inode of one tree node.
 type fuseNode struct {
 	gofs.Inode
@@ -352,6 +363,9 @@ func (n *fuseNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	a := child.Attr()
 	fillAttr(a, &out.Attr)
 	out.SetEntryTimeout(0)
+	if se, ok := child.(StableEntry); ok && se.StableEntry() {
+		out.SetEntryTimeout(stableEntryTimeout)
+	}
 	out.SetAttrTimeout(0)
 	st := gofs.StableAttr{Mode: synth.UnixType(a.Mode), Ino: a.Ino}
 	c := n.mnt.cell(st)
