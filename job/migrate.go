@@ -84,11 +84,12 @@ func migFailed(err error) slaveproto.MigReport {
 
 // seize is the master's "seize": the process stops when the write that
 // asked for the migration returns, which the master lets happen once it
-// hears "seized".
+// hears "seized". It runs in the job reader's loop, so that the
+// migration is known before any later message about it.
 func (s *Slave) seize(l *link, m *slaveproto.Msg) {
 	h, err := vmadump.Seize(m.OSPid)
 	if err != nil {
-		migReport(l, m.Mig, migFailed(fmt.Errorf("seizing process %d: %w", m.OSPid, err)))
+		go migReport(l, m.Mig, migFailed(fmt.Errorf("seizing process %d: %w", m.OSPid, err)))
 		return
 	}
 	o := &outgoing{mig: m.Mig, kind: m.Kind, held: h, ctlFd: -1, done: make(chan struct{})}
@@ -98,12 +99,13 @@ func (s *Slave) seize(l *link, m *slaveproto.Msg) {
 	}
 	s.mig.out[m.Mig] = o
 	s.mig.mu.Unlock()
-	if err := migReport(l, m.Mig, slaveproto.MigReport{Ev: "seized"}); err != nil {
-		s.logf("migration %d: %v", m.Mig, err)
-		s.abandon(o, syscall.EIO)
-		return
-	}
-	go s.dumpOut(l, o, vmadump.Flags(m.Flags))
+	go func() {
+		if err := migReport(l, m.Mig, slaveproto.MigReport{Ev: "seized"}); err != nil {
+			s.logf("migration %d: %v", m.Mig, err)
+		}
+		// Even unheard, it goes on: the master's "migrated" lets it go.
+		s.dumpOut(l, o, vmadump.Flags(m.Flags))
+	}()
 }
 
 // abandon lets the seized process go on with errno as its write's result.

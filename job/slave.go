@@ -165,7 +165,7 @@ func (s *Slave) Run(ctx context.Context) error {
 				go s.start(ctx, l, &m)
 			}
 		case "seize":
-			go s.seize(l, &m)
+			s.seize(l, &m)
 		case "migrated":
 			go s.migrated(l, &m)
 		case "ghost":

@@ -134,7 +134,11 @@ func (m *Master) migrate(ctx context.Context, c *synth.Caller, n *node, kind str
 		m.endMigration(mig)
 		return err
 	}
-	if _, err := mig.await(ctx, "seized", migSeizeTimeout); err != nil {
+	// Not the write's ctx: seizing the writer interrupts its FUSE request
+	// (the kernel's FUSE_INTERRUPT cancels it), yet the write goes on.
+	if _, err := mig.await(context.Background(), "seized", migSeizeTimeout); err != nil {
+		// It may be seized all the same: the source lets it go on.
+		src.sendIfAlive(m, &slaveproto.Msg{Op: "migrated", Mig: mig.id, Errno: int(errnoOf(err)), Text: err.Error()})
 		m.endMigration(mig)
 		return fmt.Errorf("%s: %w", kind, err)
 	}
@@ -230,11 +234,7 @@ func (m *Master) runMigration(mig *migration, c *synth.Caller, n *node, p *Proc,
 	defer func() {
 		out := &slaveproto.Msg{Op: "migrated", Mig: mig.id}
 		if err != nil {
-			var errno syscall.Errno
-			if !errors.As(err, &errno) {
-				errno = syscall.EIO
-			}
-			out.Errno, out.Text = int(errno), err.Error()
+			out.Errno, out.Text = int(errnoOf(err)), err.Error()
 			if child != nil {
 				child.onEnd = nil // no ghost was made
 				m.forget(child)
@@ -567,4 +567,13 @@ func (m *Master) ghostCommands() synth.Table[*Proc] {
 			return "", p.signal(m, sig)
 		}},
 	}
+}
+
+// errnoOf is err's errno, EIO if it has none.
+func errnoOf(err error) syscall.Errno {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		errno = syscall.EIO
+	}
+	return errno
 }
