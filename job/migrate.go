@@ -327,7 +327,14 @@ type hostedGhost struct {
 	g     *vmadump.Ghost
 	files [3]*os.File // its stdin, stdout and stderr, taken before it was emptied
 	sigs  chan syscall.Signal
+	// output counts the copies of the process's output in flight: the
+	// ghost ends only after them, so that once its parent's wait returns
+	// all the output is where the ghost's went (a file too).
+	output sync.WaitGroup
 }
+
+// outputWait bounds how long a ghost's end waits for its output.
+const outputWait = 10 * time.Second
 
 // hostGhost makes h the ghost of process pid and forwards for it. With
 // all (execmove: a new program whose stdio are the job's pipes), every
@@ -384,7 +391,11 @@ func (s *Slave) hostGhost(l *link, pid int, h *vmadump.Held, ctlFd int, all bool
 	go s.ghostSignals(l, hg)
 	for k, name := range []string{"", "stdout", "stderr"} {
 		if k > 0 && hg.files[k] != nil {
-			go s.ghostOutput(l, hg, name, hg.files[k])
+			hg.output.Add(1)
+			go func() {
+				defer hg.output.Done()
+				s.ghostOutput(l, hg, name, hg.files[k])
+			}()
 		}
 	}
 	if hg.files[0] != nil {
@@ -482,6 +493,33 @@ func (s *Slave) ghostInput(l *link, hg *hostedGhost, from *os.File) {
 	}
 }
 
+// endGhost ends the ghost as the process it stands for ended, once its
+// output has been copied where the ghost's goes (or after outputWait).
+func (s *Slave) endGhost(hg *hostedGhost, how string, n int) {
+	copied := make(chan struct{})
+	go func() {
+		hg.output.Wait()
+		close(copied)
+	}()
+	select {
+	case <-copied:
+	case <-time.After(outputWait):
+		s.logf("ghost of %d: its output is still being copied after %v; ending it", hg.pid, outputWait)
+	}
+	var err error
+	switch how {
+	case "exit":
+		err = hg.g.Exit(n)
+	case "signal":
+		err = hg.g.Kill(syscall.Signal(n))
+	default: // lost with its node
+		err = hg.g.Kill(syscall.SIGKILL)
+	}
+	if err != nil {
+		s.logf("ghost of %d: %s %d: %v", hg.pid, how, n, err)
+	}
+}
+
 // ghostNews is the master's "ghost": what became of the process a ghost
 // here stands for.
 func (s *Slave) ghostNews(m *slaveproto.Msg) {
@@ -506,12 +544,8 @@ func (s *Slave) ghostNews(m *slaveproto.Msg) {
 	switch {
 	case len(f) == 0:
 		err = fmt.Errorf("empty ghost state")
-	case f[0] == "exit":
-		err = hg.g.Exit(n)
-	case f[0] == "signal" && n > 0:
-		err = hg.g.Kill(syscall.Signal(n))
-	case f[0] == "lost":
-		err = hg.g.Kill(syscall.SIGKILL)
+	case f[0] == "exit" || (f[0] == "signal" && n > 0) || f[0] == "lost":
+		go s.endGhost(hg, f[0], n)
 	case f[0] == "stopped" && n > 0:
 		err = hg.g.Stop(syscall.Signal(n))
 	case f[0] == "continued":
