@@ -10,7 +10,7 @@
 # targets. Knobs: BENCH_SCALE_NODES (default "1000 4000"), BENCH_SCALE_RUNS
 # (launches and status reads, median; default 5), BENCH_SCALE_PING
 # (pingtimeout, s; default 5), BENCH_SCALE_WINDOW (idle CPU window, s;
-# default 5), BENCH_QUICK (one small N, fewer runs).
+# default 5), BENCH_SCALE_GENFLAGS (more flags for t/loadgen), BENCH_QUICK (one small N, fewer runs).
 . "$(dirname "$0")/lib.sh"
 
 if [ -n "${BENCH_QUICK:-}" ]; then
@@ -42,6 +42,9 @@ ip_of() { echo "$NET.$((($1 + 1) / 256)).$((($1 + 1) % 256))"; }
 # Thousands of sockets: the master and the generator each hold one (the
 # generator two) per node.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+for v in "RUNS=$RUNS" "PING=$PING" "WINDOW=$WINDOW"; do
+	case ${v#*=} in "" | *[!0-9]* | 0) die "${v%%=*}: want a whole number of at least 1, got '${v#*=}'" ;; esac
+done
 max=0
 for n in $SIZES; do
 	case $n in "" | *[!0-9]* | 0) die "BENCH_SCALE_NODES: want node counts, got '$SIZES'" ;; esac
@@ -82,7 +85,7 @@ for n in $SIZES; do
 	cat "$BPROC/status" >/dev/null || die "cannot read $BPROC/status"
 	rss0=$(rss_kib "$mp")
 	: >"$T/gen.log"
-	bg_node 0 "$T/gen.log" "$T/loadgen" -k "$KEY" -n "$n" -from "$(ip_of 0)" -ctl "$T/gen.ctl" \
+	bg_node 0 "$T/gen.log" "$T/loadgen" ${BENCH_SCALE_GENFLAGS:-} -k "$KEY" -n "$n" -from "$(ip_of 0)" -ctl "$T/gen.ctl" \
 		"$MASTER_ADDR:$BPROC_PORT" || die "the generator did not start"
 	gp=$(bg_pid node0-loadgen)
 	wait_for "grep -q '^ready ' '$T/gen.log' || ! pid_alive $gp" 300 || die "$n fake nodes did not connect in 300 s"
@@ -93,10 +96,12 @@ for n in $SIZES; do
 	row "connect and register $n nodes" "$ready_s" s 1
 
 	# Idle: the master's CPU for $n nodes pinging every pingtimeout/4.
-	c0=$(cpu_ns "$mp")
+	c0=$(cpu_ns "$mp") i0=$(cpu_ns "$gp")
 	sleep "$WINDOW"
-	c1=$(cpu_ns "$mp")
-	row "master CPU, idle, $n nodes pinging" "$(div $((c1 - c0)) $((WINDOW * 10000000)) %.1f)" "% core" 1
+	c1=$(cpu_ns "$mp") i1=$(cpu_ns "$gp")
+	midle=$(((c1 - c0) / WINDOW)) gidle=$(((i1 - i0) / WINDOW)) # ns per s
+	row "master CPU, idle, $n nodes pinging" "$(div "$midle" 10000000 %.1f)" "% core" 1
+	row "  per ping (pingtimeout $PING s, 4 pings per timeout)" "$(div "$midle" $((n * 4 * 1000 / PING)) %.1f)" us 1
 	rss1=$(rss_kib "$mp")
 
 	# bpsh -a /bin/true: wall time (median), the master's and bpsh's CPU
@@ -111,8 +116,9 @@ for n in $SIZES; do
 		read -r wall bcpu <"$T/one"
 		echo "$wall" >>"$T/walls"
 		echo "$bcpu" >>"$T/bcpu"
-		echo $((m1 - m0)) >>"$T/mcpu"
-		echo $((g1 - g0)) >>"$T/gcpu"
+		# Less what the pings cost meanwhile (the idle rate).
+		echo $((m1 - m0 - midle * wall / 1000000)) >>"$T/mcpu"
+		echo $((g1 - g0 - gidle * wall / 1000000)) >>"$T/gcpu"
 	done
 	# Every launch reached a fake node and was answered.
 	echo count >"$T/gen.ctl"
@@ -124,8 +130,8 @@ for n in $SIZES; do
 	gcpu=$(median <"$T/gcpu")
 	row "bpsh -a /bin/true, $n nodes" "$(div "$wall" 1000 %.0f)" ms "$RUNS" \
 		"$([ "$n" = 1000 ] && echo "<= 1000 ms: $(verdict "$wall" '<=' 1000000); ")Flux 5000 ranks < 1 s, BProc 15000 procs/125 nodes 3.3 s (published)"
-	# CPU per node in ms: the master's from schedstat (ns), bpsh's from
-	# its rusage (us).
+	# CPU per node in ms: the master's from schedstat (ns, less the idle
+	# rate over the launch), bpsh's from its rusage (us).
 	mms=$(div "$mcpu" $((n * 1000000)) %.4f)
 	bms=$(div "$bcpu" $((n * 1000)) %.4f)
 	row "  master CPU per node per launch" "$mms" ms "$RUNS"

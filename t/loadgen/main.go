@@ -66,6 +66,7 @@ type gen struct {
 	master  string
 	key     []byte
 	streams string // "eof": end empty streams in the exit report; "files": open and close them
+	fetch   bool   // fetch binaries (once per node and hash)
 	tot     totals
 	ready   sync.WaitGroup
 	out     sync.Mutex // one line at a time on stdout
@@ -84,6 +85,7 @@ func run(args []string) int {
 	from := fl.String("from", "", "first source address; node I uses the I-th address after it")
 	dial := fl.Int("dial", 32, "connections in the handshake at once (the master keeps 1024 pending)")
 	ctlPath := fl.String("ctl", "", "FIFO to read commands from")
+	fetch := fl.Bool("fetch", true, "fetch each binary from slave/bin once per node, as bpslave's cache does")
 	streams := fl.String("streams", "eof", `how a job's empty stdout and stderr end: "eof" lines in the exit report (bpslave's way), or "files" (open and close slave/proc/PID/stdout, stderr)`)
 	if err := fl.Parse(args); err != nil {
 		return 2
@@ -109,7 +111,7 @@ func run(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	g := &gen{master: srv.WithPort(fl.Arg(0)), key: k, streams: *streams}
+	g := &gen{master: srv.WithPort(fl.Arg(0)), key: k, streams: *streams, fetch: *fetch}
 	nodes := make([]*fake, *n)
 	addr := first
 	for i := range nodes {
@@ -330,7 +332,7 @@ func (f *fake) answer(m *slaveproto.Msg) {
 
 // fetch reads the binary with that hash from the master once per node.
 func (f *fake) fetch(hash string) error {
-	if hash == "" {
+	if hash == "" || !f.g.fetch {
 		return nil
 	}
 	f.binMu.Lock()
