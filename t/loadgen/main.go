@@ -68,7 +68,6 @@ type gen struct {
 	streams string // "eof": end empty streams in the exit report; "files": open and close them
 	fetch   bool   // fetch binaries (once per node and hash)
 	tot     totals
-	ready   sync.WaitGroup
 	out     sync.Mutex // one line at a time on stdout
 }
 
@@ -112,33 +111,43 @@ func run(args []string) int {
 	defer cancel()
 
 	g := &gen{master: srv.WithPort(fl.Arg(0)), key: k, streams: *streams, fetch: *fetch}
-	nodes := make([]*fake, *n)
-	addr := first
-	for i := range nodes {
-		nodes[i] = &fake{g: g, i: i, src: addr.String()}
-		addr = addr.Next()
-	}
 	began := time.Now()
-	g.ready.Add(len(nodes))
-	// The connections are set up a few at a time: the master holds at most
-	// 1024 in the handshake, and a full pool evicts pending ones.
-	sem := make(chan struct{}, *dial)
-	for _, f := range nodes {
-		go f.run(ctx, sem)
-	}
-	readyc := make(chan struct{})
-	go func() { g.ready.Wait(); close(readyc) }()
-	select {
-	case <-readyc:
-		g.say("ready %d in %.2f s", len(nodes), time.Since(began).Seconds())
-	case <-ctx.Done():
+	nodes := g.connect(ctx, first, *n, *dial)
+	if ctx.Err() != nil {
 		return 0
 	}
+	g.say("ready %d in %.2f s", len(nodes), time.Since(began).Seconds())
 	if *ctlPath != "" {
 		go g.control(ctx, *ctlPath, nodes)
 	}
 	<-ctx.Done()
 	return 0
+}
+
+// connect starts n fake nodes from n consecutive addresses from first and
+// returns once the master has said hello to each (or it failed, or ctx
+// ended). The connections are set up dial at a time: the master holds at
+// most 1024 in the handshake, and a full pool evicts pending ones.
+func (g *gen) connect(ctx context.Context, first netip.Addr, n, dial int) []*fake {
+	nodes := make([]*fake, n)
+	addr := first
+	for i := range nodes {
+		nodes[i] = &fake{g: g, i: i, src: addr.String()}
+		addr = addr.Next()
+	}
+	var ready sync.WaitGroup
+	ready.Add(n)
+	sem := make(chan struct{}, dial)
+	for _, f := range nodes {
+		go f.run(ctx, sem, sync.OnceFunc(ready.Done))
+	}
+	done := make(chan struct{})
+	go func() { ready.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return nodes
 }
 
 // control reads commands from the FIFO at path, reopening it after each
@@ -197,15 +206,16 @@ type fake struct {
 	bins  map[string]bool // hashes fetched, as bpslave's cache keeps them
 }
 
-func (f *fake) run(ctx context.Context, sem chan struct{}) {
-	helloOnce := sync.OnceFunc(f.g.ready.Done)
-	err := f.serve(ctx, sem, helloOnce)
+// run serves the master until the connection or ctx ends; hello is called
+// once the node is registered, or has failed to.
+func (f *fake) run(ctx context.Context, sem chan struct{}, hello func()) {
+	err := f.serve(ctx, sem, hello)
 	if ctx.Err() != nil {
 		return
 	}
 	f.g.tot.lost.Add(1)
 	f.g.say("node %d (%s): %v", f.i, f.src, err)
-	helloOnce() // a node that never registered does not hold "ready" forever
+	hello() // a node that never registered does not hold "ready" forever
 }
 
 func (f *fake) serve(ctx context.Context, sem chan struct{}, hello func()) error {
