@@ -9,7 +9,7 @@
 // them. The binary is fetched from slave/bin/HASH once per node, as
 // bpslave's cache does.
 //
-//	loadgen -k KEY -n N -from IP [-dial K] [-ctl FIFO] [-streams eof|files] MASTER[:PORT]
+//	loadgen -k KEY -n N -from IP [-dial K] [-ctl FIFO] [-streams eof|files] [-fetch=false] [-hold] MASTER[:PORT]
 //	loadgen time -o FILE CMD [ARGS...]
 //
 // The first form connects N fake nodes from N consecutive addresses
@@ -19,7 +19,8 @@
 //
 //	silence I   fake node I stops pinging (its connection stays open);
 //	            prints "silenced I last-ping UNIX_MS"
-//	count       prints "starts K exits K lost K" (totals so far)
+//	release     jobs held by -hold exit now (and later ones at once)
+//	count       prints "starts K exits K lost K fetches K" (totals so far)
 //
 // The second form runs CMD and writes "wall_us CPU_us" of it (CPU: user
 // plus system time of CMD and its children, from the kernel) to FILE; its
@@ -65,8 +66,10 @@ type totals struct {
 type gen struct {
 	master  string
 	key     []byte
-	streams string // "eof": end empty streams in the exit report; "files": open and close them
-	fetch   bool   // fetch binaries (once per node and hash)
+	streams string        // "eof": end empty streams in the exit report; "files": open and close them
+	fetch   bool          // fetch binaries (once per node and hash)
+	release chan struct{} // jobs exit once it is closed (-hold: by "release")
+	relOnce sync.Once
 	tot     totals
 	out     sync.Mutex // one line at a time on stdout
 }
@@ -84,6 +87,7 @@ func run(args []string) int {
 	from := fl.String("from", "", "first source address; node I uses the I-th address after it")
 	dial := fl.Int("dial", 32, "connections in the handshake at once (the master keeps 1024 pending)")
 	ctlPath := fl.String("ctl", "", "FIFO to read commands from")
+	hold := fl.Bool("hold", false, `jobs keep running until "release" is written to -ctl`)
 	fetch := fl.Bool("fetch", true, "fetch each binary from slave/bin once per node, as bpslave's cache does")
 	streams := fl.String("streams", "eof", `how a job's empty stdout and stderr end: "eof" lines in the exit report (bpslave's way), or "files" (open and close slave/proc/PID/stdout, stderr)`)
 	if err := fl.Parse(args); err != nil {
@@ -110,7 +114,10 @@ func run(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	g := &gen{master: srv.WithPort(fl.Arg(0)), key: k, streams: *streams, fetch: *fetch}
+	g := &gen{master: srv.WithPort(fl.Arg(0)), key: k, streams: *streams, fetch: *fetch, release: make(chan struct{})}
+	if !*hold {
+		close(g.release)
+	}
 	began := time.Now()
 	nodes := g.connect(ctx, first, *n, *dial)
 	if ctx.Err() != nil {
@@ -181,6 +188,9 @@ func (g *gen) command(w []string, nodes []*fake) {
 		last := f.lastPing
 		f.pingMu.Unlock()
 		g.say("silenced %d last-ping %d", i, last.UnixMilli())
+	case len(w) == 1 && w[0] == "release":
+		g.relOnce.Do(func() { close(g.release) })
+		g.say("released")
 	case len(w) == 1 && w[0] == "count":
 		g.say("starts %d exits %d lost %d fetches %d", g.tot.starts.Load(), g.tot.exits.Load(), g.tot.lost.Load(), g.tot.fetches.Load())
 	default:
@@ -322,6 +332,7 @@ func (f *fake) answer(m *slaveproto.Msg) {
 	if err := f.reportLines(m, fmt.Sprintf("started %d", m.Pid)); err != nil {
 		return
 	}
+	<-f.g.release
 	var lines []string
 	if f.g.streams == "files" {
 		for _, s := range []string{"stdout", "stderr"} {

@@ -41,7 +41,8 @@ func TestFakeNodesServeTheMaster(t *testing.T) {
 			go func() { defer close(served); s.Serve(ctx, ln) }()
 			defer func() { cancel(); <-served }()
 
-			g := &gen{master: ln.Addr().String(), key: key, streams: streams, fetch: true}
+			g := &gen{master: ln.Addr().String(), key: key, streams: streams, fetch: true, release: make(chan struct{})}
+			close(g.release)
 			nodes := g.connect(ctx, netip.MustParseAddr("127.0.0.2"), 3, 2)
 			if lost := g.tot.lost.Load(); lost != 0 {
 				t.Fatalf("%d fake nodes failed to register", lost)
