@@ -13,9 +13,9 @@
 //	loadgen time -o FILE CMD [ARGS...]
 //
 // The first form connects N fake nodes from N consecutive addresses
-// starting at IP (they must be local addresses), prints "ready N" once the
-// master has said hello to every one, and serves until killed. Lines
-// written to the -ctl FIFO steer it:
+// starting at IP (they must be local addresses), prints "ready N in S s, K
+// failed" once the master has said hello to every one (or it failed), and
+// serves until killed. Lines written to the -ctl FIFO steer it:
 //
 //	silence I   fake node I stops pinging (its connection stays open);
 //	            prints "silenced I last-ping UNIX_MS"
@@ -123,7 +123,7 @@ func run(args []string) int {
 	if ctx.Err() != nil {
 		return 0
 	}
-	g.say("ready %d in %.2f s", len(nodes), time.Since(began).Seconds())
+	g.say("ready %d in %.2f s, %d failed", len(nodes), time.Since(began).Seconds(), g.tot.lost.Load())
 	if *ctlPath != "" {
 		go g.control(ctx, *ctlPath, nodes)
 	}
