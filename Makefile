@@ -38,7 +38,7 @@ LIBBPROC_SRC := $(wildcard libbproc/*.c)
 LIBBPROC_OBJ := $(patsubst libbproc/%.c,$(BUILD)/libbproc/%.o,$(LIBBPROC_SRC))
 LIBBPROC_HDR := libbproc/include/sys/bproc.h libbproc/internal.h
 
-.PHONY: all build deps test unit e2e fuzz bench bench-quick demo vet fmt clean man install deb nfpm libbproc
+.PHONY: all build deps test unit e2e fuzz bench bench-scale bench-quick demo vet fmt clean man install deb nfpm libbproc
 
 all: build libbproc
 
@@ -84,6 +84,11 @@ test: deps build libbproc vet unit e2e
 
 bench: deps build
 	@sh t/bench
+
+# The master at 1000 and 4000 (fake) nodes alone: t/bench-scale.sh, also
+# part of make bench.
+bench-scale: deps build
+	@sh t/bench bench-scale.sh
 
 # The same benchmarks, shorter (under 2 minutes): for a developer's loop.
 bench-quick: deps build

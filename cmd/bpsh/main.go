@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -379,6 +380,13 @@ func startJobs(t client.Tree, jobs []*job, argv []string, o *options, in *os.Fil
 	var inputs []*stdinDest
 	var inMu sync.Mutex
 	base := os.Environ()
+	// A file of the mount cannot be polled: each job's blocked reads of
+	// stdout, stderr and wait hold a thread each, and Go dies past 10000
+	// threads (bpsh -a on 3500 nodes did). Allow them, with room for the
+	// ctl writes and the runtime's own.
+	if need := 4*len(jobs) + 1000; need > 10000 {
+		debug.SetMaxThreads(need)
+	}
 	for _, j := range jobs {
 		wg.Add(1)
 		startWG.Add(1)
