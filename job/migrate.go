@@ -274,7 +274,7 @@ func stdioMap(pid, ctlFd int) (map[int]int, [3]int) {
 			reps[k] = k
 		}
 	}
-	if reps[1] < 0 {
+	if ctlFd == 1 { // the shell's `echo move > ctl`: its stdout is saved higher
 		for _, fd := range fds {
 			if fd > 2 && writable(pid, fd) && (reps[2] < 0 || targets[fd] != targets[reps[2]]) {
 				reps[1] = fd
