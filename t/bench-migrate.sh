@@ -8,7 +8,8 @@
 # move is a fresh process (t7100/mig.c: time-move), its memory checked after.
 # Knobs: BENCH_MIGRATE_RUNS (moves and TCP per size, default 7),
 # BENCH_MIGRATE_RFORKS (rforks, 50), BENCH_MIGRATE_SIZES (1,64,512),
-# BENCH_QUICK (1: 3 moves, 20 rforks; the header says "(quick)").
+# BENCH_MIGRATE_TIMEOUT (seconds a run may take, 120), BENCH_QUICK (1: 3
+# moves, 20 rforks; the header says "(quick)").
 # A row that cannot run says why; the script then exits non-zero.
 . "$(dirname "$0")/lib.sh"
 
@@ -33,8 +34,9 @@ na() {
 	bad=1
 }
 
-# mig ARGS...: the test program in the master's namespaces (errors in $T/err).
-mig() { in_master "$T/mig" "$@" 2>"$T/err"; }
+# mig ARGS...: the test program in the master's namespaces (errors in
+# $T/err), stopped if it hangs (a move that never comes back).
+mig() { in_master timeout -k 5 "${BENCH_MIGRATE_TIMEOUT:-120}" "$T/mig" "$@" 2>"$T/err"; }
 
 # times FILE N CMD...: runs CMD N times, each printing one figure, into FILE.
 times() {

@@ -56,8 +56,9 @@ mig_cluster() {
 	wait_nodes_up 4 20
 }
 
-# mig ARGS...: the test program in the master's namespaces.
-mig() { in_master "$T/mig" "$@"; }
+# mig ARGS...: the test program in the master's namespaces, stopped if it
+# hangs (a migration that never comes back) so that the next test runs.
+mig() { in_master timeout -k 5 "$(slow 15)" "$T/mig" "$@"; }
 
 test_setup 'a 4-node cluster, a fifth node down, the tree mounted on the nodes when bpslave can' mig_cluster
 if ! test_have_prereq NODEMOUNT; then
