@@ -203,17 +203,22 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, pool *pool, p *pendi
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host
 	}
+	local := c.LocalAddr().String()
+	if host, _, err := net.SplitHostPort(local); err == nil {
+		local = host
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	caller := &synth.Caller{
-		Node:   synth.NodeUnknown,
-		Uid:    h.Uid,
-		Gid:    h.Gid,
-		Groups: h.Groups,
-		Slave:  h.Role == RoleSlave,
-		Addr:   addr,
-		Host:   h.Host,
-		Conn:   cctx,
+		LocalAddr: local,
+		Node:      synth.NodeUnknown,
+		Uid:       h.Uid,
+		Gid:       h.Gid,
+		Groups:    h.Groups,
+		Slave:     h.Role == RoleSlave,
+		Addr:      addr,
+		Host:      h.Host,
+		Conn:      cctx,
 	}
 	s.logf("9p: %s connected: %s uid %d gid %d host %s", addr, h.Role, h.Uid, h.Gid, h.Host)
 	start := time.Now()

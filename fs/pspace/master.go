@@ -192,6 +192,12 @@ func (m *Master) register(c *synth.Caller) (*slaveConn, error) {
 	n.host = c.Host
 	if c.Addr != slaveproto.LocalAddr {
 		n.addr = c.Addr
+		if me := m.nodes[-1]; me != nil && me.addr == "-" && c.LocalAddr != "" {
+			// The master's address is what its first slave reached it
+			// at: where a process on a node connects back to (BProc 3's
+			// _bproc_rfork_io ports).
+			me.addr = c.LocalAddr
+		}
 	}
 	ping, grace := m.cfg.PingTimeout, m.cfg.Grace
 	m.mu.Unlock()

@@ -36,6 +36,9 @@ type Caller struct {
 	Slave bool
 	Addr  string
 	Host  string
+	// LocalAddr is the master's own address on the caller's connection
+	// (9P): what the nodes know the master by.
+	LocalAddr string
 	// Conn is done when the 9P connection ends (nil for FUSE callers), so
 	// the tree can notice a slave going away at once.
 	Conn context.Context
