@@ -151,7 +151,7 @@ func (h *Held) Wait(ctx context.Context) error {
 			return fmt.Errorf("waiting for process %d to stop: %w", h.Pid, ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 5*time.Millisecond)
+		delay = min(2*delay, 500*time.Microsecond) // a move waits for this: poll often
 	}
 	return threadCheck(h.Pid)
 }
