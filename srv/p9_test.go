@@ -60,12 +60,18 @@ func serve(t testing.TB) *served { t.Helper(); return serveTree(t, newTestTree()
 // serveTree serves tree over 9P on a local port until the test ends.
 func serveTree(t testing.TB, tree *testTree) *served {
 	t.Helper()
+	sv := &served{tree: tree}
+	sv.addr = serveOn(t, &Server{Key: testKey, Root: sv.tree.root, Logf: sv.logf})
+	return sv
+}
+
+// serveOn runs s on a local port until the test ends; its address.
+func serveOn(t testing.TB, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sv := &served{addr: ln.Addr().String(), tree: tree}
-	s := &Server{Key: testKey, Root: sv.tree.root, Logf: sv.logf}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -73,7 +79,7 @@ func serveTree(t testing.TB, tree *testTree) *served {
 		cancel()
 		serveReturned(t, done, 10*time.Second, "Serve did not return after cancel")
 	})
-	return sv
+	return ln.Addr().String()
 }
 
 // serveReturned waits up to limit for Serve's result on done; an error

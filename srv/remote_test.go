@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,27 +63,16 @@ func (d *recDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 func serveMasterNames(t *testing.T) (slave, tool *Client, rec *asNames) {
 	t.Helper()
 	m := pspace.NewMaster(pspace.DefaultConfig())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec = &asNames{names: map[string]bool{}}
-	s := &Server{Key: testKey, Root: &recDir{m.Root(), 0, rec}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		serveReturned(t, done, 10*time.Second, "Serve did not return after cancel")
-	})
-	slave = dial(t, ln.Addr().String(), Hello{Role: RoleSlave, Host: "node0"})
+	addr := serveOn(t, &Server{Key: testKey, Root: &recDir{m.Root(), 0, rec}})
+	slave = dial(t, addr, Hello{Role: RoleSlave, Host: "node0"})
 	// Opening slave/jobs registers the connection as node 0's slave.
 	jobs, err := slave.Open("slave/jobs", os.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { jobs.Close() })
-	return slave, dial(t, ln.Addr().String(), toolHello), rec
+	return slave, dial(t, addr, toolHello), rec
 }
 
 // The remote tree answers as the caller on the slave's node: node/self

@@ -180,22 +180,7 @@ func (d *dumper) stop() error {
 	if err := ptrace(ptraceInterrupt, d.pid, 0, 0); err != nil {
 		return fmt.Errorf("ptrace INTERRUPT %d: %w", d.pid, err)
 	}
-	for {
-		ws, err := waitStop(d.pid)
-		if err != nil {
-			return err
-		}
-		if !ws.Stopped() {
-			return fmt.Errorf("process %d ended while being stopped (%s)", d.pid, describeWait(ws))
-		}
-		if uint32(ws)>>16 == unix.PTRACE_EVENT_STOP {
-			return nil
-		}
-		d.pending = append(d.pending, int(ws.StopSignal()))
-		if err := ptrace(unix.PTRACE_CONT, d.pid, 0, 0); err != nil {
-			return fmt.Errorf("ptrace CONT %d: %w", d.pid, err)
-		}
-	}
+	return waitEventStop(d.pid, &d.pending, "process")
 }
 
 // release puts the registers back and lets the process run on.

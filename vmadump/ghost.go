@@ -127,21 +127,8 @@ func (t *tracee) fork() (int, error) {
 // firstStop waits for a forked child's first stop and gives it the
 // registers its parent stopped with (tracer thread).
 func (c *Held) firstStop() error {
-	for {
-		ws, err := waitStop(c.Pid)
-		if err != nil {
-			return err
-		}
-		if !ws.Stopped() {
-			return fmt.Errorf("forked child %d ended (%s)", c.Pid, describeWait(ws))
-		}
-		if uint32(ws)>>16 == unix.PTRACE_EVENT_STOP {
-			break
-		}
-		c.pending = append(c.pending, int(ws.StopSignal()))
-		if err := ptrace(unix.PTRACE_CONT, c.Pid, 0, 0); err != nil {
-			return fmt.Errorf("ptrace CONT %d: %w", c.Pid, err)
-		}
+	if err := waitEventStop(c.Pid, &c.pending, "forked child"); err != nil {
+		return err
 	}
 	c.stopped = true
 	return setRegs(c.Pid, &c.regs)
@@ -324,8 +311,8 @@ func (g *Ghost) hollow(h *Held) (changed bool, err error) {
 
 func (g *Ghost) hollowing(h *Held, changed *bool) error {
 	pid := h.Pid
-	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
-		return fmt.Errorf("ptrace SETOPTIONS %d: %w", pid, err)
+	if err := exitKill(pid); err != nil {
+		return err
 	}
 	st, err := readStatus(pid)
 	if err != nil {

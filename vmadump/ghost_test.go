@@ -16,42 +16,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// heldParent starts ghostparent in a process group of its own (so that
+// ownGroup starts ghostparent in a process group of its own, so that
 // SIGTSTP stops it: its parent, the test, is in another group of the same
-// session) and holds it in its read of stdin.
-func heldParent(t *testing.T) (*prog, *Held) {
-	t.Helper()
-	return heldParentAttr(t, &syscall.SysProcAttr{Setpgid: true})
-}
+// session.
+func ownGroup() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
-func heldParentAttr(t *testing.T, attr *syscall.SysProcAttr) (*prog, *Held) {
+// heldParent starts ghostparent with attr and holds it in its read of
+// stdin.
+func heldParent(t *testing.T, attr *syscall.SysProcAttr) (*prog, *Held) {
 	t.Helper()
 	cmd := exec.Command(buildC(t, false, "ghostparent.c"))
 	cmd.SysProcAttr = attr
 	p := startCmd(t, "READY", cmd)
 	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_READ)
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
-	waitHeld(t, h)
+	h := seizeHeld(t, p.cmd.Process.Pid)
 	return p, h
+}
+
+// heldFork holds a ghostparent started with attr, and a Fork of it.
+func heldFork(t *testing.T, attr *syscall.SysProcAttr) (p *prog, h, c *Held) {
+	t.Helper()
+	p, h = heldParent(t, attr)
+	c, err := h.Fork()
+	if err != nil {
+		t.Fatalf("Fork: %v", err)
+	}
+	return p, h, c
 }
 
 // forkGhost makes a ghost child of a held ghostparent, lets the parent
 // run on and has it wait for the ghost.
 func forkGhost(t *testing.T, opts GhostOptions) (*prog, *Ghost) {
 	t.Helper()
-	return forkGhostAttr(t, opts, &syscall.SysProcAttr{Setpgid: true})
+	return forkGhostAttr(t, opts, ownGroup())
 }
 
 func forkGhostAttr(t *testing.T, opts GhostOptions, attr *syscall.SysProcAttr) (*prog, *Ghost) {
 	t.Helper()
-	p, h := heldParentAttr(t, attr)
-	c, err := h.Fork()
-	if err != nil {
-		t.Fatalf("Fork: %v", err)
-	}
+	p, h, c := heldFork(t, attr)
 	if nr, fd, ret := c.Syscall(); nr != unix.SYS_READ || fd != 0 || ret != -errRestartSys {
 		t.Fatalf("child's Syscall() = %d, %d, %d; want the parent's read of fd 0", nr, fd, ret)
 	}
@@ -237,11 +239,7 @@ func TestGhostMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	h, err := Seize(pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
-	waitHeld(t, h)
+	h := seizeHeld(t, pid)
 	t1 := time.Now()
 	g, err := h.Ghost(GhostOptions{})
 	if err != nil {
@@ -281,11 +279,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 // Discard leaves the parent with no zombie and no SIGCHLD.
 func TestDiscard(t *testing.T) {
 	needRoot(t)
-	p, h := heldParent(t)
-	c, err := h.Fork()
-	if err != nil {
-		t.Fatalf("Fork: %v", err)
-	}
+	p, h, c := heldFork(t, ownGroup())
 	if err := c.Discard(); err != nil {
 		t.Fatalf("Discard: %v", err)
 	}
@@ -351,11 +345,7 @@ func TestGhostDiesWithHost(t *testing.T) {
 // memfd (what it reads there), restored elsewhere, and discarded here.
 func TestForkDumpRestore(t *testing.T) {
 	needRoot(t)
-	_, h := heldParent(t)
-	c, err := h.Fork()
-	if err != nil {
-		t.Fatalf("Fork: %v", err)
-	}
+	_, h, c := heldFork(t, ownGroup())
 	var img bytes.Buffer
 	if err := c.Dump(&img, DumpOptions{Mem: map[int][]byte{0: []byte("check\n")}}); err != nil {
 		t.Fatalf("Dump of the forked child: %v", err)
@@ -391,11 +381,7 @@ func TestGhostOwnChildWaitExit(t *testing.T) {
 		}
 		done <- p.cmd.Wait()
 	}()
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
-	waitHeld(t, h)
+	h := seizeHeld(t, p.cmd.Process.Pid)
 	g, err := h.Ghost(GhostOptions{})
 	if err != nil {
 		t.Fatalf("Ghost: %v", err)

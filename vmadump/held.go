@@ -280,13 +280,10 @@ func (h *Held) Dump(w io.Writer, opts DumpOptions) error {
 // restarted. Signals held meanwhile are re-sent. A process that never
 // stopped is released as it is, and ret cannot be applied (an error).
 func (h *Held) Resume(ret *int64) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.released {
-		return errReleased
-	}
-	h.released = true
-	defer h.tr.release()
+	return h.letGo(func() error { return h.resume(ret) })
+}
+
+func (h *Held) resume(ret *int64) error {
 	if !h.stopped {
 		// The tracer thread's end detaches it and drops the pending
 		// interrupt (if no other tracee keeps the thread alive, so
@@ -318,6 +315,20 @@ func (h *Held) Resume(ret *int64) error {
 // Kill ends the process with SIGKILL and releases it. Its parent gets the
 // status as usual (if this process is the parent, it reaps it itself).
 func (h *Held) Kill() error {
+	return h.letGo(func() error {
+		return h.tr.do(func() error {
+			if err := unix.Kill(h.Pid, unix.SIGKILL); err != nil {
+				return fmt.Errorf("kill %d: %w", h.Pid, err)
+			}
+			reapTracee(h.Pid)
+			return nil
+		})
+	})
+}
+
+// letGo releases h, once, with release: what Resume and Kill end with.
+// The tracer thread is let go after release, whatever it returns.
+func (h *Held) letGo(release func() error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.released {
@@ -325,13 +336,7 @@ func (h *Held) Kill() error {
 	}
 	h.released = true
 	defer h.tr.release()
-	return h.tr.do(func() error {
-		if err := unix.Kill(h.Pid, unix.SIGKILL); err != nil {
-			return fmt.Errorf("kill %d: %w", h.Pid, err)
-		}
-		reapTracee(h.Pid)
-		return nil
-	})
+	return release()
 }
 
 // reapTracee waits, as its tracer, for a killed tracee to end, so that its

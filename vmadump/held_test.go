@@ -103,6 +103,24 @@ func expectLine(t *testing.T, p *prog, want string) {
 	}
 }
 
+// seize seizes pid (it runs on until Wait says it is held).
+func seize(t *testing.T, pid int) *Held {
+	t.Helper()
+	h, err := Seize(pid)
+	if err != nil {
+		t.Fatalf("Seize: %v", err)
+	}
+	return h
+}
+
+// seizeHeld seizes pid and waits until it is held.
+func seizeHeld(t *testing.T, pid int) *Held {
+	t.Helper()
+	h := seize(t, pid)
+	waitHeld(t, h)
+	return h
+}
+
 func waitHeld(t *testing.T, h *Held) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -128,10 +146,7 @@ func TestHeldFUSEWrite(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the write never reached the FUSE server")
 	}
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
+	h := seize(t, p.cmd.Process.Pid)
 	select {
 	case <-f.intr:
 	case <-time.After(10 * time.Second):
@@ -191,21 +206,24 @@ func pipeFull(t *testing.T) (rd, wr *os.File) {
 	return rd, wr
 }
 
+// pipeWriter starts writer.c on a full pipe (its fd 3): it says READY and
+// blocks in its write. rd is the pipe's read end.
+func pipeWriter(t *testing.T) (rd *os.File, p *prog) {
+	t.Helper()
+	rd, wr := pipeFull(t)
+	cmd := exec.Command(buildC(t, false, "writer.c"), "-")
+	cmd.ExtraFiles = []*os.File{wr}
+	return rd, startCmd(t, "READY", cmd)
+}
+
 // Seized in a write to a full pipe, the write is interrupted (a restart
 // code); Resume without a value re-issues it, and it completes once the
 // pipe is drained.
 func TestHeldPipeWriteRestarts(t *testing.T) {
 	needRoot(t)
-	rd, wr := pipeFull(t)
-	cmd := exec.Command(buildC(t, false, "writer.c"), "-")
-	cmd.ExtraFiles = []*os.File{wr}
-	p := startCmd(t, "READY", cmd)
+	rd, p := pipeWriter(t)
 	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_WRITE)
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
-	waitHeld(t, h)
+	h := seizeHeld(t, p.cmd.Process.Pid)
 	if nr, fd, ret := h.Syscall(); nr != unix.SYS_WRITE || fd != 3 || ret != -errRestartSys {
 		t.Fatalf("Syscall() = %d, %d, %d; want write, fd 3, -ERESTARTSYS", nr, fd, ret)
 	}
@@ -222,16 +240,9 @@ func TestHeldPipeWriteRestarts(t *testing.T) {
 // Resume with a value makes an interrupted write fail with it.
 func TestHeldResumeErrno(t *testing.T) {
 	needRoot(t)
-	_, wr := pipeFull(t)
-	cmd := exec.Command(buildC(t, false, "writer.c"), "-")
-	cmd.ExtraFiles = []*os.File{wr}
-	p := startCmd(t, "READY", cmd)
+	_, p := pipeWriter(t)
 	waitSyscall(t, p.cmd.Process.Pid, unix.SYS_WRITE)
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
-	waitHeld(t, h)
+	h := seizeHeld(t, p.cmd.Process.Pid)
 	ret := -int64(unix.EHOSTDOWN)
 	if err := h.Resume(&ret); err != nil {
 		t.Fatalf("Resume: %v", err)
@@ -256,19 +267,12 @@ func TestSeizeRefuses(t *testing.T) {
 // Kill ends a held process; its parent (the test) sees SIGKILL.
 func TestHeldKill(t *testing.T) {
 	needRoot(t)
-	_, wr := pipeFull(t)
-	cmd := exec.Command(buildC(t, false, "writer.c"), "-")
-	cmd.ExtraFiles = []*os.File{wr}
-	p := startCmd(t, "READY", cmd)
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
-	waitHeld(t, h)
+	_, p := pipeWriter(t)
+	h := seizeHeld(t, p.cmd.Process.Pid)
 	if err := h.Kill(); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
-	err = p.cmd.Wait()
+	err := p.cmd.Wait()
 	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() || st.Signal() != syscall.SIGKILL {
 		t.Fatalf("after Kill: %v, %v", err, p.cmd.ProcessState)
 	}
@@ -277,14 +281,8 @@ func TestHeldKill(t *testing.T) {
 // TakeFile hands over a descriptor of the held process: its stdout.
 func TestHeldTakeFile(t *testing.T) {
 	needRoot(t)
-	_, wr := pipeFull(t)
-	cmd := exec.Command(buildC(t, false, "writer.c"), "-")
-	cmd.ExtraFiles = []*os.File{wr}
-	p := startCmd(t, "READY", cmd)
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
+	_, p := pipeWriter(t)
+	h := seize(t, p.cmd.Process.Pid)
 	defer h.Resume(nil)
 	waitHeld(t, h)
 	out, err := h.TakeFile(1)
@@ -360,10 +358,7 @@ func TestHeldWaitTimeoutResume(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the write never reached the FUSE server")
 	}
-	h, err := Seize(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatalf("Seize: %v", err)
-	}
+	h := seize(t, p.cmd.Process.Pid)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := h.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {

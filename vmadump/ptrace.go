@@ -147,6 +147,36 @@ func waitStop(pid int) (unix.WaitStatus, error) {
 	}
 }
 
+// waitEventStop waits for pid's PTRACE_EVENT_STOP (what PTRACE_INTERRUPT
+// or a seized fork brings). Signals that come first are appended to pending
+// (to be re-sent later) and let through; what names pid if it ends instead.
+func waitEventStop(pid int, pending *[]int, what string) error {
+	for {
+		ws, err := waitStop(pid)
+		if err != nil {
+			return err
+		}
+		if !ws.Stopped() {
+			return fmt.Errorf("%s %d ended (%s)", what, pid, describeWait(ws))
+		}
+		if uint32(ws)>>16 == unix.PTRACE_EVENT_STOP {
+			return nil
+		}
+		*pending = append(*pending, int(ws.StopSignal()))
+		if err := ptrace(unix.PTRACE_CONT, pid, 0, 0); err != nil {
+			return fmt.Errorf("ptrace CONT %d: %w", pid, err)
+		}
+	}
+}
+
+// exitKill has pid die with SIGKILL if its tracer (this process) dies.
+func exitKill(pid int) error {
+	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
+		return fmt.Errorf("ptrace SETOPTIONS %d: %w", pid, err)
+	}
+	return nil
+}
+
 // tracee is a stopped process we may inject system calls into.
 type tracee struct {
 	pid     int

@@ -276,10 +276,7 @@ func (rs *restorer) attach() error {
 	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
 		return fmt.Errorf("restore stub %d: unexpected %s", rs.pid, describeWait(ws))
 	}
-	if err := ptrace(unix.PTRACE_SETOPTIONS, rs.pid, 0, unix.PTRACE_O_EXITKILL); err != nil {
-		return fmt.Errorf("ptrace SETOPTIONS %d: %w", rs.pid, err)
-	}
-	return nil
+	return exitKill(rs.pid)
 }
 
 func (rs *restorer) run() error {

@@ -530,18 +530,11 @@ func (h *migReportHandle) Write(_ context.Context, b []byte, _ int64) (int, erro
 type slaveGhostDir struct{ unlisted }
 
 func (d *slaveGhostDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
-	sc, err := d.m.slaveFor(c)
+	sc, p, err := d.m.slaveProc(c, name)
 	if err != nil {
 		return nil, err
 	}
-	pid, err := strconv.Atoi(name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, syscall.ENOENT)
-	}
-	d.m.mu.Lock()
-	p := d.m.procs[pid]
-	d.m.mu.Unlock()
-	if p == nil || p.ghost == nil || p.ghost.sc != sc {
+	if p.ghost == nil || p.ghost.sc != sc {
 		return nil, fmt.Errorf("ghost %s: %w", name, syscall.ENOENT)
 	}
 	mk := func(mode iofs.FileMode, h func() synth.Handle) *synth.FuncFile {

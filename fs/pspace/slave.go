@@ -95,19 +95,9 @@ func (d *slaveBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 type slaveProcDir struct{ unlisted }
 
 func (d *slaveProcDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
-	sc, err := d.m.slaveFor(c)
+	sc, p, err := d.m.slaveProc(c, name)
 	if err != nil {
 		return nil, err
-	}
-	pid, err := strconv.Atoi(name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, syscall.ENOENT)
-	}
-	d.m.mu.Lock()
-	p := d.m.procs[pid]
-	d.m.mu.Unlock()
-	if p == nil {
-		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
 	}
 	_, cur, inc := p.place()
 	p.mu.Lock()
@@ -119,6 +109,26 @@ func (d *slaveProcDir) Lookup(c *synth.Caller, name string) (synth.Node, error) 
 		return nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
 	}
 	return d.m.slaveProcFiles(p, inc), nil
+}
+
+// slaveProc is the calling slave and the process called name (its pid),
+// for a slave's Lookup; the caller checks the process is the slave's.
+func (m *Master) slaveProc(c *synth.Caller, name string) (*slaveConn, *Proc, error) {
+	sc, err := m.slaveFor(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	pid, err := strconv.Atoi(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, syscall.ENOENT)
+	}
+	m.mu.Lock()
+	p := m.procs[pid]
+	m.mu.Unlock()
+	if p == nil {
+		return nil, nil, fmt.Errorf("process %s: %w", name, syscall.ENOENT)
+	}
+	return sc, p, nil
 }
 
 // slaveProcFiles are the files of incarnation inc of p for its slave.
