@@ -88,9 +88,8 @@ type Held struct {
 
 	// For a Fork()ed child: its parent, and whether the parent had a
 	// SIGCHLD pending before the fork (Discard must not eat that one).
-	parent       *Held
-	chldBefore   bool
-	childOptions bool
+	parent     *Held
+	chldBefore bool
 }
 
 var errReleased = errors.New("process no longer held")
