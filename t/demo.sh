@@ -37,6 +37,10 @@ show 'echo exec /usr/bin/hostname > $BPROC/node/2/ctl; timeout 5 head -n1 $BPROC
 if command -v bpstat >/dev/null; then show 'bpstat'; fi
 show 'bpsh -a -p hostname'
 show "bpsh 1 sh -c 'exit 7'; echo \$?"
+say
+say "# A shell moves itself: the rest of the script runs on node 2; its ghost"
+say "# stays here, so \$? and kill still work:"
+show "bash -c 'echo on \$(hostname); echo move > \$BPROC/node/2/ctl; echo now on \$(hostname); exit 3'; echo \$?"
 if command -v bpctl >/dev/null; then
 	show 'bpctl -S 3 -s unavailable; bpstat'
 else
