@@ -43,6 +43,24 @@ test_expect_success 'the moved shell is listed under its own pid on its new node
 	wait_for "grep -q exited \"$BPROC/proc/$pid/status\"" 10
 '
 
+test_expect_success 'kill -9 of the ghost ends the moved process on its node' '
+	cat >"$T/mvkill.sh" <<-EOF &&
+	echo move > $BPROC/node/1/ctl || exit 99
+	echo \$\$ > "$T/inner"
+	exec sleep 301
+	EOF
+	{ bash "$T/mvkill.sh" & } &&
+	pid=$! &&
+	wait_for "test -s \"$T/inner\"" 10 &&
+	wait_for "grep -q \" 1 running \" \"$BPROC/proc/$pid/status\"" 10 &&
+	n=$(pgrep -cf "^sleep 301") && test "$n" = 1 &&
+	kill -KILL $pid &&
+	{ st=0; wait $pid || st=$?; } &&
+	test "$st" = 137 &&
+	wait_for "grep -q \"exited\" \"$BPROC/proc/$pid/status\"" 10 &&
+	wait_for "! pgrep -f \"^sleep 301\"" 10
+'
+
 test_expect_success 'stdin and stdout stay the process'"'"'s own after the move' '
 	cat >"$T/mvio.sh" <<-EOF &&
 	echo move > $BPROC/node/0/ctl || exit 99
