@@ -121,13 +121,10 @@ func (m *Master) migrate(ctx context.Context, c *synth.Caller, n *node, kind str
 	if p != nil && !c.Root() && p.uid != c.Uid {
 		return fmt.Errorf("process %d belongs to uid %d: %w", p.pid, p.uid, syscall.EPERM)
 	}
-	if kind == slaveproto.MigExecmove && p != nil {
-		// A job that execs elsewhere: its own process ends, the ghost
-		// stays where it started; not supported yet.
-		return fmt.Errorf("execmove of a process that has already moved: %w", syscall.EOPNOTSUPP)
-	}
-	if (kind != slaveproto.MigMove || p == nil) && m.underLimit(c) != nil {
-		return m.underLimit(c)
+	if kind == slaveproto.MigRfork || p == nil {
+		if err := m.underLimit(c); err != nil { // a new process of the space
+			return err
+		}
 	}
 	mig := m.newMigration(kind, src, dst)
 	if err := src.send(m, &slaveproto.Msg{Op: "seize", Mig: mig.id, OSPid: c.Pid, Kind: kind, Flags: uint32(flags)}); err != nil {
@@ -295,7 +292,9 @@ func (m *Master) runMigration(mig *migration, c *synth.Caller, n *node, p *Proc,
 	if err != nil {
 		return err
 	}
-	if err := m.startMigrated(mig, p, pm.inc, nil); err != nil {
+	// (With execmove, its next incarnation is the new program, and the
+	// node it leaves ends it there.)
+	if err := m.startMigrated(mig, p, pm.inc, job); err != nil {
 		p.abortMove(pm)
 		return err
 	}
@@ -303,6 +302,9 @@ func (m *Master) runMigration(mig *migration, c *synth.Caller, n *node, p *Proc,
 		p.abortMove(pm)
 		mig.dst.sendIfAlive(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
 		return err
+	}
+	if job != nil {
+		return p.commitMove(pm)
 	}
 	if _, err := mig.await(context.Background(), "dumped", migStepTimeout); err != nil {
 		p.abortMove(pm)
@@ -315,11 +317,11 @@ func (m *Master) runMigration(mig *migration, c *synth.Caller, n *node, p *Proc,
 // startMigrated sends the destination the start of process p's
 // incarnation inc: restored from the migration's image, or job's binary.
 func (m *Master) startMigrated(mig *migration, p *Proc, inc int, job *execJob) error {
-	msg := &slaveproto.Msg{Op: "start", Pid: p.pid, Inc: inc, Mig: mig.id, Uid: p.uid, Gid: p.gid, Groups: p.groups, Attached: true, Argv: p.argv}
+	msg := &slaveproto.Msg{Op: "start", Uid: p.uid, Gid: p.gid, Groups: p.groups, Argv: p.argv}
 	if job != nil {
 		msg = job.msg(p)
-		msg.Attached = true
 	}
+	msg.Pid, msg.Inc, msg.Mig, msg.Attached = p.pid, inc, mig.id, p.attached
 	return mig.dst.send(m, msg)
 }
 

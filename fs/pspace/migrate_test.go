@@ -366,3 +366,38 @@ func TestMigrateRefused(t *testing.T) {
 		t.Errorf("seize failed: %v, want EPERM", err)
 	}
 }
+
+// execmove by a job on a node: its next incarnation is the new program on
+// the other node (shipped like exec's), and the node it leaves ends it.
+func TestExecmoveJobOn(t *testing.T) {
+	m, _, nodes := migCluster(t)
+	user := &synth.Caller{Uid: 0, Gid: 0}
+	p, err := m.newProc(user, nodes[0].sc.node, nodes[0].sc, []string{"job"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[0].report(fmt.Sprintf("%d started 300", p.pid))
+	writer := &synth.Caller{Node: 0, Pid: 300}
+	done, _ := writeCtl(m, writer, 1, "execmove -e A=B /bin/true x")
+	seize := nodes[0].next("seize")
+	if seize.Kind != "execmove" {
+		t.Fatalf("seize %+v", seize)
+	}
+	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "seized"})
+	if err := waitErr(t, done); err != nil {
+		t.Fatal(err)
+	}
+	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "stopped"})
+	start := nodes[1].next("start")
+	if start.Pid != p.pid || start.Inc != 1 || start.Hash == "" || start.Path != "/bin/true" ||
+		strings.Join(start.Argv, " ") != "/bin/true x" || strings.Join(start.Env, " ") != "A=B" {
+		t.Fatalf("start %+v", start)
+	}
+	nodes[1].report(fmt.Sprintf("%d.1 started 12", p.pid))
+	if out := nodes[0].next("migrated"); out.Errno != 0 || out.Ghost {
+		t.Fatalf("migrated %+v, want success without a ghost", out)
+	}
+	if node, _, inc := p.place(); node != 1 || inc != 1 {
+		t.Errorf("placed on node %d incarnation %d", node, inc)
+	}
+}
