@@ -73,6 +73,14 @@ test_expect_success 'stdin and stdout stay the process'"'"'s own after the move'
 	test_grep "to stderr" err
 '
 
+test_expect_success 'a job on a node moves on with its pid, or execmoves: output and status come back through bpsh' '
+	out=$(bpsh 1 bash -c "echo move > /bproc/node/2/ctl && hostname && exit 4") ||
+	test $? = 4 &&
+	test "$out" = node2 &&
+	out=$(bpsh 1 bash -c "echo execmove /usr/bin/hostname > /bproc/node/0/ctl; echo not reached") &&
+	test "$out" = node0
+'
+
 test_expect_success 'a move that cannot happen fails the write; the script carries on where it was' '
 	cat >"$T/mvfail.sh" <<-EOF &&
 	echo move > $BPROC/node/3/ctl && exit 98
