@@ -441,6 +441,14 @@ pid_alive() {
 }
 
 # wait_gone PID [TIMEOUT_S]
+# rss_at_most PID KB: PID's resident size is at most KB (and says it).
+rss_at_most() {
+	local rss
+	rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$1/status") || return 1
+	echo "VmRSS of $1: $rss kB"
+	test "$rss" -le "$2"
+}
+
 wait_gone() { wait_for "! pid_alive $1" "${2:-10}"; }
 
 # test_cmp EXPECTED ACTUAL: files must match; shows the diff otherwise.

@@ -33,8 +33,7 @@ test_expect_success 'the moved shell is listed under its own pid on its new node
 	out=$(cat "$T/where") && test "$out" = node2 &&
 	read -r spid snode sstate _ <"$BPROC/proc/$pid/status" &&
 	test "$spid" = "$pid" && test "$snode" = 2 &&
-	rss=$(awk "/^VmRSS:/ { print \$2 }" /proc/$pid/status) &&
-	test "$rss" -le 1024 &&
+	wait_for "rss_at_most $pid 1024" 10 &&
 	comm=$(tr "\0" " " </proc/$pid/cmdline) &&
 	test "$comm" = "bash $T/mvsleep.sh " &&
 	kill -TERM $pid &&
