@@ -31,6 +31,9 @@ import (
 // before the process runs again.
 
 const (
+	// migPerUser bounds the migrations one user (not root) has in flight:
+	// each holds up to migImageBuffer of the master's memory.
+	migPerUser      = 16
 	migSeizeTimeout = 5 * time.Second
 	migStepTimeout  = 30 * time.Second
 	migImageBuffer  = 8 << 20
@@ -38,6 +41,7 @@ const (
 
 type migration struct {
 	id      int
+	uid     uint32
 	kind    string
 	src     *slaveConn
 	dst     *slaveConn
@@ -126,7 +130,10 @@ func (m *Master) migrate(ctx context.Context, c *synth.Caller, n *node, kind str
 			return err
 		}
 	}
-	mig := m.newMigration(kind, src, dst)
+	mig, err := m.newMigration(c, kind, src, dst)
+	if err != nil {
+		return err
+	}
 	if err := src.send(m, &slaveproto.Msg{Op: "seize", Mig: mig.id, OSPid: c.Pid, Kind: kind, Flags: uint32(flags)}); err != nil {
 		m.endMigration(mig)
 		return err
@@ -179,17 +186,28 @@ func (m *Master) procOnLocked(num, ospid int) *Proc {
 	return nil
 }
 
-func (m *Master) newMigration(kind string, src, dst *slaveConn) *migration {
+func (m *Master) newMigration(c *synth.Caller, kind string, src, dst *slaveConn) (*migration, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.migs == nil {
 		m.migs = map[int]*migration{}
 	}
+	if !c.Root() {
+		n := 0
+		for _, mig := range m.migs {
+			if mig.uid == c.Uid {
+				n++
+			}
+		}
+		if n >= migPerUser {
+			return nil, fmt.Errorf("uid %d has %d migrations in flight, the most there may be: %w", c.Uid, n, syscall.EAGAIN)
+		}
+	}
 	m.nextMig++
-	mig := &migration{id: m.nextMig, kind: kind, src: src, dst: dst,
+	mig := &migration{id: m.nextMig, uid: c.Uid, kind: kind, src: src, dst: dst,
 		image: synth.NewStream(migImageBuffer, false), reports: make(chan slaveproto.MigReport, 8)}
 	m.migs[mig.id] = mig
-	return mig
+	return mig, nil
 }
 
 func (m *Master) endMigration(mig *migration) {

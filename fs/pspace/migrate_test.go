@@ -401,3 +401,28 @@ func TestExecmoveJobOn(t *testing.T) {
 		t.Errorf("placed on node %d incarnation %d", node, inc)
 	}
 }
+
+// A user may have at most migPerUser migrations in flight (each holds an
+// image buffer on the master); the next gets EAGAIN before its source
+// is asked anything; root is not limited.
+func TestMigrationsPerUser(t *testing.T) {
+	m, local, _ := migCluster(t)
+	for i := 0; i < migPerUser; i++ {
+		done, _ := writeCtl(m, &synth.Caller{Node: -1, Pid: 1000 + i, Uid: 4242, Gid: 4242}, 0, "move")
+		seize := local.next("seize")
+		local.migReport(seize.Mig, slaveproto.MigReport{Ev: "seized"})
+		if err := waitErr(t, done); err != nil {
+			t.Fatalf("move %d: %v", i, err)
+		}
+	}
+	done, _ := writeCtl(m, &synth.Caller{Node: -1, Pid: 2000, Uid: 4242, Gid: 4242}, 0, "move")
+	if err := waitErr(t, done); !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("move past the limit: %v, want EAGAIN", err)
+	}
+	done, _ = writeCtl(m, &synth.Caller{Node: -1, Pid: 2001}, 0, "move")
+	seize := local.next("seize")
+	local.migReport(seize.Mig, slaveproto.MigReport{Ev: "seized"})
+	if err := waitErr(t, done); err != nil {
+		t.Errorf("root's move: %v", err)
+	}
+}
