@@ -43,6 +43,23 @@ void bp_put(struct buf *b, const char *s, size_t n)
 
 void bp_puts(struct buf *b, const char *s) { bp_put(b, s, strlen(s)); }
 
+void bp_exec_args(struct buf *b, const char *cmd, char *const argv[], char *const envp[])
+{
+	for (char *const *e = envp; e && *e; e++) {
+		bp_puts(b, " -e");
+		bp_word(b, *e);
+	}
+	if (argv && argv[0]) {
+		bp_puts(b, " -a");
+		bp_word(b, argv[0]);
+	}
+	bp_puts(b, " --");
+	bp_word(b, cmd);
+	for (char *const *a = argv && argv[0] ? argv + 1 : argv; a && *a; a++)
+		bp_word(b, *a);
+	bp_put(b, "\n", 1);
+}
+
 /* word adds one argument, single-quoted as the tree's splitter reads it
  * back ('\'' for a quote); a newline inside quotes stays in the word. */
 void bp_word(struct buf *b, const char *w)
@@ -162,19 +179,7 @@ int bproc_rexec_io(int node, struct bproc_io_t *io, int iolen, const char *cmd,
 	node = bp_resolve_node(node);
 	struct buf b = {0};
 	bp_puts(&b, "exec -i");
-	if (argv && argv[0]) {
-		bp_puts(&b, " -a");
-		bp_word(&b, argv[0]);
-	}
-	for (char *const *e = envp; e && *e; e++) {
-		bp_puts(&b, " -e");
-		bp_word(&b, *e);
-	}
-	bp_puts(&b, " --");
-	bp_word(&b, cmd);
-	for (char *const *a = argv && argv[0] ? argv + 1 : argv; a && *a; a++)
-		bp_word(&b, *a);
-	bp_put(&b, "\n", 1);
+	bp_exec_args(&b, cmd, argv, envp);
 	if (b.err) {
 		free(b.s);
 		errno = b.err;

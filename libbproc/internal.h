@@ -43,6 +43,9 @@ struct buf {
 void bp_put(struct buf *b, const char *s, size_t n);
 void bp_puts(struct buf *b, const char *s);
 void bp_word(struct buf *b, const char *w);
+/* bp_exec_args ends an exec or execmove line: -e for each of envp, -a
+ * argv[0], then -- CMD and the other arguments, and the newline. */
+void bp_exec_args(struct buf *b, const char *cmd, char *const argv[], char *const envp[]);
 int bp_threads(void);
 int bp_ctl_errno(void);
 int bp_setup_io(const struct bproc_io_t *io, int iolen);

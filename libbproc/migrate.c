@@ -304,19 +304,7 @@ static char *execmove_line(const char *cmd, char *const argv[], char *const envp
 		bp_puts(&b, " -c");
 		bp_word(&b, cwd);
 	}
-	for (char *const *e = envp; e && *e; e++) {
-		bp_puts(&b, " -e");
-		bp_word(&b, *e);
-	}
-	if (argv && argv[0]) {
-		bp_puts(&b, " -a");
-		bp_word(&b, argv[0]);
-	}
-	bp_puts(&b, " --");
-	bp_word(&b, cmd);
-	for (char *const *a = argv && argv[0] ? argv + 1 : argv; a && *a; a++)
-		bp_word(&b, *a);
-	bp_put(&b, "\n", 1);
+	bp_exec_args(&b, cmd, argv, envp);
 	if (b.err) {
 		free(b.s);
 		errno = b.err;

@@ -275,26 +275,33 @@ func TestRforkFromMaster(t *testing.T) {
 	}
 }
 
-// A process of the space moves from node 0 to node 1: same pid, next
-// incarnation; node 0's reports about it are refused from then on, and
-// its source slave ends it there (no ghost: that is where it started).
-func TestMoveJobOn(t *testing.T) {
+// jobWrites starts a job of uid on node 0 (pid 300 there) that writes
+// line to node 1's ctl; the source seizes it and it stops. It returns
+// the seize message and node 1's start.
+func jobWrites(t *testing.T, uid uint32, line string) (*Master, [2]*fakeSlave, *Proc, slaveproto.Msg, slaveproto.Msg) {
+	t.Helper()
 	m, _, nodes := migCluster(t)
-	user := &synth.Caller{Uid: 4242, Gid: 4242}
-	p, err := m.newProc(user, nodes[0].sc.node, nodes[0].sc, []string{"job"}, false)
+	p, err := m.newProc(&synth.Caller{Uid: uid, Gid: uid}, nodes[0].sc.node, nodes[0].sc, []string{"job"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nodes[0].report(fmt.Sprintf("%d started 300", p.pid))
-	writer := &synth.Caller{Node: 0, Pid: 300, Uid: 4242, Gid: 4242}
-	done, _ := writeCtl(m, writer, 1, "move")
+	done, _ := writeCtl(m, &synth.Caller{Node: 0, Pid: 300, Uid: uid, Gid: uid}, 1, line)
 	seize := nodes[0].next("seize")
 	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "seized"})
 	if err := waitErr(t, done); err != nil {
 		t.Fatal(err)
 	}
 	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "stopped"})
-	start := nodes[1].next("start")
+	return m, nodes, p, seize, nodes[1].next("start")
+}
+
+// A process of the space moves from node 0 to node 1: same pid, next
+// incarnation; node 0's reports about it are refused from then on, and
+// its source slave ends it there (no ghost: that is where it started).
+func TestMoveJobOn(t *testing.T) {
+	m, nodes, p, seize, start := jobWrites(t, 4242, "move")
+	var err error
 	if start.Pid != p.pid || start.Inc != 1 {
 		t.Fatalf("start %+v, want pid %d incarnation 1", start, p.pid)
 	}
@@ -370,25 +377,10 @@ func TestMigrateRefused(t *testing.T) {
 // execmove by a job on a node: its next incarnation is the new program on
 // the other node (shipped like exec's), and the node it leaves ends it.
 func TestExecmoveJobOn(t *testing.T) {
-	m, _, nodes := migCluster(t)
-	user := &synth.Caller{Uid: 0, Gid: 0}
-	p, err := m.newProc(user, nodes[0].sc.node, nodes[0].sc, []string{"job"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes[0].report(fmt.Sprintf("%d started 300", p.pid))
-	writer := &synth.Caller{Node: 0, Pid: 300}
-	done, _ := writeCtl(m, writer, 1, "execmove -e A=B /bin/true x")
-	seize := nodes[0].next("seize")
+	_, nodes, p, seize, start := jobWrites(t, 0, "execmove -e A=B /bin/true x")
 	if seize.Kind != "execmove" {
 		t.Fatalf("seize %+v", seize)
 	}
-	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "seized"})
-	if err := waitErr(t, done); err != nil {
-		t.Fatal(err)
-	}
-	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "stopped"})
-	start := nodes[1].next("start")
 	if start.Pid != p.pid || start.Inc != 1 || start.Hash == "" || start.Path != "/bin/true" ||
 		strings.Join(start.Argv, " ") != "/bin/true x" || strings.Join(start.Env, " ") != "A=B" {
 		t.Fatalf("start %+v", start)

@@ -77,6 +77,16 @@ static int on_node(int n)
 	return strcmp(host(), want) == 0;
 }
 
+/* rfork_pause rforks a child to node n that waits there for signals. */
+static pid_t rfork_pause(int n)
+{
+	pid_t p = bproc_rfork(n);
+	if (p == 0)
+		for (;;)
+			pause();
+	return p;
+}
+
 static int child_status(pid_t p, const char *what)
 {
 	int st;
@@ -149,10 +159,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(c, "rfork-kill")) {
 		/* rfork-kill NODE: the parent SIGTERMs the child (through its
 		 * ghost) once it is there. */
-		pid_t p = bproc_rfork(a);
-		if (p == 0)
-			for (;;)
-				pause();
+		pid_t p = rfork_pause(a);
 		if (p < 0)
 			return failed(c);
 		if (kill(p, SIGTERM) < 0)
@@ -161,10 +168,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(c, "rfork-stop")) {
 		/* rfork-stop NODE: SIGSTOP seen by WUNTRACED, SIGCONT by
 		 * WCONTINUED, then SIGKILL. */
-		pid_t p = bproc_rfork(a);
-		if (p == 0)
-			for (;;)
-				pause();
+		pid_t p = rfork_pause(a);
 		if (p < 0)
 			return failed(c);
 		int st;
