@@ -31,9 +31,6 @@ import (
 
 const stopTimeout = 10 * time.Second
 
-// imageDepth is how many pieces of an image are in flight to the node.
-const imageDepth = 4
-
 // outgoing is a migration this slave is the source of.
 type outgoing struct {
 	mig   int
@@ -320,13 +317,7 @@ func (s *Slave) restoreJob(ctx context.Context, l *link, m *slaveproto.Msg) {
 		return
 	}
 	defer img.Close()
-	var r io.Reader = onlyReader{img}
-	if ra, ok := img.(io.ReaderAt); ok {
-		pf := newPrefetcher(ra, ioBuf, imageDepth)
-		defer pf.Close()
-		r = pf
-	}
-	s.run(ctx, l, m, restoreSpawn(r))
+	s.run(ctx, l, m, restoreSpawn(onlyReader{img}))
 }
 
 // hostedGhost is a ghost this slave hosts: the process it stands for

@@ -450,22 +450,6 @@ func (f *File) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// ReadAt reads at off, one message's worth at most, without moving the
-// file's offset: several may be in flight at once (a prefetching reader).
-func (f *File) ReadAt(p []byte, off int64) (int, error) {
-	if f.mode == syscall.O_WRONLY {
-		return 0, &iofs.PathError{Op: "read", Path: f.name, Err: syscall.EBADF}
-	}
-	if len(p) > f.maxIO() {
-		p = p[:f.maxIO()]
-	}
-	n, err := f.f.ReadAt(p, off)
-	if err != nil && err != io.EOF {
-		err = f.c.pathErr("read", f.name, err)
-	}
-	return n, err
-}
-
 // Write writes at the file's offset and advances it; writes larger than
 // one message are split.
 func (f *File) Write(p []byte) (int, error) {

@@ -45,7 +45,7 @@ type migration struct {
 	kind    string
 	src     *slaveConn
 	dst     *slaveConn
-	image   *imageBuf
+	image   *synth.Stream
 	reports chan slaveproto.MigReport
 }
 
@@ -205,7 +205,7 @@ func (m *Master) newMigration(c *synth.Caller, kind string, src, dst *slaveConn)
 	}
 	m.nextMig++
 	mig := &migration{id: m.nextMig, uid: c.Uid, kind: kind, src: src, dst: dst,
-		image: newImageBuf(migImageBuffer), reports: make(chan slaveproto.MigReport, 8)}
+		image: synth.NewStream(migImageBuffer, false), reports: make(chan slaveproto.MigReport, 8)}
 	m.migs[mig.id] = mig
 	return mig, nil
 }
@@ -508,12 +508,12 @@ func (d *slaveMigDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 			if err := src(c); err != nil {
 				return nil, err
 			}
-			return &imageWriter{mig.image}, nil
+			return synth.NewStreamWriter(mig.image, nil), nil
 		}
 		if s, _ := d.m.slaveFor(c); s != mig.dst {
 			return nil, fmt.Errorf("only the destination reads migration %d: %w", mig.id, syscall.EACCES)
 		}
-		return &imageReader{mig.image}, nil
+		return synth.NewStreamReader(mig.image), nil
 	}}
 	return synth.NewDir(synth.StaticEntries("ctl", ctl, "image", image)), nil
 }

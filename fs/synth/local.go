@@ -71,9 +71,6 @@ func (f *localFile) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadAt reads at off without moving the file's offset.
-func (f *localFile) ReadAt(p []byte, off int64) (int, error) { return f.h.Read(f.ctx, p, off) }
-
 func (f *localFile) Write(p []byte) (int, error) {
 	n, err := f.h.Write(f.ctx, p, f.off)
 	f.off += int64(n)
