@@ -191,8 +191,8 @@ func execSpawn(bin string, argv, env []string, dir string) spawnFunc {
 
 // restoreSpawn recreates the process dumped in the image img (vmadump):
 // the restore's stub is forked, and traced until the process is rebuilt,
-// on the spawner thread. Migration (bpmaster's move of a running job to
-// another node) is to use it; today only its test does.
+// on the spawner thread. A start with a migration's image uses it
+// (restoreJob, migrate.go).
 func restoreSpawn(img io.Reader) spawnFunc {
 	return func(sp *spawner, cred *syscall.Credential, f *jobFiles) (*proc, error) {
 		p, err := vmadump.Restore(img, vmadump.RestoreOptions{

@@ -148,8 +148,8 @@ func (p *Proc) outRing() *synth.Ring {
 // move places the process on node n, served by slave sc, as its next
 // incarnation: from then on reports naming an earlier incarnation are
 // refused, and the slave of the node it left going down does not end
-// it. It returns the new incarnation, which n's start message carries.
-// Process migration (dump here, restore there) is its user.
+// it. It returns the new incarnation, which n's start message carries
+// (commitMove, migrate.go, once the destination has it running).
 func (p *Proc) move(n *node, sc *slaveConn) (int, error) {
 	p.reports.Lock()
 	defer p.reports.Unlock()
