@@ -236,8 +236,7 @@ func cmdline(pid int) []string {
 // reopening it: a pipe, a socket or a terminal.
 func forwardable(target string) bool {
 	return strings.HasPrefix(target, "pipe:") || strings.HasPrefix(target, "socket:") ||
-		strings.HasPrefix(target, "/dev/pts/") || target == "/dev/tty" || strings.HasPrefix(target, "/dev/tty") ||
-		target == "/dev/console"
+		strings.HasPrefix(target, "/dev/pts/") || strings.HasPrefix(target, "/dev/tty") || target == "/dev/console"
 }
 
 // stdioMap chooses how a process's pipes, sockets and terminals travel:

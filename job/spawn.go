@@ -1,7 +1,6 @@
 package job
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -213,11 +212,6 @@ func restoreSpawn(img io.Reader) spawnFunc {
 // a job that moves is traced by this process (vmadump.Seize), and the
 // wait of a traced child would take its ptrace stops (the tracer's, on
 // another thread of this process) for its end. A pidfd becomes readable
-// only at the exit.
-func waitExit(pid int) {
-	if err := vmadump.WaitExit(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
-		// Without a pidfd the plain wait still works for jobs that
-		// never move.
-		_ = err
-	}
-}
+// only at the exit. If it fails (no pidfd), the plain wait that follows
+// still serves every job that never moves.
+func waitExit(pid int) { _ = vmadump.WaitExit(pid) }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	iofs "io/fs"
 	"strconv"
@@ -142,7 +141,7 @@ func (m *Master) migrate(ctx context.Context, c *synth.Caller, n *node, kind str
 	// (the kernel's FUSE_INTERRUPT cancels it), yet the write goes on.
 	if _, err := mig.await(context.Background(), "seized", migSeizeTimeout); err != nil {
 		// It may be seized all the same: the source lets it go on.
-		src.sendIfAlive(m, &slaveproto.Msg{Op: "migrated", Mig: mig.id, Errno: int(errnoOf(err)), Text: err.Error()})
+		src.sendIfAlive(m, &slaveproto.Msg{Op: "migrated", Mig: mig.id, Errno: int(synth.Errno(err)), Text: err.Error()})
 		m.endMigration(mig)
 		return fmt.Errorf("%s: %w", kind, err)
 	}
@@ -249,9 +248,11 @@ func (m *Master) runMigration(mig *migration, c *synth.Caller, n *node, p *Proc,
 	defer func() {
 		out := &slaveproto.Msg{Op: "migrated", Mig: mig.id}
 		if err != nil {
-			out.Errno, out.Text = int(errnoOf(err)), err.Error()
+			out.Errno, out.Text = int(synth.Errno(err)), err.Error()
 			if child != nil {
+				child.mu.Lock()
 				child.onEnd = nil // no ghost was made
+				child.mu.Unlock()
 				m.forget(child)
 				child.finish("exit 127")
 				mig.dst.sendIfAlive(m, &slaveproto.Msg{Op: "signal", Pid: child.pid, Sig: int(syscall.SIGKILL)})
@@ -580,13 +581,4 @@ func (m *Master) ghostCommands() synth.Table[*Proc] {
 			return "", p.signal(m, sig)
 		}},
 	}
-}
-
-// errnoOf is err's errno, EIO if it has none.
-func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	if !errors.As(err, &errno) {
-		errno = syscall.EIO
-	}
-	return errno
 }

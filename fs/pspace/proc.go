@@ -22,8 +22,8 @@ type Proc struct {
 	argv     []string
 	attached bool
 	// ghost is where the process's ghost is (nil for a process started
-	// through exec, whose stand-in is the tree); onEnd tells it, once,
-	// how the process ended.
+	// through exec, whose stand-in is the tree); onEnd (under mu) tells
+	// it, once, how the process ended.
 	ghost *ghostRef
 	onEnd func(status string)
 	ctr   *counters // the master's, counting how the process ends
@@ -109,6 +109,7 @@ func (p *Proc) finish(status string) {
 	p.status = status
 	p.state = "exited"
 	p.exitedAt = time.Now()
+	onEnd := p.onEnd
 	p.mu.Unlock()
 	if strings.HasPrefix(status, "lost") {
 		p.stdout.CloseWrite()
@@ -125,8 +126,8 @@ func (p *Proc) finish(status string) {
 		p.stderr.Trim(exitedKeepBytes)
 	}
 	close(p.done)
-	if p.onEnd != nil {
-		p.onEnd(status)
+	if onEnd != nil {
+		onEnd(status)
 	}
 }
 

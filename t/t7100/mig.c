@@ -77,6 +77,23 @@ static int on_node(int n)
 	return strcmp(host(), want) == 0;
 }
 
+/* listen_on listens on TCP port of every address; -1 on failure. */
+static int listen_on(int port, int backlog)
+{
+	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, backlog) < 0) {
+		if (l >= 0)
+			close(l);
+		return -1;
+	}
+	return l;
+}
+
 /* rfork_pause rforks a child to node n that waits there for signals. */
 static pid_t rfork_pause(int n)
 {
@@ -293,14 +310,9 @@ int main(int argc, char **argv)
 		 * listens on PORT; the child's stdout, stderr and stdin connect
 		 * back in that order; the child echoes a line from stdin to
 		 * stdout and says where it is on stderr. */
-		int port = num(argv[3]), one = 1;
-		int l = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sin_family = AF_INET;
-		sa.sin_port = htons((uint16_t)port);
-		if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-		    bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 3) < 0)
+		int port = num(argv[3]);
+		int l = listen_on(port, 3);
+		if (l < 0)
 			return failed("listen");
 		pid_t p = _bproc_rfork_io(a, BPROC_DUMP_EXEC | BPROC_DUMP_OTHER, port);
 		if (p == 0) {
@@ -350,13 +362,8 @@ int main(int argc, char **argv)
 		/* tcp-sink PORT: the raw-TCP peer of bench-migrate: takes one
 		 * connection, reads it to its end, closes. Prints "ready" once
 		 * listening. */
-		int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sin_family = AF_INET;
-		sa.sin_port = htons((uint16_t)a);
-		if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-		    bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0)
+		int l = listen_on(a, 1);
+		if (l < 0)
 			return failed("listen");
 		printf("ready\n");
 		int s = accept(l, NULL, NULL);
