@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,19 @@ type binCache struct {
 	temp     bool
 	verified map[string]fileKey // path -> the file that hashed right
 	inflight map[string]*flight // by hash
+	// byHash is a verified path of each hash, for peers (peer.go); begun
+	// is closed (and replaced) when a fetch begins, for peers waiting
+	// for a binary the node has not been asked for yet.
+	byHash map[string]string
+	begun  chan struct{}
+
+	// dial, when set, connects to another slave's peer listener: a
+	// start message's From are tried before the master (peer.go).
+	dial PeerDialer
+	logf func(format string, args ...any)
+	// peerFailed counts fetches from peers that failed (then the next
+	// peer, or the master, was tried).
+	peerFailed atomic.Uint64
 }
 
 // flight is one fetch (or check) of a hash in progress; done is closed
@@ -178,7 +192,7 @@ func (c *binCache) ensureDir(want string) error {
 			c.dir, c.temp = "", false
 			return err
 		}
-		c.verified, c.inflight = map[string]fileKey{}, map[string]*flight{}
+		c.verified, c.inflight, c.byHash = map[string]fileKey{}, map[string]*flight{}, map[string]string{}
 	}
 	return secureDir(c.dir)
 }
@@ -224,14 +238,19 @@ func (c *binCache) fetch(tree Opener, want string, m *slaveproto.Msg) (string, b
 	}
 	f := &flight{done: make(chan struct{})}
 	c.inflight[hash] = f
+	if c.begun != nil {
+		close(c.begun)
+		c.begun = nil
+	}
 	c.mu.Unlock()
 
-	k, fetched, err := fill(tree, dir, hash, name, m)
+	k, fetched, err := fill(c.sources(tree, m), dir, hash, name, m)
 
 	c.mu.Lock()
 	delete(c.inflight, hash)
 	if err == nil {
 		c.verified[p] = k
+		c.byHash[hash] = p
 	}
 	c.mu.Unlock()
 	close(f.done)
@@ -242,8 +261,9 @@ func (c *binCache) fetch(tree Opener, want string, m *slaveproto.Msg) (string, b
 }
 
 // fill makes DIR/HASH/NAME a checked copy of the binary: the file already
-// there, the same content under another name (a link), or a fetch.
-func fill(tree Opener, dir, hash, name string, m *slaveproto.Msg) (fileKey, bool, error) {
+// there, the same content under another name (a link), or a fetch from
+// the first of srcs that gives it whole and with the right hash.
+func fill(srcs []source, dir, hash, name string, m *slaveproto.Msg) (fileKey, bool, error) {
 	hdir := filepath.Join(dir, hash)
 	if err := hashDir(hdir); err != nil {
 		return fileKey{}, false, err
@@ -272,7 +292,15 @@ func fill(tree Opener, dir, hash, name string, m *slaveproto.Msg) (fileKey, bool
 	if m.Public {
 		mode = 0o755
 	}
-	k, err = fetchInto(tree, dir, hash, m.Size, mode, p)
+	for i, src := range srcs {
+		k, err = fetchInto(src, dir, hash, m.Size, mode, p)
+		if err == nil || i == len(srcs)-1 {
+			break
+		}
+		if src.failed != nil {
+			src.failed(err)
+		}
+	}
 	return k, err == nil, err
 }
 
@@ -357,11 +385,12 @@ func verifyFile(p, hash string, size int64) (fileKey, error) {
 	return keyOfStat(&st), nil
 }
 
-// fetchInto streams the binary from the master into a temporary file in
-// the cache directory, hashing as it writes, and renames it to p once the
-// hash is right. On any failure nothing is left behind.
-func fetchInto(tree Opener, dir, hash string, size int64, mode os.FileMode, p string) (k fileKey, err error) {
-	src, err := tree.Open("slave/bin/"+hash, os.O_RDONLY)
+// fetchInto streams the binary from from (the master, or a peer) into a
+// temporary file in the cache directory, hashing as it writes, and
+// renames it to p once the hash is right. On any failure nothing is left
+// behind.
+func fetchInto(from source, dir, hash string, size int64, mode os.FileMode, p string) (k fileKey, err error) {
+	src, err := from.open(hash)
 	if err != nil {
 		return fileKey{}, fmt.Errorf("opening binary: %w", err)
 	}

@@ -44,6 +44,16 @@ type Slave struct {
 	// -r; see orphan.go). Without it they are killed at once.
 	KeepJobs bool
 
+	// DialPeer, when set, connects to other slaves' peer listeners, to
+	// fetch binaries from the peers a start message names (peer.go).
+	DialPeer PeerDialer
+	// PeerPort, when not 0, is announced to the master (slave/peer) as
+	// this slave's peer listener, serving PeerTree.
+	PeerPort int
+	// CorruptPeer makes PeerTree serve every byte flipped: a test's bad
+	// peer, which fetching slaves must refuse by the hash.
+	CorruptPeer bool
+
 	mu     sync.Mutex
 	cache  *binCache
 	reaper reaper
@@ -102,11 +112,7 @@ func (s *Slave) Close() error {
 func (s *Slave) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	s.mu.Lock()
-	if s.cache == nil {
-		s.cache = &binCache{}
-	}
-	s.mu.Unlock()
+	s.binCache()
 	s.ensureJobs()
 
 	// This connection's tree: goroutines of its jobs keep using it even if
@@ -155,6 +161,7 @@ func (s *Slave) Run(ctx context.Context) error {
 			s.logf("registered as node %d", m.Node)
 			go s.pinger(ctx, tree, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
 			s.handOver(l, time.Duration(m.Grace)*time.Millisecond)
+			s.announcePeer(tree)
 			if s.OnHello != nil {
 				s.OnHello(m.Node)
 			}

@@ -27,6 +27,7 @@ type options struct {
 	source    string
 	cacheDir  string
 	port      string
+	peerPort  int
 	trace     string
 	keyFile   string
 	verbose   bool
@@ -47,7 +48,7 @@ func main() {
 }
 
 func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	c := cli.New("bpslave", "[-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [-m file] [-v] [-k keyfile] [--mount path] [--no-mount] masterhost [port]", "Connect this node to the master and run the jobs it sends.", stdout, stderr)
+	c := cli.New("bpslave", "[-l logfacility] [-r] [-i] [-d] [-s addr] [-c dir] [-p port] [--peer-port port] [-m file] [-v] [-k keyfile] [--mount path] [--no-mount] masterhost [port]", "Connect this node to the master and run the jobs it sends.", stdout, stderr)
 	var o options
 	facility := c.StringP("log-facility", "l", "daemon", "syslog facility")
 	c.BoolVarP(&o.reconnect, "reconnect", "r", false, "reconnect on error or lost connection")
@@ -56,6 +57,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c.StringVarP(&o.source, "source", "s", "", "bind the connection's source address to addr")
 	c.StringVarP(&o.cacheDir, "cache", "c", "", "cache shipped binaries by content in dir")
 	c.StringVarP(&o.port, "port", "p", srv.DefaultPort, "master's port")
+	c.IntVar(&o.peerPort, "peer-port", job.DefaultPeerPort, "serve cached binaries to other slaves on this port (0: off)")
 	c.StringVarP(&o.trace, "trace", "m", "", "trace every message to this file")
 	c.BoolVarP(&o.verbose, "verbose", "v", false, "log more: level DEBUG, with the traces of messages")
 	c.StringVarP(&o.keyFile, "key", "k", key.DefaultPath, "cluster key file")
@@ -77,6 +79,9 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	if p, err := strconv.Atoi(o.port); err != nil || p <= 0 || p > 65535 {
 		return c.Usage("bad port %q", o.port)
+	}
+	if o.peerPort < 0 || o.peerPort > 65535 {
+		return c.Usage("bad --peer-port %d", o.peerPort)
 	}
 	if o.source != "" && net.ParseIP(o.source) == nil {
 		return c.Usage("-s %q is not an IP address", o.source)
@@ -129,6 +134,9 @@ func serve(ctx context.Context, o *options, k []byte, logger *slaveLog, tracer *
 	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf,
 		Trace: daemon.TraceTo(tracer, logger.Debugf, o.verbose), Reaper: true, KeepJobs: o.reconnect}
 	defer s.Close()
+	if err := servePeers(ctx, s, o, k, hello, logger); err != nil {
+		return err
+	}
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
 	for {
@@ -212,3 +220,39 @@ type opener struct{ c *srv.Client }
 func (o opener) Open(name string, flag int) (io.ReadWriteCloser, error) {
 	return o.c.Open(name, flag)
 }
+
+// servePeers starts the peer listener (--peer-port), which serves the
+// binaries in s's cache to other slaves for as long as ctx lasts (across
+// reconnects), and lets s fetch from other slaves' listeners.
+func servePeers(ctx context.Context, s *job.Slave, o *options, k []byte, hello srv.Hello, logger *slaveLog) error {
+	s.DialPeer = func(ctx context.Context, addr string) (job.PeerConn, error) {
+		c, err := srv.DialFrom(ctx, o.source, addr, k, hello)
+		if err != nil {
+			return nil, err
+		}
+		return peerConn{opener{c}}, nil
+	}
+	if o.peerPort == 0 {
+		return nil
+	}
+	// BPSLAVE_TEST_CORRUPT_PEER=1 makes this a bad peer, for the suite.
+	s.CorruptPeer = os.Getenv("BPSLAVE_TEST_CORRUPT_PEER") == "1"
+	addr := net.JoinHostPort(o.source, strconv.Itoa(o.peerPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("peer listener: %w", err)
+	}
+	s.PeerPort = ln.Addr().(*net.TCPAddr).Port
+	server := &srv.Server{Key: k, Root: s.PeerTree(), Logf: logger.Printf}
+	go func() {
+		if err := server.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+			logger.Printf("peer listener: %v", err)
+		}
+	}()
+	logger.Printf("serving cached binaries to peers on %s", ln.Addr())
+	return nil
+}
+
+type peerConn struct{ opener }
+
+func (p peerConn) Close() error { return p.c.Close() }

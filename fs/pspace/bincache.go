@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type binCache struct {
 	copying map[binID]chan struct{} // closed when that copy ends
 	lru     list.List               // of *binary, most recently used first
 	freed   chan struct{}           // closed (and replaced) when space may have come free
+
+	sent      atomic.Uint64 // bytes read by remote slaves (spread.go)
+	fallbacks atomic.Uint64 // fetches from the master after peers failed (spread.go)
 }
 
 type binID struct {
@@ -64,6 +68,9 @@ type binary struct {
 	ids  []binID
 	refs int
 	elem *list.Element
+	// holders are the nodes sent its start message, in order: who
+	// fetches from whom (spread.go)
+	holders []holder
 }
 
 // binLease is an exec's hold on a spooled binary: the binary stays in the
@@ -430,8 +437,9 @@ func (b *binCache) close() {
 }
 
 // open opens the spooled binary with that hash for a slave's read; the
-// entry is held until the handle is closed.
-func (b *binCache) open(hash string) (synth.Handle, error) {
+// entry is held until the handle is closed. What a remote slave (remote)
+// reads counts as sent.
+func (b *binCache) open(hash string, remote bool) (synth.Handle, error) {
 	b.mu.Lock()
 	bin := b.byHash[hash]
 	if bin == nil {
@@ -446,7 +454,7 @@ func (b *binCache) open(hash string) (synth.Handle, error) {
 		b.drop(bin)
 		return nil, fmt.Errorf("binary %s: %w", hash, err)
 	}
-	return &spoolHandle{f: f, b: b, bin: bin}, nil
+	return &spoolHandle{f: f, b: b, bin: bin, remote: remote}, nil
 }
 
 func (b *binCache) has(hash string) bool {
@@ -459,14 +467,18 @@ func (b *binCache) has(hash string) bool {
 // is held in memory.
 type spoolHandle struct {
 	synth.NoWrite
-	f    *os.File
-	b    *binCache
-	bin  *binary
-	once sync.Once
+	f      *os.File
+	b      *binCache
+	bin    *binary
+	remote bool
+	once   sync.Once
 }
 
 func (h *spoolHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
 	n, err := h.f.ReadAt(p, off)
+	if h.remote && n > 0 {
+		h.b.sent.Add(uint64(n))
+	}
 	if n > 0 && err == io.EOF {
 		err = nil // the data now, the end on the next read
 	}

@@ -96,7 +96,7 @@ func TestBinSpoolServesFromDisk(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 || st.Size() != 100000 {
 		t.Fatalf("spool file: %v, %v", st, err)
 	}
-	h, err := b.open(l.hash)
+	h, err := b.open(l.hash, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestBinSpoolServesFromDisk(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("read %d bytes, not the binary's %d", len(got), len(want))
 	}
-	if _, err := b.open(strings.Repeat("0", 64)); !errors.Is(err, syscall.ENOENT) {
+	if _, err := b.open(strings.Repeat("0", 64), false); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("an unknown hash: %v, want ENOENT", err)
 	}
 }
@@ -238,7 +238,7 @@ func TestBinEvictionLRU(t *testing.T) {
 	b.release(load(bb))
 	b.release(load(c))
 	b.release(load(c)) // c used more recently than b
-	h, err := b.open(hashOf(t, c))
+	h, err := b.open(hashOf(t, c), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,6 +85,7 @@ type slaveConn struct {
 	mu       sync.Mutex
 	lastPing time.Time
 	dead     bool
+	peer     string // its peer listener, host:port, once announced (spread.go)
 }
 
 // NewMaster returns a master serving cfg.
@@ -250,6 +251,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 }
 
 func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
+	m.routeStart(sc, msg) // whom it fetches the binary from (spread.go)
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encoding %s message: %w", msg.Op, err)

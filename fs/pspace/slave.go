@@ -47,9 +47,10 @@ func (m *Master) newSlaveDir() synth.Dir {
 	procs := &slaveProcDir{unlisted{m: m, ino: synth.NewIno()}}
 	migs := &slaveMigDir{unlisted{m: m, ino: synth.NewIno()}}
 	ghosts := &slaveGhostDir{unlisted{m: m, ino: synth.NewIno()}}
-	as := m.newAsDir() // the node mount's identities (as.go)
+	as := m.newAsDir()      // the node mount's identities (as.go)
+	peer := m.newPeerFile() // spread.go
 	return synth.NewDir(synth.StaticEntries("adopt", adopt, "as", as, "bin", bins, "ghost", ghosts, "jobs", jobs, "mig", migs,
-		"ping", ping, "proc", procs, "report", report))
+		"peer", peer, "ping", ping, "proc", procs, "report", report))
 }
 
 type pingHandle struct {
@@ -80,14 +81,19 @@ func (d *unlisted) List(*synth.Caller) ([]synth.Dirent, error) { return nil, nil
 type slaveBinDir struct{ unlisted }
 
 func (d *slaveBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
-	if _, err := d.m.slaveFor(c); err != nil {
+	sc, err := d.m.slaveFor(c)
+	if err != nil {
 		return nil, err
 	}
 	if !d.m.bins.has(name) {
 		return nil, fmt.Errorf("binary %s: %w", name, syscall.ENOENT)
 	}
+	remote := c.Addr != slaveproto.LocalAddr
 	return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
-		return d.m.bins.open(name) // read from the spool at each offset
+		if d.m.bins.fellBack(name, sc) {
+			d.m.Logf("node %d: fetching binary %s from the master: its peers failed it", sc.node.num, name)
+		}
+		return d.m.bins.open(name, remote) // read from the spool at each offset
 	}}, nil
 }
 

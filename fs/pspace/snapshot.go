@@ -21,6 +21,8 @@ type Snapshot struct {
 	// Streamed counts bytes of process output and input that went
 	// through the master, per stream ("stdout", "stderr", "stdin").
 	Streamed map[string]uint64
+	// Binaries counts binary shipping (spread.go).
+	Binaries BinaryCounters
 }
 
 // NodeInfo is one node of a Snapshot.
@@ -65,6 +67,7 @@ func (m *Master) Snapshot() *Snapshot {
 	sort.Slice(s.Nodes, func(i, j int) bool { return s.Nodes[i].Num < s.Nodes[j].Num })
 	sort.Slice(s.Procs, func(i, j int) bool { return s.Procs[i].Pid < s.Procs[j].Pid })
 	s.Jobs, s.Streamed = m.ctr.read()
+	s.Binaries = m.bins.counters()
 	return s
 }
 

@@ -16,6 +16,7 @@ import (
 //	slave/jobs            read: JSON messages, one per line, for this node (opening it registers the node)
 //	slave/ping            write: anything; proves the slave is alive
 //	slave/bin/HASH        read: the binary with that sha256, shipped from the master
+//	slave/peer            write: "PORT", the port of this slave's peer listener, which serves its cached binaries to other slaves
 //	slave/report          write: "PID started OSPID" | "PID failed ERRNO TEXT" | "PID exit N" | "PID signal N" | "PID eof stdout|stderr" (ended empty);
 //	                      PID is "PID.INC" for a process's incarnation INC > 0 (report.go)
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
@@ -69,6 +70,10 @@ type Msg struct {
 	// libraries) as the master resolved them, for the slave to fetch
 	// those the node lacks (job/libs.go); absent with libcache off
 	Libs []Lib `json:"libs,omitempty"`
+	// start: peers (host:port of other slaves' peer listeners) that have
+	// or are fetching the binary, to fetch it from in this order before
+	// the master (job/peer.go); absent: fetch from the master
+	From []string `json:"from,omitempty"`
 
 	// state: the node's new state and its command; ghost: what became
 	// of the process a ghost stands for ("exit N", "signal N NAME",

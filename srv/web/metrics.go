@@ -23,6 +23,8 @@ var (
 		"lost":    desc("bproc_jobs_lost_total", "Jobs lost because their node went down.", "node"),
 	}
 	descStreamed = desc("bproc_streamed_bytes_total", "Bytes of process output (stdout, stderr) and input (stdin) that passed through the master.", "stream")
+	descBinSent  = desc("bproc_binary_sent_bytes_total", "Bytes of shipped binaries the master sent to slaves (the rest came from peers).")
+	descBinFall  = desc("bproc_binary_peer_fallbacks_total", "Binary fetches from the master by slaves whose peers failed them.")
 	descClients  = desc("bproc_9p_clients", "9P clients connected now, by the role their handshake claimed.", "role")
 	descRefused  = desc("bproc_handshakes_refused_total", "9P connections refused at the handshake, by cause.", "cause")
 	descLoad     = desc("bproc_node_load1", "A node's 1-minute load average, from its statistics (absent when none arrived).", "node")
@@ -102,6 +104,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range streams {
 		counter(descStreamed, float64(s.Streamed[name]), name)
 	}
+	counter(descBinSent, float64(s.Binaries.Sent))
+	counter(descBinFall, float64(s.Binaries.Fallbacks))
 
 	if c.src.Server != nil {
 		for role, n := range c.src.Server.Connected() {
