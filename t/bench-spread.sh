@@ -86,31 +86,48 @@ if setup_sshd >"$T/ssh.out" 2>&1; then ssh_ok=1; else
 	tail -n 5 "$T/ssh.out" >&2
 fi
 
-size=$((MB << 20))
-: >"$T/copies" && : >"$T/ms" && : >"$T/scp"
-for ((r = 0; r < RUNS; r++)); do
-	prog "$T/bin$r" "run$r" || exit 1
-	size=$(stat -c %s "$T/bin$r")
-	before=$(sent) || { echo "bench-spread: no bproc_binary_sent_bytes_total in /metrics" >&2; exit 1; }
+# launch R TAG: run R of a fresh binary on every node by bpsh -a; appends
+# the copies the master sent to $T/TAG.copies and the time to $T/TAG.ms.
+launch() {
+	local f=$T/$2$1 before after t0 t1 lines size
+	prog "$f" "$2$1" && size=$(stat -c %s "$f") || return 1
+	before=$(sent) || { echo "bench-spread: no bproc_binary_sent_bytes_total in /metrics" >&2 && return 1; }
 	t0=${EPOCHREALTIME/./}
-	bpsh -a "$T/bin$r" >"$T/out$r" 2>"$T/err$r" || { echo "bench-spread: bpsh -a failed:" >&2; cat "$T/err$r" >&2; exit 1; }
+	bpsh -a "$f" >"$f.out" 2>"$f.err" || { echo "bench-spread: bpsh -a failed:" >&2 && cat "$f.err" >&2 && return 1; }
 	t1=${EPOCHREALTIME/./}
-	lines=$(grep -c " run$r\$" "$T/out$r")
-	[ "$lines" = "$NODES" ] || { echo "bench-spread: $lines of $NODES nodes printed their line" >&2; exit 1; }
-	after=$(sent) || exit 1
-	awk -v b=$((after - before)) -v s="$size" 'BEGIN { printf "%.2f\n", b / s }' >>"$T/copies"
-	echo $(((10#$t1 - 10#$t0) / 1000)) >>"$T/ms"
-	if [ -n "$ssh_ok" ]; then scp_all "$T/bin$r" >>"$T/scp" || { echo "bench-spread: scp failed" >&2; exit 1; }; fi
+	lines=$(grep -c " $2$1\$" "$f.out")
+	[ "$lines" = "$NODES" ] || { echo "bench-spread: $lines of $NODES nodes printed their line" >&2 && return 1; }
+	after=$(sent) || return 1
+	awk -v b=$((after - before)) -v s="$size" 'BEGIN { printf "%.2f\n", b / s }' >>"$T/$2.copies" &&
+		echo $(((10#$t1 - 10#$t0) / 1000)) >>"$T/$2.ms"
+}
+for ((r = 0; r < RUNS; r++)); do
+	launch $r spread || exit 1
+	if [ -n "$ssh_ok" ]; then scp_all "$T/spread$r" >>"$T/scp.ms" || { echo "bench-spread: scp failed" >&2; exit 1; }; fi
 done
 
-copies=$(median <"$T/copies")
+# The same without peers (bpslave --peer-port 0): every node fetches from
+# the master, as before binaries spread.
+nopeer() {
+	local i
+	for ((i = 0; i < NODES; i++)); do
+		slave_kill $i && slave_start $i -d -r -k "$KEY" --peer-port 0 "$MASTER_ADDR" || return 1
+	done
+	wait_nodes_up "$NODES" 60
+}
+nopeer >"$T/nopeer.out" 2>&1 || { cat "$T/nopeer.out" && echo "bench-spread: the slaves did not come back" >&2 && exit 1; }
+for ((r = 0; r < RUNS; r++)); do launch $r nopeer || exit 1; done
+
+copies=$(median <"$T/spread.copies")
 falls=$(in_master python3 "$TEST_DIRECTORY/web-get.py" "http://$HTTP/metrics" | awk '$1 == "bproc_binary_peer_fallbacks_total" { printf "%.0f", $2 }')
 echo "spread: a $MB MB binary on $NODES nodes (bpsh -a), medians of $RUNS runs, fresh binary each"
 row "master link: copies sent by bpmaster" "$copies" copies "$RUNS" "target <= 4: $(verdict "$copies" "<=" 4)"
-row "bpsh -a: time until every node ran it" "$(median <"$T/ms")" ms "$RUNS"
+row "bpsh -a: time until every node ran it" "$(median <"$T/spread.ms")" ms "$RUNS"
 row "peer fetches that fell back to the master" "${falls:-?}" total "$RUNS"
+row "without peers (--peer-port 0): copies sent" "$(median <"$T/nopeer.copies")" copies "$RUNS"
+row "without peers: time until every node ran it" "$(median <"$T/nopeer.ms")" ms "$RUNS"
 if [ -n "$ssh_ok" ]; then
-	row "scp to every node at once (peer)" "$(median <"$T/scp")" ms "$RUNS" "master link: $NODES copies"
+	row "scp to every node at once (peer)" "$(median <"$T/scp.ms")" ms "$RUNS" "master link: $NODES copies"
 else
 	row "scp to every node at once (peer)" n/a "" "" "(no sshd)"
 fi
