@@ -134,9 +134,7 @@ func serve(ctx context.Context, o *options, k []byte, logger *slaveLog, tracer *
 	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf,
 		Trace: daemon.TraceTo(tracer, logger.Debugf, o.verbose), Reaper: true, KeepJobs: o.reconnect}
 	defer s.Close()
-	if err := servePeers(ctx, s, o, k, hello, logger); err != nil {
-		return err
-	}
+	servePeers(ctx, s, o, k, hello, logger)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
 	for {
@@ -223,8 +221,9 @@ func (o opener) Open(name string, flag int) (io.ReadWriteCloser, error) {
 
 // servePeers starts the peer listener (--peer-port), which serves the
 // binaries in s's cache to other slaves for as long as ctx lasts (across
-// reconnects), and lets s fetch from other slaves' listeners.
-func servePeers(ctx context.Context, s *job.Slave, o *options, k []byte, hello srv.Hello, logger *slaveLog) error {
+// reconnects), and lets s fetch from other slaves' listeners. A port it
+// cannot bind is logged: the slave serves on, without peers.
+func servePeers(ctx context.Context, s *job.Slave, o *options, k []byte, hello srv.Hello, logger *slaveLog) {
 	s.DialPeer = func(ctx context.Context, addr string) (job.PeerConn, error) {
 		c, err := srv.DialFrom(ctx, o.source, addr, k, hello)
 		if err != nil {
@@ -233,14 +232,17 @@ func servePeers(ctx context.Context, s *job.Slave, o *options, k []byte, hello s
 		return peerConn{opener{c}}, nil
 	}
 	if o.peerPort == 0 {
-		return nil
+		return
 	}
 	// BPSLAVE_TEST_CORRUPT_PEER=1 makes this a bad peer, for the suite.
 	s.CorruptPeer = os.Getenv("BPSLAVE_TEST_CORRUPT_PEER") == "1"
 	addr := net.JoinHostPort(o.source, strconv.Itoa(o.peerPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("peer listener: %w", err)
+		// As with a failed mount, the slave serves on: its peers fetch
+		// from the master instead.
+		logger.Printf("peer listener: %v (serving no peers)", err)
+		return
 	}
 	s.PeerPort = ln.Addr().(*net.TCPAddr).Port
 	server := &srv.Server{Key: k, Root: s.PeerTree(), Logf: logger.Printf}
@@ -250,7 +252,6 @@ func servePeers(ctx context.Context, s *job.Slave, o *options, k []byte, hello s
 		}
 	}()
 	logger.Printf("serving cached binaries to peers on %s", ln.Addr())
-	return nil
 }
 
 type peerConn struct{ opener }
