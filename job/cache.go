@@ -63,8 +63,57 @@ type binCache struct {
 }
 
 // flight is one fetch (or check) of a hash in progress; done is closed
-// when it ends.
-type flight struct{ done chan struct{} }
+// when it ends. Peers are served a fetch as it is written (peer.go): the
+// rest is its progress, under binCache.mu.
+type flight struct {
+	done chan struct{}
+
+	tmp      string    // the try's temporary file; "" between tries
+	tmpID    [2]uint64 // its device and inode
+	gen      int       // one more per try
+	written  int64     // bytes of this try in tmp
+	complete bool      // this try's file is whole and hashed right
+	grew     chan struct{}
+}
+
+// progress reports a fetch's tries to its flight; a nil one reports nothing.
+type progress struct {
+	c *binCache
+	f *flight
+}
+
+// grewLocked is closed when the flight next makes progress.
+func (f *flight) grewLocked() chan struct{} {
+	if f.grew == nil {
+		f.grew = make(chan struct{})
+	}
+	return f.grew
+}
+
+func (p *progress) update(fn func(f *flight)) {
+	if p == nil {
+		return
+	}
+	p.c.mu.Lock()
+	fn(p.f)
+	if p.f.grew != nil {
+		close(p.f.grew)
+		p.f.grew = nil
+	}
+	p.c.mu.Unlock()
+}
+
+func (p *progress) begin(tmp *os.File) {
+	var st unix.Stat_t
+	if p == nil || unix.Fstat(int(tmp.Fd()), &st) != nil {
+		return // not served as it is written: peers wait for the end
+	}
+	p.update(func(f *flight) {
+		f.tmp, f.tmpID, f.gen, f.written, f.complete = tmp.Name(), [2]uint64{st.Dev, st.Ino}, f.gen+1, 0, false
+	})
+}
+func (p *progress) wrote(n int) { p.update(func(f *flight) { f.written += int64(n) }) }
+func (p *progress) end(ok bool) { p.update(func(f *flight) { f.tmp, f.complete = "", ok }) }
 
 // fileKey identifies a file's content as far as the kernel tells: a write,
 // a chmod or a replacement changes it.
@@ -244,7 +293,7 @@ func (c *binCache) fetch(tree Opener, want string, m *slaveproto.Msg) (string, b
 	}
 	c.mu.Unlock()
 
-	k, fetched, err := fill(c.sources(tree, m), dir, hash, name, m)
+	k, fetched, err := fill(c.sources(tree, m), dir, hash, name, m, &progress{c: c, f: f})
 
 	c.mu.Lock()
 	delete(c.inflight, hash)
@@ -263,7 +312,7 @@ func (c *binCache) fetch(tree Opener, want string, m *slaveproto.Msg) (string, b
 // fill makes DIR/HASH/NAME a checked copy of the binary: the file already
 // there, the same content under another name (a link), or a fetch from
 // the first of srcs that gives it whole and with the right hash.
-func fill(srcs []source, dir, hash, name string, m *slaveproto.Msg) (fileKey, bool, error) {
+func fill(srcs []source, dir, hash, name string, m *slaveproto.Msg, prog *progress) (fileKey, bool, error) {
 	hdir := filepath.Join(dir, hash)
 	if err := hashDir(hdir); err != nil {
 		return fileKey{}, false, err
@@ -293,7 +342,7 @@ func fill(srcs []source, dir, hash, name string, m *slaveproto.Msg) (fileKey, bo
 		mode = 0o755
 	}
 	for i, src := range srcs {
-		k, err = fetchInto(src, dir, hash, m.Size, mode, p)
+		k, err = fetchInto(src, dir, hash, m.Size, mode, p, prog)
 		if err == nil || i == len(srcs)-1 {
 			break
 		}
@@ -389,7 +438,7 @@ func verifyFile(p, hash string, size int64) (fileKey, error) {
 // temporary file in the cache directory, hashing as it writes, and
 // renames it to p once the hash is right. On any failure nothing is left
 // behind.
-func fetchInto(from source, dir, hash string, size int64, mode os.FileMode, p string) (k fileKey, err error) {
+func fetchInto(from source, dir, hash string, size int64, mode os.FileMode, p string, prog *progress) (k fileKey, err error) {
 	src, err := from.open(hash)
 	if err != nil {
 		return fileKey{}, fmt.Errorf("opening binary: %w", err)
@@ -400,14 +449,16 @@ func fetchInto(from source, dir, hash string, size int64, mode os.FileMode, p st
 	if err != nil {
 		return fileKey{}, fmt.Errorf("binary cache: %w", err)
 	}
+	prog.begin(tmp)
 	defer func() {
 		if err != nil {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
+		prog.end(err == nil)
 	}()
 	h := sha256.New()
-	n, err := copyBinary(tmp, h, src, size)
+	n, err := copyBinary(tmp, h, src, size, prog)
 	if err != nil {
 		return fileKey{}, err
 	}
@@ -428,7 +479,7 @@ func fetchInto(from source, dir, hash string, size int64, mode os.FileMode, p st
 
 // copyBinary copies at most size+1 bytes (one more shows a liar) from src
 // to the file and the hash.
-func copyBinary(dst *os.File, h hash.Hash, src io.Reader, size int64) (int64, error) {
+func copyBinary(dst *os.File, h hash.Hash, src io.Reader, size int64, prog *progress) (int64, error) {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
 	buf := *bp
@@ -441,6 +492,7 @@ func copyBinary(dst *os.File, h hash.Hash, src io.Reader, size int64) (int64, er
 				return n, storeErr(filepath.Dir(dst.Name()), size, werr)
 			}
 			n += int64(r)
+			prog.wrote(r)
 		}
 		if err == io.EOF || (r == 0 && err == nil) {
 			break

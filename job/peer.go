@@ -155,17 +155,14 @@ func (d *peerBinDir) Lookup(c *synth.Caller, name string) (synth.Node, error) {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		f, err := d.c.openVerified(ctx, name, peerWait)
-		if err != nil {
-			return nil, err
-		}
-		return &peerHandle{f: f, corrupt: d.corrupt}, nil
+		return d.c.openVerified(ctx, name, peerWait, d.corrupt)
 	}}, nil
 }
 
-// openVerified opens the cache's checked copy of hash, waiting up to wait
-// for one while the node fetches it, or before it has begun to.
-func (c *binCache) openVerified(ctx context.Context, hash string, wait time.Duration) (*os.File, error) {
+// openVerified opens the cache's checked copy of hash, or the file a fetch
+// of it is writing (read as it grows), waiting up to wait for either while
+// the node has not begun to fetch it.
+func (c *binCache) openVerified(ctx context.Context, hash string, wait time.Duration, corrupt bool) (synth.Handle, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	fetching := false // a fetch of it was under way
@@ -174,12 +171,21 @@ func (c *binCache) openVerified(ctx context.Context, hash string, wait time.Dura
 		if p, ok := c.byHash[hash]; ok {
 			k := c.verified[p]
 			c.mu.Unlock()
-			return openKnown(p, hash, k)
+			f, err := openKnown(p, hash, k)
+			if err != nil {
+				return nil, err
+			}
+			return &peerHandle{f: f, corrupt: corrupt}, nil
 		}
-		var ch chan struct{}
-		switch f := c.inflight[hash]; {
-		case f != nil:
-			ch, fetching = f.done, true
+		var ch, done chan struct{}
+		switch fl := c.inflight[hash]; {
+		case fl != nil:
+			fetching = true
+			if h := openGrowing(c, fl, corrupt); h != nil {
+				c.mu.Unlock()
+				return h, nil
+			}
+			ch, done = fl.grewLocked(), fl.done
 		case fetching:
 			c.mu.Unlock()
 			return nil, fmt.Errorf("binary %s: this node failed to fetch it: %w", hash, syscall.ENOENT)
@@ -192,6 +198,7 @@ func (c *binCache) openVerified(ctx context.Context, hash string, wait time.Dura
 		c.mu.Unlock()
 		select {
 		case <-ch:
+		case <-done:
 		case <-timer.C:
 			return nil, fmt.Errorf("binary %s: not in this node's cache: %w", hash, syscall.ENOENT)
 		case <-ctx.Done():
@@ -199,6 +206,24 @@ func (c *binCache) openVerified(ctx context.Context, hash string, wait time.Dura
 		}
 		c.mu.Lock()
 	}
+}
+
+// openGrowing opens the file fl's try is writing, if it has one and it is
+// still that file; c.mu is held.
+func openGrowing(c *binCache, fl *flight, corrupt bool) *peerHandle {
+	if fl.tmp == "" {
+		return nil
+	}
+	f, err := os.OpenFile(fl.tmp, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil // renamed into place meanwhile: found by hash next
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || [2]uint64{st.Dev, st.Ino} != fl.tmpID {
+		f.Close()
+		return nil
+	}
+	return &peerHandle{f: f, corrupt: corrupt, c: c, fl: fl, gen: fl.gen}
 }
 
 // openKnown opens p if it is still the file that hashed right (k).
@@ -215,14 +240,27 @@ func openKnown(p, hash string, k fileKey) (*os.File, error) {
 	return f, nil
 }
 
-// peerHandle reads a cached binary at the reader's offset.
+// peerHandle reads a cached binary at the reader's offset, or one being
+// fetched (fl set) as far as its try has written it: the fetching peer
+// checks the hash in the end, so bytes of a try that then fails are
+// caught there, and the read fails as soon as the try does.
 type peerHandle struct {
 	synth.NoWrite
 	f       *os.File
 	corrupt bool // a test's bad peer: every byte read is flipped
+
+	c   *binCache
+	fl  *flight
+	gen int
 }
 
-func (h *peerHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
+func (h *peerHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	if h.fl != nil {
+		var err error
+		if p, err = h.await(ctx, p, off); err != nil || len(p) == 0 {
+			return 0, err
+		}
+	}
 	n, err := h.f.ReadAt(p, off)
 	if n > 0 && err == io.EOF {
 		err = nil // the data now, the end on the next read
@@ -233,6 +271,39 @@ func (h *peerHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// await waits until the try has written past off, and cuts p to what it
+// has; nothing (and no error) once the file is whole and off is past it.
+func (h *peerHandle) await(ctx context.Context, p []byte, off int64) ([]byte, error) {
+	stall := time.NewTimer(peerWait)
+	defer stall.Stop()
+	c, fl := h.c, h.fl
+	c.mu.Lock()
+	for {
+		switch {
+		case fl.gen != h.gen || fl.tmp == "" && !fl.complete:
+			c.mu.Unlock()
+			return nil, fmt.Errorf("the node's own fetch of the binary failed: %w", syscall.EIO)
+		case fl.complete:
+			c.mu.Unlock()
+			return p, nil // whole: read it as it is
+		case off < fl.written:
+			p = p[:min(int64(len(p)), fl.written-off)]
+			c.mu.Unlock()
+			return p, nil
+		}
+		ch := fl.grewLocked()
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-stall.C:
+			return nil, fmt.Errorf("the node's own fetch of the binary stalled: %w", syscall.ETIMEDOUT)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reading the binary: %w", syscall.EINTR)
+		}
+		c.mu.Lock()
+	}
 }
 
 func (h *peerHandle) Close() error { return h.f.Close() }

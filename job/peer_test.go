@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -162,5 +165,111 @@ func TestPeerTreeRefuses(t *testing.T) {
 		if _, err := slave.Open("bin/"+name, os.O_RDONLY); !errors.Is(err, syscall.ENOENT) {
 			t.Errorf("bin/%s: %v, want ENOENT", name, err)
 		}
+	}
+}
+
+// halfTree serves one binary: its first half at once, the rest once gate
+// is closed; bad makes the rest other bytes.
+type halfTree struct {
+	data []byte
+	gate chan struct{}
+	bad  bool
+}
+
+type halfReader struct {
+	t   *halfTree
+	off int
+}
+
+func (r *halfReader) Read(b []byte) (int, error) {
+	half := len(r.t.data) / 2
+	if r.off >= half {
+		<-r.t.gate
+	}
+	if r.off >= len(r.t.data) {
+		return 0, io.EOF
+	}
+	end := len(r.t.data)
+	if r.off < half {
+		end = half
+	}
+	n := copy(b, r.t.data[r.off:end])
+	if r.t.bad && r.off >= half {
+		for i := range b[:n] {
+			b[i] ^= 1
+		}
+	}
+	r.off += n
+	return n, nil
+}
+func (*halfReader) Write([]byte) (int, error) { return 0, os.ErrPermission }
+func (*halfReader) Close() error              { return nil }
+
+func (t *halfTree) Open(string, int) (io.ReadWriteCloser, error) { return &halfReader{t: t}, nil }
+
+// tmpBytes is the size of the temporary file a fetch writes in dir (0: none).
+func tmpBytes(dir string) int64 {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "tmp-") {
+			if fi, err := e.Info(); err == nil {
+				return fi.Size()
+			}
+		}
+	}
+	return 0
+}
+
+// A peer serves a binary as its own fetch writes it; when that fetch
+// turns out bad, the child's read fails and it falls back to the master.
+func TestPeerServesAsItIsWritten(t *testing.T) {
+	for _, bad := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bad=%v", bad), func(t *testing.T) {
+			data := bytes.Repeat([]byte("0123456789abcdef"), 1<<17) // 2 MiB: several reads
+			master := newBinTree()
+			h := master.add(data)
+			parentTree := &halfTree{data: data, gate: make(chan struct{}), bad: bad}
+			ps := peers{}
+			parent := newPeerSlave(t, ps, false)
+			ps["parent:2224"] = parent
+			parentDone := make(chan error, 1)
+			go func() {
+				_, err := parent.binCache().get(parentTree, parent.CacheDir, msgFor(h, data, "prog"))
+				parentDone <- err
+			}()
+			child := newPeerSlave(t, ps, false)
+			childDone := make(chan error, 1)
+			go func() {
+				m := msgFor(h, data, "prog")
+				m.From = []string{"parent:2224"}
+				_, err := child.binCache().get(master, child.CacheDir, m)
+				childDone <- err
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for tmpBytes(child.CacheDir) < int64(len(data)/2) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the child has %d bytes of the parent's first half (%d) before the parent has the rest", tmpBytes(child.CacheDir), len(data)/2)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			close(parentTree.gate)
+			if err := <-parentDone; (err != nil) != bad {
+				t.Fatalf("the parent's fetch: %v", err)
+			}
+			if err := <-childDone; err != nil {
+				t.Fatal(err)
+			}
+			fetchFrom(t, child, master, msgFor(h, data, "prog"), data)
+			want := 0
+			if bad {
+				want = 1
+			}
+			if n := master.count(h); n != want {
+				t.Errorf("the master served %d fetches, want %d", n, want)
+			}
+			if n := child.PeerFailures(); n != uint64(want) {
+				t.Errorf("%d failed peer fetches, want %d", n, want)
+			}
+		})
 	}
 }
