@@ -23,8 +23,9 @@ import (
 //
 //	bin/HASH   read: the cached binary with that sha256
 //
-// Only entries this run fetched or hashed are served, once whole and
-// checked; a binary being fetched is served when its fetch ends. A peer
+// Entries this run fetched or hashed are served, and a binary being
+// fetched is served as its fetch writes it (so the levels of the master's
+// tree overlap), its read failing as soon as that fetch does. A peer
 // asked for a binary it has not been sent yet waits for it a while
 // (peerWait): the master names a peer as it sends it the binary, and the
 // two start messages race. Whatever a peer sends, the fetching slave
