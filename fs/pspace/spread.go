@@ -104,9 +104,9 @@ func (b *binCache) counters() BinaryCounters {
 }
 
 // routeStart fills a start message's From (see route); a migration's
-// start runs no binary.
+// start runs no binary, and the master's own node reads it in-process.
 func (m *Master) routeStart(sc *slaveConn, msg *slaveproto.Msg) {
-	if msg.Op == "start" && msg.Mig == 0 && msg.Hash != "" && msg.From == nil {
+	if msg.Op == "start" && msg.Mig == 0 && msg.Hash != "" && msg.From == nil && sc.node.num != -1 {
 		msg.From = m.bins.route(msg.Hash, sc)
 	}
 }

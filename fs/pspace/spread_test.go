@@ -5,15 +5,22 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"bproc/fs/slaveproto"
 )
 
 // spreadCache is a binary cache holding one binary, by hash "h".
 func spreadCache() *binCache {
 	b := &binCache{}
+	holdOne(b)
+	return b
+}
+
+// holdOne puts binary "h" in b.
+func holdOne(b *binCache) {
 	bin := &binary{hash: "h"}
 	bin.elem = b.lru.PushFront(bin)
 	b.byHash = map[string]*binary{"h": bin}
-	return b
 }
 
 func peerConn(i int) *slaveConn {
@@ -72,6 +79,23 @@ func TestSpreadSkipsDeadAndSilent(t *testing.T) {
 	}
 	if got := b.route("h", peerConn(6)); !slices.Equal(got, []string{"10.0.0.1:2224"}) {
 		t.Errorf("next: %q, want holder 1", got)
+	}
+}
+
+func TestSpreadLeavesTheMastersNode(t *testing.T) {
+	m := &Master{}
+	holdOne(&m.bins)
+	for i := 0; i < 4; i++ {
+		m.bins.route("h", peerConn(i))
+	}
+	msg := &slaveproto.Msg{Op: "start", Hash: "h"}
+	m.routeStart(&slaveConn{node: &node{num: -1}}, msg)
+	if msg.From != nil || len(m.bins.byHash["h"].holders) != 4 {
+		t.Errorf("node -1 told to fetch from %q, or made a holder", msg.From)
+	}
+	m.routeStart(peerConn(4), msg)
+	if !slices.Equal(msg.From, []string{"10.0.0.0:2224"}) {
+		t.Errorf("node 4 fetches from %q", msg.From)
 	}
 }
 
