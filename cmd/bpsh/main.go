@@ -287,6 +287,9 @@ type job struct {
 	timedOut atomic.Bool
 }
 
+// firstBuf is the size of a stream's first read buffer.
+const firstBuf = 16 << 10
+
 // Exit status when -u killed a command (timeout(1)'s).
 const timeoutStatus = 124
 
@@ -393,7 +396,10 @@ func startJobs(t client.Tree, jobs []*job, argv []string, o *options, in *os.Fil
 		go func(j *job) {
 			defer wg.Done()
 			j.start = time.Now()
-			ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO, Env: jobEnv(base, j.idx, j.node, len(jobs))}
+			// Early: the pid comes at once and the streams are opened
+			// while the node forks; the end (or a start that failed
+			// there) comes on the same ctl file.
+			ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO, Env: jobEnv(base, j.idx, j.node, len(jobs)), Early: true}
 			p, err := client.Exec(t, j.node, argv, ex)
 			if err != nil {
 				j.err = err
@@ -489,6 +495,10 @@ func (j *job) attach(out *output, o *options) {
 		}()
 	}
 	j.st, j.werr = j.proc.Wait()
+	var ee *client.ExecError
+	if errors.As(j.werr, &ee) { // it did not start on the node
+		j.err, j.werr = ee, nil
+	}
 	tracef("node %d: wait: %v", j.node, j.st)
 	wg.Wait()
 	tracef("node %d: output done", j.node)
@@ -512,7 +522,10 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 			lw.prefix = []byte(fmt.Sprintf("%3d: ", j.node))
 		}
 	}
-	buf := make([]byte, o.bufSize)
+	// Small at first, doubling up to -b's size while reads fill it: a
+	// direct-I/O read pins (and faults in) its whole buffer, and most
+	// streams end in a read of 0 bytes.
+	buf := make([]byte, min(o.bufSize, firstBuf))
 	broken := false
 	for {
 		n, rerr := r.Read(buf)
@@ -536,6 +549,9 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 				out.fail(fmt.Errorf("node %d: reading %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(rerr)))
 			}
 			break
+		}
+		if n == len(buf) && len(buf) < o.bufSize {
+			buf = make([]byte, min(2*len(buf), o.bufSize))
 		}
 	}
 	if lw != nil && !broken {
