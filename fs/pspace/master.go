@@ -24,7 +24,7 @@ import (
 )
 
 // NodeStates are the node states, as BProc names them, in its order.
-var NodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+var NodeStates = slaveproto.NodeStates
 
 const (
 	ioRingSize    = 256 << 10
