@@ -408,7 +408,7 @@ func startJobs(t client.Tree, jobs []*job, argv []string, o *options, in *os.Fil
 				return
 			}
 			j.proc = p
-			tracef("node %d: started pid %d", j.node, p.Pid)
+			tracef("node %d: pid %d (starting)", j.node, p.Pid)
 			j.k.add(p)
 			if in != nil {
 				inMu.Lock()
