@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -321,6 +322,52 @@ func (p *Proc) Stdout() (io.ReadCloser, error) { return p.T.Open(p.file("stdout"
 
 // Stderr opens the process's stderr stream.
 func (p *Proc) Stderr() (io.ReadCloser, error) { return p.T.Open(p.file("stderr"), os.O_RDONLY) }
+
+// Streams opens the process's stdout and stderr at once. On the mount
+// it opens proc/PID once (O_PATH, no open request) and each stream in
+// it: 6 FUSE requests instead of 8, the two opens side by side.
+func (p *Proc) Streams() (stdout, stderr io.ReadCloser, err error) {
+	mt, ok := p.T.(*MountTree)
+	if !ok {
+		if stdout, err = p.Stdout(); err != nil {
+			return nil, nil, err
+		}
+		if stderr, err = p.Stderr(); err != nil {
+			stdout.Close()
+			return nil, nil, err
+		}
+		return stdout, stderr, nil
+	}
+	dir := mt.p(p.file(""))
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	var files [2]*os.File
+	var errs [2]error
+	open := func(i int, name string) {
+		fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errs[i] = &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: err}
+			return
+		}
+		files[i] = os.NewFile(uintptr(fd), filepath.Join(dir, name))
+	}
+	done := make(chan struct{})
+	go func() { open(1, "stderr"); close(done) }()
+	open(0, "stdout")
+	<-done
+	if err := cmp.Or(errs[0], errs[1]); err != nil {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return nil, nil, err
+	}
+	return files[0], files[1], nil
+}
 
 // Stdin opens the process's stdin; closing it gives the process EOF.
 func (p *Proc) Stdin() (io.WriteCloser, error) { return p.T.Open(p.file("stdin"), os.O_WRONLY) }

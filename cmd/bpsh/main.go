@@ -484,14 +484,21 @@ func report(jobs []*job, k *killer, o *options, out *output, msgs io.Writer) int
 func (j *job) attach(out *output, o *options) {
 	var wg sync.WaitGroup
 	if !o.noIO {
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j.copyStream(j.proc.Stdout, out, 1, o)
-		}()
-		go func() {
-			defer wg.Done()
-			j.copyStream(j.proc.Stderr, out, 2, o)
+			so, se, err := j.proc.Streams()
+			tracef("node %d: opened stdout and stderr", j.node)
+			if err != nil {
+				out.fail(fmt.Errorf("node %d: opening its output: %s", j.node, client.ErrText(err)))
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				j.copyStream(se, out, 2, o)
+			}()
+			j.copyStream(so, out, 1, o)
 		}()
 	}
 	j.st, j.werr = j.proc.Wait()
@@ -507,13 +514,7 @@ func (j *job) attach(out *output, o *options) {
 
 // copyStream moves one output stream to its sink: whole reads on the
 // plain path, whole lines when prefixing or line-buffering.
-func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int, o *options) {
-	r, err := open()
-	tracef("node %d: opened fd %d", j.node, fd)
-	if err != nil {
-		out.fail(fmt.Errorf("node %d: opening %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(err)))
-		return
-	}
+func (j *job) copyStream(r io.ReadCloser, out *output, fd int, o *options) {
 	defer r.Close()
 	var lw *lineWriter
 	if o.prefix || o.lineBuf {
