@@ -102,16 +102,13 @@ func readDeps(r io.ReaderAt) (d *elfDeps, err error) {
 	return d, nil
 }
 
-// fileID is a file's identity and version: a change to its bytes moves
-// its mtime or ctime (which no user can set back), a replacement its inode.
-type fileID struct {
-	dev, ino   uint64
-	size       int64
-	mtime, ctm syscall.Timespec
-}
+// fileID is a file's identity and version: device, inode, size, mtime and
+// ctime (ns). A change to its bytes moves its mtime or ctime (which no user
+// can set back), a replacement its inode.
+type fileID [5]int64
 
 func idOf(st *syscall.Stat_t) fileID {
-	return fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctm: st.Ctim}
+	return fileID{int64(st.Dev), int64(st.Ino), st.Size, st.Mtim.Nano(), st.Ctim.Nano()}
 }
 
 // depsCache keeps what readDeps found in each version of a file, so a

@@ -390,11 +390,14 @@ func TestCtlThenResult(t *testing.T) {
 		}},
 		{"now", 0, 0, "now", func(context.Context, *Caller, any, []string) (string, error) { return "now\n", nil }},
 	}
-	f := &CtlFile[any]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: cmds}
-	h := openCtl(t, f)
-	if _, err := h.Write(context.Background(), []byte("two\n"), 0); err != nil {
-		t.Fatal(err)
+	h := openCtl(t, &CtlFile[any]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: cmds})
+	write := func(line string) {
+		t.Helper()
+		if _, err := h.Write(context.Background(), []byte(line), 0); err != nil {
+			t.Fatal(err)
+		}
 	}
+	write("two\n")
 	ready <- "second\n" // ready before the first read: still not in it
 	buf := make([]byte, 64)
 	n, err := h.Read(context.Background(), buf, 0)
@@ -408,9 +411,7 @@ func TestCtlThenResult(t *testing.T) {
 		t.Errorf("after both results %q, want EOF", s)
 	}
 
-	if _, err := h.Write(context.Background(), []byte("two\n"), 0); err != nil {
-		t.Fatal(err)
-	}
+	write("two\n")
 	if n, err := h.Read(context.Background(), buf, 0); err != nil || string(buf[:n]) != "first\n" {
 		t.Fatalf("first read %q, %v; want first", buf[:n], err)
 	}
@@ -426,12 +427,8 @@ func TestCtlThenResult(t *testing.T) {
 		t.Errorf("then after an interrupt %q, want late", s)
 	}
 
-	if _, err := h.Write(context.Background(), []byte("two\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Write(context.Background(), []byte("now\n"), 0); err != nil {
-		t.Fatal(err)
-	}
+	write("two\n")
+	write("now\n")
 	if s := readCtl(t, h); s != "now\n" {
 		t.Errorf("a new command's result %q, want now alone", s)
 	}
