@@ -655,7 +655,14 @@ func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn
 	select {
 	case err = <-p.started:
 	case <-p.done:
-		err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
+		// A process that started and ended before this looked has both
+		// ready, and select picks either: its start report is applied
+		// before its end, so it is in the channel.
+		select {
+		case err = <-p.started:
+		default:
+			err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
+		}
 	case <-timer.C:
 		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, job.path, syscall.ETIMEDOUT)
 	case <-ctx.Done():
