@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,12 @@ type ExecOptions struct {
 	Detached bool
 	// NoLookPath takes argv[0] as the path even without a slash.
 	NoLookPath bool
+	// Early returns as soon as the master has the pid (exec -b -w), while
+	// the node still forks: a start that fails there is then Wait's
+	// *ExecError, and Wait reads the end on the same open ctl file
+	// instead of opening proc/PID/wait. The Proc must be waited for (or
+	// Closed) to let go of that file.
+	Early bool
 }
 
 // Proc is a process started with Exec.
@@ -41,6 +48,18 @@ type Proc struct {
 	Node int
 	Pid  int
 	Path string
+	ctl  File // Early: node/N/ctl, whose next read gives the end
+}
+
+// Close lets go of what Exec kept open for Wait (Early); Wait closes it
+// itself.
+func (p *Proc) Close() error {
+	if p.ctl == nil {
+		return nil
+	}
+	err := p.ctl.Close()
+	p.ctl = nil
+	return err
 }
 
 // ExecError is a failed exec: the errno the ctl write returned and the
@@ -214,6 +233,9 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		env = os.Environ()
 	}
 	cmd := ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
+	if opts.Early {
+		cmd = "exec -b -w" + cmd[len("exec"):]
+	}
 	// A ctl command is a line, whatever pieces FUSE or 9P cut it into on
 	// the way; the tree refuses one longer than this with E2BIG.
 	if len(cmd) > maxCommand {
@@ -228,7 +250,12 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		}
 		return nil, fmt.Errorf("opening %s/ctl: %s", NodeDir(node), ErrText(unwrapPath(err)))
 	}
-	defer f.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	var buf [512]byte
 	var werr error
 	if _, ok := t.(*MountTree); ok {
@@ -240,7 +267,14 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		n, _ := readResult(f, buf[:])
 		return nil, &ExecError{Path: path, Errno: ErrnoOf(werr), Text: string(buf[:n])}
 	}
-	n, rerr := readResult(f, buf[:])
+	var n int
+	var rerr error
+	if opts.Early {
+		// One read(2): ReadAt would read on, into the wait for the end.
+		n, rerr = f.Read(buf[:])
+	} else {
+		n, rerr = readResult(f, buf[:])
+	}
 	res := strings.TrimSpace(string(buf[:n]))
 	pid, err := strconv.Atoi(res)
 	if err != nil || pid <= 0 {
@@ -249,7 +283,11 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 		}
 		return nil, fmt.Errorf("exec %s: %s/ctl answered %q, not a pid", path, NodeDir(node), res)
 	}
-	return &Proc{T: t, Node: node, Pid: pid, Path: path}, nil
+	p := &Proc{T: t, Node: node, Pid: pid, Path: path}
+	if opts.Early {
+		p.ctl, keep = f, true
+	}
+	return p, nil
 }
 
 func unwrapPath(err error) error {
@@ -285,6 +323,52 @@ func (p *Proc) Stdout() (io.ReadCloser, error) { return p.T.Open(p.file("stdout"
 // Stderr opens the process's stderr stream.
 func (p *Proc) Stderr() (io.ReadCloser, error) { return p.T.Open(p.file("stderr"), os.O_RDONLY) }
 
+// Streams opens the process's stdout and stderr at once. On the mount
+// it opens proc/PID once (O_PATH, no open request) and each stream in
+// it: 6 FUSE requests instead of 8, the two opens side by side.
+func (p *Proc) Streams() (stdout, stderr io.ReadCloser, err error) {
+	mt, ok := p.T.(*MountTree)
+	if !ok {
+		if stdout, err = p.Stdout(); err != nil {
+			return nil, nil, err
+		}
+		if stderr, err = p.Stderr(); err != nil {
+			stdout.Close()
+			return nil, nil, err
+		}
+		return stdout, stderr, nil
+	}
+	dir := mt.p(p.file(""))
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	var files [2]*os.File
+	var errs [2]error
+	open := func(i int, name string) {
+		fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errs[i] = &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: err}
+			return
+		}
+		files[i] = os.NewFile(uintptr(fd), filepath.Join(dir, name))
+	}
+	done := make(chan struct{})
+	go func() { open(1, "stderr"); close(done) }()
+	open(0, "stdout")
+	<-done
+	if err := cmp.Or(errs[0], errs[1]); err != nil {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return nil, nil, err
+	}
+	return files[0], files[1], nil
+}
+
 // Stdin opens the process's stdin; closing it gives the process EOF.
 func (p *Proc) Stdin() (io.WriteCloser, error) { return p.T.Open(p.file("stdin"), os.O_WRONLY) }
 
@@ -301,32 +385,70 @@ func SignalName(sig syscall.Signal) string {
 	return strconv.Itoa(int(sig))
 }
 
-// Wait blocks until the process ends and returns how.
+// Wait blocks until the process ends and returns how. For an Early
+// start it reads the end from the exec's ctl file, where a start that
+// failed on the node is an *ExecError.
 func (p *Proc) Wait() (Status, error) {
+	if p.ctl != nil {
+		defer p.Close()
+		line, err := readLine(p.ctl, NodeDir(p.Node)+"/ctl")
+		if err != nil {
+			return Status{}, err
+		}
+		if e, ok := parseFailed(p.Path, line); ok {
+			return Status{}, e
+		}
+		return ParseWait(line)
+	}
 	f, err := p.T.Open(p.file("wait"), os.O_RDONLY)
 	if err != nil {
 		return Status{}, err
 	}
 	defer f.Close()
+	line, err := readLine(f, p.file("wait"))
+	if err != nil {
+		return Status{}, err
+	}
+	return ParseWait(line)
+}
+
+// parseFailed reads exec -w's `failed ERRNO TEXT`: the start failed on
+// the node with that errno and text.
+func parseFailed(path, line string) (*ExecError, bool) {
+	rest, ok := strings.CutPrefix(line, "failed ")
+	if !ok {
+		return nil, false
+	}
+	num, text, _ := strings.Cut(rest, " ")
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 || n > 4095 {
+		return nil, false
+	}
+	return &ExecError{Path: path, Errno: syscall.Errno(n), Text: strings.ReplaceAll(text, `\n`, "\n")}, true
+}
+
+// readLine reads one line (a wait status) from f, the file name, without
+// its newline.
+func readLine(f io.Reader, name string) (string, error) {
 	var b []byte
 	buf := make([]byte, 256)
 	for {
 		n, err := f.Read(buf)
 		b = append(b, buf[:n]...)
 		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
-			return ParseWait(string(b[:i]))
+			return string(b[:i]), nil
 		}
 		if err == io.EOF || (err == nil && n == 0) {
 			if len(b) == 0 {
-				return Status{}, fmt.Errorf("%s: empty", p.file("wait"))
+				return "", fmt.Errorf("%s: empty", name)
 			}
-			return ParseWait(string(b))
+			return string(b), nil
 		}
 		if err != nil {
-			return Status{}, &fs.PathError{Op: "read", Path: p.file("wait"), Err: unwrapErrno(err)}
+			return "", &fs.PathError{Op: "read", Path: name, Err: unwrapErrno(err)}
 		}
-		if len(b) > 4096 {
-			return Status{}, fmt.Errorf("%s: answer too long", p.file("wait"))
+		if len(b) > 64<<10 { // a failed start's text names a path or two
+			return "", fmt.Errorf("%s: answer too long", name)
 		}
 	}
 }

@@ -22,6 +22,8 @@ type fakeTree struct {
 	wait  string
 	fail  syscall.Errno // errno for exec writes, 0: succeed
 	text  string        // error text then read back
+	end   string        // exec -w's second answer
+	opens []string
 	nodes map[int]bool
 }
 
@@ -30,9 +32,11 @@ type fakeFile struct {
 	name   string
 	result []byte
 	pos    int
+	then   []byte
 }
 
 func (t *fakeTree) Open(name string, flag int) (File, error) {
+	t.opens = append(t.opens, name)
 	switch {
 	case strings.HasSuffix(name, "/ctl") && strings.HasPrefix(name, "node/"):
 		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "node/"), "/ctl"))
@@ -66,10 +70,16 @@ func (f *fakeFile) Write(p []byte) (int, error) {
 		return 0, f.t.fail
 	}
 	f.result = []byte("42\n")
+	if words[0] == "exec" && len(words) > 2 && words[2] == "-w" {
+		f.then = []byte(f.t.end)
+	}
 	return len(p), nil
 }
 
 func (f *fakeFile) Read(p []byte) (int, error) {
+	if f.pos >= len(f.result) && f.then != nil {
+		f.result, f.pos, f.then = f.then, 0, nil
+	}
 	if f.pos >= len(f.result) {
 		return 0, io.EOF
 	}
@@ -150,5 +160,45 @@ func TestExecErrors(t *testing.T) {
 	var buf bytes.Buffer
 	if _, err := Copy(&buf, strings.NewReader(strings.Repeat("x", 100000)), 4096); err != nil || buf.Len() != 100000 {
 		t.Errorf("Copy: %d %v", buf.Len(), err)
+	}
+}
+
+// An Early exec writes exec -b -w and reads the end from the same ctl:
+// a wait line, or the start's failure on the node as an *ExecError
+// worded as a failed write would be.
+func TestExecEarly(t *testing.T) {
+	ft := &fakeTree{end: "exit 3\n", nodes: map[int]bool{1: true}}
+	p, err := Exec(ft, 1, []string{"/bin/x"}, ExecOptions{Early: true, Dir: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ft.cmds[0][:4]; !reflect.DeepEqual(got, []string{"exec", "-b", "-w", "-i"}) {
+		t.Errorf("command begins %q", got)
+	}
+	st, err := p.Wait()
+	if err != nil || !reflect.DeepEqual(st, Status{Kind: Exited, Code: 3}) {
+		t.Errorf("wait: %+v, %v; want exit 3", st, err)
+	}
+	if len(ft.opens) != 1 {
+		t.Errorf("opened %q; want only node/1/ctl", ft.opens)
+	}
+
+	ft.end = `failed 8 exec /bin/x: fetching: a\nb: exec format error` + "\n"
+	p, err = Exec(ft, 1, []string{"/bin/x"}, ExecOptions{Early: true, Dir: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Wait()
+	var ee *ExecError
+	if !errors.As(err, &ee) || ee.Errno != syscall.ENOEXEC || ee.Text != "exec /bin/x: fetching: a\nb: exec format error" {
+		t.Fatalf("failed start: %#v", err)
+	}
+	if got := err.Error(); got != "exec /bin/x: Exec format error" {
+		t.Errorf("message %q", got)
+	}
+	for _, bad := range []string{"failed x y", "failed 0 z", "failed 99999 z"} {
+		if _, ok := parseFailed("/p", bad); ok {
+			t.Errorf("%q taken as a failed start", bad)
+		}
 	}
 }

@@ -8,14 +8,16 @@ import (
 	"strconv"
 	"strings"
 
-	"bproc/fs/pspace"
+	"bproc/fs/slaveproto"
 )
 
 // Master is the master's node number.
 const Master = -1
 
-// States are BProc's node states, in its order.
-var States = pspace.NodeStates
+// States are BProc's node states, in its order. From slaveproto, not the
+// master's package: that would bring the master (and its inits) into
+// every command.
+var States = slaveproto.NodeStates
 
 // ValidState reports whether s is one of States.
 func ValidState(s string) bool {

@@ -287,6 +287,9 @@ type job struct {
 	timedOut atomic.Bool
 }
 
+// firstBuf is the size of a stream's first read buffer.
+const firstBuf = 16 << 10
+
 // Exit status when -u killed a command (timeout(1)'s).
 const timeoutStatus = 124
 
@@ -393,7 +396,10 @@ func startJobs(t client.Tree, jobs []*job, argv []string, o *options, in *os.Fil
 		go func(j *job) {
 			defer wg.Done()
 			j.start = time.Now()
-			ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO, Env: jobEnv(base, j.idx, j.node, len(jobs))}
+			// Early: the pid comes at once and the streams are opened
+			// while the node forks; the end (or a start that failed
+			// there) comes on the same ctl file.
+			ex := client.ExecOptions{NullStdin: in == nil, Detached: o.noIO, Env: jobEnv(base, j.idx, j.node, len(jobs)), Early: true}
 			p, err := client.Exec(t, j.node, argv, ex)
 			if err != nil {
 				j.err = err
@@ -402,7 +408,7 @@ func startJobs(t client.Tree, jobs []*job, argv []string, o *options, in *os.Fil
 				return
 			}
 			j.proc = p
-			tracef("node %d: started pid %d", j.node, p.Pid)
+			tracef("node %d: pid %d (starting)", j.node, p.Pid)
 			j.k.add(p)
 			if in != nil {
 				inMu.Lock()
@@ -478,17 +484,28 @@ func report(jobs []*job, k *killer, o *options, out *output, msgs io.Writer) int
 func (j *job) attach(out *output, o *options) {
 	var wg sync.WaitGroup
 	if !o.noIO {
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j.copyStream(j.proc.Stdout, out, 1, o)
-		}()
-		go func() {
-			defer wg.Done()
-			j.copyStream(j.proc.Stderr, out, 2, o)
+			so, se, err := j.proc.Streams()
+			tracef("node %d: opened stdout and stderr", j.node)
+			if err != nil {
+				out.fail(fmt.Errorf("node %d: opening its output: %s", j.node, client.ErrText(err)))
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				j.copyStream(se, out, 2, o)
+			}()
+			j.copyStream(so, out, 1, o)
 		}()
 	}
 	j.st, j.werr = j.proc.Wait()
+	var ee *client.ExecError
+	if errors.As(j.werr, &ee) { // it did not start on the node
+		j.err, j.werr = ee, nil
+	}
 	tracef("node %d: wait: %v", j.node, j.st)
 	wg.Wait()
 	tracef("node %d: output done", j.node)
@@ -497,13 +514,7 @@ func (j *job) attach(out *output, o *options) {
 
 // copyStream moves one output stream to its sink: whole reads on the
 // plain path, whole lines when prefixing or line-buffering.
-func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int, o *options) {
-	r, err := open()
-	tracef("node %d: opened fd %d", j.node, fd)
-	if err != nil {
-		out.fail(fmt.Errorf("node %d: opening %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(err)))
-		return
-	}
+func (j *job) copyStream(r io.ReadCloser, out *output, fd int, o *options) {
 	defer r.Close()
 	var lw *lineWriter
 	if o.prefix || o.lineBuf {
@@ -512,7 +523,10 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 			lw.prefix = []byte(fmt.Sprintf("%3d: ", j.node))
 		}
 	}
-	buf := make([]byte, o.bufSize)
+	// Small at first, doubling up to -b's size while reads fill it: a
+	// direct-I/O read pins (and faults in) its whole buffer, and most
+	// streams end in a read of 0 bytes.
+	buf := make([]byte, min(o.bufSize, firstBuf))
 	broken := false
 	for {
 		n, rerr := r.Read(buf)
@@ -536,6 +550,9 @@ func (j *job) copyStream(open func() (io.ReadCloser, error), out *output, fd int
 				out.fail(fmt.Errorf("node %d: reading %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(rerr)))
 			}
 			break
+		}
+		if n == len(buf) && len(buf) < o.bufSize {
+			buf = make([]byte, min(2*len(buf), o.bufSize))
 		}
 	}
 	if lw != nil && !broken {

@@ -53,6 +53,7 @@ func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 		stderr:  synth.NewStream(streamSize, !a.Attached),
 		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
+		running: make(chan struct{}),
 		done:    make(chan struct{}),
 		state:   a.State,
 		ev:      &m.ev,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -98,6 +99,65 @@ func readDeps(r io.ReaderAt) (d *elfDeps, err error) {
 			d.runpath = append(d.runpath, filepath.SplitList(s)...)
 		}
 	}
+	return d, nil
+}
+
+// fileID is a file's identity and version: device, inode, size, mtime and
+// ctime (ns). A change to its bytes moves its mtime or ctime (which no user
+// can set back), a replacement its inode.
+type fileID [5]int64
+
+func idOf(st *syscall.Stat_t) fileID {
+	return fileID{int64(st.Dev), int64(st.Ino), st.Size, st.Mtim.Nano(), st.Ctim.Nano()}
+}
+
+// depsCache keeps what readDeps found in each version of a file, so a
+// launch does not parse its binary and every library again (it was a
+// sixth of the master's CPU per launch). The search itself still runs
+// each time, as the caller: who may read what, and which file a name
+// finds, can change at any time.
+var depsCache = struct {
+	sync.Mutex
+	m      map[fileID]*elfDeps // nil value: not ELF
+	parsed int                 // files parsed: tests count them
+}{m: map[fileID]*elfDeps{}}
+
+// depsRacy is how long a file must have been unchanged for its parse to
+// be kept; a variable for tests.
+var depsRacy = 2 * time.Second
+
+// depsCacheMax bounds the cache; past it, it starts again empty.
+const depsCacheMax = 4096
+
+// cachedDeps is readDeps of f (whose stat is st), from the cache when this
+// version of the file was read before. The result is shared: read only.
+func cachedDeps(f *os.File, st *syscall.Stat_t) (*elfDeps, error) {
+	id := idOf(st)
+	depsCache.Lock()
+	d, ok := depsCache.m[id]
+	depsCache.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := readDeps(f)
+	depsCache.Lock()
+	depsCache.parsed++
+	depsCache.Unlock()
+	if err != nil {
+		return nil, err // not kept: an error is rare, and reported each time
+	}
+	// A file changed within the clock's granularity of its last change
+	// may change again without a new ctime: not kept until it has been
+	// still for a while (git's racy-file rule).
+	if time.Since(time.Unix(st.Ctim.Unix())) < depsRacy {
+		return d, nil
+	}
+	depsCache.Lock()
+	if len(depsCache.m) >= depsCacheMax {
+		depsCache.m = map[fileID]*elfDeps{}
+	}
+	depsCache.m[id] = d
+	depsCache.Unlock()
 	return d, nil
 }
 
@@ -227,10 +287,11 @@ func (r *libResolver) probe(path string) *elfDeps {
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() || st.Size() > maxBinary {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Size > maxBinary {
 		return nil
 	}
-	d, err := readDeps(f)
+	d, err := cachedDeps(f, &st)
 	if err != nil || d == nil || d.class != r.exe.deps.class || d.machine != r.exe.deps.machine {
 		return nil
 	}
@@ -288,7 +349,12 @@ func resolveLibs(path, spooled string, env []string, c *synth.Caller) ([]slavepr
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading its copy: %w", path, err)
 	}
-	d, err := readDeps(f)
+	var st syscall.Stat_t
+	if err = syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: its copy: %w", path, err)
+	}
+	d, err := cachedDeps(f, &st)
 	f.Close()
 	if err != nil || d == nil || d.interp == "" {
 		return nil, err // a script, a static binary or a broken one: left to the node

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
@@ -215,5 +217,58 @@ func TestLibCacheKeyword(t *testing.T) {
 		if (err == nil) != tc.ok || (err == nil && c.NoLibCache != tc.off) {
 			t.Errorf("%q: %+v, %v", tc.in, c, err)
 		}
+	}
+}
+
+// The parse of a binary or library is kept per version of the file: the
+// same file is not parsed again, a changed one is, and one changed just
+// now is not kept (it may change again within the clock's granularity).
+func TestDepsCacheKeepsEachVersion(t *testing.T) {
+	bin, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skip("no /bin/true to parse:", err)
+	}
+	path := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deps := func() (*elfDeps, int) {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var st syscall.Stat_t
+		if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		before := depsCache.parsed
+		d, err := cachedDeps(f, &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, depsCache.parsed - before
+	}
+	if _, n := deps(); n != 1 {
+		t.Fatalf("first read parsed %d times", n)
+	}
+	if _, n := deps(); n != 1 {
+		t.Errorf("a file changed just now: its parse was kept (parsed %d times, want 1)", n)
+	}
+	defer func(r time.Duration) { depsRacy = r }(depsRacy)
+	depsRacy = 0
+	d, _ := deps()
+	if d == nil || d.interp == "" {
+		t.Skip("/bin/true is not a dynamic ELF binary")
+	}
+	if _, n := deps(); n != 0 {
+		t.Errorf("the same version was parsed again")
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, n := deps(); n != 1 || d != nil {
+		t.Errorf("after a rewrite into a script: parsed %d times, deps %+v; want a fresh parse, not ELF", n, d)
 	}
 }

@@ -24,7 +24,7 @@ import (
 )
 
 // NodeStates are the node states, as BProc names them, in its order.
-var NodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+var NodeStates = slaveproto.NodeStates
 
 const (
 	ioRingSize    = 256 << 10
@@ -436,6 +436,8 @@ type execOpts struct {
 	argv0    string
 	attached bool
 	null     bool
+	early    bool // -b: the pid at once; a start that fails ends the process
+	then     bool // -w: the same open file's next read gives the process's end
 }
 
 func parseExec(args []string) (*execOpts, []string, error) {
@@ -460,6 +462,10 @@ func parseExec(args []string) (*execOpts, []string, error) {
 			o.attached = true
 		case "-n":
 			o.null = true
+		case "-b":
+			o.early = true
+		case "-w":
+			o.then = true
 		case "-c":
 			o.dir, err = needArg()
 		case "-a":
@@ -591,49 +597,85 @@ func (job *execJob) msg(p *Proc) *slaveproto.Msg {
 }
 
 // exec starts args on node n for caller c and returns the new pid once the
-// slave reports the process started.
+// slave reports the process started; with -b at once, the start awaited
+// meanwhile (a failure ends the process: its wait says exit 127, -w's
+// line the error). With -w the same open file's next read gives the
+// process's end.
 func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []string) (int, error) {
 	job, err := m.prepareExec(ctx, c, n, args)
 	if err != nil {
 		return 0, err
 	}
-	defer job.release() // the slave has fetched it once the job starts, or failed
 	m.mu.Lock()
 	sc := n.conn
 	m.mu.Unlock()
 	if sc == nil {
+		job.release()
 		return 0, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
 	}
 	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
 	if err != nil {
+		job.release()
 		return 0, err
 	}
-	path := job.path
 	if err := sc.send(m, job.msg(p)); err != nil {
+		job.release()
 		m.forget(p)
 		return 0, err
 	}
+	if job.o.then {
+		synth.Then(ctx, p.endLine)
+	}
+	if job.o.early {
+		// The write's context ends with this answer: the start is
+		// awaited without it.
+		go func() {
+			if err := m.awaitStart(context.Background(), p, n, sc, job); err != nil {
+				p.startFailed(err)
+			}
+		}()
+		return p.pid, nil
+	}
+	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
+		m.forget(p)
+		p.finish("exit 127")
+		return 0, err
+	}
+	return p.pid, nil
+}
+
+// awaitStart waits for the slave's report on process p's start and lets
+// go of job's binary (the slave has fetched it once the job starts, or
+// failed). A process that did not start in time or whose start was
+// interrupted may have started all the same (the report crossed): nobody
+// could see or stop it, so it is killed.
+func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn, job *execJob) error {
+	defer job.release()
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
+	var err error
 	select {
 	case err = <-p.started:
 	case <-p.done:
-		err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
+		// A process that started and ended before this looked has both
+		// ready, and select picks either: its start report is applied
+		// before its end, so it is in the channel.
+		select {
+		case err = <-p.started:
+		default:
+			err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
+		}
 	case <-timer.C:
-		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, path, syscall.ETIMEDOUT)
+		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, job.path, syscall.ETIMEDOUT)
 	case <-ctx.Done():
 		err = fmt.Errorf("exec interrupted: %w", syscall.EINTR)
 	}
 	if err != nil {
-		m.forget(p)
-		p.finish("exit 127")
-		// It may have started all the same (the report crossed the
-		// interrupt): nobody could see or stop it, so it goes.
 		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
-		return 0, fmt.Errorf("exec %s: %w", path, err)
+		return fmt.Errorf("exec %s: %w", job.path, err)
 	}
 	m.ctr.job(n.num, "started")
-	return p.pid, nil
+	return nil
 }
 
 // underLimit refuses a new process past the config's maxprocs live

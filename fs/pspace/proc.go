@@ -1,6 +1,7 @@
 package pspace
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -30,7 +31,8 @@ type Proc struct {
 	ev    *events   // the master's, telling subscribers of its life
 
 	stdout, stderr, stdin *synth.Stream
-	started               chan error // the slave's "started" or "failed"
+	started               chan error    // the slave's "started" or "failed"
+	running               chan struct{} // closed at "started"
 	done                  chan struct{}
 
 	// reports serialises what checks where the process is against what
@@ -47,6 +49,7 @@ type Proc struct {
 	state    string      // starting, running, stopped, exited
 	ospid    int
 	status   string // the wait line, once done
+	startErr error  // why an exec -b's start failed
 	exitedAt time.Time
 	pending  *pendingMove // its next incarnation while it moves (migrate.go)
 
@@ -84,6 +87,7 @@ func (m *Master) makeProc(c *synth.Caller, n *node, sc *slaveConn, argv []string
 		stderr:  synth.NewStream(streamSize, !attached),
 		stdin:   synth.NewStream(streamSize, false),
 		started: make(chan error, 1),
+		running: make(chan struct{}),
 		done:    make(chan struct{}),
 		state:   "starting",
 		ctr:     &m.ctr,
@@ -129,6 +133,38 @@ func (p *Proc) finish(status string) {
 	if onEnd != nil {
 		onEnd(status)
 	}
+}
+
+// startFailed ends a process whose start failed after exec -b answered
+// its pid: its streams end empty, its wait says exit 127 (a shell's "could
+// not run"), exec -w's line says why (endLine). One that ended already (its
+// node went down) keeps that end.
+func (p *Proc) startFailed(err error) {
+	p.mu.Lock()
+	if p.status == "" {
+		p.startErr = err
+	}
+	p.mu.Unlock()
+	p.stdout.CloseWrite()
+	p.stderr.CloseWrite()
+	p.finish("exit 127")
+}
+
+// endLine waits for the process's end (or ctx's) and says it as exec -w's
+// second answer: the wait line, or for a start that failed `failed ERRNO
+// TEXT`, the errno and the text the exec's write would have failed with.
+func (p *Proc) endLine(ctx context.Context) (string, error) {
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for process %d: %w", p.pid, syscall.EINTR)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.startErr != nil {
+		return fmt.Sprintf("failed %d %s\n", int(synth.Errno(p.startErr)), strings.ReplaceAll(p.startErr.Error(), "\n", `\n`)), nil
+	}
+	return p.status + "\n", nil
 }
 
 // place is where the process runs now: its node, that node's slave and
@@ -239,6 +275,21 @@ func (p *Proc) signal(m *Master, sig syscall.Signal) error {
 		return fmt.Errorf("process %d has exited: %w", p.pid, syscall.ESRCH)
 	default:
 	}
+	p.mu.Lock()
+	starting := p.state == "starting"
+	p.mu.Unlock()
+	if starting {
+		// Its pid may be known before it runs (exec -b): the slave knows
+		// no job of that pid yet, so the signal waits for the start.
+		go func() {
+			select {
+			case <-p.running:
+				p.signal(m, sig)
+			case <-p.done:
+			}
+		}()
+		return nil
+	}
 	_, sc, _ := p.place()
 	if err := sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(sig)}); err != nil {
 		return err
@@ -282,6 +333,9 @@ func (p *Proc) slaveReport(line string) error {
 		starting := p.state == "starting"
 		if starting && r.Kind == "started" {
 			p.ospid, p.state = r.N, "running"
+			if p.running != nil { // nil in a Proc made by hand (tests)
+				close(p.running)
+			}
 			p.ev.publish(Event{Kind: Started, Pid: p.pid, Node: p.node, Inc: p.inc})
 		}
 		p.mu.Unlock()

@@ -1,6 +1,7 @@
 package pspace
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"syscall"
@@ -81,4 +82,22 @@ func FuzzSlaveReport(f *testing.F) {
 		default:
 		}
 	})
+}
+
+// A process that started and ended before its exec looked at its start
+// (a quick one, a busy master) has started: not "node went down".
+func TestAwaitStartAfterTheEnd(t *testing.T) {
+	m := &Master{}
+	for i := 0; i < 100; i++ {
+		p := newTestProc()
+		for _, line := range []string{"started 12", "exit 0"} {
+			if err := p.slaveReport(line); err != nil {
+				t.Fatal(err)
+			}
+		}
+		job := &execJob{path: "/bin/true", release: func() {}}
+		if err := m.awaitStart(context.Background(), p, &node{num: 3}, nil, job); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
 }

@@ -213,7 +213,7 @@ func (nd *nodeDir) Setattr(c *synth.Caller, mode *iofs.FileMode, uid, gid *uint3
 
 // nodeCommands are node/N/ctl's commands, run on the node's directory.
 var nodeCommands = synth.Table[*nodeDir]{
-	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
+	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-b] [-w] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
 		Run: func(ctx context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 			pid, err := nd.m.exec(ctx, c, nd.n, args)
 			if err != nil {

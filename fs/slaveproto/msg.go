@@ -10,6 +10,10 @@ import (
 	"unicode/utf8"
 )
 
+// NodeStates are the node states, as BProc names them, in its order: the
+// states a state message (Msg.State) names.
+var NodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+
 // The slave protocol is part of the tree: a bpslave (a 9P client whose
 // handshake claimed the slave role) sees a `slave/` directory at the root:
 //

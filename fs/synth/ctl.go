@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -101,6 +102,31 @@ type ctlHandle struct {
 	result []byte
 	pos    int           // read position in result: every command rewinds it, whatever the file offset
 	later  chan struct{} // open while a Later result is awaited; closed once it is set
+	then   *thenResult   // the result that follows the current one (Then)
+}
+
+// thenResult is a command's second result, made when a reader asks for it.
+type thenResult struct {
+	next func(ctx context.Context) (string, error)
+}
+
+// Then gives the command running with ctx a second result on the same
+// open file: once a reader has read the first result to its end, its next
+// read waits for next (which gets the read's context: an interrupted
+// read returns EINTR and the next read waits again) and returns what next
+// returns, as the file's new result. No read returns bytes of both, so a
+// reader that reads ahead (a shell's read builtin) still reads them one
+// after the other. `exec -w` answers the pid, then the process's end. It
+// returns false outside a ctl command.
+func Then(ctx context.Context, next func(ctx context.Context) (string, error)) bool {
+	h, _ := ctx.Value(laterKey{}).(*ctlHandle)
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	h.then = &thenResult{next: next}
+	h.mu.Unlock()
+	return true
 }
 
 // laterKey carries a command's way to defer its result (Later).
@@ -156,6 +182,19 @@ func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
 			return 0, fmt.Errorf("waiting for the command's result: %w", syscall.EINTR)
 		}
 		h.mu.Lock()
+	}
+	if h.pos >= len(h.result) && h.then != nil {
+		t := h.then
+		h.mu.Unlock()
+		out, err := t.next(ctx)
+		h.mu.Lock()
+		if errors.Is(err, syscall.EINTR) {
+			return 0, err // t stays: the next read waits again
+		}
+		if h.then == t { // no later command has replaced it
+			h.then = nil
+			h.storeLocked(out, err)
+		}
 	}
 	if h.pos >= len(h.result) {
 		return 0, io.EOF
@@ -291,12 +330,16 @@ func (h *ctlHandle) runPending(ctx context.Context) error {
 	}
 	h.mu.Lock()
 	h.later = nil // a new command: an old Later result no longer lands here
+	h.then = nil
 	h.mu.Unlock()
 	out, err := h.run(context.WithValue(ctx, laterKey{}, h), string(line))
 	h.mu.Lock()
 	if h.later == nil || err != nil {
 		h.storeLocked(out, err)
 		h.later = nil // a failed command has no later result
+	}
+	if err != nil {
+		h.then = nil // nor a second one
 	}
 	h.mu.Unlock()
 	return err

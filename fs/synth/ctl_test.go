@@ -370,3 +370,69 @@ func TestCtlLaterResult(t *testing.T) {
 		t.Error("Later outside a command is not nil")
 	}
 }
+
+// A command's second result (Then) comes on the read after the first has
+// been read to its end, never in the same read; an interrupted wait for it
+// leaves it for the next read, and a new command drops it.
+func TestCtlThenResult(t *testing.T) {
+	ready := make(chan string, 1)
+	cmds := Table[any]{
+		{"two", 0, 0, "two", func(ctx context.Context, _ *Caller, _ any, _ []string) (string, error) {
+			Then(ctx, func(ctx context.Context) (string, error) {
+				select {
+				case s := <-ready:
+					return s, nil
+				case <-ctx.Done():
+					return "", syscall.EINTR
+				}
+			})
+			return "first\n", nil
+		}},
+		{"now", 0, 0, "now", func(context.Context, *Caller, any, []string) (string, error) { return "now\n", nil }},
+	}
+	h := openCtl(t, &CtlFile[any]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: cmds})
+	write := func(line string) {
+		t.Helper()
+		if _, err := h.Write(context.Background(), []byte(line), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("two\n")
+	ready <- "second\n" // ready before the first read: still not in it
+	buf := make([]byte, 64)
+	n, err := h.Read(context.Background(), buf, 0)
+	if err != nil || string(buf[:n]) != "first\n" {
+		t.Fatalf("first read %q, %v; want first", buf[:n], err)
+	}
+	if s := readCtl(t, h); s != "second\n" {
+		t.Errorf("then %q, want second", s)
+	}
+	if s := readCtl(t, h); s != "" {
+		t.Errorf("after both results %q, want EOF", s)
+	}
+
+	write("two\n")
+	if n, err := h.Read(context.Background(), buf, 0); err != nil || string(buf[:n]) != "first\n" {
+		t.Fatalf("first read %q, %v; want first", buf[:n], err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Read(ctx, buf, 0); !errors.Is(err, syscall.EINTR) {
+		t.Errorf("interrupted wait for the second result: %v, want EINTR", err)
+	}
+	got := make(chan string)
+	go func() { got <- readCtl(t, h) }()
+	ready <- "late\n"
+	if s := <-got; s != "late\n" {
+		t.Errorf("then after an interrupt %q, want late", s)
+	}
+
+	write("two\n")
+	write("now\n")
+	if s := readCtl(t, h); s != "now\n" {
+		t.Errorf("a new command's result %q, want now alone", s)
+	}
+	if Then(context.Background(), nil) {
+		t.Error("Then outside a command took a result")
+	}
+}
