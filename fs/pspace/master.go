@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"bproc/fs/nodespec"
 	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 
@@ -24,7 +25,7 @@ import (
 )
 
 // NodeStates are the node states, as BProc names them, in its order.
-var NodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot", "halt", "pwroff"}
+var NodeStates = nodespec.States
 
 const (
 	ioRingSize    = 256 << 10
