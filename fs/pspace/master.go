@@ -64,6 +64,7 @@ type Master struct {
 	ev      events   // process events for subscribers (events.go)
 	migs    map[int]*migration
 	nextMig int
+	fan     fanout // node-set launches (fanout.go)
 
 	root synth.Dir
 }
@@ -545,6 +546,14 @@ func (m *Master) prepareExec(ctx context.Context, c *synth.Caller, n *node, args
 	if _, err := m.runnable(c, n); err != nil {
 		return nil, err
 	}
+	return m.loadJob(ctx, c, o, argv)
+}
+
+// loadJob makes exec's parsed command o, argv ready for any node the
+// caller may run on: the limit checked, the environment and the binary
+// resolved, the binary and its libraries loaded (once for a whole node
+// set, fanout.go). The caller must call job.release.
+func (m *Master) loadJob(ctx context.Context, c *synth.Caller, o *execOpts, argv []string) (*execJob, error) {
 	if err := m.underLimit(c); err != nil {
 		return nil, err // before any work: reading and shipping the binary
 	}
@@ -597,20 +606,30 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 		return 0, err
 	}
 	defer job.release() // the slave has fetched it once the job starts, or failed
+	p, err := m.startJob(ctx, c, n, job)
+	if err != nil {
+		return 0, err
+	}
+	return p.pid, nil
+}
+
+// startJob sends the prepared job to node n as a new process and returns
+// it once the slave reports it started.
+func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *execJob) (*Proc, error) {
 	m.mu.Lock()
 	sc := n.conn
 	m.mu.Unlock()
 	if sc == nil {
-		return 0, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
+		return nil, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
 	}
 	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	path := job.path
 	if err := sc.send(m, job.msg(p)); err != nil {
 		m.forget(p)
-		return 0, err
+		return nil, err
 	}
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
@@ -629,10 +648,10 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 		// It may have started all the same (the report crossed the
 		// interrupt): nobody could see or stop it, so it goes.
 		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
-		return 0, fmt.Errorf("exec %s: %w", path, err)
+		return nil, fmt.Errorf("exec %s: %w", path, err)
 	}
 	m.ctr.job(n.num, "started")
-	return p.pid, nil
+	return p, nil
 }
 
 // underLimit refuses a new process past the config's maxprocs live

@@ -30,10 +30,13 @@ func (m *Master) newRoot() synth.Dir {
 		if name == "self" {
 			return self
 		}
-		return byNumber(c, name)
+		if n := byNumber(c, name); n != nil {
+			return n
+		}
+		return m.lookupSet(name) // node/0-63, node/allup (fanout.go)
 	}
 	slave := m.newSlaveDir()
-	public := []synth.Dirent{{Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
+	public := []synth.Dirent{{Name: "group", Node: m.groupsDir()}, {Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
 	withSlave := append(append([]synth.Dirent(nil), public...), synth.Dirent{Name: "slave", Node: slave})
 	return synth.NewDir(func(c *synth.Caller) []synth.Dirent {
 		if c.Slave {
