@@ -241,24 +241,9 @@ var nodeCommands = synth.Table[*nodeDir]{
 }
 
 // procCommands are proc/PID/ctl's commands, run on the process's directory.
-var procCommands = synth.Table[*procDir]{
-	{Name: "kill", MinArgs: 0, MaxArgs: 1, Usage: "kill [SIG]", Run: func(_ context.Context, c *synth.Caller, pd *procDir, args []string) (string, error) {
-		sig := syscall.SIGTERM
-		if len(args) == 1 {
-			var err error
-			if sig, err = parseSignal(args[0]); err != nil {
-				return "", err
-			}
-		}
-		return "", pd.p.signal(pd.m, sig)
-	}},
-	{Name: "stop", MinArgs: 0, MaxArgs: 0, Usage: "stop", Run: func(_ context.Context, c *synth.Caller, pd *procDir, _ []string) (string, error) {
-		return "", pd.p.signal(pd.m, syscall.SIGSTOP)
-	}},
-	{Name: "cont", MinArgs: 0, MaxArgs: 0, Usage: "cont", Run: func(_ context.Context, c *synth.Caller, pd *procDir, _ []string) (string, error) {
-		return "", pd.p.signal(pd.m, syscall.SIGCONT)
-	}},
-}
+var procCommands = signalCommands(func(pd *procDir, sig syscall.Signal) (string, error) {
+	return "", pd.p.signal(pd.m, sig)
+})
 
 // ioFile is node/N/io: a reader streams the node's console ring.
 type ioFile struct {
