@@ -1,9 +1,12 @@
 package pspace
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	iofs "io/fs"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,6 +146,11 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 	if err != nil {
 		return "", err
 	}
+	tmpl, err := newStartTemplate(job)
+	if err != nil {
+		job.release()
+		return "", err
+	}
 	var wg sync.WaitGroup
 	for i := range res {
 		r := &res[i]
@@ -150,7 +158,7 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 			continue
 		}
 		nj := *job
-		nj.env = rankEnv(job.env, i, r.num, len(nums))
+		nj.encode = func(p *Proc) []byte { return tmpl.encode(p.pid, i, r.num, len(nums)) }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -204,14 +212,63 @@ func orDash(s string) string {
 // oneLine keeps an error text on its line of the answer.
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
-// rankEnv is env with BProc's BPROC_RANK, BPROC_NODE and BPROC_NPROCS for
-// the process of rank rank of nprocs on node.
-func rankEnv(env []string, rank, node, nprocs int) []string {
-	out := make([]string, 0, len(env)+3)
+// startTemplate is a set's start message encoded once: encoding the
+// environment, argv and libraries again for every node was a third of
+// the master's work in a launch. Each node's message is the template with
+// its pid and its rank's variables spliced in.
+type startTemplate struct {
+	head, tail []byte // around the rank variables, in the env list
+}
+
+// rankMark stands in the template's environment for the rank variables:
+// an entry no environment can hold (NUL), encoded as JSON writes it.
+const (
+	rankMark    = "\x00bproc-rank"
+	rankMarkEnc = `"\u0000bproc-rank"`
+)
+
+func newStartTemplate(job *execJob) (*startTemplate, error) {
+	t := *job
+	t.env = append(withoutRank(job.env), rankMark)
+	b, err := json.Marshal(t.msg(&Proc{}))
+	if err != nil {
+		return nil, fmt.Errorf("encoding the start message: %w", err)
+	}
+	// The mark is the env list's last entry; nothing after the list
+	// (working directory, libraries' paths) can hold a NUL either.
+	i := bytes.LastIndex(b, []byte(rankMarkEnc))
+	if len(b) == 0 || b[0] != '{' || i < 0 {
+		return nil, fmt.Errorf("encoding the start message: no place for the rank: %w", syscall.EIO)
+	}
+	return &startTemplate{head: b[1:i], tail: b[i+len(rankMarkEnc):]}, nil
+}
+
+// encode is the start message of process pid, of rank rank of nprocs on
+// node: the pid goes first (the template has none: 0 is left out).
+func (t *startTemplate) encode(pid, rank, node, nprocs int) []byte {
+	b := make([]byte, 0, len(t.head)+len(t.tail)+96)
+	b = append(b, `{"pid":`...)
+	b = strconv.AppendInt(b, int64(pid), 10)
+	b = append(b, ',')
+	b = append(b, t.head...)
+	b = append(b, `"BPROC_RANK=`...)
+	b = strconv.AppendInt(b, int64(rank), 10)
+	b = append(b, `","BPROC_NODE=`...)
+	b = strconv.AppendInt(b, int64(node), 10)
+	b = append(b, `","BPROC_NPROCS=`...)
+	b = strconv.AppendInt(b, int64(nprocs), 10)
+	b = append(b, '"')
+	return append(b, t.tail...)
+}
+
+// withoutRank is env without BProc's BPROC_RANK, BPROC_NODE and
+// BPROC_NPROCS, which each process of a set gets for its rank.
+func withoutRank(env []string) []string {
+	out := make([]string, 0, len(env)+1)
 	for _, e := range env {
 		if !strings.HasPrefix(e, "BPROC_RANK=") && !strings.HasPrefix(e, "BPROC_NODE=") && !strings.HasPrefix(e, "BPROC_NPROCS=") {
 			out = append(out, e)
 		}
 	}
-	return append(out, "BPROC_RANK="+itoa(rank), "BPROC_NODE="+itoa(node), "BPROC_NPROCS="+itoa(nprocs))
+	return out
 }

@@ -3,12 +3,15 @@ package pspace
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
 
+	"bproc/fs/slaveproto"
 	"bproc/fs/synth"
 )
 
@@ -84,5 +87,35 @@ func TestLookupSet(t *testing.T) {
 		if got := m.lookupSet(name) != nil; got != want {
 			t.Errorf("node/%s is a set: %v, want %v", name, got, want)
 		}
+	}
+}
+
+// A set's start message, spliced from its template, decodes to what
+// encoding it whole for the node gives: argv and environment byte-exact
+// (bytes that are not UTF-8 included), the pid and the rank's variables.
+func TestStartTemplate(t *testing.T) {
+	job := &execJob{o: &execOpts{attached: true}, path: "/bin/x", bin: &binLease{hash: "ab", size: 3},
+		argv: []string{"x", "\x00bproc-rank", "caf\xe9"}, env: []string{"A=1", "BPROC_RANK=9", "B=\xff\xfe", "PATH=/bin"},
+		cwd: "/tmp", c: &synth.Caller{Uid: 4242, Gid: 4242, Groups: []uint32{7}},
+		libs: []slaveproto.Lib{{Path: "/lib/libc.so.6"}}}
+	tmpl, err := newStartTemplate(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want slaveproto.Msg
+	if err := json.Unmarshal(tmpl.encode(1234, 2, 7, 5), &got); err != nil {
+		t.Fatalf("the spliced message does not decode: %v", err)
+	}
+	whole := *job
+	whole.env = append(withoutRank(job.env), "BPROC_RANK=2", "BPROC_NODE=7", "BPROC_NPROCS=5")
+	b, err := json.Marshal(whole.msg(&Proc{pid: 1234}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("spliced %+v\nwhole   %+v", got, want)
 	}
 }

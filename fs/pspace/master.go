@@ -256,11 +256,17 @@ func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
 	}
+	return sc.sendEncoded(m, msg.Op, b)
+}
+
+// sendEncoded sends the message op encoded as b (a line without its
+// newline).
+func (sc *slaveConn) sendEncoded(m *Master, op string, b []byte) error {
 	m.Trace("node %d <- %s", sc.node.num, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := sc.jobs.Write(ctx, append(b, '\n')); err != nil {
-		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, msg.Op, err)
+		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, op, err)
 	}
 	return nil
 }
@@ -534,6 +540,9 @@ type execJob struct {
 	cwd     string
 	c       *synth.Caller
 	release func()
+	// encode, when set, encodes the start message of process p (a node
+	// set encodes what its nodes share once, fanout.go).
+	encode func(p *Proc) []byte
 }
 
 // prepareExec parses an exec command of caller c for node n and loads
@@ -627,7 +636,12 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 		return nil, err
 	}
 	path := job.path
-	if err := sc.send(m, job.msg(p)); err != nil {
+	if job.encode != nil {
+		err = sc.sendEncoded(m, "start", job.encode(p))
+	} else {
+		err = sc.send(m, job.msg(p))
+	}
+	if err != nil {
 		m.forget(p)
 		return nil, err
 	}
