@@ -127,8 +127,8 @@ func TestRemoteTreeIsTheCaller(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name)
 	}
-	if got := strings.Join(names, " "); got != "group node proc status" {
-		t.Errorf("root lists %q, want \"group node proc status\"", got)
+	if got := strings.Join(names, " "); got != "node proc status" {
+		t.Errorf("root lists %q, want \"node proc status\"", got)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	iofs "io/fs"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,10 +78,7 @@ func (m *Master) lookupSet(name string) synth.Node {
 	}
 	sd := &setDir{m: m, name: name, spec: spec}
 	ctl := &synth.CtlFile[*setDir]{Ino: synth.NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: setCommands, Target: sd}
-	sd.FuncDir = synth.NewDir(synth.StaticEntries("ctl", ctl))
-	sd.FuncDir.AttrFunc = func() synth.Attr {
-		return synth.Attr{Mode: iofs.ModeDir | 0o555, Mtime: synth.StartTime}
-	}
+	sd.FuncDir = synth.NewDir(synth.StaticEntries("ctl", ctl)) // root's, 0555
 	if f.setDirs == nil || len(f.setDirs) >= setDirsMax {
 		f.setDirs = map[string]*setDir{} // forget them all: cheap to make again
 	}

@@ -36,14 +36,30 @@ func (m *Master) newRoot() synth.Dir {
 		return m.lookupSet(name) // node/0-63, node/allup (fanout.go)
 	}
 	slave := m.newSlaveDir()
-	public := []synth.Dirent{{Name: "group", Node: m.groupsDir()}, {Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
+	public := []synth.Dirent{{Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
 	withSlave := append(append([]synth.Dirent(nil), public...), synth.Dirent{Name: "slave", Node: slave})
-	return synth.NewDir(func(c *synth.Caller) []synth.Dirent {
+	list := func(c *synth.Caller) []synth.Dirent {
 		if c.Slave {
 			return withSlave
 		}
 		return public
-	})
+	}
+	root := synth.NewDir(list)
+	// group/ holds node-set launches (fanout.go); found by name, not
+	// listed, as node/self, so the root stays node, proc and status.
+	groups := m.groupsDir()
+	root.LookupFunc = func(c *synth.Caller, name string) synth.Node {
+		if name == "group" {
+			return groups
+		}
+		for _, e := range list(c) {
+			if e.Name == name {
+				return e.Node
+			}
+		}
+		return nil
+	}
+	return root
 }
 
 // numberedDir is node/ or proc/: m's table under m.mu, listed in
