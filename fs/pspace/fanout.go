@@ -158,21 +158,19 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.p, r.err = m.startJob(ctx, c, r.n, &nj)
-			if r.err != nil {
-				r.err = fmt.Errorf("node %d: %w", r.num, r.err)
-			}
+			r.p, r.err = m.startJob(ctx, c, r.n, &nj) // its line names the node
 		}()
 	}
 	wg.Wait()
 	job.release()
 	g := m.newGroup(c, res)
-	if g == nil {
+	if g == nil { // started nowhere: the first node's error, as one node's exec
 		for _, r := range res {
 			if r.err != nil {
 				return "", r.err
 			}
 		}
+		return "", fmt.Errorf("the set started nothing: %w", syscall.EIO)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "group %d\n", g.id)

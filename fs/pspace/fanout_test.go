@@ -119,3 +119,36 @@ func TestStartTemplate(t *testing.T) {
 		t.Errorf("spliced %+v\nwhole   %+v", got, want)
 	}
 }
+
+// group/ holds at most groupsMax groups: beyond it the oldest that ended
+// go; one still running stays.
+func TestGroupsBounded(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	c := &synth.Caller{Uid: 4242, Gid: 4242}
+	n := m.nodes[-1]
+	newOne := func(end bool) *group {
+		p, err := m.newProc(c, n, nil, []string{"x"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end {
+			p.finish("exit 0")
+		}
+		return m.newGroup(c, []setResult{{num: -1, p: p}})
+	}
+	running := newOne(false)
+	var last *group
+	for i := 0; i < groupsMax+10; i++ {
+		last = newOne(true)
+		for !last.ended.Load() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	newOne(true)
+	m.mu.Lock()
+	count, kept := len(m.fan.groups), m.fan.groups[running.id] != nil
+	m.mu.Unlock()
+	if count > groupsMax || !kept {
+		t.Errorf("%d groups (at most %d), the running one kept: %v", count, groupsMax, kept)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,9 +21,15 @@ type group struct {
 	members  []member
 	dir      *synth.FuncDir
 
+	ended atomic.Bool // every process has ended
+
 	mu     sync.Mutex
 	opened bool // io was opened: it has one reader, once
 }
+
+// groupsMax bounds group/: beyond it, groups that ended are forgotten,
+// oldest first, before their time.
+const groupsMax = 1024
 
 type member struct {
 	node int
@@ -47,6 +54,18 @@ func (m *Master) newGroup(c *synth.Caller, res []setResult) *group {
 	f.nextID++
 	g.id = f.nextID
 	f.groups[g.id] = g
+	if len(f.groups) > groupsMax {
+		// As proc/ keeps at most exitedMax exited processes: the oldest
+		// groups whose processes all ended go first.
+		for _, id := range sortedInts(f.groups) {
+			if len(f.groups) <= groupsMax {
+				break
+			}
+			if f.groups[id].ended.Load() {
+				delete(f.groups, id)
+			}
+		}
+	}
 	m.mu.Unlock()
 	go func() {
 		// The group goes when its processes would: exitedKeep after the
@@ -54,11 +73,8 @@ func (m *Master) newGroup(c *synth.Caller, res []setResult) *group {
 		for _, mb := range g.members {
 			<-mb.p.done
 		}
-		time.AfterFunc(exitedKeep, func() {
-			m.mu.Lock()
-			delete(f.groups, g.id)
-			m.mu.Unlock()
-		})
+		g.ended.Store(true)
+		time.AfterFunc(exitedKeep, g.forget)
 	}()
 	return g
 }
@@ -67,6 +83,14 @@ func (m *Master) newGroup(c *synth.Caller, res []setResult) *group {
 func (m *Master) groupsDir() synth.Node {
 	m.fan.groups = map[int]*group{}
 	return numberedDir(m, m.fan.groups, func(g *group) synth.Node { return g.dir })
+}
+
+// forget takes the group out of group/ (its processes stay in proc/
+// while they are kept).
+func (g *group) forget() {
+	g.m.mu.Lock()
+	delete(g.m.fan.groups, g.id)
+	g.m.mu.Unlock()
 }
 
 var groupCommands = signalCommands((*group).signal)
@@ -176,6 +200,9 @@ func (g *group) openIO() (synth.Handle, error) {
 	go func() {
 		all.Wait()
 		q.CloseWrite()
+		if ctx.Err() == nil {
+			g.forget() // every end is in its reader's hands: nothing left to read
+		}
 	}()
 	return &groupIO{q: q, cancel: cancel}, nil
 }
