@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	iofs "io/fs"
 	"sync"
 	"sync/atomic"
@@ -147,9 +148,9 @@ func (g *group) newDir() *synth.FuncDir {
 			return open()
 		}}
 	}
-	io := mk(0o400, g.openIO)
+	stream := mk(0o400, g.openIO)
 	stdin := mk(0o200, func() (synth.Handle, error) { return &groupStdin{g: g, dead: make([]bool, len(g.members))}, nil })
-	d := synth.NewDir(synth.StaticEntries("ctl", ctl, "io", io, "stdin", stdin))
+	d := synth.NewDir(synth.StaticEntries("ctl", ctl, "io", stream, "stdin", stdin))
 	d.AttrFunc = func() synth.Attr {
 		return synth.Attr{Mode: iofs.ModeDir | 0o500, Uid: g.uid, Gid: g.gid, Mtime: synth.StartTime}
 	}
@@ -160,6 +161,7 @@ func (g *group) newDir() *synth.FuncDir {
 // output (for processes started with -i) and end into q as frames.
 type groupIO struct {
 	synth.NoWrite
+	g      *group
 	q      *synth.Stream
 	cancel context.CancelFunc
 	once   sync.Once
@@ -200,11 +202,8 @@ func (g *group) openIO() (synth.Handle, error) {
 	go func() {
 		all.Wait()
 		q.CloseWrite()
-		if ctx.Err() == nil {
-			g.forget() // every end is in its reader's hands: nothing left to read
-		}
 	}()
-	return &groupIO{q: q, cancel: cancel}, nil
+	return &groupIO{g: g, q: q, cancel: cancel}, nil
 }
 
 // pumpMember frames one process's output and end.
@@ -256,7 +255,11 @@ func pumpStream(ctx context.Context, node int, kind string, s *synth.Stream, fra
 }
 
 func (h *groupIO) Read(ctx context.Context, b []byte, _ int64) (int, error) {
-	return h.q.Read(ctx, b)
+	n, err := h.q.Read(ctx, b)
+	if err == io.EOF {
+		h.g.forget() // read to the end: nothing is left to come for
+	}
+	return n, err
 }
 
 // Close stops the pumps; the processes' attached streams lose their
