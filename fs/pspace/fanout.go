@@ -238,12 +238,17 @@ func newStartTemplate(job *execJob) (*startTemplate, error) {
 }
 
 // encode is the start message of process pid, of rank rank of nprocs on
-// node: the pid goes first (the template has none: 0 is left out).
-func (t *startTemplate) encode(pid, rank, node, nprocs int) []byte {
+// node: the pid goes first (the template has none: 0 is left out), then
+// fields, each `"NAME":VALUE` in JSON, for what else differs per node and
+// the template leaves out (empty there).
+func (t *startTemplate) encode(pid, rank, node, nprocs int, fields ...[]byte) []byte {
 	b := make([]byte, 0, len(t.head)+len(t.tail)+96)
 	b = append(b, `{"pid":`...)
 	b = strconv.AppendInt(b, int64(pid), 10)
 	b = append(b, ',')
+	for _, f := range fields {
+		b = append(append(b, f...), ',')
+	}
 	b = append(b, t.head...)
 	b = append(b, `"BPROC_RANK=`...)
 	b = strconv.AppendInt(b, int64(rank), 10)

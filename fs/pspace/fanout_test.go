@@ -103,12 +103,14 @@ func TestStartTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got, want slaveproto.Msg
-	if err := json.Unmarshal(tmpl.encode(1234, 2, 7, 5), &got); err != nil {
+	if err := json.Unmarshal(tmpl.encode(1234, 2, 7, 5, []byte(`"sig":9`)), &got); err != nil {
 		t.Fatalf("the spliced message does not decode: %v", err)
 	}
 	whole := *job
 	whole.env = append(withoutRank(job.env), "BPROC_RANK=2", "BPROC_NODE=7", "BPROC_NPROCS=5")
-	b, err := json.Marshal(whole.msg(&Proc{pid: 1234}))
+	msg := whole.msg(&Proc{pid: 1234})
+	msg.Sig = 9 // a field that differs per node, spliced in
+	b, err := json.Marshal(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
