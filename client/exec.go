@@ -204,17 +204,17 @@ func ResolvePath(name string) (string, error) {
 // 2 MiB), less the newline that ends it.
 const maxCommand = 2<<20 - 1
 
-// Exec starts argv on node: one open of node/N/ctl, one write of the exec
-// command, one read of the pid. Errors do not name the node; callers do.
-func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
+// execLine is the exec command for argv (without its newline) and the
+// path it runs, for one node's ctl (Exec) or a node set's (ExecSet).
+func execLine(t Tree, argv []string, opts ExecOptions) (path, cmd string, err error) {
 	if len(argv) == 0 {
-		return nil, fmt.Errorf("exec: empty command")
+		return "", "", fmt.Errorf("exec: empty command")
 	}
-	path := argv[0]
+	path = argv[0]
 	if !opts.NoLookPath {
 		p, err := ResolvePath(argv[0])
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		path = p
 	}
@@ -232,15 +232,25 @@ func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
 	if env == nil && remote(t) {
 		env = os.Environ()
 	}
-	cmd := ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
+	cmd = ExecCommand(path, argv, dir, env, argv0, opts.NullStdin, !opts.Detached)
 	if opts.Early {
 		cmd = "exec -b -w" + cmd[len("exec"):]
 	}
 	// A ctl command is a line, whatever pieces FUSE or 9P cut it into on
 	// the way; the tree refuses one longer than this with E2BIG.
 	if len(cmd) > maxCommand {
-		return nil, &ExecError{Path: path, Errno: syscall.E2BIG,
+		return "", "", &ExecError{Path: path, Errno: syscall.E2BIG,
 			Text: fmt.Sprintf("arguments and environment take %d bytes, more than the %d one command may", len(cmd), maxCommand)}
+	}
+	return path, cmd, nil
+}
+
+// Exec starts argv on node: one open of node/N/ctl, one write of the exec
+// command, one read of the pid. Errors do not name the node; callers do.
+func Exec(t Tree, node int, argv []string, opts ExecOptions) (*Proc, error) {
+	path, cmd, err := execLine(t, argv, opts)
+	if err != nil {
+		return nil, err
 	}
 
 	f, err := t.Open(NodeDir(node)+"/ctl", os.O_RDWR)

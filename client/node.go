@@ -8,26 +8,19 @@ import (
 	"strconv"
 	"strings"
 
-	"bproc/fs/slaveproto"
+	"bproc/fs/nodespec"
 )
 
 // Master is the master's node number.
 const Master = -1
 
-// States are BProc's node states, in its order. From slaveproto, not the
+// States are BProc's node states, in its order. From nodespec, not the
 // master's package: that would bring the master (and its inits) into
 // every command.
-var States = slaveproto.NodeStates
+var States = nodespec.States
 
 // ValidState reports whether s is one of States.
-func ValidState(s string) bool {
-	for _, x := range States {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
+func ValidState(s string) bool { return nodespec.ValidState(s) }
 
 // NodeStatus is one line of `status` or `node/N/status`:
 // `N STATE ADDR MODE USER GROUP HOST`.

@@ -138,7 +138,10 @@ else
 fi
 
 all_us=$(measure lat $((RUNS / 2)) bpsh -a /bin/true) || exit 1
-row "bpsh -a /bin/true ($NODES nodes)" "$(ms "$all_us")" ms $((RUNS / 2))
+row "bpsh -a /bin/true ($NODES nodes, set launch)" "$(ms "$all_us")" ms $((RUNS / 2))
+# The per-node path the set launch replaced, in the same run.
+all0_us=$(measure lat $((RUNS / 2)) env BPSH_FANOUT=0 bpsh -a /bin/true) || exit 1
+row "  for comparison: per-node path (BPSH_FANOUT=0)" "$(ms "$all0_us")" ms $((RUNS / 2))
 
 bytes=$(stat -c %s "$T/big")
 cat_mbs=$(measure tp "$TP_RUNS" "$bytes" cat "$T/big") || exit 1

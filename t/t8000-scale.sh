@@ -35,8 +35,10 @@ scale_up() {
 
 test_setup "$N fake nodes come up" scale_up $N
 
+# The per-node path (BPSH_FANOUT=0: a ctl write and three blocked reads
+# per job) past Go's thread limit.
 test_expect_success "bpsh -a runs a job on each of $N nodes, all running at once" '
-	_bg bpsh "$T/bpsh.log" sh -c "bpsh -a /bin/true; echo \$? >$T/bpsh.rc" &&
+	_bg bpsh "$T/bpsh.log" sh -c "BPSH_FANOUT=0 bpsh -a /bin/true; echo \$? >$T/bpsh.rc" &&
 	sh=$(bg_pid bpsh) &&
 	wait_for "grep -q \"^starts $N \" $T/gen.log || { echo count >$T/gen.ctl; false; }" 100 &&
 	bp=$(pgrep -x -P "$sh" bpsh) &&
@@ -49,6 +51,17 @@ test_expect_success "bpsh -a runs a job on each of $N nodes, all running at once
 	test "$rc" = 0 &&
 	echo count >$T/gen.ctl &&
 	wait_for "grep -q \"^starts $N exits $N lost 0 \" $T/gen.log" 10
+'
+
+# Released above, the jobs now exit at once.
+test_expect_success "bpsh -a as one node-set launch on $N nodes" '
+	rm -f $T/bpsh.rc &&
+	_bg bpsh2 "$T/bpsh2.log" sh -c "bpsh -a /bin/true; echo \$? >$T/bpsh.rc" &&
+	wait_for "test -s $T/bpsh.rc" 60 &&
+	rc=$(cat $T/bpsh.rc) &&
+	test "$rc" = 0 &&
+	echo count >$T/gen.ctl &&
+	wait_for "grep -q \"^starts $((2 * N)) exits $((2 * N)) lost 0 \" $T/gen.log" 10
 '
 
 test_done

@@ -315,7 +315,9 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 	}
 	out := newOutput(len(jobs), stdout, stderr, o)
 	out.setNodes(nodes)
-	startJobs(t, jobs, argv, o, in, out)
+	if set, ok := setName(nodes); !ok || !startSet(t, set, jobs, argv, o, in, out) {
+		startJobs(t, jobs, argv, o, in, out)
+	}
 	out.finish()
 	return report(jobs, k, o, out, msgs)
 }
@@ -516,35 +518,14 @@ func (j *job) attach(out *output, o *options) {
 // plain path, whole lines when prefixing or line-buffering.
 func (j *job) copyStream(r io.ReadCloser, out *output, fd int, o *options) {
 	defer r.Close()
-	var lw *lineWriter
-	if o.prefix || o.lineBuf {
-		lw = &lineWriter{}
-		if o.prefix {
-			lw.prefix = []byte(fmt.Sprintf("%3d: ", j.node))
-		}
-	}
+	sk := newSink(j, out, fd, o)
 	// Small at first, doubling up to -b's size while reads fill it: a
 	// direct-I/O read pins (and faults in) its whole buffer, and most
 	// streams end in a read of 0 bytes.
 	buf := make([]byte, min(o.bufSize, firstBuf))
-	broken := false
 	for {
 		n, rerr := r.Read(buf)
-		if n > 0 && !broken {
-			var werr error
-			if lw != nil {
-				werr = lw.write(buf[:n], func(p []byte) error { return out.write(j.idx, fd, p) })
-			} else {
-				werr = out.write(j.idx, fd, buf[:n])
-			}
-			if werr != nil {
-				// Our reader is gone: stop the remote writer like a local
-				// pipeline would, and drain what is in flight.
-				broken = true
-				j.k.mark(syscall.SIGPIPE)
-				j.proc.Kill(syscall.SIGPIPE)
-			}
-		}
+		sk.write(buf[:n])
 		if rerr != nil {
 			if rerr != io.EOF {
 				out.fail(fmt.Errorf("node %d: reading %s: %s", j.node, [3]string{"", "stdout", "stderr"}[fd], client.ErrText(rerr)))
@@ -555,9 +536,7 @@ func (j *job) copyStream(r io.ReadCloser, out *output, fd int, o *options) {
 			buf = make([]byte, min(2*len(buf), o.bufSize))
 		}
 	}
-	if lw != nil && !broken {
-		lw.flush(func(p []byte) error { return out.write(j.idx, fd, p) })
-	}
+	sk.flush()
 }
 
 // stdinDest is one process's stdin, opened on the first byte (or EOF) so

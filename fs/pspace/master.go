@@ -63,6 +63,7 @@ type Master struct {
 	ev      events   // process events for subscribers (events.go)
 	migs    map[int]*migration
 	nextMig int
+	fan     fanout // node-set launches (fanout.go)
 
 	root synth.Dir
 }
@@ -256,11 +257,17 @@ func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
 	}
+	return sc.sendEncoded(m, msg.Op, b)
+}
+
+// sendEncoded sends the message op encoded as b (a line without its
+// newline).
+func (sc *slaveConn) sendEncoded(m *Master, op string, b []byte) error {
 	m.Trace("node %d <- %s", sc.node.num, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := sc.jobs.Write(ctx, append(b, '\n')); err != nil {
-		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, msg.Op, err)
+		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, op, err)
 	}
 	return nil
 }
@@ -540,6 +547,9 @@ type execJob struct {
 	cwd     string
 	c       *synth.Caller
 	release func()
+	// encode, when set, encodes the start message of process p (a node
+	// set encodes what its nodes share once, fanout.go).
+	encode func(p *Proc, fields ...[]byte) []byte
 }
 
 // prepareExec parses an exec command of caller c for node n and loads
@@ -552,6 +562,14 @@ func (m *Master) prepareExec(ctx context.Context, c *synth.Caller, n *node, args
 	if _, err := m.runnable(c, n); err != nil {
 		return nil, err
 	}
+	return m.loadJob(ctx, c, o, argv)
+}
+
+// loadJob makes exec's parsed command o, argv ready for any node the
+// caller may run on: the limit checked, the environment and the binary
+// resolved, the binary and its libraries loaded (once for a whole node
+// set, fanout.go). The caller must call job.release.
+func (m *Master) loadJob(ctx context.Context, c *synth.Caller, o *execOpts, argv []string) (*execJob, error) {
 	if err := m.underLimit(c); err != nil {
 		return nil, err // before any work: reading and shipping the binary
 	}
@@ -606,22 +624,38 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 	if err != nil {
 		return 0, err
 	}
+	p, err := m.startJob(ctx, c, n, job)
+	if err != nil {
+		return 0, err
+	}
+	return p.pid, nil
+}
+
+// startJob sends the prepared job to node n as a new process and returns
+// it once the slave reports it started, or at once with -b (the start
+// awaited meanwhile). It lets go of job's binary either way.
+func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *execJob) (*Proc, error) {
 	m.mu.Lock()
 	sc := n.conn
 	m.mu.Unlock()
 	if sc == nil {
 		job.release()
-		return 0, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
+		return nil, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
 	}
 	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
 	if err != nil {
 		job.release()
-		return 0, err
+		return nil, err
 	}
-	if err := sc.send(m, job.msg(p)); err != nil {
+	if job.encode != nil {
+		err = sc.sendEncoded(m, "start", job.encode(p, m.fromField(sc, job.bin.hash)...))
+	} else {
+		err = sc.send(m, job.msg(p))
+	}
+	if err != nil {
 		job.release()
 		m.forget(p)
-		return 0, err
+		return nil, err
 	}
 	if job.o.then {
 		synth.Then(ctx, p.endLine)
@@ -634,14 +668,14 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 				p.startFailed(err)
 			}
 		}()
-		return p.pid, nil
+		return p, nil
 	}
 	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
 		m.forget(p)
 		p.finish("exit 127")
-		return 0, err
+		return nil, err
 	}
-	return p.pid, nil
+	return p, nil
 }
 
 // awaitStart waits for the slave's report on process p's start and lets

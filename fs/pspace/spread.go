@@ -2,6 +2,7 @@ package pspace
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -109,6 +110,23 @@ func (m *Master) routeStart(sc *slaveConn, msg *slaveproto.Msg) {
 	if msg.Op == "start" && msg.Mig == 0 && msg.Hash != "" && msg.From == nil && sc.node.num != -1 {
 		msg.From = m.bins.route(msg.Hash, sc)
 	}
+}
+
+// fromField is routeStart for a start message encoded from a node set's
+// template: its "from" field, or none.
+func (m *Master) fromField(sc *slaveConn, hash string) [][]byte {
+	if hash == "" || sc.node.num == -1 {
+		return nil
+	}
+	from := m.bins.route(hash, sc)
+	if from == nil {
+		return nil
+	}
+	b, err := json.Marshal(from)
+	if err != nil {
+		return nil
+	}
+	return [][]byte{append([]byte(`"from":`), b...)}
 }
 
 func (sc *slaveConn) peerAddr() string {

@@ -30,17 +30,36 @@ func (m *Master) newRoot() synth.Dir {
 		if name == "self" {
 			return self
 		}
-		return byNumber(c, name)
+		if n := byNumber(c, name); n != nil {
+			return n
+		}
+		return m.lookupSet(name) // node/0-63, node/allup (fanout.go)
 	}
 	slave := m.newSlaveDir()
 	public := []synth.Dirent{{Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
 	withSlave := append(append([]synth.Dirent(nil), public...), synth.Dirent{Name: "slave", Node: slave})
-	return synth.NewDir(func(c *synth.Caller) []synth.Dirent {
+	list := func(c *synth.Caller) []synth.Dirent {
 		if c.Slave {
 			return withSlave
 		}
 		return public
-	})
+	}
+	root := synth.NewDir(list)
+	// group/ holds node-set launches (fanout.go); found by name, not
+	// listed, as node/self, so the root stays node, proc and status.
+	groups := m.groupsDir()
+	root.LookupFunc = func(c *synth.Caller, name string) synth.Node {
+		if name == "group" {
+			return groups
+		}
+		for _, e := range list(c) {
+			if e.Name == name {
+				return e.Node
+			}
+		}
+		return nil
+	}
+	return root
 }
 
 // numberedDir is node/ or proc/: m's table under m.mu, listed in
@@ -238,24 +257,9 @@ var nodeCommands = synth.Table[*nodeDir]{
 }
 
 // procCommands are proc/PID/ctl's commands, run on the process's directory.
-var procCommands = synth.Table[*procDir]{
-	{Name: "kill", MinArgs: 0, MaxArgs: 1, Usage: "kill [SIG]", Run: func(_ context.Context, c *synth.Caller, pd *procDir, args []string) (string, error) {
-		sig := syscall.SIGTERM
-		if len(args) == 1 {
-			var err error
-			if sig, err = parseSignal(args[0]); err != nil {
-				return "", err
-			}
-		}
-		return "", pd.p.signal(pd.m, sig)
-	}},
-	{Name: "stop", MinArgs: 0, MaxArgs: 0, Usage: "stop", Run: func(_ context.Context, c *synth.Caller, pd *procDir, _ []string) (string, error) {
-		return "", pd.p.signal(pd.m, syscall.SIGSTOP)
-	}},
-	{Name: "cont", MinArgs: 0, MaxArgs: 0, Usage: "cont", Run: func(_ context.Context, c *synth.Caller, pd *procDir, _ []string) (string, error) {
-		return "", pd.p.signal(pd.m, syscall.SIGCONT)
-	}},
-}
+var procCommands = signalCommands(func(pd *procDir, sig syscall.Signal) (string, error) {
+	return "", pd.p.signal(pd.m, sig)
+})
 
 // ioFile is node/N/io: a reader streams the node's console ring.
 type ioFile struct {
