@@ -87,7 +87,10 @@ type outBuf struct {
 	gone     bool   // the job was dropped
 	on       *link
 	sent     int64 // sent on `on`
-	closed   bool  // EOF sent on `on`
+	closed   bool  // EOF sent on `on` (or to the direct client)
+	// diverting: a direct client is taking the stream over (sendOut
+	// pauses); direct: it has, and sendOut is done (direct.go).
+	diverting, direct bool
 }
 
 func (ob *outBuf) signalLocked() {
@@ -167,7 +170,7 @@ func recycle(c []byte) {
 func (ob *outBuf) settled(l *link) bool {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return ob.eof && (ob.broken || ob.end() == 0 || (ob.on == l && ob.closed))
+	return ob.eof && (ob.broken || ob.end() == 0 || ((ob.on == l || ob.direct) && ob.closed))
 }
 
 func (s *Slave) ensureJobs() {
@@ -314,8 +317,11 @@ type sendStep struct {
 func (ob *outBuf) next(l *link) sendStep {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	if ob.gone {
+	if ob.gone || ob.direct {
 		return sendStep{gone: true}
+	}
+	if ob.diverting {
+		return sendStep{changed: ob.changed}
 	}
 	if l != ob.on {
 		ob.on, ob.sent, ob.closed = l, ob.acked, false
@@ -343,7 +349,7 @@ func (ob *outBuf) write(l *link, f io.Writer, start int64, chunk []byte) error {
 		recycle(ob.orphan)
 		ob.orphan = nil
 	}
-	if err != nil && refused(err) {
+	if err != nil && refused(err) && !ob.diverting {
 		// The master refuses more (the reader is gone: EPIPE): the pipe
 		// closes here, and the job meets EPIPE or SIGPIPE on its next
 		// write, as with a local pipe whose reader went away.

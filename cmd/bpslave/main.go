@@ -39,6 +39,8 @@ type options struct {
 
 	mount   string // where to mount the master's tree on this node
 	noMount bool
+
+	dataPort int // direct streams' port (0: none)
 }
 
 func main() {
@@ -65,6 +67,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
 	c.StringVar(&o.mount, "mount", "/bproc", "mount the master's tree at this path on the node")
 	c.BoolVar(&o.noMount, "no-mount", false, "do not mount the master's tree on the node")
+	c.IntVar(&o.dataPort, "data-port", job.DefaultDataPort, "serve direct output streams on this TCP port (0: off)")
 	if code, done := c.Parse(args); done {
 		return code
 	}
@@ -77,6 +80,9 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	if p, err := strconv.Atoi(o.port); err != nil || p <= 0 || p > 65535 {
 		return c.Usage("bad port %q", o.port)
+	}
+	if o.dataPort < 0 || o.dataPort > 65535 {
+		return c.Usage("bad --data-port %d", o.dataPort)
 	}
 	if o.source != "" && net.ParseIP(o.source) == nil {
 		return c.Usage("-s %q is not an IP address", o.source)
@@ -129,6 +135,7 @@ func serve(ctx context.Context, o *options, k []byte, logger *slaveLog, tracer *
 	s := &job.Slave{CacheDir: o.cacheDir, Logf: logger.Printf,
 		Trace: daemon.TraceTo(tracer, logger.Debugf, o.verbose), Reaper: true, KeepJobs: o.reconnect}
 	defer s.Close()
+	serveData(ctx, s, o, k, logger)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
 	for {

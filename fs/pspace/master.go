@@ -63,6 +63,7 @@ type Master struct {
 	ev      events   // process events for subscribers (events.go)
 	migs    map[int]*migration
 	nextMig int
+	direct  directKeys // signs proc/PID/direct tickets (direct.go)
 
 	root synth.Dir
 }
@@ -85,6 +86,7 @@ type slaveConn struct {
 	mu       sync.Mutex
 	lastPing time.Time
 	dead     bool
+	dataAddr string // the slave's data port for direct streams, "": none (direct.go)
 }
 
 // NewMaster returns a master serving cfg.
