@@ -271,6 +271,7 @@ func (s *Slave) divert(j *running, obs []*outBuf) error {
 			ob.dropTo(off)
 		}
 		ob.direct = true
+		ob.closed = false // its end, if the master had it, goes direct too
 		ob.signalLocked()
 		ob.mu.Unlock()
 	}

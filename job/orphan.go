@@ -170,7 +170,7 @@ func recycle(c []byte) {
 func (ob *outBuf) settled(l *link) bool {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return ob.eof && (ob.broken || ob.end() == 0 || ((ob.on == l || ob.direct) && ob.closed))
+	return ob.eof && (ob.broken || (ob.end() == 0 && !ob.direct) || ((ob.on == l || ob.direct) && ob.closed))
 }
 
 func (s *Slave) ensureJobs() {
@@ -492,7 +492,7 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || ob.end() == 0 || (ob.size == 0 && ob.closed))
+		done := ob.eof && (ob.broken || (ob.end() == 0 && !ob.direct) || (ob.size == 0 && ob.closed))
 		ob.mu.Unlock()
 		if !done {
 			return

@@ -285,6 +285,7 @@ type job struct {
 	start    time.Time
 	end      time.Time
 	timedOut atomic.Bool
+	direct   bool // try the node's data port for the output (direct.go)
 }
 
 // Exit status when -u killed a command (timeout(1)'s).
@@ -308,7 +309,7 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 	defer k.stop()
 	jobs := make([]*job, len(nodes))
 	for i, n := range nodes {
-		jobs[i] = &job{idx: i, node: n, k: k}
+		jobs[i] = &job{idx: i, node: n, k: k, direct: len(nodes) == 1}
 	}
 	out := newOutput(len(jobs), stdout, stderr, o)
 	out.setNodes(nodes)
@@ -477,19 +478,23 @@ func report(jobs []*job, k *killer, o *options, out *output, msgs io.Writer) int
 // attach copies the process's output and waits for it, concurrently.
 func (j *job) attach(out *output, o *options) {
 	var wg sync.WaitGroup
+	lost := func(*job) {}
 	if !o.noIO {
+		var openOut, openErr func() (io.ReadCloser, error)
+		openOut, openErr, lost = j.streams()
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			j.copyStream(j.proc.Stdout, out, 1, o)
+			j.copyStream(openOut, out, 1, o)
 		}()
 		go func() {
 			defer wg.Done()
-			j.copyStream(j.proc.Stderr, out, 2, o)
+			j.copyStream(openErr, out, 2, o)
 		}()
 	}
 	j.st, j.werr = j.proc.Wait()
 	tracef("node %d: wait: %v", j.node, j.st)
+	lost(j)
 	wg.Wait()
 	tracef("node %d: output done", j.node)
 	out.done(j.idx)
