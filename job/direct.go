@@ -250,11 +250,16 @@ func (s *Slave) divert(j *running, obs []*outBuf) error {
 	var names []string
 	for _, ob := range obs {
 		ob.mu.Lock()
-		busy := ob.diverting
-		ob.diverting = true
+		busy, gone := ob.diverting, ob.gone
+		if !busy && !gone {
+			ob.diverting = true
+		}
 		ob.mu.Unlock()
-		if busy {
+		if busy || gone {
 			s.undivert(obs[:len(names)])
+			if gone {
+				return fmt.Errorf("job %d is over: %w", j.pid, syscall.ESRCH)
+			}
 			return fmt.Errorf("job %d's %s is already direct: %w", j.pid, ob.name, syscall.EBUSY)
 		}
 		names = append(names, ob.name)
@@ -336,9 +341,14 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn) {
 		for _, ob := range obs {
 			id := byte(1 << indexOf(j, ob))
 			ob.mu.Lock()
-			if ob.gone || ob.broken || ob.closed {
+			if ob.broken || ob.closed {
 				ob.mu.Unlock()
 				continue
+			}
+			if ob.gone { // dropped before it went direct: what it held is lost
+				ob.mu.Unlock()
+				s.directBroken(j, obs)
+				return
 			}
 			open = true
 			var chunk []byte
@@ -390,7 +400,7 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn) {
 		if sent {
 			continue
 		}
-		wait(chans, j.gone)
+		wait(chans)
 	}
 }
 
@@ -401,20 +411,16 @@ func indexOf(j *running, ob *outBuf) int {
 	return 0
 }
 
-// wait returns once any of chans is closed, or gone.
-func wait(chans []chan struct{}, gone chan struct{}) {
-	switch len(chans) {
-	case 1:
-		select {
-		case <-chans[0]:
-		case <-gone:
-		}
-	default:
-		select {
-		case <-chans[0]:
-		case <-chans[1]:
-		case <-gone:
-		}
+// wait returns once any of chans (one or two) is closed. Not on the
+// job's end: a dropped job's direct streams go on to their end.
+func wait(chans []chan struct{}) {
+	if len(chans) == 1 {
+		<-chans[0]
+		return
+	}
+	select {
+	case <-chans[0]:
+	case <-chans[1]:
 	}
 }
 

@@ -170,7 +170,7 @@ func recycle(c []byte) {
 func (ob *outBuf) settled(l *link) bool {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return ob.eof && (ob.broken || (ob.end() == 0 && !ob.direct) || ((ob.on == l || ob.direct) && ob.closed))
+	return ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || ((ob.on == l || ob.direct) && ob.closed))
 }
 
 func (s *Slave) ensureJobs() {
@@ -492,7 +492,7 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || (ob.end() == 0 && !ob.direct) || (ob.size == 0 && ob.closed))
+		done := ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || (ob.size == 0 && ob.closed))
 		ob.mu.Unlock()
 		if !done {
 			return
@@ -511,8 +511,12 @@ func (s *Slave) drop(j *running) {
 	j.goneOnce.Do(func() { close(j.gone) })
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		ob.gone = true
-		ob.clear()
+		// A direct stream goes on to its end: its client, not the
+		// master, takes it (direct.go).
+		if !ob.diverting || ob.closed || ob.broken {
+			ob.gone = true
+			ob.clear()
+		}
 		ob.signalLocked()
 		ob.mu.Unlock()
 	}
