@@ -189,7 +189,9 @@ func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
 			var st byte
 			st, n, err = slaveproto.ReadDirectFrame(ds.r)
 			ds.mu.Lock()
-			if err == nil && n == 0 {
+			if err == nil && n > 0 && ds.eof[st] {
+				err = fmt.Errorf("direct stream: bytes for stream %d after its end", st)
+			} else if err == nil && n == 0 {
 				ds.eof[st] = true
 			} else if err == nil {
 				ds.cur, ds.left = st, n
