@@ -24,7 +24,10 @@ var testClusterKey = []byte("0123456789abcdef0123456789abcdef")
 
 // startDirect is a master whose node -1 serves direct streams on a
 // loopback port, returned with root's view of the tree.
-func startDirect(t *testing.T) (*Slave, *synth.Local, string) {
+func startDirect(t *testing.T) (*Slave, *synth.Local, string) { return startDirectMode(t, false) }
+
+// startDirectMode is startDirect, with `seal no` when plain.
+func startDirectMode(t *testing.T, plain bool) (*Slave, *synth.Local, string) {
 	t.Helper()
 	var s *Slave
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -32,7 +35,7 @@ func startDirect(t *testing.T) (*Slave, *synth.Local, string) {
 		t.Fatal(err)
 	}
 	_, u := startMasterWith(t, func(ctx context.Context, m *pspace.Master, sl *Slave) {
-		m.SetDirectKey(testClusterKey, false)
+		m.SetDirectKey(testClusterKey, plain)
 		sl.ServeDirect(ctx, ln, testClusterKey)
 		s = sl
 	})
@@ -71,17 +74,23 @@ func readAll(t *testing.T, ds *client.DirectStreams) (string, string) {
 }
 
 func TestDirectStreams(t *testing.T) {
-	_, u, addr := startDirect(t)
-	pid := mustExec(t, u, "-1", `exec -i /bin/sh -c "echo out; echo err >&2; head -c 3000000 /dev/zero; exit 3"`)
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sealed", true: "plain"}[plain], func(t *testing.T) { testDirectStreams(t, plain) })
+	}
+}
+
+func testDirectStreams(t *testing.T, plain bool) {
+	_, u, addr := startDirectMode(t, plain)
+	pid := mustExec(t, u, "-1", `exec -i /bin/sh -c "echo out; echo err >&2; head -c 20000000 /dev/zero; sleep 0.1; echo late >&2; exit 3"`)
 	ds, err := client.DialDirect(ticketOf(t, u, pid, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	out, errOut := readAll(t, ds)
-	if want := "out\n" + strings.Repeat("\x00", 3000000); out != want {
+	if want := "out\n" + strings.Repeat("\x00", 20000000); out != want {
 		t.Errorf("stdout: %d bytes, want %d", len(out), len(want))
 	}
-	if errOut != "err\n" {
+	if errOut != "err\nlate\n" {
 		t.Errorf("stderr %q", errOut)
 	}
 	if w := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); w != "exit 3\n" {

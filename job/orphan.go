@@ -91,6 +91,7 @@ type outBuf struct {
 	// diverting: a direct client is taking the stream over (sendOut
 	// pauses); direct: it has, and sendOut is done (direct.go).
 	diverting, direct bool
+	spliceTo          *spliceDest // set: fill splices the pipe to a plain direct client
 }
 
 func (ob *outBuf) signalLocked() {
@@ -210,15 +211,21 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 	for {
 		buf := *bp
 		ob.mu.Lock()
-		for ob.size >= outLimit && !ob.gone && !ob.broken {
+		// Full, or about to splice (direct.go): the kept bytes go first.
+		for (ob.size >= outLimit || ob.spliceTo != nil && (ob.size > 0 || ob.inflight != nil)) && !ob.gone && !ob.broken {
 			ch := ob.changed
 			ob.mu.Unlock()
 			<-ch
 			ob.mu.Lock()
 		}
 		stop, room := ob.gone || ob.broken, outLimit-ob.size
+		sp := ob.spliceTo
 		ob.mu.Unlock()
 		if stop {
+			return
+		}
+		if sp != nil {
+			s.spliceOut(j, ob, sp) // splice.go
 			return
 		}
 		n, err := ob.r.Read(buf[:min(room, len(buf))])
