@@ -93,7 +93,7 @@ func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (eof bool, err error) 
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		hdr := slaveproto.DirectFrameHeader(id, n)
-		if _, werr = d.conn.Write(hdr[:]); werr != nil {
+		if werr = d.sendMore(hdr[:]); werr != nil {
 			return true
 		}
 		for left := n; left > 0 && werr == nil; {
@@ -120,4 +120,28 @@ func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (eof bool, err error) 
 		return false, werr
 	}
 	return eof, rerr
+}
+
+// sendMore writes a frame's header with MSG_MORE: it leaves in one
+// segment with the frame's first bytes, not as a packet of its own.
+func (d *spliceDest) sendMore(b []byte) error {
+	var serr error
+	err := d.raw.Write(func(sfd uintptr) bool {
+		for len(b) > 0 {
+			n, e := unix.SendmsgN(int(sfd), b, nil, nil, unix.MSG_MORE)
+			if e == unix.EAGAIN {
+				return false
+			}
+			if e != nil {
+				serr = fmt.Errorf("sending a frame header: %w", e)
+				return true
+			}
+			b = b[n:]
+		}
+		return true
+	})
+	if serr != nil {
+		return serr
+	}
+	return err
 }

@@ -36,10 +36,7 @@ test_expect_success 'stdout and stderr stay apart, exit status comes through' '
 '
 
 test_expect_success 'another user cannot read proc/PID/direct' '
-	exec 3<>$BPROC/node/1/ctl &&
-	echo "exec -i /bin/sleep 30" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 1 "-i /bin/sleep 30") &&
 	test_when_finished "echo kill KILL >$BPROC/proc/$pid/ctl" &&
 	! as_user bptest cat $BPROC/proc/$pid/direct 2>err &&
 	test_grep "Permission denied" err &&
@@ -48,10 +45,7 @@ test_expect_success 'another user cannot read proc/PID/direct' '
 '
 
 test_expect_success 'a ticket works once: a replay is refused; the tree then gives EOF' '
-	exec 3<>$BPROC/node/1/ctl &&
-	echo "exec -i /bin/sh -c \"echo hello; exec sleep 30 >/dev/null 2>&1\"" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 1 "-i /bin/sh -c \"echo hello; exec sleep 30 >/dev/null 2>&1\"") &&
 	test_when_finished "echo kill KILL >$BPROC/proc/$pid/ctl" &&
 	cat $BPROC/proc/$pid/direct >ticket &&
 	in_master "$T/directpeer" use ticket >out &&
@@ -82,10 +76,7 @@ test_expect_success 'with the data port off bpsh falls back to the tree' '
 	slave_kill 0 &&
 	slave_start 0 -d -r -k "$KEY" --data-port 0 "$MASTER_ADDR" &&
 	wait_nodes_up 2 &&
-	exec 3<>$BPROC/node/0/ctl &&
-	echo "exec -i /bin/sleep 30" >&3 &&
-	read -r pid <&3 &&
-	exec 3>&- &&
+	pid=$(node_exec 0 "-i /bin/sleep 30") &&
 	test_when_finished "echo kill KILL >$BPROC/proc/$pid/ctl" &&
 	! cat $BPROC/proc/$pid/direct 2>err &&
 	test_grep "No such device or address" err &&
@@ -104,6 +95,18 @@ test_expect_success 'bpsh falls back when the data port is out of its reach' '
 	cmp big out &&
 	after=$(direct_count) &&
 	test "$after" = "$before"
+'
+
+test_expect_success 'with seal no the direct stream (spliced) is byte-exact too' '
+	echo "seal no" >>"$CONF" &&
+	master_restart &&
+	head -c 20000000 /dev/urandom >big20 &&
+	before=$(direct_count) &&
+	in_master bpsh 1 sh -c "cat $T/big20; echo tail >&2" >out 2>err &&
+	cmp big20 out &&
+	echo tail >expect && test_cmp expect err &&
+	after=$(direct_count) &&
+	test "$after" -gt "$before"
 '
 
 test_done
