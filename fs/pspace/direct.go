@@ -143,6 +143,17 @@ func (h *divertHandle) Write(_ context.Context, b []byte, _ int64) (int, error) 
 	if !h.p.attached {
 		return 0, fmt.Errorf("process %d is detached: %w", h.p.pid, syscall.EINVAL)
 	}
+	// Not while it moves (the next node would write to the tree's
+	// streams), and it will not move once direct.
+	h.p.mu.Lock()
+	moving := h.p.pending != nil
+	if !moving {
+		h.p.direct = true
+	}
+	h.p.mu.Unlock()
+	if moving {
+		return 0, fmt.Errorf("process %d is moving: %w", h.p.pid, syscall.EBUSY)
+	}
 	var out []byte
 	for _, name := range strings.Fields(string(b)) {
 		var s *synth.Stream

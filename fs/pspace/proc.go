@@ -49,6 +49,7 @@ type Proc struct {
 	status   string // the wait line, once done
 	exitedAt time.Time
 	pending  *pendingMove // its next incarnation while it moves (migrate.go)
+	direct   bool         // its output went direct to a client (direct.go): it cannot move
 
 	dir *procDir
 }
