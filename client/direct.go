@@ -127,12 +127,13 @@ func (ds *DirectStreams) Stderr() (io.ReadCloser, error) {
 	return &directReader{ds: ds, id: slaveproto.StreamStderr}, nil
 }
 
-// Close ends both streams at once (their readers get an error): for a
-// process whose node was lost, whose connection may never end by itself.
+// Close ends both streams at once (their readers get EOF, as the tree's
+// do): for a process whose node was lost, whose connection may never end
+// by itself.
 func (ds *DirectStreams) Close() error {
 	ds.mu.Lock()
 	if ds.err == nil {
-		ds.err = fmt.Errorf("direct stream closed: %w", net.ErrClosed)
+		ds.err = io.EOF
 	}
 	ds.cond.Broadcast()
 	ds.mu.Unlock()

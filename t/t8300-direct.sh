@@ -72,6 +72,19 @@ test_expect_success 'a silent stranger is dropped after the greeting time' '
 	test "$ms" -lt "$limit"
 '
 
+test_expect_success 'a direct stream from a frozen node ends with the process lost' '
+	{ in_master bpsh 1 sh -c "echo started; exec sleep 300" >frozen.out 2>frozen.err & } &&
+	bp=$! &&
+	wait_for "grep -q started frozen.out" 10 &&
+	kill -STOP $(slave_pid 1) &&
+	test_when_finished "kill -CONT $(slave_pid 1)" &&
+	wait_gone $bp 20 &&
+	test_grep "lost" frozen.err &&
+	! grep -i "reading std" frozen.err &&
+	kill -CONT $(slave_pid 1) &&
+	wait_nodes_up 2
+'
+
 test_expect_success 'with the data port off bpsh falls back to the tree' '
 	slave_kill 0 &&
 	slave_start 0 -d -r -k "$KEY" --data-port 0 "$MASTER_ADDR" &&
