@@ -38,8 +38,6 @@ const (
 	// ticketSkew is how far a ticket's expiry may lie ahead of the
 	// node's clock: the master's clock signed it.
 	ticketSkew = time.Minute
-	// jobArrival is how long a ticket waits for its job to start here.
-	jobArrival = time.Second
 )
 
 // directState is the Slave's data port: its key and the nonces used.
@@ -229,12 +227,6 @@ func (s *Slave) checkTicket(key []byte, h slaveproto.DirectHello, now time.Time)
 		return nil, t, nil, fmt.Errorf("ticket already used: %w", slaveproto.ErrBadTicket)
 	}
 	j := s.job(int(t.Pid))
-	// The master may answer exec before the job is in our table (its
-	// start message is on the way): give it a moment.
-	for end := time.Now().Add(jobArrival); j == nil && time.Now().Before(end); {
-		time.Sleep(5 * time.Millisecond)
-		j = s.job(int(t.Pid))
-	}
 	switch {
 	case j == nil:
 		return nil, t, nil, fmt.Errorf("no job %d here: %w", t.Pid, syscall.ESRCH)

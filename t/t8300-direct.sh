@@ -27,9 +27,9 @@ test_expect_success 'bpsh output goes direct, byte-exact, binary included' '
 test_expect_success 'stdout and stderr stay apart, exit status comes through' '
 	before=$(direct_count) &&
 	rc=0 &&
-	in_master bpsh 1 sh -c "printf out1; printf err1 >&2; printf out2; printf err2 >&2; exit 3" >o 2>e || rc=$? &&
+	in_master bpsh 1 sh -c "printf out1; printf err1 >&2; cat $T/big; printf out2; printf err2 >&2; exit 3" >o 2>e || rc=$? &&
 	test "$rc" = 3 &&
-	printf out1out2 >expect && test_cmp expect o &&
+	{ printf out1 && cat big && printf out2; } >expect && cmp expect o &&
 	printf err1err2 >expect && test_cmp expect e &&
 	after=$(direct_count) &&
 	test "$after" -gt "$before"
@@ -73,9 +73,12 @@ test_expect_success 'a silent stranger is dropped after the greeting time' '
 '
 
 test_expect_success 'a direct stream from a frozen node ends with the process lost' '
-	{ in_master bpsh 1 sh -c "echo started; exec sleep 300" >frozen.out 2>frozen.err & } &&
+	before=$(direct_count) &&
+	{ in_master bpsh 1 sh -c "cat $T/big; echo started; exec sleep 300" >frozen.out 2>frozen.err & } &&
 	bp=$! &&
 	wait_for "grep -q started frozen.out" 10 &&
+	after=$(direct_count) &&
+	test "$after" -gt "$before" &&
 	kill -STOP $(slave_pid 1) &&
 	test_when_finished "kill -CONT $(slave_pid 1)" &&
 	wait_gone $bp 20 &&
@@ -100,6 +103,12 @@ test_expect_success 'with the data port off bpsh falls back to the tree' '
 	cmp big out1 &&
 	after=$(direct_count) &&
 	test "$after" = "$before"
+'
+
+test_expect_success 'a short job never tries the data port' '
+	out=$(BPSH_TRACE=1 in_master bpsh 1 echo hi 2>trace) &&
+	test "$out" = hi &&
+	! grep "direct" trace
 '
 
 test_expect_success 'bpsh falls back when the data port is out of its reach' '

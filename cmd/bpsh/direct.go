@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"sync"
 
 	"bproc/client"
 )
@@ -10,24 +11,128 @@ import (
 // directOff: $BPROC_DIRECT=0 keeps the output on the tree (to compare).
 var directOff = client.DirectOff(os.Getenv("BPROC_DIRECT"))
 
-// streams are the opens of the job's stdout and stderr: straight from its
-// node's data port when it has one and we reach it (a single node's job),
-// else through the tree, silently. lost ends the direct connection of a
-// process whose node was lost: nothing else would.
+// directAfter is how much output comes through the tree before bpsh asks
+// for it straight from the node: a short job never pays for the attempt.
+const directAfter = 1 << 20
+
+// switcher moves a single node's job's output from the tree to its node's
+// data port once it is bulk. The slave goes on from exactly what the
+// tree's readers took, which then meet EOF; each stream's reader carries
+// on with the direct stream there. Any failure leaves the tree's streams
+// as they were, silently.
+type switcher struct {
+	j    *job
+	mu   sync.Mutex
+	cond *sync.Cond
+	seen int64 // bytes through the tree, both streams
+	// state: 0 not tried, 1 trying, 2 attached (ds), 3 failed
+	state int
+	ds    *client.DirectStreams
+}
+
+// streams are the opens of the job's stdout and stderr, and lost, which
+// ends a direct connection of a process lost with its node (nothing else
+// would).
 func (j *job) streams() (stdout, stderr func() (io.ReadCloser, error), lost func(*job)) {
-	stdout, stderr, lost = j.proc.Stdout, j.proc.Stderr, func(*job) {}
 	if !j.direct || directOff {
-		return
+		return j.proc.Stdout, j.proc.Stderr, func(*job) {}
 	}
-	d, err := client.OpenDirect(j.proc.T, j.proc.Pid)
-	if err != nil {
-		tracef("node %d: no direct stream: %v", j.node, err)
-		return
+	sw := &switcher{j: j}
+	sw.cond = sync.NewCond(&sw.mu)
+	open := func(tree func() (io.ReadCloser, error), id int) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) {
+			r, err := tree()
+			if err != nil {
+				return nil, err
+			}
+			return &switchReader{sw: sw, cur: r, id: id}, nil
+		}
 	}
-	tracef("node %d: direct stream", j.node)
-	return d.Stdout, d.Stderr, func(j *job) {
-		if j.werr != nil || j.st.Kind == client.Lost {
-			d.Close()
+	return open(j.proc.Stdout, 1), open(j.proc.Stderr, 2), func(j *job) {
+		if j.werr == nil && j.st.Kind != client.Lost {
+			return
+		}
+		sw.mu.Lock()
+		ds := sw.ds
+		sw.mu.Unlock()
+		if ds != nil {
+			ds.Close()
 		}
 	}
 }
+
+// took counts n bytes through the tree and starts the attempt once there
+// were enough.
+func (sw *switcher) took(n int) {
+	sw.mu.Lock()
+	sw.seen += int64(n)
+	try := sw.state == 0 && sw.seen >= directAfter
+	if try {
+		sw.state = 1
+	}
+	sw.mu.Unlock()
+	if !try {
+		return
+	}
+	go func() {
+		ds, err := client.OpenDirect(sw.j.proc.T, sw.j.proc.Pid)
+		sw.mu.Lock()
+		if err != nil {
+			tracef("node %d: no direct stream: %v", sw.j.node, err)
+			sw.state = 3
+		} else {
+			tracef("node %d: output goes direct", sw.j.node)
+			sw.state, sw.ds = 2, ds
+		}
+		sw.cond.Broadcast()
+		sw.mu.Unlock()
+	}()
+}
+
+// direct waits for an attempt under way; nil: the tree's EOF is the end.
+func (sw *switcher) direct() *client.DirectStreams {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	for sw.state == 1 {
+		sw.cond.Wait()
+	}
+	return sw.ds
+}
+
+// switchReader reads one stream from the tree, then from the node.
+type switchReader struct {
+	sw     *switcher
+	cur    io.ReadCloser
+	id     int
+	onNode bool
+}
+
+func (r *switchReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.cur.Read(p)
+		if r.onNode {
+			return n, err
+		}
+		if n > 0 {
+			r.sw.took(n)
+		}
+		if err != io.EOF {
+			return n, err
+		}
+		ds := r.sw.direct()
+		if ds == nil {
+			return n, err
+		}
+		r.cur.Close()
+		r.cur, _ = ds.Stdout()
+		if r.id == 2 {
+			r.cur, _ = ds.Stderr()
+		}
+		r.onNode = true
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *switchReader) Close() error { return r.cur.Close() }
