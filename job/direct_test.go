@@ -161,3 +161,32 @@ func TestDirectRefusals(t *testing.T) {
 		t.Errorf("an altered ticket: %v", err)
 	}
 }
+
+// TestDirectPendingBound: silent strangers hold at most maxPendingDirect
+// handshakes; the next is refused at once, not queued.
+func TestDirectPendingBound(t *testing.T) {
+	_, _, addr := startDirect(t)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range maxPendingDirect {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(directGreeting / 2))
+	b, _ := io.ReadAll(c)
+	if !strings.Contains(string(b), "too many direct-stream handshakes") {
+		t.Errorf("one more stranger got %q, want a refusal before the greeting time", b)
+	}
+}
