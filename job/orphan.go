@@ -87,7 +87,11 @@ type outBuf struct {
 	gone     bool   // the job was dropped
 	on       *link
 	sent     int64 // sent on `on`
-	closed   bool  // EOF sent on `on`
+	closed   bool  // EOF sent on `on` (or to the direct client)
+	// diverting: a direct client is taking the stream over (sendOut
+	// pauses); direct: it has, and sendOut is done (direct.go).
+	diverting, direct bool
+	spliceTo          *spliceDest // set: fill splices the pipe to a plain direct client
 }
 
 func (ob *outBuf) signalLocked() {
@@ -167,7 +171,7 @@ func recycle(c []byte) {
 func (ob *outBuf) settled(l *link) bool {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return ob.eof && (ob.broken || ob.end() == 0 || (ob.on == l && ob.closed))
+	return ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || ((ob.on == l || ob.direct) && ob.closed))
 }
 
 func (s *Slave) ensureJobs() {
@@ -207,15 +211,21 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 	for {
 		buf := *bp
 		ob.mu.Lock()
-		for ob.size >= outLimit && !ob.gone && !ob.broken {
+		// Full, or about to splice (direct.go): the kept bytes go first.
+		for (ob.size >= outLimit || ob.spliceTo != nil && (ob.size > 0 || ob.inflight != nil)) && !ob.gone && !ob.broken {
 			ch := ob.changed
 			ob.mu.Unlock()
 			<-ch
 			ob.mu.Lock()
 		}
 		stop, room := ob.gone || ob.broken, outLimit-ob.size
+		sp := ob.spliceTo
 		ob.mu.Unlock()
 		if stop {
+			return
+		}
+		if sp != nil {
+			s.spliceOut(j, ob, sp) // splice.go
 			return
 		}
 		n, err := ob.r.Read(buf[:min(room, len(buf))])
@@ -314,8 +324,11 @@ type sendStep struct {
 func (ob *outBuf) next(l *link) sendStep {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	if ob.gone {
+	if ob.gone || ob.direct {
 		return sendStep{gone: true}
+	}
+	if ob.diverting {
+		return sendStep{changed: ob.changed}
 	}
 	if l != ob.on {
 		ob.on, ob.sent, ob.closed = l, ob.acked, false
@@ -343,7 +356,7 @@ func (ob *outBuf) write(l *link, f io.Writer, start int64, chunk []byte) error {
 		recycle(ob.orphan)
 		ob.orphan = nil
 	}
-	if err != nil && refused(err) {
+	if err != nil && refused(err) && !ob.diverting {
 		// The master refuses more (the reader is gone: EPIPE): the pipe
 		// closes here, and the job meets EPIPE or SIGPIPE on its next
 		// write, as with a local pipe whose reader went away.
@@ -486,7 +499,7 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || ob.end() == 0 || (ob.size == 0 && ob.closed))
+		done := ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || (ob.size == 0 && ob.closed))
 		ob.mu.Unlock()
 		if !done {
 			return
@@ -505,8 +518,12 @@ func (s *Slave) drop(j *running) {
 	j.goneOnce.Do(func() { close(j.gone) })
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		ob.gone = true
-		ob.clear()
+		// A direct stream goes on to its end: its client, not the
+		// master, takes it (direct.go).
+		if !ob.diverting || ob.closed || ob.broken {
+			ob.gone = true
+			ob.clear()
+		}
 		ob.signalLocked()
 		ob.mu.Unlock()
 	}

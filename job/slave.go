@@ -57,7 +57,8 @@ type Slave struct {
 	mu     sync.Mutex
 	cache  *binCache
 	reaper reaper
-	mig    migState // migrations and ghosts (migrate.go)
+	mig    migState    // migrations and ghosts (migrate.go)
+	direct directState // the data port (direct.go)
 
 	jobsState // orphan.go
 }
@@ -133,6 +134,7 @@ func (s *Slave) Run(ctx context.Context) error {
 	}
 	defer report.Close()
 	l := &link{tree: tree, report: report, fail: cancel}
+	s.offerDataPort(tree)
 	defer s.linkLost(l)
 	go func() {
 		<-ctx.Done()

@@ -19,14 +19,23 @@ import (
 // startMaster runs a master whose node -1 is served in-process by Slave,
 // and returns a root user's view of its tree.
 func startMaster(t *testing.T) (*pspace.Master, *synth.Local) {
+	return startMasterWith(t, nil)
+}
+
+// startMasterWith is startMaster with prepare run on the Master and the
+// Slave before they start.
+func startMasterWith(t *testing.T, prepare func(context.Context, *pspace.Master, *Slave)) (*pspace.Master, *synth.Local) {
 	t.Helper()
 	m := pspace.NewMaster(pspace.DefaultConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go m.Run(ctx)
 	host, _ := os.Hostname()
 	sc := &synth.Caller{Slave: true, Addr: slaveproto.LocalAddr, Host: host, Conn: ctx}
 	s := &Slave{Tree: &synth.Local{Root: m.Root(), Caller: sc}}
+	if prepare != nil {
+		prepare(ctx, m, s)
+	}
+	go m.Run(ctx)
 	go s.Run(ctx)
 	t.Cleanup(func() { s.Close() })
 	user := &synth.Local{Root: m.Root(), Caller: &synth.Caller{Uid: 0, Gid: 0}}

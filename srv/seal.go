@@ -214,3 +214,15 @@ func (w *msgWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// SealStream wraps raw in sealed frames as a session after its handshake
+// is wrapped, keyed by key and both sides' nonces; client says which side
+// this is. Direct output streams (job/direct.go) use it with their
+// ticket's secret as the key.
+func SealStream(raw net.Conn, key, nc, ns []byte, client bool) (net.Conn, error) {
+	return seal(raw, key, nc, ns, client)
+}
+
+// GatherWriter writes pieces as one frame on a sealed stream, or with one
+// writev on a plain connection.
+func GatherWriter(c net.Conn) func(net.Buffers) error { return frameWriter(c) }

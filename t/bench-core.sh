@@ -102,6 +102,31 @@ if setup_ssh >"$T/ssh.out" 2>&1; then ssh_ok=1; else
 	cat "$T/ssh.out" "$T/sshd.log" 2>/dev/null | tail -n 5 >&2
 fi
 
+# Direct streams (node to bpsh, the master out of the path) beside their
+# peers in the same run: raw TCP from node 1 to the master's namespace, and
+# the same bytes as AES-128-GCM frames (srv's sealing) over it. The peer
+# (t/directpeer serve) sends from memory.
+(cd "$BPROC_ROOT" && CGO_ENABLED=0 go build -o "$T/directpeer" ./t/directpeer) || { echo "bench-core: cannot build t/directpeer" >&2; exit 1; }
+PEER=$(node_addr 1):2299
+bg_node 1 "$T/peer.log" "$T/directpeer" serve "$PEER" || exit 1
+wait_for "in_master bash -c 'exec 3<>/dev/tcp/${PEER%:*}/${PEER#*:}'" 10 || { echo "bench-core: the TCP peer did not start" >&2; exit 1; }
+# direct_rows [SUFFIX]: raw TCP, the sealed stream and bpsh's direct
+# stream; 0.8x the peer the cluster's sealing calls for is the target.
+direct_rows() {
+	local tcp gcm dir peer what
+	tcp=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes") || exit 1
+	row "raw TCP node->master $MB MB${1-}" "$tcp" MB/s "$TP_RUNS"
+	peer=$tcp what="raw TCP"
+	if [ -z "${1-}" ]; then
+		gcm=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes" seal) || exit 1
+		row "AES-128-GCM TCP stream $MB MB" "$gcm" MB/s "$TP_RUNS"
+		peer=$gcm what="AES-GCM"
+	fi
+	dir=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
+	row "bpsh 1 cat $MB MB, direct${1-}" "$dir" MB/s "$TP_RUNS" \
+		">= 0.8x $what ($(awk -v p="$peer" 'BEGIN { printf "%.0f", 0.8 * p }')): $(verdict "$dir" '>=' "$(awk -v p="$peer" 'BEGIN { print 0.8 * p }')")"
+}
+
 head -c $((MB * 1000000)) /dev/urandom >"$T/big"
 cat "$T/big" >/dev/null # in the page cache for everyone
 
@@ -146,8 +171,9 @@ row "  for comparison: per-node path (BPSH_FANOUT=0)" "$(ms "$all0_us")" ms $((R
 bytes=$(stat -c %s "$T/big")
 cat_mbs=$(measure tp "$TP_RUNS" "$bytes" cat "$T/big") || exit 1
 row "local cat $MB MB >/dev/null" "$cat_mbs" MB/s "$TP_RUNS"
-bpcat_mbs=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
-row "bpsh 1 cat $MB MB >/dev/null" "$bpcat_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$bpcat_mbs" '>=' 1000)"
+bpcat_mbs=$(BPROC_DIRECT=0 measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
+row "bpsh 1 cat $MB MB >/dev/null, via master" "$bpcat_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$bpcat_mbs" '>=' 1000)"
+direct_rows
 pipe_mbs=$(measure tp "$TP_RUNS" "$bytes" sh -c "cat '$T/big' | cat") || exit 1
 row "local cat $MB MB | cat >/dev/null" "$pipe_mbs" MB/s "$TP_RUNS"
 
@@ -161,6 +187,7 @@ if ! { master_restart && wait_nodes_up $NODES 20; } >"$T/plain.out" 2>&1; then
 fi
 plain_us=$(measure lat "$RUNS" bpsh 1 /bin/true) || exit 1
 row "bpsh 1 /bin/true, seal no" "$(ms "$plain_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$plain_us" '<=' 1500)"
-plain_mbs=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
-row "bpsh 1 cat $MB MB >/dev/null, seal no" "$plain_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$plain_mbs" '>=' 1000)"
+plain_mbs=$(BPROC_DIRECT=0 measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
+row "bpsh 1 cat $MB MB >/dev/null, via master, seal no" "$plain_mbs" MB/s "$TP_RUNS" ">= 1000 MB/s: $(verdict "$plain_mbs" '>=' 1000)"
+direct_rows ", seal no"
 exit 0

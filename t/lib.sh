@@ -556,6 +556,10 @@ net_up() {
 	local n=$1 i
 	_reap_stale
 	_nsdir_up || return 1
+	# The cluster's addresses exist only in its namespaces. From the root
+	# one, where tests run most commands (bpsh's direct streams connect
+	# to the nodes), they must fail at once, never reach a real network.
+	ip route replace unreachable 10.77.0.0/16 || return 1
 	ip netns add "$NS_HUB" || return 1
 	ip -n "$NS_HUB" link set lo up
 	ip -n "$NS_HUB" link add bpbr0 type bridge mcast_snooping 0 || return 1

@@ -125,6 +125,7 @@ func serve(cfg *pspace.Config, k []byte, ln net.Listener, httpd *httpSide, slogg
 		return err
 	}
 	m.Stats, m.StatsFiles = statsFiles(cfg.StatsFile), mcast.FileNames
+	m.SetDirectKey(k, cfg.Plain)
 	go m.Run(ctx)
 
 	server := &srv.Server{Key: k, Root: m.Root(), Logf: logger.Printf, Plain: cfg.Plain, Stats: &srv.Stats{}}

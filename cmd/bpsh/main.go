@@ -285,6 +285,7 @@ type job struct {
 	start    time.Time
 	end      time.Time
 	timedOut atomic.Bool
+	direct   bool // try the node's data port for the output (direct.go)
 }
 
 // firstBuf is the size of a stream's first read buffer.
@@ -311,7 +312,7 @@ func runJobs(t client.Tree, nodes []int, argv []string, o *options, stdin io.Rea
 	defer k.stop()
 	jobs := make([]*job, len(nodes))
 	for i, n := range nodes {
-		jobs[i] = &job{idx: i, node: n, k: k}
+		jobs[i] = &job{idx: i, node: n, k: k, direct: len(nodes) == 1}
 	}
 	out := newOutput(len(jobs), stdout, stderr, o)
 	out.setNodes(nodes)
@@ -485,6 +486,7 @@ func report(jobs []*job, k *killer, o *options, out *output, msgs io.Writer) int
 // attach copies the process's output and waits for it, concurrently.
 func (j *job) attach(out *output, o *options) {
 	var wg sync.WaitGroup
+	sw := j.directSwitch()
 	if !o.noIO {
 		wg.Add(1)
 		go func() {
@@ -498,9 +500,9 @@ func (j *job) attach(out *output, o *options) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				j.copyStream(se, out, 2, o)
+				j.copyStream(sw.wrap(se, 2), out, 2, o)
 			}()
-			j.copyStream(so, out, 1, o)
+			j.copyStream(sw.wrap(so, 1), out, 1, o)
 		}()
 	}
 	j.st, j.werr = j.proc.Wait()
@@ -509,6 +511,7 @@ func (j *job) attach(out *output, o *options) {
 		j.err, j.werr = ee, nil
 	}
 	tracef("node %d: wait: %v", j.node, j.st)
+	sw.lost(j)
 	wg.Wait()
 	tracef("node %d: output done", j.node)
 	out.done(j.idx)

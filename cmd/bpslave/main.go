@@ -40,6 +40,8 @@ type options struct {
 
 	mount   string // where to mount the master's tree on this node
 	noMount bool
+
+	dataPort int // direct streams' port (0: none)
 }
 
 func main() {
@@ -67,6 +69,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	c.StringVar(&o.procfs, "procfs", "/proc", "where to read node statistics from")
 	c.StringVar(&o.mount, "mount", "/bproc", "mount the master's tree at this path on the node")
 	c.BoolVar(&o.noMount, "no-mount", false, "do not mount the master's tree on the node")
+	c.IntVar(&o.dataPort, "data-port", job.DefaultDataPort, "serve direct output streams on this TCP port (0: off)")
 	if code, done := c.Parse(args); done {
 		return code
 	}
@@ -82,6 +85,9 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	if o.peerPort < 0 || o.peerPort > 65535 {
 		return c.Usage("bad --peer-port %d", o.peerPort)
+	}
+	if o.dataPort < 0 || o.dataPort > 65535 {
+		return c.Usage("bad --data-port %d", o.dataPort)
 	}
 	if o.source != "" && net.ParseIP(o.source) == nil {
 		return c.Usage("-s %q is not an IP address", o.source)
@@ -135,6 +141,7 @@ func serve(ctx context.Context, o *options, k []byte, logger *slaveLog, tracer *
 		Trace: daemon.TraceTo(tracer, logger.Debugf, o.verbose), Reaper: true, KeepJobs: o.reconnect}
 	defer s.Close()
 	servePeers(ctx, s, o, k, hello, logger)
+	serveData(ctx, s, o, k, logger)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 2 * time.Second
 	backoff := minBackoff
 	for {

@@ -63,7 +63,8 @@ type Master struct {
 	ev      events   // process events for subscribers (events.go)
 	migs    map[int]*migration
 	nextMig int
-	fan     fanout // node-set launches (fanout.go)
+	fan     fanout     // node-set launches (fanout.go)
+	direct  directKeys // signs proc/PID/direct tickets (direct.go)
 
 	root synth.Dir
 }
@@ -87,6 +88,7 @@ type slaveConn struct {
 	lastPing time.Time
 	dead     bool
 	peer     string // its peer listener, host:port, once announced (spread.go)
+	dataAddr string // the slave's data port for direct streams, "": none (direct.go)
 }
 
 // NewMaster returns a master serving cfg.

@@ -49,7 +49,7 @@ func (m *Master) newSlaveDir() synth.Dir {
 	ghosts := &slaveGhostDir{unlisted{m: m, ino: synth.NewIno()}}
 	as := m.newAsDir()      // the node mount's identities (as.go)
 	peer := m.newPeerFile() // spread.go
-	return synth.NewDir(synth.StaticEntries("adopt", adopt, "as", as, "bin", bins, "ghost", ghosts, "jobs", jobs, "mig", migs,
+	return synth.NewDir(synth.StaticEntries("adopt", adopt, "as", as, "bin", bins, "direct", m.slaveDataFile(), "ghost", ghosts, "jobs", jobs, "mig", migs,
 		"peer", peer, "ping", ping, "proc", procs, "report", report))
 }
 
@@ -152,7 +152,7 @@ func (m *Master) slaveProcFiles(p *Proc, inc int) synth.Dir {
 	stdin := &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o400, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
 		return m.ctr.counted("stdin", synth.NewStreamReader(p.stdin)), nil
 	}}
-	return synth.NewDir(synth.StaticEntries("stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
+	return synth.NewDir(synth.StaticEntries("direct", m.divertFile(p), "stderr", out(p.stderr), "stdin", stdin, "stdout", out(p.stdout)))
 }
 
 // incWriter is an output stream's writer for one incarnation: when the

@@ -315,7 +315,8 @@ func (m *Master) newProcDir(p *Proc) *procDir {
 		return synth.AttachReader(p.stderr), nil
 	})
 	wait := mk(0o400, func(c *synth.Caller, flags int) (synth.Handle, error) { return &waitHandle{p: p}, nil })
-	pd.FuncDir = synth.NewDir(synth.StaticEntries("ctl", ctl, "status", status, "stderr", stderr, "stdin", stdin, "stdout", stdout, "wait", wait))
+	direct := m.directFile(p, owner, own)
+	pd.FuncDir = synth.NewDir(synth.StaticEntries("ctl", ctl, "direct", direct, "status", status, "stderr", stderr, "stdin", stdin, "stdout", stdout, "wait", wait))
 	pd.FuncDir.AttrFunc = func() synth.Attr {
 		return synth.Attr{Mode: iofs.ModeDir | 0o555, Uid: p.uid, Gid: p.gid, Mtime: synth.StartTime}
 	}

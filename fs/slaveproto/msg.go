@@ -26,6 +26,8 @@ var NodeStates = []string{"down", "boot", "up", "error", "unavailable", "reboot"
 //	slave/proc/PID/stdout write: the process's output (closing = EOF)
 //	slave/proc/PID/stderr write
 //	slave/proc/PID/stdin  read: what users write to proc/PID/stdin, EOF when they close it
+//	slave/proc/PID/direct write "stdout stderr", then read "NAME OFF" lines: the streams go direct from OFF (direct.go)
+//	slave/direct          write: the slave's data port for direct streams ("0": none)
 //	slave/adopt           write: one JSON Adopt record per write, jobs kept across a lost master (adopt.go; the master's side in fs/pspace)
 //	slave/mig/MIG/ctl     write: the source's MigReport lines about migration MIG (migrate.go)
 //	slave/mig/MIG/image   write (the source): the process's vmadump image; read (the destination): the same bytes

@@ -343,6 +343,24 @@ func (s *Stream) Break(err error) {
 	s.outChanged()
 }
 
+// Divert takes the stream from its readers for good, for a writer that
+// sends the rest elsewhere (a direct stream, pspace's direct.go): what is
+// queued is dropped, readers get EOF, writers EPIPE, and OnOut hears
+// nothing, so the writer keeps the dropped bytes. It returns the count of
+// bytes that had left the stream: where the writer goes on.
+func (s *Stream) Divert() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.chunks {
+		c.free()
+	}
+	s.chunks, s.size = nil, 0
+	s.broken = fmt.Errorf("stream went direct: %w", syscall.EPIPE)
+	s.eof = true
+	s.signal()
+	return s.out
+}
+
 // Chunk buffers of the big streams are recycled: allocating and clearing
 // a fresh megabyte per write costs as much as copying it.
 const pooledChunk = 1 << 20

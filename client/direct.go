@@ -1,0 +1,239 @@
+package client
+
+import (
+	"bufio"
+	"crypto/hmac"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"bproc/fs/slaveproto"
+	"bproc/srv"
+)
+
+// directDial bounds the connect and handshake with the node: past it the
+// caller falls back to the tree, which always works.
+const directDial = 2 * time.Second
+
+// DirectStreams is a process's stdout and stderr taken straight from its
+// node's data port (README's "Direct streams"), the master out of the
+// path. The two streams share one connection: a frame of one waits until
+// the other's reader has taken the frame before it.
+type DirectStreams struct {
+	conn net.Conn // raw: Close ends everything
+	mu   sync.Mutex
+	cond *sync.Cond
+	r    io.Reader // the session: sealed or plain
+	cur  byte      // the stream of the frame being read; 0: a header is next
+	left int       // bytes of it still to read
+	busy bool      // somebody reads from r
+	eof  [3]bool
+	shut [3]bool // its reader closed: its frames are skipped
+	err  error
+}
+
+// OpenDirect attaches to process pid's output through proc/PID/direct.
+// Any error (ENOENT from an older master, ENXIO for a node without a data
+// port, a node the client cannot reach) means: read the tree's
+// proc/PID/stdout and stderr instead.
+func OpenDirect(t Tree, pid int) (*DirectStreams, error) {
+	b, err := ReadFile(t, "proc/"+strconv.Itoa(pid)+"/direct")
+	if err != nil {
+		return nil, err
+	}
+	d, err := slaveproto.ParseDirect(string(b))
+	if err != nil {
+		return nil, err
+	}
+	return DialDirect(d)
+}
+
+// DialDirect connects to a node's data port with a ticket read from
+// proc/PID/direct.
+func DialDirect(d slaveproto.Direct) (*DirectStreams, error) {
+	c, err := net.DialTimeout("tcp", d.Addr, directDial)
+	if err != nil {
+		return nil, fmt.Errorf("direct stream: %w", err)
+	}
+	sess, err := directHandshake(c, d)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("direct stream from %s: %w", d.Addr, err)
+	}
+	ds := &DirectStreams{conn: c, r: sess}
+	ds.cond = sync.NewCond(&ds.mu)
+	return ds, nil
+}
+
+func directHandshake(c net.Conn, d slaveproto.Direct) (io.Reader, error) {
+	c.SetDeadline(time.Now().Add(directDial))
+	nc := make([]byte, slaveproto.DirectNonceLen)
+	rand.Read(nc)
+	hello := append([]byte(slaveproto.DirectMagic), d.Ticket...)
+	hello = append(hello, nc...)
+	hello = append(hello, slaveproto.ClientProof(d.Secret, nc)...)
+	if _, err := c.Write(hello); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	code, err := br.ReadByte()
+	if err != nil {
+		return nil, fmt.Errorf("no answer: %w", err)
+	}
+	if code != 0 {
+		n, _ := br.ReadByte()
+		msg := make([]byte, n)
+		io.ReadFull(br, msg)
+		return nil, fmt.Errorf("%s: %w", msg, syscall.EACCES)
+	}
+	reply := make([]byte, slaveproto.DirectNonceLen+32)
+	if _, err := io.ReadFull(br, reply); err != nil {
+		return nil, fmt.Errorf("short answer: %w", err)
+	}
+	ns, proof := reply[:slaveproto.DirectNonceLen], reply[slaveproto.DirectNonceLen:]
+	if !hmac.Equal(proof, slaveproto.SlaveProof(d.Secret, nc, ns)) {
+		return nil, fmt.Errorf("the node does not prove the ticket's secret: %w", slaveproto.ErrBadTicket)
+	}
+	c.SetDeadline(time.Time{})
+	if d.Ticket[1]&slaveproto.TicketFlagPlain != 0 {
+		return br, nil
+	}
+	// The first frames may be in br already.
+	return srv.SealStream(bufConn{c, br}, d.Secret, nc, ns, true)
+}
+
+// bufConn reads c through r, which may hold bytes read ahead.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Stdout and Stderr are the two streams; Close on both ends the
+// connection.
+func (ds *DirectStreams) Stdout() (io.ReadCloser, error) {
+	return &directReader{ds: ds, id: slaveproto.StreamStdout}, nil
+}
+
+func (ds *DirectStreams) Stderr() (io.ReadCloser, error) {
+	return &directReader{ds: ds, id: slaveproto.StreamStderr}, nil
+}
+
+// Close ends both streams at once (their readers get EOF, as the tree's
+// do): for a process whose node was lost, whose connection may never end
+// by itself.
+func (ds *DirectStreams) Close() error {
+	ds.mu.Lock()
+	if ds.err == nil {
+		ds.err = io.EOF
+	}
+	ds.cond.Broadcast()
+	ds.mu.Unlock()
+	return ds.conn.Close()
+}
+
+type directReader struct {
+	ds   *DirectStreams
+	id   byte
+	once sync.Once
+}
+
+func (r *directReader) Read(p []byte) (int, error) { return r.ds.read(r.id, p) }
+
+func (r *directReader) Close() error {
+	r.once.Do(func() {
+		ds := r.ds
+		ds.mu.Lock()
+		ds.shut[r.id] = true
+		both := ds.shut[slaveproto.StreamStdout] && ds.shut[slaveproto.StreamStderr]
+		ds.cond.Broadcast()
+		ds.mu.Unlock()
+		if both {
+			ds.conn.Close()
+		}
+	})
+	return nil
+}
+
+// read returns bytes of stream id, reading frames from the session: its
+// own straight into p, the other stream's left for its reader (or
+// skipped when that reader is closed).
+func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	var skip []byte
+	for {
+		switch {
+		case ds.eof[id]:
+			return 0, io.EOF
+		case ds.err != nil:
+			return 0, ds.err
+		case ds.busy, ds.cur != 0 && ds.cur != id && !ds.shut[ds.cur]:
+			ds.cond.Wait()
+			continue
+		}
+		ds.busy = true
+		ds.mu.Unlock()
+		var n int
+		var err error
+		cur, left := ds.cur, ds.left
+		switch {
+		case cur == 0:
+			var st byte
+			st, n, err = slaveproto.ReadDirectFrame(ds.r)
+			ds.mu.Lock()
+			if err == nil && n > 0 && ds.eof[st] {
+				err = fmt.Errorf("direct stream: bytes for stream %d after its end", st)
+			} else if err == nil && n == 0 {
+				ds.eof[st] = true
+			} else if err == nil {
+				ds.cur, ds.left = st, n
+			}
+			n = 0
+		case cur == id:
+			n, err = ds.r.Read(p[:min(len(p), left)])
+			ds.mu.Lock()
+		default: // a closed reader's frame
+			if skip == nil {
+				skip = make([]byte, 64<<10)
+			}
+			n, err = ds.r.Read(skip[:min(len(skip), left)])
+			ds.mu.Lock()
+		}
+		ds.busy = false
+		if cur != 0 {
+			ds.left -= n
+			if ds.left == 0 {
+				ds.cur = 0
+			}
+		}
+		if err != nil && ds.err == nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("direct stream cut short: %w", io.ErrUnexpectedEOF)
+			}
+			ds.err = err
+		}
+		ds.cond.Broadcast()
+		if cur == id && n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// DirectOff says whether $BPROC_DIRECT turns direct streams off ("0",
+// "no", "off"): to measure or debug the path through the master.
+func DirectOff(env string) bool {
+	switch strings.ToLower(env) {
+	case "0", "no", "off", "false":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,192 @@
+package job
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"bproc/client"
+	"bproc/fs/pspace"
+	"bproc/fs/slaveproto"
+	"bproc/fs/synth"
+	"bproc/internal/treetest"
+)
+
+var testClusterKey = []byte("0123456789abcdef0123456789abcdef")
+
+// startDirect is a master whose node -1 serves direct streams on a
+// loopback port, returned with root's view of the tree.
+func startDirect(t *testing.T) (*Slave, *synth.Local, string) { return startDirectMode(t, false) }
+
+// startDirectMode is startDirect, with `seal no` when plain.
+func startDirectMode(t *testing.T, plain bool) (*Slave, *synth.Local, string) {
+	t.Helper()
+	var s *Slave
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, u := startMasterWith(t, func(ctx context.Context, m *pspace.Master, sl *Slave) {
+		m.SetDirectKey(testClusterKey, plain)
+		sl.ServeDirect(ctx, ln, testClusterKey)
+		s = sl
+	})
+	return s, u, ln.Addr().String()
+}
+
+// ticketOf reads proc/PID/direct as root and points it at addr (node -1's
+// slave is "local" to the master).
+func ticketOf(t *testing.T, u *synth.Local, pid, addr string) slaveproto.Direct {
+	t.Helper()
+	d, err := slaveproto.ParseDirect(treetest.Read(t, u.Open, "proc/"+pid+"/direct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Addr = addr
+	return d
+}
+
+func readAll(t *testing.T, ds *client.DirectStreams) (string, string) {
+	t.Helper()
+	o, _ := ds.Stdout()
+	e, _ := ds.Stderr()
+	errc := make(chan string, 1)
+	go func() {
+		b, err := io.ReadAll(e)
+		if err != nil {
+			t.Errorf("stderr: %v", err)
+		}
+		errc <- string(b)
+	}()
+	b, err := io.ReadAll(o)
+	if err != nil {
+		t.Errorf("stdout: %v", err)
+	}
+	return string(b), <-errc
+}
+
+func TestDirectStreams(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sealed", true: "plain"}[plain], func(t *testing.T) { testDirectStreams(t, plain) })
+	}
+}
+
+func testDirectStreams(t *testing.T, plain bool) {
+	_, u, addr := startDirectMode(t, plain)
+	pid := mustExec(t, u, "-1", `exec -i /bin/sh -c "echo out; echo err >&2; head -c 20000000 /dev/zero; sleep 0.1; echo late >&2; exit 3"`)
+	ds, err := client.DialDirect(ticketOf(t, u, pid, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut := readAll(t, ds)
+	if want := "out\n" + strings.Repeat("\x00", 20000000); out != want {
+		t.Errorf("stdout: %d bytes, want %d", len(out), len(want))
+	}
+	if errOut != "err\nlate\n" {
+		t.Errorf("stderr %q", errOut)
+	}
+	if w := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); w != "exit 3\n" {
+		t.Errorf("wait %q", w)
+	}
+	// The tree's reader meets EOF: the streams went direct.
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stdout"); got != "" {
+		t.Errorf("proc/%s/stdout after going direct: %q", pid, got)
+	}
+}
+
+func TestDirectTicketOnlyForOwner(t *testing.T) {
+	_, u, _ := startDirect(t)
+	pid := mustExec(t, u, "-1", "exec -i /bin/sleep 10")
+	other := &synth.Local{Root: u.Root, Caller: &synth.Caller{Uid: 4242, Gid: 4242}}
+	if _, err := other.Open("proc/"+pid+"/direct", os.O_RDONLY); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("another user opening proc/%s/direct: %v, want EACCES", pid, err)
+	}
+	detached := mustExec(t, u, "-1", "exec /bin/sleep 10")
+	if _, err := u.Open("proc/"+detached+"/direct", os.O_RDONLY); !errors.Is(err, syscall.ENXIO) {
+		t.Errorf("a detached process's direct: %v, want ENXIO", err)
+	}
+}
+
+// TestDirectRefusals: every ticket but a fresh one, for a job the slave
+// runs in that incarnation, with its secret proved, is refused.
+func TestDirectRefusals(t *testing.T) {
+	s, u, addr := startDirect(t)
+	pidText := mustExec(t, u, "-1", "exec -i /bin/sleep 10")
+	pid, _ := strconv.Atoi(pidText)
+	key := slaveproto.DirectKey(testClusterKey)
+	now := time.Now()
+	ticket := func(pid, inc int, exp time.Time, k []byte) slaveproto.DirectHello {
+		tk := slaveproto.Ticket{Pid: uint32(pid), Inc: uint32(inc), Streams: 3, Expiry: exp}
+		rand.Read(tk.Nonce[:])
+		b := tk.Sign(k)
+		nc := make([]byte, 32)
+		return slaveproto.DirectHello{Ticket: b, Nonce: nc, Proof: slaveproto.ClientProof(slaveproto.Secret(k, b), nc)}
+	}
+	replayed := ticket(pid, 0, now.Add(time.Second), key)
+	if _, _, _, err := s.checkTicket(key, replayed, now); err != nil {
+		t.Fatalf("a good ticket: %v", err)
+	}
+	badProof := ticket(pid, 0, now.Add(time.Second), key)
+	badProof.Proof = slaveproto.ClientProof(make([]byte, 32), badProof.Nonce)
+	for _, c := range []struct {
+		name string
+		h    slaveproto.DirectHello
+		want string
+	}{
+		{"replayed", replayed, "already used"},
+		{"expired", ticket(pid, 0, now.Add(-time.Millisecond), key), "expired"},
+		{"far ahead", ticket(pid, 0, now.Add(time.Hour), key), "too far ahead"},
+		{"wrong key", ticket(pid, 0, now.Add(time.Second), slaveproto.DirectKey([]byte("another cluster"))), "MAC does not check"},
+		{"other pid", ticket(pid+100, 0, now.Add(time.Second), key), "no job"},
+		{"other incarnation", ticket(pid, 1, now.Add(time.Second), key), "incarnation"},
+		{"no secret", badProof, "does not hold the ticket's secret"},
+	} {
+		_, _, _, err := s.checkTicket(key, c.h, now)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	// Through the port, a refusal is readable text and the end.
+	d := ticketOf(t, u, pidText, addr)
+	d.Ticket[len(d.Ticket)-1] ^= 1
+	if _, err := client.DialDirect(d); err == nil || !strings.Contains(err.Error(), "MAC does not check") {
+		t.Errorf("an altered ticket: %v", err)
+	}
+}
+
+// TestDirectPendingBound: silent strangers hold at most maxPendingDirect
+// handshakes; the next is refused at once, not queued.
+func TestDirectPendingBound(t *testing.T) {
+	_, _, addr := startDirect(t)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range maxPendingDirect {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(directGreeting / 2))
+	b, _ := io.ReadAll(c)
+	if !strings.Contains(string(b), "too many direct-stream handshakes") {
+		t.Errorf("one more stranger got %q, want a refusal before the greeting time", b)
+	}
+}

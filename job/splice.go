@@ -1,0 +1,147 @@
+package job
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+
+	"bproc/fs/slaveproto"
+
+	"golang.org/x/sys/unix"
+)
+
+// A direct stream in the clear (`seal no`) moves the job's pipe to the
+// client's socket with splice(2): the slave then neither reads nor copies
+// the bytes. Once a stream's kept bytes are sent, its fill hands over to
+// spliceOut, which frames what the pipe holds (FIONREAD) and splices
+// exactly that. Sealed streams need the bytes in hand, and stay on the
+// buffer.
+
+// spliceDest is a plain direct client's socket, shared by both streams'
+// frames (mu keeps a frame's header and bytes together).
+type spliceDest struct {
+	mu   sync.Mutex
+	conn *net.TCPConn
+	raw  syscall.RawConn
+}
+
+func newSpliceDest(c net.Conn) *spliceDest {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &spliceDest{conn: tc, raw: raw}
+}
+
+// write sends pieces as one frame, under mu.
+func (d *spliceDest) write(b net.Buffers) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, err := b.WriteTo(d.conn)
+	return err
+}
+
+// spliceOut sends ob's pipe to d until the job closes it (ob.eof, and
+// sendDirect sends the end) or the client goes (the stream breaks).
+func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) {
+	pipe, err := ob.r.SyscallConn()
+	if err != nil {
+		s.logf("job %d: %s: %v", j.pid, ob.name, err)
+		s.directBroken(j, []*outBuf{ob})
+		return
+	}
+	id := byte(1 << indexOf(j, ob))
+	for {
+		eof, err := d.frame(pipe, id)
+		if err != nil {
+			s.logf("job %d: direct stream: %v", j.pid, err)
+			s.directBroken(j, j.directStreams(3))
+			return
+		}
+		if eof {
+			ob.mu.Lock()
+			ob.eof = true
+			ob.signalLocked()
+			ob.mu.Unlock()
+			return
+		}
+	}
+}
+
+// frame waits for bytes in the pipe and splices what it holds as one
+// frame; eof once the pipe is empty and its writers gone.
+func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (eof bool, err error) {
+	var werr error
+	rerr := pipe.Read(func(pfd uintptr) bool {
+		n, e := unix.IoctlGetInt(int(pfd), unix.TIOCINQ) // FIONREAD
+		if e != nil {
+			werr = fmt.Errorf("FIONREAD: %w", e)
+			return true
+		}
+		if n == 0 {
+			fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
+			unix.Poll(fds, 0)
+			eof = fds[0].Revents&unix.POLLHUP != 0
+			return eof // else wait until readable
+		}
+		n = min(n, slaveproto.MaxDirectFrame)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		hdr := slaveproto.DirectFrameHeader(id, n)
+		if werr = d.sendMore(hdr[:]); werr != nil {
+			return true
+		}
+		for left := n; left > 0 && werr == nil; {
+			e := d.raw.Write(func(sfd uintptr) bool {
+				m, e := unix.Splice(int(pfd), nil, int(sfd), nil, left, unix.SPLICE_F_MOVE|unix.SPLICE_F_MORE|unix.SPLICE_F_NONBLOCK)
+				if e == unix.EAGAIN {
+					return false // the socket is full: wait (the pipe has the bytes)
+				}
+				if e != nil {
+					werr = fmt.Errorf("splice: %w", e)
+				} else if m == 0 {
+					werr = fmt.Errorf("splice: the pipe ended %d bytes short", left)
+				}
+				left -= int(m)
+				return true
+			})
+			if e != nil && werr == nil {
+				werr = e
+			}
+		}
+		return true
+	})
+	if werr != nil {
+		return false, werr
+	}
+	return eof, rerr
+}
+
+// sendMore writes a frame's header with MSG_MORE: it leaves in one
+// segment with the frame's first bytes, not as a packet of its own.
+func (d *spliceDest) sendMore(b []byte) error {
+	var serr error
+	err := d.raw.Write(func(sfd uintptr) bool {
+		for len(b) > 0 {
+			n, e := unix.SendmsgN(int(sfd), b, nil, nil, unix.MSG_MORE)
+			if e == unix.EAGAIN {
+				return false
+			}
+			if e != nil {
+				serr = fmt.Errorf("sending a frame header: %w", e)
+				return true
+			}
+			b = b[n:]
+		}
+		return true
+	})
+	if serr != nil {
+		return serr
+	}
+	return err
+}
