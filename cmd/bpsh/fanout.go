@@ -140,7 +140,7 @@ func startSet(t client.Tree, set string, jobs []*job, argv []string, o *options,
 				}
 			}
 			tracef("timeout: killing group %d (%d running)", g.ID, n)
-			kill(syscall.SIGKILL)
+			sendOnce(kill, syscall.SIGKILL)
 		})
 		defer tm.Stop()
 	}

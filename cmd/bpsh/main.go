@@ -634,7 +634,7 @@ func newKiller() *killer {
 			k.mu.Unlock()
 			tracef("forwarding %s: %d writes", client.SignalName(sig), len(ks))
 			for _, kill := range ks {
-				go kill(sig)
+				go sendOnce(kill, sig)
 			}
 		}
 	}()
@@ -655,8 +655,15 @@ func (k *killer) addKill(kill func(syscall.Signal) error) {
 	}
 	k.mu.Unlock()
 	for _, s := range late {
-		go kill(syscall.Signal(s))
+		go sendOnce(kill, syscall.Signal(s))
 	}
+}
+
+// sendOnce runs kill with signals kept off its thread: an interrupted
+// ctl write is retried whole, and the processes would get sig twice.
+func sendOnce(kill func(syscall.Signal) error, sig syscall.Signal) {
+	client.BlockInterrupts() // for this goroutine's life: its thread ends with it
+	kill(sig)
 }
 
 // mark records that bpsh itself sent sig.
