@@ -156,4 +156,41 @@ test_expect_success 'a flood of output from a set with a slow reader keeps the m
 	n=$(grep -a -c " end signal 9 SIGKILL$" rest) && test "$n" = 4
 '
 
+# trapper: on every node, says ready, then on TERM says term and exits 3.
+trapper='trap "echo term; exit 3" TERM; echo ready; while :; do sleep 0.1; done'
+
+test_expect_success 'a TERM sent to bpsh -a reaches every node: one group ctl write (per node without the set)' '
+	for fan in 1 0; do
+		rm -f out &&
+		{ BPSH_FANOUT=$fan BPSH_TRACE=1 bpsh -a -p sh -c "$trapper" >out 2>trace & } &&
+		bpsh=$! &&
+		wait_for "test \$(grep -c ready out) = 4" 10 &&
+		kill -TERM $bpsh &&
+		st=0 && { wait $bpsh || st=$?; } &&
+		test "$st" = 3 &&
+		n=$(grep -c "^  [0-3]: term$" out) && test "$n" = 4 &&
+		if test $fan = 1; then
+			test_grep "forwarding TERM: 1 writes" trace
+		else
+			test_grep "forwarding TERM: 4 writes" trace
+		fi || return 1
+	done
+'
+
+test_expect_success 'bpsh -u 1 on a set: the nodes still running are killed and reported folded, status 124' '
+	for fan in 1 0; do
+		{ st=0; BPSH_FANOUT=$fan BPSH_TRACE=1 bpsh -u 1 0-3 sh -c "test \$BPROC_NODE -lt 2 || exec sleep 30" 2>err || st=$?; } &&
+		test "$st" = 124 &&
+		test_grep "^bpsh: n\[2-3\]: command timeout$" err &&
+		n=$(grep -c "command timeout" err) && test "$n" = 1 &&
+		{ st=0; BPSH_FANOUT=$fan bpsh -u 1 -a sleep 30 2>err || st=$?; } &&
+		test "$st" -ge 124 &&
+		test_grep "^bpsh: n\[0-3\]: command timeout$" err || return 1
+	done &&
+	# the set path killed them with one write to the group
+	{ st=0; BPSH_TRACE=1 bpsh -u 1 0-3 sleep 30 2>err || st=$?; } &&
+	test "$st" = 124 &&
+	test_grep "timeout: killing group [0-9]* (4 running)" err
+'
+
 test_done

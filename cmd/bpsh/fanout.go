@@ -121,17 +121,28 @@ func startSet(t client.Tree, set string, jobs []*job, argv []string, o *options,
 			continue
 		}
 		j.proc = mb.Proc
-		j.k.add(j.proc)
 		byNode[j.node] = j
 		live = append(live, j)
-		if o.timeout > 0 {
-			p := j.proc
-			tm := time.AfterFunc(time.Duration(o.timeout)*time.Second, func() {
-				j.timedOut.Store(true)
-				p.Kill(syscall.SIGKILL)
-			})
-			defer tm.Stop()
-		}
+	}
+	// Signals and -u's kill go to all at once, as one write to the
+	// group's ctl (which reaches the processes still running).
+	kill := groupKill(g, live)
+	if len(live) > 0 {
+		jobs[0].k.addKill(kill)
+	}
+	if o.timeout > 0 && len(live) > 0 {
+		tm := time.AfterFunc(time.Duration(o.timeout)*time.Second, func() {
+			n := 0
+			for _, j := range live {
+				if !j.ended.Load() {
+					j.timedOut.Store(true)
+					n++
+				}
+			}
+			tracef("timeout: killing group %d (%d running)", g.ID, n)
+			sendOnce(kill, syscall.SIGKILL)
+		})
+		defer tm.Stop()
 	}
 	if in != nil {
 		// Not waited for: a process may end without reading, leaving
@@ -192,6 +203,7 @@ func readGroup(g *client.Group, byNode map[int]*job, o *options, out *output) {
 		case client.FrameEnd:
 			ss[1].flush()
 			ss[2].flush()
+			j.ended.Store(true)
 			j.st, j.end = fm.Status, time.Now()
 			tracef("node %d: end: %v", j.node, j.st)
 			out.done(j.idx)
@@ -222,5 +234,25 @@ func forwardGroupStdin(g *client.Group, in *os.File, size int) {
 		if rerr != nil {
 			return
 		}
+	}
+}
+
+// groupKill signals the group's live processes with one write to its
+// ctl. Should that write fail other than for a group gone (its processes
+// have all ended), each process is signalled on its own, so a signal is
+// never lost to the faster path.
+func groupKill(g *client.Group, live []*job) func(syscall.Signal) error {
+	return func(sig syscall.Signal) error {
+		err := g.Kill(sig)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		tracef("group %d: kill %s: %v; per process", g.ID, client.SignalName(sig), err)
+		for _, j := range live {
+			if !j.ended.Load() {
+				j.proc.Kill(sig)
+			}
+		}
+		return err
 	}
 }

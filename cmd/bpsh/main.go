@@ -285,7 +285,8 @@ type job struct {
 	start    time.Time
 	end      time.Time
 	timedOut atomic.Bool
-	direct   bool // try the node's data port for the output (direct.go)
+	ended    atomic.Bool // set path: its end was read (-u's deadline spares it)
+	direct   bool        // try the node's data port for the output (direct.go)
 }
 
 // firstBuf is the size of a stream's first read buffer.
@@ -611,12 +612,13 @@ func forwardStdin(in *os.File, dests []*stdinDest, size int) {
 }
 
 // killer forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
-// every started process.
+// every started process: one write per process on the per-node path, one
+// to the group's ctl for a set launch.
 type killer struct {
 	mu    sync.Mutex
-	procs []*client.Proc
-	sent  map[int]bool // signals forwarded from the user
-	quiet map[int]bool // signals bpsh sent for its own reasons
+	kills []func(syscall.Signal) error // a process's or a group's Kill
+	sent  map[int]bool                 // signals forwarded from the user
+	quiet map[int]bool                 // signals bpsh sent for its own reasons
 	ch    chan os.Signal
 }
 
@@ -628,28 +630,40 @@ func newKiller() *killer {
 			sig := s.(syscall.Signal)
 			k.mu.Lock()
 			k.sent[int(sig)] = true
-			ps := append([]*client.Proc(nil), k.procs...)
+			ks := append([]func(syscall.Signal) error(nil), k.kills...)
 			k.mu.Unlock()
-			for _, p := range ps {
-				go p.Kill(sig)
+			tracef("forwarding %s: %d writes", client.SignalName(sig), len(ks))
+			for _, kill := range ks {
+				go sendOnce(kill, sig)
 			}
 		}
 	}()
 	return k
 }
 
-func (k *killer) add(p *client.Proc) {
+// add makes p a target of the forwarded signals.
+func (k *killer) add(p *client.Proc) { k.addKill(p.Kill) }
+
+// addKill adds a target; a signal that came while it was starting
+// reaches it too.
+func (k *killer) addKill(kill func(syscall.Signal) error) {
 	k.mu.Lock()
-	k.procs = append(k.procs, p)
+	k.kills = append(k.kills, kill)
 	var late []int
 	for s := range k.sent {
 		late = append(late, s)
 	}
 	k.mu.Unlock()
-	// A signal that came while this process was starting reaches it too.
 	for _, s := range late {
-		go p.Kill(syscall.Signal(s))
+		go sendOnce(kill, syscall.Signal(s))
 	}
+}
+
+// sendOnce runs kill with signals kept off its thread: an interrupted
+// ctl write is retried whole, and the processes would get sig twice.
+func sendOnce(kill func(syscall.Signal) error, sig syscall.Signal) {
+	client.BlockInterrupts() // for this goroutine's life: its thread ends with it
+	kill(sig)
 }
 
 // mark records that bpsh itself sent sig.
