@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,7 @@ type running struct {
 	out      [2]*outBuf // stdout, stderr
 	gone     chan struct{}
 	goneOnce sync.Once
+	moving   atomic.Bool // seized to move: its streams do not go direct (direct.go)
 
 	// under Slave.jmu
 	stopped  bool
@@ -92,6 +94,11 @@ type outBuf struct {
 	// pauses); direct: it has, and sendOut is done (direct.go).
 	diverting, direct bool
 	spliceTo          *spliceDest // set: fill splices the pipe to a plain direct client
+	// moving: the job is seized to move, and its direct stream goes
+	// back to the master (handBack, direct.go): fill pauses (paused)
+	// while handBack drains the pipe, and once the master took the
+	// stream back (back) sendDirect sends the moved end.
+	moving, paused, back bool
 }
 
 func (ob *outBuf) signalLocked() {
@@ -211,13 +218,23 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 	for {
 		buf := *bp
 		ob.mu.Lock()
-		// Full, or about to splice (direct.go): the kept bytes go first.
-		for (ob.size >= outLimit || ob.spliceTo != nil && (ob.size > 0 || ob.inflight != nil)) && !ob.gone && !ob.broken {
+		// Full, or about to splice (direct.go): the kept bytes go first;
+		// moving: handBack reads the pipe meanwhile.
+		for !ob.gone && !ob.broken {
+			if ob.moving {
+				if !ob.paused {
+					ob.paused = true
+					ob.signalLocked()
+				}
+			} else if ob.size < outLimit && (ob.spliceTo == nil || ob.size == 0 && ob.inflight == nil) {
+				break
+			}
 			ch := ob.changed
 			ob.mu.Unlock()
 			<-ch
 			ob.mu.Lock()
 		}
+		ob.paused = false
 		stop, room := ob.gone || ob.broken, outLimit-ob.size
 		sp := ob.spliceTo
 		ob.mu.Unlock()
@@ -225,10 +242,15 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 			return
 		}
 		if sp != nil {
-			s.spliceOut(j, ob, sp) // splice.go
-			return
+			if !s.spliceOut(j, ob, sp) { // splice.go
+				return
+			}
+			continue // paused for handBack
 		}
 		n, err := ob.r.Read(buf[:min(room, len(buf))])
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = nil // handBack wants the pipe: pause
+		}
 		ob.mu.Lock()
 		if n > 0 && !ob.broken && !ob.gone {
 			if n >= bigRead {

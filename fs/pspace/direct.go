@@ -56,6 +56,12 @@ func (m *Master) ticket(p *Proc) ([]byte, error) {
 	if !p.attached {
 		return nil, fmt.Errorf("process %d is detached: its output goes to the node's io: %w", p.pid, syscall.ENXIO)
 	}
+	p.mu.Lock()
+	moving := p.pending != nil
+	p.mu.Unlock()
+	if moving {
+		return nil, fmt.Errorf("process %d is moving: %w", p.pid, syscall.EBUSY)
+	}
 	sc.mu.Lock()
 	addr := sc.dataAddr
 	sc.mu.Unlock()
