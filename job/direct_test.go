@@ -226,7 +226,7 @@ func testDirectHandBack(t *testing.T, plain bool) {
 	ob := j.out[0]
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		ob.mu.Lock()
-		full := ob.size >= outLimit || ob.spliceTo != nil && ob.acked > 3<<20 // the socket full, and the buffer
+		full := ob.size >= outLimit || ob.spliceTo != nil && ob.acked > 2<<20 // the socket full, and the buffer
 		ob.mu.Unlock()
 		if full {
 			break

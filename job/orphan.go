@@ -64,6 +64,9 @@ func newRunning(m *slaveproto.Msg) *running {
 	for i, name := range []string{"stdout", "stderr"} {
 		j.out[i] = &outBuf{name: name, path: fmt.Sprintf("slave/proc/%d/%s", m.Pid, name), changed: make(chan struct{})}
 	}
+	// A moved process's streams go on from what it wrote before.
+	j.out[0].acked, j.out[0].base = max(m.StdoutOff, 0), max(m.StdoutOff, 0)
+	j.out[1].acked, j.out[1].base = max(m.StderrOff, 0), max(m.StderrOff, 0)
 	return j
 }
 
@@ -99,6 +102,7 @@ type outBuf struct {
 	// while handBack drains the pipe, and once the master took the
 	// stream back (back) sendDirect sends the moved end.
 	moving, paused, back bool
+	base                 int64 // the stream's first offset here (a moved process's: what it wrote before)
 }
 
 func (ob *outBuf) signalLocked() {
@@ -178,7 +182,7 @@ func recycle(c []byte) {
 func (ob *outBuf) settled(l *link) bool {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || ((ob.on == l || ob.direct) && ob.closed))
+	return ob.eof && (ob.broken || (ob.end() == ob.base && !ob.diverting) || ((ob.on == l || ob.direct) && ob.closed))
 }
 
 func (s *Slave) ensureJobs() {
@@ -360,7 +364,7 @@ func (ob *outBuf) next(l *link) sendStep {
 	if l != nil && st.start < end && !ob.broken {
 		st.chunk, ob.inflight = ob.at(st.start)
 	}
-	st.finish = l != nil && st.chunk == nil && ob.eof && !ob.closed && end > 0 && !ob.broken
+	st.finish = l != nil && st.chunk == nil && ob.eof && !ob.closed && end > ob.base && !ob.broken
 	return st
 }
 
@@ -481,7 +485,7 @@ func (s *Slave) ended(ctx context.Context, j *running, status string) {
 			var lines []string
 			for _, ob := range j.out {
 				ob.mu.Lock()
-				if ob.eof && ob.end() == 0 {
+				if ob.eof && ob.end() == ob.base {
 					lines = append(lines, "eof "+ob.name)
 				}
 				ob.mu.Unlock()
@@ -521,7 +525,7 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || (ob.size == 0 && ob.closed))
+		done := ob.eof && (ob.broken || (ob.end() == ob.base && !ob.diverting) || (ob.size == 0 && ob.closed))
 		ob.mu.Unlock()
 		if !done {
 			return

@@ -163,7 +163,10 @@ func (h *divertHandle) Write(_ context.Context, b []byte, _ int64) (int, error) 
 	}
 	f := strings.Fields(string(b))
 	if len(f) > 0 && f[0] == "back" {
-		return len(b), h.takeBack(f[1:])
+		if err := h.takeBack(f[1:]); err != nil {
+			return 0, err
+		}
+		return len(b), nil
 	}
 	// Not while it moves: the next node writes to the tree's streams.
 	h.p.mu.Lock()

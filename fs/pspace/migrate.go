@@ -341,6 +341,7 @@ func (m *Master) startMigrated(mig *migration, p *Proc, inc int, job *execJob) e
 		msg = job.msg(p)
 	}
 	msg.Pid, msg.Inc, msg.Mig, msg.Attached = p.pid, inc, mig.id, p.attached
+	msg.StdoutOff, msg.StderrOff = p.stdout.In(), p.stderr.In()
 	return mig.dst.send(m, msg)
 }
 

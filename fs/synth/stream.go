@@ -65,6 +65,14 @@ func (s *Stream) Out() int64 {
 	return s.out
 }
 
+// In is the count of bytes written to the stream since its first: those
+// that left it and those queued.
+func (s *Stream) In() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out + int64(s.size)
+}
+
 // OnOut makes f hear, after every change, that count and whether the
 // stream is empty; set it before first use.
 func (s *Stream) OnOut(f func(out int64, empty bool)) { s.onOut = f }
@@ -91,9 +99,12 @@ func (s *Stream) Detach() {
 	s.mu.Lock()
 	s.readers--
 	last := s.readers == 0
+	diverted := s.broken == errDiverted
 	s.signal()
 	s.mu.Unlock()
-	if last && !s.lossy {
+	// A diverted stream's readers leave it (they met its EOF): it is not
+	// broken, as it may be taken back (TakeBack).
+	if last && !s.lossy && !diverted {
 		s.Break(fmt.Errorf("no reader left: %w", syscall.EPIPE))
 	}
 }
