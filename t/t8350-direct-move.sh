@@ -18,20 +18,20 @@ went_direct() {
 
 # The job: a known sequence (2 MB: it goes direct), then it waits for the
 # test to see that, moves itself from node 1 to node 2 and prints the rest
-# of the sequence (2 MB more: direct again, from node 2).
+# of the sequence (6 MB more: direct again, from node 2, once it has moved).
 cat >"$T/mvdirect.sh" <<EOF
 seq 1 300000
 echo e1 >&2
 while test ! -e "$T/go"; do sleep 0.05; done
 echo move > /bproc/node/2/ctl || exit 99
 echo e2 >&2
-seq 300001 600000
+seq 300001 1200000
 hostname >&2
 exit 5
 EOF
 
 test_expect_success 'a job that went direct moves: bpsh output byte-exact, in order, exit status kept' '
-	seq 1 600000 >expect &&
+	seq 1 1200000 >expect &&
 	printf "e1\ne2\nnode2\n" >expect.err &&
 	rm -f "$T/go" &&
 	before1=$(direct_count 1) && before2=$(direct_count 2) &&
@@ -47,7 +47,7 @@ test_expect_success 'a job that went direct moves: bpsh output byte-exact, in or
 	test_grep "streams given back to the master to move" "$T/slave1.log" &&
 	test_grep "direct stream 1 moved: back to the tree" err &&
 	test_grep "direct stream 2 moved: back to the tree" err &&
-	n=$(grep -c "node 1: output goes direct" err) && test "$n" = 2 &&
+	n=$(grep -c "node 1: output goes direct" err) && test "$n" -ge 2 &&
 	wait_for "went_direct 2 $before2" 10
 '
 
