@@ -282,3 +282,27 @@ func testDirectHandBack(t *testing.T, plain bool) {
 		t.Errorf("wait %q", w)
 	}
 }
+
+// A moved process's streams count on from what it wrote before (the
+// start's offsets): the master's acks and diverts name the stream's
+// bytes, and a stream it left empty here is still "nothing written".
+func TestMovedStreamOffsets(t *testing.T) {
+	j := newRunning(&slaveproto.Msg{Op: "start", Pid: 9, Inc: 1, StdoutOff: 1988895, StderrOff: 3})
+	ob := j.out[0]
+	if ob.end() != 1988895 || ob.end() != ob.base {
+		t.Fatalf("stdout starts at %d (base %d), want 1988895", ob.end(), ob.base)
+	}
+	ob.push([]byte("1200000\n"))
+	s := &Slave{}
+	s.ensureJobs()
+	s.jobs[9] = j
+	s.ack(9, "stdout", 1988895+4) // the master's readers took 4 bytes of it
+	if ob.acked != 1988899 || ob.size != 4 {
+		t.Errorf("after the ack: acked %d size %d, want 1988899 and 4", ob.acked, ob.size)
+	}
+	e := j.out[1]
+	e.eof = true
+	if !e.settled(nil) {
+		t.Errorf("an empty stderr that ended is not settled (end %d, base %d)", e.end(), e.base)
+	}
+}

@@ -220,6 +220,11 @@ func (h *divertHandle) takeBack(f []string) error {
 		if !s.Diverted() {
 			return fmt.Errorf("process %d's %s did not go direct: %w", h.p.pid, f[i], syscall.EINVAL)
 		}
+		for _, b := range backs {
+			if b.s == s {
+				return fmt.Errorf("back %s twice: %w", f[i], syscall.EINVAL)
+			}
+		}
 		backs = append(backs, back{s, off, f[i+2] == "ended"})
 	}
 	for i, b := range backs {

@@ -54,6 +54,7 @@ func TestTakeBackOffsets(t *testing.T) {
 		"back stdout 9 gone",                   // neither moved nor ended
 		"back stdin 9 moved",                   // no such stream
 		"back stdout 9 moved stderr 0 moved x", // trailing junk
+		"back stdout 9 moved stdout 9 moved",   // twice
 		"back",
 	} {
 		if _, err := h.Write(ctx, []byte(bad), 0); !errors.Is(err, syscall.EINVAL) {
@@ -106,4 +107,31 @@ func TestDivertOffset(t *testing.T) {
 	if _, err := s.Write(ctx, []byte("x")); !errors.Is(err, syscall.EPIPE) {
 		t.Errorf("write after Divert: %v, want EPIPE", err)
 	}
+}
+
+// FuzzTakeBack: whatever a slave writes as "back ...", it is taken whole
+// or not at all, and never moves a stream below what its readers took.
+func FuzzTakeBack(f *testing.F) {
+	for _, s := range []string{"back stdout 5 moved stderr 0 ended", "back stdout 4 moved", "back stdout 3 moved",
+		"back stderr -1 ended", "back stdout 9 moved stdout 9 moved", "back stdin 1 moved", "back", "back stdout 99999999999999999999 moved"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		ctx := context.Background()
+		p := &Proc{pid: 5, attached: true, stdout: synth.NewStream(1<<10, false), stderr: synth.NewStream(1<<10, false)}
+		p.stdout.Attach()
+		p.stdout.Write(ctx, []byte("0123456789"))
+		p.stdout.Read(ctx, make([]byte, 4))
+		h := &divertHandle{p: p}
+		if _, err := h.Write(ctx, []byte("stdout stderr"), 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.Write(ctx, []byte("back "+line), 0)
+		if err != nil && (!p.stdout.Diverted() || !p.stderr.Diverted()) {
+			t.Fatalf("%q failed (%v) yet took a stream back", line, err)
+		}
+		if p.stdout.Out() < 4 {
+			t.Fatalf("%q moved stdout below what its readers took: %d", line, p.stdout.Out())
+		}
+	})
 }
