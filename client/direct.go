@@ -18,6 +18,11 @@ import (
 	"bproc/srv"
 )
 
+// ErrMoved is a direct stream's moved end: the process went to another
+// node, and the stream carries on in the tree's proc/PID/stdout (or
+// stderr) from the byte after the last one read here.
+var ErrMoved = errors.New("direct stream moved: the process went to another node, its output goes on in the tree")
+
 // directDial bounds the connect and handshake with the node: past it the
 // caller falls back to the tree, which always works.
 const directDial = 2 * time.Second
@@ -34,9 +39,11 @@ type DirectStreams struct {
 	cur  byte      // the stream of the frame being read; 0: a header is next
 	left int       // bytes of it still to read
 	busy bool      // somebody reads from r
-	eof  [3]bool
-	shut [3]bool // its reader closed: its frames are skipped
-	err  error
+	eof  [3]bool   // its end came: EOF, or moved
+	// moved: its end was the moved end (ErrMoved), not EOF
+	moved [3]bool
+	shut  [3]bool // its reader closed: its frames are skipped
+	err   error
 }
 
 // OpenDirect attaches to process pid's output through proc/PID/direct.
@@ -172,6 +179,8 @@ func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
 	var skip []byte
 	for {
 		switch {
+		case ds.moved[id]:
+			return 0, ErrMoved
 		case ds.eof[id]:
 			return 0, io.EOF
 		case ds.err != nil:
@@ -192,8 +201,9 @@ func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
 			ds.mu.Lock()
 			if err == nil && n > 0 && ds.eof[st] {
 				err = fmt.Errorf("direct stream: bytes for stream %d after its end", st)
-			} else if err == nil && n == 0 {
+			} else if err == nil && n <= 0 {
 				ds.eof[st] = true
+				ds.moved[st] = n == slaveproto.DirectMoved
 			} else if err == nil {
 				ds.cur, ds.left = st, n
 			}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -73,4 +74,27 @@ func FuzzDirectDemux(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		demux(t, b)
 	})
+}
+
+// A moved end is not EOF: the reader hears ErrMoved, after every byte
+// before it; bytes after it are an error, as after an end.
+func TestDirectMovedEnd(t *testing.T) {
+	moved := func(st byte) []byte { h := slaveproto.DirectFrameHeader(st, slaveproto.DirectMoved); return h[:] }
+	session := append(frames(1, "ab", 2, "x", 1, "c"), moved(1)...)
+	session = append(session, frames(2, "y", 2, "")...)
+	out, errOut, oerr, eerr := demux(t, session)
+	if out != "abc" || !errors.Is(oerr, ErrMoved) || errOut != "xy" || eerr != nil {
+		t.Errorf("got %q %v, %q %v; want abc ErrMoved, xy nil", out, oerr, errOut, eerr)
+	}
+	session = append(frames(1, "a"), moved(1)...)
+	session = append(session, moved(2)...)
+	out, errOut, oerr, eerr = demux(t, session)
+	if out != "a" || !errors.Is(oerr, ErrMoved) || errOut != "" || !errors.Is(eerr, ErrMoved) {
+		t.Errorf("both moved: %q %v, %q %v", out, oerr, errOut, eerr)
+	}
+	session = append(frames(1, "a"), moved(1)...)
+	session = append(session, frames(1, "late", 2, "")...)
+	if _, _, _, eerr = demux(t, session); eerr == nil || errors.Is(eerr, ErrMoved) {
+		t.Errorf("bytes after a moved end: %v, want an error", eerr)
+	}
 }

@@ -18,6 +18,8 @@ import (
 
 	"bproc/fs/slaveproto"
 	"bproc/srv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Direct streams (fs/slaveproto/direct.go): the slave's data port hands an
@@ -253,6 +255,9 @@ func (j *running) directStreams(mask byte) []*outBuf {
 // streams up and says how far its readers took them, and the slave goes on
 // from there. Refused (EBUSY) for a stream already direct.
 func (s *Slave) divert(j *running, obs []*outBuf) error {
+	if j.moving.Load() {
+		return fmt.Errorf("job %d is moving: %w", j.pid, syscall.EBUSY)
+	}
 	var names []string
 	for _, ob := range obs {
 		ob.mu.Lock()
@@ -358,7 +363,7 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceD
 		for _, ob := range obs {
 			id := byte(1 << indexOf(j, ob))
 			ob.mu.Lock()
-			if ob.broken || ob.closed {
+			if ob.broken || ob.closed || !ob.direct {
 				ob.mu.Unlock()
 				continue
 			}
@@ -375,9 +380,26 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceD
 				ob.inflight = chunk
 			}
 			end := ob.size == 0 && ob.eof
+			moved := ob.back && chunk == nil && ob.size == 0
 			chans = append(chans, ob.changed)
 			ob.mu.Unlock()
 			switch {
+			case moved:
+				// The master has the stream back from here on: the
+				// client carries on in the tree, and sendOut here.
+				hdr := slaveproto.DirectFrameHeader(id, slaveproto.DirectMoved)
+				err := write(net.Buffers{hdr[:]})
+				ob.mu.Lock()
+				ob.direct, ob.diverting, ob.moving, ob.back, ob.spliceTo = false, false, false, false, nil
+				ob.signalLocked()
+				ob.mu.Unlock()
+				go s.sendOut(j, ob)
+				if err != nil {
+					// The tree has every byte from the moved end on:
+					// nothing is lost, the client just does not hear it.
+					s.logf("job %d: direct stream's moved end: %v", j.pid, err)
+				}
+				sent = true
 			case chunk != nil:
 				hdr := slaveproto.DirectFrameHeader(id, len(chunk))
 				err := write(net.Buffers{hdr[:], chunk})
@@ -455,4 +477,176 @@ func (s *Slave) directBroken(j *running, obs []*outBuf) {
 		ob.mu.Unlock()
 	}
 	s.maybeRetire(j)
+}
+
+// handBackWait bounds each step of handBack: the job is stopped, so the
+// pipe holds all it will hold, and the client reads or is gone.
+const handBackWait = 10 * time.Second
+
+// handBack gives j's direct streams back to the master as j, stopped,
+// moves: everything j wrote is sent direct, the master takes each stream
+// back from the byte after it ("back NAME OFF HOW"), and then sendDirect
+// ends the direct stream with its moved end and sendOut carries on
+// through the master (for the next node, or for j itself if the move
+// fails). The order is exact: the client reads the direct stream up to
+// its moved end, then the tree, where the next node's bytes come.
+func (s *Slave) handBack(j *running) error {
+	j.moving.Store(true) // no new divert meanwhile
+	var obs []*outBuf
+	for _, ob := range j.out {
+		ob.mu.Lock()
+		err := ob.waitLocked(func() bool { return !ob.diverting || ob.direct || ob.gone })
+		if err == nil && ob.direct && !ob.gone {
+			obs = append(obs, ob)
+			if !ob.closed && !ob.broken {
+				ob.moving = true
+				ob.signalLocked()
+			}
+		}
+		ob.mu.Unlock()
+		if err != nil {
+			return s.handBackFailed(j, obs, fmt.Errorf("job %d's %s: a client taking it direct: %w", j.pid, ob.name, err))
+		}
+	}
+	if len(obs) == 0 {
+		return nil
+	}
+	for _, ob := range obs {
+		if err := s.drainPipe(ob); err != nil {
+			return s.handBackFailed(j, obs, fmt.Errorf("job %d's %s: %w", j.pid, ob.name, err))
+		}
+	}
+	var line []string
+	for _, ob := range obs {
+		ob.mu.Lock()
+		err := ob.waitLocked(func() bool { return ob.closed || ob.broken || ob.size == 0 && ob.inflight == nil && !ob.eof })
+		how := "moved"
+		if ob.closed || ob.broken {
+			how = "ended"
+		}
+		line = append(line, ob.name, strconv.FormatInt(ob.acked, 10), how)
+		ob.mu.Unlock()
+		if err != nil {
+			return s.handBackFailed(j, obs, fmt.Errorf("job %d's %s: sending what it holds direct: %w", j.pid, ob.name, err))
+		}
+	}
+	if err := s.askBack(j, line); err != nil {
+		return s.handBackFailed(j, obs, err)
+	}
+	for _, ob := range obs {
+		ob.mu.Lock()
+		if ob.moving {
+			ob.back = true
+			ob.signalLocked()
+		}
+		ob.mu.Unlock()
+	}
+	s.logf("job %d: streams given back to the master to move (%s)", j.pid, strings.Join(line, " "))
+	return nil
+}
+
+// handBackFailed undoes handBack: the streams stay direct (the move
+// fails, the job goes on here).
+func (s *Slave) handBackFailed(j *running, obs []*outBuf, err error) error {
+	for _, ob := range obs {
+		ob.mu.Lock()
+		ob.moving = false
+		ob.signalLocked()
+		ob.mu.Unlock()
+		ob.r.SetReadDeadline(time.Time{})
+	}
+	j.moving.Store(false)
+	return err
+}
+
+// waitLocked waits (ob.mu held) until ok, for at most handBackWait.
+func (ob *outBuf) waitLocked(ok func() bool) error {
+	t := time.NewTimer(handBackWait)
+	defer t.Stop()
+	for !ok() {
+		ch := ob.changed
+		ob.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			ob.mu.Lock()
+			return fmt.Errorf("still waiting after %v: %w", handBackWait, syscall.ETIMEDOUT)
+		}
+		ob.mu.Lock()
+	}
+	return nil
+}
+
+// drainPipe pauses ob's fill (its read deadline interrupts it) and reads
+// what the stopped job left in the pipe into ob's buffer, for sendDirect.
+func (s *Slave) drainPipe(ob *outBuf) error {
+	ob.mu.Lock()
+	moving := ob.moving
+	ob.mu.Unlock()
+	if !moving {
+		return nil // it ended direct
+	}
+	if err := ob.r.SetReadDeadline(time.Now()); err != nil {
+		return fmt.Errorf("interrupting its reader: %w", err)
+	}
+	ob.mu.Lock()
+	err := ob.waitLocked(func() bool { return ob.paused || ob.gone || ob.broken || ob.eof })
+	ob.mu.Unlock()
+	ob.r.SetReadDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("pausing its reader: %w", err)
+	}
+	rc, err := ob.r.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var rerr error
+	buf := make([]byte, 64<<10)
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, e := unix.Read(int(fd), buf)
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return true // empty: all the stopped job wrote is in hand
+			case e != nil:
+				rerr = fmt.Errorf("reading its pipe: %w", e)
+				return true
+			}
+			ob.mu.Lock()
+			if n == 0 {
+				ob.eof = true
+			} else if !ob.gone && !ob.broken {
+				ob.push(append([]byte(nil), buf[:n]...))
+			}
+			ob.signalLocked()
+			ob.mu.Unlock()
+			if n == 0 {
+				return true
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// askBack has the master take j's streams back: line is NAME OFF HOW
+// triples.
+func (s *Slave) askBack(j *running, line []string) error {
+	l, _ := s.link()
+	if l == nil {
+		return fmt.Errorf("no master to give job %d's streams back to: %w", j.pid, syscall.ENOTCONN)
+	}
+	f, err := l.tree.Open(fmt.Sprintf("slave/proc/%d/direct", j.pid), os.O_RDWR)
+	if err != nil {
+		return fmt.Errorf("job %d: %w", j.pid, err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("back " + strings.Join(line, " "))); err != nil {
+		return fmt.Errorf("job %d: giving its streams back: %w", j.pid, err)
+	}
+	return nil
 }

@@ -190,3 +190,119 @@ func TestDirectPendingBound(t *testing.T) {
 		t.Errorf("one more stranger got %q, want a refusal before the greeting time", b)
 	}
 }
+
+// A job whose streams went direct gives them back (handBack, as it is
+// seized to move): the client reads every byte up to the moved end, and
+// the tree exactly the rest, from the byte after it, however much the
+// slave and the pipe held. Here the job goes on where it is afterwards
+// (a move that failed): its output carries on through the master.
+func TestDirectHandBack(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sealed", true: "plain"}[plain], func(t *testing.T) { testDirectHandBack(t, plain) })
+	}
+}
+
+func testDirectHandBack(t *testing.T, plain bool) {
+	s, u, addr := startDirectMode(t, plain)
+	const total = 16000000
+	pid := mustExec(t, u, "-1", `exec -i /bin/sh -c "echo first; head -c 16000000 /dev/zero | tr '\\0' a; echo err >&2"`)
+	ds, err := client.DialDirect(ticketOf(t, u, pid, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(pid)
+	j := s.job(n)
+	if j == nil {
+		t.Fatalf("no job %d", n)
+	}
+	o, _ := ds.Stdout()
+	e, _ := ds.Stderr()
+	// Read a little, then stop the job while its pipe and the slave's
+	// buffer are full: handBack drains both.
+	head := make([]byte, 6)
+	if _, err := io.ReadFull(o, head); err != nil || string(head) != "first\n" {
+		t.Fatalf("first bytes %q, %v", head, err)
+	}
+	ob := j.out[0]
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ob.mu.Lock()
+		full := ob.size >= outLimit || ob.spliceTo != nil && ob.acked > 2<<20 // the socket full, and the buffer
+		ob.mu.Unlock()
+		if full {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slave's buffer did not fill: size %d acked %d direct %v", ob.size, ob.acked, ob.direct)
+		}
+	}
+	if err := syscall.Kill(-j.pgid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	back := make(chan error, 1)
+	go func() { back <- s.handBack(j) }()
+	errc := make(chan error, 1)
+	go func() {
+		b, err := io.ReadAll(e)
+		if len(b) != 0 {
+			err = errors.New("stderr had bytes before the move: " + string(b))
+		} else if !errors.Is(err, client.ErrMoved) {
+			err = errors.New("stderr did not end moved")
+		} else {
+			err = nil
+		}
+		errc <- err
+	}()
+	direct, err := io.ReadAll(o)
+	if !errors.Is(err, client.ErrMoved) {
+		t.Fatalf("stdout's direct stream ended with %v, want ErrMoved", err)
+	}
+	if err := <-errc; err != nil {
+		t.Error(err)
+	}
+	if err := <-back; err != nil {
+		t.Fatalf("handBack: %v", err)
+	}
+	o.Close()
+	e.Close()
+	if err := syscall.Kill(-j.pgid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	rest := treetest.Read(t, u.Open, "proc/"+pid+"/stdout")
+	if len(direct)+len(rest) != total || strings.Trim(string(direct)+rest, "a") != "" {
+		t.Errorf("direct %d bytes + tree %d bytes: want %d bytes of a, none lost or twice", len(direct), len(rest), total)
+	}
+	if len(direct) == 0 || len(rest) == 0 {
+		t.Errorf("direct %d, tree %d: one side carried it all", len(direct), len(rest))
+	}
+	t.Logf("direct %d bytes, then the tree %d", len(direct), len(rest))
+	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stderr"); got != "err\n" {
+		t.Errorf("stderr through the tree after the move: %q", got)
+	}
+	if w := treetest.Read(t, u.Open, "proc/"+pid+"/wait"); w != "exit 0\n" {
+		t.Errorf("wait %q", w)
+	}
+}
+
+// A moved process's streams count on from what it wrote before (the
+// start's offsets): the master's acks and diverts name the stream's
+// bytes, and a stream it left empty here is still "nothing written".
+func TestMovedStreamOffsets(t *testing.T) {
+	j := newRunning(&slaveproto.Msg{Op: "start", Pid: 9, Inc: 1, StdoutOff: 1988895, StderrOff: 3})
+	ob := j.out[0]
+	if ob.end() != 1988895 || ob.end() != ob.base {
+		t.Fatalf("stdout starts at %d (base %d), want 1988895", ob.end(), ob.base)
+	}
+	ob.push([]byte("1200000\n"))
+	s := &Slave{}
+	s.ensureJobs()
+	s.jobs[9] = j
+	s.ack(9, "stdout", 1988895+4) // the master's readers took 4 bytes of it
+	if ob.acked != 1988899 || ob.size != 4 {
+		t.Errorf("after the ack: acked %d size %d, want 1988899 and 4", ob.acked, ob.size)
+	}
+	e := j.out[1]
+	e.eof = true
+	if !e.settled(nil) {
+		t.Errorf("an empty stderr that ended is not settled (end %d, base %d)", e.end(), e.base)
+	}
+}

@@ -38,6 +38,7 @@ type outgoing struct {
 	held  *vmadump.Held
 	child *vmadump.Held // rfork: the ghost child, forked before the dump
 	ctlFd int           // the descriptor the process wrote the command to
+	job   *running      // the job it is, when a job moves on (handBack)
 	done  chan struct{} // the dump is over (or failed): "migrated" may act
 }
 
@@ -118,6 +119,9 @@ func (s *Slave) abandon(o *outgoing, errno syscall.Errno) {
 			s.logf("migration %d: discarding the forked child: %v", o.mig, err)
 		}
 	}
+	if o.job != nil {
+		o.job.moving.Store(false) // it stays: it may go direct again
+	}
 	ret := -int64(errno)
 	if err := o.held.Resume(&ret); err != nil {
 		s.logf("migration %d: resuming process %d: %v", o.mig, o.held.Pid, err)
@@ -137,6 +141,18 @@ func (s *Slave) dumpOut(l *link, o *outgoing, flags vmadump.Flags) {
 	nr, fd, _ := o.held.Syscall()
 	if nr == unix.SYS_WRITE || nr == unix.SYS_PWRITE64 || nr == unix.SYS_WRITEV {
 		o.ctlFd = fd
+	}
+	if o.kind != slaveproto.MigRfork {
+		// A job moving on: its direct streams come back to the master
+		// before the next node may write there (the master starts it
+		// once it hears "stopped").
+		if j := s.jobByOSPid(o.held.Pid); j != nil {
+			o.job = j
+			if err := s.handBack(j); err != nil {
+				fail(fmt.Errorf("giving the direct streams back: %w", err))
+				return
+			}
+		}
 	}
 	stopped := slaveproto.MigReport{Ev: "stopped", Argv: cmdline(o.held.Pid)}
 	if o.kind == slaveproto.MigRfork {
@@ -221,6 +237,18 @@ func (s *Slave) migrated(l *link, m *slaveproto.Msg) {
 	if err := s.hostGhost(l, m.Pid, ghost, o.ctlFd, o.kind == slaveproto.MigExecmove); err != nil {
 		s.logf("migration %d: process %d: %v", o.mig, m.Pid, err)
 	}
+}
+
+// jobByOSPid is the job whose process (group leader) is pid, if any.
+func (s *Slave) jobByOSPid(pid int) *running {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	for _, j := range s.jobs {
+		if j.pgid == pid {
+			return j
+		}
+	}
+	return nil
 }
 
 // cmdline is a process's argv, from /proc, for the tree's status line.

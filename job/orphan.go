@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,7 @@ type running struct {
 	out      [2]*outBuf // stdout, stderr
 	gone     chan struct{}
 	goneOnce sync.Once
+	moving   atomic.Bool // seized to move: its streams do not go direct (direct.go)
 
 	// under Slave.jmu
 	stopped  bool
@@ -62,6 +64,9 @@ func newRunning(m *slaveproto.Msg) *running {
 	for i, name := range []string{"stdout", "stderr"} {
 		j.out[i] = &outBuf{name: name, path: fmt.Sprintf("slave/proc/%d/%s", m.Pid, name), changed: make(chan struct{})}
 	}
+	// A moved process's streams go on from what it wrote before.
+	j.out[0].acked, j.out[0].base = max(m.StdoutOff, 0), max(m.StdoutOff, 0)
+	j.out[1].acked, j.out[1].base = max(m.StderrOff, 0), max(m.StderrOff, 0)
 	return j
 }
 
@@ -92,6 +97,12 @@ type outBuf struct {
 	// pauses); direct: it has, and sendOut is done (direct.go).
 	diverting, direct bool
 	spliceTo          *spliceDest // set: fill splices the pipe to a plain direct client
+	// moving: the job is seized to move, and its direct stream goes
+	// back to the master (handBack, direct.go): fill pauses (paused)
+	// while handBack drains the pipe, and once the master took the
+	// stream back (back) sendDirect sends the moved end.
+	moving, paused, back bool
+	base                 int64 // the stream's first offset here (a moved process's: what it wrote before)
 }
 
 func (ob *outBuf) signalLocked() {
@@ -171,7 +182,7 @@ func recycle(c []byte) {
 func (ob *outBuf) settled(l *link) bool {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || ((ob.on == l || ob.direct) && ob.closed))
+	return ob.eof && (ob.broken || (ob.end() == ob.base && !ob.diverting) || ((ob.on == l || ob.direct) && ob.closed))
 }
 
 func (s *Slave) ensureJobs() {
@@ -211,13 +222,23 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 	for {
 		buf := *bp
 		ob.mu.Lock()
-		// Full, or about to splice (direct.go): the kept bytes go first.
-		for (ob.size >= outLimit || ob.spliceTo != nil && (ob.size > 0 || ob.inflight != nil)) && !ob.gone && !ob.broken {
+		// Full, or about to splice (direct.go): the kept bytes go first;
+		// moving: handBack reads the pipe meanwhile.
+		for !ob.gone && !ob.broken {
+			if ob.moving {
+				if !ob.paused {
+					ob.paused = true
+					ob.signalLocked()
+				}
+			} else if ob.size < outLimit && (ob.spliceTo == nil || ob.size == 0 && ob.inflight == nil) {
+				break
+			}
 			ch := ob.changed
 			ob.mu.Unlock()
 			<-ch
 			ob.mu.Lock()
 		}
+		ob.paused = false
 		stop, room := ob.gone || ob.broken, outLimit-ob.size
 		sp := ob.spliceTo
 		ob.mu.Unlock()
@@ -225,10 +246,15 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 			return
 		}
 		if sp != nil {
-			s.spliceOut(j, ob, sp) // splice.go
-			return
+			if !s.spliceOut(j, ob, sp) { // splice.go
+				return
+			}
+			continue // paused for handBack
 		}
 		n, err := ob.r.Read(buf[:min(room, len(buf))])
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = nil // handBack wants the pipe: pause
+		}
 		ob.mu.Lock()
 		if n > 0 && !ob.broken && !ob.gone {
 			if n >= bigRead {
@@ -338,7 +364,7 @@ func (ob *outBuf) next(l *link) sendStep {
 	if l != nil && st.start < end && !ob.broken {
 		st.chunk, ob.inflight = ob.at(st.start)
 	}
-	st.finish = l != nil && st.chunk == nil && ob.eof && !ob.closed && end > 0 && !ob.broken
+	st.finish = l != nil && st.chunk == nil && ob.eof && !ob.closed && end > ob.base && !ob.broken
 	return st
 }
 
@@ -459,7 +485,7 @@ func (s *Slave) ended(ctx context.Context, j *running, status string) {
 			var lines []string
 			for _, ob := range j.out {
 				ob.mu.Lock()
-				if ob.eof && ob.end() == 0 {
+				if ob.eof && ob.end() == ob.base {
 					lines = append(lines, "eof "+ob.name)
 				}
 				ob.mu.Unlock()
@@ -499,7 +525,7 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || (ob.end() == 0 && !ob.diverting) || (ob.size == 0 && ob.closed))
+		done := ob.eof && (ob.broken || (ob.end() == ob.base && !ob.diverting) || (ob.size == 0 && ob.closed))
 		ob.mu.Unlock()
 		if !done {
 			return

@@ -1,8 +1,10 @@
 package job
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 
@@ -47,35 +49,46 @@ func (d *spliceDest) write(b net.Buffers) error {
 }
 
 // spliceOut sends ob's pipe to d until the job closes it (ob.eof, and
-// sendDirect sends the end) or the client goes (the stream breaks).
-func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) {
+// sendDirect sends the end) or the client goes (the stream breaks); again
+// when handBack interrupted it (the pipe's read deadline): fill goes on.
+func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
 	pipe, err := ob.r.SyscallConn()
 	if err != nil {
 		s.logf("job %d: %s: %v", j.pid, ob.name, err)
 		s.directBroken(j, []*outBuf{ob})
-		return
+		return false
 	}
 	id := byte(1 << indexOf(j, ob))
 	for {
-		eof, err := d.frame(pipe, id)
+		n, eof, err := d.frame(pipe, id)
+		if n > 0 {
+			// Counted as sent, as sendDirect's frames are: where the
+			// stream stands if it goes back to the master (handBack).
+			ob.mu.Lock()
+			ob.acked += int64(n)
+			ob.mu.Unlock()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return true
+		}
 		if err != nil {
 			s.logf("job %d: direct stream: %v", j.pid, err)
 			s.directBroken(j, j.directStreams(3))
-			return
+			return false
 		}
 		if eof {
 			ob.mu.Lock()
 			ob.eof = true
 			ob.signalLocked()
 			ob.mu.Unlock()
-			return
+			return false
 		}
 	}
 }
 
 // frame waits for bytes in the pipe and splices what it holds as one
-// frame; eof once the pipe is empty and its writers gone.
-func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (eof bool, err error) {
+// frame of sent bytes; eof once the pipe is empty and its writers gone.
+func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (sent int, eof bool, err error) {
 	var werr error
 	rerr := pipe.Read(func(pfd uintptr) bool {
 		n, e := unix.IoctlGetInt(int(pfd), unix.TIOCINQ) // FIONREAD
@@ -108,6 +121,7 @@ func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (eof bool, err error) 
 					werr = fmt.Errorf("splice: the pipe ended %d bytes short", left)
 				}
 				left -= int(m)
+				sent += int(m)
 				return true
 			})
 			if e != nil && werr == nil {
@@ -117,9 +131,9 @@ func (d *spliceDest) frame(pipe syscall.RawConn, id byte) (eof bool, err error) 
 		return true
 	})
 	if werr != nil {
-		return false, werr
+		return sent, false, werr
 	}
-	return eof, rerr
+	return sent, eof, rerr
 }
 
 // sendMore writes a frame's header with MSG_MORE: it leaves in one

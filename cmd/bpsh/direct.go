@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 
 	"bproc/client"
 )
@@ -80,10 +84,14 @@ func (sw *switcher) took(n int) {
 	go func() {
 		ds, err := client.OpenDirect(sw.j.proc.T, sw.j.proc.Pid)
 		sw.mu.Lock()
-		if err != nil {
+		switch {
+		case errors.Is(err, syscall.EBUSY): // moving: try again later
+			tracef("node %d: no direct stream yet: %v", sw.j.node, err)
+			sw.state, sw.seen = 0, 0
+		case err != nil:
 			tracef("node %d: no direct stream: %v", sw.j.node, err)
 			sw.state = 3
-		} else {
+		default:
 			tracef("node %d: output goes direct", sw.j.node)
 			sw.state, sw.ds = 2, ds
 		}
@@ -99,22 +107,59 @@ func (sw *switcher) direct() *client.DirectStreams {
 	for sw.state == 1 {
 		sw.cond.Wait()
 	}
+	if sw.state != 2 {
+		return nil
+	}
 	return sw.ds
 }
 
-// switchReader reads one stream from the tree, then from the node.
+// moved: ds's stream ended "moved" (the process went to another node),
+// so the output is on the tree again, and may go direct again (from the
+// new node) after another directAfter.
+func (sw *switcher) moved(ds *client.DirectStreams) {
+	sw.mu.Lock()
+	if sw.state == 2 && sw.ds == ds {
+		sw.state, sw.seen = 0, 0
+	}
+	sw.mu.Unlock()
+}
+
+// switchReader reads one stream from the tree, then from the node, and
+// from the tree again after a move.
 type switchReader struct {
 	sw     *switcher
 	cur    io.ReadCloser
 	id     int
 	onNode bool
+	last   *client.DirectStreams // the direct streams read last: not again
 }
 
 func (r *switchReader) Read(p []byte) (int, error) {
 	for {
 		n, err := r.cur.Read(p)
 		if r.onNode {
-			return n, err
+			if !errors.Is(err, client.ErrMoved) {
+				return n, err
+			}
+			// The tree has the stream from the byte after the last
+			// one read here.
+			tracef("node %d: direct stream %d moved: back to the tree", r.sw.j.node, r.id)
+			r.cur.Close()
+			r.sw.moved(r.last)
+			if r.id == 2 {
+				r.cur, err = r.sw.j.proc.Stderr()
+			} else {
+				r.cur, err = r.sw.j.proc.Stdout()
+			}
+			if err != nil {
+				r.cur = io.NopCloser(strings.NewReader(""))
+				return n, fmt.Errorf("reopening stream %d after a move: %w", r.id, err)
+			}
+			r.onNode = false
+			if n > 0 {
+				return n, nil
+			}
+			continue
 		}
 		if n > 0 {
 			r.sw.took(n)
@@ -123,7 +168,7 @@ func (r *switchReader) Read(p []byte) (int, error) {
 			return n, err
 		}
 		ds := r.sw.direct()
-		if ds == nil {
+		if ds == nil || ds == r.last {
 			return n, err
 		}
 		r.cur.Close()
@@ -131,7 +176,7 @@ func (r *switchReader) Read(p []byte) (int, error) {
 		if r.id == 2 {
 			r.cur, _ = ds.Stderr()
 		}
-		r.onNode = true
+		r.onNode, r.last = true, ds
 		if n > 0 {
 			return n, nil
 		}

@@ -56,6 +56,12 @@ func (m *Master) ticket(p *Proc) ([]byte, error) {
 	if !p.attached {
 		return nil, fmt.Errorf("process %d is detached: its output goes to the node's io: %w", p.pid, syscall.ENXIO)
 	}
+	p.mu.Lock()
+	moving := p.pending != nil
+	p.mu.Unlock()
+	if moving {
+		return nil, fmt.Errorf("process %d is moving: %w", p.pid, syscall.EBUSY)
+	}
 	sc.mu.Lock()
 	addr := sc.dataAddr
 	sc.mu.Unlock()
@@ -125,7 +131,9 @@ func (h *dataPortHandle) Write(_ context.Context, b []byte, _ int64) (int, error
 // stream names ("stdout stderr") takes those streams from the tree's
 // readers (proc/PID/stdout then gives EOF); reading then gives, per name,
 // "NAME OFF": the count of its bytes the tree's readers took, from which
-// the slave sends the rest direct.
+// the slave sends the rest direct. Writing "back NAME OFF HOW..." gives
+// them back as the process moves (HOW "moved": the tree's readers carry
+// on from byte OFF; "ended": the stream had ended direct).
 func (m *Master) divertFile(p *Proc) *synth.FuncFile {
 	return &synth.FuncFile{Ino: synth.NewIno(), Mode: 0o600, OpenFunc: func(*synth.Caller, int) (synth.Handle, error) {
 		return &divertHandle{p: p}, nil
@@ -139,38 +147,92 @@ type divertHandle struct {
 	out []byte // the answer, read from its start whatever the file offset (past the write)
 }
 
+func (h *divertHandle) stream(name string) (*synth.Stream, error) {
+	switch name {
+	case "stdout":
+		return h.p.stdout, nil
+	case "stderr":
+		return h.p.stderr, nil
+	}
+	return nil, fmt.Errorf("divert %q: no such stream: %w", name, syscall.EINVAL)
+}
+
 func (h *divertHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
 	if !h.p.attached {
 		return 0, fmt.Errorf("process %d is detached: %w", h.p.pid, syscall.EINVAL)
 	}
-	// Not while it moves (the next node would write to the tree's
-	// streams), and it will not move once direct.
+	f := strings.Fields(string(b))
+	if len(f) > 0 && f[0] == "back" {
+		if err := h.takeBack(f[1:]); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	// Not while it moves: the next node writes to the tree's streams.
 	h.p.mu.Lock()
 	moving := h.p.pending != nil
-	if !moving {
-		h.p.direct = true
-	}
 	h.p.mu.Unlock()
 	if moving {
 		return 0, fmt.Errorf("process %d is moving: %w", h.p.pid, syscall.EBUSY)
 	}
-	var out []byte
-	for _, name := range strings.Fields(string(b)) {
-		var s *synth.Stream
-		switch name {
-		case "stdout":
-			s = h.p.stdout
-		case "stderr":
-			s = h.p.stderr
-		default:
-			return 0, fmt.Errorf("divert %q: no such stream: %w", name, syscall.EINVAL)
+	var streams []*synth.Stream
+	for _, name := range f {
+		s, err := h.stream(name)
+		if err != nil {
+			return 0, err
 		}
-		out = fmt.Appendf(out, "%s %d\n", name, s.Divert())
+		streams = append(streams, s)
+	}
+	var out []byte
+	for i, s := range streams {
+		out = fmt.Appendf(out, "%s %d\n", f[i], s.Divert())
 	}
 	h.mu.Lock()
 	h.out = out
 	h.mu.Unlock()
 	return len(b), nil
+}
+
+// takeBack is "back NAME OFF HOW...": each stream is checked before any
+// is taken back.
+func (h *divertHandle) takeBack(f []string) error {
+	if len(f) == 0 || len(f)%3 != 0 {
+		return fmt.Errorf("back %q: want NAME OFF HOW triples: %w", strings.Join(f, " "), syscall.EINVAL)
+	}
+	type back struct {
+		s     *synth.Stream
+		off   int64
+		ended bool
+	}
+	var backs []back
+	for i := 0; i < len(f); i += 3 {
+		s, err := h.stream(f[i])
+		if err != nil {
+			return err
+		}
+		off, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil || off < 0 {
+			return fmt.Errorf("back %s: offset %q: %w", f[i], f[i+1], syscall.EINVAL)
+		}
+		if f[i+2] != "moved" && f[i+2] != "ended" {
+			return fmt.Errorf("back %s: %q is neither moved nor ended: %w", f[i], f[i+2], syscall.EINVAL)
+		}
+		if !s.Diverted() {
+			return fmt.Errorf("process %d's %s did not go direct: %w", h.p.pid, f[i], syscall.EINVAL)
+		}
+		for _, b := range backs {
+			if b.s == s {
+				return fmt.Errorf("back %s twice: %w", f[i], syscall.EINVAL)
+			}
+		}
+		backs = append(backs, back{s, off, f[i+2] == "ended"})
+	}
+	for i, b := range backs {
+		if err := b.s.TakeBack(b.off, b.ended); err != nil {
+			return fmt.Errorf("process %d's %s: %w", h.p.pid, f[3*i], err)
+		}
+	}
+	return nil
 }
 
 func (h *divertHandle) Read(_ context.Context, b []byte, off int64) (int, error) {

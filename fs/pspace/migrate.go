@@ -341,6 +341,7 @@ func (m *Master) startMigrated(mig *migration, p *Proc, inc int, job *execJob) e
 		msg = job.msg(p)
 	}
 	msg.Pid, msg.Inc, msg.Mig, msg.Attached = p.pid, inc, mig.id, p.attached
+	msg.StdoutOff, msg.StderrOff = p.stdout.In(), p.stderr.In()
 	return mig.dst.send(m, msg)
 }
 
@@ -410,7 +411,9 @@ func (p *Proc) beginMove(n *node, sc *slaveConn) (*pendingMove, error) {
 	if p.pending != nil {
 		return nil, fmt.Errorf("process %d is moving already: %w", p.pid, syscall.EBUSY)
 	}
-	if p.direct {
+	if p.stdout.Diverted() || p.stderr.Diverted() {
+		// Its node did not give its direct streams back (an older
+		// slave): the next node would write to streams nobody reads.
 		return nil, fmt.Errorf("process %d's output goes straight to a client from its node: %w", p.pid, syscall.EBUSY)
 	}
 	p.pending = &pendingMove{n: n, sc: sc, inc: p.inc + 1, started: make(chan error, 1)}

@@ -52,7 +52,6 @@ type Proc struct {
 	startErr error  // why an exec -b's start failed
 	exitedAt time.Time
 	pending  *pendingMove // its next incarnation while it moves (migrate.go)
-	direct   bool         // its output went direct to a client (direct.go): it cannot move
 
 	dir *procDir
 }

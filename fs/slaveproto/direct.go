@@ -181,16 +181,28 @@ func FormatDirect(addr string, ticket, secret []byte) string {
 	return fmt.Sprintf("%s %x %x\n", addr, ticket, secret)
 }
 
-// DirectFrameHeader is the header of one frame of a direct stream.
+// DirectMoved is the length a frame header gives for a stream's "moved"
+// end: the process moved to another node, and the stream carries on in
+// the tree's proc/PID/stdout (or stderr) from the byte after this frame.
+// On the wire it is the stream's number with movedBit, length 0.
+const DirectMoved = -1
+
+const movedBit = 0x80
+
+// DirectFrameHeader is the header of one frame of a direct stream (n
+// DirectMoved: the stream's moved end).
 func DirectFrameHeader(stream byte, n int) [5]byte {
 	var h [5]byte
 	h[0] = stream
+	if n == DirectMoved {
+		h[0], n = stream|movedBit, 0
+	}
 	binary.BigEndian.PutUint32(h[1:], uint32(n))
 	return h
 }
 
 // ReadDirectFrame reads the next frame's header from r: its stream and
-// length (0: that stream ended).
+// length (0: that stream ended; DirectMoved: it goes on in the tree).
 func ReadDirectFrame(r io.Reader) (stream byte, n int, err error) {
 	var h [5]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
@@ -202,11 +214,19 @@ func ReadDirectFrame(r io.Reader) (stream byte, n int, err error) {
 // ParseDirectFrame checks a frame header.
 func ParseDirectFrame(h [5]byte) (stream byte, n int, err error) {
 	stream, size := h[0], binary.BigEndian.Uint32(h[1:])
+	moved := stream&movedBit != 0
+	stream &^= movedBit
 	if stream != StreamStdout && stream != StreamStderr {
 		return 0, 0, fmt.Errorf("direct frame for stream %d", stream)
 	}
 	if size > MaxDirectFrame {
 		return 0, 0, fmt.Errorf("direct frame of %d bytes, more than %d", size, MaxDirectFrame)
+	}
+	if moved {
+		if size != 0 {
+			return 0, 0, fmt.Errorf("moved end of stream %d with %d bytes", stream, size)
+		}
+		return stream, DirectMoved, nil
 	}
 	return stream, int(size), nil
 }

@@ -65,14 +65,14 @@ func FuzzParseDirectHello(f *testing.F) {
 
 // FuzzParseDirectFrame: a header is a known stream and a bounded length.
 func FuzzParseDirectFrame(f *testing.F) {
-	for _, h := range [][5]byte{DirectFrameHeader(1, 0), DirectFrameHeader(2, MaxDirectFrame), DirectFrameHeader(3, 1), DirectFrameHeader(1, MaxDirectFrame+1)} {
+	for _, h := range [][5]byte{DirectFrameHeader(1, 0), DirectFrameHeader(2, MaxDirectFrame), DirectFrameHeader(3, 1), DirectFrameHeader(1, MaxDirectFrame+1), DirectFrameHeader(2, DirectMoved), {0x81, 0, 0, 0, 1}, {0x83, 0, 0, 0, 0}} {
 		f.Add(h[:])
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h [5]byte
 		copy(h[:], b)
 		st, n, err := ParseDirectFrame(h)
-		if err == nil && ((st != StreamStdout && st != StreamStderr) || n < 0 || n > MaxDirectFrame) {
+		if err == nil && ((st != StreamStdout && st != StreamStderr) || (n < 0 && n != DirectMoved) || n > MaxDirectFrame) {
 			t.Fatalf("header %x gave stream %d length %d", h, st, n)
 		}
 		if err == nil && DirectFrameHeader(st, n) != h {

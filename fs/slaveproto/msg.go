@@ -51,6 +51,12 @@ type Msg struct {
 	// master's table, drop all that is kept for it
 	Stream string `json:"stream,omitempty"`
 	Off    int64  `json:"off,omitempty"`
+	// start of a process that moved: the offsets its stdout and stderr
+	// go on from (the bytes its earlier incarnations wrote), so that
+	// acks and direct streams count in the stream's bytes, not the
+	// incarnation's.
+	StdoutOff int64 `json:"stdout_off,omitempty"`
+	StderrOff int64 `json:"stderr_off,omitempty"`
 
 	// start, signal
 	Pid int `json:"pid,omitempty"`

@@ -65,6 +65,14 @@ func (s *Stream) Out() int64 {
 	return s.out
 }
 
+// In is the count of bytes written to the stream since its first: those
+// that left it and those queued.
+func (s *Stream) In() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out + int64(s.size)
+}
+
 // OnOut makes f hear, after every change, that count and whether the
 // stream is empty; set it before first use.
 func (s *Stream) OnOut(f func(out int64, empty bool)) { s.onOut = f }
@@ -91,9 +99,12 @@ func (s *Stream) Detach() {
 	s.mu.Lock()
 	s.readers--
 	last := s.readers == 0
+	diverted := s.broken == errDiverted
 	s.signal()
 	s.mu.Unlock()
-	if last && !s.lossy {
+	// A diverted stream's readers leave it (they met its EOF): it is not
+	// broken, as it may be taken back (TakeBack).
+	if last && !s.lossy && !diverted {
 		s.Break(fmt.Errorf("no reader left: %w", syscall.EPIPE))
 	}
 }
@@ -355,10 +366,44 @@ func (s *Stream) Divert() int64 {
 		c.free()
 	}
 	s.chunks, s.size = nil, 0
-	s.broken = fmt.Errorf("stream went direct: %w", syscall.EPIPE)
+	s.broken = errDiverted
 	s.eof = true
 	s.signal()
 	return s.out
+}
+
+var errDiverted = fmt.Errorf("stream went direct: %w", syscall.EPIPE)
+
+// Diverted says the stream went to a writer elsewhere (Divert) and was
+// not taken back.
+func (s *Stream) Diverted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken == errDiverted
+}
+
+// TakeBack is Divert's inverse, for a process whose direct stream ended
+// "moved": the stream's readers carry on from byte off, where the writer
+// elsewhere stopped (off must not be below what had left it at Divert).
+// ended: that stream had ended elsewhere, so it stays at its end (writers
+// get EPIPE, readers EOF).
+func (s *Stream) TakeBack(off int64, ended bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken != errDiverted {
+		return fmt.Errorf("the stream did not go direct: %w", syscall.EINVAL)
+	}
+	if off < s.out {
+		return fmt.Errorf("taking the stream back at byte %d, below the %d its readers had: %w", off, s.out, syscall.EINVAL)
+	}
+	s.out = off
+	if ended {
+		s.broken = fmt.Errorf("stream ended: %w", syscall.EPIPE)
+	} else {
+		s.broken, s.eof = nil, false
+	}
+	s.signal()
+	return nil
 }
 
 // Chunk buffers of the big streams are recycled: allocating and clearing
