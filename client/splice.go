@@ -48,7 +48,11 @@ type SpliceDest struct {
 	f    *os.File
 	fd   int
 	pipe []int // [read, write] of its own pipe; nil when f is a pipe
+	sent int64 // bytes spliced from the socket
 }
+
+// Spliced is how many bytes went to d by splice (not the read-ahead).
+func (d *SpliceDest) Spliced() int64 { return d.sent }
 
 // NewSpliceDest checks that f takes spliced bytes: a pipe, a regular file
 // not in append mode (splice refuses those), or /dev/null; blocking (a
@@ -162,6 +166,7 @@ func (s *spliceSrc) move(d *SpliceDest, left int) (int, error) {
 			left -= int(n)
 		}
 	}
+	d.sent += int64(m)
 	return m, nil
 }
 

@@ -116,6 +116,9 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 		}
 		n, errOut, err := spliceAll(t, plainSession(t, session), d)
 		pw.Close()
+		if d.Spliced() < int64(len(want))/2 {
+			t.Errorf("%d of %d bytes spliced", d.Spliced(), len(want))
+		}
 		if b := <-got; err != nil || n != len(want) || !bytes.Equal(b, want) || !bytes.Equal(errOut, wantErr) {
 			t.Fatalf("moved %d, %v; pipe got %d bytes (want %d, equal %v), stderr %q", n, err, len(b), len(want), bytes.Equal(b, want), errOut)
 		}
@@ -132,6 +135,9 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 		}
 		defer d.Close()
 		n, errOut, err := spliceAll(t, plainSession(t, session), d)
+		if d.Spliced() < int64(len(want))/2 {
+			t.Errorf("%d of %d bytes spliced", d.Spliced(), len(want))
+		}
 		b, rerr := os.ReadFile(f.Name())
 		if err != nil || rerr != nil || n != len(want) || !bytes.Equal(b, want) || !bytes.Equal(errOut, wantErr) {
 			t.Fatalf("moved %d, %v, %v; file has %d bytes (want %d, equal %v), stderr %q", n, err, rerr, len(b), len(want), bytes.Equal(b, want), errOut)

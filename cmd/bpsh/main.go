@@ -530,7 +530,12 @@ func (j *job) copyStream(r io.ReadCloser, out *output, fd int, o *options) {
 	var sd *client.SpliceDest
 	if sr != nil && sk.lw == nil {
 		sd = out.spliceDest(fd) // splice.go
-		defer sd.Close()
+		defer func() {
+			if sd != nil {
+				tracef("node %d: %d bytes of %s spliced", j.node, sd.Spliced(), [3]string{"", "stdout", "stderr"}[fd])
+				sd.Close()
+			}
+		}()
 	}
 	for {
 		if sd != nil {
