@@ -56,7 +56,8 @@ func (d *SpliceDest) Spliced() int64 { return d.sent }
 
 // NewSpliceDest checks that f takes spliced bytes: a pipe, a regular file
 // not in append mode (splice refuses those), or /dev/null; blocking (a
-// full non-blocking pipe would have the mover spin). Close it after.
+// full non-blocking pipe says EAGAIN as an empty socket does, and the
+// mover would wait for the socket). Close it after.
 func NewSpliceDest(f *os.File) (*SpliceDest, error) {
 	var st unix.Stat_t
 	fd := int(f.Fd())
@@ -128,11 +129,12 @@ func (s *spliceSrc) move(d *SpliceDest, left int) (int, error) {
 	var serr error
 	err := s.raw.Read(func(sfd uintptr) bool {
 		n, e := unix.Splice(int(sfd), nil, to, nil, min(left, spliceMax), unix.SPLICE_F_MOVE)
+		for e == unix.EINTR { // at once: the socket's readiness may not come again
+			n, e = unix.Splice(int(sfd), nil, to, nil, min(left, spliceMax), unix.SPLICE_F_MOVE)
+		}
 		switch {
 		case e == unix.EAGAIN:
-			return false // nothing on the socket yet: wait
-		case e == unix.EINTR:
-			return false
+			return false // nothing on the socket yet (a blocking pipe waits in splice): wait
 		case e != nil:
 			serr = e
 		case n == 0:

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"bproc/fs/slaveproto"
 )
@@ -187,5 +188,45 @@ func TestSpliceRefusalsAndWriteErrors(t *testing.T) {
 	}
 	if b := <-errc; !bytes.Equal(b, wantErr) {
 		t.Errorf("stderr %q, want %q", b, wantErr)
+	}
+}
+
+// A pipe whose reader is slow fills: the move then waits for the pipe, not
+// for the socket (whose bytes are all there already, so it would never
+// become readable again).
+func TestSpliceToSlowPipe(t *testing.T) {
+	session, want, _ := bigSession()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	got := make(chan []byte)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the pipe and then the socket's buffer fill meanwhile
+		b, _ := io.ReadAll(pr)
+		got <- b
+	}()
+	d, err := NewSpliceDest(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	done := make(chan error, 1)
+	go func() {
+		n, _, err := spliceAll(t, plainSession(t, session), d)
+		if err == nil && n != len(want) {
+			err = io.ErrShortWrite
+		}
+		pw.Close()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if b := <-got; err != nil || !bytes.Equal(b, want) {
+			t.Fatalf("%v; the pipe got %d bytes of %d", err, len(b), len(want))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("splicing into a slow pipe hangs")
 	}
 }
