@@ -60,7 +60,15 @@ func (d *SpliceDest) Spliced() int64 { return d.sent }
 // mover would wait for the socket). Close it after.
 func NewSpliceDest(f *os.File) (*SpliceDest, error) {
 	var st unix.Stat_t
-	fd := int(f.Fd())
+	// Not f.Fd(): that would make a non-blocking file blocking, for
+	// everyone sharing it.
+	fd := -1
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(u uintptr) { fd = int(u) })
+	}
+	if fd < 0 {
+		return nil, ErrNoSplice
+	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("splice to %s: %w", f.Name(), err)
 	}

@@ -14,7 +14,18 @@ import (
 	"time"
 
 	"bproc/fs/slaveproto"
+
+	"golang.org/x/sys/unix"
 )
+
+// blockingPipe is a pipe as a shell makes it (os.Pipe's are non-blocking).
+func blockingPipe() (*os.File, *os.File, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(p[0]), "pipe-r"), os.NewFile(uintptr(p[1]), "pipe-w"), nil
+}
 
 // plainSession serves session's bytes from a TCP peer and reads them as
 // DialDirect does a plain one.
@@ -101,7 +112,7 @@ func spliceAll(t *testing.T, ds *DirectStreams, d *SpliceDest) (moved int, errOu
 func TestSpliceToPipeAndFile(t *testing.T) {
 	session, want, wantErr := bigSession()
 	t.Run("pipe", func(t *testing.T) {
-		pr, pw, err := os.Pipe()
+		pr, pw, err := blockingPipe()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,6 +168,15 @@ func TestSpliceRefusalsAndWriteErrors(t *testing.T) {
 	if _, err := NewSpliceDest(f); !errors.Is(err, ErrNoSplice) {
 		t.Errorf("a file in append mode: %v, want ErrNoSplice", err)
 	}
+	nr, nw, err := os.Pipe() // Go's pipes are non-blocking
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nr.Close()
+	defer nw.Close()
+	if _, err := NewSpliceDest(nw); !errors.Is(err, ErrNoSplice) {
+		t.Errorf("a non-blocking pipe: %v, want ErrNoSplice", err)
+	}
 	sealed := &DirectStreams{r: bytes.NewReader(nil)}
 	sealed.cond = sync.NewCond(&sealed.mu)
 	o, _ := sealed.Stdout()
@@ -165,13 +185,16 @@ func TestSpliceRefusalsAndWriteErrors(t *testing.T) {
 	}
 
 	session, want, wantErr := bigSession()
-	pr, pw, err := os.Pipe()
+	pr, pw, err := blockingPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pw.Close()
 	pr.Close()
-	d, _ := NewSpliceDest(pw)
+	d, err := NewSpliceDest(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ds := plainSession(t, session)
 	so, _ := ds.Stdout()
 	se, _ := ds.Stderr()
@@ -196,7 +219,7 @@ func TestSpliceRefusalsAndWriteErrors(t *testing.T) {
 // become readable again).
 func TestSpliceToSlowPipe(t *testing.T) {
 	session, want, _ := bigSession()
-	pr, pw, err := os.Pipe()
+	pr, pw, err := blockingPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
