@@ -44,6 +44,8 @@ type DirectStreams struct {
 	moved [3]bool
 	shut  [3]bool // its reader closed: its frames are skipped
 	err   error
+
+	sp *spliceSrc // a plain session's socket, for SpliceTo
 }
 
 // OpenDirect attaches to process pid's output through proc/PID/direct.
@@ -75,6 +77,9 @@ func DialDirect(d slaveproto.Direct) (*DirectStreams, error) {
 		return nil, fmt.Errorf("direct stream from %s: %w", d.Addr, err)
 	}
 	ds := &DirectStreams{conn: c, r: sess}
+	if br, ok := sess.(*bufio.Reader); ok {
+		ds.sp = newSpliceSrc(c, br)
+	}
 	ds.cond = sync.NewCond(&ds.mu)
 	return ds, nil
 }
@@ -153,7 +158,17 @@ type directReader struct {
 	once sync.Once
 }
 
-func (r *directReader) Read(p []byte) (int, error) { return r.ds.read(r.id, p) }
+func (r *directReader) Read(p []byte) (int, error) { return r.ds.read(r.id, p, nil) }
+
+// SpliceTo moves the stream's next bytes to d as Read would return them
+// (0 and io.EOF at its end), by splice(2); ErrNoSplice on a sealed
+// session. A *WriteError is d's failure: the stream goes on (by Read).
+func (r *directReader) SpliceTo(d *SpliceDest) (int, error) {
+	if r.ds.sp == nil {
+		return 0, ErrNoSplice
+	}
+	return r.ds.read(r.id, nil, d)
+}
 
 func (r *directReader) Close() error {
 	r.once.Do(func() {
@@ -171,12 +186,13 @@ func (r *directReader) Close() error {
 }
 
 // read returns bytes of stream id, reading frames from the session: its
-// own straight into p, the other stream's left for its reader (or
-// skipped when that reader is closed).
-func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
+// own straight into p (or spliced to dst), the other stream's left for
+// its reader (or skipped when that reader is closed).
+func (ds *DirectStreams) read(id byte, p []byte, dst *SpliceDest) (int, error) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	var skip []byte
+	var werr error // dst's failure
 	for {
 		switch {
 		case ds.moved[id]:
@@ -208,6 +224,13 @@ func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
 				ds.cur, ds.left = st, n
 			}
 			n = 0
+		case cur == id && dst != nil:
+			n, err = ds.sp.move(dst, left)
+			ds.mu.Lock()
+			var we *WriteError
+			if errors.As(err, &we) {
+				werr, err = err, nil
+			}
 		case cur == id:
 			n, err = ds.r.Read(p[:min(len(p), left)])
 			ds.mu.Lock()
@@ -232,8 +255,8 @@ func (ds *DirectStreams) read(id byte, p []byte) (int, error) {
 			ds.err = err
 		}
 		ds.cond.Broadcast()
-		if cur == id && n > 0 {
-			return n, nil
+		if cur == id && (n > 0 || werr != nil) {
+			return n, werr
 		}
 	}
 }

@@ -135,3 +135,64 @@ func TestSessionModes(t *testing.T) {
 		}
 	}
 }
+
+// Large pieces are sealed where they lie (a frame of their own) and opened
+// straight into a reader's buffer when it fits: the bytes come out the
+// same whatever the reader's buffer size, and a flipped bit in the large
+// frame still does not open.
+func TestSealedLargePieces(t *testing.T) {
+	big := make([]byte, 3*bigPiece+7)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	hdr := []byte("hdr12")
+	want := append(append(append([]byte(nil), hdr...), big...), big[:bigPiece]...)
+	for _, rsize := range []int{1, 5, 4096, len(big), len(big) + 100} {
+		c, s := tcpPair(t)
+		nc, ns := bytes.Repeat([]byte{1}, nonceLen), bytes.Repeat([]byte{2}, nonceLen)
+		csc, _ := seal(c, testKey, nc, ns, true)
+		ssc, _ := seal(s, testKey, nc, ns, false)
+		go func() {
+			csc.writeFrame(net.Buffers{hdr, big})
+			csc.Write(big[:bigPiece])
+			c.Close()
+		}()
+		var got []byte
+		buf := make([]byte, rsize)
+		for {
+			n, err := ssc.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("read size %d: %v", rsize, err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read size %d: %d bytes, not the %d written", rsize, len(got), len(want))
+		}
+		if ssc.rseq != 3 {
+			t.Errorf("read size %d: %d frames, want 3 (header, large piece, large write)", rsize, ssc.rseq)
+		}
+	}
+	c, _ := tcpPair(t)
+	nc, ns := bytes.Repeat([]byte{1}, nonceLen), bytes.Repeat([]byte{2}, nonceLen)
+	csc, _ := seal(c, testKey, nc, ns, true)
+	var wire bytes.Buffer
+	csc.Conn = struct{ net.Conn }{&captureConn{Conn: c, w: &wire}}
+	csc.writeFrame(net.Buffers{hdr, big})
+	f := wire.Bytes()
+	f[len(f)-100] ^= 1
+	r, w := net.Pipe()
+	ssc, _ := seal(r, testKey, nc, ns, false)
+	go func() { w.Write(f); w.Close() }()
+	buf := make([]byte, len(big))
+	var err error
+	for err == nil {
+		_, err = ssc.Read(buf)
+	}
+	if !errors.Is(err, ErrSealBroken) {
+		t.Errorf("flipped large frame: %v, want ErrSealBroken", err)
+	}
+}

@@ -107,6 +107,17 @@ func (c *sealedConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		var nonce [12]byte
+		if pn := n - c.open.Overhead(); len(p) >= pn {
+			// It fits: opened straight into p, not copied there after.
+			if _, err := c.open.Open(p[:0:pn], nonceFor(&nonce, c.rseq), f, nil); err != nil {
+				return 0, ErrSealBroken
+			}
+			c.rseq++
+			if pn > 0 {
+				return pn, nil
+			}
+			continue
+		}
 		plain, err := c.open.Open(f[:0], nonceFor(&nonce, c.rseq), f, nil)
 		if err != nil {
 			return 0, ErrSealBroken
@@ -132,8 +143,15 @@ func (c *sealedConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// writeFrame seals the pieces as one frame: a 9P message p9 hands over in
-// parts travels as one frame and one write.
+// bigPiece: a last piece at least this large is sealed from where it
+// lies, as a frame of its own behind the other pieces' frame, instead of
+// being copied beside them first. The reader sees one byte stream either
+// way; the extra frame costs 20 bytes, the copy a pass over the bytes.
+const bigPiece = 32 << 10
+
+// writeFrame seals the pieces as one frame (a large last piece as a
+// second), in one write: a 9P message p9 hands over in parts travels
+// whole in one write.
 func (c *sealedConn) writeFrame(pieces net.Buffers) error {
 	size := 0
 	for _, b := range pieces {
@@ -142,22 +160,48 @@ func (c *sealedConn) writeFrame(pieces net.Buffers) error {
 	if size > maxSealed {
 		return fmt.Errorf("sealing %d bytes: more than a frame holds", size)
 	}
+	var body []byte
+	if k := len(pieces) - 1; k >= 0 && len(pieces[k]) >= bigPiece {
+		body, pieces = pieces[k], pieces[:k]
+	}
+	head := size - len(body)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	need := 4 + size + c.seal.Overhead()
+	ov := c.seal.Overhead()
+	need := 0
+	if head > 0 || body == nil {
+		need += 4 + head + ov
+	}
+	if body != nil {
+		need += 4 + len(body) + ov
+	}
 	if cap(c.wbuf) < need {
 		c.wbuf = make([]byte, need)
 	}
 	buf := c.wbuf[:need]
-	off := 4
-	for _, b := range pieces {
-		off += copy(buf[off:], b)
+	off := 0
+	if head > 0 || body == nil {
+		p := 4
+		for _, b := range pieces {
+			p += copy(buf[p:], b)
+		}
+		off = c.sealFrame(buf, buf[4:4+head])
 	}
-	binary.BigEndian.PutUint32(buf, uint32(size+c.seal.Overhead()))
-	c.seal.Seal(buf[4:4], nonceFor(&c.nonce, c.wseq), buf[4:4+size], nil)
-	c.wseq++
+	if body != nil {
+		c.sealFrame(buf[off:], body)
+	}
 	_, err := c.Conn.Write(buf)
 	return err
+}
+
+// sealFrame seals plain (in place when it lies at buf[4:]) as the frame at
+// the start of buf, and returns the frame's length.
+func (c *sealedConn) sealFrame(buf, plain []byte) int {
+	n := len(plain) + c.seal.Overhead()
+	binary.BigEndian.PutUint32(buf, uint32(n))
+	c.seal.Seal(buf[4:4], nonceFor(&c.nonce, c.wseq), plain, nil)
+	c.wseq++
+	return 4 + n
 }
 
 // frameWriter writes a gathered 9P message on a session: as one sealed

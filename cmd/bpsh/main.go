@@ -527,7 +527,25 @@ func (j *job) copyStream(r io.ReadCloser, out *output, fd int, o *options) {
 	// direct-I/O read pins (and faults in) its whole buffer, and most
 	// streams end in a read of 0 bytes.
 	buf := make([]byte, min(o.bufSize, firstBuf))
+	sr, _ := r.(*switchReader)
+	var sd *client.SpliceDest
+	if sr != nil && sk.lw == nil {
+		sd = out.spliceDest(fd) // splice.go
+		defer func() {
+			if sd != nil {
+				tracef("node %d: %d bytes of %s spliced", j.node, sd.Spliced(), [3]string{"", "stdout", "stderr"}[fd])
+				sd.Close()
+			}
+		}()
+	}
 	for {
+		if sd != nil {
+			if done, ok := j.splice(sr, sd, sk); done {
+				return
+			} else if ok {
+				continue
+			}
+		}
 		n, rerr := r.Read(buf)
 		sk.write(buf[:n])
 		if rerr != nil {
