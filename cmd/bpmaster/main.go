@@ -106,13 +106,7 @@ func loadConfig(path string, required bool) (*pspace.Config, error) {
 
 func serve(cfg *pspace.Config, k []byte, ln net.Listener, httpd *httpSide, slogger *slog.Logger, tracer *daemon.Tracer, verbose bool, cfgPath string, cfgGiven bool) error {
 	logger, trace := daemon.PrintfTo(slogger, slog.LevelInfo), traceTo(tracer, slogger, verbose)
-	// For developers: BPROC_CPUPROFILE=FILE profiles the master until it exits.
-	if path := os.Getenv("BPROC_CPUPROFILE"); path != "" {
-		if f, err := os.Create(path); err == nil {
-			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
-		}
-	}
+	defer cpuProfile()()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -204,6 +198,20 @@ func serve(cfg *pspace.Config, k []byte, ln net.Listener, httpd *httpSide, slogg
 			notifyLog(logger.Printf, "READY=1", "STATUS=serving 9P on "+ln.Addr().String())
 		}
 	}
+}
+
+// cpuProfile is for developers: BPROC_CPUPROFILE=FILE profiles the
+// master until the returned function runs.
+func cpuProfile() func() {
+	path := os.Getenv("BPROC_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil || pprof.StartCPUProfile(f) != nil {
+		return func() {}
+	}
+	return pprof.StopCPUProfile
 }
 
 // mount mounts the tree at dir (fusemount clears a stale mount left by a
