@@ -83,6 +83,14 @@ func (s *Slave) acceptDirect(ctx context.Context, ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			if srv.AcceptRetryable(err) { // as the 9P port: the port outlives it
+				s.logf("data port: accept: %v (retrying)", err)
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+				}
+				continue
+			}
 			return fmt.Errorf("data port: %w", err)
 		}
 		select {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,11 +30,17 @@ func startDirect(t *testing.T) (*Slave, *synth.Local, string) { return startDire
 // startDirectMode is startDirect, with `seal no` when plain.
 func startDirectMode(t *testing.T, plain bool) (*Slave, *synth.Local, string) {
 	t.Helper()
-	var s *Slave
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startDirectOn(t, plain, ln)
+}
+
+// startDirectOn is startDirectMode with the data port on ln.
+func startDirectOn(t *testing.T, plain bool, ln net.Listener) (*Slave, *synth.Local, string) {
+	t.Helper()
+	var s *Slave
 	_, u := startMasterWith(t, func(ctx context.Context, m *pspace.Master, sl *Slave) {
 		m.SetDirectKey(testClusterKey, plain)
 		sl.ServeDirect(ctx, ln, testClusterKey)
@@ -99,6 +106,41 @@ func testDirectStreams(t *testing.T, plain bool) {
 	// The tree's reader meets EOF: the streams went direct.
 	if got := treetest.Read(t, u.Open, "proc/"+pid+"/stdout"); got != "" {
 		t.Errorf("proc/%s/stdout after going direct: %q", pid, got)
+	}
+}
+
+// emfileOnce is a listener whose first Accept fails as one out of
+// descriptors does.
+type emfileOnce struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+func (l *emfileOnce) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// The data port outlives running out of descriptors, as the 9P port does.
+func TestDirectAcceptRetries(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &emfileOnce{Listener: ln}
+	_, u, addr := startDirectOn(t, false, fl)
+	pid := mustExec(t, u, "-1", `exec -i /bin/echo hi`)
+	ds, err := client.DialDirect(ticketOf(t, u, pid, addr))
+	if err != nil {
+		t.Fatalf("dialing after an EMFILE: %v", err)
+	}
+	if out, _ := readAll(t, ds); out != "hi\n" {
+		t.Errorf("stdout %q", out)
+	}
+	if !fl.failed.Load() {
+		t.Error("the listener never failed: the test tested nothing")
 	}
 }
 

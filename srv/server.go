@@ -146,8 +146,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-				errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) {
+			if AcceptRetryable(err) {
 				s.event("accept errors", "9p: accept: %v (retrying)", err)
 				select {
 				case <-time.After(100 * time.Millisecond):
@@ -172,6 +171,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.serveConn(ctx, c, pool, p)
 		}()
 	}
+}
+
+// AcceptRetryable tells an accept error a listener outlives (out of
+// descriptors or buffers, a connection gone before it was taken) from one
+// that ends it.
+func AcceptRetryable(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
 }
 
 // tuneTCP keeps dead peers from lingering and small replies from waiting.
