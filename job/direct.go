@@ -34,7 +34,9 @@ const DefaultDataPort = 2225
 
 const (
 	// maxPendingDirect bounds the handshakes in progress: strangers cost
-	// at most that many connections for directGreeting each.
+	// at most that many connections for directGreeting each, and past it
+	// the oldest of the busiest source makes room (srv's pool), so they
+	// cannot keep a client out.
 	maxPendingDirect = 64
 	directGreeting   = 2 * time.Second
 	// ticketSkew is how far a ticket's expiry may lie ahead of the
@@ -72,7 +74,7 @@ func (s *Slave) ServeDirect(ctx context.Context, ln net.Listener, clusterKey []b
 }
 
 func (s *Slave) acceptDirect(ctx context.Context, ln net.Listener) error {
-	sem := make(chan struct{}, maxPendingDirect)
+	pool := srv.NewHandshakePool(maxPendingDirect)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -93,14 +95,8 @@ func (s *Slave) acceptDirect(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("data port: %w", err)
 		}
-		select {
-		case sem <- struct{}{}:
-			go func() {
-				s.directConn(c, func() { <-sem })
-			}()
-		default:
-			refuse(c, "too many direct-stream handshakes at once")
-		}
+		done := pool.Admit(c)
+		go s.directConn(c, func() { done() })
 	}
 }
 

@@ -205,9 +205,10 @@ func TestDirectRefusals(t *testing.T) {
 }
 
 // TestDirectPendingBound: silent strangers hold at most maxPendingDirect
-// handshakes; the next is refused at once, not queued.
+// handshakes; past it the oldest makes room, so a client with a ticket
+// still gets its stream at once.
 func TestDirectPendingBound(t *testing.T) {
-	_, _, addr := startDirect(t)
+	_, u, addr := startDirect(t)
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -221,15 +222,22 @@ func TestDirectPendingBound(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	c, err := net.Dial("tcp", addr)
+	pid := mustExec(t, u, "-1", `exec -i /bin/echo hi`)
+	start := time.Now()
+	ds, err := client.DialDirect(ticketOf(t, u, pid, addr))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a client behind %d silent strangers: %v", maxPendingDirect, err)
 	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(directGreeting / 2))
-	b, _ := io.ReadAll(c)
-	if !strings.Contains(string(b), "too many direct-stream handshakes") {
-		t.Errorf("one more stranger got %q, want a refusal before the greeting time", b)
+	if out, _ := readAll(t, ds); out != "hi\n" {
+		t.Errorf("stdout %q", out)
+	}
+	if d := time.Since(start); d >= directGreeting {
+		t.Errorf("the client waited %v, the strangers' whole greeting time", d)
+	}
+	// The oldest stranger was evicted for it.
+	conns[0].SetReadDeadline(time.Now().Add(directGreeting / 2))
+	if _, err := conns[0].Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the oldest stranger's connection: %v, want EOF (evicted)", err)
 	}
 }
 

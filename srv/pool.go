@@ -109,6 +109,25 @@ func (p *pool) pending() int {
 	return p.n
 }
 
+// HandshakePool is pool for listeners other than Server's (bpslave's
+// data port): the same eviction, so strangers cannot keep a key holder
+// out.
+type HandshakePool struct{ p *pool }
+
+// NewHandshakePool is a pool of at most max connections in the handshake.
+func NewHandshakePool(max int) *HandshakePool { return &HandshakePool{newPool(max)} }
+
+// Admit records c, closing the connection evicted for it when the pool was
+// full; done takes c out once its handshake ended and says whether c was
+// evicted meanwhile.
+func (h *HandshakePool) Admit(c net.Conn) (done func() (evicted bool)) {
+	pc, evicted := h.p.admit(c)
+	if evicted != nil {
+		evicted.c.Close() // its handshake fails and cleans up
+	}
+	return func() bool { return h.p.done(pc) }
+}
+
 // refusalKinds name each refusal cause in the rate-limited log, which
 // counts events by these names.
 var refusalKinds = map[string]string{
