@@ -94,6 +94,32 @@ test_expect_success 'a move that cannot happen fails the write; the script carri
 	test_grep "No such file" err
 '
 
+test_expect_success 'a move whose stdout is a file the node lacks fails with ENOENT; the script carries on' '
+	f=$(mktemp /tmp/bpmv.XXXXXX) &&
+	test_when_finished "rm -f $f" &&
+	cat >"$T/mvfile.sh" <<-EOF &&
+	echo move > $BPROC/node/1/ctl && exit 98
+	echo still on \$(hostname)
+	EOF
+	bash "$T/mvfile.sh" >"$f" 2>err &&
+	h=$(hostname) && out=$(cat "$f") && test "$out" = "still on $h" &&
+	test_grep "write error: No such file or directory" err
+'
+
+test_expect_success 'the failed move'"'"'s text on the ctl names the missing file and its errno once' '
+	f=$(mktemp /tmp/bpmv.XXXXXX) &&
+	test_when_finished "rm -f $f" &&
+	cat >"$T/mvwhy.sh" <<-EOF &&
+	exec 3<>$BPROC/node/1/ctl
+	echo move 1>&3 && exit 98
+	read -r why <&3
+	echo "\$why" >&2
+	EOF
+	bash "$T/mvwhy.sh" >"$f" 2>err &&
+	test_grep "^error: .*fd 3: open $BPROC/node/1/ctl.*: no such file or directory$" err &&
+	n=$(grep -o "no such file or directory" err | wc -l) && test "$n" = 1
+'
+
 test_expect_success 'a user may not move to a node closed to them (EACCES), and moving to the node one is on does nothing' '
 	chmod 0100 "$BPROC/node/2" &&
 	test_when_finished "chmod 0111 $BPROC/node/2" &&

@@ -73,7 +73,9 @@ func (p *Process) Signal(sig os.Signal) error {
 var ErrVDSO = errors.New("vDSO differs from the dumping host's")
 
 // ErrFile is wrapped by the error for a referenced file that is missing or
-// not the one the image was made with.
+// not the one the image was made with. The error wraps the errno too
+// (ENOENT, EACCES... from the open; ESTALE for a file that changed), so
+// the one who asked for the move learns which.
 var ErrFile = errors.New("referenced file missing or changed")
 
 // hostKernel describes this host's special mappings, once.
@@ -143,15 +145,15 @@ func checkFiles(m *Meta) error {
 		}
 		id, err := fileIdentity(r.Path, r.Offset, r.Size())
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrFile, r.Path, err)
+			return fmt.Errorf("%w: %s: %w", ErrFile, r.Path, err)
 		}
 		switch {
 		case id.Size != r.File.Size:
-			return fmt.Errorf("%w: %s is not the file that was mapped: %d bytes, was %d (modified %s, was %s)",
-				ErrFile, r.Path, id.Size, r.File.Size, id.Mtime.Format(time.RFC3339), r.File.Mtime.Format(time.RFC3339))
+			return fmt.Errorf("%w: %s is not the file that was mapped: %d bytes, was %d (modified %s, was %s): %w",
+				ErrFile, r.Path, id.Size, r.File.Size, id.Mtime.Format(time.RFC3339), r.File.Mtime.Format(time.RFC3339), unix.ESTALE)
 		case id.CRC != r.File.CRC:
-			return fmt.Errorf("%w: %s is not the file that was mapped: its bytes at offset %#x differ (modified %s, was %s)",
-				ErrFile, r.Path, r.Offset, id.Mtime.Format(time.RFC3339), r.File.Mtime.Format(time.RFC3339))
+			return fmt.Errorf("%w: %s is not the file that was mapped: its bytes at offset %#x differ (modified %s, was %s): %w",
+				ErrFile, r.Path, r.Offset, id.Mtime.Format(time.RFC3339), r.File.Mtime.Format(time.RFC3339), unix.ESTALE)
 		}
 	}
 	return nil
@@ -521,7 +523,7 @@ func (rs *restorer) mapRegions() error {
 			if !ok {
 				var err error
 				if f, err = rs.open(r.Path, mode|unix.O_CLOEXEC); err != nil {
-					return fmt.Errorf("%w: %v", ErrFile, err)
+					return fmt.Errorf("%w: %w", ErrFile, err)
 				}
 				fds[key] = f
 			}
@@ -671,7 +673,7 @@ func (rs *restorer) files() error {
 		flags := f.Flags &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOCTTY)
 		got, err := rs.open(f.Path, flags|unix.O_NOCTTY)
 		if err != nil {
-			return fmt.Errorf("%w: fd %d: %v", ErrFile, f.FD, err)
+			return fmt.Errorf("%w: fd %d: %w", ErrFile, f.FD, err)
 		}
 		cloexec := uint64(f.Flags & unix.O_CLOEXEC)
 		if got != uint64(f.FD) {

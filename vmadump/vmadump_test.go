@@ -300,13 +300,13 @@ func TestMissingFileRefused(t *testing.T) {
 	os.Remove(bin)
 	os.WriteFile(bin, b, 0o755)
 	_, err := restoreImage(t, img)
-	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), bin) {
-		t.Errorf("Restore with a changed program: %v; want ErrFile naming %s", err, bin)
+	if !errors.Is(err, ErrFile) || !errors.Is(err, unix.ESTALE) || !strings.Contains(err.Error(), bin) {
+		t.Errorf("Restore with a changed program: %v; want ErrFile and ESTALE naming %s", err, bin)
 	}
 	os.Remove(bin)
 	_, err = restoreImage(t, img)
-	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), bin) {
-		t.Errorf("Restore with the program missing: %v; want ErrFile naming %s", err, bin)
+	if !errors.Is(err, ErrFile) || !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), bin) {
+		t.Errorf("Restore with the program missing: %v; want ErrFile and ENOENT naming %s", err, bin)
 	}
 }
 

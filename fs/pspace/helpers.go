@@ -1,9 +1,12 @@
 package pspace
 
 import (
+	"fmt"
 	iofs "io/fs"
 	"sort"
 	"strconv"
+	"strings"
+	"syscall"
 )
 
 // sortedInts returns the keys of m in ascending order.
@@ -22,3 +25,21 @@ func itoa(i int) string { return strconv.Itoa(i) }
 func modeString(m iofs.FileMode) string {
 	return m.Perm().String()
 }
+
+// reported is a slave's failure report as an error: its text, wrapping
+// its errno. The errno's own words are added only when the text lacks
+// them (a slave's text often ends with them already).
+func reported(text string, errno syscall.Errno) error {
+	if strings.HasSuffix(strings.ToLower(text), strings.ToLower(errno.Error())) {
+		return &reportErr{text, errno}
+	}
+	return fmt.Errorf("%s: %w", text, errno)
+}
+
+type reportErr struct {
+	text  string
+	errno syscall.Errno
+}
+
+func (e *reportErr) Error() string { return e.text }
+func (e *reportErr) Unwrap() error { return e.errno }

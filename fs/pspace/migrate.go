@@ -226,7 +226,7 @@ func (mig *migration) await(ctx context.Context, ev string, timeout time.Duratio
 		case ev:
 			return r, nil
 		case "failed":
-			return r, fmt.Errorf("%s: %w", r.Text, syscall.Errno(r.Errno))
+			return r, reported(r.Text, syscall.Errno(r.Errno))
 		}
 		return r, fmt.Errorf("source reported %q, expected %q: %w", r.Ev, ev, syscall.EPROTO)
 	case <-t.C:
@@ -463,7 +463,7 @@ func (p *Proc) fromPending(pm *pendingMove, line string) error {
 		p.mu.Unlock()
 		pm.started <- nil
 	case "failed":
-		pm.started <- fmt.Errorf("%s: %w", r.What, syscall.Errno(r.N))
+		pm.started <- reported(r.What, syscall.Errno(r.N))
 	default:
 		return fmt.Errorf("report %q before the process has moved: %w", line, syscall.EINVAL)
 	}

@@ -418,3 +418,18 @@ func TestMigrationsPerUser(t *testing.T) {
 		t.Errorf("root's move: %v", err)
 	}
 }
+
+func TestReportedErrnoOnce(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want string
+	}{
+		{"open /tmp/x: no such file or directory", "open /tmp/x: no such file or directory"},
+		{"open /tmp/x", "open /tmp/x: no such file or directory"},
+	} {
+		err := reported(tc.text, syscall.ENOENT)
+		if err.Error() != tc.want || !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("reported(%q) = %q (ENOENT: %v), want %q wrapping ENOENT", tc.text, err, errors.Is(err, syscall.ENOENT), tc.want)
+		}
+	}
+}

@@ -344,7 +344,7 @@ func (p *Proc) slaveReport(line string) error {
 		}
 		var err error
 		if r.Kind == "failed" {
-			err = fmt.Errorf("%s: %w", r.What, syscall.Errno(r.N))
+			err = reported(r.What, syscall.Errno(r.N))
 		}
 		select { // a repeated report must not block the slave's report file
 		case p.started <- err:
