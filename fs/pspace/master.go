@@ -575,12 +575,17 @@ func (m *Master) loadJob(ctx context.Context, c *synth.Caller, o *execOpts, argv
 	if err := m.underLimit(c); err != nil {
 		return nil, err // before any work: reading and shipping the binary
 	}
-	env, cwd := callerEnv(c)
-	if o.env != nil {
-		env = o.env
-	}
-	if o.dir != "" {
-		cwd = o.dir
+	// The writer's environment and cwd cost a read of its /proc files:
+	// not needed when the command gives both (bpsh does).
+	env, cwd := o.env, o.dir
+	if env == nil || cwd == "" {
+		cenv, ccwd := callerEnv(c)
+		if env == nil {
+			env = cenv
+		}
+		if cwd == "" {
+			cwd = ccwd
+		}
 	}
 	path, err := lookPath(argv[0], cwd, env, c)
 	if err != nil {

@@ -192,7 +192,7 @@ func openShippable(path string, c *synth.Caller, allowed func(*syscall.Stat_t) e
 		f.Close()
 		return nil, binID{}, err
 	}
-	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Mode & 0o7777}, nil
+	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano(), st.Mode & 0o7777}, nil
 }
 
 // copyPinned copies, as root, the file f pins (an O_PATH descriptor cannot
