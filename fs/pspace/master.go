@@ -8,7 +8,6 @@ package pspace
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	iofs "io/fs"
 	"sort"
@@ -255,11 +254,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 
 func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 	m.routeStart(sc, msg) // whom it fetches the binary from (spread.go)
-	b, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
-	}
-	return sc.sendEncoded(m, msg.Op, b)
+	return sc.sendEncoded(m, msg.Op, msg.AppendJSON(make([]byte, 0, 1024)))
 }
 
 // sendEncoded sends the message op encoded as b (a line without its
