@@ -49,21 +49,29 @@ const maxLocalHashes = 4096
 // followed) and hashed through that descriptor.
 func sameOnNode(l *slaveproto.Lib) bool {
 	// Only a regular file is opened: opening a device can do things.
-	if st, err := os.Stat(l.Path); err != nil || !st.Mode().IsRegular() || st.Size() != l.Size {
+	var st unix.Stat_t
+	if err := unix.Stat(l.Path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != l.Size {
 		return false
+	}
+	// A version hashed before needs no open: the stat names it (a
+	// launch checked each library with four calls more).
+	localHashes.Lock()
+	sum, ok := localHashes.m[keyOfStat(&st)]
+	localHashes.Unlock()
+	if ok {
+		return sum == l.Hash
 	}
 	f, err := os.OpenFile(l.Path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != l.Size {
 		return false
 	}
 	k := keyOfStat(&st)
 	localHashes.Lock()
-	sum, ok := localHashes.m[k]
+	sum, ok = localHashes.m[k]
 	localHashes.Unlock()
 	if !ok {
 		h := sha256.New()

@@ -1,6 +1,8 @@
 package job
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,5 +87,43 @@ func TestWithLibs(t *testing.T) {
 	m.Libs = []slaveproto.Lib{{Path: "/x/libbad.so", Hash: "../../etc", Size: 1}}
 	if _, _, _, err := s.withLibs(tree, m, "/cache/prog"); err == nil {
 		t.Error("a bad hash accepted")
+	}
+}
+
+// sameOnNode answers from the stat for a version it hashed before, and
+// sees a library rewritten in place (same size, even its mtime put
+// back) or replaced as a different one.
+func TestSameOnNodeSeesChanges(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "libx.so")
+	hash := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same := func(content string) bool {
+		return sameOnNode(&slaveproto.Lib{Path: p, Hash: hash(content), Size: int64(len(content))})
+	}
+	write("version one")
+	if !same("version one") || !same("version one") {
+		t.Fatal("the node's own copy, hashed and then known: not the same")
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("version two") // same size
+	os.Chtimes(p, st.ModTime(), st.ModTime())
+	if same("version one") || !same("version two") {
+		t.Error("rewritten in place with its mtime put back: not seen")
+	}
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte("version 3!!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(tmp, p)
+	if same("version two") || !same("version 3!!") {
+		t.Error("replaced: not seen")
 	}
 }

@@ -8,7 +8,6 @@ package job
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,7 +153,7 @@ func (s *Slave) Run(ctx context.Context) error {
 		}
 		s.trace("<- %s", line)
 		var m slaveproto.Msg
-		if err := json.Unmarshal(line, &m); err != nil {
+		if err := slaveproto.DecodeMsg(line, &m); err != nil {
 			s.logf("bad job message %q: %v", line, err)
 			continue
 		}

@@ -136,8 +136,18 @@ row "what" "median" "" "runs" "target"
 local_us=$(measure lat "$RUNS" /bin/true) || exit 1
 row "local fork/exec /bin/true" "$(ms "$local_us")" ms "$RUNS"
 
+# cpu_ticks PID: the process's user and system time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# per_launch TICKS LAUNCHES: CPU ms per launch.
+per_launch() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t * 1000 / hz / n }'; }
+mpid=$(bg_pid master-bpmaster) && spid=$(slave_pid 1) || exit 1
+m0=$(cpu_ticks "$mpid") && s0=$(cpu_ticks "$spid") || exit 1
 bpsh_us=$(measure lat "$RUNS" bpsh 1 /bin/true) || exit 1
+m1=$(cpu_ticks "$mpid") && s1=$(cpu_ticks "$spid") || exit 1
 row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$bpsh_us" '<=' 1500)"
+# The same launches' CPU (measure ran one more, a warm-up): a mean.
+row "  bpmaster CPU per launch (mean)" "$(per_launch $((m1 - m0)) $((RUNS + 1)))" ms "$RUNS"
+row "  bpslave CPU per launch (mean)" "$(per_launch $((s1 - s0)) $((RUNS + 1)))" ms "$RUNS"
 
 # Where bpsh's time goes: a Go program starting, and the tree's own cost
 # (an exec written to ctl, then wait) from a shell.

@@ -55,9 +55,9 @@ type binCache struct {
 }
 
 type binID struct {
-	dev, ino    uint64
-	size, mtime int64
-	mode        uint32 // permission bits: whether others may read it travels too
+	dev, ino           uint64
+	size, mtime, ctime int64  // ctime: a rewrite that kept size and mtime (touch -r) is new
+	mode               uint32 // permission bits: whether others may read it travels too
 }
 
 // binary is one spooled file, DIR/HASH.
@@ -71,6 +71,11 @@ type binary struct {
 	// holders are the nodes sent its start message, in order: who
 	// fetches from whom (spread.go)
 	holders []holder
+	// deps is the file's ELF parse, once read (depsOf): a spool file is
+	// named by its content and only the master writes it, so it holds.
+	depsOnce sync.Once
+	deps     *elfDeps
+	depsErr  error
 }
 
 // binLease is an exec's hold on a spooled binary: the binary stays in the
@@ -513,4 +518,20 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q (bytes, or a number with K, M or G; more than 0, at most 1024G)", s)
 	}
 	return n * mul, nil
+}
+
+// depsOf is the ELF parse of the spooled binary of lease l, read once
+// per spool entry.
+func (b *binCache) depsOf(l *binLease) (*elfDeps, error) {
+	bin := l.bin
+	bin.depsOnce.Do(func() {
+		f, err := os.Open(b.spooledPath(bin.hash))
+		if err != nil {
+			bin.depsErr = fmt.Errorf("reading its copy: %w", err)
+			return
+		}
+		defer f.Close()
+		bin.deps, bin.depsErr = readDeps(f)
+	})
+	return bin.deps, bin.depsErr
 }

@@ -472,3 +472,37 @@ func TestBinCacheConfig(t *testing.T) {
 		t.Errorf("after reload: %d bytes, %d binaries", m.bins.used, len(m.bins.byHash))
 	}
 }
+
+// A binary rewritten in place with its size and mtime kept (cp then
+// touch -r, an unpacker restoring times) is a new version: its ctime
+// moved, and the spool copies it again rather than serve the old bytes.
+func TestBinRewriteKeepingMtime(t *testing.T) {
+	b, _ := newSpool(t, 0)
+	p := program(t, "prog", 3000, 'a')
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err := b.load(context.Background(), p, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.release(l1)
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{'b'}, 0) // same size
+	f.Close()
+	if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := b.load(context.Background(), p, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.release(l2)
+	if want := hashOf(t, p); l2.hash != want || l2.hash == l1.hash {
+		t.Errorf("after a rewrite keeping size and mtime: spooled %s, the file is %s (before: %s)", l2.hash, want, l1.hash)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,8 +193,29 @@ func defaultDirs(d *elfDeps) []string {
 // ldConfDirs reads the directories of an ld.so.conf and its includes
 // (globs, relative to the file's directory), at most depth deep.
 func ldConfDirs(path string, depth int) []string {
+	var rec confRecorder
+	return readConfDirs(path, depth, &rec)
+}
+
+// confRecorder notes what a reading of ld.so.conf depended on
+// (libcache.go); keep false when it cannot tell.
+type confRecorder struct {
+	deps   []seen
+	noKeep bool
+}
+
+func (rec *confRecorder) note(path string) {
+	rec.deps = append(rec.deps, seen{path, statOf(path)})
+}
+
+func readConfDirs(path string, depth int, rec *confRecorder) []string {
+	if depth > 8 {
+		rec.noKeep = true
+		return nil
+	}
+	rec.note(path) // before the read: a change after it is seen next time
 	b, err := os.ReadFile(path)
-	if err != nil || depth > 8 {
+	if err != nil {
 		return nil
 	}
 	var dirs []string
@@ -209,9 +231,14 @@ func ldConfDirs(path string, depth int) []string {
 				if !filepath.IsAbs(g) {
 					g = filepath.Join(filepath.Dir(path), g)
 				}
+				if d := globDir(g); d != "" {
+					rec.note(d)
+				} else {
+					rec.noKeep = true
+				}
 				matches, _ := filepath.Glob(g)
 				for _, m := range matches {
-					dirs = append(dirs, ldConfDirs(m, depth+1)...)
+					dirs = append(dirs, readConfDirs(m, depth+1, rec)...)
 				}
 			}
 		case "hwcap":
@@ -240,6 +267,8 @@ type libResolver struct {
 	exe       *libObject
 	ldLibPath []string
 	conf      []string
+	record    bool   // note each path probed, with its stat, in probed
+	probed    []seen // (libcache.go)
 }
 
 // expand substitutes $ORIGIN in a search entry; "" for one it cannot take.
@@ -278,6 +307,10 @@ func (r *libResolver) dirs(obj *libObject) []string {
 // thread's) and parses it; nil when it is not a library the executable
 // could load.
 func (r *libResolver) probe(path string) *elfDeps {
+	if r.record {
+		// Before the open: a change after it is seen next time.
+		r.probed = append(r.probed, seen{path, statOf(path)})
+	}
 	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_NO_MAGICLINKS,
@@ -345,37 +378,60 @@ func (r *libResolver) closure() []slaveproto.Lib {
 // resolveLibs lists what the binary at path (spooled as spooled) needs
 // on a node, searched as caller c with the job's environment.
 func resolveLibs(path, spooled string, env []string, c *synth.Caller) ([]slaveproto.Lib, error) {
-	f, err := os.Open(spooled)
+	d, err := depsOfFile(spooled)
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading its copy: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	id := statOf(spooled)
+	return resolveWith(path, fmt.Sprint(id), d, env, c)
+}
+
+// depsOfFile is cachedDeps of the file at path.
+func depsOfFile(path string) (*elfDeps, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading its copy: %w", err)
+	}
+	defer f.Close()
 	var st syscall.Stat_t
 	if err = syscall.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: its copy: %w", path, err)
+		return nil, fmt.Errorf("its copy: %w", err)
 	}
-	d, err := cachedDeps(f, &st)
-	f.Close()
-	if err != nil || d == nil || d.interp == "" {
-		return nil, err // a script, a static binary or a broken one: left to the node
+	return cachedDeps(f, &st)
+}
+
+// resolveWith lists what the binary at path needs, d being its parse
+// and exe naming its version (its hash), searched as caller c with the
+// job's environment; the closure comes from the cache while nothing it
+// depends on changed (libcache.go).
+func resolveWith(path, exe string, d *elfDeps, env []string, c *synth.Caller) ([]slaveproto.Lib, error) {
+	if d == nil || d.interp == "" {
+		return nil, nil // a script, a static binary or a broken one: left to the node
 	}
-	r := &libResolver{exe: &libObject{path: path, deps: d}, conf: ldConfDirs(ldConf, 0)}
+	r := &libResolver{exe: &libObject{path: path, deps: d}, conf: cachedConfDirs(ldConf)}
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "LD_LIBRARY_PATH="); ok {
 			r.ldLibPath = strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == ';' })
 		}
 	}
 	var libs []slaveproto.Lib
-	err = asCaller(c, func() error {
+	err := asCaller(c, func() error {
 		// $ORIGIN of the executable is its real directory (ld.so reads
-		// /proc/self/exe).
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			r.exe.path = real
+		// /proc/self/exe): looked up only when its search path uses it.
+		real := ""
+		if usesOrigin(d.rpath) || usesOrigin(d.runpath) {
+			if p, err := filepath.EvalSymlinks(path); err == nil {
+				r.exe.path, real = p, p
+			}
 		}
-		libs = r.closure()
+		libs = cachedClosure(newClosureKey(exe, r, real, c), r)
 		return nil
 	})
 	return libs, err
+}
+
+func usesOrigin(entries []string) bool {
+	return slices.ContainsFunc(entries, func(e string) bool { return strings.Contains(e, "$") })
 }
 
 // openReadable opens a library as caller c: a regular file c may read,
@@ -409,7 +465,11 @@ func (b *binCache) spooledPath(hash string) string {
 // (the node may have it; if not, its dynamic linker says which is
 // missing); a cancelled exec or a master shutting down is an error.
 func (m *Master) loadLibs(ctx context.Context, path string, bin *binLease, env []string, c *synth.Caller) ([]slaveproto.Lib, []*binLease, error) {
-	libs, err := resolveLibs(path, m.bins.spooledPath(bin.hash), env, c)
+	d, err := m.bins.depsOf(bin)
+	if err != nil {
+		return nil, nil, nil
+	}
+	libs, err := resolveWith(path, bin.hash, d, env, c)
 	if err != nil || len(libs) == 0 {
 		return nil, nil, nil
 	}

@@ -8,7 +8,6 @@ package pspace
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	iofs "io/fs"
 	"sort"
@@ -255,11 +254,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 
 func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 	m.routeStart(sc, msg) // whom it fetches the binary from (spread.go)
-	b, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("encoding %s message: %w", msg.Op, err)
-	}
-	return sc.sendEncoded(m, msg.Op, b)
+	return sc.sendEncoded(m, msg.Op, msg.AppendJSON(make([]byte, 0, 1024)))
 }
 
 // sendEncoded sends the message op encoded as b (a line without its
@@ -575,12 +570,17 @@ func (m *Master) loadJob(ctx context.Context, c *synth.Caller, o *execOpts, argv
 	if err := m.underLimit(c); err != nil {
 		return nil, err // before any work: reading and shipping the binary
 	}
-	env, cwd := callerEnv(c)
-	if o.env != nil {
-		env = o.env
-	}
-	if o.dir != "" {
-		cwd = o.dir
+	// The writer's environment and cwd cost a read of its /proc files:
+	// not needed when the command gives both (bpsh does).
+	env, cwd := o.env, o.dir
+	if env == nil || cwd == "" {
+		cenv, ccwd := callerEnv(c)
+		if env == nil {
+			env = cenv
+		}
+		if cwd == "" {
+			cwd = ccwd
+		}
 	}
 	path, err := lookPath(argv[0], cwd, env, c)
 	if err != nil {

@@ -8,8 +8,11 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"bproc/fs/slaveproto"
@@ -63,12 +66,26 @@ func viaProc(path string) bool {
 }
 
 // asCaller runs fn with the caller's filesystem credentials: on a thread
-// of its own for a user, as is for root.
+// of its own for a user, as is for root. The thread, whose credentials
+// are the user's for good, stays a while for that same identity's next
+// call (credThread): making one per call was a quarter of a user's
+// launch on the master (four per exec).
 func asCaller(c *synth.Caller, fn func() error) error {
 	if c.Root() {
 		return fn()
 	}
+	key := credKey(c)
+	credThreads.Lock()
+	t := credThreads.m[key]
+	credThreads.Unlock()
 	ch := make(chan error, 1)
+	if t != nil {
+		select {
+		case t.reqs <- func() { ch <- fn() }:
+			return <-ch
+		default: // busy, or leaving: a thread of its own, as below
+		}
+	}
 	go func() {
 		// Never unlocked: when this goroutine ends, its thread ends with
 		// it, and the changed credentials with the thread.
@@ -78,8 +95,74 @@ func asCaller(c *synth.Caller, fn func() error) error {
 			return
 		}
 		ch <- fn()
+		serveCreds(key)
 	}()
 	return <-ch
+}
+
+// credThread is an idle thread with one identity's credentials, taking
+// that identity's calls; it ends after credIdle without one.
+type credThread struct{ reqs chan func() }
+
+var credThreads = struct {
+	sync.Mutex
+	m map[string]*credThread
+}{m: map[string]*credThread{}}
+
+// credIdle is how long a credential thread waits for work; a variable
+// for tests (under credThreads' lock).
+var credIdle = 2 * time.Second
+
+func credIdleNow() time.Duration {
+	credThreads.Lock()
+	defer credThreads.Unlock()
+	return credIdle
+}
+
+// credThreadsMax bounds the idle threads (identities) kept.
+const credThreadsMax = 64
+
+// credKey names everything setCreds sets: who the thread is.
+func credKey(c *synth.Caller) string {
+	b := make([]byte, 0, 24+8*len(c.Groups))
+	b = strconv.AppendUint(b, uint64(c.Uid), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(c.Gid), 10)
+	for _, g := range c.Groups {
+		b = append(b, ',')
+		b = strconv.AppendUint(b, uint64(g), 10)
+	}
+	return string(b)
+}
+
+// serveCreds makes the calling thread (locked, with key's credentials)
+// key's credential thread until it idles out; it returns at once when
+// key has one already, or too many identities do.
+func serveCreds(key string) {
+	t := &credThread{reqs: make(chan func())}
+	credThreads.Lock()
+	if credThreads.m[key] != nil || len(credThreads.m) >= credThreadsMax {
+		credThreads.Unlock()
+		return
+	}
+	credThreads.m[key] = t
+	credThreads.Unlock()
+	timer := time.NewTimer(credIdleNow())
+	defer timer.Stop()
+	for {
+		select {
+		case fn := <-t.reqs:
+			fn()
+			timer.Reset(credIdleNow())
+		case <-timer.C:
+			// Out of the map first: a sender that still found t sends
+			// without waiting, fails, and makes a thread of its own.
+			credThreads.Lock()
+			delete(credThreads.m, key)
+			credThreads.Unlock()
+			return
+		}
+	}
 }
 
 // setCreds changes this thread's groups and fsuid/fsgid only: raw
@@ -192,7 +275,7 @@ func openShippable(path string, c *synth.Caller, allowed func(*syscall.Stat_t) e
 		f.Close()
 		return nil, binID{}, err
 	}
-	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Mode & 0o7777}, nil
+	return f, binID{st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano(), st.Mode & 0o7777}, nil
 }
 
 // copyPinned copies, as root, the file f pins (an O_PATH descriptor cannot

@@ -125,6 +125,9 @@ const MaxBinary = 256 << 20
 type exact string
 
 func (s exact) MarshalJSON() ([]byte, error) {
+	if plain(string(s)) {
+		return appendPlain(make([]byte, 0, len(s)+2), string(s)), nil
+	}
 	if utf8.ValidString(string(s)) {
 		return json.Marshal(string(s))
 	}
@@ -134,6 +137,10 @@ func (s exact) MarshalJSON() ([]byte, error) {
 }
 
 func (s *exact) UnmarshalJSON(b []byte) error {
+	if v, ok := plainString(b); ok {
+		*s = exact(v)
+		return nil
+	}
 	if len(b) > 0 && b[0] == '{' {
 		var v struct {
 			B64 []byte `json:"b64"`
@@ -150,6 +157,139 @@ func (s *exact) UnmarshalJSON(b []byte) error {
 	}
 	*s = exact(v)
 	return nil
+}
+
+// The common case, ASCII that JSON writes as it is, skips encoding/json:
+// argv and the environment are most of a start message, and a call of
+// json.Marshal or Unmarshal for each of their strings was most of what
+// encoding and decoding one cost.
+
+// plain reports whether json.Marshal writes s as it is between quotes:
+// printable ASCII but for the quote, the backslash and the HTML
+// characters it escapes.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+func appendPlain(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// plainString is the value of the JSON string b when it holds no escape
+// and only ASCII (what plain writes); ok false for anything else, which
+// encoding/json then decodes.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	v := b[1 : len(b)-1]
+	for _, c := range v {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(v), true
+}
+
+// exacts is a list of exact strings, encoded and decoded as a whole:
+// one call for the list, not one per string.
+type exacts []exact
+
+func (l exacts) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("null"), nil
+	}
+	n := 2
+	for _, s := range l {
+		n += len(s) + 3
+	}
+	b := make([]byte, 1, n)
+	b[0] = '['
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if plain(string(s)) {
+			b = appendPlain(b, string(s))
+			continue
+		}
+		e, err := s.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, e...)
+	}
+	return append(b, ']'), nil
+}
+
+func (l *exacts) UnmarshalJSON(b []byte) error {
+	if v, ok := plainList(b); ok {
+		*l = v
+		return nil
+	}
+	var v []exact
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
+// plainList decodes a JSON array of plain strings (plainString), with
+// JSON's whitespace; ok false for anything else (null included), which
+// encoding/json then decodes.
+func plainList(b []byte) (exacts, bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	l := exacts{}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return l, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, false
+		}
+		j := i + 1
+		for j < len(b) && b[j] != '"' {
+			if c := b[j]; c < 0x20 || c >= 0x80 || c == '\\' {
+				return nil, false
+			}
+			j++
+		}
+		if j >= len(b) {
+			return nil, false
+		}
+		l = append(l, exact(b[i+1:j]))
+		i = skipSpace(b, j+1)
+		if i >= len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return l, skipSpace(b, i+1) == len(b)
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // convert turns []string into []exact or back, nil staying nil.
@@ -170,16 +310,22 @@ type msgFields Msg
 
 type wireMsg struct {
 	*msgFields
-	Path exact   `json:"path,omitempty"`
-	Argv []exact `json:"argv,omitempty"`
-	Env  []exact `json:"env,omitempty"`
-	Dir  exact   `json:"dir,omitempty"`
+	Path exact  `json:"path,omitempty"`
+	Argv exacts `json:"argv,omitempty"`
+	Env  exacts `json:"env,omitempty"`
+	Dir  exact  `json:"dir,omitempty"`
 }
 
 // MarshalJSON encodes m with its argv, environment and paths byte-exact.
 func (m Msg) MarshalJSON() ([]byte, error) {
+	return m.AppendJSON(nil), nil
+}
+
+// marshalReflect is what MarshalJSON wrote through encoding/json, the
+// reference AppendJSON is held to (tests).
+func (m Msg) marshalReflect() ([]byte, error) {
 	return json.Marshal(wireMsg{msgFields: (*msgFields)(&m),
-		Path: exact(m.Path), Argv: convert[exact](m.Argv), Env: convert[exact](m.Env), Dir: exact(m.Dir)})
+		Path: exact(m.Path), Argv: exacts(convert[exact](m.Argv)), Env: exacts(convert[exact](m.Env)), Dir: exact(m.Dir)})
 }
 
 // UnmarshalJSON decodes what MarshalJSON encodes.
@@ -190,6 +336,6 @@ func (m *Msg) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*m = Msg(f)
-	m.Path, m.Argv, m.Env, m.Dir = string(w.Path), convert[string](w.Argv), convert[string](w.Env), string(w.Dir)
+	m.Path, m.Argv, m.Env, m.Dir = string(w.Path), convert[string]([]exact(w.Argv)), convert[string]([]exact(w.Env)), string(w.Dir)
 	return nil
 }
