@@ -352,6 +352,7 @@ func (s *Slave) askDivert(j *running, names []string) (map[string]int64, error) 
 func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceDest) {
 	defer sess.Close()
 	defer s.maybeRetire(j)
+	defer s.logDirectEnd(j, obs)
 	write := srv.GatherWriter(sess)
 	if sp != nil {
 		write = sp.write
@@ -411,6 +412,7 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceD
 				ob.inflight = nil
 				if err == nil && !ob.gone {
 					ob.dropTo(ob.acked + int64(len(chunk)))
+					ob.sentDirect += int64(len(chunk))
 				}
 				if ob.orphan != nil {
 					recycle(ob.orphan)
@@ -445,6 +447,19 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceD
 		}
 		wait(chans)
 	}
+}
+
+// logDirectEnd says, as a job's direct streams end (or break), how many
+// bytes each sent direct, and how many of them were spliced from the pipe
+// unread (seal no).
+func (s *Slave) logDirectEnd(j *running, obs []*outBuf) {
+	var parts []string
+	for _, ob := range obs {
+		ob.mu.Lock()
+		parts = append(parts, fmt.Sprintf("%s %d bytes (%d spliced)", ob.name, ob.sentDirect, ob.splicedDirect))
+		ob.mu.Unlock()
+	}
+	s.logf("job %d: direct streams done: %s", j.pid, strings.Join(parts, ", "))
 }
 
 func indexOf(j *running, ob *outBuf) int {

@@ -103,6 +103,9 @@ type outBuf struct {
 	// stream back (back) sendDirect sends the moved end.
 	moving, paused, back bool
 	base                 int64 // the stream's first offset here (a moved process's: what it wrote before)
+	// sentDirect, splicedDirect: bytes sent to direct clients, and of
+	// them spliced from the pipe (logged as the stream ends there).
+	sentDirect, splicedDirect int64
 }
 
 func (ob *outBuf) signalLocked() {

@@ -66,6 +66,8 @@ func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
 			// stream stands if it goes back to the master (handBack).
 			ob.mu.Lock()
 			ob.acked += int64(n)
+			ob.sentDirect += int64(n)
+			ob.splicedDirect += int64(n)
 			ob.mu.Unlock()
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
