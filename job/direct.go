@@ -158,6 +158,9 @@ func (s *Slave) directConn(c net.Conn, done func()) {
 	var sp *spliceDest
 	if err == nil && t.Flags&slaveproto.TicketFlagPlain == 0 {
 		sess, err = srv.SealStream(c, secret, nc, ns, false)
+		if err == nil && !noSplice {
+			sp = newSealedDest(srv.GatherWriter(sess))
+		}
 	} else if !noSplice {
 		sp = newSpliceDest(c)
 	}
@@ -172,7 +175,8 @@ func (s *Slave) directConn(c net.Conn, done func()) {
 	s.sendDirect(j, obs, sess, sp)
 }
 
-// noSplice keeps plain direct streams on the buffer (the tests compare).
+// noSplice keeps direct streams on the buffer, read by fill and sent by
+// sendDirect (the tests compare).
 var noSplice = false
 
 // directCheck reads and checks the client's greeting: the job its ticket
@@ -347,8 +351,9 @@ func (s *Slave) askDivert(j *running, names []string) (map[string]int64, error) 
 // end as an empty frame, and hangs up when all have ended. A client that
 // goes away breaks the streams, as a reader leaving the tree does.
 //
-// With sp (a plain session) the streams' fills splice their pipes to the
-// client once their kept bytes are sent (splice.go).
+// With sp the streams' fills send their pipes to the client themselves
+// once their kept bytes are sent: spliced (a plain session) or read and
+// sealed (splice.go).
 func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceDest) {
 	defer sess.Close()
 	defer s.maybeRetire(j)

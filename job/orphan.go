@@ -96,7 +96,7 @@ type outBuf struct {
 	// diverting: a direct client is taking the stream over (sendOut
 	// pauses); direct: it has, and sendOut is done (direct.go).
 	diverting, direct bool
-	spliceTo          *spliceDest // set: fill splices the pipe to a plain direct client
+	spliceTo          *spliceDest // set: fill sends the pipe to the direct client itself (splice.go)
 	// moving: the job is seized to move, and its direct stream goes
 	// back to the master (handBack, direct.go): fill pauses (paused)
 	// while handBack drains the pipe, and once the master took the
