@@ -250,6 +250,13 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 		}
 		if sp != nil {
 			if !s.spliceOut(j, ob, sp) { // splice.go
+				// Ended, or broken: either way nothing more is read,
+				// and the job may be forgotten once it is over.
+				ob.mu.Lock()
+				ob.eof = true
+				ob.signalLocked()
+				ob.mu.Unlock()
+				s.maybeRetire(j)
 				return
 			}
 			continue // paused for handBack

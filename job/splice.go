@@ -17,8 +17,9 @@ import (
 // client's socket with splice(2): the slave then neither reads nor copies
 // the bytes. Once a stream's kept bytes are sent, its fill hands over to
 // spliceOut, which frames what the pipe holds (FIONREAD) and splices
-// exactly that. Sealed streams need the bytes in hand, and stay on the
-// buffer.
+// exactly that. Sealed streams need the bytes in hand: their fill reads
+// the pipe into one buffer and sends each read as a sealed frame itself
+// (sealOut).
 
 // spliceDest is a direct client's session, shared by both streams'
 // frames (mu keeps a frame's header and bytes together): a plain socket,
@@ -128,11 +129,9 @@ func (s *Slave) sealOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return true
-		case err != nil:
+		case err != nil: // the job's end closed, or the pipe (the stream broke)
 			ob.mu.Lock()
-			if !ob.broken && !ob.gone {
-				ob.eof = true
-			}
+			ob.eof = true
 			ob.signalLocked()
 			ob.mu.Unlock()
 			return false
