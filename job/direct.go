@@ -146,6 +146,7 @@ func (s *Slave) directConn(c net.Conn, done func()) {
 	if err := s.divert(j, obs); err != nil {
 		done()
 		refuse(c, err.Error())
+		s.maybeRetire(j) // it may have ended meanwhile
 		return
 	}
 	ns := make([]byte, slaveproto.DirectNonceLen)

@@ -147,6 +147,33 @@ func TestDirectClientGone(t *testing.T) {
 	}
 }
 
+// A stream is done with (its job may be forgotten) once its end is read
+// and it ended somewhere, but not while a direct client takes it over:
+// its end goes to that client then, even when the master had it all (a
+// job that ended just as bpsh went direct was forgotten, and bpsh's
+// direct stream cut short: t8300 failed one run in six).
+func TestStreamDone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ob   *outBuf
+		want bool
+	}{
+		{"still read", &outBuf{closed: true}, false},
+		{"ended on the master", &outBuf{eof: true, closed: true}, true},
+		{"nothing written", &outBuf{eof: true}, true},
+		{"bytes not yet taken", &outBuf{eof: true, size: 3, closed: true}, false},
+		{"broken", &outBuf{eof: true, broken: true, size: 3}, true},
+		{"a client taking it direct", &outBuf{eof: true, closed: true, diverting: true}, false},
+		{"a client taking it, nothing written", &outBuf{eof: true, diverting: true}, false},
+		{"direct, end not yet sent", &outBuf{eof: true, diverting: true, direct: true, acked: 3}, false},
+		{"direct, end sent", &outBuf{eof: true, diverting: true, direct: true, closed: true, acked: 3}, true},
+	} {
+		if got := tc.ob.done(); got != tc.want {
+			t.Errorf("%s: done %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 // emfileOnce is a listener whose first Accept fails as one out of
 // descriptors does.
 type emfileOnce struct {

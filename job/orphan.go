@@ -535,13 +535,21 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || (ob.end() == ob.base && !ob.diverting) || (ob.size == 0 && ob.closed))
+		done := ob.done()
 		ob.mu.Unlock()
 		if !done {
 			return
 		}
 	}
 	s.drop(j)
+}
+
+// done (ob.mu held): nothing more to send for the stream, anywhere. Not
+// while a direct client takes it over (diverting, not yet direct): its
+// end goes to that client then, even if the master had it all.
+func (ob *outBuf) done() bool {
+	taking := ob.diverting && !ob.direct
+	return ob.eof && !taking && (ob.broken || ob.end() == ob.base || (ob.size == 0 && ob.closed))
 }
 
 // drop forgets a job (it must have ended or be killed): its goroutines end.
