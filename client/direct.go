@@ -76,12 +76,17 @@ func DialDirect(d slaveproto.Direct) (*DirectStreams, error) {
 		c.Close()
 		return nil, fmt.Errorf("direct stream from %s: %w", d.Addr, err)
 	}
+	return newDirectStreams(c, sess), nil
+}
+
+// newDirectStreams reads the streams from sess, the session on c.
+func newDirectStreams(c net.Conn, sess io.Reader) *DirectStreams {
 	ds := &DirectStreams{conn: c, r: sess}
-	if br, ok := sess.(*bufio.Reader); ok {
-		ds.sp = newSpliceSrc(c, br)
+	if pr, ok := sess.(plainReader); ok {
+		ds.sp = newSpliceSrc(c, pr.br)
 	}
 	ds.cond = sync.NewCond(&ds.mu)
-	return ds, nil
+	return ds
 }
 
 func directHandshake(c net.Conn, d slaveproto.Direct) (io.Reader, error) {
@@ -115,10 +120,27 @@ func directHandshake(c net.Conn, d slaveproto.Direct) (io.Reader, error) {
 	}
 	c.SetDeadline(time.Time{})
 	if d.Ticket[1]&slaveproto.TicketFlagPlain != 0 {
-		return br, nil
+		return plainReader{br, c}, nil
 	}
 	// The first frames may be in br already.
 	return srv.SealStream(bufConn{c, br}, d.Secret, nc, ns, true)
+}
+
+// plainReader reads a plain session: what the handshake's reader holds
+// first, then the socket itself, never reading ahead again. A frame
+// header read through a buffer would take up to its size of the frame's
+// bytes along, which then cannot be spliced: they would cross the
+// program's memory twice (a sixth of bpsh's CPU with 64 KiB).
+type plainReader struct {
+	br *bufio.Reader
+	c  net.Conn
+}
+
+func (r plainReader) Read(p []byte) (int, error) {
+	if r.br.Buffered() > 0 {
+		return r.br.Read(p)
+	}
+	return r.c.Read(p)
 }
 
 // bufConn reads c through r, which may hold bytes read ahead.

@@ -28,8 +28,9 @@ func blockingPipe() (*os.File, *os.File, error) {
 }
 
 // plainSession serves session's bytes from a TCP peer and reads them as
-// DialDirect does a plain one.
-func plainSession(t *testing.T, session []byte) *DirectStreams {
+// DialDirect does a plain one; ahead: the handshake's reader holds the
+// first of them (what it read ahead).
+func plainSession(t *testing.T, session []byte, ahead bool) *DirectStreams {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,8 +51,12 @@ func plainSession(t *testing.T, session []byte) *DirectStreams {
 	}
 	t.Cleanup(func() { c.Close() })
 	br := bufio.NewReaderSize(c, 64<<10)
-	ds := &DirectStreams{conn: c, r: br, sp: newSpliceSrc(c, br)}
-	ds.cond = sync.NewCond(&ds.mu)
+	if ahead {
+		if _, err := br.Peek(len(session)); err != io.EOF && err != bufio.ErrBufferFull {
+			t.Fatal(err)
+		}
+	}
+	ds := newDirectStreams(c, plainReader{br, c})
 	if ds.sp == nil {
 		t.Fatal("no splice source on a TCP connection")
 	}
@@ -126,7 +131,7 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 		if d.pipe != nil {
 			t.Error("a pipe spliced to through a pipe of its own")
 		}
-		n, errOut, err := spliceAll(t, plainSession(t, session), d)
+		n, errOut, err := spliceAll(t, plainSession(t, session, true), d)
 		pw.Close()
 		if d.Spliced() < int64(len(want))/2 {
 			t.Errorf("%d of %d bytes spliced", d.Spliced(), len(want))
@@ -146,7 +151,7 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer d.Close()
-		n, errOut, err := spliceAll(t, plainSession(t, session), d)
+		n, errOut, err := spliceAll(t, plainSession(t, session, true), d)
 		if d.Spliced() < int64(len(want))/2 {
 			t.Errorf("%d of %d bytes spliced", d.Spliced(), len(want))
 		}
@@ -155,6 +160,34 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 			t.Fatalf("moved %d, %v, %v; file has %d bytes (want %d, equal %v), stderr %q", n, err, rerr, len(b), len(want), bytes.Equal(b, want), errOut)
 		}
 	})
+}
+
+// Past what the handshake read ahead, every byte of the frames is spliced:
+// reading a frame's header takes none of its bytes along (which would
+// then be copied through the program, a sixth of bpsh's CPU).
+func TestSpliceReadsNoFrameBytes(t *testing.T) {
+	session, want, wantErr := bigSession()
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := NewSpliceDest(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	n, errOut, err := spliceAll(t, plainSession(t, session, false), d)
+	if err != nil || n != len(want) || !bytes.Equal(errOut, wantErr) {
+		t.Fatalf("moved %d of %d, %v; stderr %q", n, len(want), err, errOut)
+	}
+	if d.Spliced() != int64(len(want)) {
+		t.Errorf("%d of %d bytes spliced, the rest read and written", d.Spliced(), len(want))
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("file has %d bytes (want %d), %v", len(b), len(want), err)
+	}
 }
 
 // What splice cannot take is refused up front, and a reader gone from
@@ -195,7 +228,7 @@ func TestSpliceRefusalsAndWriteErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := plainSession(t, session)
+	ds := plainSession(t, session, true)
 	so, _ := ds.Stdout()
 	se, _ := ds.Stderr()
 	errc := make(chan []byte)
@@ -237,7 +270,7 @@ func TestSpliceToSlowPipe(t *testing.T) {
 	defer d.Close()
 	done := make(chan error, 1)
 	go func() {
-		n, _, err := spliceAll(t, plainSession(t, session), d)
+		n, _, err := spliceAll(t, plainSession(t, session, true), d)
 		if err == nil && n != len(want) {
 			err = io.ErrShortWrite
 		}

@@ -146,6 +146,7 @@ func (s *Slave) directConn(c net.Conn, done func()) {
 	if err := s.divert(j, obs); err != nil {
 		done()
 		refuse(c, err.Error())
+		s.maybeRetire(j) // it may have ended meanwhile
 		return
 	}
 	ns := make([]byte, slaveproto.DirectNonceLen)
@@ -158,6 +159,9 @@ func (s *Slave) directConn(c net.Conn, done func()) {
 	var sp *spliceDest
 	if err == nil && t.Flags&slaveproto.TicketFlagPlain == 0 {
 		sess, err = srv.SealStream(c, secret, nc, ns, false)
+		if err == nil && !noSplice {
+			sp = newSealedDest(srv.GatherWriter(sess))
+		}
 	} else if !noSplice {
 		sp = newSpliceDest(c)
 	}
@@ -172,7 +176,8 @@ func (s *Slave) directConn(c net.Conn, done func()) {
 	s.sendDirect(j, obs, sess, sp)
 }
 
-// noSplice keeps plain direct streams on the buffer (the tests compare).
+// noSplice keeps direct streams on the buffer, read by fill and sent by
+// sendDirect (the tests compare).
 var noSplice = false
 
 // directCheck reads and checks the client's greeting: the job its ticket
@@ -347,11 +352,13 @@ func (s *Slave) askDivert(j *running, names []string) (map[string]int64, error) 
 // end as an empty frame, and hangs up when all have ended. A client that
 // goes away breaks the streams, as a reader leaving the tree does.
 //
-// With sp (a plain session) the streams' fills splice their pipes to the
-// client once their kept bytes are sent (splice.go).
+// With sp the streams' fills send their pipes to the client themselves
+// once their kept bytes are sent: spliced (a plain session) or read and
+// sealed (splice.go).
 func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceDest) {
 	defer sess.Close()
 	defer s.maybeRetire(j)
+	defer s.logDirectEnd(j, obs)
 	write := srv.GatherWriter(sess)
 	if sp != nil {
 		write = sp.write
@@ -411,6 +418,7 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceD
 				ob.inflight = nil
 				if err == nil && !ob.gone {
 					ob.dropTo(ob.acked + int64(len(chunk)))
+					ob.sentDirect += int64(len(chunk))
 				}
 				if ob.orphan != nil {
 					recycle(ob.orphan)
@@ -445,6 +453,19 @@ func (s *Slave) sendDirect(j *running, obs []*outBuf, sess net.Conn, sp *spliceD
 		}
 		wait(chans)
 	}
+}
+
+// logDirectEnd says, as a job's direct streams end (or break), how many
+// bytes each sent direct, and how many of them were spliced from the pipe
+// unread (seal no).
+func (s *Slave) logDirectEnd(j *running, obs []*outBuf) {
+	var parts []string
+	for _, ob := range obs {
+		ob.mu.Lock()
+		parts = append(parts, fmt.Sprintf("%s %d bytes (%d spliced)", ob.name, ob.sentDirect, ob.splicedDirect))
+		ob.mu.Unlock()
+	}
+	s.logf("job %d: direct streams done: %s", j.pid, strings.Join(parts, ", "))
 }
 
 func indexOf(j *running, ob *outBuf) int {

@@ -96,13 +96,16 @@ type outBuf struct {
 	// diverting: a direct client is taking the stream over (sendOut
 	// pauses); direct: it has, and sendOut is done (direct.go).
 	diverting, direct bool
-	spliceTo          *spliceDest // set: fill splices the pipe to a plain direct client
+	spliceTo          *spliceDest // set: fill sends the pipe to the direct client itself (splice.go)
 	// moving: the job is seized to move, and its direct stream goes
 	// back to the master (handBack, direct.go): fill pauses (paused)
 	// while handBack drains the pipe, and once the master took the
 	// stream back (back) sendDirect sends the moved end.
 	moving, paused, back bool
 	base                 int64 // the stream's first offset here (a moved process's: what it wrote before)
+	// sentDirect, splicedDirect: bytes sent to direct clients, and of
+	// them spliced from the pipe (logged as the stream ends there).
+	sentDirect, splicedDirect int64
 }
 
 func (ob *outBuf) signalLocked() {
@@ -247,6 +250,13 @@ func (s *Slave) fill(j *running, ob *outBuf) {
 		}
 		if sp != nil {
 			if !s.spliceOut(j, ob, sp) { // splice.go
+				// Ended, or broken: either way nothing more is read,
+				// and the job may be forgotten once it is over.
+				ob.mu.Lock()
+				ob.eof = true
+				ob.signalLocked()
+				ob.mu.Unlock()
+				s.maybeRetire(j)
 				return
 			}
 			continue // paused for handBack
@@ -525,13 +535,21 @@ func (s *Slave) maybeRetire(j *running) {
 	}
 	for _, ob := range j.out {
 		ob.mu.Lock()
-		done := ob.eof && (ob.broken || (ob.end() == ob.base && !ob.diverting) || (ob.size == 0 && ob.closed))
+		done := ob.done()
 		ob.mu.Unlock()
 		if !done {
 			return
 		}
 	}
 	s.drop(j)
+}
+
+// done (ob.mu held): nothing more to send for the stream, anywhere. Not
+// while a direct client takes it over (diverting, not yet direct): its
+// end goes to that client then, even if the master had it all.
+func (ob *outBuf) done() bool {
+	taking := ob.diverting && !ob.direct
+	return ob.eof && !taking && (ob.broken || ob.end() == ob.base || (ob.size == 0 && ob.closed))
 }
 
 // drop forgets a job (it must have ended or be killed): its goroutines end.

@@ -17,15 +17,26 @@ import (
 // client's socket with splice(2): the slave then neither reads nor copies
 // the bytes. Once a stream's kept bytes are sent, its fill hands over to
 // spliceOut, which frames what the pipe holds (FIONREAD) and splices
-// exactly that. Sealed streams need the bytes in hand, and stay on the
-// buffer.
+// exactly that. Sealed streams need the bytes in hand: their fill reads
+// the pipe into one buffer and sends each read as a sealed frame itself
+// (sealOut).
 
-// spliceDest is a plain direct client's socket, shared by both streams'
-// frames (mu keeps a frame's header and bytes together).
+// spliceDest is a direct client's session, shared by both streams'
+// frames (mu keeps a frame's header and bytes together): a plain socket,
+// which fill splices its pipe to, or a sealed session (sealed set), which
+// fill reads its pipe into one buffer for and writes each read to as one
+// frame, sealed from where it lies. Either way no goroutine hands the
+// bytes to another and no buffer is allocated per read.
 type spliceDest struct {
-	mu   sync.Mutex
-	conn *net.TCPConn
-	raw  syscall.RawConn
+	mu     sync.Mutex
+	conn   *net.TCPConn
+	raw    syscall.RawConn
+	sealed func(net.Buffers) error
+}
+
+// newSealedDest sends frames through write, a sealed session's.
+func newSealedDest(write func(net.Buffers) error) *spliceDest {
+	return &spliceDest{sealed: write}
 }
 
 func newSpliceDest(c net.Conn) *spliceDest {
@@ -44,6 +55,9 @@ func newSpliceDest(c net.Conn) *spliceDest {
 func (d *spliceDest) write(b net.Buffers) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.sealed != nil {
+		return d.sealed(b)
+	}
 	_, err := b.WriteTo(d.conn)
 	return err
 }
@@ -52,6 +66,9 @@ func (d *spliceDest) write(b net.Buffers) error {
 // sendDirect sends the end) or the client goes (the stream breaks); again
 // when handBack interrupted it (the pipe's read deadline): fill goes on.
 func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
+	if d.sealed != nil {
+		return s.sealOut(j, ob, d)
+	}
 	pipe, err := ob.r.SyscallConn()
 	if err != nil {
 		s.logf("job %d: %s: %v", j.pid, ob.name, err)
@@ -66,6 +83,8 @@ func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
 			// stream stands if it goes back to the master (handBack).
 			ob.mu.Lock()
 			ob.acked += int64(n)
+			ob.sentDirect += int64(n)
+			ob.splicedDirect += int64(n)
 			ob.mu.Unlock()
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -77,6 +96,40 @@ func (s *Slave) spliceOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
 			return false
 		}
 		if eof {
+			ob.mu.Lock()
+			ob.eof = true
+			ob.signalLocked()
+			ob.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// sealOut is spliceOut on a sealed session: each read of the pipe, into
+// one buffer, is written as a frame.
+func (s *Slave) sealOut(j *running, ob *outBuf, d *spliceDest) (again bool) {
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	buf := *bp
+	id := byte(1 << indexOf(j, ob))
+	for {
+		n, err := ob.r.Read(buf[:min(len(buf), slaveproto.MaxDirectFrame)])
+		if n > 0 {
+			hdr := slaveproto.DirectFrameHeader(id, n)
+			if werr := d.write(net.Buffers{hdr[:], buf[:n]}); werr != nil {
+				s.logf("job %d: direct stream: %v", j.pid, werr)
+				s.directBroken(j, j.directStreams(3))
+				return false
+			}
+			ob.mu.Lock()
+			ob.acked += int64(n) // as spliceOut counts
+			ob.sentDirect += int64(n)
+			ob.mu.Unlock()
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return true
+		case err != nil: // the job's end closed, or the pipe (the stream broke)
 			ob.mu.Lock()
 			ob.eof = true
 			ob.signalLocked()
