@@ -1,0 +1,580 @@
+/*
+ * The C front's running job: a thread per blocking file (the mount's
+ * files cannot be polled), as the Go bpsh has a goroutine per stream.
+ * Threads run with every signal blocked but INTR, whose no-op handler
+ * (no SA_RESTART) interrupts a blocked read or write: the tree then
+ * answers EINTR having taken nothing (a stream read, a ctl end, a
+ * stream write's untaken rest), which is what makes a hand-off to the
+ * Go bpsh lossless. Forwarded signals come to the signal thread only.
+ */
+#define _GNU_SOURCE
+
+#include "bpsh.h"
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INTR (SIGRTMIN)
+
+static void nothing(int sig) { (void)sig; }
+
+/* unblock_intr leaves INTR, and only INTR, open on the calling thread. */
+static void unblock_intr(void)
+{
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, INTR);
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+}
+
+static void block_intr(int on)
+{
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, INTR);
+	pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL);
+}
+
+/* The forwarded signals (cmd/bpsh's killer), by name for proc ctl. */
+static const struct {
+	int sig;
+	const char *name;
+} fwd[] = {{SIGINT, "INT"}, {SIGTERM, "TERM"}, {SIGHUP, "HUP"}, {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"}, {SIGUSR2, "USR2"}};
+#define NFWD (sizeof fwd / sizeof fwd[0])
+
+static pthread_mutex_t sigmu = PTHREAD_MUTEX_INITIALIZER; /* one kill at a time; none across the hand-off */
+
+/* bp_fe_kill writes "kill SIG" on proc/PID/ctl, with INTR blocked: an
+ * interrupted ctl write is retried whole, and the process would get it
+ * twice. */
+void bp_fe_kill(struct job *j, const char *sig)
+{
+	block_intr(1);
+	char line[32];
+	int n = snprintf(line, sizeof line, "kill %s\n", sig);
+	int fd = openat(j->procdir, "ctl", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, line, (size_t)n) < 0) {
+			/* the process is gone: nothing to tell */
+		}
+		close(fd);
+	}
+	block_intr(0);
+}
+
+static void forward(struct job *j, int sig)
+{
+	for (size_t i = 0; i < NFWD; i++)
+		if (fwd[i].sig == sig) {
+			pthread_mutex_lock(&j->mu);
+			j->sent |= 1u << sig;
+			pthread_mutex_unlock(&j->mu);
+			bp_fe_kill(j, fwd[i].name);
+		}
+}
+
+static void *sig_thread(void *arg)
+{
+	struct job *j = arg;
+	sigset_t s;
+	sigemptyset(&s);
+	for (size_t i = 0; i < NFWD; i++)
+		sigaddset(&s, fwd[i].sig);
+	for (;;) {
+		int sig;
+		if (sigwait(&s, &sig) != 0)
+			continue;
+		pthread_mutex_lock(&sigmu);
+		forward(j, sig);
+		pthread_mutex_unlock(&sigmu);
+	}
+	return NULL;
+}
+
+/* park holds a thread at a hand-off until it is called off; 1: it was
+ * called off, go on. Called with mu held. */
+static void park(struct job *j, int *parked)
+{
+	*parked = 1;
+	pthread_cond_broadcast(&j->cond);
+	while (j->stop)
+		pthread_cond_wait(&j->cond, &j->mu);
+	*parked = 0;
+}
+
+static int stopping(struct job *j, int *parked)
+{
+	pthread_mutex_lock(&j->mu);
+	if (j->stop)
+		park(j, parked);
+	pthread_mutex_unlock(&j->mu);
+	return 0;
+}
+
+/* fail records the first output error, as Go's output.fail and put do. */
+static void fail(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct job *j, const char *fmt, ...)
+{
+	pthread_mutex_lock(&j->mu);
+	if (!j->err[0]) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(j->err, sizeof j->err, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* Strerror is Go's client.Strerror: the C library's wording. */
+#define Strerror(e) bp_fe_strerror(e)
+
+/* put writes all of p to the user's file; 0 once it failed (Go's put). */
+static int put(struct job *j, struct ostream *s, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(s->to, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			if (errno == EPIPE)
+				fail(j, "EPIPE");
+			else
+				fail(j, "write %s: %s", s->name, Strerror(errno));
+			return 0;
+		}
+		p += w, n -= (size_t)w;
+	}
+	return 1;
+}
+
+static void *out_thread(void *arg)
+{
+	struct ostream *s = arg;
+	struct job *j = (struct job *)((char *)(s - s->id) - offsetof(struct job, out));
+	unblock_intr();
+	size_t size = FIRST_BUF;
+	char *buf = malloc(size);
+	for (int broken = 0; buf;) {
+		stopping(j, &s->parked);
+		ssize_t n = read(s->from, buf, size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fail(j, "node %d: reading %s: read %s/proc/%d/%s: %s", j->node, s->id == 1 ? "stdout" : "stderr",
+			     j->mount, j->pid, s->id == 1 ? "stdout" : "stderr", Strerror(errno));
+			break;
+		}
+		if (n == 0)
+			break;
+		if (!broken && !put(j, s, buf, (size_t)n)) {
+			/* The rest is read and dropped; the process is told. */
+			broken = 1;
+			pthread_mutex_lock(&j->mu);
+			j->broken[s->id] = 1;
+			j->quiet |= 1u << SIGPIPE;
+			pthread_mutex_unlock(&j->mu);
+			bp_fe_kill(j, "PIPE");
+		}
+		pthread_mutex_lock(&j->mu);
+		j->seen += n;
+		if (j->direct && j->want == 0 && j->seen >= DIRECT_AFTER) {
+			j->want = 1;
+			pthread_cond_broadcast(&j->cond);
+		}
+		pthread_mutex_unlock(&j->mu);
+		if ((size_t)n == size && size < MAX_BUF) {
+			char *nb = malloc(size * 2);
+			if (nb) {
+				free(buf);
+				buf = nb, size *= 2;
+			}
+		}
+	}
+	free(buf);
+	pthread_mutex_lock(&j->mu);
+	s->done = 1;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/* in_thread forwards stdin, opening proc/PID/stdin on the first byte (or
+ * EOF) so that a run that never reads costs nothing, as Go's stdinDest. */
+static void *in_thread(void *arg)
+{
+	struct job *j = arg;
+	struct istream *in = &j->in;
+	unblock_intr();
+	size_t size = FIRST_BUF;
+	char *buf = malloc(size);
+	while (buf) {
+		stopping(j, &in->parked);
+		ssize_t n = read(in->from, buf, size), off = 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* n <= 0: EOF (or a failed read, the same to Go): the
+		 * process's stdin is closed. */
+		for (;;) {
+			if (in->to < 0 && (in->to = openat(j->procdir, "stdin", O_WRONLY | O_CLOEXEC)) < 0 &&
+			    errno != EINTR)
+				goto done; /* Go's stdinDest: dead, no more read */
+			if (in->to >= 0) {
+				if (n <= 0) {
+					close(in->to);
+					goto done;
+				}
+				ssize_t w = write(in->to, buf + off, (size_t)(n - off));
+				if (w < 0 && errno != EINTR) {
+					close(in->to); /* the process closed its stdin or ended */
+					goto done;
+				}
+				if (w > 0)
+					off += w;
+				if (off == n)
+					break;
+			}
+			pthread_mutex_lock(&j->mu);
+			if (j->stop) {
+				/* Interrupted with bytes in hand: the hand-off
+				 * passes them on. */
+				in->left = buf + off, in->nleft = n > 0 ? (size_t)(n - off) : 0;
+				park(j, &in->parked);
+				in->left = NULL, in->nleft = 0;
+			}
+			pthread_mutex_unlock(&j->mu);
+		}
+		if ((size_t)n == size && size < MAX_BUF) {
+			char *nb = malloc(size * 2);
+			if (nb) {
+				free(buf);
+				buf = nb, size *= 2;
+			}
+		}
+	}
+done:
+	free(buf);
+	pthread_mutex_lock(&j->mu);
+	in->finished = 1;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/* The end, from the exec's ctl (Go's Proc.Wait with Early). */
+struct end {
+	char line[65 << 10];
+	int err;	/* errno of a failed read, 0 */
+	int state;	/* 0 reading, 1 read, 2 empty, 3 too long, 4 read error */
+	int parked;
+	pthread_t th;
+};
+static struct end end;
+
+static void *end_thread(void *arg)
+{
+	struct job *j = arg;
+	unblock_intr();
+	size_t n = 0;
+	int state = 0;
+	while (!state) {
+		stopping(j, &end.parked);
+		ssize_t r = read(j->ctl, end.line + n, 256);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			end.err = errno, state = 4;
+			break;
+		}
+		n += (size_t)r;
+		end.line[n] = 0;
+		char *nl = memchr(end.line, '\n', n);
+		if (nl) {
+			*nl = 0;
+			state = 1;
+		} else if (r == 0)
+			state = n ? 1 : 2;
+		else if (n > 64 << 10)
+			state = 3;
+	}
+	pthread_mutex_lock(&j->mu);
+	end.state = state;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/* handoff passes the running job to the Go bpsh (cmd/bpsh/attach.go)
+ * once its output is bulk: every thread parked with nothing in hand but
+ * stdin's rest (a memfd), every tree file open where it stood. Returns
+ * when it cannot (the job ended, an error) and the job goes on here. */
+static void handoff(struct job *j, char **argv)
+{
+	pthread_mutex_lock(&j->mu);
+	j->stop = 1;
+	for (;;) {
+		int busy = 0;
+		for (int i = 1; i <= 2; i++)
+			if (j->out[i].started && !j->out[i].done && !j->out[i].parked)
+				busy = 1, pthread_kill(j->out[i].th, INTR);
+		if (j->in.started && !j->in.finished && !j->in.parked)
+			busy = 1, pthread_kill(j->in.th, INTR);
+		if (!end.state && !end.parked)
+			busy = 1, pthread_kill(end.th, INTR);
+		if (!busy)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 2000000;
+		if (ts.tv_nsec >= 1000000000)
+			ts.tv_sec++, ts.tv_nsec -= 1000000000;
+		pthread_cond_timedwait(&j->cond, &j->mu, &ts);
+	}
+	if (end.state || j->err[0] || j->broken[1] || j->broken[2])
+		goto off;
+	pthread_mutex_lock(&sigmu);
+	/* Signals that came meanwhile are forwarded here; INT, HUP, TERM
+	 * and QUIT are then ignored until Go's signal.Notify (its runtime
+	 * would let them kill it before), USR1 and USR2 stay pending. */
+	sigset_t s;
+	sigemptyset(&s);
+	for (size_t i = 0; i < NFWD; i++)
+		sigaddset(&s, fwd[i].sig);
+	struct timespec zero = {0, 0};
+	for (int sig; (sig = sigtimedwait(&s, NULL, &zero)) > 0;)
+		forward(j, sig);
+	int left = -1;
+	if (j->in.nleft) {
+		left = memfd_create("bpsh-stdin", 0);
+		if (left < 0 || write(left, j->in.left, j->in.nleft) != (ssize_t)j->in.nleft || lseek(left, 0, SEEK_SET) < 0)
+			goto unlock;
+	}
+	int fds[] = {j->ctl, j->out[1].from, j->out[2].from, j->in.from, j->in.to, left, j->out[1].to, j->out[2].to};
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0)
+			fcntl(fds[i], F_SETFD, 0);
+	int in = j->in.from >= 0 && !j->in.finished ? j->in.from : -1;
+	char v[PATHLEN + 256];
+	snprintf(v, sizeof v, "%d %d %d %d %d %d %d %d %d %d %lld %u %s", j->node, j->pid, j->ctl,
+		 j->out[1].done ? -1 : j->out[1].from, j->out[2].done ? -1 : j->out[2].from, in, in < 0 ? -1 : j->in.to,
+		 in < 0 ? -1 : left, j->out[1].to, j->out[2].to, j->seen, j->sent | j->quiet, j->path);
+	setenv("BPSH_ATTACH", v, 1);
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	for (size_t i = 0; i < 4; i++)
+		sigaction(fwd[i].sig, &ign, NULL);
+	bp_fe_go(argv);
+unlock:
+	if (left >= 0)
+		close(left);
+	pthread_mutex_unlock(&sigmu);
+off:
+	j->want = -1; /* not again */
+	j->stop = 0;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->mu);
+}
+
+static const char *signame(int n, char *buf)
+{
+	static const char *names[] = {NULL,   "HUP",  "INT",  "QUIT", "ILL",  "TRAP",   "ABRT", "BUS",
+				      "FPE",  "KILL", "USR1", "SEGV", "USR2", "PIPE",   "ALRM", "TERM",
+				      "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+				      "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"};
+	if (n > 0 && n < 32)
+		return names[n];
+	sprintf(buf, "%d", n);
+	return buf;
+}
+
+/* num is strconv.Atoi of a whole word. */
+static int num(const char *s, long lo, long hi, long *out)
+{
+	char *e;
+	errno = 0;
+	*out = strtol(s, &e, 10);
+	return *s && !*e && !errno && !isspace((unsigned char)*s) && *out >= lo && *out <= hi;
+}
+
+/* errno_text is client.errnoText with quiet: the errno in C wording, with
+ * the master's text when it says more. */
+static void errno_text(int e, const char *text, char *out, size_t cap)
+{
+	const char *msg = Strerror(e);
+	if (e == ENOENT || e == EACCES || e == EPERM || e == ENOEXEC || e == ENOTDIR) {
+		snprintf(out, cap, "%s", msg);
+		return;
+	}
+	while (isspace((unsigned char)*text))
+		text++;
+	size_t n = strlen(text);
+	while (n && isspace((unsigned char)text[n - 1]))
+		n--;
+	if (n >= 7 && !strncmp(text, "error: ", 7))
+		text += 7, n -= 7;
+	char es[256], low[4096];
+	snprintf(es, sizeof es, "%s", msg);
+	es[0] = (char)tolower((unsigned char)es[0]);
+	size_t el = strlen(es);
+	for (size_t i = 0; i < n && i < sizeof low - 1; i++)
+		low[i] = (char)tolower((unsigned char)text[i]);
+	low[n < sizeof low ? n : sizeof low - 1] = 0;
+	if (n == 0 || !strcmp(low, es))
+		snprintf(out, cap, "%s", msg);
+	else if (n >= el + 2 && !strcmp(low + n - el, es) && !strncmp(low + n - el - 2, ": ", 2))
+		snprintf(out, cap, "%.*s%s", (int)(n - el), text, msg);
+	else
+		snprintf(out, cap, "%s (%.*s)", msg, (int)n, text);
+}
+
+/* quote is Go's %q for the printable ASCII a wait line has. */
+static void quote(const char *s, char *out, size_t cap)
+{
+	size_t k = 0;
+	out[k++] = '"';
+	for (; *s && k + 6 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			k += (size_t)sprintf(out + k, "\\%c", c);
+		else if (c == '\t')
+			k += (size_t)sprintf(out + k, "\\t");
+		else if (c < 0x20 || c >= 0x7f)
+			k += (size_t)sprintf(out + k, "\\x%02x", c);
+		else
+			out[k++] = (char)c;
+	}
+	out[k++] = '"';
+	out[k] = 0;
+}
+
+/* report is cmd/bpsh's report for one job: its end's message and bpsh's
+ * exit status. */
+static int report(struct job *j)
+{
+	int code = 0;
+	char msg[8192], buf[16];
+	char *f[5] = {0};
+	int nf = 0;
+	long a, b;
+	char line[sizeof end.line];
+	switch (end.state) {
+	case 2:
+		fprintf(stderr, "bpsh: node %d: waiting: node/%d/ctl: empty\n", j->node, j->node);
+		return 255;
+	case 3:
+		fprintf(stderr, "bpsh: node %d: waiting: node/%d/ctl: answer too long\n", j->node, j->node);
+		return 255;
+	case 4:
+		fprintf(stderr, "bpsh: node %d: waiting: read node/%d/ctl: %s\n", j->node, j->node, Strerror(end.err));
+		return 255;
+	}
+	if (!strncmp(end.line, "failed ", 7)) {
+		char *rest = end.line + 7, *sp = strchr(rest, ' ');
+		if (sp)
+			*sp = 0;
+		if (num(rest, 1, 4095, &a)) {
+			char text[sizeof end.line];
+			size_t k = 0;
+			for (const char *t = sp ? sp + 1 : ""; *t; t++)
+				text[k++] = t[0] == '\\' && t[1] == 'n' ? (t++, '\n') : *t;
+			text[k] = 0;
+			errno_text((int)a, text, msg, sizeof msg);
+			fprintf(stderr, "bpsh: node %d: exec %s: %s\n", j->node, j->path, msg);
+			return 255;
+		}
+		if (sp)
+			*sp = ' ';
+	}
+	strcpy(line, end.line);
+	for (char *save, *w = strtok_r(line, " \t\n\v\f\r", &save); w && nf < 5; w = strtok_r(NULL, " \t\n\v\f\r", &save))
+		f[nf++] = w;
+	if (nf == 2 && !strcmp(f[0], "exit") && num(f[1], 0, 255, &a))
+		code = (int)a;
+	else if ((nf == 2 || nf == 3) && !strcmp(f[0], "signal") && num(f[1], 1, 128, &a)) {
+		const char *name = nf == 3 ? (strncmp(f[2], "SIG", 3) ? f[2] : f[2] + 3) : signame((int)a, buf);
+		if (a >= 32 || !((j->sent | j->quiet) & (1u << a)))
+			fprintf(stderr, "bpsh: node %d: killed by signal %ld (%s)\n", j->node, a, name);
+		code = 255;
+	} else if (nf == 4 && !strcmp(f[0], "lost") && !strcmp(f[1], "node") && !strcmp(f[3], "down") &&
+		   num(f[2], -1, 1L << 31, &b)) {
+		fprintf(stderr, "bpsh: node %d: lost: node %ld went down\n", j->node, b);
+		code = 255;
+	} else {
+		quote(end.line, msg, sizeof msg);
+		fprintf(stderr,
+			"bpsh: node %d: waiting: bad wait status %s (want exit N, signal N NAME or lost node N down)\n",
+			j->node, msg);
+		code = 255;
+	}
+	return code;
+}
+
+int bp_fe_intr_sig(void) { return INTR; }
+
+int bp_fe_run(struct job *j, char **argv)
+{
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	j->in.to = -1;
+	j->out[1].from = j->out[2].from = -1;
+	struct sigaction sa = {.sa_handler = nothing};
+	sigaction(INTR, &sa, NULL);
+	char dir[PATHLEN + 64];
+	snprintf(dir, sizeof dir, "%s/proc/%d", j->mount, j->pid);
+	j->procdir = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	pthread_t st;
+	pthread_create(&st, NULL, sig_thread, j);
+	pthread_detach(st);
+	if (!j->no_io) {
+		for (int i = 1; i <= 2 && j->procdir >= 0; i++) {
+			const char *name = i == 1 ? "stdout" : "stderr";
+			if ((j->out[i].from = openat(j->procdir, name, O_RDONLY | O_CLOEXEC)) < 0) {
+				fail(j, "node %d: opening its output: open %s/%s: %s", j->node, dir, name, Strerror(errno));
+				break;
+			}
+		}
+		if (j->procdir < 0)
+			fail(j, "node %d: opening its output: open %s: %s", j->node, dir, Strerror(errno));
+		if (j->out[1].from >= 0 && j->out[2].from >= 0)
+			for (int i = 1; i <= 2; i++)
+				j->out[i].started = !pthread_create(&j->out[i].th, NULL, out_thread, &j->out[i]);
+	}
+	if (j->in.from >= 0 && j->procdir >= 0) {
+		j->in.started = !pthread_create(&j->in.th, NULL, in_thread, j);
+		if (j->in.started)
+			pthread_detach(j->in.th);
+	}
+	/* The main thread waits for the end, read by a thread of its own,
+	 * or for output enough to hand the job to Go. */
+	pthread_create(&end.th, NULL, end_thread, j);
+	pthread_mutex_lock(&j->mu);
+	while (!end.state) {
+		if (j->want == 1) {
+			pthread_mutex_unlock(&j->mu);
+			handoff(j, argv);
+			pthread_mutex_lock(&j->mu);
+			continue;
+		}
+		pthread_cond_wait(&j->cond, &j->mu);
+	}
+	pthread_mutex_unlock(&j->mu);
+	pthread_join(end.th, NULL);
+	for (int i = 1; i <= 2; i++)
+		if (j->out[i].started)
+			pthread_join(j->out[i].th, NULL);
+	int code = report(j);
+	if (j->err[0] && strcmp(j->err, "EPIPE")) {
+		fprintf(stderr, "bpsh: writing output: %s\n", j->err);
+		if (code == 0)
+			code = 255;
+	}
+	return code;
+}
