@@ -31,6 +31,29 @@ lat) # lat RUNS CMD...: median wall time of CMD in microseconds.
 		echo $((10#$t1 - 10#$t0)) >>"$f"
 	done
 	median "$f" ;;
+alt) # alt RUNS CMD...: each CMD's (a string of words) median wall time in
+	# microseconds, one a line; the runs take turns, so a change in the
+	# machine's load falls on all alike.
+	runs=$2; shift 2
+	cmds=("$@") files=() e=$(mktemp); trap 'rm -f "$e" "${files[@]}"' EXIT
+	for c in "${cmds[@]}"; do
+		files+=("$(mktemp)")
+		$c >/dev/null 2>"$e" </dev/null || { echo "failed: $c:" >&2; cat "$e" >&2; exit 1; }  # warm up
+	done
+	for ((i = 0; i < runs; i++)); do
+		for k in "${!cmds[@]}"; do
+			t0=${EPOCHREALTIME/./}
+			${cmds[k]} >/dev/null 2>"$e" </dev/null || { echo "failed (run $i): ${cmds[k]}:" >&2; cat "$e" >&2; exit 1; }
+			t1=${EPOCHREALTIME/./}
+			echo $((10#$t1 - 10#$t0)) >>"${files[k]}"
+		done
+	done
+	for f in "${files[@]}"; do median "$f"; done ;;
+cpu) # cpu RUNS CMD...: the CPU time (user + system) CMD takes per run, in
+	# microseconds, from its parent's times.
+	runs=$2; shift 2
+	for ((i = 0; i < runs; i++)); do "$@" >/dev/null 2>&1 </dev/null; done
+	times | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1e6 / '"$runs"' }' ;;
 tp) # tp RUNS BYTES CMD...: median throughput of CMD >/dev/null in MB/s.
 	runs=$2 bytes=$3; shift 3
 	f=$(mktemp); trap 'rm -f "$f"' EXIT
@@ -133,11 +156,16 @@ cat "$T/big" >/dev/null # in the page cache for everyone
 echo "bench-core: $NODES nodes in network namespaces on $(nproc) cores; medians${BENCH_QUICK:+ (quick)}"
 row "what" "median" "" "runs" "target"
 
-local_us=$(measure lat "$RUNS" /bin/true) || exit 1
+# bpsh is the C front (libbproc/bpsh), bpsh-go the Go bpsh it hands all
+# but the plain launch to: alternating with the local fork/exec.
+alt=$(measure alt "$RUNS" /bin/true "bpsh 1 /bin/true" "bpsh-go 1 /bin/true") || exit 1
+set -- $alt
+local_us=$1 bpsh_us=$2 go_us=$3
 row "local fork/exec /bin/true" "$(ms "$local_us")" ms "$RUNS"
-
-bpsh_us=$(measure lat "$RUNS" bpsh 1 /bin/true) || exit 1
 row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$bpsh_us" '<=' 1500)"
+row "  for comparison: bpsh-go 1 /bin/true (Go)" "$(ms "$go_us")" ms "$RUNS"
+c_cpu=$(measure cpu "$RUNS" bpsh 1 /bin/true) && go_cpu=$(measure cpu "$RUNS" bpsh-go 1 /bin/true) || exit 1
+row "  bpsh's own CPU per launch: C front / Go" "$(ms "$c_cpu") / $(ms "$go_cpu")" ms "$RUNS"
 
 # Where bpsh's time goes: a Go program starting, and the tree's own cost
 # (an exec written to ctl, then wait) from a shell.

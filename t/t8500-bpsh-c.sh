@@ -94,6 +94,8 @@ test_expect_success "$pass: errors are bpsh-go's: no such node, a down node, no 
 	both 1 /no/such/program && is c.st 255 &&
 	both 1 no-such-program-anywhere && test -s c.err &&
 	both 1 -I /no/such/file cat && test -s c.err &&
+	printf "#!/no/such/interpreter\n" >bad.sh && chmod +x bad.sh &&
+	both 1 ./bad.sh && is c.st 255 && test_grep "^bpsh: node 1: exec $T/bad.sh: " c.err &&
 	both 1 && is c.st 1
 '
 

@@ -276,6 +276,7 @@ struct end {
 	int err;	/* errno of a failed read, 0 */
 	int state;	/* 0 reading, 1 read, 2 empty, 3 too long, 4 read error */
 	int parked;
+	size_t len; /* bytes of it read so far */
 	pthread_t th;
 };
 static struct end end;
@@ -297,6 +298,9 @@ static void *end_thread(void *arg)
 		}
 		n += (size_t)r;
 		end.line[n] = 0;
+		pthread_mutex_lock(&j->mu);
+		end.len = n;
+		pthread_mutex_unlock(&j->mu);
 		char *nl = memchr(end.line, '\n', n);
 		if (nl) {
 			*nl = 0;
@@ -339,7 +343,8 @@ static void handoff(struct job *j, char **argv)
 			ts.tv_sec++, ts.tv_nsec -= 1000000000;
 		pthread_cond_timedwait(&j->cond, &j->mu, &ts);
 	}
-	if (end.state || j->err[0] || j->broken[1] || j->broken[2])
+	/* An end (even part of its line) already read stays here. */
+	if (end.state || end.len || j->err[0] || j->broken[1] || j->broken[2])
 		goto off;
 	pthread_mutex_lock(&sigmu);
 	/* Signals that came meanwhile are forwarded here; INT, HUP, TERM
