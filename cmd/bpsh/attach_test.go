@@ -17,8 +17,8 @@ func TestParseAttach(t *testing.T) {
 		{"x 42 0 1 2 -1 -1 -1 1 2 0 0 /p", `field 1: "x" is not a number`},
 		{"1 0 0 1 2 -1 -1 -1 1 2 0 0 /p", "bad node, pid or count"},
 		{"-1 42 0 1 2 -1 -1 -1 1 2 0 0 /p", "bad node, pid or count"},
-		{"1 42 -1 1 2 -1 -1 -1 1 2 0 0 /p", "descriptor -1 is not open"},  // ctl is required
-		{"1 42 0 1 2 -1 -1 -1 -1 2 0 0 /p", "descriptor -1 is not open"},  // so is stdout
+		{"1 42 -1 1 2 -1 -1 -1 1 2 0 0 /p", "descriptor -1 is not open"}, // ctl is required
+		{"1 42 0 1 2 -1 -1 -1 -1 2 0 0 /p", "descriptor -1 is not open"}, // so is stdout
 		{"1 42 0 1 2 -1 -1 -1 1 9999 0 0 /p", "descriptor 9999 is not open"},
 		{"1 42 0 1 -7 -1 -1 -1 1 2 0 0 /p", "descriptor -7 is not open"},
 	} {
