@@ -52,8 +52,10 @@ alt) # alt RUNS CMD...: each CMD's (a string of words) median wall time in
 cpu) # cpu RUNS CMD...: the CPU time (user + system) CMD takes per run, in
 	# microseconds, from its parent's times.
 	runs=$2; shift 2
+	f=$(mktemp); trap 'rm -f "$f"' EXIT
 	for ((i = 0; i < runs; i++)); do "$@" >/dev/null 2>&1 </dev/null; done
-	times | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1e6 / '"$runs"' }' ;;
+	times >"$f" # not in a pipe: a subshell's times are its own
+	awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1e6 / '"$runs"' }' "$f" ;;
 tp) # tp RUNS BYTES CMD...: median throughput of CMD >/dev/null in MB/s.
 	runs=$2 bytes=$3; shift 3
 	f=$(mktemp); trap 'rm -f "$f"' EXIT
@@ -169,8 +171,8 @@ row "  bpsh's own CPU per launch: C front / Go" "$(ms "$c_cpu") / $(ms "$go_cpu"
 
 # Where bpsh's time goes: a Go program starting, and the tree's own cost
 # (an exec written to ctl, then wait) from a shell.
-v_us=$(measure lat "$RUNS" bpsh -V) || exit 1
-row "  for comparison: bpsh -V (start-up only)" "$(ms "$v_us")" ms "$RUNS"
+v_us=$(measure lat "$RUNS" bpsh-go -V) || exit 1
+row "  for comparison: bpsh-go -V (Go start-up)" "$(ms "$v_us")" ms "$RUNS"
 raw='exec 3<>"$BPROC/node/1/ctl" && echo "exec -n /bin/true" >&3 && read -r pid <&3 && cat "$BPROC/proc/$pid/wait"'
 raw_us=$(measure lat "$RUNS" sh -c "$raw") || exit 1
 row "  for comparison: sh exec via ctl + wait" "$(ms "$raw_us")" ms "$RUNS"

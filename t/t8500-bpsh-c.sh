@@ -14,7 +14,7 @@ test_setup 'a 2-node cluster with a third node down' eval 'CLUSTER_RANGE=3 clust
 # only says it ran, to see what the front hands over.
 test_setup 'the front builds under ASan, and a copy beside a fake bpsh-go' sh -c "
 	mkdir -p '$T/asan' '$T/fake' &&
-	make -s -C '$BPROC_ROOT' bpsh-c BPSH_C='$T/asan/bpsh' BPSH_CFLAGS='-O1 -g $SAN' &&
+	make -s -C '$BPROC_ROOT' bpsh-c BPSH_C='$T/asan/bpsh' BPSH_CFLAGS='-O1 -g $SAN' BPSH_STATIC= &&
 	ln -s '$BPROC_ROOT/bin/bpsh-go' '$T/asan/bpsh-go' &&
 	cp '$BPROC_ROOT/bin/bpsh' '$T/fake/bpsh' &&
 	printf '#!/bin/sh\necho \"GO \$*\" >&2\nexit 77\n' >'$T/fake/bpsh-go' &&

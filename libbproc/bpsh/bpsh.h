@@ -47,7 +47,9 @@ struct job {
 	pthread_cond_t cond;
 	long long seen; /* output bytes through the tree */
 	int stop;	/* hand-off under way: threads park */
-	int want;	/* hand-off asked (a reader reached DIRECT_AFTER) */
+	int tried;	/* a hand-off was tried (once a reader reached DIRECT_AFTER) */
+	pthread_t main; /* reads the end */
+	char **argv;
 	int broken[3];
 	char err[1024]; /* the first output error's text ("" none, "EPIPE") */
 	unsigned sent, quiet; /* signals forwarded / sent by bpsh itself (bit per number) */
@@ -56,7 +58,6 @@ struct job {
 /* io.c */
 int bp_fe_run(struct job *j, char **argv);
 void bp_fe_kill(struct job *j, const char *sig);
-int bp_fe_intr_sig(void);
 /* main.c */
 _Noreturn void bp_fe_go(char **argv);
 const char *bp_fe_strerror(int e);

@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -157,6 +158,8 @@ static int put(struct job *j, struct ostream *s, const char *p, size_t n)
 	return 1;
 }
 
+static void handoff(struct job *j, struct ostream *self);
+
 static void *out_thread(void *arg)
 {
 	struct ostream *s = arg;
@@ -187,11 +190,11 @@ static void *out_thread(void *arg)
 		}
 		pthread_mutex_lock(&j->mu);
 		j->seen += n;
-		if (j->direct && j->want == 0 && j->seen >= DIRECT_AFTER) {
-			j->want = 1;
-			pthread_cond_broadcast(&j->cond);
-		}
+		int try = j->direct && !j->tried && j->seen >= DIRECT_AFTER;
+		j->tried |= try;
 		pthread_mutex_unlock(&j->mu);
+		if (try) /* this thread has nothing in hand: it hands over */
+			handoff(j, s);
 		if ((size_t)n == size && size < MAX_BUF) {
 			char *nb = malloc(size * 2);
 			if (nb) {
@@ -277,14 +280,11 @@ struct end {
 	int state;	/* 0 reading, 1 read, 2 empty, 3 too long, 4 read error */
 	int parked;
 	size_t len; /* bytes of it read so far */
-	pthread_t th;
 };
 static struct end end;
 
-static void *end_thread(void *arg)
+static void end_thread(struct job *j)
 {
-	struct job *j = arg;
-	unblock_intr();
 	size_t n = 0;
 	int state = 0;
 	while (!state) {
@@ -314,26 +314,25 @@ static void *end_thread(void *arg)
 	end.state = state;
 	pthread_cond_broadcast(&j->cond);
 	pthread_mutex_unlock(&j->mu);
-	return NULL;
 }
 
 /* handoff passes the running job to the Go bpsh (cmd/bpsh/attach.go)
  * once its output is bulk: every thread parked with nothing in hand but
  * stdin's rest (a memfd), every tree file open where it stood. Returns
  * when it cannot (the job ended, an error) and the job goes on here. */
-static void handoff(struct job *j, char **argv)
+static void handoff(struct job *j, struct ostream *self)
 {
 	pthread_mutex_lock(&j->mu);
 	j->stop = 1;
 	for (;;) {
 		int busy = 0;
 		for (int i = 1; i <= 2; i++)
-			if (j->out[i].started && !j->out[i].done && !j->out[i].parked)
+			if (&j->out[i] != self && j->out[i].started && !j->out[i].done && !j->out[i].parked)
 				busy = 1, pthread_kill(j->out[i].th, INTR);
 		if (j->in.started && !j->in.finished && !j->in.parked)
 			busy = 1, pthread_kill(j->in.th, INTR);
 		if (!end.state && !end.parked)
-			busy = 1, pthread_kill(end.th, INTR);
+			busy = 1, pthread_kill(j->main, INTR);
 		if (!busy)
 			break;
 		struct timespec ts;
@@ -376,13 +375,12 @@ static void handoff(struct job *j, char **argv)
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	for (size_t i = 0; i < 4; i++)
 		sigaction(fwd[i].sig, &ign, NULL);
-	bp_fe_go(argv);
+	bp_fe_go(j->argv);
 unlock:
 	if (left >= 0)
 		close(left);
 	pthread_mutex_unlock(&sigmu);
 off:
-	j->want = -1; /* not again */
 	j->stop = 0;
 	pthread_cond_broadcast(&j->cond);
 	pthread_mutex_unlock(&j->mu);
@@ -522,10 +520,24 @@ static int report(struct job *j)
 	return code;
 }
 
-int bp_fe_intr_sig(void) { return INTR; }
+
+/* spawn starts a thread on a small stack: a launch makes up to four,
+ * and each would otherwise map (and fault in) 8 MiB. */
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setstacksize(&a, 256 << 10);
+	int r = pthread_create(t, &a, fn, arg);
+	pthread_attr_destroy(&a);
+	return r;
+}
 
 int bp_fe_run(struct job *j, char **argv)
 {
+	j->argv = argv;
+	j->main = pthread_self();
+	mallopt(M_ARENA_MAX, 1); /* no arena per thread for a few buffers */
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cond, NULL);
 	j->in.to = -1;
@@ -536,7 +548,7 @@ int bp_fe_run(struct job *j, char **argv)
 	snprintf(dir, sizeof dir, "%s/proc/%d", j->mount, j->pid);
 	j->procdir = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	pthread_t st;
-	pthread_create(&st, NULL, sig_thread, j);
+	spawn(&st, sig_thread, j);
 	pthread_detach(st);
 	if (!j->no_io) {
 		for (int i = 1; i <= 2 && j->procdir >= 0; i++) {
@@ -550,28 +562,16 @@ int bp_fe_run(struct job *j, char **argv)
 			fail(j, "node %d: opening its output: open %s: %s", j->node, dir, Strerror(errno));
 		if (j->out[1].from >= 0 && j->out[2].from >= 0)
 			for (int i = 1; i <= 2; i++)
-				j->out[i].started = !pthread_create(&j->out[i].th, NULL, out_thread, &j->out[i]);
+				j->out[i].started = !spawn(&j->out[i].th, out_thread, &j->out[i]);
 	}
 	if (j->in.from >= 0 && j->procdir >= 0) {
-		j->in.started = !pthread_create(&j->in.th, NULL, in_thread, j);
+		j->in.started = !spawn(&j->in.th, in_thread, j);
 		if (j->in.started)
 			pthread_detach(j->in.th);
 	}
-	/* The main thread waits for the end, read by a thread of its own,
-	 * or for output enough to hand the job to Go. */
-	pthread_create(&end.th, NULL, end_thread, j);
-	pthread_mutex_lock(&j->mu);
-	while (!end.state) {
-		if (j->want == 1) {
-			pthread_mutex_unlock(&j->mu);
-			handoff(j, argv);
-			pthread_mutex_lock(&j->mu);
-			continue;
-		}
-		pthread_cond_wait(&j->cond, &j->mu);
-	}
-	pthread_mutex_unlock(&j->mu);
-	pthread_join(end.th, NULL);
+	/* The main thread reads the end; a hand-off interrupts it. */
+	unblock_intr();
+	end_thread(j);
 	for (int i = 1; i <= 2; i++)
 		if (j->out[i].started)
 			pthread_join(j->out[i].th, NULL);
