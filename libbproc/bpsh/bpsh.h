@@ -3,6 +3,7 @@
 #define BPSH_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -50,16 +51,28 @@ struct job {
 	int tried;	/* a hand-off was tried (once a reader reached DIRECT_AFTER) */
 	pthread_t main; /* reads the end */
 	char **argv;
+	sigset_t sigmask; /* the one bpsh started with, for bpsh-go */
 	int broken[3];
 	char err[1024]; /* the first output error's text ("" none, "EPIPE") */
 	unsigned sent, quiet; /* signals forwarded / sent by bpsh itself (bit per number) */
 };
 
+/* The end, from the exec's ctl (Go's Proc.Wait with Early). */
+struct end {
+	char line[65 << 10];
+	int err;	/* errno of a failed read, 0 */
+	int state;	/* 0 reading, 1 read, 2 empty, 3 too long, 4 read error */
+	int parked;
+	size_t len; /* bytes of it read so far */
+};
 /* io.c */
 int bp_fe_run(struct job *j, char **argv);
 void bp_fe_kill(struct job *j, const char *sig);
+/* report.c */
+int bp_fe_report(const struct job *j, struct end *e);
 /* main.c */
 _Noreturn void bp_fe_go(char **argv);
+void bp_fe_try_go(char **argv);
 const char *bp_fe_strerror(int e);
 
 #endif

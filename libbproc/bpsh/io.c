@@ -273,14 +273,6 @@ done:
 	return NULL;
 }
 
-/* The end, from the exec's ctl (Go's Proc.Wait with Early). */
-struct end {
-	char line[65 << 10];
-	int err;	/* errno of a failed read, 0 */
-	int state;	/* 0 reading, 1 read, 2 empty, 3 too long, 4 read error */
-	int parked;
-	size_t len; /* bytes of it read so far */
-};
 static struct end end;
 
 static void end_thread(struct job *j)
@@ -346,9 +338,7 @@ static void handoff(struct job *j, struct ostream *self)
 	if (end.state || end.len || j->err[0] || j->broken[1] || j->broken[2])
 		goto off;
 	pthread_mutex_lock(&sigmu);
-	/* Signals that came meanwhile are forwarded here; INT, HUP, TERM
-	 * and QUIT are then ignored until Go's signal.Notify (its runtime
-	 * would let them kill it before), USR1 and USR2 stay pending. */
+	/* Signals that came meanwhile are forwarded here. */
 	sigset_t s;
 	sigemptyset(&s);
 	for (size_t i = 0; i < NFWD; i++)
@@ -372,10 +362,25 @@ static void handoff(struct job *j, struct ostream *self)
 		 j->out[1].done ? -1 : j->out[1].from, j->out[2].done ? -1 : j->out[2].from, in, in < 0 ? -1 : j->in.to,
 		 in < 0 ? -1 : left, j->out[1].to, j->out[2].to, j->seen, j->sent | j->quiet, j->path);
 	setenv("BPSH_ATTACH", v, 1);
-	struct sigaction ign = {.sa_handler = SIG_IGN};
+	/* Go's runtime unblocks INT, TERM, HUP and QUIT at its start and
+	 * dies of one pending: they are ignored until bpsh-go takes them
+	 * (lost meanwhile). USR1 and USR2 stay blocked and pending for its
+	 * signal.Notify; every other signal as bpsh found it. */
+	struct sigaction ign = {.sa_handler = SIG_IGN}, dfl = {.sa_handler = SIG_DFL};
 	for (size_t i = 0; i < 4; i++)
 		sigaction(fwd[i].sig, &ign, NULL);
-	bp_fe_go(j->argv);
+	sigset_t m = j->sigmask;
+	sigaddset(&m, SIGUSR1);
+	sigaddset(&m, SIGUSR2);
+	pthread_sigmask(SIG_SETMASK, &m, NULL);
+	bp_fe_try_go(j->argv);
+	/* Not run: the job goes on here. */
+	sigset_t all;
+	sigfillset(&all);
+	sigdelset(&all, INTR);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	for (size_t i = 0; i < 4; i++)
+		sigaction(fwd[i].sig, &dfl, NULL);
 unlock:
 	if (left >= 0)
 		close(left);
@@ -385,141 +390,6 @@ off:
 	pthread_cond_broadcast(&j->cond);
 	pthread_mutex_unlock(&j->mu);
 }
-
-static const char *signame(int n, char *buf)
-{
-	static const char *names[] = {NULL,   "HUP",  "INT",  "QUIT", "ILL",  "TRAP",   "ABRT", "BUS",
-				      "FPE",  "KILL", "USR1", "SEGV", "USR2", "PIPE",   "ALRM", "TERM",
-				      "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
-				      "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"};
-	if (n > 0 && n < 32)
-		return names[n];
-	sprintf(buf, "%d", n);
-	return buf;
-}
-
-/* num is strconv.Atoi of a whole word. */
-static int num(const char *s, long lo, long hi, long *out)
-{
-	char *e;
-	errno = 0;
-	*out = strtol(s, &e, 10);
-	return *s && !*e && !errno && !isspace((unsigned char)*s) && *out >= lo && *out <= hi;
-}
-
-/* errno_text is client.errnoText with quiet: the errno in C wording, with
- * the master's text when it says more. */
-static void errno_text(int e, const char *text, char *out, size_t cap)
-{
-	const char *msg = Strerror(e);
-	if (e == ENOENT || e == EACCES || e == EPERM || e == ENOEXEC || e == ENOTDIR) {
-		snprintf(out, cap, "%s", msg);
-		return;
-	}
-	while (isspace((unsigned char)*text))
-		text++;
-	size_t n = strlen(text);
-	while (n && isspace((unsigned char)text[n - 1]))
-		n--;
-	if (n >= 7 && !strncmp(text, "error: ", 7))
-		text += 7, n -= 7;
-	char es[256], low[4096];
-	snprintf(es, sizeof es, "%s", msg);
-	es[0] = (char)tolower((unsigned char)es[0]);
-	size_t el = strlen(es);
-	for (size_t i = 0; i < n && i < sizeof low - 1; i++)
-		low[i] = (char)tolower((unsigned char)text[i]);
-	low[n < sizeof low ? n : sizeof low - 1] = 0;
-	if (n == 0 || !strcmp(low, es))
-		snprintf(out, cap, "%s", msg);
-	else if (n >= el + 2 && !strcmp(low + n - el, es) && !strncmp(low + n - el - 2, ": ", 2))
-		snprintf(out, cap, "%.*s%s", (int)(n - el), text, msg);
-	else
-		snprintf(out, cap, "%s (%.*s)", msg, (int)n, text);
-}
-
-/* quote is Go's %q for the printable ASCII a wait line has. */
-static void quote(const char *s, char *out, size_t cap)
-{
-	size_t k = 0;
-	out[k++] = '"';
-	for (; *s && k + 6 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			k += (size_t)sprintf(out + k, "\\%c", c);
-		else if (c == '\t')
-			k += (size_t)sprintf(out + k, "\\t");
-		else if (c < 0x20 || c >= 0x7f)
-			k += (size_t)sprintf(out + k, "\\x%02x", c);
-		else
-			out[k++] = (char)c;
-	}
-	out[k++] = '"';
-	out[k] = 0;
-}
-
-/* report is cmd/bpsh's report for one job: its end's message and bpsh's
- * exit status. */
-static int report(struct job *j)
-{
-	int code = 0;
-	char msg[8192], buf[16];
-	char *f[5] = {0};
-	int nf = 0;
-	long a, b;
-	char line[sizeof end.line];
-	switch (end.state) {
-	case 2:
-		fprintf(stderr, "bpsh: node %d: waiting: node/%d/ctl: empty\n", j->node, j->node);
-		return 255;
-	case 3:
-		fprintf(stderr, "bpsh: node %d: waiting: node/%d/ctl: answer too long\n", j->node, j->node);
-		return 255;
-	case 4:
-		fprintf(stderr, "bpsh: node %d: waiting: read node/%d/ctl: %s\n", j->node, j->node, Strerror(end.err));
-		return 255;
-	}
-	if (!strncmp(end.line, "failed ", 7)) {
-		char *rest = end.line + 7, *sp = strchr(rest, ' ');
-		if (sp)
-			*sp = 0;
-		if (num(rest, 1, 4095, &a)) {
-			char text[sizeof end.line];
-			size_t k = 0;
-			for (const char *t = sp ? sp + 1 : ""; *t; t++)
-				text[k++] = t[0] == '\\' && t[1] == 'n' ? (t++, '\n') : *t;
-			text[k] = 0;
-			errno_text((int)a, text, msg, sizeof msg);
-			fprintf(stderr, "bpsh: node %d: exec %s: %s\n", j->node, j->path, msg);
-			return 255;
-		}
-		if (sp)
-			*sp = ' ';
-	}
-	strcpy(line, end.line);
-	for (char *save, *w = strtok_r(line, " \t\n\v\f\r", &save); w && nf < 5; w = strtok_r(NULL, " \t\n\v\f\r", &save))
-		f[nf++] = w;
-	if (nf == 2 && !strcmp(f[0], "exit") && num(f[1], 0, 255, &a))
-		code = (int)a;
-	else if ((nf == 2 || nf == 3) && !strcmp(f[0], "signal") && num(f[1], 1, 128, &a)) {
-		const char *name = nf == 3 ? (strncmp(f[2], "SIG", 3) ? f[2] : f[2] + 3) : signame((int)a, buf);
-		if (a >= 32 || !((j->sent | j->quiet) & (1u << a)))
-			fprintf(stderr, "bpsh: node %d: killed by signal %ld (%s)\n", j->node, a, name);
-		code = 255;
-	} else if (nf == 4 && !strcmp(f[0], "lost") && !strcmp(f[1], "node") && !strcmp(f[3], "down") &&
-		   num(f[2], -1, 1L << 31, &b)) {
-		fprintf(stderr, "bpsh: node %d: lost: node %ld went down\n", j->node, b);
-		code = 255;
-	} else {
-		quote(end.line, msg, sizeof msg);
-		fprintf(stderr,
-			"bpsh: node %d: waiting: bad wait status %s (want exit N, signal N NAME or lost node N down)\n",
-			j->node, msg);
-		code = 255;
-	}
-	return code;
-}
-
 
 /* spawn starts a thread on a small stack: a launch makes up to four,
  * and each would otherwise map (and fault in) 8 MiB. */
@@ -575,7 +445,7 @@ int bp_fe_run(struct job *j, char **argv)
 	for (int i = 1; i <= 2; i++)
 		if (j->out[i].started)
 			pthread_join(j->out[i].th, NULL);
-	int code = report(j);
+	int code = bp_fe_report(j, &end);
 	if (j->err[0] && strcmp(j->err, "EPIPE")) {
 		fprintf(stderr, "bpsh: writing output: %s\n", j->err);
 		if (code == 0)

@@ -30,9 +30,9 @@ extern char **environ;
 #define BPSH_GO "/usr/local/bin/bpsh-go"
 #endif
 
-/* bp_fe_go runs the Go bpsh on argv: bpsh-go beside this program, else
- * the one make install put at BPSH_GO. */
-_Noreturn void bp_fe_go(char **argv)
+/* bp_fe_try_go runs the Go bpsh on argv: bpsh-go beside this program,
+ * else the one make install put at BPSH_GO; it returns if neither runs. */
+void bp_fe_try_go(char **argv)
 {
 	char self[PATH_MAX], go[PATH_MAX + 16];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -46,6 +46,11 @@ _Noreturn void bp_fe_go(char **argv)
 		}
 	}
 	execv(BPSH_GO, argv);
+}
+
+_Noreturn void bp_fe_go(char **argv)
+{
+	bp_fe_try_go(argv);
 	fprintf(stderr, "bpsh: running %s: %s\n", BPSH_GO, strerror(errno));
 	exit(255);
 }
@@ -374,9 +379,9 @@ int main(int argc, char **argv)
 	 * write is not known to have failed). */
 	sigset_t all;
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_sigmask(SIG_BLOCK, &all, &j.sigmask);
 	if (!launch(&j, b.s, b.n)) {
-		pthread_sigmask(SIG_UNBLOCK, &all, NULL);
+		pthread_sigmask(SIG_SETMASK, &j.sigmask, NULL);
 		bp_fe_go(argv);
 	}
 	free(b.s);
