@@ -113,13 +113,14 @@ test_expect_success "$pass: bulk output goes direct through the hand-off, byte-e
 '
 
 # in_master is a function: $! would be its subshell; nsenter execs bpsh.
-test_expect_success "$pass: after the hand-off bpsh-go forwards signals, USR1 included" '
+test_expect_success "$pass: after the hand-off bpsh-go is named bpsh and forwards signals, USR1 included" '
 	before=$(direct_count) &&
 	rm -f ready.err &&
 	{ nsenter --net="/run/netns/$NS_MASTER" -- $BPSH 1 sh -c "trap \"echo got >&2; exit 7\" USR1; cat $T/big; echo ready >&2; while :; do sleep 0.1; done" >out 2>ready.err & } &&
 	bp=$! &&
 	wait_for "grep -q ready ready.err" 30 &&
 	wait_for "test \$(direct_count) -gt $before" 10 &&
+	comm=$(cat /proc/$bp/comm) && test "$comm" = bpsh &&
 	kill -USR1 $bp && { st=0; wait $bp || st=$?; } &&
 	test "$st" = 7 && test_grep "^got\$" ready.err && cmp big out
 '

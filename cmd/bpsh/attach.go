@@ -10,8 +10,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"bproc/client"
+
+	"golang.org/x/sys/unix"
 )
 
 // attachEnv carries a running single-node job from bpsh's C front
@@ -29,6 +32,11 @@ import (
 // the tree so far; SIGNALS a mask of the signals already forwarded (or
 // sent by bpsh itself); PATH the program, for messages.
 const attachEnv = "BPSH_ATTACH"
+
+// The Go bpsh runs as bpsh-go, exec'd by the C front: its process is
+// named bpsh all the same (ps, pgrep -x bpsh, killall bpsh). Inits run on
+// the main thread, whose name is the process's.
+func init() { unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("bpsh\x00")[0])), 0, 0, 0) }
 
 // attachState is attachEnv parsed.
 type attachState struct {
