@@ -604,3 +604,10 @@ func Copy(dst io.Writer, src io.Reader, size int) (int64, error) {
 		}
 	}
 }
+
+// AttachProc is a process another program started with Exec's Early
+// (bpsh's C front, which hands bulk jobs over): ctl is the exec's
+// node/N/ctl, whose next read gives the end. Wait then reads it.
+func AttachProc(t Tree, node, pid int, path string, ctl File) *Proc {
+	return &Proc{T: t, Node: node, Pid: pid, Path: path, ctl: ctl}
+}

@@ -31,6 +31,31 @@ lat) # lat RUNS CMD...: median wall time of CMD in microseconds.
 		echo $((10#$t1 - 10#$t0)) >>"$f"
 	done
 	median "$f" ;;
+alt) # alt RUNS CMD...: each CMD's (a string of words) median wall time in
+	# microseconds, one a line; the runs take turns, so a change in the
+	# machine's load falls on all alike.
+	runs=$2; shift 2
+	cmds=("$@") files=() e=$(mktemp); trap 'rm -f "$e" "${files[@]}"' EXIT
+	for c in "${cmds[@]}"; do
+		files+=("$(mktemp)")
+		$c >/dev/null 2>"$e" </dev/null || { echo "failed: $c:" >&2; cat "$e" >&2; exit 1; }  # warm up
+	done
+	for ((i = 0; i < runs; i++)); do
+		for k in "${!cmds[@]}"; do
+			t0=${EPOCHREALTIME/./}
+			${cmds[k]} >/dev/null 2>"$e" </dev/null || { echo "failed (run $i): ${cmds[k]}:" >&2; cat "$e" >&2; exit 1; }
+			t1=${EPOCHREALTIME/./}
+			echo $((10#$t1 - 10#$t0)) >>"${files[k]}"
+		done
+	done
+	for f in "${files[@]}"; do median "$f"; done ;;
+cpu) # cpu RUNS CMD...: the CPU time (user + system) CMD takes per run, in
+	# microseconds, from its parent's times.
+	runs=$2; shift 2
+	f=$(mktemp); trap 'rm -f "$f"' EXIT
+	for ((i = 0; i < runs; i++)); do "$@" >/dev/null 2>&1 </dev/null; done
+	times >"$f" # not in a pipe: a subshell's times are its own
+	awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.0f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1e6 / '"$runs"' }' "$f" ;;
 tp) # tp RUNS BYTES CMD...: median throughput of CMD >/dev/null in MB/s.
 	runs=$2 bytes=$3; shift 3
 	f=$(mktemp); trap 'rm -f "$f"' EXIT
@@ -133,8 +158,14 @@ cat "$T/big" >/dev/null # in the page cache for everyone
 echo "bench-core: $NODES nodes in network namespaces on $(nproc) cores; medians${BENCH_QUICK:+ (quick)}"
 row "what" "median" "" "runs" "target"
 
-local_us=$(measure lat "$RUNS" /bin/true) || exit 1
+# bpsh is the C front (libbproc/bpsh), bpsh-go the Go bpsh it hands all
+# but the plain launch to: alternating with the local fork/exec.
+alt=$(measure alt "$RUNS" /bin/true "bpsh 1 /bin/true" "bpsh-go 1 /bin/true") || exit 1
+set -- $alt
+local_us=$1 bpsh_us=$2 go_us=$3
 row "local fork/exec /bin/true" "$(ms "$local_us")" ms "$RUNS"
+row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$bpsh_us" '<=' 1500)"
+row "  for comparison: bpsh-go 1 /bin/true (Go)" "$(ms "$go_us")" ms "$RUNS"
 
 # cpu_ticks PID: the process's user and system time so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -142,17 +173,18 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 per_launch() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t * 1000 / hz / n }'; }
 mpid=$(bg_pid master-bpmaster) && spid=$(slave_pid 1) || exit 1
 m0=$(cpu_ticks "$mpid") && s0=$(cpu_ticks "$spid") || exit 1
-bpsh_us=$(measure lat "$RUNS" bpsh 1 /bin/true) || exit 1
+c_cpu=$(measure cpu "$RUNS" bpsh 1 /bin/true) || exit 1
 m1=$(cpu_ticks "$mpid") && s1=$(cpu_ticks "$spid") || exit 1
-row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$bpsh_us" '<=' 1500)"
-# The same launches' CPU (measure ran one more, a warm-up): a mean.
-row "  bpmaster CPU per launch (mean)" "$(per_launch $((m1 - m0)) $((RUNS + 1)))" ms "$RUNS"
-row "  bpslave CPU per launch (mean)" "$(per_launch $((s1 - s0)) $((RUNS + 1)))" ms "$RUNS"
+go_cpu=$(measure cpu "$RUNS" bpsh-go 1 /bin/true) || exit 1
+row "  bpsh's own CPU per launch: C front / Go" "$(ms "$c_cpu") / $(ms "$go_cpu")" ms "$RUNS"
+# The C front's launches, from the daemons' side: a mean.
+row "  bpmaster CPU per launch (mean)" "$(per_launch $((m1 - m0)) "$RUNS")" ms "$RUNS"
+row "  bpslave CPU per launch (mean)" "$(per_launch $((s1 - s0)) "$RUNS")" ms "$RUNS"
 
 # Where bpsh's time goes: a Go program starting, and the tree's own cost
 # (an exec written to ctl, then wait) from a shell.
-v_us=$(measure lat "$RUNS" bpsh -V) || exit 1
-row "  for comparison: bpsh -V (start-up only)" "$(ms "$v_us")" ms "$RUNS"
+v_us=$(measure lat "$RUNS" bpsh-go -V) || exit 1
+row "  for comparison: bpsh-go -V (Go start-up)" "$(ms "$v_us")" ms "$RUNS"
 raw='exec 3<>"$BPROC/node/1/ctl" && echo "exec -n /bin/true" >&3 && read -r pid <&3 && cat "$BPROC/proc/$pid/wait"'
 raw_us=$(measure lat "$RUNS" sh -c "$raw") || exit 1
 row "  for comparison: sh exec via ctl + wait" "$(ms "$raw_us")" ms "$RUNS"

@@ -53,9 +53,10 @@ test_expect_success 'make install puts every file in its place' '
 	test -f "$INST/usr/local/include/sys/bproc.h" &&
 	test -f "$INST/usr/local/lib/libbproc.so" &&
 	test -f "$INST/usr/local/lib/libbproc.a" &&
+	test -x "$INST/usr/local/bin/bpsh-go" &&
 	(cd "$INST" && find . ! -type d) >found &&
 	sort found >files &&
-	n=$(wc -l <files) && test "$n" = 46
+	n=$(wc -l <files) && test "$n" = 47
 '
 
 test_expect_success 'make install again keeps what the admin wrote in /etc/default' '
@@ -253,6 +254,7 @@ test_expect_success 'the package installs into a scratch root, and removes and p
 	test -f "$R/usr/lib/systemd/system/bpmaster.service" &&
 	test -f "$R/usr/share/man/man7/bproc.7" &&
 	test_grep "^ExecStart=/usr/bin/bpmaster -d$" "$R/usr/lib/systemd/system/bpmaster.service" &&
+	test -x "$R/usr/bin/bpsh-go" &&
 	v=$("$R/usr/bin/bpsh" -V) && test "${v%% *}" = bpsh &&
 	dpkg --root="$R" --force-script-chrootless -r bproc >out 2>&1 &&
 	! test -e "$R/usr/bin/bpsh" &&

@@ -40,8 +40,11 @@ func (j *job) directSwitch() *switcher {
 	if !j.direct || directOff {
 		return nil
 	}
-	sw := &switcher{j: j}
+	sw := &switcher{j: j, seen: j.seen}
 	sw.cond = sync.NewCond(&sw.mu)
+	if sw.seen >= directAfter { // handed over bulk (attach.go): try at once
+		sw.took(0)
+	}
 	return sw
 }
 

@@ -150,6 +150,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer t.Close()
 	tracef("connected")
+	if v, ok := os.LookupEnv(attachEnv); ok { // from the C front (attach.go)
+		return attach(v, t, &o, stderr)
+	}
 	nodes, code := selectNodes(c, t, spec, ns, xs)
 	if code != 0 {
 		return code
@@ -287,6 +290,10 @@ type job struct {
 	timedOut atomic.Bool
 	ended    atomic.Bool // set path: its end was read (-u's deadline spares it)
 	direct   bool        // try the node's data port for the output (direct.go)
+	// Handed over by the C front (attach.go): the open tree streams and
+	// the output bytes they gave so far.
+	streams [2]io.ReadCloser
+	seen    int64
 }
 
 // firstBuf is the size of a stream's first read buffer.
@@ -492,7 +499,10 @@ func (j *job) attach(out *output, o *options) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			so, se, err := j.proc.Streams()
+			so, se, err := j.streams[0], j.streams[1], error(nil)
+			if so == nil {
+				so, se, err = j.proc.Streams()
+			}
 			tracef("node %d: opened stdout and stderr", j.node)
 			if err != nil {
 				out.fail(fmt.Errorf("node %d: opening its output: %s", j.node, client.ErrText(err)))
