@@ -141,16 +141,7 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 		}
 	})
 	t.Run("file", func(t *testing.T) {
-		f, err := os.Create(filepath.Join(t.TempDir(), "out"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		d, err := NewSpliceDest(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
+		f, d := fileDest(t)
 		n, errOut, err := spliceAll(t, plainSession(t, session, true), d)
 		if d.Spliced() < int64(len(want))/2 {
 			t.Errorf("%d of %d bytes spliced", d.Spliced(), len(want))
@@ -167,16 +158,7 @@ func TestSpliceToPipeAndFile(t *testing.T) {
 // then be copied through the program, a sixth of bpsh's CPU).
 func TestSpliceReadsNoFrameBytes(t *testing.T) {
 	session, want, wantErr := bigSession()
-	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := NewSpliceDest(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	f, d := fileDest(t)
 	n, errOut, err := spliceAll(t, plainSession(t, session, false), d)
 	if err != nil || n != len(want) || !bytes.Equal(errOut, wantErr) {
 		t.Fatalf("moved %d of %d, %v; stderr %q", n, len(want), err, errOut)
@@ -285,4 +267,20 @@ func TestSpliceToSlowPipe(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("splicing into a slow pipe hangs")
 	}
+}
+
+// fileDest is a SpliceDest to a new file, both closed when t ends.
+func fileDest(t *testing.T) (*os.File, *SpliceDest) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	d, err := NewSpliceDest(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return f, d
 }
