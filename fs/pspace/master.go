@@ -229,6 +229,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 	}
 	sc.dead = true
 	sc.mu.Unlock()
+	m.bins.slaveGone() // after dead: the next route sees it so
 	sc.jobs.Break(fmt.Errorf("slave dropped: %w", syscall.ENOTCONN))
 
 	m.mu.Lock()
