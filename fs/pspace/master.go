@@ -55,6 +55,7 @@ type Master struct {
 	nodes   map[int]*node
 	dyn     map[string]int // addresses given numbers in order of first connection
 	procs   map[int]*Proc
+	live    liveCount // procs' live ones per uid, for maxprocs (limit.go)
 	nextPid int
 	pids    pidState // the pid high-water mark on disk (state.go)
 	slaves  map[context.Context]*slaveConn
@@ -728,15 +729,7 @@ func (m *Master) underLimitLocked(c *synth.Caller) error {
 	if c.Root() || limit <= 0 {
 		return nil
 	}
-	live := 0
-	for _, p := range m.procs {
-		if p.uid == c.Uid {
-			if _, exited := p.exitTime(); !exited {
-				live++
-			}
-		}
-	}
-	if live >= limit {
+	if live := m.live.of(c.Uid); live >= limit {
 		return fmt.Errorf("uid %d has %d live processes, the most maxprocs allows: %w", c.Uid, live, syscall.EAGAIN)
 	}
 	return nil
@@ -745,6 +738,9 @@ func (m *Master) underLimitLocked(c *synth.Caller) error {
 func (m *Master) forget(p *Proc) {
 	m.mu.Lock()
 	delete(m.procs, p.pid)
+	p.mu.Lock()
+	p.uncountLocked()
+	p.mu.Unlock()
 	m.mu.Unlock()
 }
 
