@@ -77,7 +77,7 @@ func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 		m.mu.Unlock()
 		return fmt.Errorf("process %d was this master's and ended when node %d went down: %w", a.Pid, n.num, syscall.ESRCH)
 	}
-	m.procs[a.Pid] = p
+	m.addProcLocked(p)
 	if a.Pid >= m.nextPid {
 		m.nextPid = a.Pid + 1
 		m.pidIssuedLocked()

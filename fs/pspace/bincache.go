@@ -52,6 +52,7 @@ type binCache struct {
 
 	sent      atomic.Uint64 // bytes read by remote slaves (spread.go)
 	fallbacks atomic.Uint64 // fetches from the master after peers failed (spread.go)
+	drops     atomic.Uint64 // slaves dropped: holders to look over (spread.go)
 }
 
 type binID struct {
@@ -69,8 +70,12 @@ type binary struct {
 	refs int
 	elem *list.Element
 	// holders are the nodes sent its start message, in order: who
-	// fetches from whom (spread.go)
+	// fetches from whom (spread.go); held and serving index them, as
+	// of the drops count swept
 	holders []holder
+	held     map[*slaveConn]bool
+	serving  []holder
+	swept    uint64
 	// deps is the file's ELF parse, once read (depsOf): a spool file is
 	// named by its content and only the master writes it, so it holds.
 	depsOnce sync.Once

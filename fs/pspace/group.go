@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -182,13 +183,13 @@ func (g *group) openIO() (synth.Handle, error) {
 	q.Attach()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wmu sync.Mutex // one frame at a time: a frame is two writes
-	frame := func(hdr string, data []byte) error {
+	frame := func(hdr, data []byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		if _, err := q.Write(ctx, []byte(hdr)); err != nil {
+		if _, err := q.Write(ctx, hdr); err != nil {
 			return err
 		}
-		_, err := q.Write(ctx, data)
+		_, err := q.Write(ctx, data) // none for an end
 		return err
 	}
 	var all sync.WaitGroup
@@ -206,24 +207,23 @@ func (g *group) openIO() (synth.Handle, error) {
 	return &groupIO{g: g, q: q, cancel: cancel}, nil
 }
 
-// pumpMember frames one process's output and end.
-func pumpMember(ctx context.Context, mb member, frame func(string, []byte) error) {
+// pumpMember frames one process's output and end: its stdout on this
+// goroutine, its stderr on one more (a thousand members are three
+// thousand goroutines otherwise).
+func pumpMember(ctx context.Context, mb member, frame func(hdr, data []byte) error) {
 	p := mb.p
 	if p.attached {
-		var wg sync.WaitGroup
-		for _, s := range []struct {
-			kind string
-			s    *synth.Stream
-		}{{"out", p.stdout}, {"err", p.stderr}} {
-			s.s.Attach()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer s.s.Detach()
-				pumpStream(ctx, mb.node, s.kind, s.s, frame)
-			}()
-		}
-		wg.Wait()
+		p.stdout.Attach()
+		p.stderr.Attach()
+		errDone := make(chan struct{})
+		go func() {
+			defer close(errDone)
+			defer p.stderr.Detach()
+			pumpStream(ctx, mb.node, "err", p.stderr, frame)
+		}()
+		pumpStream(ctx, mb.node, "out", p.stdout, frame)
+		p.stdout.Detach()
+		<-errDone
 	}
 	select {
 	case <-p.done:
@@ -233,19 +233,33 @@ func pumpMember(ctx context.Context, mb member, frame func(string, []byte) error
 	p.mu.Lock()
 	status := p.status
 	p.mu.Unlock()
-	frame(fmt.Sprintf("%d end %s\n", mb.node, status), nil)
+	frame(frameHeader(mb.node, "end", status), nil)
 }
 
-func pumpStream(ctx context.Context, node int, kind string, s *synth.Stream, frame func(string, []byte) error) {
-	buf := make([]byte, pumpBufMin)
+// frameHeader is `NODE KIND ARG\n`.
+func frameHeader(node int, kind, arg string) []byte {
+	b := make([]byte, 0, 16+len(kind)+len(arg))
+	b = strconv.AppendInt(b, int64(node), 10)
+	b = append(append(append(b, ' '), kind...), ' ')
+	return append(append(b, arg...), '\n')
+}
+
+// pumpBufs are pumps' first read buffers: most processes of a set print
+// little or nothing, and each pump's buffer used to be garbage at once.
+var pumpBufs = sync.Pool{New: func() any { b := make([]byte, pumpBufMin); return &b }}
+
+func pumpStream(ctx context.Context, node int, kind string, s *synth.Stream, frame func(hdr, data []byte) error) {
+	pooled := pumpBufs.Get().(*[]byte)
+	defer pumpBufs.Put(pooled)
+	buf := *pooled
 	for {
 		n, err := s.Read(ctx, buf)
 		if n > 0 {
-			if frame(fmt.Sprintf("%d %s %d\n", node, kind, n), buf[:n]) != nil {
+			if frame(frameHeader(node, kind, strconv.Itoa(n)), buf[:n]) != nil {
 				return // the reader went away
 			}
 			if n == len(buf) && len(buf) < pumpBufMax {
-				buf = make([]byte, 2*len(buf))
+				buf = make([]byte, 2*len(buf)) // the pooled one goes back
 			}
 		}
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"context"
 	"fmt"
 	iofs "io/fs"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +54,7 @@ type Master struct {
 	nodes   map[int]*node
 	dyn     map[string]int // addresses given numbers in order of first connection
 	procs   map[int]*Proc
+	live    liveCount // procs' live ones per uid, for maxprocs (limit.go)
 	nextPid int
 	pids    pidState // the pid high-water mark on disk (state.go)
 	slaves  map[context.Context]*slaveConn
@@ -228,6 +229,7 @@ func (m *Master) dropSlave(sc *slaveConn, why string) {
 	}
 	sc.dead = true
 	sc.mu.Unlock()
+	m.bins.slaveGone() // after dead: the next route sees it so
 	sc.jobs.Break(fmt.Errorf("slave dropped: %w", syscall.ENOTCONN))
 
 	m.mu.Lock()
@@ -305,21 +307,42 @@ func (m *Master) Shutdown() {
 	m.bins.close()
 }
 
-// Run sweeps for silent slaves and old exited processes until ctx ends.
+// Run sweeps for silent slaves and old exited processes until ctx ends:
+// for slaves every tick (a node's down is seen within a tick of its
+// timeout), for processes every procSweepEvery ticks (a look over every
+// kept process, thousands of them, ten times a second was 3–6% of the
+// master's CPU under launches; their bounds need no finer time).
 func (m *Master) Run(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(sweepTick)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			m.sweep(now)
+			m.sweepSlaves(now)
+			if tick%procSweepEvery == 0 {
+				m.sweepProcs(now)
+			}
+			synth.ReleaseMemory()
 		}
 	}
 }
 
+const (
+	sweepTick      = 100 * time.Millisecond
+	procSweepEvery = 10 // ticks: once a second
+)
+
+// sweep is one tick that looks at both.
 func (m *Master) sweep(now time.Time) {
+	m.sweepSlaves(now)
+	m.sweepProcs(now)
+	synth.ReleaseMemory()
+}
+
+// sweepSlaves drops the slaves silent for longer than the ping timeout.
+func (m *Master) sweepSlaves(now time.Time) {
 	m.mu.Lock()
 	timeout := m.cfg.PingTimeout
 	var silent []*slaveConn
@@ -330,6 +353,16 @@ func (m *Master) sweep(now time.Time) {
 		}
 		sc.mu.Unlock()
 	}
+	m.mu.Unlock()
+	for _, sc := range silent {
+		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
+	}
+}
+
+// sweepProcs forgets exited processes kept exitedKeep, and the oldest
+// beyond exitedMax, and bounds what output the rest keep.
+func (m *Master) sweepProcs(now time.Time) {
+	m.mu.Lock()
 	var exited, forgotten []*Proc
 	for _, p := range m.procs {
 		if t, ok := p.exitTime(); ok {
@@ -341,7 +374,7 @@ func (m *Master) sweep(now time.Time) {
 			}
 		}
 	}
-	sort.Slice(exited, func(i, j int) bool { return exited[i].pid < exited[j].pid })
+	slices.SortFunc(exited, func(a, b *Proc) int { return a.pid - b.pid })
 	if len(exited) > exitedMax {
 		for _, p := range exited[:len(exited)-exitedMax] {
 			delete(m.procs, p.pid)
@@ -356,10 +389,6 @@ func (m *Master) sweep(now time.Time) {
 		_, sc, _ := p.place()
 		sc.sendIfAlive(m, &slaveproto.Msg{Op: "forget", Pid: p.pid})
 	}
-	for _, sc := range silent {
-		m.dropSlave(sc, fmt.Sprintf("no ping for %v", timeout))
-	}
-	synth.ReleaseMemory()
 }
 
 // trimExited holds the output exited processes keep, all together, to
@@ -727,15 +756,7 @@ func (m *Master) underLimitLocked(c *synth.Caller) error {
 	if c.Root() || limit <= 0 {
 		return nil
 	}
-	live := 0
-	for _, p := range m.procs {
-		if p.uid == c.Uid {
-			if _, exited := p.exitTime(); !exited {
-				live++
-			}
-		}
-	}
-	if live >= limit {
+	if live := m.live.of(c.Uid); live >= limit {
 		return fmt.Errorf("uid %d has %d live processes, the most maxprocs allows: %w", c.Uid, live, syscall.EAGAIN)
 	}
 	return nil
@@ -744,6 +765,9 @@ func (m *Master) underLimitLocked(c *synth.Caller) error {
 func (m *Master) forget(p *Proc) {
 	m.mu.Lock()
 	delete(m.procs, p.pid)
+	p.mu.Lock()
+	p.uncountLocked()
+	p.mu.Unlock()
 	m.mu.Unlock()
 }
 

@@ -379,7 +379,7 @@ func (m *Master) newGhostProc(c *synth.Caller, n *node, mig *migration, pid, gho
 		}
 		p.pid = pid
 	}
-	m.procs[p.pid] = p
+	m.addProcLocked(p)
 	return p, nil
 }
 

@@ -52,6 +52,7 @@ type Proc struct {
 	startErr error  // why an exec -b's start failed
 	exitedAt time.Time
 	pending  *pendingMove // its next incarnation while it moves (migrate.go)
+	live     *liveCount   // the count of live processes it is in (limit.go)
 
 	dir *procDir
 }
@@ -64,7 +65,7 @@ func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string,
 		return nil, err
 	}
 	m.allocPidLocked(p)
-	m.procs[p.pid] = p
+	m.addProcLocked(p)
 	return p, nil
 }
 
@@ -112,6 +113,7 @@ func (p *Proc) finish(status string) {
 	}
 	p.status = status
 	p.state = "exited"
+	p.uncountLocked()
 	p.exitedAt = time.Now()
 	onEnd := p.onEnd
 	p.mu.Unlock()

@@ -41,6 +41,10 @@ type holder struct {
 // route returns the peers node sc is to fetch the binary hash from (nil:
 // the master) and records sc as a holder. Holders whose connection is gone
 // leave the tree first, so a node down mid-launch is never named again.
+// It is called for every node of a launch: what it needs is kept beside
+// the holders (who they are, which serve), and the holders are looked
+// over again only after a slave was dropped, so a set launch's routing is
+// linear in its nodes, not quadratic.
 func (b *binCache) route(hash string, sc *slaveConn) []string {
 	addr := sc.peerAddr()
 	b.mu.Lock()
@@ -49,6 +53,31 @@ func (b *binCache) route(hash string, sc *slaveConn) []string {
 	if bin == nil {
 		return nil
 	}
+	if drops := b.drops.Load(); bin.swept != drops || bin.held == nil {
+		bin.swept = drops
+		bin.sweepHolders()
+	}
+	if bin.held[sc] {
+		return nil // it has it, or fetches it now
+	}
+	tree := bin.serving // the holders that serve, in order
+	var from []string
+	for j := len(tree); len(from) < spreadDepth && j >= spreadFanout; {
+		j = j/spreadFanout - 1
+		from = append(from, tree[j].addr)
+	}
+	h := holder{sc: sc, addr: addr, fromPeer: from != nil}
+	bin.holders = append(bin.holders, h)
+	bin.held[sc] = true
+	if addr != "" {
+		bin.serving = append(bin.serving, h)
+	}
+	return from
+}
+
+// sweepHolders drops the holders whose connection is gone and makes the
+// index of who holds it and the list of those that serve again.
+func (bin *binary) sweepHolders() {
 	live := bin.holders[:0]
 	for _, h := range bin.holders {
 		if h.sc.alive() {
@@ -57,23 +86,19 @@ func (b *binCache) route(hash string, sc *slaveConn) []string {
 	}
 	clear(bin.holders[len(live):])
 	bin.holders = live
-	var tree []holder // the holders that serve, in order
+	bin.held = make(map[*slaveConn]bool, len(live))
+	bin.serving = bin.serving[:0]
 	for _, h := range live {
-		if h.sc == sc {
-			return nil // it has it, or fetches it now
-		}
+		bin.held[h.sc] = true
 		if h.addr != "" {
-			tree = append(tree, h)
+			bin.serving = append(bin.serving, h)
 		}
 	}
-	var from []string
-	for j := len(tree); len(from) < spreadDepth && j >= spreadFanout; {
-		j = j/spreadFanout - 1
-		from = append(from, tree[j].addr)
-	}
-	bin.holders = append(bin.holders, holder{sc: sc, addr: addr, fromPeer: from != nil})
-	return from
 }
+
+// slaveGone tells the routing a slave's connection went: the holders are
+// looked over at the next route.
+func (b *binCache) slaveGone() { b.drops.Add(1) }
 
 // fellBack notes that node sc fetches hash from the master: a fallback
 // when it was told to fetch from peers. Counted once per holder.

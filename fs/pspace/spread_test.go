@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"bproc/fs/slaveproto"
 )
@@ -73,6 +74,7 @@ func TestSpreadSkipsDeadAndSilent(t *testing.T) {
 	first := b.byHash["h"].holders[0].sc
 	b.mu.Unlock()
 	first.dead = true // down mid-launch: never named again
+	b.slaveGone()     // as dropSlave tells it
 	got := b.route("h", peerConn(5))
 	if got != nil {
 		t.Errorf("with holder 0 down and 3 serving left, the next node fetches from %q, want the master", got)
@@ -133,4 +135,33 @@ func FuzzParsePeerPort(f *testing.F) {
 			t.Fatalf("%q read as %d", b, p)
 		}
 	})
+}
+
+// TestSpreadRouteLinear: routing a launch's nodes costs the same per
+// node at any size. Each route used to look over every holder (a lock
+// each), so 20000 nodes took 2·10⁸ looks, seconds; now a few ms.
+func TestSpreadRouteLinear(t *testing.T) {
+	b := spreadCache()
+	const n = 20000
+	scs := make([]*slaveConn, n)
+	for i := range scs {
+		scs[i] = peerConn(i)
+	}
+	start := time.Now()
+	for _, sc := range scs {
+		b.route("h", sc)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("routing %d nodes took %v, want well under 1 s", n, d)
+	}
+	// And a drop is still seen at once: node 0 leaves the tree.
+	scs[0].dead = true
+	b.slaveGone()
+	b.route("h", peerConn(n))
+	b.mu.Lock()
+	first := b.byHash["h"].holders[0].sc
+	b.mu.Unlock()
+	if first == scs[0] {
+		t.Error("a dropped holder stays in the tree")
+	}
 }
