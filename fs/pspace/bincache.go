@@ -73,9 +73,9 @@ type binary struct {
 	// fetches from whom (spread.go); held and serving index them, as
 	// of the drops count swept
 	holders []holder
-	held     map[*slaveConn]bool
-	serving  []holder
-	swept    uint64
+	held    map[*slaveConn]bool
+	serving []holder
+	swept   uint64
 	// deps is the file's ELF parse, once read (depsOf): a spool file is
 	// named by its content and only the master writes it, so it holds.
 	depsOnce sync.Once
