@@ -398,7 +398,15 @@ type pendingMove struct {
 	inc     int
 	started chan error
 	pid     int // its pid on the node, once started (under the process's lock)
+	// early are its reports after "started" that came before the move
+	// counted (a short job ends before the old node's "dumped" is
+	// heard): applied by commitMove, under the process's reports lock.
+	early []string
 }
+
+// maxEarly bounds early: a few lines (its streams' ends, its end) are
+// all a process sends before its move counts.
+const maxEarly = 16
 
 func (p *Proc) beginMove(n *node, sc *slaveConn) (*pendingMove, error) {
 	p.reports.Lock()
@@ -430,13 +438,19 @@ func (p *Proc) abortMove(pm *pendingMove) {
 	}
 }
 
-// commitMove makes the pending incarnation the process's.
+// commitMove makes the pending incarnation the process's, with no gap
+// in which its reports would be refused, and applies those it sent
+// before.
 func (p *Proc) commitMove(pm *pendingMove) error {
+	p.reports.Lock()
+	defer p.reports.Unlock()
 	p.mu.Lock()
+	if p.pending == pm {
+		p.pending = nil
+	}
 	ospid := pm.pid
 	p.mu.Unlock()
-	p.abortMove(pm)
-	inc, err := p.move(pm.n, pm.sc)
+	inc, err := p.moveLocked(pm.n, pm.sc)
 	if err != nil {
 		return err
 	}
@@ -446,6 +460,11 @@ func (p *Proc) commitMove(pm *pendingMove) error {
 	p.mu.Lock()
 	p.ospid = ospid
 	p.mu.Unlock()
+	for _, line := range pm.early {
+		if err := p.slaveReport(line); err != nil {
+			return fmt.Errorf("process %d: its report %q from before the move counted: %w", p.pid, line, err)
+		}
+	}
 	return nil
 }
 
@@ -465,7 +484,13 @@ func (p *Proc) fromPending(pm *pendingMove, line string) error {
 	case "failed":
 		pm.started <- reported(r.What, syscall.Errno(r.N))
 	default:
-		return fmt.Errorf("report %q before the process has moved: %w", line, syscall.EINVAL)
+		p.mu.Lock()
+		started := pm.pid != 0
+		p.mu.Unlock()
+		if !started || len(pm.early) >= maxEarly {
+			return fmt.Errorf("report %q before the process has moved: %w", line, syscall.EINVAL)
+		}
+		pm.early = append(pm.early, line)
 	}
 	return nil
 }

@@ -433,3 +433,31 @@ func TestReportedErrnoOnce(t *testing.T) {
 		}
 	}
 }
+
+// A moved process that ends on its new node before the master has heard
+// its old node's "dumped" (a short job on a busy machine): its end is
+// kept until the move counts, not refused and lost (its ghost and its
+// waiters would wait for good).
+func TestMoveEndsBeforeDumped(t *testing.T) {
+	_, nodes, p, seize, start := jobWrites(t, 4242, "move")
+	nodes[1].report(fmt.Sprintf("%d.%d started 41", p.pid, start.Inc))
+	nodes[1].report(fmt.Sprintf("%d.%d eof stdout\n%d.%d eof stderr\n%d.%d exit 3", p.pid, start.Inc, p.pid, start.Inc, p.pid, start.Inc))
+	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "dumped"})
+	if out := nodes[0].next("migrated"); out.Errno != 0 {
+		t.Fatalf("migrated %+v", out)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the end that came before the move counted was lost")
+	}
+	if got, want := p.statusLine(), fmt.Sprintf("%d 1 exited 4242 4242 job\n", p.pid); got != want {
+		t.Errorf("status %q, want %q", got, want)
+	}
+	p.mu.Lock()
+	st := p.status
+	p.mu.Unlock()
+	if st != "exit 3" {
+		t.Errorf("end %q, want exit 3", st)
+	}
+}

@@ -192,6 +192,11 @@ func (p *Proc) outRing() *synth.Ring {
 func (p *Proc) move(n *node, sc *slaveConn) (int, error) {
 	p.reports.Lock()
 	defer p.reports.Unlock()
+	return p.moveLocked(n, sc)
+}
+
+// moveLocked is move with p.reports held.
+func (p *Proc) moveLocked(n *node, sc *slaveConn) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.status != "" {
