@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 
+	"bproc/srv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -32,12 +34,8 @@ type spliceSrc struct {
 }
 
 func newSpliceSrc(c net.Conn, br *bufio.Reader) *spliceSrc {
-	tc, ok := c.(*net.TCPConn)
+	_, raw, ok := srv.RawTCP(c)
 	if !ok {
-		return nil
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
 		return nil
 	}
 	return &spliceSrc{br: br, raw: raw}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"bproc/fs/slaveproto"
+	"bproc/srv"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,12 +41,8 @@ func newSealedDest(write func(net.Buffers) error) *spliceDest {
 }
 
 func newSpliceDest(c net.Conn) *spliceDest {
-	tc, ok := c.(*net.TCPConn)
+	tc, raw, ok := srv.RawTCP(c)
 	if !ok {
-		return nil
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
 		return nil
 	}
 	return &spliceDest{conn: tc, raw: raw}

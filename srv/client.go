@@ -179,8 +179,8 @@ func setupClient(tc *net.TCPConn, addr string, key []byte, h Hello) (*Client, er
 // (nobody reads the socket then): a goroutine polls a duplicate of the
 // socket for POLLRDHUP, which reports hang-up without consuming data.
 func (c *Client) startWatch() {
-	rc, err := c.conn.(*net.TCPConn).SyscallConn()
-	if err != nil {
+	_, rc, ok := RawTCP(c.conn)
+	if !ok {
 		return
 	}
 	fd := -1

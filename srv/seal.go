@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // After the handshake every byte travels sealed: AES-128-GCM frames, one
@@ -270,3 +271,17 @@ func SealStream(raw net.Conn, key, nc, ns []byte, client bool) (net.Conn, error)
 // GatherWriter writes pieces as one frame on a sealed stream, or with one
 // writev on a plain connection.
 func GatherWriter(c net.Conn) func(net.Buffers) error { return frameWriter(c) }
+
+// RawTCP gives c's descriptor, for splice(2) and poll, when c is a TCP
+// connection (a sealed or other wrapped one is not).
+func RawTCP(c net.Conn) (*net.TCPConn, syscall.RawConn, bool) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil, nil, false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil, nil, false
+	}
+	return tc, raw, true
+}

@@ -13,12 +13,7 @@ import (
 // gives its place back, root is not limited, and exited ones do not
 // count however many are kept.
 func TestMaxProcsCountsLive(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.MaxProcs = 3
-	m := NewMaster(cfg)
-	n := m.nodes[-1]
-	user := &synth.Caller{Uid: 4242, Gid: 4242}
-	start := func() (*Proc, error) { return m.newProc(user, n, nil, []string{"x"}, false) }
+	m, start := limitMaster(3)
 	var ps []*Proc
 	for i := 0; i < 3; i++ {
 		p, err := start()
@@ -30,7 +25,7 @@ func TestMaxProcsCountsLive(t *testing.T) {
 	if _, err := start(); !errors.Is(err, syscall.EAGAIN) {
 		t.Fatalf("a 4th live process with maxprocs 3: %v, want EAGAIN", err)
 	}
-	if _, err := m.newProc(&synth.Caller{}, n, nil, []string{"x"}, false); err != nil {
+	if _, err := m.newProc(&synth.Caller{}, m.nodes[-1], nil, []string{"x"}, false); err != nil {
 		t.Fatalf("root past a user's limit: %v", err)
 	}
 	ps[0].finish("exit 0")
@@ -58,13 +53,9 @@ func TestMaxProcsCountsLive(t *testing.T) {
 // starts (a launch on 4000 nodes) were 16 million looks under the
 // master's lock, seconds; now a few ms.
 func TestMaxProcsCheapWithManyExited(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.MaxProcs = 100000
-	m := NewMaster(cfg)
-	n := m.nodes[-1]
-	user := &synth.Caller{Uid: 4242, Gid: 4242}
+	m, start := limitMaster(100000)
 	for i := 0; i < exitedMax; i++ {
-		p, err := m.newProc(user, n, nil, []string{"x"}, false)
+		p, err := start()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +63,7 @@ func TestMaxProcsCheapWithManyExited(t *testing.T) {
 	}
 	begin := time.Now()
 	for i := 0; i < 4000; i++ {
-		if _, err := m.newProc(user, n, nil, []string{"x"}, false); err != nil {
+		if _, err := start(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,4 +73,15 @@ func TestMaxProcsCheapWithManyExited(t *testing.T) {
 	if got := m.live.of(4242); got != 4000 {
 		t.Errorf("live count %d, want 4000", got)
 	}
+}
+
+// limitMaster is a master with maxprocs max, and a start of a process of
+// user 4242 on the master's own node.
+func limitMaster(max int) (*Master, func() (*Proc, error)) {
+	cfg := DefaultConfig()
+	cfg.MaxProcs = max
+	m := NewMaster(cfg)
+	n := m.nodes[-1]
+	user := &synth.Caller{Uid: 4242, Gid: 4242}
+	return m, func() (*Proc, error) { return m.newProc(user, n, nil, []string{"x"}, false) }
 }
