@@ -468,6 +468,15 @@ func (p *Proc) commitMove(pm *pendingMove) error {
 	return nil
 }
 
+// tell passes the start's outcome on; a repeated report must not block
+// the slave's report file (and the process's reports lock) for good.
+func (pm *pendingMove) tell(err error) {
+	select {
+	case pm.started <- err:
+	default:
+	}
+}
+
 // fromPending applies a report from the pending incarnation (started or
 // failed); called with p.reports held.
 func (p *Proc) fromPending(pm *pendingMove, line string) error {
@@ -480,9 +489,9 @@ func (p *Proc) fromPending(pm *pendingMove, line string) error {
 		p.mu.Lock()
 		pm.pid = r.N
 		p.mu.Unlock()
-		pm.started <- nil
+		pm.tell(nil)
 	case "failed":
-		pm.started <- reported(r.What, syscall.Errno(r.N))
+		pm.tell(reported(r.What, syscall.Errno(r.N)))
 	default:
 		p.mu.Lock()
 		started := pm.pid != 0

@@ -461,3 +461,28 @@ func TestMoveEndsBeforeDumped(t *testing.T) {
 		t.Errorf("end %q, want exit 3", st)
 	}
 }
+
+// A destination that reports "started" twice (or started, then failed)
+// while the move is pending does not block its report file for good.
+func TestMoveRepeatedStartReport(t *testing.T) {
+	_, nodes, p, seize, start := jobWrites(t, 4242, "move")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nodes[1].report(fmt.Sprintf("%d.%d started 41", p.pid, start.Inc))
+		nodes[1].report(fmt.Sprintf("%d.%d started 41", p.pid, start.Inc))
+		nodes[1].report(fmt.Sprintf("%d.%d failed 5 again", p.pid, start.Inc))
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a repeated start report blocked")
+	}
+	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "dumped"})
+	if out := nodes[0].next("migrated"); out.Errno != 0 {
+		t.Fatalf("migrated %+v", out)
+	}
+	if node, _, inc := p.place(); node != 1 || inc != start.Inc {
+		t.Fatalf("placed on node %d incarnation %d", node, inc)
+	}
+}
