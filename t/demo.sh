@@ -17,6 +17,15 @@ show() {
 	eval "$1"
 }
 
+# show_piped: show with the command's output and errors through a pipe,
+# as in a terminal: a moving shell whose stdout is a regular file (make
+# demo >log, in /tmp) fails the move, since a file is reopened by path
+# on the node and each node has its own /tmp.
+show_piped() {
+	printf '\n$ %s\n' "$1"
+	{ eval "$1"; } 2>&1 | cat
+}
+
 say "bproc demo: a master and 4 nodes, each in its own network namespace"
 say "(master 10.77.0.1, node0..node3 at 10.77.0.10..13, each with its own hostname and /tmp)"
 if ! cluster_up 4 >"$T/up.out" 2>&1; then
@@ -40,7 +49,7 @@ show "bpsh 1 sh -c 'exit 7'; echo \$?"
 say
 say "# A shell moves itself: the rest of the script runs on node 2; its ghost"
 say "# stays here, so \$? and kill still work:"
-show "bash -c 'echo on \$(hostname); echo move > \$BPROC/node/2/ctl; echo now on \$(hostname); exit 3'; echo \$?"
+show_piped "bash -c 'echo on \$(hostname); echo move > \$BPROC/node/2/ctl; echo now on \$(hostname); exit 3'; echo \$?"
 if command -v bpctl >/dev/null; then
 	show 'bpctl -S 3 -s unavailable; bpstat'
 else
