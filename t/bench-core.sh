@@ -130,18 +130,23 @@ fi
 # Direct streams (node to bpsh, the master out of the path) beside their
 # peers in the same run: raw TCP from node 1 to the master's namespace, and
 # the same bytes as AES-128-GCM frames (srv's sealing) over it. The peer
-# (t/directpeer serve) sends from memory.
+# (t/directpeer serve) sends from memory; for comparison, it also sends
+# the file as cat writes it into a pipe, the hop a job's output takes.
 (cd "$BPROC_ROOT" && CGO_ENABLED=0 go build -o "$T/directpeer" ./t/directpeer) || { echo "bench-core: cannot build t/directpeer" >&2; exit 1; }
 PEER=$(node_addr 1):2299
-bg_node 1 "$T/peer.log" "$T/directpeer" serve "$PEER" || exit 1
+bg_node 1 "$T/peer.log" "$T/directpeer" serve "$PEER" "$T/big" || exit 1
 wait_for "in_master bash -c 'exec 3<>/dev/tcp/${PEER%:*}/${PEER#*:}'" 10 || { echo "bench-core: the TCP peer did not start" >&2; exit 1; }
 # direct_rows [SUFFIX]: raw TCP, the sealed stream and bpsh's direct
 # stream; 0.8x the peer the cluster's sealing calls for is the target.
 direct_rows() {
-	local tcp gcm dir peer what
+	local tcp gcm dir peer what pipe
 	tcp=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes") || exit 1
 	row "raw TCP node->master $MB MB${1-}" "$tcp" MB/s "$TP_RUNS"
 	peer=$tcp what="raw TCP"
+	if [ -n "${1-}" ]; then
+		pipe=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes" pipe) || exit 1
+		row "  for comparison: the same fed by cat through a pipe" "$pipe" MB/s "$TP_RUNS"
+	fi
 	if [ -z "${1-}" ]; then
 		gcm=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes" seal) || exit 1
 		row "AES-128-GCM TCP stream $MB MB" "$gcm" MB/s "$TP_RUNS"

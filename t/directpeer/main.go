@@ -2,11 +2,13 @@
 //
 //	directpeer use FILE             use the proc/PID/direct line in FILE: stdout and stderr to ours
 //	directpeer stranger ADDR DATA   send DATA to a data port, print its answer
-//	directpeer serve ADDR           (bench) send what each client asks for: BYTES, plain or sealed
-//	directpeer get ADDR BYTES [seal] (bench) ask serve for BYTES and read them
+//	directpeer serve ADDR [FILE]    (bench) send what each client asks for: BYTES, plain or sealed, or FILE through cat
+//	directpeer get ADDR BYTES [seal|pipe] (bench) ask serve for BYTES and read them
 //
 // serve/get are the peers of `bpsh N cat`: raw TCP between two namespaces,
-// and the same with AES-128-GCM frames (srv's sealing) over it.
+// and the same with AES-128-GCM frames (srv's sealing) over it. With pipe,
+// serve sends FILE as `cat FILE` writes it into a pipe: the hop every
+// job's output takes to its slave, which the other peers leave out.
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +28,8 @@ import (
 	"bproc/client"
 	"bproc/fs/slaveproto"
 	"bproc/srv"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -39,10 +44,18 @@ func main() {
 	case "stranger":
 		err = stranger(os.Args[2], strings.ReplaceAll(os.Args[3], `\n`, "\n"))
 	case "serve":
-		err = serve(os.Args[2])
+		file := ""
+		if len(os.Args) > 3 {
+			file = os.Args[3]
+		}
+		err = serve(os.Args[2], file)
 	case "get":
 		n, _ := strconv.ParseInt(os.Args[3], 10, 64)
-		err = get(os.Args[2], n, len(os.Args) > 4 && os.Args[4] == "seal")
+		mode := byte(0)
+		if len(os.Args) > 4 {
+			mode = map[string]byte{"seal": 1, "pipe": 2}[os.Args[4]]
+		}
+		err = get(os.Args[2], n, mode)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -99,9 +112,10 @@ func stranger(addr, data string) error {
 	return nil
 }
 
-// serve: each client sends a key[16], nonces[2x32], sealed[1], bytes[8];
-// serve sends that many bytes from memory.
-func serve(addr string) error {
+// serve: each client sends a key[16], nonces[2x32], mode[1], bytes[8];
+// serve sends that many bytes from memory (mode 0 plain, 1 sealed), or
+// file's first bytes as cat writes them into a pipe (mode 2).
+func serve(addr, file string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -119,6 +133,11 @@ func serve(addr string) error {
 			if _, err := io.ReadFull(c, req[:]); err != nil {
 				return
 			}
+			n := int64(binary.BigEndian.Uint64(req[81:]))
+			if req[80] == 2 {
+				servePipe(c, file, n)
+				return
+			}
 			var w io.Writer = c
 			if req[80] == 1 {
 				sc, err := srv.SealStream(c, req[:16], req[16:48], req[48:80], false)
@@ -127,7 +146,7 @@ func serve(addr string) error {
 				}
 				w = sc
 			}
-			for left := int64(binary.BigEndian.Uint64(req[81:])); left > 0; {
+			for left := n; left > 0; {
 				k := min(left, int64(len(buf)))
 				if _, err := w.Write(buf[:k]); err != nil {
 					return
@@ -138,7 +157,42 @@ func serve(addr string) error {
 	}
 }
 
-func get(addr string, n int64, seal bool) error {
+// servePipe sends n bytes of file as cat writes them into a pipe of the
+// size a job's stdout has (job/spawn.go), spliced from the pipe to the
+// socket as bpslave does with seal no.
+func servePipe(c net.Conn, file string, n int64) {
+	cmd := exec.Command("cat", file)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return
+	}
+	pr := out.(*os.File)
+	unix.FcntlInt(pr.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	if cmd.Start() != nil {
+		return
+	}
+	defer cmd.Wait()
+	defer pr.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Write(func(sock uintptr) bool {
+		for n > 0 {
+			k, err := unix.Splice(int(pr.Fd()), nil, int(sock), nil, int(min(n, 1<<20)), unix.SPLICE_F_MOVE)
+			if err == unix.EAGAIN {
+				return false // the socket is full: wait for it
+			}
+			if err != nil || k == 0 {
+				return true
+			}
+			n -= k
+		}
+		return true
+	})
+}
+
+func get(addr string, n int64, mode byte) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
@@ -146,9 +200,8 @@ func get(addr string, n int64, seal bool) error {
 	defer c.Close()
 	var req [16 + 64 + 1 + 8]byte
 	rand.Read(req[:80])
-	if seal {
-		req[80] = 1
-	}
+	req[80] = mode
+	seal := mode == 1
 	binary.BigEndian.PutUint64(req[81:], uint64(n))
 	if _, err := c.Write(req[:]); err != nil {
 		return err
