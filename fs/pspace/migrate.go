@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	iofs "io/fs"
 	"strconv"
 	"sync"
@@ -402,6 +403,9 @@ type pendingMove struct {
 	// counted (a short job ends before the old node's "dumped" is
 	// heard): applied by commitMove, under the process's reports lock.
 	early []string
+	// closed are its output streams it closed (their ends) before the
+	// move counted: closed by commitMove too.
+	closed []io.Closer
 }
 
 // maxEarly bounds early: a few lines (its streams' ends, its end) are
@@ -460,6 +464,9 @@ func (p *Proc) commitMove(pm *pendingMove) error {
 	p.mu.Lock()
 	p.ospid = ospid
 	p.mu.Unlock()
+	for _, c := range pm.closed {
+		c.Close()
+	}
 	for _, line := range pm.early {
 		if err := p.slaveReport(line); err != nil {
 			return fmt.Errorf("process %d: its report %q from before the move counted: %w", p.pid, line, err)

@@ -486,3 +486,39 @@ func TestMoveRepeatedStartReport(t *testing.T) {
 		t.Fatalf("placed on node %d incarnation %d", node, inc)
 	}
 }
+
+// The destination's process writes its output and ends before the move
+// counts (a short job: `echo move >ctl; hostname`): its stream's close,
+// EOF for the stream's readers, is kept until the move commits, as its
+// reports are, and not dropped as a left node's would be.
+func TestMoveOutputEndsBeforeDumped(t *testing.T) {
+	_, nodes, p, seize, start := jobWrites(t, 4242, "move")
+	p.stdout.Attach()
+	defer p.stdout.Detach()
+	nodes[1].report(fmt.Sprintf("%d.%d started 41", p.pid, start.Inc))
+	w := nodes[1].open(fmt.Sprintf("slave/proc/%d/stdout", p.pid), os.O_WRONLY)
+	if _, err := w.Write([]byte("node1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].report(fmt.Sprintf("%d.%d eof stderr\n%d.%d exit 4", p.pid, start.Inc, p.pid, start.Inc))
+	nodes[0].migReport(seize.Mig, slaveproto.MigReport{Ev: "dumped"})
+	if out := nodes[0].next("migrated"); out.Errno != 0 {
+		t.Fatalf("migrated %+v", out)
+	}
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(readerOf(context.Background(), p.stdout))
+		got <- string(b)
+	}()
+	select {
+	case out := <-got:
+		if out != "node1\n" {
+			t.Errorf("stdout %q, want %q", out, "node1\n")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stdout never ended: the close that came before the move counted was lost")
+	}
+}

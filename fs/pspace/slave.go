@@ -164,10 +164,21 @@ type incWriter struct {
 }
 
 func (w *incWriter) Close() error {
-	if _, _, cur := w.p.place(); cur != w.inc {
-		return nil
+	p := w.p
+	// Under the reports lock, as commitMove: the close of the incarnation
+	// the process moves to is kept until the move counts (a short job
+	// ends before it does), not dropped as a left node's is.
+	p.reports.Lock()
+	defer p.reports.Unlock()
+	if _, _, cur := p.place(); cur == w.inc {
+		return w.StreamWriter.Close()
 	}
-	return w.StreamWriter.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pm := p.pending; pm != nil && pm.inc == w.inc && len(pm.closed) < maxEarly {
+		pm.closed = append(pm.closed, w.StreamWriter)
+	}
+	return nil
 }
 
 // reportHandle takes a slave's reports, one per line: "PID started OSPID",
