@@ -232,7 +232,7 @@ func (nd *nodeDir) Setattr(c *synth.Caller, mode *iofs.FileMode, uid, gid *uint3
 
 // nodeCommands are node/N/ctl's commands, run on the node's directory.
 var nodeCommands = synth.Table[*nodeDir]{
-	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-b] [-w] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
+	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-b] [-w|-o] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
 		Run: func(ctx context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 			pid, err := nd.m.exec(ctx, c, nd.n, args)
 			if err != nil {
@@ -240,6 +240,9 @@ var nodeCommands = synth.Table[*nodeDir]{
 			}
 			return fmt.Sprintf("%d\n", pid), nil
 		}},
+	{Name: "detach", MinArgs: 0, MaxArgs: -1, Usage: "detach", Run: func(ctx context.Context, _ *synth.Caller, _ *nodeDir, args []string) (string, error) {
+		return detachCommand(ctx, args)
+	}},
 	migCommand(slaveproto.MigMove, "move [FLAGS]", 0, 1),
 	migCommand(slaveproto.MigRfork, "rfork [FLAGS]", 0, 1),
 	migCommand(slaveproto.MigExecmove, "execmove [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]", 1, -1),
