@@ -147,9 +147,10 @@ func ThenStream(ctx context.Context, s ResultStream) bool {
 // Aside makes the command running with ctx one that leaves its file's
 // result as it was (what is being read, a Then or a ThenStream still to
 // come), rather than replacing it: a command that acts on that result,
-// as `detach` on `exec -o`'s frames. Its error still fails the write. It
-// returns the file's ResultStream, nil if it has none (or outside a ctl
-// command).
+// as `detach` on `exec -o`'s frames. Its error still fails the write,
+// and becomes the file's result (`error: TEXT`) only on a file without a
+// ResultStream, where there is nothing to leave. It returns the file's
+// ResultStream, nil if it has none (or outside a ctl command).
 func Aside(ctx context.Context) ResultStream {
 	h, _ := ctx.Value(laterKey{}).(*ctlHandle)
 	if h == nil {
@@ -404,7 +405,7 @@ func (h *ctlHandle) runPending(ctx context.Context) error {
 	h.mu.Lock()
 	prev, aside := h.prev, h.aside
 	h.prev, h.aside = nil, false
-	if aside {
+	if aside && (err == nil || h.stream != nil) {
 		h.mu.Unlock()
 		return err // the result stays as it was
 	}

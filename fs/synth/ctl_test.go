@@ -502,6 +502,13 @@ func TestCtlThenStream(t *testing.T) {
 	if err := write("bogus\n"); err == nil || s.closed != 1 {
 		t.Errorf("a failed command: %v, stream closed %d times, want once", err, s.closed)
 	}
+	// Without a stream a failed aside command's text is the result.
+	if err := write("aside x\n"); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("a failed aside command: %v, want EINVAL", err)
+	}
+	if got := readCtl(t, h); !strings.HasPrefix(got, "error: aside takes none") {
+		t.Errorf("after a failed aside command without a stream: %q, want its error", got)
+	}
 	write("run\n")
 	h.Close()
 	if s.closed != 1 {
