@@ -120,12 +120,14 @@ test_expect_success 'bpsh: bulk stdout and stderr through the hand-off, byte-exa
 	after=$(direct_count) && test "$after" -gt "$before"
 '
 
-test_expect_success 'bpsh without bpsh-go: a hand-off that cannot run goes on in the front, byte-exact' '
+test_expect_success 'bpsh without bpsh-go or with BPROC_DIRECT=0: the front reads the streams after detach, byte-exact' '
 	before=$(direct_count) &&
 	{ st=0; in_master $T/lone/bpsh 1 sh -c "cat $T/big; cat $T/big2 >&2; cat $T/big; exit 5" >out 2>err || st=$?; } &&
 	test "$st" = 5 && cmp expect out && cmp big2 err &&
 	seq 1 300000 >in &&
 	in_master $T/lone/bpsh 1 sh -c "cat $T/big; cat" <in >out && cat big in >expect && cmp expect out &&
+	BPROC_DIRECT=0 in_master bpsh 1 sh -c "cat $T/big; cat $T/big2 >&2" >out 2>err &&
+	cmp big out && cmp big2 err &&
 	after=$(direct_count) && test "$after" = "$before"
 '
 

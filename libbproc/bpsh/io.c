@@ -500,9 +500,9 @@ static int detach(struct job *j)
 
 /* read_frames reads exec -o's frames to the end frame (end.state 1) or a
  * failure (end.state 2-4). Once DIRECT_AFTER bytes came it detaches them
- * and, at their end, hands the job to the Go bpsh; when that does not
- * happen the job goes on here on the streams, as before -o, and the ctl's
- * next read is the end. */
+ * and, at their end, hands the job to the Go bpsh (unless BPROC_DIRECT=0);
+ * when that does not happen the job goes on here on the streams, as
+ * before -o, and the ctl's next read is the end. */
 static void read_frames(struct job *j)
 {
 	struct frames f = {0};
@@ -518,7 +518,8 @@ static void read_frames(struct job *j)
 			break;
 		}
 		if (n == 0 && detached) {
-			handoff(j, NULL);
+			if (j->direct)
+				handoff(j, NULL);
 			for (int i = 1; i <= 2; i++)
 				j->out[i].started = !spawn(&j->out[i].th, out_thread, &j->out[i]);
 			free(buf);
@@ -556,7 +557,10 @@ static void read_frames(struct job *j)
 			}
 		}
 		pthread_mutex_lock(&j->mu);
-		int try = !detached && j->direct && !j->tried && j->seen >= DIRECT_AFTER;
+		/* Bulk output is read from the streams, as before -o (a frame
+		 * is a copy more in the master and 16 KiB at most): by bpsh-go,
+		 * which goes direct, or with BPROC_DIRECT=0 here. */
+		int try = !detached && !j->tried && j->seen >= DIRECT_AFTER;
 		j->tried |= try;
 		pthread_mutex_unlock(&j->mu);
 		if (try && !end.state)
