@@ -325,3 +325,40 @@ func TestParseExecOutput(t *testing.T) {
 		t.Errorf("a set's exec -o: %v, want EINVAL", err)
 	}
 }
+
+// node/, node/N and node/N/ctl are stable entries (the FUSE mount keeps
+// them: a launch makes no lookup after the first); what depends on the
+// caller or comes and goes is not.
+func TestNodeCtlPathStable(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	c := &synth.Caller{Uid: 4242, Gid: 4242}
+	stable := func(n synth.Node) bool {
+		se, ok := n.(interface{ StableEntry() bool })
+		return ok && se.StableEntry()
+	}
+	walk := func(names ...string) synth.Node {
+		t.Helper()
+		n := synth.Node(m.Root())
+		for _, name := range names {
+			d, ok := n.(synth.Dir)
+			if !ok {
+				t.Fatalf("%s: not a directory", strings.Join(names, "/"))
+			}
+			var err error
+			if n, err = d.Lookup(c, name); err != nil || n == nil {
+				t.Fatalf("%s: %v", strings.Join(names, "/"), err)
+			}
+		}
+		return n
+	}
+	for _, path := range [][]string{{"node"}, {"node", "-1"}, {"node", "-1", "ctl"}} {
+		if !stable(walk(path...)) {
+			t.Errorf("%s is not a stable entry", strings.Join(path, "/"))
+		}
+	}
+	for _, path := range [][]string{{"proc"}, {"status"}, {"node", "-1", "status"}} {
+		if stable(walk(path...)) {
+			t.Errorf("%s is a stable entry", strings.Join(path, "/"))
+		}
+	}
+}
