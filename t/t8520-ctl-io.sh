@@ -131,4 +131,12 @@ test_expect_success 'bpsh without bpsh-go or with BPROC_DIRECT=0: the front read
 	after=$(direct_count) && test "$after" = "$before"
 '
 
+test_expect_success 'bpsh: a failed start with a long text is worded as bpsh-go words it' '
+	d=$T/$(printf "%0200d" 0)/$(printf "%0200d" 1) && mkdir -p "$d" &&
+	printf "#!/no/such/interpreter\n" >"$d/bad.sh" && chmod +x "$d/bad.sh" &&
+	{ st=0; bpsh 1 "$d/bad.sh" 2>c.err || st=$?; } && test "$st" = 255 &&
+	{ st=0; bpsh-go 1 "$d/bad.sh" 2>go.err || st=$?; } && test "$st" = 255 &&
+	test_cmp go.err c.err && test_grep "exec $d/bad.sh: " c.err
+'
+
 test_done

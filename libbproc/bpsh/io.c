@@ -416,7 +416,7 @@ static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
  * line `NODE out LEN`, `NODE err LEN` (LEN bytes follow) or `NODE end
  * STATUS`, as read in pieces. */
 struct frames {
-	char hdr[256];
+	char hdr[sizeof end.line]; /* an end's STATUS may be a long failure's text */
 	size_t hn;
 	struct ostream *to; /* the stream whose bytes these are */
 	long long left;	    /* bytes of its frame still to come */
@@ -505,7 +505,7 @@ static int detach(struct job *j)
  * before -o, and the ctl's next read is the end. */
 static void read_frames(struct job *j)
 {
-	struct frames f = {0};
+	static struct frames f;
 	size_t size = FIRST_BUF;
 	char *buf = malloc(size);
 	int detached = 0;
