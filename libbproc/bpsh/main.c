@@ -236,12 +236,12 @@ static int clean_mount(const char *m)
 	       !strstr(m, "/../") && (n < 2 || strcmp(m + n - 2, "/.")) && (n < 3 || strcmp(m + n - 3, "/.."));
 }
 
-/* exec_line is the exec command: Go's client.Exec's with Early (exec -b
- * -w) for -N, else with the output and the end as frames on the ctl
- * (exec -b -o: one file for the whole launch); the job's environment Go's
- * jobEnv: the caller's (duplicates
- * dropped, first one kept, as Go's os.Environ) less BPROC_RANK,
- * BPROC_NODE and BPROC_NPROCS, which are then set for rank 0 of 1. */
+/* exec_line is the exec command: for -N Go's client.Exec's with Early
+ * (exec -b -w), else exec -b -o, the output and the end as frames on the
+ * ctl (one file for the whole launch). The job's environment is Go's
+ * jobEnv: the caller's (duplicates dropped, first one kept, as Go's
+ * os.Environ) less BPROC_RANK, BPROC_NODE and BPROC_NPROCS, which are
+ * then set for rank 0 of 1. */
 static int exec_line(struct buf *b, const struct opts *o, int null_in, int node, const char *path, char **argv)
 {
 	char wd[PATH_MAX], rank[64];
