@@ -85,7 +85,13 @@ func TestCtlIOFrames(t *testing.T) {
 	}
 	p.stdout.Write(ctx, []byte("hello\n"))
 	p.stderr.Write(ctx, []byte("oops"))
-	time.Sleep(10 * time.Millisecond) // the pumps take both, yet the pid still comes alone
+	// Once the pumps have taken both, the pid still comes alone.
+	for p.stdout.Out() < 6 || p.stderr.Out() < 4 {
+		if ctx.Err() != nil {
+			t.Fatal("the pumps did not take the output")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	buf := make([]byte, 4096)
 	if n, err := h.Read(ctx, buf, 0); err != nil || string(buf[:n]) != fmt.Sprintf("%d\n", p.pid) {
 		t.Fatalf("first read %q, %v; want the pid", buf[:n], err)
