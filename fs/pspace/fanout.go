@@ -110,10 +110,10 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 	if err != nil {
 		return "", err
 	}
-	if o.early || o.then {
-		// A set answers once every node has, and its ends come on the
-		// group's io: -b and -w are one node's.
-		return "", fmt.Errorf("exec -b and -w are for one node's ctl, not a set's: %w", syscall.EINVAL)
+	if o.early || o.then || o.output {
+		// A set answers once every node has, and its output and ends
+		// come on the group's io: -b, -w and -o are one node's.
+		return "", fmt.Errorf("exec -b, -w and -o are for one node's ctl, not a set's (its output and ends are on group/G/io): %w", syscall.EINVAL)
 	}
 	nums, err := spec.Resolve(m.specCluster())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -179,32 +180,41 @@ func (g *group) openIO() (synth.Handle, error) {
 		return nil, fmt.Errorf("group %d's io has been opened already: %w", g.id, syscall.EBUSY)
 	}
 	g.opened = true
+	ctx, cancel := context.WithCancel(context.Background())
+	q := pumpAll(ctx, ctx, g.members)
+	return &groupIO{g: g, q: q, cancel: cancel}, nil
+}
+
+// pumpAll starts a pumpMember per member into a new queue, which ends
+// once every pump has: the streams read until rctx ends (it stops the
+// pumps at a frame boundary: exec -o's detach), the frames written with
+// wctx (the reader's: it ends when the reader goes).
+func pumpAll(rctx, wctx context.Context, members []member) *synth.Stream {
 	q := synth.NewStream(groupQueueSize, false)
 	q.Attach()
-	ctx, cancel := context.WithCancel(context.Background())
 	var wmu sync.Mutex // one frame at a time: a frame is two writes
 	frame := func(hdr, data []byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		if _, err := q.Write(ctx, hdr); err != nil {
+		if _, err := q.Write(wctx, hdr); err != nil {
 			return err
 		}
-		_, err := q.Write(ctx, data) // none for an end
+		_, err := q.Write(wctx, data) // none for an end
 		return err
 	}
 	var all sync.WaitGroup
-	for _, mb := range g.members {
+	for _, mb := range members {
 		all.Add(1)
 		go func() {
 			defer all.Done()
-			pumpMember(ctx, mb, frame)
+			pumpMember(rctx, mb, frame)
 		}()
 	}
 	go func() {
 		all.Wait()
 		q.CloseWrite()
 	}()
-	return &groupIO{g: g, q: q, cancel: cancel}, nil
+	return q
 }
 
 // pumpMember frames one process's output and end: its stdout on this
@@ -225,15 +235,21 @@ func pumpMember(ctx context.Context, mb member, frame func(hdr, data []byte) err
 		p.stdout.Detach()
 		<-errDone
 	}
+	if ctx.Err() != nil {
+		return // stopped, maybe before the streams' end: no end frame
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
 		return
 	}
-	p.mu.Lock()
-	status := p.status
-	p.mu.Unlock()
-	frame(frameHeader(mb.node, "end", status), nil)
+	// exec -w's line less its newline: the wait line, or why -b's start
+	// failed (only a one-node exec -o has those).
+	line, err := p.endLine(ctx)
+	if err != nil {
+		return
+	}
+	frame(frameHeader(mb.node, "end", strings.TrimSuffix(line, "\n")), nil)
 }
 
 // frameHeader is `NODE KIND ARG\n`.
@@ -252,7 +268,7 @@ func pumpStream(ctx context.Context, node int, kind string, s *synth.Stream, fra
 	pooled := pumpBufs.Get().(*[]byte)
 	defer pumpBufs.Put(pooled)
 	buf := *pooled
-	for {
+	for ctx.Err() == nil { // stopped: what is left stays in s
 		n, err := s.Read(ctx, buf)
 		if n > 0 {
 			if frame(frameHeader(node, kind, strconv.Itoa(n)), buf[:n]) != nil {

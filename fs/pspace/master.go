@@ -471,6 +471,7 @@ type execOpts struct {
 	null     bool
 	early    bool // -b: the pid at once; a start that fails ends the process
 	then     bool // -w: the same open file's next read gives the process's end
+	output   bool // -o: the same open file's next reads give its output and end as frames (ctlio.go)
 }
 
 func parseExec(args []string) (*execOpts, []string, error) {
@@ -499,6 +500,8 @@ func parseExec(args []string) (*execOpts, []string, error) {
 			o.early = true
 		case "-w":
 			o.then = true
+		case "-o":
+			o.output, o.attached = true, true
 		case "-c":
 			o.dir, err = needArg()
 		case "-a":
@@ -517,6 +520,9 @@ func parseExec(args []string) (*execOpts, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+	}
+	if o.output && o.then {
+		return nil, nil, fmt.Errorf("exec: -o and -w both say what the file's next read gives (-o's last frame is the end): give one: %w", syscall.EINVAL)
 	}
 	if len(args) == 0 {
 		return nil, nil, fmt.Errorf("exec: missing program path: %w", syscall.EINVAL)
@@ -699,6 +705,7 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 				p.startFailed(err)
 			}
 		}()
+		job.o.frames(ctx, p, n)
 		return p, nil
 	}
 	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
@@ -706,6 +713,7 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 		p.finish("exit 127")
 		return nil, err
 	}
+	job.o.frames(ctx, p, n)
 	return p, nil
 }
 

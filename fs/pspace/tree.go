@@ -36,7 +36,7 @@ func (m *Master) newRoot() synth.Dir {
 		return m.lookupSet(name) // node/0-63, node/allup (fanout.go)
 	}
 	slave := m.newSlaveDir()
-	public := []synth.Dirent{{Name: "node", Node: nodes}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
+	public := []synth.Dirent{{Name: "node", Node: stableDir{nodes}}, {Name: "proc", Node: procs}, {Name: "status", Node: status}}
 	withSlave := append(append([]synth.Dirent(nil), public...), synth.Dirent{Name: "slave", Node: slave})
 	list := func(c *synth.Caller) []synth.Dirent {
 		if c.Slave {
@@ -178,6 +178,23 @@ type nodeDir struct {
 	n *node
 }
 
+// The path to a node's ctl, node/N/ctl, always leads to the same files,
+// whoever asks (nodes are never forgotten; lookups check no permission):
+// the FUSE mount lets the kernel keep those names (srv/fusemount's
+// StableEntry), and a launch (open, write, reads of node/N/ctl) makes no
+// lookup of them after the first.
+func (nd *nodeDir) StableEntry() bool { return true }
+
+// stableDir is node/: see nodeDir's StableEntry.
+type stableDir struct{ *synth.FuncDir }
+
+func (stableDir) StableEntry() bool { return true }
+
+// nodeCtl is node/N/ctl: see nodeDir's StableEntry.
+type nodeCtl struct{ *synth.CtlFile[*nodeDir] }
+
+func (nodeCtl) StableEntry() bool { return true }
+
 func (m *Master) newNodeDir(n *node) *nodeDir {
 	nd := &nodeDir{m: m, n: n}
 	status := synth.NewText(func(*synth.Caller) ([]byte, error) {
@@ -189,7 +206,7 @@ func (m *Master) newNodeDir(n *node) *nodeDir {
 	ctl := &synth.CtlFile[*nodeDir]{Ino: synth.NewIno(), Owner: nd.owner, Mode: 0o666, Table: nodeCommands, Target: nd}
 	io := &ioFile{ino: synth.NewIno(), n: n}
 	stats := m.newStatsDir(n)
-	base := synth.StaticEntries("ctl", ctl, "io", io, "status", status)
+	base := synth.StaticEntries("ctl", nodeCtl{ctl}, "io", io, "status", status)
 	withStats := append(base(nil), synth.Dirent{Name: "stats", Node: stats})
 	nd.FuncDir = synth.NewDir(func(c *synth.Caller) []synth.Dirent {
 		if m.Stats == nil || n.num < 0 {
@@ -232,7 +249,7 @@ func (nd *nodeDir) Setattr(c *synth.Caller, mode *iofs.FileMode, uid, gid *uint3
 
 // nodeCommands are node/N/ctl's commands, run on the node's directory.
 var nodeCommands = synth.Table[*nodeDir]{
-	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-b] [-w] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
+	{Name: "exec", MinArgs: 1, MaxArgs: -1, Usage: "exec [-i] [-n] [-b] [-w|-o] [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]",
 		Run: func(ctx context.Context, c *synth.Caller, nd *nodeDir, args []string) (string, error) {
 			pid, err := nd.m.exec(ctx, c, nd.n, args)
 			if err != nil {
@@ -240,6 +257,9 @@ var nodeCommands = synth.Table[*nodeDir]{
 			}
 			return fmt.Sprintf("%d\n", pid), nil
 		}},
+	{Name: "detach", MinArgs: 0, MaxArgs: -1, Usage: "detach", Run: func(ctx context.Context, _ *synth.Caller, _ *nodeDir, args []string) (string, error) {
+		return detachCommand(ctx, args)
+	}},
 	migCommand(slaveproto.MigMove, "move [FLAGS]", 0, 1),
 	migCommand(slaveproto.MigRfork, "rfork [FLAGS]", 0, 1),
 	migCommand(slaveproto.MigExecmove, "execmove [-c DIR] [-e NAME=VALUE]... [-a ARGV0] PATH [ARG...]", 1, -1),

@@ -103,6 +103,66 @@ type ctlHandle struct {
 	pos    int           // read position in result: every command rewinds it, whatever the file offset
 	later  chan struct{} // open while a Later result is awaited; closed once it is set
 	then   *thenResult   // the result that follows the current one (Then)
+	stream ResultStream  // what reads give once the result is read (ThenStream)
+	// prev is the file's state (later, then, stream) while a command
+	// runs, for Aside to put back; aside says it did.
+	prev  *resultState
+	aside bool
+}
+
+// resultState is what a command replaces on its file, besides its text.
+type resultState struct {
+	later  chan struct{}
+	then   *thenResult
+	stream ResultStream
+}
+
+// ResultStream is a command's result read as a stream (ThenStream).
+type ResultStream interface {
+	// Read gives the stream's next bytes, waiting for them; io.EOF at
+	// its end. It gets the read's context.
+	Read(ctx context.Context, p []byte) (int, error)
+	// Close: the file's reader went away (its last close, or a new
+	// command on it).
+	Close() error
+}
+
+// ThenStream makes s what the same open file's reads give once the
+// command's first result has been read to its end: every read returns
+// what s.Read returns (no read returns bytes of both), until a new
+// command or the file's last close, which close s. `exec -o` answers
+// the pid, then the process's output and end as frames. It returns
+// false outside a ctl command.
+func ThenStream(ctx context.Context, s ResultStream) bool {
+	h, _ := ctx.Value(laterKey{}).(*ctlHandle)
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	h.stream = s
+	h.mu.Unlock()
+	return true
+}
+
+// Aside makes the command running with ctx one that leaves its file's
+// result as it was (what is being read, a Then or a ThenStream still to
+// come), rather than replacing it: a command that acts on that result,
+// as `detach` on `exec -o`'s frames. Its error still fails the write,
+// and becomes the file's result (`error: TEXT`) only on a file without a
+// ResultStream, where there is nothing to leave. It returns the file's
+// ResultStream, nil if it has none (or outside a ctl command).
+func Aside(ctx context.Context) ResultStream {
+	h, _ := ctx.Value(laterKey{}).(*ctlHandle)
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.prev; p != nil && !h.aside {
+		h.later, h.then, h.stream = p.later, p.then, p.stream
+		h.aside = true
+	}
+	return h.stream
 }
 
 // thenResult is a command's second result, made when a reader asks for it.
@@ -195,6 +255,13 @@ func (h *ctlHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
 			h.then = nil
 			h.storeLocked(out, err)
 		}
+	}
+	if h.pos >= len(h.result) && h.stream != nil {
+		s := h.stream
+		h.mu.Unlock()
+		n, err := s.Read(ctx, p)
+		h.mu.Lock()
+		return n, err
 	}
 	if h.pos >= len(h.result) {
 		return 0, io.EOF
@@ -329,19 +396,34 @@ func (h *ctlHandle) runPending(ctx context.Context) error {
 		return nil // a blank line, as in a shell script
 	}
 	h.mu.Lock()
-	h.later = nil // a new command: an old Later result no longer lands here
-	h.then = nil
+	// A new command: an old Later result no longer lands here, nor does
+	// an old second result or stream come (unless it is Aside).
+	h.prev = &resultState{later: h.later, then: h.then, stream: h.stream}
+	h.later, h.then, h.stream = nil, nil, nil
 	h.mu.Unlock()
 	out, err := h.run(context.WithValue(ctx, laterKey{}, h), string(line))
 	h.mu.Lock()
+	prev, aside := h.prev, h.aside
+	h.prev, h.aside = nil, false
+	if aside && (err == nil || h.stream != nil) {
+		h.mu.Unlock()
+		return err // the result stays as it was
+	}
 	if h.later == nil || err != nil {
 		h.storeLocked(out, err)
 		h.later = nil // a failed command has no later result
 	}
+	var failed ResultStream
 	if err != nil {
 		h.then = nil // nor a second one
+		failed, h.stream = h.stream, nil
 	}
 	h.mu.Unlock()
+	for _, s := range []ResultStream{prev.stream, failed} {
+		if s != nil {
+			s.Close()
+		}
+	}
 	return err
 }
 
@@ -381,4 +463,15 @@ func (h *ctlHandle) Unfinished() bool {
 
 // Close runs what is still unfinished: the last close (9P clunk, FUSE
 // release) ends the line.
-func (h *ctlHandle) Close() error { return h.Flush(context.Background()) }
+// Its stream (ThenStream) ends with it.
+func (h *ctlHandle) Close() error {
+	err := h.Flush(context.Background())
+	h.mu.Lock()
+	s := h.stream
+	h.stream = nil
+	h.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+	return err
+}

@@ -436,3 +436,85 @@ func TestCtlThenResult(t *testing.T) {
 		t.Error("Then outside a command took a result")
 	}
 }
+
+// testStream is a ResultStream of fixed bytes that counts its closes.
+type testStream struct {
+	data   *strings.Reader
+	closed int
+}
+
+func (s *testStream) Read(_ context.Context, p []byte) (int, error) { return s.data.Read(p) }
+func (s *testStream) Close() error                                  { s.closed++; return nil }
+
+// A ThenStream comes after the first result, never in the same read; an
+// Aside command sees it and leaves it; any other command, even a failed
+// one, and the last close close it.
+func TestCtlThenStream(t *testing.T) {
+	var s *testStream
+	var seen ResultStream
+	cmds := Table[any]{
+		{"run", 0, 0, "run", func(ctx context.Context, _ *Caller, _ any, _ []string) (string, error) {
+			s = &testStream{data: strings.NewReader("streamed")}
+			ThenStream(ctx, s)
+			return "first\n", nil
+		}},
+		{"aside", 0, 1, "aside", func(ctx context.Context, _ *Caller, _ any, args []string) (string, error) {
+			seen = Aside(ctx)
+			if len(args) > 0 {
+				return "", fmt.Errorf("aside takes none: %w", syscall.EINVAL)
+			}
+			return "ignored\n", nil
+		}},
+		{"now", 0, 0, "now", func(context.Context, *Caller, any, []string) (string, error) { return "now\n", nil }},
+	}
+	f := &CtlFile[any]{Ino: NewIno(), Owner: func() (uint32, uint32) { return 0, 0 }, Mode: 0o666, Table: cmds}
+	h := openCtl(t, f)
+	write := func(line string) error {
+		_, err := h.Write(context.Background(), []byte(line), 0)
+		return err
+	}
+	if err := write("run\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := h.Read(context.Background(), buf, 0); err != nil || string(buf[:n]) != "first\n" {
+		t.Fatalf("first read %q, %v", buf[:n], err)
+	}
+	if err := write("aside\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := write("aside x\n"); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("a failed aside command: %v, want EINVAL", err)
+	}
+	if seen != s {
+		t.Errorf("Aside saw %v, want the file's stream", seen)
+	}
+	if got := readCtl(t, h); got != "streamed" || s.closed != 0 {
+		t.Errorf("after aside commands: %q (closed %d), want the stream, open", got, s.closed)
+	}
+	if err := write("now\n"); err != nil || s.closed != 1 {
+		t.Errorf("a new command: %v, stream closed %d times, want once", err, s.closed)
+	}
+	if got := readCtl(t, h); got != "now\n" {
+		t.Errorf("after a new command %q", got)
+	}
+	write("run\n")
+	if err := write("bogus\n"); err == nil || s.closed != 1 {
+		t.Errorf("a failed command: %v, stream closed %d times, want once", err, s.closed)
+	}
+	// Without a stream a failed aside command's text is the result.
+	if err := write("aside x\n"); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("a failed aside command: %v, want EINVAL", err)
+	}
+	if got := readCtl(t, h); !strings.HasPrefix(got, "error: aside takes none") {
+		t.Errorf("after a failed aside command without a stream: %q, want its error", got)
+	}
+	write("run\n")
+	h.Close()
+	if s.closed != 1 {
+		t.Errorf("the last close closed the stream %d times, want once", s.closed)
+	}
+	if ThenStream(context.Background(), s) || Aside(context.Background()) != nil {
+		t.Error("ThenStream or Aside outside a command did something")
+	}
+}

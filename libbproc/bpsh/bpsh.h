@@ -40,7 +40,8 @@ struct job {
 	int node, pid;
 	const char *path;  /* the program (messages) */
 	char mount[4000];  /* the tree, clean (main.c's clean_mount) */
-	int ctl, procdir;  /* node/N/ctl (its next read is the end), proc/PID (O_PATH) */
+	int ctl;	   /* node/N/ctl: exec -o's frames, or -w's end */
+	char proc[4100];   /* MOUNT/proc/PID: its files opened by path when needed */
 	struct ostream out[3];
 	struct istream in;
 	int no_io, direct;

@@ -1,11 +1,14 @@
 /*
- * The C front's running job: a thread per blocking file (the mount's
- * files cannot be polled), as the Go bpsh has a goroutine per stream.
- * Threads run with every signal blocked but INTR, whose no-op handler
- * (no SA_RESTART) interrupts a blocked read or write: the tree then
- * answers EINTR having taken nothing (a stream read, a ctl end, a
- * stream write's untaken rest), which is what makes a hand-off to the
- * Go bpsh lossless. Forwarded signals come to the signal thread only.
+ * The C front's running job. Its output and end come as frames on the
+ * exec's ctl (exec -o), read by the main thread; stdin and signals have
+ * a thread each (the mount's files cannot be polled). Threads run with
+ * every signal blocked but INTR, whose no-op handler (no SA_RESTART)
+ * interrupts a blocked read or write: the tree then answers EINTR having
+ * taken nothing (a stream read, a ctl end, a stream write's untaken
+ * rest), which is what makes a hand-off to the Go bpsh lossless: the
+ * frames are detached (the rest of the output stays in proc/PID/stdout
+ * and stderr) and the stdin thread is parked. Forwarded signals come to
+ * the signal thread only.
  */
 #define _GNU_SOURCE
 
@@ -63,7 +66,9 @@ void bp_fe_kill(struct job *j, const char *sig)
 	block_intr(1);
 	char line[32];
 	int n = snprintf(line, sizeof line, "kill %s\n", sig);
-	int fd = openat(j->procdir, "ctl", O_WRONLY | O_CLOEXEC);
+	char p[sizeof j->proc + 8];
+	snprintf(p, sizeof p, "%s/ctl", j->proc);
+	int fd = open(p, O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		if (write(fd, line, (size_t)n) < 0) {
 			/* the process is gone: nothing to tell */
@@ -219,7 +224,8 @@ static void *in_thread(void *arg)
 	struct istream *in = &j->in;
 	unblock_intr();
 	size_t size = FIRST_BUF;
-	char *buf = malloc(size);
+	char *buf = malloc(size), p[sizeof j->proc + 8];
+	snprintf(p, sizeof p, "%s/stdin", j->proc);
 	while (buf) {
 		stopping(j, &in->parked);
 		ssize_t n = read(in->from, buf, size), off = 0;
@@ -228,7 +234,7 @@ static void *in_thread(void *arg)
 		/* n <= 0: EOF (or a failed read, the same to Go): the
 		 * process's stdin is closed. */
 		for (;;) {
-			if (in->to < 0 && (in->to = openat(j->procdir, "stdin", O_WRONLY | O_CLOEXEC)) < 0 &&
+			if (in->to < 0 && (in->to = open(p, O_WRONLY | O_CLOEXEC)) < 0 &&
 			    errno != EINTR)
 				goto done; /* Go's stdinDest: dead, no more read */
 			if (in->to >= 0) {
@@ -311,9 +317,12 @@ static void end_thread(struct job *j)
 /* handoff passes the running job to the Go bpsh (cmd/bpsh/attach.go)
  * once its output is bulk: every thread parked with nothing in hand but
  * stdin's rest (a memfd), every tree file open where it stood. Returns
- * when it cannot (the job ended, an error) and the job goes on here. */
+ * when it cannot (the job ended, an error) and the job goes on here.
+ * Called by an output thread (self) or by the main thread, the frames'
+ * reader, once they are detached (self NULL). */
 static void handoff(struct job *j, struct ostream *self)
 {
+	int main_thread = pthread_equal(pthread_self(), j->main);
 	pthread_mutex_lock(&j->mu);
 	j->stop = 1;
 	for (;;) {
@@ -323,7 +332,7 @@ static void handoff(struct job *j, struct ostream *self)
 				busy = 1, pthread_kill(j->out[i].th, INTR);
 		if (j->in.started && !j->in.finished && !j->in.parked)
 			busy = 1, pthread_kill(j->in.th, INTR);
-		if (!end.state && !end.parked)
+		if (!main_thread && !end.state && !end.parked)
 			busy = 1, pthread_kill(j->main, INTR);
 		if (!busy)
 			break;
@@ -403,6 +412,176 @@ static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 	return r;
 }
 
+/* A frame of exec -o (group/G/io's format, fs/pspace/group.go): a header
+ * line `NODE out LEN`, `NODE err LEN` (LEN bytes follow) or `NODE end
+ * STATUS`, as read in pieces. */
+struct frames {
+	char hdr[sizeof end.line]; /* an end's STATUS may be a long failure's text */
+	size_t hn;
+	struct ostream *to; /* the stream whose bytes these are */
+	long long left;	    /* bytes of its frame still to come */
+};
+
+/* frame_bytes passes a frame's bytes to the user's file; after a failed
+ * write the stream's rest is dropped and the process told (Go's put and
+ * its SIGPIPE). */
+static void frame_bytes(struct job *j, struct ostream *s, const char *p, size_t n)
+{
+	if (!j->broken[s->id] && !put(j, s, p, n)) {
+		pthread_mutex_lock(&j->mu);
+		j->broken[s->id] = 1;
+		j->quiet |= 1u << SIGPIPE;
+		pthread_mutex_unlock(&j->mu);
+		bp_fe_kill(j, "PIPE");
+	}
+	pthread_mutex_lock(&j->mu);
+	j->seen += (long long)n;
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* frame_header takes one header line; 1: it was the end (in end.line),
+ * -1: not a frame. */
+static int frame_header(struct frames *f, struct job *j)
+{
+	char *kind = strchr(f->hdr, ' '), *arg = kind ? strchr(kind + 1, ' ') : NULL;
+	if (!arg)
+		return -1;
+	*kind++ = 0, *arg++ = 0;
+	if (!strcmp(kind, "end")) {
+		snprintf(end.line, sizeof end.line, "%s", arg);
+		end.len = strlen(end.line);
+		end.state = 1;
+		return 1;
+	}
+	char *e;
+	long long n = strtoll(arg, &e, 10);
+	if (*e || n <= 0 || (strcmp(kind, "out") && strcmp(kind, "err")))
+		return -1;
+	f->to = &j->out[kind[0] == 'o' ? 1 : 2];
+	f->left = n;
+	return 0;
+}
+
+/* open_streams opens proc/PID/stdout and stderr for the hand-off; 0 if
+ * either fails (the job then stays here, on its frames). */
+static int open_streams(struct job *j)
+{
+	for (int i = 1; i <= 2; i++) {
+		char p[sizeof j->proc + 8];
+		snprintf(p, sizeof p, "%s/%s", j->proc, i == 1 ? "stdout" : "stderr");
+		if ((j->out[i].from = open(p, O_RDONLY | O_CLOEXEC)) < 0) {
+			if (i == 2)
+				close(j->out[1].from);
+			j->out[1].from = j->out[2].from = -1;
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* detach asks for the frames to stop (the ctl's `detach`), the streams
+ * open to take over where they do; 0 when it cannot. */
+static int detach(struct job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	int ok = !j->err[0] && !j->broken[1] && !j->broken[2];
+	pthread_mutex_unlock(&j->mu);
+	if (!ok || !open_streams(j))
+		return 0;
+	block_intr(1); /* an interrupted ctl write is not known to have failed */
+	ok = write(j->ctl, "detach\n", 7) == 7;
+	block_intr(0);
+	if (!ok) {
+		close(j->out[1].from), close(j->out[2].from);
+		j->out[1].from = j->out[2].from = -1;
+	}
+	return ok;
+}
+
+/* read_frames reads exec -o's frames to the end frame (end.state 1) or a
+ * failure (end.state 2-4). Once DIRECT_AFTER bytes came it detaches them
+ * and, at their end, hands the job to the Go bpsh (unless BPROC_DIRECT=0);
+ * when that does not happen the job goes on here on the streams, as
+ * before -o, and the ctl's next read is the end. */
+static void read_frames(struct job *j)
+{
+	static struct frames f;
+	size_t size = FIRST_BUF;
+	char *buf = malloc(size);
+	int detached = 0;
+	while (buf && !end.state) {
+		ssize_t n = read(j->ctl, buf, size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			end.err = errno, end.state = 4;
+			break;
+		}
+		if (n == 0 && detached) {
+			if (j->direct)
+				handoff(j, NULL);
+			for (int i = 1; i <= 2; i++)
+				j->out[i].started = !spawn(&j->out[i].th, out_thread, &j->out[i]);
+			free(buf);
+			end_thread(j);
+			return;
+		}
+		if (n == 0) {
+			end.state = 2; /* no end: the tree's fault */
+			break;
+		}
+		for (char *p = buf, *e = buf + n; p < e && !end.state;) {
+			if (f.left > 0) {
+				size_t k = (size_t)(e - p) < (unsigned long long)f.left ? (size_t)(e - p) : (size_t)f.left;
+				frame_bytes(j, f.to, p, k);
+				p += k, f.left -= (long long)k;
+				continue;
+			}
+			char *nl = memchr(p, '\n', (size_t)(e - p));
+			size_t k = nl ? (size_t)(nl - p) : (size_t)(e - p);
+			if (f.hn + k >= sizeof f.hdr) {
+				end.state = 3;
+				break;
+			}
+			memcpy(f.hdr + f.hn, p, k);
+			f.hn += k;
+			p += k;
+			if (!nl)
+				break;
+			p++;
+			f.hdr[f.hn] = 0;
+			f.hn = 0;
+			if (frame_header(&f, j) < 0) {
+				snprintf(end.line, sizeof end.line, "%s", f.hdr);
+				end.state = 1; /* reported as a bad wait status */
+			}
+		}
+		pthread_mutex_lock(&j->mu);
+		/* Bulk output is read from the streams, as before -o (a frame
+		 * is a copy more in the master and 16 KiB at most): by bpsh-go,
+		 * which goes direct, or with BPROC_DIRECT=0 here. */
+		int try = !detached && !j->tried && j->seen >= DIRECT_AFTER;
+		j->tried |= try;
+		pthread_mutex_unlock(&j->mu);
+		if (try && !end.state)
+			detached = detach(j);
+		if ((size_t)n == size && size < MAX_BUF) {
+			char *nb = malloc(size * 2);
+			if (nb) {
+				free(buf);
+				buf = nb, size *= 2;
+			}
+		}
+	}
+	free(buf);
+	for (int i = 1; i <= 2; i++)
+		if (j->out[i].from >= 0)
+			close(j->out[i].from); /* detached, and the end came among the frames */
+	pthread_mutex_lock(&j->mu);
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->mu);
+}
+
 int bp_fe_run(struct job *j, char **argv)
 {
 	j->argv = argv;
@@ -414,34 +593,21 @@ int bp_fe_run(struct job *j, char **argv)
 	j->out[1].from = j->out[2].from = -1;
 	struct sigaction sa = {.sa_handler = nothing};
 	sigaction(INTR, &sa, NULL);
-	char dir[PATHLEN + 64];
-	snprintf(dir, sizeof dir, "%s/proc/%d", j->mount, j->pid);
-	j->procdir = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	snprintf(j->proc, sizeof j->proc, "%s/proc/%d", j->mount, j->pid);
 	pthread_t st;
 	spawn(&st, sig_thread, j);
 	pthread_detach(st);
-	if (!j->no_io) {
-		for (int i = 1; i <= 2 && j->procdir >= 0; i++) {
-			const char *name = i == 1 ? "stdout" : "stderr";
-			if ((j->out[i].from = openat(j->procdir, name, O_RDONLY | O_CLOEXEC)) < 0) {
-				fail(j, "node %d: opening its output: open %s/%s: %s", j->node, dir, name, Strerror(errno));
-				break;
-			}
-		}
-		if (j->procdir < 0)
-			fail(j, "node %d: opening its output: open %s: %s", j->node, dir, Strerror(errno));
-		if (j->out[1].from >= 0 && j->out[2].from >= 0)
-			for (int i = 1; i <= 2; i++)
-				j->out[i].started = !spawn(&j->out[i].th, out_thread, &j->out[i]);
-	}
-	if (j->in.from >= 0 && j->procdir >= 0) {
+	if (j->in.from >= 0) {
 		j->in.started = !spawn(&j->in.th, in_thread, j);
 		if (j->in.started)
 			pthread_detach(j->in.th);
 	}
-	/* The main thread reads the end; a hand-off interrupts it. */
+	/* The main thread reads the frames, or with -N the end. */
 	unblock_intr();
-	end_thread(j);
+	if (j->no_io)
+		end_thread(j);
+	else
+		read_frames(j);
 	for (int i = 1; i <= 2; i++)
 		if (j->out[i].started)
 			pthread_join(j->out[i].th, NULL);

@@ -236,10 +236,12 @@ static int clean_mount(const char *m)
 	       !strstr(m, "/../") && (n < 2 || strcmp(m + n - 2, "/.")) && (n < 3 || strcmp(m + n - 3, "/.."));
 }
 
-/* exec_line is the exec command Go's client.Exec writes with Early (exec
- * -b -w), the job's environment Go's jobEnv: the caller's (duplicates
- * dropped, first one kept, as Go's os.Environ) less BPROC_RANK,
- * BPROC_NODE and BPROC_NPROCS, which are then set for rank 0 of 1. */
+/* exec_line is the exec command: for -N Go's client.Exec's with Early
+ * (exec -b -w), else exec -b -o, the output and the end as frames on the
+ * ctl (one file for the whole launch). The job's environment is Go's
+ * jobEnv: the caller's (duplicates dropped, first one kept, as Go's
+ * os.Environ) less BPROC_RANK, BPROC_NODE and BPROC_NPROCS, which are
+ * then set for rank 0 of 1. */
 static int exec_line(struct buf *b, const struct opts *o, int null_in, int node, const char *path, char **argv)
 {
 	char wd[PATH_MAX], rank[64];
@@ -266,7 +268,7 @@ static int exec_line(struct buf *b, const struct opts *o, int null_in, int node,
 	env[k++] = "BPROC_RANK=0";
 	env[k++] = rank;
 	env[k++] = "BPROC_NPROCS=1";
-	bp_puts(b, o->no_io ? "exec -b -w" : "exec -b -w -i");
+	bp_puts(b, o->no_io ? "exec -b -w" : "exec -b -o");
 	if (null_in)
 		bp_puts(b, " -n");
 	if (getwd_go(wd, sizeof wd)) {
@@ -279,15 +281,20 @@ static int exec_line(struct buf *b, const struct opts *o, int null_in, int node,
 	return !b->err && b->n - 1 <= (2 << 20) - 1;
 }
 
-/* launch writes the exec line on node/N/ctl and reads the pid; 0 when the
- * tree refused it (nothing ran: Go words the refusal). */
-static int launch(struct job *j, const char *line, size_t len)
+/* open_ctl opens node/N/ctl, which is also how the front knows the
+ * mount is a bproc tree with that node; 0 when it is not (Go words why). */
+static int open_ctl(struct job *j)
 {
 	char p[PATHLEN + 64];
 	snprintf(p, sizeof p, "%s/node/%d/ctl", j->mount, j->node);
 	j->ctl = open(p, O_RDWR | O_CLOEXEC);
-	if (j->ctl < 0)
-		return 0;
+	return j->ctl >= 0;
+}
+
+/* launch writes the exec line on the open ctl and reads the pid; 0 when
+ * the tree refused it (nothing ran: Go words the refusal). */
+static int launch(struct job *j, const char *line, size_t len)
+{
 	for (size_t off = 0; off < len;) {
 		ssize_t w = write(j->ctl, line + off, len - off);
 		if (w < 0 && errno == EINTR)
@@ -352,16 +359,18 @@ int main(int argc, char **argv)
 	char **cmd = argv + i;
 
 	const char *mnt = bp_mount_point();
-	char st[PATHLEN];
-	struct stat sb;
-	if (!clean_mount(mnt) || snprintf(st, sizeof st, "%s/status", mnt) >= (int)sizeof st || stat(st, &sb) < 0)
+	if (!clean_mount(mnt) || strlen(mnt) >= sizeof j.mount)
 		bp_fe_go(argv);
 	strcpy(j.mount, mnt);
+	if (!open_ctl(&j))
+		bp_fe_go(argv);
 
 	int uin, uout, uerr;
 	char path[PATH_MAX];
-	if (!open_io(&o, &uin, &uout, &uerr) || !resolve(cmd[0], path, sizeof path))
+	if (!open_io(&o, &uin, &uout, &uerr) || !resolve(cmd[0], path, sizeof path)) {
+		close(j.ctl);
 		bp_fe_go(argv);
+	}
 	j.path = path;
 	j.no_io = o.no_io;
 	j.in.from = uin;
@@ -372,8 +381,10 @@ int main(int argc, char **argv)
 			   !strcasecmp(d, "false")));
 
 	struct buf b = {0};
-	if (!exec_line(&b, &o, uin < 0, j.node, path, cmd))
+	if (!exec_line(&b, &o, uin < 0, j.node, path, cmd)) {
+		close(j.ctl);
 		bp_fe_go(argv);
+	}
 	/* From here every signal is the signal thread's (io.c): the exec
 	 * write and the kills must not be interrupted (an interrupted ctl
 	 * write is not known to have failed). */
