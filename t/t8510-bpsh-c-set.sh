@@ -120,6 +120,17 @@ test_expect_success "$pass: a broken stdout (| head -1) stops the processes quie
 	test_cmp go.st c.st && is c.st 255
 '
 
+test_expect_success "$pass: -a on one node up, and on none: as bpsh-go" '
+	test_when_finished "for n in 0 1 2 3; do echo state up >$BPROC/node/\$n/ctl; done" &&
+	for n in 1 2 3; do echo state unavailable >$BPROC/node/$n/ctl || return 1; done &&
+	ONE=1 both -a sh -c "echo \$BPROC_RANK \$BPROC_NODE \$BPROC_NPROCS; exit 3" && is c.st 3 && is c.out "0 0 1" &&
+	ONE=1 both -a -p sh -c "echo x; kill -9 \$\$" && is c.st 255 && is c.out "  0: x" &&
+	is c.err "bpsh: node 0: killed by signal 9 (KILL)" &&
+	both -A true && is c.st 0 &&
+	echo state unavailable >$BPROC/node/0/ctl &&
+	ONE=1 both -a true && is c.st 255 && is c.err "bpsh: no nodes in \"allup\""
+'
+
 test_expect_success "$pass: USR1 and TERM to bpsh reach every node once, quietly" '
 	for who in c go; do
 		bin=$BPSH && { test $who = c || bin=bpsh-go; } &&
@@ -149,6 +160,11 @@ test_expect_success 'a set launch runs no bpsh-go; the forms it does not take st
 		test "$st" = 77 && echo "GO $args" >expect && test_cmp expect err || return 1
 	done &&
 	{ st=0; BPSH_FANOUT=0 $BPSH -a true 2>err || st=$?; } && test "$st" = 77 &&
+	test_when_finished "for n in 0 1 2 3; do echo state up >$BPROC/node/\$n/ctl; done" &&
+	for n in 1 2 3; do echo state unavailable >$BPROC/node/$n/ctl || return 1; done &&
+	out=$($BPSH -a echo one) && test "$out" = one &&
+	echo state unavailable >$BPROC/node/0/ctl &&
+	{ st=0; $BPSH -a true 2>err || st=$?; } && test "$st" = 77 &&
 	{ st=0; $BPSH 4,7 true 2>err || st=$?; } && test "$st" = 77
 '
 

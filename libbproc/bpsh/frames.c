@@ -63,6 +63,23 @@ static size_t utf8(const unsigned char *s, size_t n, unsigned *r)
 	return len;
 }
 
+/* printable is strconv.IsPrint for a rune past ASCII: the controls,
+ * spaces, format characters and private uses Go escapes (unassigned code
+ * points, which Go escapes too, are not told apart here). */
+static int printable(unsigned r)
+{
+	static const unsigned no[][2] = {
+	    {0x80, 0xa0},	{0xad, 0xad},	  {0x600, 0x605},   {0x61c, 0x61c},   {0x6dd, 0x6dd},
+	    {0x70f, 0x70f},	{0x1680, 0x1680}, {0x180e, 0x180e}, {0x2000, 0x200f}, {0x2028, 0x202f},
+	    {0x205f, 0x206f}, {0x3000, 0x3000}, {0xd800, 0xf8ff}, {0xfeff, 0xfeff}, {0xfff0, 0xfffb},
+	    {0xfffe, 0xffff}, {0xe0000, 0xe007f}, {0xf0000, 0x10ffff},
+	};
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+		if (r >= no[i][0] && r <= no[i][1])
+			return 0;
+	return 1;
+}
+
 void go_quote(struct buf *b, const char *p, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)p;
@@ -72,10 +89,8 @@ void go_quote(struct buf *b, const char *p, size_t n)
 		unsigned c = s[i], r;
 		size_t l = c < 0x80 ? 1 : utf8(s + i, n - i, &r);
 		if (c >= 0x80 && l) {
-			/* Printable runes stay (strconv.IsPrint, less its rarer
-			 * exceptions): C1 controls and U+00AD do not. */
-			if (r < 0xa0 || r == 0xad)
-				snprintf(e, sizeof e, "\\u%04x", r), bp_puts(b, e);
+			if (!printable(r))
+				snprintf(e, sizeof e, r < 0x10000 ? "\\u%04x" : "\\U%08x", r), bp_puts(b, e);
 			else
 				bp_put(b, p + i, l);
 			i += l;
@@ -102,19 +117,32 @@ void go_errorf(struct buf *b, const char *before, const char *q, size_t n, const
 	bp_puts(b, after);
 }
 
-static int space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+/* space is the length of the white space (unicode.IsSpace, as
+ * strings.Fields splits at) that s starts with, 0 if none. */
+static size_t space(const char *s, size_t n)
+{
+	unsigned char c = (unsigned char)s[0];
+	if (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r')
+		return 1;
+	unsigned r;
+	size_t l = c >= 0x80 ? utf8((const unsigned char *)s, n, &r) : 0;
+	if (l && (r == 0x85 || r == 0xa0 || r == 0x1680 || (r >= 0x2000 && r <= 0x200a) || r == 0x2028 ||
+		  r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000))
+		return l;
+	return 0;
+}
 
 int parse_wait(const char *line, size_t n, struct wstatus *st, struct buf *err)
 {
 	const char *f[5];
 	size_t fl[5], nf = 0;
-	for (size_t i = 0; i < n && nf < 5;) {
-		while (i < n && space(line[i]))
-			i++;
+	for (size_t i = 0, sp; i < n && nf < 5;) {
+		while (i < n && (sp = space(line + i, n - i)))
+			i += sp;
 		if (i == n)
 			break;
 		f[nf] = line + i;
-		while (i < n && !space(line[i]))
+		while (i < n && !space(line + i, n - i))
 			i++;
 		fl[nf] = (size_t)(line + i - f[nf]);
 		nf++;

@@ -11,9 +11,13 @@
  * node by node (one node, not ascending, the master, a name past 255
  * bytes, BPSH_FANOUT=0), and any failure up to the exec's answer.
  *
- * The node list comes from $BPROC/status, as Go's does, rather than by
- * handing "allup" to the tree: Go runs one up node by the per-node path
- * and says "no nodes" for none, which must be known before the write.
+ * -a, -A (and all, allup, allnotdown alone) are handed to the tree by
+ * name (node/allup/ctl), which resolves them as Go does from $BPROC/status
+ * (ascending, no master), one read fewer. What differs from Go is only
+ * its order of steps: no node is the tree's refusal, then Go's own "no
+ * nodes"; one node runs as a set of one, where Go goes node by node, to
+ * the same output, messages and status. A list is resolved here, as Go
+ * resolves it (from $BPROC/status when it needs the node list).
  */
 #define _GNU_SOURCE
 
@@ -564,7 +568,7 @@ static int exec_line(struct buf *b, int attached, int null_in, const char *path,
  * node of a few hundred bytes at most. */
 static int read_answer(int fd, struct buf *b, int *err)
 {
-	size_t max = (64 << 10) + (S.n << 12);
+	size_t max = (64 << 10) + ((S.n ? S.n : MAX_NODES) << 12);
 	char chunk[64 << 10];
 	for (;;) {
 		ssize_t r = read(fd, chunk, sizeof chunk);
@@ -582,6 +586,20 @@ static int read_answer(int fd, struct buf *b, int *err)
 			return 0;
 		}
 	}
+}
+
+/* members makes the set's nodes, in rank order; nodes is used up. */
+static void members(struct ints *nodes)
+{
+	S.n = nodes->n;
+	S.m = calloc(S.n ? S.n : 1, sizeof *S.m);
+	if (!S.m)
+		oom();
+	for (size_t k = 0; k < S.n; k++)
+		S.m[k].node = nodes->v[k];
+	free(nodes->v);
+	*nodes = (struct ints){0};
+	S.bufsize = S.n > 8 ? 128 << 10 : 1 << 20; /* -b's default (main.go) */
 }
 
 /* all_fail gives every node the same start error (Go's j.err for each). */
@@ -747,9 +765,19 @@ _Noreturn void bp_fe_set(char **argv, int i, struct opts *o)
 	if (!clean_mount(mnt) || snprintf(st, sizeof st, "%s/status", mnt) >= (int)sizeof st || stat(st, &sb) < 0)
 		bp_fe_go(argv);
 	S.mount = mnt;
+	/* -a, -A or a state word alone: the tree resolves it, as Go would
+	 * (it too has the nodes in ascending order, the master left out);
+	 * none is the tree's refusal, and Go's "no nodes"; one node runs as a
+	 * set of one, where Go goes node by node, the same to the user. */
 	struct ints nodes = {0};
 	struct buf name = {0};
-	if (!resolve_spec(spec, mnt, &nodes) || !set_name(&nodes, &name))
+	const char *fan = getenv("BPSH_FANOUT");
+	int by_tree = !strcmp(spec, "allup") || !strcmp(spec, "allnotdown") || !strcmp(spec, "all");
+	if (by_tree && fan && !strcmp(fan, "0"))
+		bp_fe_go(argv);
+	if (by_tree)
+		bp_puts(&name, spec);
+	else if (!resolve_spec(spec, mnt, &nodes) || !set_name(&nodes, &name))
 		bp_fe_go(argv);
 
 	int uin, uout, uerr;
@@ -761,14 +789,8 @@ _Noreturn void bp_fe_set(char **argv, int i, struct opts *o)
 	S.in = uin, S.to[1] = uout, S.to[2] = uerr;
 	S.name[1] = o->out ? o->out : "/dev/stdout";
 	S.name[2] = o->err ? o->err : "/dev/stderr";
-	S.bufsize = nodes.n > 8 ? 128 << 10 : 1 << 20;
-	S.n = nodes.n;
-	S.m = calloc(S.n, sizeof *S.m);
-	if (!S.m)
-		oom();
-	for (size_t k = 0; k < S.n; k++)
-		S.m[k].node = nodes.v[k];
-	free(nodes.v);
+	if (!by_tree)
+		members(&nodes);
 
 	struct buf line = {0};
 	if (!exec_line(&line, !o->no_io, uin < 0, path, cmd))
@@ -799,7 +821,7 @@ _Noreturn void bp_fe_set(char **argv, int i, struct opts *o)
 	}
 	free(line.s);
 
-	struct buf ans = {0}, err = {0};
+	struct buf ans = {0}, err = {0}, fmsg = {0};
 	struct answer a = {0};
 	int rerr = 0;
 	char msg[3 * PATHLEN];
@@ -809,14 +831,29 @@ _Noreturn void bp_fe_set(char **argv, int i, struct opts *o)
 		else
 			snprintf(msg, sizeof msg, "exec %s: reading node/%s/ctl: read %s: %s", path, name.s, ctl,
 				 bp_fe_strerror(rerr));
-		all_fail(msg);
+		bp_puts(&fmsg, msg);
 	} else if (!parse_answer(ans.s ? ans.s : "", ans.n, &a, &err)) {
-		struct buf b = {0};
 		snprintf(msg, sizeof msg, "exec %s: node/%s/ctl: ", path, name.s);
-		bp_puts(&b, msg), bp_puts(&b, err.s ? err.s : "");
-		char *m = dup_buf(&b);
-		all_fail(m);
-		free(m);
+		bp_puts(&fmsg, msg), bp_puts(&fmsg, err.s ? err.s : "");
+	} else if (by_tree) {
+		if (a.n == 0) {
+			fprintf(stderr, "bpsh: no nodes in \"%s\"\n", spec);
+			exit(255);
+		}
+		for (size_t k = 0; k < a.n; k++)
+			if (!push(&nodes, (int)a.m[k].node))
+				oom();
+		members(&nodes);
+	}
+	if (fmsg.n || fmsg.err) {
+		/* No answer: every node Go would have named fails so. */
+		if (by_tree && !resolve_spec(spec, mnt, &nodes))
+			nodes.n = 0;
+		if (by_tree)
+			members(&nodes);
+		char *fm = dup_buf(&fmsg);
+		all_fail(fm);
+		free(fm);
 	} else if (a.n != S.n) {
 		snprintf(msg, sizeof msg, "the tree answered %zu nodes for %zu", a.n, S.n);
 		all_fail(msg);
