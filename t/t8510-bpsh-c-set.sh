@@ -111,13 +111,19 @@ test_expect_success "$pass: a few MB from one node and -O, -E: byte-exact" '
 	sort o >so && is so "$(printf "so0\nso1")" && is e "$(printf "se\nse")" && test ! -s c.out
 '
 
-test_expect_success "$pass: a broken stdout (| head -1) stops the processes quietly, as bpsh-go" '
+test_expect_success "$pass: a broken stdout (| head -1) stops the processes quietly; a closed one is /dev/null: as bpsh-go" '
 	for who in c go; do
 		bin=$BPSH && { test $who = c || bin=bpsh-go; } &&
 		{ { st=0; $bin 0-3 sh -c "yes; echo never >&2" 2>$who.err || st=$?; echo $st >$who.st; } | head -1 >$who.out; } &&
 		is $who.out y && test ! -s $who.err || return 1
 	done &&
-	test_cmp go.st c.st && is c.st 255
+	test_cmp go.st c.st && is c.st 255 &&
+	for who in c go; do
+		bin=$BPSH && { test $who = c || bin=bpsh-go; } &&
+		{ st=0; $bin 0-1 sh -c "echo x; echo y >&2" >&- 2>$who.err || st=$?; } &&
+		echo $st >$who.st || return 1
+	done &&
+	test_cmp go.st c.st && is c.st 0 && test_cmp go.err c.err && is c.err "$(printf "y\ny")"
 '
 
 test_expect_success "$pass: -a on one node up, and on none: as bpsh-go" '
