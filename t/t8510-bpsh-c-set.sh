@@ -46,6 +46,9 @@ both() {
 	fi
 }
 
+# state PID S: process PID is in state S (T: stopped).
+state() { st=$(awk "{ print \$3 }" /proc/$1/stat) && test "$st" = "$2"; }
+
 # is FILE TEXT: FILE holds TEXT.
 is() { content=$(cat "$1") && test "$content" = "$2"; }
 
@@ -137,13 +140,14 @@ test_expect_success "$pass: -a on one node up, and on none: as bpsh-go" '
 	ONE=1 both -a true && is c.st 255 && is c.err "bpsh: no nodes in \"allup\""
 '
 
-test_expect_success "$pass: USR1 and TERM to bpsh reach every node once, quietly" '
+test_expect_success "$pass: TSTP stops bpsh; USR1 and TERM reach every node once, quietly" '
 	for who in c go; do
 		bin=$BPSH && { test $who = c || bin=bpsh-go; } &&
 		rm -f up.$who &&
 		{ $bin -a sh -c "trap \"echo usr1\" USR1; echo up; while :; do sleep 0.05; done" >up.$who 2>$who.err & } &&
 		bp=$! &&
 		wait_for "test \$(grep -c up up.$who) = 4" 20 &&
+		kill -TSTP $bp && wait_for "state $bp T" 10 && kill -CONT $bp && wait_for "! state $bp T" 10 &&
 		kill -USR1 $bp &&
 		wait_for "test \$(grep -c usr1 up.$who) = 4" 20 &&
 		kill -TERM $bp && { st=0; wait $bp || st=$?; } &&

@@ -462,6 +462,14 @@ static void *sig_thread(void *arg)
 {
 	(void)arg;
 	sigset_t s;
+	/* Job control stops bpsh as it stops Go's (which leaves TSTP, TTIN
+	 * and TTOU at their default); the other signals Go ignores, as
+	 * they are here, held. */
+	sigemptyset(&s);
+	sigaddset(&s, SIGTSTP);
+	sigaddset(&s, SIGTTIN);
+	sigaddset(&s, SIGTTOU);
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
 	sigemptyset(&s);
 	for (size_t i = 0; i < NFWD; i++)
 		sigaddset(&s, fwd[i].sig);
