@@ -63,6 +63,8 @@ test_expect_success "$pass: -a, -A and lists: ranks, statuses and output as bpsh
 	both 1,3 sh -c "echo \$BPROC_RANK/\$BPROC_NODE" && is c.sout "$(printf "0/1\n1/3")" &&
 	both n0-n1,3 -n printf "[%s]\n" "a b" "it'"'"'s" "" && is c.st 0 &&
 	both allup,2 true && is c.st 0 && test ! -s c.err &&
+	both 0,1,0,2-3,1 sh -c "echo \$BPROC_RANK/\$BPROC_NODE" && is c.sout "$(printf "0/0\n1/1\n2/2\n3/3")" &&
+	both 2- sh -c "echo \$BPROC_NODE" && is c.sout "$(printf "2\n3")" &&
 	both 0-1 sh -c "exit \$((BPROC_NODE + 3))" && is c.st 4
 '
 
@@ -162,6 +164,7 @@ BPSH=$T/fake/bpsh
 test_expect_success 'a set launch runs no bpsh-go; the forms it does not take still go to it, argv unchanged' '
 	$BPSH -a echo fast >out && printf "fast\nfast\nfast\nfast\n" >expect && test_cmp expect out &&
 	$BPSH 0-1 -n sh -c "echo \$BPROC_NODE" >out.0 && sort out.0 >out && printf "0\n1\n" >expect && test_cmp expect out &&
+	$BPSH 0,1,0,2 echo y >out && printf "y\ny\ny\n" >expect && test_cmp expect out &&
 	$BPSH -p -L 2,3 echo x >out.0 && sort out.0 >out && printf "  2: x\n  3: x\n" >expect && test_cmp expect out &&
 	for args in "-s 0-1 true" "-d -a true" "-g -a true" "-u 3 -a true" "-x 0 -a true" "-t -a true" \
 		"-b 4096 -a true" "-a -A true" "-an true" "3,1 true" "1,1 true" "n[0-1] true" "-1,0 true" \

@@ -131,8 +131,6 @@ static int status_list(const char *mount, struct node_st **out, size_t *n)
 			ok = strchr((i - 1) % 3 == 0 ? "r-" : (i - 1) % 3 == 1 ? "w-" : "x-sStT", f[3][i]) && f[3][i];
 		if (!ok)
 			break;
-		for (size_t i = 0; i < k && ok; i++)
-			ok = v[i].num != (int)num; /* one line a node: no question of order */
 		if (k == cap) {
 			struct node_st *nv = realloc(v, (cap *= 2) * sizeof *v);
 			if (!nv) {
@@ -148,10 +146,16 @@ static int status_list(const char *mount, struct node_st **out, size_t *n)
 		free(v);
 		return 0;
 	}
-	for (size_t i = 1; i < k; i++) /* ascending, as Go sorts it */
+	/* ascending, as Go sorts it (the master writes it so: one pass) */
+	for (size_t i = 1; i < k; i++)
 		for (size_t j = i; j > 0 && v[j - 1].num > v[j].num; j--) {
 			struct node_st t = v[j];
 			v[j] = v[j - 1], v[j - 1] = t;
+		}
+	for (size_t i = 1; i < k; i++)
+		if (v[i].num == v[i - 1].num) { /* one line a node, or Go's sort's order counts */
+			free(v);
+			return 0;
 		}
 	*out = v, *n = k;
 	return 1;
@@ -230,16 +234,24 @@ static int resolve_spec(const char *spec, const char *mount, struct ints *out)
 		p = e + 1;
 	}
 	free(cl);
-	/* dedup, in order */
+	/* dedup, in order, through a bitmap of the numbers seen (nodeNum's
+	 * are at most 2^24: 2 MiB at worst, touched where the nodes are) */
+	int max = 0;
+	for (size_t i = 0; ok && i < out->n; i++)
+		max = out->v[i] > max ? out->v[i] : max;
+	unsigned char *seen = ok && max <= 1 << 24 ? calloc((size_t)max / 8 + 1, 1) : NULL;
 	size_t k = 0;
-	for (size_t i = 0; ok && i < out->n; i++) {
-		int dup = 0;
-		for (size_t j = 0; j < k && !dup; j++)
-			dup = out->v[j] == out->v[i];
-		if (!dup)
-			out->v[k++] = out->v[i];
+	for (size_t i = 0; seen && i < out->n; i++) {
+		int x = out->v[i];
+		if (x >= 0 && (seen[x / 8] & (1u << (x % 8))))
+			continue;
+		if (x >= 0)
+			seen[x / 8] |= (unsigned char)(1u << (x % 8));
+		out->v[k++] = x;
 	}
 	out->n = k;
+	ok = seen != NULL;
+	free(seen);
 	return ok;
 }
 
