@@ -126,9 +126,12 @@ test_expect_success "$pass: a broken stdout (| head -1) stops the processes quie
 	for who in c go; do
 		bin=$BPSH && { test $who = c || bin=bpsh-go; } &&
 		{ st=0; $bin 0-1 sh -c "echo x; echo y >&2" >&- 2>$who.err || st=$?; } &&
-		echo $st >$who.st || return 1
+		echo $st >$who.st &&
+		{ st=0; $bin 1 sh -c "echo x; echo y >&2" >&- 2>$who.err1 || st=$?; } &&
+		echo $st >$who.st1 || return 1
 	done &&
-	test_cmp go.st c.st && is c.st 0 && test_cmp go.err c.err && is c.err "$(printf "y\ny")"
+	test_cmp go.st c.st && is c.st 0 && test_cmp go.err c.err && is c.err "$(printf "y\ny")" &&
+	test_cmp go.st1 c.st1 && is c.st1 0 && test_cmp go.err1 c.err1 && is c.err1 y
 '
 
 test_expect_success "$pass: -a on one node up, and on none: as bpsh-go" '

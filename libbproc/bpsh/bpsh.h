@@ -89,6 +89,7 @@ int clean_mount(const char *m);
 int open_io(const struct opts *o, int *in, int *out, int *err);
 /* set.c: a node-set launch (it returns only to hand argv to bpsh-go) */
 _Noreturn void bp_fe_set(char **argv, int i, struct opts *o);
+void bp_fe_std_fds(void);
 /* report.c, shared with set.c */
 const char *bp_fe_signame(int n, char *buf);
 void bp_fe_errno_text(int e, const char *text, char *out, size_t cap);

@@ -340,6 +340,7 @@ int main(int argc, char **argv)
 	struct opts o = {0};
 	static struct job j;
 	int i = 1;
+	bp_fe_std_fds();	 /* before any open (set.c) */
 	unsetenv("BPSH_ATTACH"); /* only ever ours to set (io.c) */
 	const char *timeout = getenv("BPSH_TIMEOUT"), *trace = getenv("BPSH_TRACE");
 	if ((timeout && *timeout && strcmp(timeout, "0")) || (trace && *trace))

@@ -763,9 +763,9 @@ static char *member_err(const struct member_answer *ma)
 	return out;
 }
 
-/* std_fds is the Go runtime's checkfds: a closed stdin, stdout or stderr
- * is /dev/null, not the next file opened. */
-static void std_fds(void)
+/* bp_fe_std_fds is the Go runtime's checkfds: a closed stdin, stdout or
+ * stderr is /dev/null, not the next file opened. */
+void bp_fe_std_fds(void)
 {
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) < 0)
@@ -774,7 +774,6 @@ static void std_fds(void)
 
 _Noreturn void bp_fe_set(char **argv, int i, struct opts *o)
 {
-	std_fds();
 	const char *spec = o->all ? "allup" : "allnotdown";
 	if (o->all && o->notdown)
 		bp_fe_go(argv);
