@@ -190,7 +190,7 @@ static int push(struct ints *a, int x)
 		a->v = nv, a->cap = cap;
 	}
 	a->v[a->n++] = x;
-	return a->n <= MAX_NODES;
+	return 1;
 }
 
 /* resolve_spec is nodespec's Parse and Resolve for the forms kept here:
@@ -227,7 +227,7 @@ static int resolve_spec(const char *spec, const char *mount, struct ints *out)
 				for (size_t i = 0; i < ncl; i++)
 					hi = cl[i].num > hi ? cl[i].num : hi;
 			for (long x = lo; x <= hi && ok; x++)
-				ok = push(out, (int)x);
+				ok = push(out, (int)x) && out->n <= MAX_NODES;
 		}
 		if (!*e)
 			break;
