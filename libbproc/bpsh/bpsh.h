@@ -66,6 +66,13 @@ struct end {
 	int parked;
 	size_t len; /* bytes of it read so far */
 };
+/* The options the C front takes (cmd/bpsh/main.go's of the same names):
+ * the one-node path's, and a node set's -a, -A, -p and -L. */
+struct opts {
+	int null_in, no_io, all, notdown, prefix, line;
+	const char *in, *out, *err;
+};
+
 /* io.c */
 int bp_fe_run(struct job *j, char **argv);
 void bp_fe_kill(struct job *j, const char *sig);
@@ -75,5 +82,17 @@ int bp_fe_report(const struct job *j, struct end *e);
 _Noreturn void bp_fe_go(char **argv);
 void bp_fe_try_go(char **argv);
 const char *bp_fe_strerror(int e);
+/* main.c, shared with set.c */
+int parse_opts(char **args, int *i, struct opts *o);
+const char *getwd_go(char *buf, size_t cap);
+int resolve(const char *name, char *out, size_t cap);
+int clean_mount(const char *m);
+int open_io(const struct opts *o, int *in, int *out, int *err);
+/* set.c: a node-set launch (it returns only to hand argv to bpsh-go) */
+_Noreturn void bp_fe_set(char **argv, int i, struct opts *o);
+void bp_fe_std_fds(void);
+/* report.c, shared with set.c */
+const char *bp_fe_signame(int n, char *buf);
+void bp_fe_errno_text(int e, const char *text, char *out, size_t cap);
 
 #endif

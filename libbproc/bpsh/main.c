@@ -57,12 +57,6 @@ _Noreturn void bp_fe_go(char **argv)
 
 const char *bp_fe_strerror(int e) { return strerror(e); }
 
-/* The options the fast path takes (cmd/bpsh/main.go's of the same names). */
-struct opts {
-	int null_in, no_io;
-	const char *in, *out, *err;
-};
-
 /* value is an option's argument: "-Ifile", "--stdin=file" or the next word. */
 static int value(char **args, int *i, const char *rest, const char **v)
 {
@@ -79,28 +73,31 @@ static int value(char **args, int *i, const char *rest, const char **v)
 /* parse_opts reads options from args[*i] on, as pflag does with
  * interspersing off, up to the first word that is not one; 0 when an
  * option is not the fast path's (Go's then). */
-static int parse_opts(char **args, int *i, struct opts *o)
+int parse_opts(char **args, int *i, struct opts *o)
 {
 	static const struct {
 		const char *s, *l1, *l2;
-		int kind; /* 0 null, 1 no-io, 2 in, 3 out, 4 err */
+		int kind; /* 0 null, 1 no-io, 2 in, 3 out, 4 err, 5.. set.c's */
 	} tab[] = {
 		{"-n", "--null", NULL, 0},	 {"-N", "--no-io", NULL, 1},
 		{"-I", "--stdin", "--input", 2}, {"-O", "--stdout", "--output", 3},
-		{"-E", "--stderr", "--error", 4},
+		{"-E", "--stderr", "--error", 4}, {"-a", "--all", NULL, 5},
+		{"-A", "--all-notdown", NULL, 6}, {"-p", "--prefix", NULL, 7},
+		{"-L", "--line", NULL, 8},
 	};
 	for (; args[*i] && args[*i][0] == '-' && args[*i][1]; ++*i) {
 		const char *a = args[*i], *rest = NULL;
 		int k = -1;
 		for (size_t t = 0; t < sizeof tab / sizeof tab[0] && k < 0; t++) {
 			const char *ls[] = {tab[t].l1, tab[t].l2};
-			if (!strncmp(a, tab[t].s, 2) && (a[2] == 0 || tab[t].kind >= 2)) {
+			int val = tab[t].kind >= 2 && tab[t].kind <= 4; /* takes a value */
+			if (!strncmp(a, tab[t].s, 2) && (a[2] == 0 || val)) {
 				k = tab[t].kind;
 				rest = a[2] ? a + 2 : NULL;
 			}
 			for (int m = 0; m < 2 && k < 0; m++) {
 				size_t n = ls[m] ? strlen(ls[m]) : 0;
-				if (n && !strncmp(a, ls[m], n) && (a[n] == 0 || (a[n] == '=' && tab[t].kind >= 2))) {
+				if (n && !strncmp(a, ls[m], n) && (a[n] == 0 || (a[n] == '=' && val))) {
 					k = tab[t].kind;
 					rest = a[n] ? a + n + 1 : NULL;
 				}
@@ -113,6 +110,9 @@ static int parse_opts(char **args, int *i, struct opts *o)
 			break;
 		case 1:
 			o->no_io = 1;
+			break;
+		case 5: case 6: case 7: case 8:
+			*(k == 5 ? &o->all : k == 6 ? &o->notdown : k == 7 ? &o->prefix : &o->line) = 1;
 			break;
 		case 2: case 3: case 4:
 			if (!value(args, i, rest, &v))
@@ -166,7 +166,7 @@ static int clean_join(char *out, size_t cap, const char *dir, const char *name)
 
 /* getwd is os.Getwd: $PWD when it is absolute and names ".", else the
  * kernel's; NULL when neither works. */
-static const char *getwd_go(char *buf, size_t cap)
+const char *getwd_go(char *buf, size_t cap)
 {
 	const char *pwd = getenv("PWD");
 	struct stat a, b;
@@ -181,7 +181,7 @@ static const char *getwd_go(char *buf, size_t cap)
 /* resolve is client.ResolvePath for the cases it succeeds in with an
  * absolute answer: a name with a slash, or one found in an absolute $PATH
  * entry (exec.LookPath); 0 otherwise, for Go to find and word. */
-static int resolve(const char *name, char *out, size_t cap)
+int resolve(const char *name, char *out, size_t cap)
 {
 	char wd[PATH_MAX];
 	if (strchr(name, '/')) {
@@ -229,7 +229,7 @@ static int usable_stdin(int fd)
 
 /* clean_mount: the mount is named as Go's filepath.Join would leave it
  * (the messages name files under it). */
-static int clean_mount(const char *m)
+int clean_mount(const char *m)
 {
 	size_t n = strlen(m);
 	return m[0] == '/' && n < 4000 && (n == 1 || m[n - 1] != '/') && !strstr(m, "//") && !strstr(m, "/./") &&
@@ -323,7 +323,7 @@ refused:
 
 /* open_io opens -I, -O and -E as Go's openIO (in that order); 0 on a
  * failure, which Go then meets and words. */
-static int open_io(const struct opts *o, int *in, int *out, int *err)
+int open_io(const struct opts *o, int *in, int *out, int *err)
 {
 	*in = -1, *out = 1, *err = 2;
 	if (!o->no_io && !o->null_in) {
@@ -347,14 +347,19 @@ int main(int argc, char **argv)
 	struct opts o = {0};
 	static struct job j;
 	int i = 1;
+	bp_fe_std_fds();	 /* before any open (set.c) */
 	unsetenv("BPSH_ATTACH"); /* only ever ours to set (io.c) */
 	const char *timeout = getenv("BPSH_TIMEOUT"), *trace = getenv("BPSH_TRACE");
 	if ((timeout && *timeout && strcmp(timeout, "0")) || (trace && *trace))
 		bp_fe_go(argv);
-	if (!parse_opts(argv, &i, &o) || !argv[i] || (j.node = plain_node(argv[i])) < 0)
+	if (!parse_opts(argv, &i, &o))
+		bp_fe_go(argv);
+	if (o.all || o.notdown || (argv[i] && plain_node(argv[i]) < 0))
+		bp_fe_set(argv, i, &o); /* a node set (set.c), or Go's */
+	if (o.prefix || o.line || !argv[i] || (j.node = plain_node(argv[i])) < 0)
 		bp_fe_go(argv);
 	i++;
-	if (!parse_opts(argv, &i, &o) || !argv[i] || (o.null_in && o.in))
+	if (!parse_opts(argv, &i, &o) || o.all || o.notdown || o.prefix || o.line || !argv[i] || (o.null_in && o.in))
 		bp_fe_go(argv);
 	char **cmd = argv + i;
 

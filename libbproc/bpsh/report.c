@@ -16,7 +16,7 @@
 #define Strerror(e) bp_fe_strerror(e)
 
 /* signame is client.SignalName: x/sys/unix's name less SIG, else the number. */
-static const char *signame(int n, char *buf)
+const char *bp_fe_signame(int n, char *buf)
 {
 	static const char *names[] = {NULL,   "HUP",  "INT",  "QUIT", "ILL",  "TRAP",   "ABRT", "BUS",
 				      "FPE",  "KILL", "USR1", "SEGV", "USR2", "PIPE",   "ALRM", "TERM",
@@ -39,7 +39,7 @@ static int num(const char *s, long lo, long hi, long *out)
 
 /* errno_text is client.errnoText with quiet: the errno in C wording, with
  * the master's text when it says more. */
-static void errno_text(int e, const char *text, char *out, size_t cap)
+void bp_fe_errno_text(int e, const char *text, char *out, size_t cap)
 {
 	const char *msg = Strerror(e);
 	if (e == ENOENT || e == EACCES || e == EPERM || e == ENOEXEC || e == ENOTDIR) {
@@ -119,7 +119,7 @@ int bp_fe_report(const struct job *j, struct end *e)
 			for (const char *t = sp ? sp + 1 : ""; *t; t++)
 				text[k++] = t[0] == '\\' && t[1] == 'n' ? (t++, '\n') : *t;
 			text[k] = 0;
-			errno_text((int)a, text, msg, sizeof msg);
+			bp_fe_errno_text((int)a, text, msg, sizeof msg);
 			fprintf(stderr, "bpsh: node %d: exec %s: %s\n", j->node, j->path, msg);
 			return 255;
 		}
@@ -132,7 +132,7 @@ int bp_fe_report(const struct job *j, struct end *e)
 	if (nf == 2 && !strcmp(f[0], "exit") && num(f[1], 0, 255, &a))
 		code = (int)a;
 	else if ((nf == 2 || nf == 3) && !strcmp(f[0], "signal") && num(f[1], 1, 128, &a)) {
-		const char *name = nf == 3 ? (strncmp(f[2], "SIG", 3) ? f[2] : f[2] + 3) : signame((int)a, buf);
+		const char *name = nf == 3 ? (strncmp(f[2], "SIG", 3) ? f[2] : f[2] + 3) : bp_fe_signame((int)a, buf);
 		if (a >= 32 || !((j->sent | j->quiet) & (1u << a)))
 			fprintf(stderr, "bpsh: node %d: killed by signal %ld (%s)\n", j->node, a, name);
 		code = 255;
