@@ -82,6 +82,7 @@ int bp_fe_report(const struct job *j, struct end *e);
 _Noreturn void bp_fe_go(char **argv);
 void bp_fe_try_go(char **argv);
 const char *bp_fe_strerror(int e);
+char **bp_fe_environ(size_t extra, int drop_rank, size_t *n);
 /* main.c, shared with set.c */
 int parse_opts(char **args, int *i, struct opts *o);
 const char *getwd_go(char *buf, size_t cap);

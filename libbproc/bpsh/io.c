@@ -165,6 +165,19 @@ static int put(struct job *j, struct ostream *s, const char *p, size_t n)
 
 static void handoff(struct job *j, struct ostream *self);
 
+/* grow doubles a read buffer that a read filled (up to MAX_BUF), as Go's
+ * reads do: a quiet stream costs little, a busy one few reads. */
+static void grow(char **buf, size_t *size, size_t n)
+{
+	if (n == *size && *size < MAX_BUF) {
+		char *nb = malloc(*size * 2);
+		if (nb) {
+			free(*buf);
+			*buf = nb, *size *= 2;
+		}
+	}
+}
+
 static void *out_thread(void *arg)
 {
 	struct ostream *s = arg;
@@ -200,13 +213,7 @@ static void *out_thread(void *arg)
 		pthread_mutex_unlock(&j->mu);
 		if (try) /* this thread has nothing in hand: it hands over */
 			handoff(j, s);
-		if ((size_t)n == size && size < MAX_BUF) {
-			char *nb = malloc(size * 2);
-			if (nb) {
-				free(buf);
-				buf = nb, size *= 2;
-			}
-		}
+		grow(&buf, &size, (size_t)n);
 	}
 	free(buf);
 	pthread_mutex_lock(&j->mu);
@@ -262,13 +269,7 @@ static void *in_thread(void *arg)
 			}
 			pthread_mutex_unlock(&j->mu);
 		}
-		if ((size_t)n == size && size < MAX_BUF) {
-			char *nb = malloc(size * 2);
-			if (nb) {
-				free(buf);
-				buf = nb, size *= 2;
-			}
-		}
+		grow(&buf, &size, (size_t)n);
 	}
 done:
 	free(buf);
@@ -565,13 +566,7 @@ static void read_frames(struct job *j)
 		pthread_mutex_unlock(&j->mu);
 		if (try && !end.state)
 			detached = detach(j);
-		if ((size_t)n == size && size < MAX_BUF) {
-			char *nb = malloc(size * 2);
-			if (nb) {
-				free(buf);
-				buf = nb, size *= 2;
-			}
-		}
+		grow(&buf, &size, (size_t)n);
 	}
 	free(buf);
 	for (int i = 1; i <= 2; i++)

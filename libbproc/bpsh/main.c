@@ -236,6 +236,35 @@ int clean_mount(const char *m)
 	       !strstr(m, "/../") && (n < 2 || strcmp(m + n - 2, "/.")) && (n < 3 || strcmp(m + n - 3, "/.."));
 }
 
+/* bp_fe_environ is the caller's environment as Go's os.Environ has it
+ * (empty and repeated names dropped, the first kept), less BPROC_RANK,
+ * BPROC_NODE and BPROC_NPROCS when drop_rank, with room for extra more
+ * entries; *n is its count. NULL when out of memory. */
+char **bp_fe_environ(size_t extra, int drop_rank, size_t *n)
+{
+	size_t ne = 0;
+	for (char **e = environ; *e; e++)
+		ne++;
+	char **env = calloc(ne + extra + 1, sizeof *env);
+	if (!env)
+		return NULL;
+	size_t k = 0;
+	for (char **e = environ; *e; e++) {
+		const char *eq = strchr(*e, '=');
+		size_t kl = eq ? (size_t)(eq - *e) + 1 : 0;
+		if (!**e || (drop_rank && (!strncmp(*e, "BPROC_RANK=", 11) || !strncmp(*e, "BPROC_NODE=", 11) ||
+					   !strncmp(*e, "BPROC_NPROCS=", 13))))
+			continue;
+		int dup = 0;
+		for (size_t i = 0; kl && i < k && !dup; i++)
+			dup = !strncmp(env[i], *e, kl);
+		if (!dup)
+			env[k++] = *e;
+	}
+	*n = k;
+	return env;
+}
+
 /* exec_line is the exec command: for -N Go's client.Exec's with Early
  * (exec -b -w), else exec -b -o, the output and the end as frames on the
  * ctl (one file for the whole launch). The job's environment is Go's
@@ -245,25 +274,10 @@ int clean_mount(const char *m)
 static int exec_line(struct buf *b, const struct opts *o, int null_in, int node, const char *path, char **argv)
 {
 	char wd[PATH_MAX], rank[64];
-	size_t ne = 0;
-	for (char **e = environ; *e; e++)
-		ne++;
-	char **env = calloc(ne + 4, sizeof *env);
+	size_t k;
+	char **env = bp_fe_environ(3, 1, &k);
 	if (!env)
 		return 0;
-	size_t k = 0;
-	for (char **e = environ; *e; e++) {
-		const char *eq = strchr(*e, '=');
-		size_t kl = eq ? (size_t)(eq - *e) + 1 : 0;
-		if (!**e || !strncmp(*e, "BPROC_RANK=", 11) || !strncmp(*e, "BPROC_NODE=", 11) ||
-		    !strncmp(*e, "BPROC_NPROCS=", 13))
-			continue;
-		int dup = 0;
-		for (size_t i = 0; kl && i < k && !dup; i++)
-			dup = !strncmp(env[i], *e, kl);
-		if (!dup)
-			env[k++] = *e;
-	}
 	snprintf(rank, sizeof rank, "BPROC_NODE=%d", node);
 	env[k++] = "BPROC_RANK=0";
 	env[k++] = rank;

@@ -554,22 +554,10 @@ static int spawn(void *(*fn)(void *))
 static int exec_line(struct buf *b, int attached, int null_in, const char *path, char **argv)
 {
 	char wd[PATH_MAX];
-	size_t ne = 0;
-	for (char **e = environ; *e; e++)
-		ne++;
-	char **env = calloc(ne + 1, sizeof *env);
+	size_t k;
+	char **env = bp_fe_environ(0, 0, &k);
 	if (!env)
 		return 0;
-	size_t k = 0;
-	for (char **e = environ; *e; e++) {
-		const char *eq = strchr(*e, '=');
-		size_t kl = eq ? (size_t)(eq - *e) + 1 : 0;
-		int dup = !**e;
-		for (size_t i = 0; kl && i < k && !dup; i++)
-			dup = !strncmp(env[i], *e, kl);
-		if (!dup)
-			env[k++] = *e;
-	}
 	bp_puts(b, "exec");
 	if (attached)
 		bp_puts(b, " -i");
