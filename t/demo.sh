@@ -47,6 +47,10 @@ if command -v bpstat >/dev/null; then show 'bpstat'; fi
 show 'bpsh -a -p hostname'
 show "bpsh 1 sh -c 'exit 7'; echo \$?"
 say
+say "# What bpsh does: one open ctl carries the whole launch: the pid, then"
+say "# with exec -o the output and the end as frames:"
+show "exec 3<>\$BPROC/node/1/ctl; echo 'exec -o /usr/bin/hostname' >&3; cat <&3; exec 3<&-"
+say
 say "# A shell moves itself: the rest of the script runs on node 2; its ghost"
 say "# stays here, so \$? and kill still work:"
 show_piped "bash -c 'echo on \$(hostname); echo move > \$BPROC/node/2/ctl; echo now on \$(hostname); exit 3'; echo \$?"
