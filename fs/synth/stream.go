@@ -24,11 +24,11 @@ type Stream struct {
 	size     int     // bytes queued
 	limit    int
 	lossy    bool
-	readers  int   // open reader handles
-	everRead bool  // some reader has opened it
-	eof      bool  // writer closed: readers get EOF after the queue
-	broken   error // readers gone for good: writers get this error
-	changed  chan struct{}
+	readers  int           // open reader handles
+	everRead bool          // some reader has opened it
+	eof      bool          // writer closed: readers get EOF after the queue
+	broken   error         // readers gone for good: writers get this error
+	changed  chan struct{} // made by the first waiter (wait), closed and cleared by signal
 	// waiting is a reader parked on an empty stream: a writer copies
 	// straight into its buffer, saving the queue's copy (half the master's
 	// work on a busy output stream).
@@ -49,7 +49,7 @@ type parked struct {
 
 // NewStream returns a stream holding at most limit bytes.
 func NewStream(limit int, lossy bool) *Stream {
-	return &Stream{limit: limit, lossy: lossy, changed: make(chan struct{})}
+	return &Stream{limit: limit, lossy: lossy}
 }
 
 // StartAt makes the count of bytes that left the stream start at off (an
@@ -77,10 +77,23 @@ func (s *Stream) In() int64 {
 // stream is empty; set it before first use.
 func (s *Stream) OnOut(f func(out int64, empty bool)) { s.onOut = f }
 
-// signal wakes every waiter; called with mu held.
+// signal wakes every waiter; called with mu held. Most changes have
+// none (a quiet process's streams), so the channel is made only when
+// somebody waits: a new one per change was most of a set launch's
+// allocations per process.
 func (s *Stream) signal() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// wait is the channel the next change closes; called with mu held.
+func (s *Stream) wait() <-chan struct{} {
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
 }
 
 // Attach counts a reader in: while it is there, writers wait instead of
@@ -130,7 +143,7 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			room = len(p)
 		}
 		if room <= 0 {
-			ch := s.changed
+			ch := s.wait()
 			s.mu.Unlock()
 			select {
 			case <-ch:
@@ -211,7 +224,7 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 			s.mu.Unlock()
 			return 0, io.EOF
 		}
-		ch := s.changed
+		ch := s.wait()
 		var w *parked
 		if s.waiting == nil && len(p) > 0 {
 			w = &parked{buf: p, done: make(chan struct{})}
