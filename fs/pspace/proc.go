@@ -54,7 +54,17 @@ type Proc struct {
 	pending  *pendingMove // its next incarnation while it moves (migrate.go)
 	live     *liveCount   // the count of live processes it is in (limit.go)
 
-	dir *procDir
+	// dir is proc/PID, made at its first lookup (procDirOf): most
+	// processes of a set launch are never looked at there.
+	m       *Master
+	dirOnce sync.Once
+	dir     *procDir
+}
+
+// procDirOf is proc/PID, made once.
+func (p *Proc) procDirOf() *procDir {
+	p.dirOnce.Do(func() { p.dir = p.m.newProcDir(p) })
+	return p.dir
 }
 
 func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
@@ -93,8 +103,8 @@ func (m *Master) makeProc(c *synth.Caller, n *node, sc *slaveConn, argv []string
 		state:   "starting",
 		ctr:     &m.ctr,
 		ev:      &m.ev,
+		m:       m,
 	}
-	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
 	return p
 }
