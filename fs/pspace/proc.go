@@ -109,6 +109,9 @@ func (m *Master) makeProc(c *synth.Caller, n *node, sc *slaveConn, argv []string
 	return p
 }
 
+// errExited breaks an ended process's stdin (one value for all).
+var errExited = fmt.Errorf("process has exited: %w", syscall.EPIPE)
+
 // finish records how the process ended, once; its output streams end
 // (after what is queued) and its stdin refuses further bytes.
 func (p *Proc) finish(status string) {
@@ -131,7 +134,7 @@ func (p *Proc) finish(status string) {
 		p.stdout.CloseWrite()
 		p.stderr.CloseWrite()
 	}
-	p.stdin.Break(fmt.Errorf("process has exited: %w", syscall.EPIPE))
+	p.stdin.Break(errExited)
 	// Nobody has asked for this output yet: keep its tail, not a megabyte
 	// per stream for every exited process. An attached process's (-i)
 	// reader is on its way (it opens stdout once exec answered the pid,

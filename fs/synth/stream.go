@@ -118,7 +118,7 @@ func (s *Stream) Detach() {
 	// A diverted stream's readers leave it (they met its EOF): it is not
 	// broken, as it may be taken back (TakeBack).
 	if last && !s.lossy && !diverted {
-		s.Break(fmt.Errorf("no reader left: %w", syscall.EPIPE))
+		s.Break(errNoReader)
 	}
 }
 
@@ -386,6 +386,11 @@ func (s *Stream) Divert() int64 {
 }
 
 var errDiverted = fmt.Errorf("stream went direct: %w", syscall.EPIPE)
+
+// errNoReader breaks a stream its last reader left: one value, as
+// formatting it anew at every detach was a tenth of a set launch's work
+// on the master.
+var errNoReader = fmt.Errorf("no reader left: %w", syscall.EPIPE)
 
 // Diverted says the stream went to a writer elsewhere (Divert) and was
 // not taken back.
