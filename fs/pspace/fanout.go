@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"bproc/fs/nodespec"
 	"bproc/fs/synth"
@@ -152,6 +154,8 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		job.release()
 		return "", err
 	}
+	late := make(chan struct{}) // every node's start timeout, with one timer
+	timer := time.AfterFunc(startTimeout, func() { close(late) })
 	var wg sync.WaitGroup
 	for i := range res {
 		r := &res[i]
@@ -160,7 +164,10 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		}
 		nj := *job
 		nj.release = func() {} // the set's, once all started
-		nj.encode = func(p *Proc, fields ...[]byte) []byte { return tmpl.encode(p.pid, i, r.num, len(nums), fields...) }
+		nj.encode = func(dst []byte, p *Proc, fields ...[]byte) []byte {
+			return tmpl.encode(dst, p.pid, i, r.num, len(nums), fields...)
+		}
+		nj.late = late
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -168,6 +175,7 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		}()
 	}
 	wg.Wait()
+	timer.Stop()
 	job.release()
 	g := m.newGroup(c, res)
 	if g == nil { // started nowhere: the first node's error, as one node's exec
@@ -247,8 +255,8 @@ func newStartTemplate(job *execJob) (*startTemplate, error) {
 // node: the pid goes first (the template has none: 0 is left out), then
 // fields, each `"NAME":VALUE` in JSON, for what else differs per node and
 // the template leaves out (empty there).
-func (t *startTemplate) encode(pid, rank, node, nprocs int, fields ...[]byte) []byte {
-	b := make([]byte, 0, len(t.head)+len(t.tail)+96)
+func (t *startTemplate) encode(dst []byte, pid, rank, node, nprocs int, fields ...[]byte) []byte {
+	b := slices.Grow(dst, len(t.head)+len(t.tail)+96)
 	b = append(b, `{"pid":`...)
 	b = strconv.AppendInt(b, int64(pid), 10)
 	b = append(b, ',')
@@ -265,6 +273,14 @@ func (t *startTemplate) encode(pid, rank, node, nprocs int, fields ...[]byte) []
 	b = append(b, '"')
 	return append(b, t.tail...)
 }
+
+// startBufs hold the start messages spliced from a set's template while
+// they are sent (the job stream copies them): one buffer per message was
+// the largest allocation of a launch per node. startBufMax bounds what
+// goes back: a huge environment's buffer is let go.
+var startBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+const startBufMax = 64 << 10
 
 // withoutRank is env without BProc's BPROC_RANK, BPROC_NODE and
 // BPROC_NPROCS, which each process of a set gets for its rank.

@@ -263,12 +263,38 @@ func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 // newline).
 func (sc *slaveConn) sendEncoded(m *Master, op string, b []byte) error {
 	m.Trace("node %d <- %s", sc.node.num, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	ctx := &lazyTimeout{Context: context.Background(), d: sendTimeout}
+	defer ctx.stop()
 	if _, err := sc.jobs.Write(ctx, append(b, '\n')); err != nil {
 		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, op, err)
 	}
 	return nil
+}
+
+// sendTimeout bounds how long a message waits for room in a slave's
+// job stream.
+const sendTimeout = 5 * time.Second
+
+// lazyTimeout is a context whose timeout starts when something first
+// waits on it (Done): a send almost never waits for room, and a timer and
+// a context per message were a tenth of a set launch's allocations.
+type lazyTimeout struct {
+	context.Context // Background until Done is asked for
+	d               time.Duration
+	cancel          context.CancelFunc
+}
+
+func (l *lazyTimeout) Done() <-chan struct{} {
+	if l.cancel == nil {
+		l.Context, l.cancel = context.WithTimeout(l.Context, l.d)
+	}
+	return l.Context.Done()
+}
+
+func (l *lazyTimeout) stop() {
+	if l.cancel != nil {
+		l.cancel()
+	}
 }
 
 // alive: neither dropped nor silent for long (the sweep drops it soon).
@@ -579,9 +605,12 @@ type execJob struct {
 	cwd     string
 	c       *synth.Caller
 	release func()
-	// encode, when set, encodes the start message of process p (a node
-	// set encodes what its nodes share once, fanout.go).
-	encode func(p *Proc, fields ...[]byte) []byte
+	// encode, when set, appends to dst the start message of process p
+	// (a node set encodes what its nodes share once, fanout.go).
+	encode func(dst []byte, p *Proc, fields ...[]byte) []byte
+	// late, when set, is closed when the start has taken too long (one
+	// timer for a whole node set); else each start has its own.
+	late <-chan struct{}
 }
 
 // prepareExec parses an exec command of caller c for node n and loads
@@ -685,7 +714,12 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 		return nil, err
 	}
 	if job.encode != nil {
-		err = sc.sendEncoded(m, "start", job.encode(p, m.fromField(sc, job.bin.hash)...))
+		buf := startBufs.Get().(*[]byte)
+		*buf = job.encode((*buf)[:0], p, m.fromField(sc, job.bin.hash)...)
+		err = sc.sendEncoded(m, "start", *buf) // copied into the job stream
+		if cap(*buf) <= startBufMax {
+			startBufs.Put(buf)
+		}
 	} else {
 		err = sc.send(m, job.msg(p))
 	}
@@ -724,8 +758,12 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 // could see or stop it, so it is killed.
 func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn, job *execJob) error {
 	defer job.release()
-	timer := time.NewTimer(startTimeout)
-	defer timer.Stop()
+	var timeout <-chan time.Time
+	if job.late == nil {
+		timer := time.NewTimer(startTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	var err error
 	select {
 	case err = <-p.started:
@@ -738,7 +776,9 @@ func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn
 		default:
 			err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
 		}
-	case <-timer.C:
+	case <-timeout:
+		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, job.path, syscall.ETIMEDOUT)
+	case <-job.late:
 		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, job.path, syscall.ETIMEDOUT)
 	case <-ctx.Done():
 		err = fmt.Errorf("exec interrupted: %w", syscall.EINTR)
