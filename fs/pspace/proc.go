@@ -371,12 +371,20 @@ func (p *Proc) slaveReport(line string) error {
 		default:
 		}
 	case "exit":
-		p.finish(fmt.Sprintf("exit %d", r.N))
+		p.finish(exitLines[r.N]) // ParseReport bounds it to 0-255
 	case "signal":
 		p.finish(fmt.Sprintf("signal %d %s", r.N, unix.SignalName(syscall.Signal(r.N))))
 	}
 	return nil
 }
+
+// exitLines are the wait lines of exits 0-255, made once.
+var exitLines = func() (l [256]string) {
+	for i := range l {
+		l[i] = fmt.Sprintf("exit %d", i)
+	}
+	return l
+}()
 
 // mayExecFile is the kernel's execute check for a regular file: root
 // needs some execute bit, others their class's.
