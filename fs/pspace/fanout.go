@@ -154,9 +154,13 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		job.release()
 		return "", err
 	}
+	// Every node's start message goes out first, then the starts are
+	// awaited in turn (together they take as long as the slowest): a
+	// goroutine per node, with its stack to grow and its wake-up, cost
+	// more than the start itself.
 	late := make(chan struct{}) // every node's start timeout, with one timer
 	timer := time.AfterFunc(startTimeout, func() { close(late) })
-	var wg sync.WaitGroup
+	scs := make([]*slaveConn, len(res))
 	for i := range res {
 		r := &res[i]
 		if r.err != nil {
@@ -167,14 +171,20 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		nj.encode = func(dst []byte, p *Proc, fields ...[]byte) []byte {
 			return tmpl.encode(dst, p.pid, i, r.num, len(nums), fields...)
 		}
-		nj.late = late
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.p, r.err = m.startJob(ctx, c, r.n, &nj) // its line names the node
-		}()
+		r.p, scs[i], r.err = m.sendJob(c, r.n, &nj) // its line names the node
 	}
-	wg.Wait()
+	for i := range res {
+		r := &res[i]
+		if r.p == nil {
+			continue
+		}
+		nj := *job
+		nj.release = func() {}
+		nj.late = late
+		if r.err = m.settleStart(ctx, r.p, r.n, scs[i], &nj); r.err != nil {
+			r.p = nil
+		}
+	}
 	timer.Stop()
 	job.release()
 	g := m.newGroup(c, res)

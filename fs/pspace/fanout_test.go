@@ -172,3 +172,24 @@ func TestLazyTimeout(t *testing.T) {
 		t.Errorf("Err %v, want DeadlineExceeded", l.Err())
 	}
 }
+
+// A set's starts are awaited in turn: a start reported before a later
+// wait finds the set's timeout passed counts as started, every time.
+func TestAwaitStartReportWins(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	c := &synth.Caller{}
+	n := m.nodes[-1]
+	late := make(chan struct{})
+	close(late)
+	for i := 0; i < 50; i++ {
+		p, err := m.newProc(c, n, nil, []string{"x"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.started <- nil
+		job := &execJob{o: &execOpts{}, path: "/bin/x", release: func() {}, late: late}
+		if err := m.awaitStart(context.Background(), p, n, nil, job); err != nil {
+			t.Fatalf("start %d: %v, want started", i, err)
+		}
+	}
+}

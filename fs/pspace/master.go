@@ -701,31 +701,8 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 // it once the slave reports it started, or at once with -b (the start
 // awaited meanwhile). It lets go of job's binary either way.
 func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *execJob) (*Proc, error) {
-	m.mu.Lock()
-	sc := n.conn
-	m.mu.Unlock()
-	if sc == nil {
-		job.release()
-		return nil, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
-	}
-	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
+	p, sc, err := m.sendJob(c, n, job)
 	if err != nil {
-		job.release()
-		return nil, err
-	}
-	if job.encode != nil {
-		buf := startBufs.Get().(*[]byte)
-		*buf = job.encode((*buf)[:0], p, m.fromField(sc, job.bin.hash)...)
-		err = sc.sendEncoded(m, "start", *buf) // copied into the job stream
-		if cap(*buf) <= startBufMax {
-			startBufs.Put(buf)
-		}
-	} else {
-		err = sc.send(m, job.msg(p))
-	}
-	if err != nil {
-		job.release()
-		m.forget(p)
 		return nil, err
 	}
 	if job.o.then {
@@ -742,13 +719,55 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 		job.o.frames(ctx, p, n)
 		return p, nil
 	}
-	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
-		m.forget(p)
-		p.finish("exit 127")
+	if err := m.settleStart(ctx, p, n, sc, job); err != nil {
 		return nil, err
 	}
 	job.o.frames(ctx, p, n)
 	return p, nil
+}
+
+// sendJob makes the new process of job on node n and sends its start
+// message to the node's slave; on an error it lets go of job's binary.
+func (m *Master) sendJob(c *synth.Caller, n *node, job *execJob) (*Proc, *slaveConn, error) {
+	m.mu.Lock()
+	sc := n.conn
+	m.mu.Unlock()
+	if sc == nil {
+		job.release()
+		return nil, nil, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
+	}
+	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
+	if err != nil {
+		job.release()
+		return nil, nil, err
+	}
+	if job.encode != nil {
+		buf := startBufs.Get().(*[]byte)
+		*buf = job.encode((*buf)[:0], p, m.fromField(sc, job.bin.hash)...)
+		err = sc.sendEncoded(m, "start", *buf) // copied into the job stream
+		if cap(*buf) <= startBufMax {
+			startBufs.Put(buf)
+		}
+	} else {
+		err = sc.send(m, job.msg(p))
+	}
+	if err != nil {
+		job.release()
+		m.forget(p)
+		return nil, nil, err
+	}
+	return p, sc, nil
+}
+
+// settleStart awaits the start of process p sent by sendJob; one that
+// did not start is forgotten and ends as exit 127.
+func (m *Master) settleStart(ctx context.Context, p *Proc, n *node, sc *slaveConn, job *execJob) error {
+	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
+		m.forget(p)
+		p.finish("exit 127")
+		return err
+	}
+	return nil
 }
 
 // awaitStart waits for the slave's report on process p's start and lets
@@ -758,12 +777,33 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 // could see or stop it, so it is killed.
 func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn, job *execJob) error {
 	defer job.release()
-	var timeout <-chan time.Time
-	if job.late == nil {
-		timer := time.NewTimer(startTimeout)
-		defer timer.Stop()
-		timeout = timer.C
+	var err error
+	started := false
+	select { // a report in already wins over a timeout a set's later waits may find passed
+	case err = <-p.started:
+		started = true
+	default:
 	}
+	if !started {
+		var timeout <-chan time.Time
+		if job.late == nil {
+			timer := time.NewTimer(startTimeout)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		err = m.startReport(ctx, p, n, job, timeout)
+	}
+	if err != nil {
+		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
+		return fmt.Errorf("exec %s: %w", job.path, err)
+	}
+	m.ctr.job(n.num, "started")
+	return nil
+}
+
+// startReport waits for the slave's report on process p's start, or for
+// what ends the wait.
+func (m *Master) startReport(ctx context.Context, p *Proc, n *node, job *execJob, timeout <-chan time.Time) error {
 	var err error
 	select {
 	case err = <-p.started:
@@ -783,12 +823,7 @@ func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn
 	case <-ctx.Done():
 		err = fmt.Errorf("exec interrupted: %w", syscall.EINTR)
 	}
-	if err != nil {
-		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
-		return fmt.Errorf("exec %s: %w", job.path, err)
-	}
-	m.ctr.job(n.num, "started")
-	return nil
+	return err
 }
 
 // underLimit refuses a new process past the config's maxprocs live
