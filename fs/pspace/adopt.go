@@ -57,13 +57,13 @@ func (m *Master) adopt(sc *slaveConn, a *slaveproto.Adopt) error {
 		done:    make(chan struct{}),
 		state:   a.State,
 		ev:      &m.ev,
+		m:       m,
 	}
 	if a.State == "exited" {
 		p.state = "running" // until finish, below
 	}
 	p.stdout.StartAt(a.Stdout.Off)
 	p.stderr.StartAt(a.Stderr.Off)
-	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
 	m.mu.Lock()
 	switch {

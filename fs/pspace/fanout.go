@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"bproc/fs/nodespec"
 	"bproc/fs/synth"
@@ -152,7 +154,13 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		job.release()
 		return "", err
 	}
-	var wg sync.WaitGroup
+	// Every node's start message goes out first, then the starts are
+	// awaited in turn (together they take as long as the slowest): a
+	// goroutine per node, with its stack to grow and its wake-up, cost
+	// more than the start itself.
+	late := make(chan struct{}) // every node's start timeout, with one timer
+	timer := time.AfterFunc(startTimeout, func() { close(late) })
+	scs := make([]*slaveConn, len(res))
 	for i := range res {
 		r := &res[i]
 		if r.err != nil {
@@ -160,14 +168,24 @@ func (m *Master) execSet(ctx context.Context, c *synth.Caller, spec nodespec.Spe
 		}
 		nj := *job
 		nj.release = func() {} // the set's, once all started
-		nj.encode = func(p *Proc, fields ...[]byte) []byte { return tmpl.encode(p.pid, i, r.num, len(nums), fields...) }
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.p, r.err = m.startJob(ctx, c, r.n, &nj) // its line names the node
-		}()
+		nj.encode = func(dst []byte, p *Proc, fields ...[]byte) []byte {
+			return tmpl.encode(dst, p.pid, i, r.num, len(nums), fields...)
+		}
+		r.p, scs[i], r.err = m.sendJob(c, r.n, &nj) // its line names the node
 	}
-	wg.Wait()
+	for i := range res {
+		r := &res[i]
+		if r.p == nil {
+			continue
+		}
+		nj := *job
+		nj.release = func() {}
+		nj.late = late
+		if r.err = m.settleStart(ctx, r.p, r.n, scs[i], &nj); r.err != nil {
+			r.p = nil
+		}
+	}
+	timer.Stop()
 	job.release()
 	g := m.newGroup(c, res)
 	if g == nil { // started nowhere: the first node's error, as one node's exec
@@ -247,8 +265,8 @@ func newStartTemplate(job *execJob) (*startTemplate, error) {
 // node: the pid goes first (the template has none: 0 is left out), then
 // fields, each `"NAME":VALUE` in JSON, for what else differs per node and
 // the template leaves out (empty there).
-func (t *startTemplate) encode(pid, rank, node, nprocs int, fields ...[]byte) []byte {
-	b := make([]byte, 0, len(t.head)+len(t.tail)+96)
+func (t *startTemplate) encode(dst []byte, pid, rank, node, nprocs int, fields ...[]byte) []byte {
+	b := slices.Grow(dst, len(t.head)+len(t.tail)+96)
 	b = append(b, `{"pid":`...)
 	b = strconv.AppendInt(b, int64(pid), 10)
 	b = append(b, ',')
@@ -265,6 +283,14 @@ func (t *startTemplate) encode(pid, rank, node, nprocs int, fields ...[]byte) []
 	b = append(b, '"')
 	return append(b, t.tail...)
 }
+
+// startBufs hold the start messages spliced from a set's template while
+// they are sent (the job stream copies them): one buffer per message was
+// the largest allocation of a launch per node. startBufMax bounds what
+// goes back: a huge environment's buffer is let go.
+var startBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+const startBufMax = 64 << 10
 
 // withoutRank is env without BProc's BPROC_RANK, BPROC_NODE and
 // BPROC_NPROCS, which each process of a set gets for its rank.

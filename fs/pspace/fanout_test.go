@@ -103,7 +103,7 @@ func TestStartTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got, want slaveproto.Msg
-	if err := json.Unmarshal(tmpl.encode(1234, 2, 7, 5, []byte(`"sig":9`)), &got); err != nil {
+	if err := json.Unmarshal(tmpl.encode(nil, 1234, 2, 7, 5, []byte(`"sig":9`)), &got); err != nil {
 		t.Fatalf("the spliced message does not decode: %v", err)
 	}
 	whole := *job
@@ -152,5 +152,44 @@ func TestGroupsBounded(t *testing.T) {
 	m.mu.Unlock()
 	if count > groupsMax || !kept {
 		t.Errorf("%d groups (at most %d), the running one kept: %v", count, groupsMax, kept)
+	}
+}
+
+// A send's timeout starts when it first waits for room, and then ends
+// it as context.WithTimeout would.
+func TestLazyTimeout(t *testing.T) {
+	l := &lazyTimeout{Context: context.Background(), d: 10 * time.Millisecond}
+	defer l.stop()
+	if l.cancel != nil || l.Err() != nil {
+		t.Fatal("armed before anything waited")
+	}
+	select {
+	case <-l.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after its timeout")
+	}
+	if !errors.Is(l.Err(), context.DeadlineExceeded) {
+		t.Errorf("Err %v, want DeadlineExceeded", l.Err())
+	}
+}
+
+// A set's starts are awaited in turn: a start reported before a later
+// wait finds the set's timeout passed counts as started, every time.
+func TestAwaitStartReportWins(t *testing.T) {
+	m := NewMaster(DefaultConfig())
+	c := &synth.Caller{}
+	n := m.nodes[-1]
+	late := make(chan struct{})
+	close(late)
+	for i := 0; i < 50; i++ {
+		p, err := m.newProc(c, n, nil, []string{"x"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.started <- nil
+		job := &execJob{o: &execOpts{}, path: "/bin/x", release: func() {}, late: late}
+		if err := m.awaitStart(context.Background(), p, n, nil, job); err != nil {
+			t.Fatalf("start %d: %v, want started", i, err)
+		}
 	}
 }

@@ -263,12 +263,38 @@ func (sc *slaveConn) send(m *Master, msg *slaveproto.Msg) error {
 // newline).
 func (sc *slaveConn) sendEncoded(m *Master, op string, b []byte) error {
 	m.Trace("node %d <- %s", sc.node.num, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	ctx := &lazyTimeout{Context: context.Background(), d: sendTimeout}
+	defer ctx.stop()
 	if _, err := sc.jobs.Write(ctx, append(b, '\n')); err != nil {
 		return fmt.Errorf("node %d: sending %s: %w", sc.node.num, op, err)
 	}
 	return nil
+}
+
+// sendTimeout bounds how long a message waits for room in a slave's
+// job stream.
+const sendTimeout = 5 * time.Second
+
+// lazyTimeout is a context whose timeout starts when something first
+// waits on it (Done): a send almost never waits for room, and a timer and
+// a context per message were a tenth of a set launch's allocations.
+type lazyTimeout struct {
+	context.Context // Background until Done is asked for
+	d               time.Duration
+	cancel          context.CancelFunc
+}
+
+func (l *lazyTimeout) Done() <-chan struct{} {
+	if l.cancel == nil {
+		l.Context, l.cancel = context.WithTimeout(l.Context, l.d)
+	}
+	return l.Context.Done()
+}
+
+func (l *lazyTimeout) stop() {
+	if l.cancel != nil {
+		l.cancel()
+	}
 }
 
 // alive: neither dropped nor silent for long (the sweep drops it soon).
@@ -579,9 +605,12 @@ type execJob struct {
 	cwd     string
 	c       *synth.Caller
 	release func()
-	// encode, when set, encodes the start message of process p (a node
-	// set encodes what its nodes share once, fanout.go).
-	encode func(p *Proc, fields ...[]byte) []byte
+	// encode, when set, appends to dst the start message of process p
+	// (a node set encodes what its nodes share once, fanout.go).
+	encode func(dst []byte, p *Proc, fields ...[]byte) []byte
+	// late, when set, is closed when the start has taken too long (one
+	// timer for a whole node set); else each start has its own.
+	late <-chan struct{}
 }
 
 // prepareExec parses an exec command of caller c for node n and loads
@@ -672,26 +701,8 @@ func (m *Master) exec(ctx context.Context, c *synth.Caller, n *node, args []stri
 // it once the slave reports it started, or at once with -b (the start
 // awaited meanwhile). It lets go of job's binary either way.
 func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *execJob) (*Proc, error) {
-	m.mu.Lock()
-	sc := n.conn
-	m.mu.Unlock()
-	if sc == nil {
-		job.release()
-		return nil, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
-	}
-	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
+	p, sc, err := m.sendJob(c, n, job)
 	if err != nil {
-		job.release()
-		return nil, err
-	}
-	if job.encode != nil {
-		err = sc.sendEncoded(m, "start", job.encode(p, m.fromField(sc, job.bin.hash)...))
-	} else {
-		err = sc.send(m, job.msg(p))
-	}
-	if err != nil {
-		job.release()
-		m.forget(p)
 		return nil, err
 	}
 	if job.o.then {
@@ -708,13 +719,55 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 		job.o.frames(ctx, p, n)
 		return p, nil
 	}
-	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
-		m.forget(p)
-		p.finish("exit 127")
+	if err := m.settleStart(ctx, p, n, sc, job); err != nil {
 		return nil, err
 	}
 	job.o.frames(ctx, p, n)
 	return p, nil
+}
+
+// sendJob makes the new process of job on node n and sends its start
+// message to the node's slave; on an error it lets go of job's binary.
+func (m *Master) sendJob(c *synth.Caller, n *node, job *execJob) (*Proc, *slaveConn, error) {
+	m.mu.Lock()
+	sc := n.conn
+	m.mu.Unlock()
+	if sc == nil {
+		job.release()
+		return nil, nil, fmt.Errorf("node %d is down: %w", n.num, syscall.EHOSTDOWN)
+	}
+	p, err := m.newProc(c, n, sc, job.argv, job.o.attached)
+	if err != nil {
+		job.release()
+		return nil, nil, err
+	}
+	if job.encode != nil {
+		buf := startBufs.Get().(*[]byte)
+		*buf = job.encode((*buf)[:0], p, m.fromField(sc, job.bin.hash)...)
+		err = sc.sendEncoded(m, "start", *buf) // copied into the job stream
+		if cap(*buf) <= startBufMax {
+			startBufs.Put(buf)
+		}
+	} else {
+		err = sc.send(m, job.msg(p))
+	}
+	if err != nil {
+		job.release()
+		m.forget(p)
+		return nil, nil, err
+	}
+	return p, sc, nil
+}
+
+// settleStart awaits the start of process p sent by sendJob; one that
+// did not start is forgotten and ends as exit 127.
+func (m *Master) settleStart(ctx context.Context, p *Proc, n *node, sc *slaveConn, job *execJob) error {
+	if err := m.awaitStart(ctx, p, n, sc, job); err != nil {
+		m.forget(p)
+		p.finish("exit 127")
+		return err
+	}
+	return nil
 }
 
 // awaitStart waits for the slave's report on process p's start and lets
@@ -724,8 +777,33 @@ func (m *Master) startJob(ctx context.Context, c *synth.Caller, n *node, job *ex
 // could see or stop it, so it is killed.
 func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn, job *execJob) error {
 	defer job.release()
-	timer := time.NewTimer(startTimeout)
-	defer timer.Stop()
+	var err error
+	started := false
+	select { // a report in already wins over a timeout a set's later waits may find passed
+	case err = <-p.started:
+		started = true
+	default:
+	}
+	if !started {
+		var timeout <-chan time.Time
+		if job.late == nil {
+			timer := time.NewTimer(startTimeout)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		err = m.startReport(ctx, p, n, job, timeout)
+	}
+	if err != nil {
+		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
+		return fmt.Errorf("exec %s: %w", job.path, err)
+	}
+	m.ctr.job(n.num, "started")
+	return nil
+}
+
+// startReport waits for the slave's report on process p's start, or for
+// what ends the wait.
+func (m *Master) startReport(ctx context.Context, p *Proc, n *node, job *execJob, timeout <-chan time.Time) error {
 	var err error
 	select {
 	case err = <-p.started:
@@ -738,17 +816,14 @@ func (m *Master) awaitStart(ctx context.Context, p *Proc, n *node, sc *slaveConn
 		default:
 			err = fmt.Errorf("node %d went down: %w", n.num, syscall.EHOSTDOWN)
 		}
-	case <-timer.C:
+	case <-timeout:
+		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, job.path, syscall.ETIMEDOUT)
+	case <-job.late:
 		err = fmt.Errorf("node %d did not start %s in time: %w", n.num, job.path, syscall.ETIMEDOUT)
 	case <-ctx.Done():
 		err = fmt.Errorf("exec interrupted: %w", syscall.EINTR)
 	}
-	if err != nil {
-		sc.send(m, &slaveproto.Msg{Op: "signal", Pid: p.pid, Sig: int(syscall.SIGKILL)})
-		return fmt.Errorf("exec %s: %w", job.path, err)
-	}
-	m.ctr.job(n.num, "started")
-	return nil
+	return err
 }
 
 // underLimit refuses a new process past the config's maxprocs live

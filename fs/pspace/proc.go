@@ -54,7 +54,17 @@ type Proc struct {
 	pending  *pendingMove // its next incarnation while it moves (migrate.go)
 	live     *liveCount   // the count of live processes it is in (limit.go)
 
-	dir *procDir
+	// dir is proc/PID, made at its first lookup (procDirOf): most
+	// processes of a set launch are never looked at there.
+	m       *Master
+	dirOnce sync.Once
+	dir     *procDir
+}
+
+// procDirOf is proc/PID, made once.
+func (p *Proc) procDirOf() *procDir {
+	p.dirOnce.Do(func() { p.dir = p.m.newProcDir(p) })
+	return p.dir
 }
 
 func (m *Master) newProc(c *synth.Caller, n *node, sc *slaveConn, argv []string, attached bool) (*Proc, error) {
@@ -93,11 +103,14 @@ func (m *Master) makeProc(c *synth.Caller, n *node, sc *slaveConn, argv []string
 		state:   "starting",
 		ctr:     &m.ctr,
 		ev:      &m.ev,
+		m:       m,
 	}
-	p.dir = m.newProcDir(p)
 	m.watchOutput(p)
 	return p
 }
+
+// errExited breaks an ended process's stdin (one value for all).
+var errExited = fmt.Errorf("process has exited: %w", syscall.EPIPE)
 
 // finish records how the process ended, once; its output streams end
 // (after what is queued) and its stdin refuses further bytes.
@@ -121,7 +134,7 @@ func (p *Proc) finish(status string) {
 		p.stdout.CloseWrite()
 		p.stderr.CloseWrite()
 	}
-	p.stdin.Break(fmt.Errorf("process has exited: %w", syscall.EPIPE))
+	p.stdin.Break(errExited)
 	// Nobody has asked for this output yet: keep its tail, not a megabyte
 	// per stream for every exited process. An attached process's (-i)
 	// reader is on its way (it opens stdout once exec answered the pid,
@@ -358,12 +371,20 @@ func (p *Proc) slaveReport(line string) error {
 		default:
 		}
 	case "exit":
-		p.finish(fmt.Sprintf("exit %d", r.N))
+		p.finish(exitLines[r.N]) // ParseReport bounds it to 0-255
 	case "signal":
 		p.finish(fmt.Sprintf("signal %d %s", r.N, unix.SignalName(syscall.Signal(r.N))))
 	}
 	return nil
 }
+
+// exitLines are the wait lines of exits 0-255, made once.
+var exitLines = func() (l [256]string) {
+	for i := range l {
+		l[i] = fmt.Sprintf("exit %d", i)
+	}
+	return l
+}()
 
 // mayExecFile is the kernel's execute check for a regular file: root
 // needs some execute bit, others their class's.

@@ -194,9 +194,12 @@ type reportHandle struct {
 }
 
 func (h *reportHandle) Write(_ context.Context, b []byte, _ int64) (int, error) {
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	// One string for the whole write, its lines cut from it in place.
+	for rest, more := strings.TrimSpace(string(b)), true; more; {
+		var line string
+		line, rest, more = strings.Cut(rest, "\n")
 		h.m.Trace("node %d -> %s", h.sc.node.num, line)
-		ref, rest, _ := strings.Cut(line, " ")
+		ref, report, _ := strings.Cut(line, " ")
 		pid, inc, err := slaveproto.ParseRef(ref)
 		if err != nil {
 			return 0, fmt.Errorf("bad report %q: %w", line, err)
@@ -207,7 +210,7 @@ func (h *reportHandle) Write(_ context.Context, b []byte, _ int64) (int, error) 
 		if p == nil {
 			return 0, fmt.Errorf("report for unknown process %d: %w", pid, syscall.ESRCH)
 		}
-		if err := p.fromSlave(h.sc, inc, rest); err != nil {
+		if err := p.fromSlave(h.sc, inc, report); err != nil {
 			return 0, err
 		}
 	}

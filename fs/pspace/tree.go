@@ -20,7 +20,7 @@ import (
 func (m *Master) newRoot() synth.Dir {
 	status := synth.NewText(func(*synth.Caller) ([]byte, error) { return m.statusText(false), nil })
 	nodes := numberedDir(m, m.nodes, func(n *node) synth.Node { return n.dir })
-	procs := numberedDir(m, m.procs, func(p *Proc) synth.Node { return p.dir })
+	procs := numberedDir(m, m.procs, func(p *Proc) synth.Node { return p.procDirOf() })
 	// node/self is the caller's node (Caller.Node), for libbproc's
 	// bproc_currnode. It is found by name but not listed, so node/*
 	// stays the nodes.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 )
 
 // A report line begins with the process it is about: "PID" for the
@@ -63,7 +64,8 @@ var reportKinds = map[string]struct{ lo, hi int }{
 // ParseReport reads "started OSPID", "failed ERRNO TEXT", "exit N",
 // "signal N" or "eof stdout|stderr".
 func ParseReport(line string) (Report, error) {
-	f := strings.Fields(line)
+	var words [4]string // most reports: two words, split without allocating
+	f := fields(words[:0], line)
 	if len(f) < 2 {
 		return Report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
 	}
@@ -85,4 +87,32 @@ func ParseReport(line string) (Report, error) {
 		return Report{}, fmt.Errorf("bad report %q: %w", line, syscall.EINVAL)
 	}
 	return Report{Kind: f[0], N: n, What: strings.Join(f[2:], " ")}, nil
+}
+
+// fields is strings.Fields(s) appended to f, split in place when s is
+// ASCII (then Fields's spaces are these six).
+func fields(f []string, s string) []string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(f, strings.Fields(s)...)
+		}
+	}
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		space := i == len(s)
+		if !space {
+			switch s[i] {
+			case ' ', '\t', '\n', '\v', '\f', '\r':
+				space = true
+			}
+		}
+		switch {
+		case space && start >= 0:
+			f = append(f, s[start:i])
+			start = -1
+		case !space && start < 0:
+			start = i
+		}
+	}
+	return f
 }

@@ -2,6 +2,7 @@ package slaveproto
 
 import (
 	"errors"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -51,6 +52,25 @@ func FuzzParseRef(f *testing.F) {
 		}
 		if pid <= 0 || inc < 0 || FormatRef(pid, inc) != s {
 			t.Fatalf("%q parsed as %d.%d, which formats as %q", s, pid, inc, FormatRef(pid, inc))
+		}
+	})
+}
+
+// fields splits a report's words as strings.Fields does, whatever the
+// bytes (ASCII split in place, the rest by strings.Fields).
+func FuzzFieldsLikeStrings(f *testing.F) {
+	for _, s := range []string{"", " ", "exit 0", "  started\t12 ", "failed 2 no such\vfile\r\n", "eof\fstdout", "a\u00a0b", "x\u0085y z", "\xff 1", "exit  0  "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, want := fields(nil, s), strings.Fields(s)
+		if len(got) != len(want) {
+			t.Fatalf("fields(%q) = %q, strings.Fields %q", s, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("fields(%q) = %q, strings.Fields %q", s, got, want)
+			}
 		}
 	})
 }

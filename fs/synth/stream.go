@@ -24,11 +24,11 @@ type Stream struct {
 	size     int     // bytes queued
 	limit    int
 	lossy    bool
-	readers  int   // open reader handles
-	everRead bool  // some reader has opened it
-	eof      bool  // writer closed: readers get EOF after the queue
-	broken   error // readers gone for good: writers get this error
-	changed  chan struct{}
+	readers  int           // open reader handles
+	everRead bool          // some reader has opened it
+	eof      bool          // writer closed: readers get EOF after the queue
+	broken   error         // readers gone for good: writers get this error
+	changed  chan struct{} // made by the first waiter (wait), closed and cleared by signal
 	// waiting is a reader parked on an empty stream: a writer copies
 	// straight into its buffer, saving the queue's copy (half the master's
 	// work on a busy output stream).
@@ -49,7 +49,7 @@ type parked struct {
 
 // NewStream returns a stream holding at most limit bytes.
 func NewStream(limit int, lossy bool) *Stream {
-	return &Stream{limit: limit, lossy: lossy, changed: make(chan struct{})}
+	return &Stream{limit: limit, lossy: lossy}
 }
 
 // StartAt makes the count of bytes that left the stream start at off (an
@@ -77,10 +77,23 @@ func (s *Stream) In() int64 {
 // stream is empty; set it before first use.
 func (s *Stream) OnOut(f func(out int64, empty bool)) { s.onOut = f }
 
-// signal wakes every waiter; called with mu held.
+// signal wakes every waiter; called with mu held. Most changes have
+// none (a quiet process's streams), so the channel is made only when
+// somebody waits: a new one per change was most of a set launch's
+// allocations per process.
 func (s *Stream) signal() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// wait is the channel the next change closes; called with mu held.
+func (s *Stream) wait() <-chan struct{} {
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
 }
 
 // Attach counts a reader in: while it is there, writers wait instead of
@@ -105,7 +118,7 @@ func (s *Stream) Detach() {
 	// A diverted stream's readers leave it (they met its EOF): it is not
 	// broken, as it may be taken back (TakeBack).
 	if last && !s.lossy && !diverted {
-		s.Break(fmt.Errorf("no reader left: %w", syscall.EPIPE))
+		s.Break(errNoReader)
 	}
 }
 
@@ -130,7 +143,7 @@ func (s *Stream) Write(ctx context.Context, p []byte) (int, error) {
 			room = len(p)
 		}
 		if room <= 0 {
-			ch := s.changed
+			ch := s.wait()
 			s.mu.Unlock()
 			select {
 			case <-ch:
@@ -211,7 +224,7 @@ func (s *Stream) Read(ctx context.Context, p []byte) (int, error) {
 			s.mu.Unlock()
 			return 0, io.EOF
 		}
-		ch := s.changed
+		ch := s.wait()
 		var w *parked
 		if s.waiting == nil && len(p) > 0 {
 			w = &parked{buf: p, done: make(chan struct{})}
@@ -373,6 +386,11 @@ func (s *Stream) Divert() int64 {
 }
 
 var errDiverted = fmt.Errorf("stream went direct: %w", syscall.EPIPE)
+
+// errNoReader breaks a stream its last reader left: one value, as
+// formatting it anew at every detach was a tenth of a set launch's work
+// on the master.
+var errNoReader = fmt.Errorf("no reader left: %w", syscall.EPIPE)
 
 // Diverted says the stream went to a writer elsewhere (Divert) and was
 // not taken back.
