@@ -654,6 +654,21 @@ make_key() {
 	(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1" && echo >>"$1")
 }
 
+# bpsh_front_copies: $T/asan/bpsh, bpsh's C front built under
+# AddressSanitizer and UBSan beside the real bpsh-go, and $T/fake/bpsh, a
+# copy beside a bpsh-go that only says it ran, to see what the front hands
+# over (t8500, t8510). ASan's and UBSan's options are exported.
+bpsh_front_copies() {
+	local san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	mkdir -p "$T/asan" "$T/fake" &&
+	make -s -C "$BPROC_ROOT" bpsh-c BPSH_C="$T/asan/bpsh" BPSH_CFLAGS="-O1 -g $san" BPSH_STATIC= &&
+	ln -s "$BPROC_ROOT/bin/bpsh-go" "$T/asan/bpsh-go" &&
+	cp "$BPROC_ROOT/bin/bpsh" "$T/fake/bpsh" &&
+	printf '#!/bin/sh\necho "GO $*" >&2\nexit 77\n' >"$T/fake/bpsh-go" &&
+	chmod +x "$T/fake/bpsh-go"
+}
+
 # cluster_up N [CONFIG LINE...]: the network, a key, bpmaster with its FUSE
 # mount at $BPROC, and bpslave -r on nodes 0..N-1; returns once all N are up.
 # CLUSTER_RANGE=M (M >= N) makes the iprange cover M nodes.

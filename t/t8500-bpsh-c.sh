@@ -6,19 +6,8 @@
 # bin/bpsh and with a copy built under AddressSanitizer.
 . "$(dirname "$0")/lib.sh"
 
-SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-
 test_setup 'a 2-node cluster with a third node down' eval 'CLUSTER_RANGE=3 cluster_up 2'
-# asan/bpsh beside the real bpsh-go; fake/bpsh beside a bpsh-go that
-# only says it ran, to see what the front hands over.
-test_setup 'the front builds under ASan, and a copy beside a fake bpsh-go' sh -c "
-	mkdir -p '$T/asan' '$T/fake' &&
-	make -s -C '$BPROC_ROOT' bpsh-c BPSH_C='$T/asan/bpsh' BPSH_CFLAGS='-O1 -g $SAN' BPSH_STATIC= &&
-	ln -s '$BPROC_ROOT/bin/bpsh-go' '$T/asan/bpsh-go' &&
-	cp '$BPROC_ROOT/bin/bpsh' '$T/fake/bpsh' &&
-	printf '#!/bin/sh\necho \"GO \$*\" >&2\nexit 77\n' >'$T/fake/bpsh-go' &&
-	chmod +x '$T/fake/bpsh-go'"
+test_setup 'the front builds under ASan, and a copy beside a fake bpsh-go' bpsh_front_copies
 
 # both CMD...: runs CMD with the front ($BPSH, set per pass) and with
 # bpsh-go, each's stdout, stderr and status in c.* and go.*, and

@@ -6,18 +6,9 @@
 # under AddressSanitizer and UBSan, and is compared with bpsh-go's run.
 . "$(dirname "$0")/lib.sh"
 
-SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-
 # Nodes 0-3 up; node 4 configured but down; node 7 none at all.
 test_setup 'a 4-node cluster with a fifth node down' eval 'CLUSTER_RANGE=5 cluster_up 4'
-test_setup 'the front builds under ASan, and a copy beside a fake bpsh-go' sh -c "
-	mkdir -p '$T/asan' '$T/fake' &&
-	make -s -C '$BPROC_ROOT' bpsh-c BPSH_C='$T/asan/bpsh' BPSH_CFLAGS='-O1 -g $SAN' BPSH_STATIC= &&
-	ln -s '$BPROC_ROOT/bin/bpsh-go' '$T/asan/bpsh-go' &&
-	cp '$BPROC_ROOT/bin/bpsh' '$T/fake/bpsh' &&
-	printf '#!/bin/sh\necho \"GO \$*\" >&2\nexit 77\n' >'$T/fake/bpsh-go' &&
-	chmod +x '$T/fake/bpsh-go'"
+test_setup 'the front builds under ASan, and a copy beside a fake bpsh-go' bpsh_front_copies
 
 # run WHO ARGS...: one run of bpsh (WHO c: the front, $BPSH; go:
 # bpsh-go), stdin from $IN (default /dev/null), into WHO.out, WHO.err and
