@@ -494,7 +494,20 @@ func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return &fuseHandle{n: n, h: h, fsType: n.mnt.fsType}, fuse.FOPEN_DIRECT_IO, 0
+	return &fuseHandle{n: n, h: h, fsType: n.mnt.fsType}, openFlags(h, flags), 0
+}
+
+// openFlags are an open's FOPEN flags: direct I/O always, and no FLUSH on
+// close(2) for a handle that holds nothing to act on then (not a
+// synth.Flusher, or opened read-only): a close is then no round trip, of
+// which the one at a process's exit is waited for (a read of a status
+// file, a stream's end).
+func openFlags(h synth.Handle, flags uint32) uint32 {
+	out := uint32(fuse.FOPEN_DIRECT_IO)
+	if _, ok := h.(synth.Flusher); !ok || flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		out |= fuse.FOPEN_NOFLUSH
+	}
+	return out
 }
 
 // fuseHandle is one open file on the mount.
