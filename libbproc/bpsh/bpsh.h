@@ -83,6 +83,16 @@ _Noreturn void bp_fe_go(char **argv);
 void bp_fe_try_go(char **argv);
 const char *bp_fe_strerror(int e);
 char **bp_fe_environ(size_t extra, int drop_rank, size_t *n);
+/* The forwarded signals (cmd/bpsh's killer), by name for a ctl's kill. */
+struct bp_fe_sig {
+	int sig;
+	const char *name;
+};
+extern const struct bp_fe_sig bp_fe_fwd[];
+#define BP_FE_NFWD 6
+
+struct buf;
+int bp_fe_exec_rest(struct buf *b, int null_in, const char *path, char **argv, char **env);
 /* main.c, shared with set.c */
 int parse_opts(char **args, int *i, struct opts *o);
 const char *getwd_go(char *buf, size_t cap);

@@ -49,12 +49,6 @@ static void block_intr(int on)
 	pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL);
 }
 
-/* The forwarded signals (cmd/bpsh's killer), by name for proc ctl. */
-static const struct {
-	int sig;
-	const char *name;
-} fwd[] = {{SIGINT, "INT"}, {SIGTERM, "TERM"}, {SIGHUP, "HUP"}, {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"}, {SIGUSR2, "USR2"}};
-#define NFWD (sizeof fwd / sizeof fwd[0])
 
 static pthread_mutex_t sigmu = PTHREAD_MUTEX_INITIALIZER; /* one kill at a time; none across the hand-off */
 
@@ -80,12 +74,12 @@ void bp_fe_kill(struct job *j, const char *sig)
 
 static void forward(struct job *j, int sig)
 {
-	for (size_t i = 0; i < NFWD; i++)
-		if (fwd[i].sig == sig) {
+	for (size_t i = 0; i < BP_FE_NFWD; i++)
+		if (bp_fe_fwd[i].sig == sig) {
 			pthread_mutex_lock(&j->mu);
 			j->sent |= 1u << sig;
 			pthread_mutex_unlock(&j->mu);
-			bp_fe_kill(j, fwd[i].name);
+			bp_fe_kill(j, bp_fe_fwd[i].name);
 		}
 }
 
@@ -94,8 +88,8 @@ static void *sig_thread(void *arg)
 	struct job *j = arg;
 	sigset_t s;
 	sigemptyset(&s);
-	for (size_t i = 0; i < NFWD; i++)
-		sigaddset(&s, fwd[i].sig);
+	for (size_t i = 0; i < BP_FE_NFWD; i++)
+		sigaddset(&s, bp_fe_fwd[i].sig);
 	for (;;) {
 		int sig;
 		if (sigwait(&s, &sig) != 0)
@@ -178,6 +172,23 @@ static void grow(char **buf, size_t *size, size_t n)
 	}
 }
 
+/* pass gives bytes of stream s (read from it, or a frame's) to the
+ * user's file; after a failed write the stream's rest is dropped and the
+ * process told (Go's put and its SIGPIPE). */
+static void pass(struct job *j, struct ostream *s, const char *p, size_t n)
+{
+	if (!j->broken[s->id] && !put(j, s, p, n)) {
+		pthread_mutex_lock(&j->mu);
+		j->broken[s->id] = 1;
+		j->quiet |= 1u << SIGPIPE;
+		pthread_mutex_unlock(&j->mu);
+		bp_fe_kill(j, "PIPE");
+	}
+	pthread_mutex_lock(&j->mu);
+	j->seen += (long long)n;
+	pthread_mutex_unlock(&j->mu);
+}
+
 static void *out_thread(void *arg)
 {
 	struct ostream *s = arg;
@@ -185,7 +196,7 @@ static void *out_thread(void *arg)
 	unblock_intr();
 	size_t size = FIRST_BUF;
 	char *buf = malloc(size);
-	for (int broken = 0; buf;) {
+	while (buf) {
 		stopping(j, &s->parked);
 		ssize_t n = read(s->from, buf, size);
 		if (n < 0 && errno == EINTR)
@@ -197,17 +208,8 @@ static void *out_thread(void *arg)
 		}
 		if (n == 0)
 			break;
-		if (!broken && !put(j, s, buf, (size_t)n)) {
-			/* The rest is read and dropped; the process is told. */
-			broken = 1;
-			pthread_mutex_lock(&j->mu);
-			j->broken[s->id] = 1;
-			j->quiet |= 1u << SIGPIPE;
-			pthread_mutex_unlock(&j->mu);
-			bp_fe_kill(j, "PIPE");
-		}
+		pass(j, s, buf, (size_t)n);
 		pthread_mutex_lock(&j->mu);
-		j->seen += n;
 		int try = j->direct && !j->tried && j->seen >= DIRECT_AFTER;
 		j->tried |= try;
 		pthread_mutex_unlock(&j->mu);
@@ -351,8 +353,8 @@ static void handoff(struct job *j, struct ostream *self)
 	/* Signals that came meanwhile are forwarded here. */
 	sigset_t s;
 	sigemptyset(&s);
-	for (size_t i = 0; i < NFWD; i++)
-		sigaddset(&s, fwd[i].sig);
+	for (size_t i = 0; i < BP_FE_NFWD; i++)
+		sigaddset(&s, bp_fe_fwd[i].sig);
 	struct timespec zero = {0, 0};
 	for (int sig; (sig = sigtimedwait(&s, NULL, &zero)) > 0;)
 		forward(j, sig);
@@ -378,7 +380,7 @@ static void handoff(struct job *j, struct ostream *self)
 	 * signal.Notify; every other signal as bpsh found it. */
 	struct sigaction ign = {.sa_handler = SIG_IGN}, dfl = {.sa_handler = SIG_DFL};
 	for (size_t i = 0; i < 4; i++)
-		sigaction(fwd[i].sig, &ign, NULL);
+		sigaction(bp_fe_fwd[i].sig, &ign, NULL);
 	sigset_t m = j->sigmask;
 	sigaddset(&m, SIGUSR1);
 	sigaddset(&m, SIGUSR2);
@@ -390,7 +392,7 @@ static void handoff(struct job *j, struct ostream *self)
 	sigdelset(&all, INTR);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	for (size_t i = 0; i < 4; i++)
-		sigaction(fwd[i].sig, &dfl, NULL);
+		sigaction(bp_fe_fwd[i].sig, &dfl, NULL);
 unlock:
 	if (left >= 0)
 		close(left);
@@ -422,23 +424,6 @@ struct frames {
 	struct ostream *to; /* the stream whose bytes these are */
 	long long left;	    /* bytes of its frame still to come */
 };
-
-/* frame_bytes passes a frame's bytes to the user's file; after a failed
- * write the stream's rest is dropped and the process told (Go's put and
- * its SIGPIPE). */
-static void frame_bytes(struct job *j, struct ostream *s, const char *p, size_t n)
-{
-	if (!j->broken[s->id] && !put(j, s, p, n)) {
-		pthread_mutex_lock(&j->mu);
-		j->broken[s->id] = 1;
-		j->quiet |= 1u << SIGPIPE;
-		pthread_mutex_unlock(&j->mu);
-		bp_fe_kill(j, "PIPE");
-	}
-	pthread_mutex_lock(&j->mu);
-	j->seen += (long long)n;
-	pthread_mutex_unlock(&j->mu);
-}
 
 /* frame_header takes one header line; 1: it was the end (in end.line),
  * -1: not a frame. */
@@ -534,7 +519,7 @@ static void read_frames(struct job *j)
 		for (char *p = buf, *e = buf + n; p < e && !end.state;) {
 			if (f.left > 0) {
 				size_t k = (size_t)(e - p) < (unsigned long long)f.left ? (size_t)(e - p) : (size_t)f.left;
-				frame_bytes(j, f.to, p, k);
+				pass(j, f.to, p, k);
 				p += k, f.left -= (long long)k;
 				continue;
 			}

@@ -55,6 +55,10 @@ _Noreturn void bp_fe_go(char **argv)
 	exit(255);
 }
 
+const struct bp_fe_sig bp_fe_fwd[BP_FE_NFWD] = {
+	{SIGINT, "INT"}, {SIGTERM, "TERM"}, {SIGHUP, "HUP"}, {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"}, {SIGUSR2, "USR2"},
+};
+
 const char *bp_fe_strerror(int e) { return strerror(e); }
 
 /* value is an option's argument: "-Ifile", "--stdin=file" or the next word. */
@@ -273,7 +277,7 @@ char **bp_fe_environ(size_t extra, int drop_rank, size_t *n)
  * then set for rank 0 of 1. */
 static int exec_line(struct buf *b, const struct opts *o, int null_in, int node, const char *path, char **argv)
 {
-	char wd[PATH_MAX], rank[64];
+	char rank[64];
 	size_t k;
 	char **env = bp_fe_environ(3, 1, &k);
 	if (!env)
@@ -283,6 +287,15 @@ static int exec_line(struct buf *b, const struct opts *o, int null_in, int node,
 	env[k++] = rank;
 	env[k++] = "BPROC_NPROCS=1";
 	bp_puts(b, o->no_io ? "exec -b -w" : "exec -b -o");
+	return bp_fe_exec_rest(b, null_in, path, argv, env);
+}
+
+/* bp_fe_exec_rest ends an exec line begun in b: -n, the cwd (-c), the
+ * program, its arguments and env (freed); 0 when it could not be made or
+ * is longer than client's maxCommand, whose E2BIG is Go's to word. */
+int bp_fe_exec_rest(struct buf *b, int null_in, const char *path, char **argv, char **env)
+{
+	char wd[PATH_MAX];
 	if (null_in)
 		bp_puts(b, " -n");
 	if (getwd_go(wd, sizeof wd)) {
@@ -291,8 +304,7 @@ static int exec_line(struct buf *b, const struct opts *o, int null_in, int node,
 	}
 	bp_exec_args(b, path, argv, env);
 	free(env);
-	/* client's maxCommand: longer is Go's E2BIG to word. */
-	return !b->err && b->n - 1 <= (2 << 20) - 1;
+	return !b->err && b->n - 1 <= (2 << 20) - 1; /* the line less its newline */
 }
 
 /* open_ctl opens node/N/ctl, which is also how the front knows the

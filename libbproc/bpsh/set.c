@@ -444,11 +444,6 @@ static void sink_flush(struct member *m, int fd)
 
 /* ---- the threads: forwarded signals, stdin ---- */
 
-static const struct {
-	int sig;
-	const char *name;
-} fwd[] = {{SIGINT, "INT"}, {SIGTERM, "TERM"}, {SIGHUP, "HUP"}, {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"}, {SIGUSR2, "USR2"}};
-#define NFWD (sizeof fwd / sizeof fwd[0])
 
 /* group_kill is groupKill: one write on the group's ctl; should it fail
  * other than for a group gone, each process still running on its own. */
@@ -483,19 +478,19 @@ static void *sig_thread(void *arg)
 	sigaddset(&s, SIGTTOU);
 	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
 	sigemptyset(&s);
-	for (size_t i = 0; i < NFWD; i++)
-		sigaddset(&s, fwd[i].sig);
+	for (size_t i = 0; i < BP_FE_NFWD; i++)
+		sigaddset(&s, bp_fe_fwd[i].sig);
 	for (;;) {
 		int sig;
 		if (sigwait(&s, &sig) != 0)
 			continue;
-		for (size_t i = 0; i < NFWD; i++)
-			if (fwd[i].sig == sig) {
+		for (size_t i = 0; i < BP_FE_NFWD; i++)
+			if (bp_fe_fwd[i].sig == sig) {
 				pthread_mutex_lock(&S.mu);
 				S.sent |= 1u << sig;
 				pthread_mutex_unlock(&S.mu);
 				if (S.live)
-					group_kill(fwd[i].name);
+					group_kill(bp_fe_fwd[i].name);
 			}
 	}
 	return NULL;
@@ -553,7 +548,6 @@ static int spawn(void *(*fn)(void *))
  * and its kin too, which the tree sets per rank). */
 static int exec_line(struct buf *b, int attached, int null_in, const char *path, char **argv)
 {
-	char wd[PATH_MAX];
 	size_t k;
 	char **env = bp_fe_environ(0, 0, &k);
 	if (!env)
@@ -561,15 +555,7 @@ static int exec_line(struct buf *b, int attached, int null_in, const char *path,
 	bp_puts(b, "exec");
 	if (attached)
 		bp_puts(b, " -i");
-	if (null_in)
-		bp_puts(b, " -n");
-	if (getwd_go(wd, sizeof wd)) {
-		bp_puts(b, " -c");
-		bp_word(b, wd);
-	}
-	bp_exec_args(b, path, argv, env);
-	free(env);
-	return !b->err && b->n - 1 <= (2 << 20); /* maxCommand: longer is Go's E2BIG */
+	return bp_fe_exec_rest(b, null_in, path, argv, env);
 }
 
 /* answer reads the exec's whole answer (readAnswer), bounded: a line a
