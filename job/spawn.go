@@ -214,4 +214,31 @@ func restoreSpawn(img io.Reader) spawnFunc {
 // another thread of this process) for its end. A pidfd becomes readable
 // only at the exit. If it fails (no pidfd), the plain wait that follows
 // still serves every job that never moves.
-func waitExit(pid int) { _ = vmadump.WaitExit(pid) }
+//
+// The pidfd is waited for through Go's poller, not in a poll(2) that
+// holds a thread and its P for the job's whole life: a P in a system call
+// keeps the runtime's monitor thread (sysmon) from its deep sleep, and on
+// this kind of machine each of its 20 µs wake-ups costs a context switch.
+func waitExit(pid int) {
+	pfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		_ = vmadump.WaitExit(pid)
+		return
+	}
+	f := os.NewFile(uintptr(pfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, 0)
+			for err == unix.EINTR {
+				n, err = unix.Poll(fds, 0)
+			}
+			return n > 0
+		})
+	}
+	if err != nil { // not pollable here: the blocking wait
+		_ = vmadump.WaitExit(pid)
+	}
+}

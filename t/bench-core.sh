@@ -150,6 +150,8 @@ direct_rows() {
 	if [ -z "${1-}" ]; then
 		gcm=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes" seal) || exit 1
 		row "AES-128-GCM TCP stream $MB MB" "$gcm" MB/s "$TP_RUNS"
+		pipe=$(measure tp "$TP_RUNS" "$bytes" "$T/directpeer" get "$PEER" "$bytes" sealpipe) || exit 1
+		row "  for comparison: the same fed by cat through a pipe" "$pipe" MB/s "$TP_RUNS"
 		peer=$gcm what="AES-GCM"
 	fi
 	dir=$(measure tp "$TP_RUNS" "$bytes" bpsh 1 cat "$T/big") || exit 1
@@ -164,12 +166,19 @@ echo "bench-core: $NODES nodes in network namespaces on $(nproc) cores; medians$
 row "what" "median" "" "runs" "target"
 
 # bpsh is the C front (libbproc/bpsh), bpsh-go the Go bpsh it hands all
-# but the plain launch to: alternating with the local fork/exec.
-alt=$(measure alt "$RUNS" /bin/true "bpsh 1 /bin/true" "bpsh-go 1 /bin/true") || exit 1
+# but the plain launch to: alternating with the local fork/exec, and with
+# that of a static C program that does nothing (bpsh is one): a launch
+# starts two processes in series, bpsh and the job, so their sum is the
+# floor under it on this machine.
+printf 'int main(void) { return 0; }\n' >"$T/noop.c"
+${CC:-cc} -O2 -static -o "$T/noop" "$T/noop.c" 2>"$T/noop.err" || { echo "bench-core: cannot build a static no-op:" >&2; cat "$T/noop.err" >&2; exit 1; }
+alt=$(measure alt "$RUNS" /bin/true "$T/noop" "bpsh 1 /bin/true" "bpsh-go 1 /bin/true") || exit 1
 set -- $alt
-local_us=$1 bpsh_us=$2 go_us=$3
+local_us=$1 noop_us=$2 bpsh_us=$3 go_us=$4
 row "local fork/exec /bin/true" "$(ms "$local_us")" ms "$RUNS"
+row "local fork/exec of a static no-op (as bpsh)" "$(ms "$noop_us")" ms "$RUNS"
 row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$bpsh_us" '<=' 1500)"
+row "  floor: bpsh's start + the job's (the rows above)" "$(ms $((noop_us + local_us)))" ms "$RUNS"
 row "  for comparison: bpsh-go 1 /bin/true (Go)" "$(ms "$go_us")" ms "$RUNS"
 
 # cpu_ticks PID: the process's user and system time so far, in clock ticks.

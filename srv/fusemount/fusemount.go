@@ -498,13 +498,15 @@ func (n *fuseNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 }
 
 // openFlags are an open's FOPEN flags: direct I/O always, and no FLUSH on
-// close(2) for a handle that holds nothing to act on then (not a
-// synth.Flusher, or opened read-only): a close is then no round trip, of
-// which the one at a process's exit is waited for (a read of a status
-// file, a stream's end).
+// close(2) for a handle that holds nothing for close to act on (not a
+// synth.Flusher, or opened read-only) or whose unfinished line waits for
+// a read anyway (opened for reading and writing: a conversation, as
+// bpsh's, ends its lines; one left unfinished runs at the last close,
+// Close): a close is then no round trip, of which the one at a process's
+// exit is waited for (a read of a status file, a stream's end, a launch).
 func openFlags(h synth.Handle, flags uint32) uint32 {
 	out := uint32(fuse.FOPEN_DIRECT_IO)
-	if _, ok := h.(synth.Flusher); !ok || flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+	if _, ok := h.(synth.Flusher); !ok || flags&syscall.O_ACCMODE != syscall.O_WRONLY {
 		out |= fuse.FOPEN_NOFLUSH
 	}
 	return out

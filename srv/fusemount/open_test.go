@@ -21,7 +21,7 @@ func (flushHandle) Unfinished() bool                { return true }
 func (flushHandle) Flush(ctx context.Context) error { return nil }
 
 // Only a handle that may hold an unfinished ctl line, opened for
-// writing, has its close(2) sent to the master as FLUSH.
+// writing only, has its close(2) sent to the master as FLUSH.
 func TestOpenFlagsNoFlush(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -33,7 +33,7 @@ func TestOpenFlagsNoFlush(t *testing.T) {
 		{"a file written", plainHandle{}, syscall.O_WRONLY, false},
 		{"a ctl read", flushHandle{}, syscall.O_RDONLY, false},
 		{"a ctl written", flushHandle{}, syscall.O_WRONLY, true},
-		{"a ctl read and written", flushHandle{}, syscall.O_RDWR, true},
+		{"a ctl read and written", flushHandle{}, syscall.O_RDWR, false},
 	} {
 		got := openFlags(c.h, c.flags)
 		if got&fuse.FOPEN_DIRECT_IO == 0 {

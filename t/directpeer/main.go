@@ -3,12 +3,13 @@
 //	directpeer use FILE             use the proc/PID/direct line in FILE: stdout and stderr to ours
 //	directpeer stranger ADDR DATA   send DATA to a data port, print its answer
 //	directpeer serve ADDR [FILE]    (bench) send what each client asks for: BYTES, plain or sealed, or FILE through cat
-//	directpeer get ADDR BYTES [seal|pipe] (bench) ask serve for BYTES and read them
+//	directpeer get ADDR BYTES [seal|pipe|sealpipe] (bench) ask serve for BYTES and read them
 //
 // serve/get are the peers of `bpsh N cat`: raw TCP between two namespaces,
-// and the same with AES-128-GCM frames (srv's sealing) over it. With pipe,
-// serve sends FILE as `cat FILE` writes it into a pipe: the hop every
-// job's output takes to its slave, which the other peers leave out.
+// and the same with AES-128-GCM frames (srv's sealing) over it. With pipe
+// (sealpipe), serve sends FILE as `cat FILE` writes it into a pipe (and
+// seals each read of it): the hop every job's output takes to its slave,
+// which the other peers leave out.
 package main
 
 import (
@@ -34,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: directpeer use FILE | stranger ADDR DATA | serve ADDR | get ADDR BYTES [seal]")
+		fmt.Fprintln(os.Stderr, "usage: directpeer use FILE | stranger ADDR DATA | serve ADDR [FILE] | get ADDR BYTES [seal|pipe|sealpipe]")
 		os.Exit(2)
 	}
 	var err error
@@ -53,7 +54,7 @@ func main() {
 		n, _ := strconv.ParseInt(os.Args[3], 10, 64)
 		mode := byte(0)
 		if len(os.Args) > 4 {
-			mode = map[string]byte{"seal": 1, "pipe": 2}[os.Args[4]]
+			mode = map[string]byte{"seal": 1, "pipe": 2, "sealpipe": 3}[os.Args[4]]
 		}
 		err = get(os.Args[2], n, mode)
 	default:
@@ -114,7 +115,7 @@ func stranger(addr, data string) error {
 
 // serve: each client sends a key[16], nonces[2x32], mode[1], bytes[8];
 // serve sends that many bytes from memory (mode 0 plain, 1 sealed), or
-// file's first bytes as cat writes them into a pipe (mode 2).
+// file's first bytes as cat writes them into a pipe (mode 2; 3 sealed).
 func serve(addr, file string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -139,12 +140,16 @@ func serve(addr, file string) error {
 				return
 			}
 			var w io.Writer = c
-			if req[80] == 1 {
+			if req[80] == 1 || req[80] == 3 {
 				sc, err := srv.SealStream(c, req[:16], req[16:48], req[48:80], false)
 				if err != nil {
 					return
 				}
 				w = sc
+			}
+			if req[80] == 3 {
+				serveSealedPipe(w, file, n)
+				return
 			}
 			for left := n; left > 0; {
 				k := min(left, int64(len(buf)))
@@ -192,6 +197,37 @@ func servePipe(c net.Conn, file string, n int64) {
 	})
 }
 
+// serveSealedPipe sends n bytes of file as cat writes them into a pipe,
+// each read of the pipe (into one buffer) written to w, a sealed stream:
+// what bpslave's sealed direct stream does (job/splice.go, sealOut).
+func serveSealedPipe(w io.Writer, file string, n int64) {
+	cmd := exec.Command("cat", file)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return
+	}
+	pr := out.(*os.File)
+	unix.FcntlInt(pr.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	if cmd.Start() != nil {
+		return
+	}
+	defer cmd.Wait()
+	defer pr.Close()
+	buf := make([]byte, 1<<20-8<<10) // the slave's ioBuf
+	for n > 0 {
+		k, err := pr.Read(buf[:min(n, int64(len(buf)))])
+		if k > 0 {
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return
+			}
+			n -= int64(k)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 func get(addr string, n int64, mode byte) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -201,7 +237,7 @@ func get(addr string, n int64, mode byte) error {
 	var req [16 + 64 + 1 + 8]byte
 	rand.Read(req[:80])
 	req[80] = mode
-	seal := mode == 1
+	seal := mode == 1 || mode == 3
 	binary.BigEndian.PutUint64(req[81:], uint64(n))
 	if _, err := c.Write(req[:]); err != nil {
 		return err
