@@ -178,7 +178,7 @@ local_us=$1 noop_us=$2 bpsh_us=$3 go_us=$4
 row "local fork/exec /bin/true" "$(ms "$local_us")" ms "$RUNS"
 row "local fork/exec of a static no-op (as bpsh)" "$(ms "$noop_us")" ms "$RUNS"
 row "bpsh 1 /bin/true" "$(ms "$bpsh_us")" ms "$RUNS" "<= 1.5 ms: $(verdict "$bpsh_us" '<=' 1500)"
-row "  floor: bpsh's start + the job's (the rows above)" "$(ms $((noop_us + local_us)))" ms "$RUNS"
+row "  floor: bpsh's start + the job's (the rows above)" "$(ms "$(awk -v a="$noop_us" -v b="$local_us" 'BEGIN { print a + b }')")" ms "$RUNS"
 row "  for comparison: bpsh-go 1 /bin/true (Go)" "$(ms "$go_us")" ms "$RUNS"
 
 # cpu_ticks PID: the process's user and system time so far, in clock ticks.
