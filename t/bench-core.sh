@@ -83,8 +83,9 @@ if ! cluster_up $NODES >"$T/up.out" 2>&1; then
 	exit 1
 fi
 
-# ssh to node 0 as the peer: sshd in node 0's namespaces with a host key and
-# a client key made for this run only. The login is a bench user whose shell
+# ssh to the nodes as the peer: sshd in each node's namespaces with a host
+# key and a client key made for this run only (ssh to node 0 beside bpsh 1;
+# pdsh over ssh to all of them beside bpsh -a). The login is a bench user whose shell
 # is /bin/sh: ssh runs commands through the login shell, and bash would read
 # root's ~/.bashrc, whose cost (pyenv and the like) is not ssh's.
 ssh_ok=
@@ -105,26 +106,50 @@ setup_ssh() {
 	ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host" || return 1
 	ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/id" || return 1
 	cp "$T/ssh/id.pub" "$T/ssh/authorized_keys" && chmod 0644 "$T/ssh/authorized_keys"
-	cat >"$T/ssh/sshd_config" <<-EOF
-		ListenAddress $(node_addr 0)
-		Port 22
-		HostKey $T/ssh/host
-		AuthorizedKeysFile $T/ssh/authorized_keys
-		PermitRootLogin no
-		PasswordAuthentication no
-		KbdInteractiveAuthentication no
-		UsePAM no
-		StrictModes no
-		PidFile $T/ssh/sshd.pid
-	EOF
-	bg_node 0 "$T/sshd.log" /usr/sbin/sshd -D -e -f "$T/ssh/sshd_config" || return 1
-	wait_for "in_master bash -c 'exec 3<>/dev/tcp/$(node_addr 0)/22'" 10 || return 1
+	local i
+	for i in $(seq 0 $((NODES - 1))); do
+		cat >"$T/ssh/sshd_config.$i" <<-EOF
+			ListenAddress $(node_addr "$i")
+			Port 22
+			HostKey $T/ssh/host
+			AuthorizedKeysFile $T/ssh/authorized_keys
+			PermitRootLogin no
+			PasswordAuthentication no
+			KbdInteractiveAuthentication no
+			UsePAM no
+			StrictModes no
+			MaxStartups 100
+			PidFile $T/ssh/sshd.$i.pid
+		EOF
+		bg_node "$i" "$T/sshd.$i.log" /usr/sbin/sshd -D -e -f "$T/ssh/sshd_config.$i" || return 1
+		wait_for "in_master bash -c 'exec 3<>/dev/tcp/$(node_addr "$i")/22'" 10 || return 1
+	done
 	SSH="ssh -F /dev/null -i $T/ssh/id -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 	in_master $SSH bpbench@$(node_addr 0) /bin/true
 }
 if setup_ssh >"$T/ssh.out" 2>&1; then ssh_ok=1; else
 	echo "bench-core: ssh peer unavailable:" >&2
-	cat "$T/ssh.out" "$T/sshd.log" 2>/dev/null | tail -n 5 >&2
+	cat "$T/ssh.out" "$T"/sshd.*.log 2>/dev/null | tail -n 5 >&2
+fi
+# pdsh (its ssh module) to every node as the fan-out's peer.
+pdsh_ok=
+if [ -n "$ssh_ok" ] && ! command -v pdsh >/dev/null && [ "${BENCH_SSH_INSTALL:-1}" != 0 ]; then
+	echo "bench-core: installing pdsh for the fan-out's peer" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pdsh >/dev/null 2>&1
+fi
+if [ -n "$ssh_ok" ] && command -v pdsh >/dev/null; then
+	PDSH_HOSTS=$(for i in $(seq 0 $((NODES - 1))); do printf '%s,' "$(node_addr "$i")"; done)
+	PDSH_HOSTS=${PDSH_HOSTS%,}
+	# pdsh's ssh module takes ssh's arguments from PDSH_SSH_ARGS (%u the
+	# user, %h the host); with ControlPath, connections made once are reused.
+	PDSH_SSH="${SSH#ssh } -l%u %h"
+	PDSH_SSH_CM="${SSH#ssh } -o ControlMaster=auto -o ControlPath=$T/ssh/pdsh-%h -o ControlPersist=120 -l%u %h"
+	if in_master env PDSH_SSH_ARGS="$PDSH_SSH" pdsh -R ssh -l bpbench -w "$PDSH_HOSTS" /bin/true >"$T/pdsh.out" 2>&1; then
+		pdsh_ok=1
+	else
+		echo "bench-core: pdsh peer unavailable:" >&2
+		tail -n 5 "$T/pdsh.out" >&2
+	fi
 fi
 
 # Direct streams (node to bpsh, the master out of the path) beside their
@@ -257,6 +282,14 @@ row "bpsh -a /bin/true ($NODES nodes, set launch)" "$(ms "$all_us")" ms $((RUNS 
 # The per-node path the set launch replaced, in the same run.
 all0_us=$(measure lat $((RUNS / 2)) env BPSH_FANOUT=0 bpsh -a /bin/true) || exit 1
 row "  for comparison: per-node path (BPSH_FANOUT=0)" "$(ms "$all0_us")" ms $((RUNS / 2))
+if [ -n "$pdsh_ok" ]; then
+	pdsh_us=$(measure lat "$SSH_RUNS" env PDSH_SSH_ARGS="$PDSH_SSH" pdsh -R ssh -l bpbench -w "$PDSH_HOSTS" /bin/true) || exit 1
+	row "pdsh -R ssh -w ($NODES nodes) /bin/true" "$(ms "$pdsh_us")" ms "$SSH_RUNS"
+	pdshm_us=$(measure lat "$SSH_RUNS" env PDSH_SSH_ARGS="$PDSH_SSH_CM" pdsh -R ssh -l bpbench -w "$PDSH_HOSTS" /bin/true) || exit 1
+	row "pdsh -R ssh ($NODES nodes, ControlMaster)" "$(ms "$pdshm_us")" ms "$SSH_RUNS"
+else
+	row "pdsh -R ssh ($NODES nodes) /bin/true" "n/a" "" "" "(no pdsh or sshd)"
+fi
 
 bytes=$(stat -c %s "$T/big")
 cat_mbs=$(measure tp "$TP_RUNS" "$bytes" cat "$T/big") || exit 1
