@@ -73,6 +73,14 @@ test_expect_success 'printf without a newline still runs, at close, and close(2)
 	test_grep "No such file or directory" err
 '
 
+test_expect_success 'opened for reading and writing, an unfinished line runs at the last close' '
+	exec 3<>$BPROC/node/0/ctl &&
+	printf "exec /bin/echo rdwr-close-ran" >&3 &&
+	exec 3>&- &&
+	timeout 5 sed "/rdwr-close-ran/q" $BPROC/node/0/io >io &&
+	test_grep rdwr-close-ran io
+'
+
 test_expect_success 'a child closing an inherited ctl descriptor does not end the line' '
 	before=$(nprocs) &&
 	exec 3>$BPROC/node/0/ctl &&
