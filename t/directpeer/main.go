@@ -162,22 +162,30 @@ func serve(addr, file string) error {
 	}
 }
 
-// servePipe sends n bytes of file as cat writes them into a pipe of the
-// size a job's stdout has (job/spawn.go), spliced from the pipe to the
-// socket as bpslave does with seal no.
-func servePipe(c net.Conn, file string, n int64) {
+// catPipe starts `cat file` writing into a pipe of the size a job's stdout
+// has (job/spawn.go) and gives its read end; wait closes it and reaps cat.
+func catPipe(file string) (*os.File, func(), error) {
 	cmd := exec.Command("cat", file)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return
+		return nil, nil, err
 	}
 	pr := out.(*os.File)
 	unix.FcntlInt(pr.Fd(), unix.F_SETPIPE_SZ, 1<<20)
-	if cmd.Start() != nil {
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return pr, func() { pr.Close(); cmd.Wait() }, nil
+}
+
+// servePipe sends n bytes of file as cat writes them into a pipe, spliced
+// from the pipe to the socket as bpslave does with seal no.
+func servePipe(c net.Conn, file string, n int64) {
+	pr, wait, err := catPipe(file)
+	if err != nil {
 		return
 	}
-	defer cmd.Wait()
-	defer pr.Close()
+	defer wait()
 	rc, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return
@@ -201,18 +209,11 @@ func servePipe(c net.Conn, file string, n int64) {
 // each read of the pipe (into one buffer) written to w, a sealed stream:
 // what bpslave's sealed direct stream does (job/splice.go, sealOut).
 func serveSealedPipe(w io.Writer, file string, n int64) {
-	cmd := exec.Command("cat", file)
-	out, err := cmd.StdoutPipe()
+	pr, wait, err := catPipe(file)
 	if err != nil {
 		return
 	}
-	pr := out.(*os.File)
-	unix.FcntlInt(pr.Fd(), unix.F_SETPIPE_SZ, 1<<20)
-	if cmd.Start() != nil {
-		return
-	}
-	defer cmd.Wait()
-	defer pr.Close()
+	defer wait()
 	buf := make([]byte, 1<<20-8<<10) // the slave's ioBuf
 	for n > 0 {
 		k, err := pr.Read(buf[:min(n, int64(len(buf)))])
