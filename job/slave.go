@@ -139,17 +139,39 @@ func (s *Slave) Run(ctx context.Context) error {
 		<-ctx.Done()
 		jobs.Close()
 	}()
-	r := bufio.NewReaderSize(jobs, 256<<10)
+	jr := &jobReader{r: bufio.NewReaderSize(jobs, 256<<10), l: l, tree: tree, cancel: cancel, end: make(chan error, 1)}
+	go s.readJobs(ctx, jr)
+	return <-jr.end
+}
+
+// jobReader is a link's job stream and what its messages need; one
+// goroutine at a time reads it (readJobs), and end takes its last error.
+type jobReader struct {
+	r      *bufio.Reader
+	l      *link
+	tree   Opener
+	cancel context.CancelCauseFunc
+	end    chan error
+}
+
+// readJobs reads and dispatches jr's messages until the stream fails.
+// A start runs on this goroutine, which hands the stream to a new one
+// first: the start goes on at once rather than after the next read is
+// sent and a new goroutine is scheduled (a hop of about 100 µs on a
+// virtual machine, on the path of every launch).
+func (s *Slave) readJobs(ctx context.Context, jr *jobReader) {
+	r, l, tree, cancel := jr.r, jr.l, jr.tree, jr.cancel
 	for {
 		line, err := r.ReadBytes('\n')
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil {
-				return cause
+				jr.end <- cause
+			} else if errors.Is(err, io.EOF) {
+				jr.end <- fmt.Errorf("master closed the job stream: %w", syscall.ENOTCONN)
+			} else {
+				jr.end <- fmt.Errorf("reading jobs: %w", err)
 			}
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("master closed the job stream: %w", syscall.ENOTCONN)
-			}
-			return fmt.Errorf("reading jobs: %w", err)
+			return
 		}
 		s.trace("<- %s", line)
 		var m slaveproto.Msg
@@ -170,7 +192,9 @@ func (s *Slave) Run(ctx context.Context) error {
 			if m.Mig != 0 && m.Hash == "" {
 				go s.restoreJob(ctx, l, &m)
 			} else {
-				go s.start(ctx, l, &m)
+				go s.readJobs(ctx, jr)
+				s.start(ctx, l, &m)
+				return
 			}
 		case "seize":
 			s.seize(l, &m)
