@@ -135,6 +135,7 @@ fi
 pdsh_ok=
 if [ -n "$ssh_ok" ] && ! command -v pdsh >/dev/null && [ "${BENCH_SSH_INSTALL:-1}" != 0 ]; then
 	echo "bench-core: installing pdsh for the fan-out's peer" >&2
+	apt-get update -qq >/dev/null 2>&1
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pdsh >/dev/null 2>&1
 fi
 if [ -n "$ssh_ok" ] && command -v pdsh >/dev/null; then

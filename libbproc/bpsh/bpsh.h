@@ -90,6 +90,8 @@ struct bp_fe_sig {
 };
 extern const struct bp_fe_sig bp_fe_fwd[];
 #define BP_FE_NFWD 6
+/* bp_fe_fwd_set makes s the set of the forwarded signals. */
+void bp_fe_fwd_set(sigset_t *s);
 
 struct buf;
 int bp_fe_exec_rest(struct buf *b, int null_in, const char *path, char **argv, char **env);

@@ -87,9 +87,7 @@ static void *sig_thread(void *arg)
 {
 	struct job *j = arg;
 	sigset_t s;
-	sigemptyset(&s);
-	for (size_t i = 0; i < BP_FE_NFWD; i++)
-		sigaddset(&s, bp_fe_fwd[i].sig);
+	bp_fe_fwd_set(&s);
 	for (;;) {
 		int sig;
 		if (sigwait(&s, &sig) != 0)
@@ -352,9 +350,7 @@ static void handoff(struct job *j, struct ostream *self)
 	pthread_mutex_lock(&sigmu);
 	/* Signals that came meanwhile are forwarded here. */
 	sigset_t s;
-	sigemptyset(&s);
-	for (size_t i = 0; i < BP_FE_NFWD; i++)
-		sigaddset(&s, bp_fe_fwd[i].sig);
+	bp_fe_fwd_set(&s);
 	struct timespec zero = {0, 0};
 	for (int sig; (sig = sigtimedwait(&s, NULL, &zero)) > 0;)
 		forward(j, sig);

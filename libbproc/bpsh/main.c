@@ -59,6 +59,13 @@ const struct bp_fe_sig bp_fe_fwd[BP_FE_NFWD] = {
 	{SIGINT, "INT"}, {SIGTERM, "TERM"}, {SIGHUP, "HUP"}, {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"}, {SIGUSR2, "USR2"},
 };
 
+void bp_fe_fwd_set(sigset_t *s)
+{
+	sigemptyset(s);
+	for (size_t i = 0; i < BP_FE_NFWD; i++)
+		sigaddset(s, bp_fe_fwd[i].sig);
+}
+
 const char *bp_fe_strerror(int e) { return strerror(e); }
 
 /* value is an option's argument: "-Ifile", "--stdin=file" or the next word. */

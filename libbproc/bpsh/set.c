@@ -477,9 +477,7 @@ static void *sig_thread(void *arg)
 	sigaddset(&s, SIGTTIN);
 	sigaddset(&s, SIGTTOU);
 	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
-	sigemptyset(&s);
-	for (size_t i = 0; i < BP_FE_NFWD; i++)
-		sigaddset(&s, bp_fe_fwd[i].sig);
+	bp_fe_fwd_set(&s);
 	for (;;) {
 		int sig;
 		if (sigwait(&s, &sig) != 0)
