@@ -40,7 +40,9 @@ const (
 	maxPendingDirect = 64
 	directGreeting   = 2 * time.Second
 	// ticketSkew is how far a ticket's expiry may lie ahead of the
-	// node's clock: the master's clock signed it.
+	// master's time as the node reckons it (its clock and the offset the
+	// master's hello gave): the one-way delay of the hello and the drift
+	// since.
 	ticketSkew = time.Minute
 )
 
@@ -203,8 +205,14 @@ func (s *Slave) directCheck(c net.Conn) (*running, slaveproto.Ticket, []byte, []
 	s.direct.mu.Lock()
 	key := s.direct.key
 	s.direct.mu.Unlock()
-	j, t, secret, err := s.checkTicket(key, h, time.Now())
+	j, t, secret, err := s.checkTicket(key, h, s.masterNow())
 	return j, t, secret, h.Nonce, err
+}
+
+// masterNow is the master's time as this node reckons it: tickets expire
+// in the master's time, and node clocks need not agree with it.
+func (s *Slave) masterNow() time.Time {
+	return time.Now().Add(time.Duration(s.masterAhead.Load()))
 }
 
 // checkTicket is directCheck's verdict on a greeting at time now.

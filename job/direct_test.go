@@ -269,6 +269,35 @@ func TestDirectRefusals(t *testing.T) {
 	}
 }
 
+// TestDirectMasterClock: the slave learns the master's clock from its
+// hello, and checks tickets against the master's time, not its own.
+func TestDirectMasterClock(t *testing.T) {
+	s, u, addr := startDirect(t)
+	// The same clock, read by the master before the slave: a little behind.
+	if ahead := time.Duration(s.masterAhead.Load()); ahead >= 0 || ahead < -time.Second {
+		t.Fatalf("the master's clock from its hello: %v ahead, want a little behind", ahead)
+	}
+	pidText := mustExec(t, u, "-1", "exec -i /bin/echo on-the-masters-time")
+	d := ticketOf(t, u, pidText, addr)
+	saved := s.masterAhead.Load()
+	// A master an hour ahead signed this ticket for 5 s of its own time:
+	// an hour past, in its time.
+	s.masterAhead.Store(int64(time.Hour))
+	if _, err := client.DialDirect(d); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a ticket an hour old in the master's time: %v", err)
+	}
+	s.masterAhead.Store(saved)
+	d = ticketOf(t, u, pidText, addr)
+	ds, err := client.DialDirect(d)
+	if err != nil {
+		t.Fatalf("a fresh ticket: %v", err)
+	}
+	defer ds.Close()
+	if out, _ := readAll(t, ds); out != "on-the-masters-time\n" {
+		t.Errorf("stdout %q", out)
+	}
+}
+
 // TestDirectPendingBound: silent strangers hold at most maxPendingDirect
 // handshakes; past it the oldest makes room, so a client with a ticket
 // still gets its stream at once.

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,6 +59,9 @@ type Slave struct {
 	reaper reaper
 	mig    migState    // migrations and ghosts (migrate.go)
 	direct directState // the data port (direct.go)
+	// masterAhead is how far the master's clock is ahead of this node's
+	// (ns, from its hello): tickets expire in the master's time.
+	masterAhead atomic.Int64
 
 	jobsState // orphan.go
 }
@@ -182,6 +186,9 @@ func (s *Slave) readJobs(ctx context.Context, jr *jobReader) {
 		switch m.Op {
 		case "hello":
 			s.logf("registered as node %d", m.Node)
+			if m.Now != 0 {
+				s.masterAhead.Store(m.Now - time.Now().UnixNano())
+			}
 			go s.pinger(ctx, tree, cancel, time.Duration(m.PingTimeout)*time.Millisecond)
 			s.handOver(l, time.Duration(m.Grace)*time.Millisecond)
 			s.announcePeer(tree)

@@ -209,7 +209,7 @@ func (m *Master) register(c *synth.Caller) (*slaveConn, error) {
 		m.dropSlave(old, "replaced by a new connection")
 	}
 	m.Logf("node %d up: slave %s (%s)", num, c.Addr, c.Host)
-	if err := sc.send(m, &slaveproto.Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds()}); err != nil {
+	if err := sc.send(m, &slaveproto.Msg{Op: "hello", Node: num, PingTimeout: ping.Milliseconds(), Grace: grace.Milliseconds(), Now: time.Now().UnixNano()}); err != nil {
 		m.dropSlave(sc, err.Error()) // a slave without its number cannot serve
 		return nil, err
 	}

@@ -16,6 +16,7 @@ func (m *Msg) AppendJSON(b []byte) []byte {
 	b = appendInt(b, `,"node":`, int64(m.Node))
 	b = appendInt(b, `,"ping_ms":`, m.PingTimeout)
 	b = appendInt(b, `,"grace_ms":`, m.Grace)
+	b = appendInt(b, `,"now_ns":`, m.Now)
 	b = appendStr(b, `,"stream":`, m.Stream)
 	b = appendInt(b, `,"off":`, m.Off)
 	b = appendInt(b, `,"stdout_off":`, m.StdoutOff)

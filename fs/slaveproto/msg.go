@@ -45,6 +45,7 @@ type Msg struct {
 	Node        int   `json:"node,omitempty"`
 	PingTimeout int64 `json:"ping_ms,omitempty"`
 	Grace       int64 `json:"grace_ms,omitempty"` // how long jobs outlive a lost master (0: not at all)
+	Now         int64 `json:"now_ns,omitempty"`   // the master's clock (Unix ns), which direct-stream tickets' expiries are in
 
 	// ack: the master has taken Off bytes of the job's Stream (stdout,
 	// stderr) off the slave's hands; forget: the job is gone from the
